@@ -1,0 +1,82 @@
+//! Command-line definitions (clap) and their translation into library calls.
+
+mod scope;
+mod targets;
+
+use std::ffi::OsString;
+use std::io::Write;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{Error, exit};
+
+pub use targets::TargetArgs;
+
+/// Authorized active network probing: scope-gated scans, capture analysis, packet crafting.
+#[derive(Debug, Parser)]
+#[command(name = "sonde", version, about, long_about = None, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXIT_CODES: &str =
+    "Exit codes: 0 ok, 1 runtime failure, 2 usage or input error, 3 refused by scope.";
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with scope files: the authorization every packet needs.
+    #[command(subcommand)]
+    Scope(scope::ScopeCommand),
+}
+
+/// nmap spells some options with one dash and two letters (`-iL`); clap
+/// knows only one-letter short options, so those are rewritten first.
+fn nmap_aliases(args: Vec<OsString>) -> Vec<OsString> {
+    args.into_iter()
+        .map(|a| {
+            if a == "-iL" {
+                OsString::from("--input-list")
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
+/// Run the command line `args` (including the program name); returns the exit code.
+pub fn main(args: Vec<OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(nmap_aliases(args)) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    exit::OK
+                }
+                _ => exit::INPUT,
+            };
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match run(cli, &mut out) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = out.flush();
+            eprintln!("sonde: error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Run a parsed command line, writing its output to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
+    match cli.command {
+        Command::Scope(cmd) => scope::run(cmd, out),
+    }
+}
+
+/// Map an output error (a closed pipe, a full disk) to a runtime error.
+pub(crate) fn write_err(e: std::io::Error) -> Error {
+    Error::runtime("cannot write output", e)
+}

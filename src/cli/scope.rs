@@ -1,0 +1,290 @@
+//! `sonde scope check FILE [TARGET[:PORT]]...`
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::targets::TargetArgs;
+use super::write_err;
+use crate::error::{Error, exit};
+use crate::scope::{Decision, HARD_DENY, ProbeKind, Rule, Scope, ScopeGate};
+use crate::target::{Family, PortSet, SystemResolver};
+
+#[derive(Debug, Subcommand)]
+pub enum ScopeCommand {
+    /// Validate a scope file, summarize it, and judge targets against it (exit 3 if any is refused).
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The scope file (TOML, see docs/scope-format.md).
+    pub file: PathBuf,
+
+    #[command(flatten)]
+    pub targets: TargetArgs,
+
+    /// Probe kind to judge: syn, icmp or dns (default: syn when a port is given, else icmp).
+    #[arg(long = "probe", value_name = "KIND", value_parser = clap::value_parser!(String))]
+    pub probe: Option<String>,
+}
+
+/// A scope file as loaded: the parsed scope, its path and its SHA-256.
+pub struct ScopeFile {
+    pub scope: Scope,
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+/// Read, hash and parse a scope file.
+pub fn load_scope(path: &Path) -> Result<ScopeFile, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Input {
+        what: format!("scope file {}", path.display()),
+        source,
+    })?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let text = String::from_utf8(bytes).map_err(|e| {
+        Error::usage(
+            format!(
+                "scope file {} is not UTF-8 text (byte {} is not)",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            ),
+            "scope files are TOML, which is UTF-8 text",
+        )
+    })?;
+    let scope = Scope::from_toml(&text, &path.display().to_string())?;
+    Ok(ScopeFile {
+        scope,
+        path: path.to_path_buf(),
+        sha256,
+    })
+}
+
+pub fn run(cmd: ScopeCommand, out: &mut dyn Write) -> Result<i32, Error> {
+    match cmd {
+        ScopeCommand::Check(args) => check(args, out),
+    }
+}
+
+fn check(args: CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    let file = load_scope(&args.file)?;
+    let probe: Option<ProbeKind> = match &args.probe {
+        None => None,
+        Some(p) => Some(
+            p.parse()
+                .map_err(|m: String| Error::usage(m, "--probe syn, --probe icmp or --probe dns"))?,
+        ),
+    };
+    let ports = args.targets.port_set()?;
+    let targets = args.targets.resolve(&SystemResolver, true)?;
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("0 is a valid nanosecond");
+    let gate = ScopeGate::with_clock(file.scope.clone(), None, Arc::new(move || now))
+        .map_err(Error::from)?;
+    summarize(&file, &gate, now, out).map_err(write_err)?;
+
+    let mut refused = 0usize;
+    if !targets.is_empty() {
+        writeln!(
+            out,
+            "\ntargets (judged at {}):",
+            crate::scope::gate_time(now)
+        )
+        .map_err(write_err)?;
+    }
+    for t in &targets {
+        let port_list: Option<PortSet> = t.port.map(PortSet::single).or_else(|| ports.clone());
+        let kind = probe.unwrap_or(if port_list.is_some() {
+            ProbeKind::Syn
+        } else {
+            ProbeKind::Icmp
+        });
+        let label = t.target.to_string();
+        let decision = judge(
+            &gate,
+            &t.target.range,
+            port_list.as_ref(),
+            kind,
+            &label,
+            now,
+        );
+        let what = match (&port_list, kind.has_port()) {
+            (Some(p), true) => format!("{label} port {p}/{kind}"),
+            _ => format!("{label} ({kind})"),
+        };
+        match decision {
+            Decision::Allowed { rule } => writeln!(out, "  ALLOWED  {what}: by {rule}"),
+            Decision::Refused(r) => {
+                refused += 1;
+                writeln!(out, "  REFUSED  {what}: {r}")
+            }
+        }
+        .map_err(write_err)?;
+    }
+    if refused > 0 {
+        writeln!(out, "\n{refused} of {} targets refused", targets.len()).map_err(write_err)?;
+        return Ok(exit::REFUSED);
+    }
+    Ok(exit::OK)
+}
+
+/// Judge a range against a whole port list. The decision can change only
+/// where some rule's port list starts or ends, so one port per segment
+/// between those boundaries stands for the segment.
+fn judge(
+    gate: &ScopeGate,
+    range: &crate::target::AddrRange,
+    ports: Option<&PortSet>,
+    kind: ProbeKind,
+    label: &str,
+    now: OffsetDateTime,
+) -> Decision {
+    let Some(ports) = ports.filter(|_| kind.has_port()) else {
+        let port = if kind == ProbeKind::Dns {
+            Some(53)
+        } else {
+            None
+        };
+        return gate.decide_at(*range, port, kind, label, now);
+    };
+    let scope = gate.scope();
+    let mut cuts: Vec<u32> = vec![1, 65536];
+    for r in scope.allow.iter().chain(&scope.deny) {
+        for &(s, e) in r.ports.iter().flat_map(|p| p.ranges()) {
+            cuts.push(u32::from(s));
+            cuts.push(u32::from(e) + 1);
+        }
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut first_allowed = None;
+    for &(s, e) in ports.ranges() {
+        let (s, e) = (u32::from(s), u32::from(e));
+        let mut p = s;
+        while p <= e {
+            let next_cut = cuts.iter().copied().find(|&c| c > p).unwrap_or(65536);
+            match gate.decide_at(*range, Some(p as u16), kind, label, now) {
+                Decision::Refused(r) => return Decision::Refused(r),
+                allowed => first_allowed = first_allowed.or(Some(allowed)),
+            }
+            p = next_cut.min(e + 1).max(p + 1);
+        }
+    }
+    first_allowed.expect("a port list is never empty")
+}
+
+fn count(n: u128) -> String {
+    if n >= 1 << 20 && n.is_power_of_two() {
+        format!("2^{}", n.trailing_zeros())
+    } else if n == u128::MAX {
+        "2^128".to_string()
+    } else {
+        n.to_string()
+    }
+}
+
+fn summarize(
+    file: &ScopeFile,
+    gate: &ScopeGate,
+    now: OffsetDateTime,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let s = &file.scope;
+    let e = &s.engagement;
+    writeln!(
+        out,
+        "scope {} is valid (sha256 {})",
+        file.path.display(),
+        file.sha256
+    )?;
+    writeln!(
+        out,
+        "engagement: {} for {}, authorized by {}, contact {}",
+        e.id, e.client, e.authorized_by, e.contact
+    )?;
+    let state = match gate.check_window(now) {
+        Ok(()) => format!("open now, closes in {}", human_duration(e.not_after - now)),
+        Err(r) => format!("CLOSED: {r}"),
+    };
+    writeln!(
+        out,
+        "window: {} to {} ({state})",
+        crate::scope::gate_time(e.not_before),
+        crate::scope::gate_time(e.not_after)
+    )?;
+    if let Some(n) = &e.notes {
+        writeln!(out, "notes: {}", n.trim())?;
+    }
+    let budget = s.max_probes.map_or("no limit".to_string(), |n| {
+        format!("at most {n} probes per run")
+    });
+    writeln!(out, "limits: at most {} packets/s; {budget}", s.max_rate)?;
+    writeln!(out, "probe kinds: {}", s.probes)?;
+    writeln!(out, "allowed (after deny rules and the hard deny):")?;
+    for kind in s.probes.iter() {
+        let addrs = s.allowed_addresses(kind);
+        let ports = if kind.has_port() {
+            let p = s.allowed_ports(kind);
+            format!(", {} ports ({})", p.len(), abbreviate(&p.to_string()))
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "  {kind:<4}  {} IPv4 and {} IPv6 addresses{ports}",
+            count(addrs.count(Family::V4)),
+            count(addrs.count(Family::V6))
+        )?;
+    }
+    for (title, rules) in [
+        ("allow rules", &s.allow),
+        ("deny rules (beat allow rules)", &s.deny),
+    ] {
+        if rules.is_empty() {
+            continue;
+        }
+        writeln!(out, "{title}:")?;
+        for r in rules.iter() {
+            writeln!(out, "  {}", describe(r))?;
+        }
+    }
+    let hard: Vec<&str> = HARD_DENY.iter().map(|(n, _)| *n).collect();
+    writeln!(out, "hard deny (no scope can lift): {}", hard.join(", "))?;
+    Ok(())
+}
+
+fn describe(r: &Rule) -> String {
+    let ports = r.ports.as_ref().map_or("all ports".to_string(), |p| {
+        format!("ports {}", abbreviate(&p.to_string()))
+    });
+    let probes = r.probes.map_or("all kinds".to_string(), |p| p.to_string());
+    let mut s = format!("{r}: {}; {ports}; {probes}", r.target_text.join(", "));
+    if let Some(reason) = &r.reason {
+        s.push_str(&format!("; reason: {reason}"));
+    }
+    s
+}
+
+fn abbreviate(s: &str) -> String {
+    if s.len() > 60 {
+        let cut = s[..60].rfind(',').unwrap_or(60);
+        format!("{},...", &s[..cut])
+    } else {
+        s.to_string()
+    }
+}
+
+fn human_duration(d: time::Duration) -> String {
+    let secs = d.whole_seconds().max(0);
+    match secs {
+        s if s >= 86_400 => format!("{} days", s / 86_400),
+        s if s >= 3_600 => format!("{} hours", s / 3_600),
+        s => format!("{} minutes", s / 60),
+    }
+}

@@ -1,0 +1,94 @@
+//! Target and port arguments shared by every command that names targets.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::error::Error;
+use crate::target::spec::{parse_target_list, split_target_port};
+use crate::target::{PortSet, ResolvedTarget, Resolver, TargetSpec};
+
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Targets: addresses, CIDR blocks, ranges (198.18.1.1-50), host names; TARGET:PORT where a port is meant.
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    /// Read targets from FILE (nmap's -iL): white-space separated, '#' starts a comment.
+    #[arg(long = "input-list", value_name = "FILE")]
+    pub input_list: Option<PathBuf>,
+
+    /// Ports: 22,80,1000-2000; '-' (as in -p-) for all 65535.
+    #[arg(
+        short = 'p',
+        long = "ports",
+        value_name = "PORTS",
+        allow_hyphen_values = true,
+        conflicts_with = "top_ports"
+    )]
+    pub ports: Option<String>,
+
+    /// The N most common TCP ports, in nmap's frequency order (1-1000).
+    #[arg(long = "top-ports", value_name = "N")]
+    pub top_ports: Option<usize>,
+}
+
+/// One target with the port it named, if any.
+#[derive(Debug, Clone)]
+pub struct TargetWithPort {
+    pub target: ResolvedTarget,
+    pub port: Option<u16>,
+}
+
+impl TargetArgs {
+    /// The port list from -p or --top-ports, if either was given.
+    pub fn port_set(&self) -> Result<Option<PortSet>, Error> {
+        if let Some(p) = &self.ports {
+            return PortSet::parse(p).map(Some).map_err(|mut e| {
+                e.message = format!("in -p {p:?}: {}", e.message);
+                Error::Ports(e)
+            });
+        }
+        match self.top_ports {
+            Some(n) => PortSet::top(n).map(Some).map_err(|m| {
+                Error::usage(m, "--top-ports 100 scans nmap's 100 most common TCP ports")
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// Every target from the command line and -iL, resolved.
+    pub fn resolve(
+        &self,
+        resolver: &dyn Resolver,
+        allow_port: bool,
+    ) -> Result<Vec<TargetWithPort>, Error> {
+        let mut specs = Vec::new();
+        for t in &self.targets {
+            let (host, port) = if allow_port {
+                split_target_port(t)?
+            } else {
+                (t.as_str(), None)
+            };
+            specs.push((t.clone(), TargetSpec::parse(host)?, port));
+        }
+        if let Some(path) = &self.input_list {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Input {
+                what: format!("target list {}", path.display()),
+                source,
+            })?;
+            for (word, spec) in parse_target_list(&text, &path.display().to_string())? {
+                specs.push((word, spec, None));
+            }
+        }
+        specs
+            .into_iter()
+            .map(|(text, spec, port)| {
+                Ok(TargetWithPort {
+                    target: spec.resolve(&text, resolver)?,
+                    port,
+                })
+            })
+            .collect()
+    }
+}

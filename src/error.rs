@@ -1,0 +1,117 @@
+//! The library's error type and the exit code each kind of failure maps to.
+
+use std::fmt;
+
+use crate::scope::{Refusal, ScopeError};
+use crate::target::{PortError, TargetError};
+
+/// Exit codes, as documented in the README.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const RUNTIME: i32 = 1;
+    pub const INPUT: i32 = 2;
+    pub const REFUSED: i32 = 3;
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// A scope file that cannot be used (exit 2).
+    Scope(ScopeError),
+    /// A target that cannot be understood or resolved (exit 2).
+    Target(TargetError),
+    /// A bad port list (exit 2).
+    Ports(PortError),
+    /// Bad command-line input (exit 2).
+    Usage { message: String, hint: String },
+    /// An input file that cannot be read (exit 2).
+    Input {
+        what: String,
+        source: std::io::Error,
+    },
+    /// The scope refuses (exit 3).
+    Refused(Vec<Refusal>),
+    /// Something failed while running (exit 1).
+    Runtime {
+        context: String,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Refused(_) => exit::REFUSED,
+            Error::Runtime { .. } => exit::RUNTIME,
+            _ => exit::INPUT,
+        }
+    }
+
+    pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> Error {
+        Error::Usage {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    pub fn runtime(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Runtime {
+            context: context.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Scope(e) => write!(f, "invalid scope file {e}"),
+            Error::Target(e) => write!(f, "{e}"),
+            Error::Ports(e) => write!(f, "{e}"),
+            Error::Usage { message, hint } => write!(f, "{message}\nhint: {hint}"),
+            Error::Input { what, source } => write!(f, "cannot read {what}: {source}"),
+            Error::Refused(refusals) => {
+                write!(f, "refused by scope:")?;
+                for r in refusals {
+                    write!(f, "\n  - {r}")?;
+                }
+                Ok(())
+            }
+            Error::Runtime {
+                context,
+                source: Some(s),
+            } => write!(f, "{context}: {s}"),
+            Error::Runtime {
+                context,
+                source: None,
+            } => write!(f, "{context}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<ScopeError> for Error {
+    fn from(e: ScopeError) -> Error {
+        Error::Scope(e)
+    }
+}
+impl From<TargetError> for Error {
+    fn from(e: TargetError) -> Error {
+        Error::Target(e)
+    }
+}
+impl From<PortError> for Error {
+    fn from(e: PortError) -> Error {
+        Error::Ports(e)
+    }
+}
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Error {
+        Error::Refused(vec![r])
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

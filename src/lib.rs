@@ -1,0 +1,11 @@
+//! sonde: authorized active network probing, capture analysis and packet crafting.
+//!
+//! The data flows one way: a [`scope::ScopeGate`] decides what may be sent;
+//! [`target`] describes what to probe. See `docs/architecture.md`.
+
+pub mod cli;
+pub mod error;
+pub mod scope;
+pub mod target;
+
+pub use error::{Error, Result};

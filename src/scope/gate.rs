@@ -1,0 +1,509 @@
+//! The scope gate: the one type that decides whether a packet may be sent.
+//!
+//! Sending needs a [`Permit`]. A permit has private fields and no public
+//! constructor, so the only way to get one is [`Allowance::permit`], and the
+//! only way to get an [`Allowance`] is [`ScopeGate::reserve`], which checks
+//! the validity window and the probe budget and waits on the rate ceiling.
+//! The sender takes permits by value, one per packet.
+//!
+//! ```compile_fail
+//! // A permit cannot be made outside the gate.
+//! let p = sonde::scope::Permit { dst: "127.0.0.1".parse().unwrap(), port: None, kind: sonde::scope::ProbeKind::Icmp };
+//! ```
+
+use std::fmt;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{Quota, RateLimiter};
+use time::OffsetDateTime;
+
+use super::{ProbeKind, Rule, Scope};
+use crate::target::{AddrRange, IpSet};
+
+/// Networks no scope can open: "this network", broadcast, multicast and
+/// reserved space. Probing them reaches hosts nobody listed.
+pub const HARD_DENY: [(&str, &str); 5] = [
+    ("0.0.0.0/8", "\"this network\" (RFC 1122)"),
+    ("255.255.255.255/32", "limited broadcast"),
+    ("224.0.0.0/4", "IPv4 multicast"),
+    ("240.0.0.0/4", "reserved IPv4 space (class E)"),
+    ("ff00::/8", "IPv6 multicast"),
+];
+
+fn hard_deny_ranges() -> impl Iterator<Item = (AddrRange, &'static str, &'static str)> {
+    HARD_DENY.iter().map(|&(net, why)| {
+        let (base, prefix) = net.split_once('/').expect("constant CIDR");
+        let range = AddrRange::cidr(
+            base.parse().expect("constant address"),
+            prefix.parse().expect("constant prefix"),
+        )
+        .expect("constant block");
+        (range, net, why)
+    })
+}
+
+pub(super) fn hard_deny_set() -> IpSet {
+    hard_deny_ranges().map(|(r, _, _)| r).collect()
+}
+
+/// Why something may not be sent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Refusal {
+    HardDeny {
+        target: String,
+        network: &'static str,
+        why: &'static str,
+    },
+    Denied {
+        target: String,
+        rule: String,
+        reason: Option<String>,
+    },
+    NotCovered {
+        target: String,
+        address: IpAddr,
+    },
+    PortNotAllowed {
+        target: String,
+        port: u16,
+        kind: ProbeKind,
+        address: IpAddr,
+    },
+    KindNotAllowed {
+        target: String,
+        kind: ProbeKind,
+        rule: Option<String>,
+    },
+    PortRequired {
+        target: String,
+        kind: ProbeKind,
+    },
+    NotYetValid {
+        not_before: OffsetDateTime,
+        now: OffsetDateTime,
+    },
+    Expired {
+        not_after: OffsetDateTime,
+        now: OffsetDateTime,
+    },
+    RateAboveCeiling {
+        requested: f64,
+        ceiling: f64,
+    },
+    BudgetExhausted {
+        max_probes: u64,
+    },
+    AllowanceSpent,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Refusal::*;
+        match self {
+            HardDeny {
+                target,
+                network,
+                why,
+            } => write!(
+                f,
+                "{target} is in {network} ({why}), which sonde never probes whatever the scope says"
+            ),
+            Denied {
+                target,
+                rule,
+                reason,
+            } => {
+                write!(f, "{target} is denied by {rule}")?;
+                if let Some(r) = reason {
+                    write!(f, ": {r}")?;
+                }
+                Ok(())
+            }
+            NotCovered { target, address } => write!(
+                f,
+                "{target} is outside every allow rule ({address} is not listed); scopes are default deny"
+            ),
+            PortNotAllowed {
+                target,
+                port,
+                kind,
+                address,
+            } => write!(
+                f,
+                "{target}: port {port} is not allowed for {kind} probes to {address} by any allow rule"
+            ),
+            KindNotAllowed {
+                target,
+                kind,
+                rule: None,
+            } => {
+                write!(f, "{target}: {kind} probes are not allowed by this scope")
+            }
+            KindNotAllowed {
+                target,
+                kind,
+                rule: Some(rule),
+            } => {
+                write!(
+                    f,
+                    "{target}: {kind} probes are not allowed there ({rule} does not list {kind})"
+                )
+            }
+            PortRequired { target, kind } => {
+                write!(
+                    f,
+                    "{target}: {kind} probes go to a port; give TARGET:PORT or -p"
+                )
+            }
+            NotYetValid { not_before, now } => write!(
+                f,
+                "the scope's validity window opens at {} and it is now {}",
+                rfc3339(*not_before),
+                rfc3339(*now)
+            ),
+            Expired { not_after, now } => write!(
+                f,
+                "the scope's validity window closed at {} and it is now {}",
+                rfc3339(*not_after),
+                rfc3339(*now)
+            ),
+            RateAboveCeiling { requested, ceiling } => write!(
+                f,
+                "a rate of {requested} packets/s is above the scope's ceiling of {ceiling} packets/s"
+            ),
+            BudgetExhausted { max_probes } => {
+                write!(f, "the scope's budget of {max_probes} probes is spent")
+            }
+            AllowanceSpent => write!(f, "the reserved allowance is spent; reserve again"),
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// What the gate says about a target, and which rule said it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    Allowed { rule: String },
+    Refused(Refusal),
+}
+
+impl Decision {
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allowed { .. })
+    }
+}
+
+/// Leave to send one packet of `kind` to `dst` (and `port`), issued by the gate.
+#[must_use = "a permit is leave to send one packet"]
+#[derive(Debug, PartialEq, Eq)]
+pub struct Permit {
+    dst: IpAddr,
+    port: Option<u16>,
+    kind: ProbeKind,
+}
+
+impl Permit {
+    pub fn dst(&self) -> IpAddr {
+        self.dst
+    }
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+    pub fn kind(&self) -> ProbeKind {
+        self.kind
+    }
+}
+
+/// A reservation of `n` packets against the rate ceiling; spend it on permits.
+pub struct Allowance<'g> {
+    gate: &'g ScopeGate,
+    remaining: u32,
+}
+
+impl Allowance<'_> {
+    pub fn remaining(&self) -> u32 {
+        self.remaining
+    }
+
+    /// Leave to send one packet, if the scope allows it.
+    pub fn permit(
+        &mut self,
+        dst: IpAddr,
+        port: Option<u16>,
+        kind: ProbeKind,
+    ) -> Result<Permit, Refusal> {
+        if self.remaining == 0 {
+            return Err(Refusal::AllowanceSpent);
+        }
+        match self.gate.decide_addr(dst, port, kind) {
+            Decision::Allowed { .. } => {
+                self.remaining -= 1;
+                self.gate.issued.fetch_add(1, Ordering::Relaxed);
+                Ok(Permit { dst, port, kind })
+            }
+            Decision::Refused(r) => Err(r),
+        }
+    }
+}
+
+type Now = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+/// The one place that decides whether sonde may send a packet.
+pub struct ScopeGate {
+    scope: Scope,
+    hard_deny: IpSet,
+    rate: f64,
+    burst: u32,
+    limiter: RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock>,
+    issued: AtomicU64,
+    now: Now,
+}
+
+/// The rate used when neither the user nor the scope asks for less.
+pub const DEFAULT_RATE: f64 = 1000.0;
+
+impl ScopeGate {
+    /// A gate for `scope`, sending at `requested` packets/s (default: the
+    /// lower of [`DEFAULT_RATE`] and the ceiling). Refuses a rate above the
+    /// ceiling and a window that is not open now.
+    pub fn new(scope: Scope, requested: Option<f64>) -> Result<ScopeGate, Refusal> {
+        let gate = ScopeGate::with_clock(scope, requested, Arc::new(OffsetDateTime::now_utc))?;
+        gate.check_window(gate.now())?;
+        Ok(gate)
+    }
+
+    /// As [`ScopeGate::new`] with the wall clock replaced, and without the
+    /// up-front window check (for `scope check` and tests): every
+    /// [`ScopeGate::reserve`] still checks the window.
+    pub fn with_clock(
+        scope: Scope,
+        requested: Option<f64>,
+        now: Now,
+    ) -> Result<ScopeGate, Refusal> {
+        let rate = match requested {
+            Some(r) if r > scope.max_rate => {
+                return Err(Refusal::RateAboveCeiling {
+                    requested: r,
+                    ceiling: scope.max_rate,
+                });
+            }
+            Some(r) if r.is_finite() && r > 0.0 => r,
+            Some(r) => {
+                return Err(Refusal::RateAboveCeiling {
+                    requested: r,
+                    ceiling: scope.max_rate,
+                });
+            }
+            None => DEFAULT_RATE.min(scope.max_rate),
+        };
+        // A burst of about 10 ms of traffic lets the sender batch without
+        // ever exceeding the ceiling measured over any second.
+        let burst = ((rate / 100.0).ceil() as u32).clamp(1, 65_536);
+        let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
+        let quota = Quota::with_period(period)
+            .expect("period is positive")
+            .allow_burst(NonZeroU32::new(burst).expect("burst is at least 1"));
+        Ok(ScopeGate {
+            hard_deny: hard_deny_set(),
+            scope,
+            rate,
+            burst,
+            limiter: RateLimiter::direct(quota),
+            issued: AtomicU64::new(0),
+            now,
+        })
+    }
+
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+    /// The rate this gate paces to, packets per second.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+    /// The largest allowance one [`ScopeGate::reserve`] hands out.
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+    /// Permits issued so far.
+    pub fn issued(&self) -> u64 {
+        self.issued.load(Ordering::Relaxed)
+    }
+    pub fn now(&self) -> OffsetDateTime {
+        (self.now)()
+    }
+
+    /// Whether the validity window is open at `now`.
+    pub fn check_window(&self, now: OffsetDateTime) -> Result<(), Refusal> {
+        let e = &self.scope.engagement;
+        if now < e.not_before {
+            return Err(Refusal::NotYetValid {
+                not_before: e.not_before,
+                now,
+            });
+        }
+        if now > e.not_after {
+            return Err(Refusal::Expired {
+                not_after: e.not_after,
+                now,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reserve up to `n` packets (at most [`ScopeGate::burst`]): checks the
+    /// window and the probe budget, then blocks until the rate ceiling has
+    /// room. A run that outlives `not_after` is refused here.
+    pub fn reserve(&self, n: u32) -> Result<Allowance<'_>, Refusal> {
+        self.check_window(self.now())?;
+        let mut n = n.clamp(1, self.burst);
+        if let Some(max) = self.scope.max_probes {
+            let left = max.saturating_sub(self.issued());
+            if left == 0 {
+                return Err(Refusal::BudgetExhausted { max_probes: max });
+            }
+            n = n.min(u32::try_from(left).unwrap_or(u32::MAX));
+        }
+        let cells = NonZeroU32::new(n).expect("n is at least 1");
+        let clock = DefaultClock::default();
+        loop {
+            match self.limiter.check_n(cells) {
+                Ok(Ok(())) => break,
+                Ok(Err(not_until)) => std::thread::sleep(not_until.wait_time_from(clock.now())),
+                Err(_) => unreachable!("n is clamped to the burst size"),
+            }
+        }
+        Ok(Allowance {
+            gate: self,
+            remaining: n,
+        })
+    }
+
+    /// The decision for one address, without time or rate: allowed, or why not.
+    pub fn decide_addr(&self, dst: IpAddr, port: Option<u16>, kind: ProbeKind) -> Decision {
+        self.decide(AddrRange::single(dst), port, kind, &dst.to_string())
+    }
+
+    /// The decision for every address of `range` at once; `label` names the
+    /// target in a refusal. Allowed only if every address is allowed.
+    pub fn decide(
+        &self,
+        range: AddrRange,
+        port: Option<u16>,
+        kind: ProbeKind,
+        label: &str,
+    ) -> Decision {
+        let target = |p: Option<u16>| match p {
+            Some(p) if kind.has_port() => format!("{label} port {p}/{kind}"),
+            _ => format!("{label} ({kind})"),
+        };
+        let refuse = |r: Refusal| Decision::Refused(r);
+        if self.hard_deny.intersects(range) {
+            let (_, network, why) = hard_deny_ranges()
+                .find(|(r, _, _)| self.hard_deny_hit(r, range))
+                .expect("an intersecting block exists");
+            return refuse(Refusal::HardDeny {
+                target: target(port),
+                network,
+                why,
+            });
+        }
+        if !self.scope.probes.contains(kind) {
+            return refuse(Refusal::KindNotAllowed {
+                target: target(port),
+                kind,
+                rule: None,
+            });
+        }
+        if kind.has_port() && port.is_none() {
+            return refuse(Refusal::PortRequired {
+                target: target(port),
+                kind,
+            });
+        }
+        if let Some(rule) = self
+            .scope
+            .deny
+            .iter()
+            .find(|r| r.applies_to(kind, port) && r.targets.intersects(range))
+        {
+            return refuse(Refusal::Denied {
+                target: target(port),
+                rule: rule.to_string(),
+                reason: rule.reason.clone(),
+            });
+        }
+        // Fast path: one allow rule covers the whole range.
+        let applicable = || self.scope.allow.iter().filter(|r| r.applies_to(kind, port));
+        if let Some(rule) = applicable().find(|r| r.targets.contains_range(range)) {
+            return Decision::Allowed {
+                rule: rule.to_string(),
+            };
+        }
+        let mut covered = IpSet::new();
+        for r in applicable() {
+            covered.union_with(&r.targets);
+        }
+        let Some(missing) = covered.first_missing(range) else {
+            let rule = applicable()
+                .find(|r| r.targets.contains(range.first()))
+                .map_or_else(String::new, Rule::to_string);
+            return Decision::Allowed {
+                rule: format!("{rule} and others"),
+            };
+        };
+        // Say why the uncovered address is refused: another port, another kind, or nothing.
+        let at = AddrRange::single(missing);
+        let mut touching = self.scope.allow.iter().filter(|r| r.targets.intersects(at));
+        match touching.next() {
+            None => refuse(Refusal::NotCovered {
+                target: target(port),
+                address: missing,
+            }),
+            Some(rule) if rule.probes.is_some_and(|p| !p.contains(kind)) => {
+                refuse(Refusal::KindNotAllowed {
+                    target: target(port),
+                    kind,
+                    rule: Some(rule.to_string()),
+                })
+            }
+            Some(_) => refuse(Refusal::PortNotAllowed {
+                target: target(port),
+                port: port.unwrap_or(0),
+                kind,
+                address: missing,
+            }),
+        }
+    }
+
+    fn hard_deny_hit(&self, block: &AddrRange, range: AddrRange) -> bool {
+        let set: IpSet = [*block].into_iter().collect();
+        set.intersects(range)
+    }
+
+    /// The decision at time `now`: the window first, then [`ScopeGate::decide`].
+    pub fn decide_at(
+        &self,
+        range: AddrRange,
+        port: Option<u16>,
+        kind: ProbeKind,
+        label: &str,
+        now: OffsetDateTime,
+    ) -> Decision {
+        match self.check_window(now) {
+            Err(r) => Decision::Refused(r),
+            Ok(()) => self.decide(range, port, kind, label),
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! Address ranges and sets over the flat integer space of one address family.
+//!
+//! IPv4 and IPv6 addresses are mapped to `u128` so one implementation of
+//! interval arithmetic serves both; a set keeps the two families apart so an
+//! IPv4 value can never be confused with the IPv6 address of the same number.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// The address family of a range or set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(ip: IpAddr) -> Family {
+        match ip {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// The largest address value of the family.
+    pub fn max_value(self) -> u128 {
+        match self {
+            Family::V4 => u32::MAX as u128,
+            Family::V6 => u128::MAX,
+        }
+    }
+
+    pub fn bits(self) -> u32 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+
+    pub fn addr(self, value: u128) -> IpAddr {
+        match self {
+            Family::V4 => IpAddr::V4(Ipv4Addr::from(value as u32)),
+            Family::V6 => IpAddr::V6(Ipv6Addr::from(value)),
+        }
+    }
+}
+
+/// The integer value of an address within its family.
+pub fn addr_value(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u32::from(a) as u128,
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// An inclusive range of addresses of one family: `start..=end`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AddrRange {
+    family: Family,
+    start: u128,
+    end: u128,
+}
+
+/// Why a range could not be formed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RangeError {
+    MixedFamilies,
+    Inverted,
+    PrefixTooLong { prefix: u8, max: u32 },
+}
+
+impl fmt::Display for RangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RangeError::MixedFamilies => write!(f, "a range cannot mix IPv4 and IPv6 ends"),
+            RangeError::Inverted => write!(f, "the range's first address is after its last"),
+            RangeError::PrefixTooLong { prefix, max } => {
+                write!(f, "prefix length {prefix} is longer than {max}")
+            }
+        }
+    }
+}
+
+impl AddrRange {
+    pub fn single(ip: IpAddr) -> AddrRange {
+        let v = addr_value(ip);
+        AddrRange {
+            family: Family::of(ip),
+            start: v,
+            end: v,
+        }
+    }
+
+    pub fn new(first: IpAddr, last: IpAddr) -> Result<AddrRange, RangeError> {
+        if Family::of(first) != Family::of(last) {
+            return Err(RangeError::MixedFamilies);
+        }
+        let (start, end) = (addr_value(first), addr_value(last));
+        if start > end {
+            return Err(RangeError::Inverted);
+        }
+        Ok(AddrRange {
+            family: Family::of(first),
+            start,
+            end,
+        })
+    }
+
+    /// The block `base/prefix`; host bits of `base` are ignored, as nmap does.
+    pub fn cidr(base: IpAddr, prefix: u8) -> Result<AddrRange, RangeError> {
+        let family = Family::of(base);
+        let bits = family.bits();
+        if u32::from(prefix) > bits {
+            return Err(RangeError::PrefixTooLong { prefix, max: bits });
+        }
+        let host_bits = bits - u32::from(prefix);
+        let host_mask: u128 = if host_bits == 128 {
+            u128::MAX
+        } else {
+            (1u128 << host_bits) - 1
+        };
+        let start = addr_value(base) & !host_mask & family.max_value();
+        Ok(AddrRange {
+            family,
+            start,
+            end: start | host_mask,
+        })
+    }
+
+    pub(crate) fn from_values(family: Family, start: u128, end: u128) -> AddrRange {
+        debug_assert!(start <= end && end <= family.max_value());
+        AddrRange { family, start, end }
+    }
+
+    pub fn family(&self) -> Family {
+        self.family
+    }
+    pub fn start_value(&self) -> u128 {
+        self.start
+    }
+    pub fn end_value(&self) -> u128 {
+        self.end
+    }
+    pub fn first(&self) -> IpAddr {
+        self.family.addr(self.start)
+    }
+    pub fn last(&self) -> IpAddr {
+        self.family.addr(self.end)
+    }
+
+    /// Number of addresses, saturating at `u128::MAX` for all of IPv6.
+    pub fn len(&self) -> u128 {
+        (self.end - self.start).saturating_add(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        Family::of(ip) == self.family && (self.start..=self.end).contains(&addr_value(ip))
+    }
+
+    /// The `i`-th address of the range, if there is one.
+    pub fn nth(&self, i: u128) -> Option<IpAddr> {
+        let v = self.start.checked_add(i)?;
+        (v <= self.end).then(|| self.family.addr(v))
+    }
+}
+
+impl fmt::Display for AddrRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.start == self.end {
+            return write!(f, "{}", self.first());
+        }
+        // Print as CIDR when the range is exactly one aligned block.
+        let span = self.end - self.start;
+        if span.wrapping_add(1) & span == 0 && self.start & span == 0 {
+            let host_bits = 128 - span.leading_zeros();
+            let prefix = self.family.bits() - host_bits;
+            return write!(f, "{}/{}", self.first(), prefix);
+        }
+        write!(f, "{}-{}", self.first(), self.last())
+    }
+}
+
+/// A set of addresses kept as sorted, disjoint, non-adjacent ranges per family.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IpSet {
+    v4: Vec<(u128, u128)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl IpSet {
+    pub fn new() -> IpSet {
+        IpSet::default()
+    }
+
+    fn family_mut(&mut self, family: Family) -> &mut Vec<(u128, u128)> {
+        match family {
+            Family::V4 => &mut self.v4,
+            Family::V6 => &mut self.v6,
+        }
+    }
+
+    fn family(&self, family: Family) -> &[(u128, u128)] {
+        match family {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+
+    pub fn insert(&mut self, range: AddrRange) {
+        let list = self.family_mut(range.family);
+        let (mut start, mut end) = (range.start, range.end);
+        let mut out = Vec::with_capacity(list.len() + 1);
+        let mut placed = false;
+        for &(s, e) in list.iter() {
+            if e.saturating_add(1) < start {
+                out.push((s, e));
+            } else if end.saturating_add(1) < s {
+                if !placed {
+                    out.push((start, end));
+                    placed = true;
+                }
+                out.push((s, e));
+            } else {
+                start = start.min(s);
+                end = end.max(e);
+            }
+        }
+        if !placed {
+            out.push((start, end));
+        }
+        *list = out;
+    }
+
+    pub fn remove(&mut self, range: AddrRange) {
+        let list = self.family_mut(range.family);
+        let mut out = Vec::with_capacity(list.len() + 1);
+        for &(s, e) in list.iter() {
+            if e < range.start || s > range.end {
+                out.push((s, e));
+                continue;
+            }
+            if s < range.start {
+                out.push((s, range.start - 1));
+            }
+            if e > range.end {
+                out.push((range.end + 1, e));
+            }
+        }
+        *list = out;
+    }
+
+    pub fn union_with(&mut self, other: &IpSet) {
+        for r in other.ranges() {
+            self.insert(r);
+        }
+    }
+
+    pub fn subtract(&mut self, other: &IpSet) {
+        for r in other.ranges() {
+            self.remove(r);
+        }
+    }
+
+    fn find(&self, family: Family, v: u128) -> Option<(u128, u128)> {
+        let list = self.family(family);
+        let i = list.partition_point(|&(_, e)| e < v);
+        list.get(i).copied().filter(|&(s, _)| s <= v)
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.find(Family::of(ip), addr_value(ip)).is_some()
+    }
+
+    /// True when every address of `range` is in the set.
+    pub fn contains_range(&self, range: AddrRange) -> bool {
+        self.find(range.family, range.start)
+            .is_some_and(|(_, e)| e >= range.end)
+    }
+
+    /// True when at least one address of `range` is in the set.
+    pub fn intersects(&self, range: AddrRange) -> bool {
+        let list = self.family(range.family);
+        let i = list.partition_point(|&(_, e)| e < range.start);
+        list.get(i).is_some_and(|&(s, _)| s <= range.end)
+    }
+
+    /// The first address of `range` that is not in the set.
+    pub fn first_missing(&self, range: AddrRange) -> Option<IpAddr> {
+        let mut v = range.start;
+        loop {
+            match self.find(range.family, v) {
+                None => return Some(range.family.addr(v)),
+                Some((_, e)) if e >= range.end => return None,
+                Some((_, e)) => v = e + 1,
+            }
+        }
+    }
+
+    /// The first address of `range` that is in the set.
+    pub fn first_common(&self, range: AddrRange) -> Option<IpAddr> {
+        let list = self.family(range.family);
+        let i = list.partition_point(|&(_, e)| e < range.start);
+        let &(s, _) = list.get(i)?;
+        (s <= range.end).then(|| range.family.addr(s.max(range.start)))
+    }
+
+    pub fn ranges(&self) -> impl Iterator<Item = AddrRange> + '_ {
+        let v4 = self
+            .v4
+            .iter()
+            .map(|&(s, e)| AddrRange::from_values(Family::V4, s, e));
+        let v6 = self
+            .v6
+            .iter()
+            .map(|&(s, e)| AddrRange::from_values(Family::V6, s, e));
+        v4.chain(v6)
+    }
+
+    /// Number of addresses of one family, saturating.
+    pub fn count(&self, family: Family) -> u128 {
+        self.family(family).iter().fold(0u128, |acc, &(s, e)| {
+            acc.saturating_add((e - s).saturating_add(1))
+        })
+    }
+}
+
+impl FromIterator<AddrRange> for IpSet {
+    fn from_iter<I: IntoIterator<Item = AddrRange>>(iter: I) -> IpSet {
+        let mut set = IpSet::new();
+        for r in iter {
+            set.insert(r);
+        }
+        set
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn cidr_ignores_host_bits_and_prints_back() {
+        let r = AddrRange::cidr(ip("198.18.1.77"), 24).unwrap();
+        assert_eq!(r.first(), ip("198.18.1.0"));
+        assert_eq!(r.last(), ip("198.18.1.255"));
+        assert_eq!(r.to_string(), "198.18.1.0/24");
+        assert_eq!(AddrRange::cidr(ip("::"), 0).unwrap().len(), u128::MAX);
+        assert!(AddrRange::cidr(ip("1.2.3.4"), 33).is_err());
+    }
+
+    #[test]
+    fn set_merges_adjacent_and_subtracts() {
+        let mut s = IpSet::new();
+        s.insert(AddrRange::cidr(ip("198.18.0.0"), 24).unwrap());
+        s.insert(AddrRange::cidr(ip("198.18.1.0"), 24).unwrap());
+        assert_eq!(s.ranges().count(), 1);
+        s.remove(AddrRange::single(ip("198.18.0.128")));
+        assert_eq!(s.ranges().count(), 2);
+        assert_eq!(s.count(Family::V4), 511);
+        assert!(!s.contains(ip("198.18.0.128")));
+        assert!(s.contains(ip("198.18.1.255")));
+        let r = AddrRange::new(ip("198.18.0.100"), ip("198.18.0.200")).unwrap();
+        assert!(!s.contains_range(r));
+        assert!(s.intersects(r));
+        assert_eq!(s.first_missing(r), Some(ip("198.18.0.128")));
+        assert_eq!(s.first_common(r), Some(ip("198.18.0.100")));
+    }
+
+    #[test]
+    fn families_never_mix() {
+        let s: IpSet = [AddrRange::single(ip("0.0.0.1"))].into_iter().collect();
+        assert!(!s.contains(ip("::1")));
+    }
+}
