@@ -175,13 +175,17 @@ pub struct Rule {
 
 impl Rule {
     /// Whether this rule speaks about a probe of `kind` to `port`.
-    /// Port lists do not restrict ICMP, which has no port.
+    ///
+    /// ICMP has no port: an allow rule's port list does not keep ICMP from its
+    /// targets, and a deny rule with a port list takes away only those ports,
+    /// so it does not deny ICMP either.
     pub fn applies_to(&self, kind: ProbeKind, port: Option<u16>) -> bool {
         if self.probes.is_some_and(|p| !p.contains(kind)) {
             return false;
         }
         match (&self.ports, kind.has_port(), port) {
             (Some(ports), true, Some(p)) => ports.contains(p),
+            (Some(_), false, _) => self.kind == RuleKind::Allow,
             _ => true,
         }
     }
@@ -235,9 +239,11 @@ impl Scope {
         {
             set.union_with(&r.targets);
         }
-        for r in self.deny.iter().filter(|r| {
-            r.probes.is_none_or(|p| p.contains(kind)) && (r.ports.is_none() || !kind.has_port())
-        }) {
+        for r in self
+            .deny
+            .iter()
+            .filter(|r| r.probes.is_none_or(|p| p.contains(kind)) && r.ports.is_none())
+        {
             set.subtract(&r.targets);
         }
         set.subtract(&gate::hard_deny_set());

@@ -145,7 +145,12 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scope, ScopeError> {
         let span = e.span().unwrap_or(0..0);
         let message = e.message().trim().to_string();
         let top_level = ["probes", "allow", "deny", "engagement", "limits"];
-        let hint = if message.contains("unknown field") && top_level.iter().any(|k| message.contains(&format!("`{k}`"))) {
+        // The unknown key's own name: "unknown field `x`, expected ...".
+        let unknown = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(name, _)| name);
+        let hint = if unknown.is_some_and(|k| top_level.contains(&k)) {
             "a key written after a [table] header belongs to that table: move top-level keys such as probes above the first [table]".to_string()
         } else if message.contains("unknown field") {
             format!("check the key's spelling; {DOC_HINT}")

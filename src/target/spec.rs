@@ -104,28 +104,28 @@ impl TargetSpec {
         if let Ok(ip) = s.parse::<IpAddr>() {
             return Ok(TargetSpec::Range(AddrRange::single(ip)));
         }
-        if let Some((a, b)) = s.split_once('-') {
-            if let Ok(first) = a.parse::<IpAddr>() {
-                let last = match (first, b.parse::<IpAddr>()) {
-                    (_, Ok(last)) => last,
-                    // nmap's short form: 198.18.1.1-50 ends at 198.18.1.50.
-                    (IpAddr::V4(f), Err(_)) => {
-                        let octet: u8 = b.parse().map_err(|_| {
-                            err(format!(
-                                "{b:?} after '-' is neither an address nor a last octet 0-255"
-                            ))
-                        })?;
-                        let o = f.octets();
-                        IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], octet))
-                    }
-                    (IpAddr::V6(_), Err(_)) => {
-                        return Err(err(format!("{b:?} after '-' is not an IPv6 address")));
-                    }
-                };
-                return AddrRange::new(first, last)
-                    .map(TargetSpec::Range)
-                    .map_err(range_err);
-            }
+        if let Some((a, b)) = s.split_once('-')
+            && let Ok(first) = a.parse::<IpAddr>()
+        {
+            let last = match (first, b.parse::<IpAddr>()) {
+                (_, Ok(last)) => last,
+                // nmap's short form: 198.18.1.1-50 ends at 198.18.1.50.
+                (IpAddr::V4(f), Err(_)) => {
+                    let octet: u8 = b.parse().map_err(|_| {
+                        err(format!(
+                            "{b:?} after '-' is neither an address nor a last octet 0-255"
+                        ))
+                    })?;
+                    let o = f.octets();
+                    IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], octet))
+                }
+                (IpAddr::V6(_), Err(_)) => {
+                    return Err(err(format!("{b:?} after '-' is not an IPv6 address")));
+                }
+            };
+            return AddrRange::new(first, last)
+                .map(TargetSpec::Range)
+                .map_err(range_err);
         }
         if is_host_name(s) {
             return Ok(TargetSpec::Host(s.to_ascii_lowercase()));

@@ -1,0 +1,198 @@
+//! `sonde scope check` through the real binary: output and exit codes.
+
+use std::process::Command;
+
+fn sonde(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sonde"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run sonde");
+    (
+        out.status.code().expect("exited"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_and_version() {
+    let (code, out, _) = sonde(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("scope") && out.contains("Exit codes"), "{out}");
+    let (code, out, _) = sonde(&["--version"]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, concat!("sonde ", env!("CARGO_PKG_VERSION")))
+    );
+}
+
+#[test]
+fn readme_main_command_allows_loopback() {
+    let (code, out, err) = sonde(&["scope", "check", "scopes/loopback.toml", "127.0.0.1:22"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("ALLOWED  127.0.0.1 port 22/syn: by allow[0] \"loopback\""),
+        "{out}"
+    );
+    assert!(out.contains("engagement: LOCAL-LOOPBACK"), "{out}");
+}
+
+#[test]
+fn every_shipped_scope_is_valid() {
+    for f in [
+        "scopes/loopback.toml",
+        "scopes/lab.toml",
+        "scopes/example-engagement.toml",
+    ] {
+        let (code, out, err) = sonde(&["scope", "check", f]);
+        // the example engagement's window is in the past or future on most days
+        assert!(code == 0, "{f}: {code}\n{out}{err}");
+        assert!(out.contains("is valid"), "{f}: {out}");
+    }
+}
+
+#[test]
+fn refusal_exits_3_and_names_target_and_rule() {
+    let (code, out, _) = sonde(&[
+        "scope",
+        "check",
+        "scopes/lab.toml",
+        "198.18.7.7:80",
+        "192.0.2.1:80",
+    ]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("ALLOWED  198.18.7.7 port 80/syn: by allow[0] \"lab ranges\""),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "REFUSED  192.0.2.1 port 80/syn: 192.0.2.1 port 80/syn is outside every allow rule"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("1 of 2 targets refused"), "{out}");
+}
+
+#[test]
+fn nmap_style_ports_and_target_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("targets.txt");
+    std::fs::write(
+        &list,
+        "# lab hosts\n198.18.0.1 198.18.0.2\n2001:db8::/120 # v6\n",
+    )
+    .unwrap();
+    let l = list.to_str().unwrap();
+    let (code, out, err) = sonde(&["scope", "check", "scopes/lab.toml", "-iL", l, "-p-"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.matches("ALLOWED").count(), 3, "{out}");
+    assert!(out.contains("2001:db8::/120 port 1-65535/syn"), "{out}");
+    let (code, out, _) = sonde(&[
+        "scope",
+        "check",
+        "scopes/lab.toml",
+        "198.18.0.1-20",
+        "--top-ports",
+        "10",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("198.18.0.1-198.18.0.20 port 21-23,25,80,110,139,443,445,3389/syn"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_input_exits_2_with_a_precise_message() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["scope", "check", "scopes/nope.toml"],
+            "cannot read scope file scopes/nope.toml",
+        ),
+        (
+            &[
+                "scope",
+                "check",
+                "scopes/lab.toml",
+                "198.18.0.1",
+                "-p",
+                "80,0",
+            ],
+            "port 0",
+        ),
+        (
+            &["scope", "check", "scopes/lab.toml", "198.18.0.300"],
+            "bad target \"198.18.0.300\"",
+        ),
+        (
+            &[
+                "scope",
+                "check",
+                "scopes/lab.toml",
+                "198.18.0.1",
+                "--probe",
+                "udp",
+            ],
+            "unknown probe kind",
+        ),
+        (
+            &["scope", "check", "scopes/lab.toml", "--top-ports", "5000"],
+            "--top-ports takes 1 to 1000",
+        ),
+        (
+            &[
+                "scope",
+                "check",
+                "scopes/lab.toml",
+                "-iL",
+                "/nonexistent/list",
+            ],
+            "cannot read target list",
+        ),
+        (&["scope", "frobnicate"], "unrecognized subcommand"),
+    ];
+    for (args, want) in cases {
+        let (code, out, err) = sonde(args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains(want), "{args:?}: stderr lacks {want:?}: {err}");
+    }
+}
+
+#[test]
+fn invalid_scope_file_shows_line_column_and_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scopes/lab.toml")).unwrap();
+    std::fs::write(&bad, text.replace("198.18.0.0/15", "198.18.0.0/40")).unwrap();
+    let (code, _, err) = sonde(&["scope", "check", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(
+            "bad.toml:21:12: bad target \"198.18.0.0/40\": prefix length 40 is longer than 32"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("hint:"), "{err}");
+}
+
+#[test]
+fn expired_scope_refuses_with_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.toml");
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scopes/lab.toml")).unwrap();
+    std::fs::write(
+        &old,
+        text.replace("2099-12-31T23:59:59Z", "2024-06-30T00:00:00Z"),
+    )
+    .unwrap();
+    let (code, out, _) = sonde(&["scope", "check", old.to_str().unwrap(), "198.18.0.1"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("CLOSED") && out.contains("validity window closed at 2024-06-30T00:00:00Z"),
+        "{out}"
+    );
+}

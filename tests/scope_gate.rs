@@ -1,0 +1,473 @@
+//! The scope gate's decisions: a table of cases, and a property test that no
+//! random target is ever allowed outside the allow set or inside a deny set.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use sonde::scope::{Decision, ProbeKind, Refusal, Scope, ScopeGate};
+use sonde::target::{AddrRange, Resolver, TargetSpec};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+const SCOPE: &str = r#"
+probes = ["syn", "icmp", "dns"]
+
+[engagement]
+id = "T-1"
+client = "test"
+authorized_by = "tester"
+contact = "t@example.test"
+not_before = 2026-01-01T00:00:00Z
+not_after = 2026-06-30T23:59:59Z
+
+[limits]
+max_rate = 500
+
+[[allow]]
+name = "web"
+targets = ["198.18.1.0/24", "2001:db8:1::/64"]
+ports = [80, 443]
+probes = ["syn", "icmp"]
+
+[[allow]]
+name = "dns"
+targets = ["198.18.2.53"]
+ports = [53]
+probes = ["dns"]
+
+[[allow]]
+name = "wide"
+targets = ["198.18.4.0/22", "224.0.0.0/24", "ff02::/16"]
+
+[[deny]]
+name = "db"
+targets = ["198.18.1.128/25", "2001:db8:1::dead"]
+reason = "database tier"
+
+[[deny]]
+name = "no ssh"
+targets = ["198.18.4.0/22"]
+ports = [22]
+"#;
+
+const INSIDE: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+
+fn gate_at(now: OffsetDateTime) -> ScopeGate {
+    let scope = Scope::from_toml(SCOPE, "table.toml").expect("test scope parses");
+    ScopeGate::with_clock(scope, None, Arc::new(move || now)).expect("rate within ceiling")
+}
+
+fn decide(target: &str, port: Option<u16>, kind: ProbeKind, now: OffsetDateTime) -> Decision {
+    let range = match TargetSpec::parse(target).unwrap() {
+        TargetSpec::Range(r) => r,
+        TargetSpec::Host(h) => h_resolve(&h),
+    };
+    gate_at(now).decide_at(range, port, kind, target, now)
+}
+
+struct LabNames;
+impl Resolver for LabNames {
+    fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+        match host {
+            "www.lab.test" => Ok(vec!["198.18.1.10".parse().unwrap()]),
+            "db.lab.test" => Ok(vec!["198.18.1.200".parse().unwrap()]),
+            "elsewhere.test" => Ok(vec!["192.0.2.1".parse().unwrap()]),
+            _ => Err("unknown".into()),
+        }
+    }
+}
+
+fn h_resolve(host: &str) -> AddrRange {
+    TargetSpec::Host(host.into())
+        .resolve(host, &LabNames)
+        .unwrap()
+        .range
+}
+
+#[derive(Debug)]
+enum Want {
+    Allow(&'static str),
+    Refuse(fn(&Refusal) -> bool),
+}
+
+#[test]
+fn decision_table() {
+    use ProbeKind::*;
+    use Want::*;
+    let expired = datetime!(2026-07-01 00:00 UTC);
+    let early = datetime!(2025-12-31 23:59:59 UTC);
+    let cases: Vec<(&str, Option<u16>, ProbeKind, OffsetDateTime, Want)> = vec![
+        (
+            "198.18.1.10",
+            Some(80),
+            Syn,
+            INSIDE,
+            Allow("allow[0] \"web\""),
+        ),
+        (
+            "198.18.1.0/25",
+            Some(443),
+            Syn,
+            INSIDE,
+            Allow("allow[0] \"web\""),
+        ),
+        ("198.18.1.10", None, Icmp, INSIDE, Allow("allow[0]")),
+        // deny beats allow, for one address and for a range touching the deny
+        (
+            "198.18.1.200",
+            Some(80),
+            Syn,
+            INSIDE,
+            Refuse(
+                |r| matches!(r, Refusal::Denied { rule, .. } if rule.contains("deny[0] \"db\"")),
+            ),
+        ),
+        (
+            "198.18.1.0/24",
+            Some(80),
+            Syn,
+            INSIDE,
+            Refuse(|r| matches!(r, Refusal::Denied { .. })),
+        ),
+        // port-specific deny only takes that port
+        (
+            "198.18.5.1",
+            Some(22),
+            Syn,
+            INSIDE,
+            Refuse(|r| matches!(r, Refusal::Denied { rule, .. } if rule.contains("no ssh"))),
+        ),
+        (
+            "198.18.5.1",
+            Some(23),
+            Syn,
+            INSIDE,
+            Allow("allow[2] \"wide\""),
+        ),
+        ("198.18.5.1", None, Icmp, INSIDE, Allow("allow[2]")),
+        // outside every rule
+        (
+            "198.18.3.1",
+            Some(80),
+            Syn,
+            INSIDE,
+            Refuse(|r| matches!(r, Refusal::NotCovered { .. })),
+        ),
+        (
+            "198.18.0.255-198.18.1.5",
+            Some(80),
+            Syn,
+            INSIDE,
+            Refuse(
+                |r| matches!(r, Refusal::NotCovered { address, .. } if address.to_string() == "198.18.0.255"),
+            ),
+        ),
+        // hard deny beats an allow rule that lists multicast
+        (
+            "224.0.0.1",
+            None,
+            Icmp,
+            INSIDE,
+            Refuse(|r| {
+                matches!(
+                    r,
+                    Refusal::HardDeny {
+                        network: "224.0.0.0/4",
+                        ..
+                    }
+                )
+            }),
+        ),
+        (
+            "255.255.255.255",
+            None,
+            Icmp,
+            INSIDE,
+            Refuse(|r| matches!(r, Refusal::HardDeny { .. })),
+        ),
+        (
+            "ff02::1",
+            None,
+            Icmp,
+            INSIDE,
+            Refuse(|r| {
+                matches!(
+                    r,
+                    Refusal::HardDeny {
+                        network: "ff00::/8",
+                        ..
+                    }
+                )
+            }),
+        ),
+        (
+            "0.0.0.0",
+            Some(80),
+            Syn,
+            INSIDE,
+            Refuse(|r| matches!(r, Refusal::HardDeny { .. })),
+        ),
+        (
+            "240.0.0.1",
+            Some(80),
+            Syn,
+            INSIDE,
+            Refuse(|r| matches!(r, Refusal::HardDeny { .. })),
+        ),
+        // validity window
+        (
+            "198.18.1.10",
+            Some(80),
+            Syn,
+            expired,
+            Refuse(|r| matches!(r, Refusal::Expired { .. })),
+        ),
+        (
+            "198.18.1.10",
+            Some(80),
+            Syn,
+            early,
+            Refuse(|r| matches!(r, Refusal::NotYetValid { .. })),
+        ),
+        // port not allowed
+        (
+            "198.18.1.10",
+            Some(22),
+            Syn,
+            INSIDE,
+            Refuse(|r| matches!(r, Refusal::PortNotAllowed { port: 22, .. })),
+        ),
+        // probe kind not allowed by the rule
+        (
+            "198.18.1.10",
+            Some(80),
+            Dns,
+            INSIDE,
+            Refuse(|r| matches!(r, Refusal::KindNotAllowed { rule: Some(_), .. })),
+        ),
+        (
+            "198.18.2.53",
+            Some(53),
+            Dns,
+            INSIDE,
+            Allow("allow[1] \"dns\""),
+        ),
+        (
+            "198.18.2.53",
+            Some(53),
+            Syn,
+            INSIDE,
+            Refuse(|r| matches!(r, Refusal::KindNotAllowed { .. })),
+        ),
+        (
+            "198.18.1.10",
+            None,
+            Syn,
+            INSIDE,
+            Refuse(|r| matches!(r, Refusal::PortRequired { .. })),
+        ),
+        // IPv6
+        ("2001:db8:1::1", Some(443), Syn, INSIDE, Allow("allow[0]")),
+        (
+            "2001:db8:1::dead",
+            Some(443),
+            Syn,
+            INSIDE,
+            Refuse(|r| matches!(r, Refusal::Denied { .. })),
+        ),
+        (
+            "2001:db8:2::1",
+            Some(443),
+            Syn,
+            INSIDE,
+            Refuse(|r| matches!(r, Refusal::NotCovered { .. })),
+        ),
+        ("2001:db8:1::/120", Some(80), Syn, INSIDE, Allow("allow[0]")),
+        // host names: the resolved address is judged
+        ("www.lab.test", Some(80), Syn, INSIDE, Allow("allow[0]")),
+        (
+            "db.lab.test",
+            Some(80),
+            Syn,
+            INSIDE,
+            Refuse(|r| matches!(r, Refusal::Denied { .. })),
+        ),
+        (
+            "elsewhere.test",
+            Some(80),
+            Syn,
+            INSIDE,
+            Refuse(|r| matches!(r, Refusal::NotCovered { .. })),
+        ),
+    ];
+    for (target, port, kind, now, want) in cases {
+        let got = decide(target, port, kind, now);
+        match (&want, &got) {
+            (Allow(rule), Decision::Allowed { rule: by }) => assert!(
+                by.contains(rule),
+                "{target} {port:?} {kind}: allowed by {by}, wanted {rule}"
+            ),
+            (Refuse(check), Decision::Refused(r)) => assert!(
+                check(r),
+                "{target} {port:?} {kind}: refused for the wrong reason: {r}"
+            ),
+            _ => panic!("{target} {port:?} {kind}: got {got:?}, wanted {want:?}"),
+        }
+    }
+}
+
+#[test]
+fn refusal_names_the_target_and_the_rule() {
+    let Decision::Refused(r) = decide("198.18.1.200", Some(80), ProbeKind::Syn, INSIDE) else {
+        panic!()
+    };
+    let text = r.to_string();
+    assert!(
+        text.contains("198.18.1.200")
+            && text.contains("deny[0] \"db\" (line 31)")
+            && text.contains("database tier"),
+        "{text}"
+    );
+}
+
+#[test]
+fn rate_above_ceiling_is_refused() {
+    let scope = Scope::from_toml(SCOPE, "t").unwrap();
+    let err = ScopeGate::with_clock(scope.clone(), Some(501.0), Arc::new(|| INSIDE))
+        .err()
+        .unwrap();
+    assert!(matches!(err, Refusal::RateAboveCeiling { .. }), "{err}");
+    assert_eq!(
+        ScopeGate::with_clock(scope.clone(), None, Arc::new(|| INSIDE))
+            .unwrap()
+            .rate(),
+        500.0
+    );
+    assert_eq!(
+        ScopeGate::with_clock(scope, Some(100.0), Arc::new(|| INSIDE))
+            .unwrap()
+            .rate(),
+        100.0
+    );
+}
+
+#[test]
+fn permits_need_an_allowance_and_stop_when_the_window_closes() {
+    let now = Arc::new(std::sync::Mutex::new(INSIDE));
+    let clock = now.clone();
+    let scope = Scope::from_toml(SCOPE, "t").unwrap();
+    let gate = ScopeGate::with_clock(scope, Some(500.0), Arc::new(move || *clock.lock().unwrap()))
+        .unwrap();
+    let dst: IpAddr = "198.18.1.10".parse().unwrap();
+    let mut batch = gate.reserve(2).unwrap();
+    assert_eq!(batch.remaining(), 2);
+    let p = batch.permit(dst, Some(80), ProbeKind::Syn).unwrap();
+    assert_eq!(
+        (p.dst(), p.port(), p.kind()),
+        (dst, Some(80), ProbeKind::Syn)
+    );
+    assert!(
+        batch
+            .permit("198.18.3.1".parse().unwrap(), Some(80), ProbeKind::Syn)
+            .is_err()
+    );
+    let _ = batch.permit(dst, Some(443), ProbeKind::Syn).unwrap();
+    assert_eq!(
+        batch.permit(dst, Some(443), ProbeKind::Syn),
+        Err(Refusal::AllowanceSpent)
+    );
+    assert_eq!(gate.issued(), 2);
+    // the run outlives not_after: the next reservation is refused
+    *now.lock().unwrap() = datetime!(2026-07-01 00:00:01 UTC);
+    assert!(matches!(
+        gate.reserve(1).err(),
+        Some(Refusal::Expired { .. })
+    ));
+}
+
+#[test]
+fn probe_budget_is_enforced() {
+    let text = SCOPE.replace("max_rate = 500", "max_rate = 500\nmax_probes = 3");
+    let gate = ScopeGate::with_clock(
+        Scope::from_toml(&text, "t").unwrap(),
+        None,
+        Arc::new(|| INSIDE),
+    )
+    .unwrap();
+    let dst: IpAddr = "198.18.1.10".parse().unwrap();
+    let mut sent = 0;
+    while let Ok(mut batch) = gate.reserve(2) {
+        while batch.permit(dst, Some(80), ProbeKind::Syn).is_ok() {
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 3);
+}
+
+#[test]
+fn reserve_paces_to_the_rate_ceiling() {
+    // 200 permits at 500/s with a burst of 5 take about 390 ms, never less than 380.
+    let scope = Scope::from_toml(SCOPE, "t").unwrap();
+    let gate = ScopeGate::with_clock(scope, Some(500.0), Arc::new(|| INSIDE)).unwrap();
+    let start = std::time::Instant::now();
+    let mut n = 0;
+    while n < 200 {
+        n += gate.reserve(200 - n).unwrap().remaining();
+    }
+    assert!(
+        start.elapsed() >= std::time::Duration::from_millis(380),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+fn addr_strategy() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        // dense around the rules' edges, and anywhere at all
+        (0u32..1024).prop_map(|i| IpAddr::from([198, 18, (i >> 8) as u8 * 2 % 8, i as u8])),
+        any::<u32>().prop_map(|v| IpAddr::from(v.to_be_bytes())),
+        (0u16..0x400).prop_map(|v| IpAddr::from([
+            0x2001,
+            0xdb8,
+            1,
+            0,
+            0,
+            0,
+            0,
+            v.wrapping_add(0xde00)
+        ])),
+        any::<u128>().prop_map(|v| IpAddr::from(v.to_be_bytes())),
+    ]
+}
+
+fn kind_strategy() -> impl Strategy<Value = ProbeKind> {
+    prop_oneof![
+        Just(ProbeKind::Syn),
+        Just(ProbeKind::Icmp),
+        Just(ProbeKind::Dns)
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    #[test]
+    fn never_allowed_outside_allow_or_inside_deny(ip in addr_strategy(), port in 1u16..=65535, kind in kind_strategy()) {
+        let gate = gate_at(INSIDE);
+        let scope = gate.scope();
+        let port = kind.has_port().then_some(port);
+        let allowed = gate.decide_addr(ip, port, kind).is_allowed();
+        let in_allow = scope.allow.iter().any(|r| r.applies_to(kind, port) && r.targets.contains(ip));
+        let in_deny = scope.deny.iter().any(|r| r.applies_to(kind, port) && r.targets.contains(ip));
+        let hard = sonde::scope::HARD_DENY.iter().any(|(net, _)| {
+            let (b, p) = net.split_once('/').unwrap();
+            AddrRange::cidr(b.parse().unwrap(), p.parse().unwrap()).unwrap().contains(ip)
+        });
+        if allowed {
+            prop_assert!(in_allow && !in_deny && !hard, "{ip} {port:?} {kind} allowed: allow={in_allow} deny={in_deny} hard={hard}");
+        } else {
+            prop_assert!(!in_allow || in_deny || hard, "{ip} {port:?} {kind} refused though only allowed");
+        }
+    }
+}
