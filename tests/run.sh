@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README gives it and CI runs it.
+# Installs what the tests need when it is missing, then checks formatting,
+# lints and runs every test. Lab tests build network namespaces: run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+command -v iptables-restore >/dev/null || need+=(iptables)
+command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v tshark >/dev/null || need+=(tshark)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "tests/run.sh: missing ${need[*]} and not root to install them: run as root (sudo bash tests/run.sh)" >&2
+    exit 2
+  fi
+  echo "installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "tests/run.sh: the lab tests need root to build network namespaces; they will fail without it" >&2
+fi
+
+rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked --all-targets
+cargo test --locked --doc
