@@ -3,8 +3,10 @@
 //! The data flows one way: a [`scope::ScopeGate`] decides what may be sent;
 //! [`target`] describes what to probe. See `docs/architecture.md`.
 
+pub mod analyze;
 pub mod cli;
 pub mod error;
+pub mod pcap;
 pub mod scope;
 pub mod target;
 

@@ -1,5 +1,6 @@
 //! Command-line definitions (clap) and their translation into library calls.
 
+mod analyze;
 mod scope;
 mod targets;
 
@@ -28,6 +29,8 @@ pub enum Command {
     /// Work with scope files: the authorization every packet needs.
     #[command(subcommand)]
     Scope(scope::ScopeCommand),
+    /// Analyze pcap/pcapng captures into a JSON report (statistics so far).
+    Analyze(analyze::AnalyzeArgs),
 }
 
 /// nmap spells some options with one dash and two letters (`-iL`); clap
@@ -73,6 +76,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
     match cli.command {
         Command::Scope(cmd) => scope::run(cmd, out),
+        Command::Analyze(args) => analyze::run(args, out),
     }
 }
 
