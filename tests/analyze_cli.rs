@@ -1,0 +1,229 @@
+//! `sonde analyze` through the binary: reports, several inputs, damaged
+//! captures (read what can be read, warn with the byte offset), exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn corpus(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus")
+        .join(file)
+}
+
+fn sonde(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sonde"))
+        .args(args)
+        .output()
+        .expect("run sonde");
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn analyze_json(path: &Path) -> (i32, serde_json::Value, String) {
+    let (code, out, err) = sonde(&["analyze", path.to_str().unwrap()]);
+    let json = if code == 0 {
+        serde_json::from_str(&out).expect("report is JSON")
+    } else {
+        serde_json::Value::Null
+    };
+    (code, json, err)
+}
+
+#[test]
+fn report_has_its_sections_and_is_deterministic() {
+    let f = corpus("normal/http_ip4and6.pcapng");
+    let (code, json, err) = analyze_json(&f);
+    assert_eq!(code, 0, "{err}");
+    for key in [
+        "sonde_version",
+        "input",
+        "summary",
+        "protocols",
+        "top_talkers",
+        "ports",
+        "warnings",
+    ] {
+        assert!(json.get(key).is_some(), "no {key}");
+    }
+    assert_eq!(json["summary"]["packets"], 20);
+    assert_eq!(json["input"][0]["link_types"][0], "ethernet");
+    assert_eq!(json["ports"]["tcp"][0]["port"], 80);
+    let (_, a, _) = sonde(&["analyze", f.to_str().unwrap()]);
+    let (_, b, _) = sonde(&["analyze", f.to_str().unwrap()]);
+    assert_eq!(a, b, "the same input must give a byte-identical report");
+}
+
+#[test]
+fn several_files_are_one_capture_in_time_order() {
+    let (a, b) = (
+        corpus("normal/dns.pcap"),
+        corpus("normal/tcp_handshake.pcapng"),
+    );
+    let (code, out, err) = sonde(&["analyze", b.to_str().unwrap(), a.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["summary"]["packets"], 7 + 3);
+    assert_eq!(json["input"].as_array().unwrap().len(), 2);
+    let (_, ja, _) = analyze_json(&a);
+    let (_, jb, _) = analyze_json(&b);
+    let first = std::cmp::min(
+        ja["summary"]["first_timestamp"].as_str().unwrap(),
+        jb["summary"]["first_timestamp"].as_str().unwrap(),
+    );
+    assert_eq!(json["summary"]["first_timestamp"], first);
+}
+
+#[test]
+fn report_file_and_unwritable_report_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let (code, stdout, _) = sonde(&[
+        "analyze",
+        corpus("normal/dns.pcap").to_str().unwrap(),
+        "--report",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!((code, stdout.as_str()), (0, ""));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(json["summary"]["packets"], 7);
+    let (code, _, err) = sonde(&[
+        "analyze",
+        corpus("normal/dns.pcap").to_str().unwrap(),
+        "--report",
+        "/nonexistent/dir/r.json",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot create report /nonexistent/dir/r.json"),
+        "{err}"
+    );
+}
+
+/// Damaged copies of a legacy pcap (dns-tunnel/iodine.pcap: 24-byte header,
+/// then 16-byte record headers) and of a pcapng (normal/dns.pcap, whose
+/// 28-byte section header is followed by an interface block).
+#[test]
+fn damaged_captures_yield_what_can_be_read_and_a_warning() {
+    let good = std::fs::read(corpus("dns-tunnel/iodine.pcap")).unwrap();
+    assert_eq!(
+        &good[..4],
+        &[0xd4, 0xc3, 0xb2, 0xa1],
+        "legacy little-endian pcap"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+
+    // cut inside the last record: 23 of 24 frames, a warning with the offset
+    let cut = write("cut.pcap", &good[..good.len() - 10]);
+    let (code, json, err) = analyze_json(&cut);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json["summary"]["packets"], 23);
+    let w = &json["warnings"][0];
+    assert!(
+        w["message"]
+            .as_str()
+            .unwrap()
+            .contains("ends inside a record"),
+        "{w}"
+    );
+    assert!(
+        w["offset"].as_u64().unwrap() > 24 && w["offset"].as_u64().unwrap() < good.len() as u64
+    );
+    assert!(err.contains("warning") && err.contains("at byte"), "{err}");
+
+    // a first record claiming about 4 GB: nothing allocated, nothing read, a warning at byte 24
+    let mut huge = good.clone();
+    huge[32..36].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    let (code, json, _) = analyze_json(&write("huge.pcap", &huge));
+    assert_eq!(code, 0);
+    assert_eq!(json["summary"]["packets"], 0);
+    assert_eq!(json["warnings"][0]["offset"], 24);
+    assert!(
+        json["warnings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("length field"),
+        "{json}"
+    );
+
+    // the same for a pcapng block length
+    let mut ng = std::fs::read(corpus("normal/dns.pcap")).unwrap();
+    assert_eq!(&ng[..4], &[0x0a, 0x0d, 0x0d, 0x0a], "pcapng");
+    ng[32..36].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    let (code, json, _) = analyze_json(&write("huge.pcapng", &ng));
+    assert_eq!(code, 0);
+    assert_eq!(json["summary"]["packets"], 0);
+    assert_eq!(json["warnings"][0]["offset"], 28);
+
+    // cut inside the file header, empty, garbage: not a capture at all, exit 2
+    for (name, bytes, why) in [
+        ("header.pcap", &good[..10], "cannot analyze"),
+        ("empty.pcap", &[][..], "empty"),
+        (
+            "garbage.pcap",
+            &b"this is not a capture file at all, just text"[..],
+            "not a pcap or pcapng file",
+        ),
+    ] {
+        let (code, _, err) = sonde(&["analyze", write(name, bytes).to_str().unwrap()]);
+        assert_eq!(code, 2, "{name}: {err}");
+        assert!(err.contains(why), "{name}: {err}");
+    }
+    let (code, _, err) = sonde(&["analyze", "/nonexistent.pcap"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+/// A big-endian, nanosecond-resolution pcap with raw IPv4 frames, built here.
+#[test]
+fn big_endian_nanosecond_raw_ip_pcap() {
+    let mut f = Vec::new();
+    f.extend_from_slice(&0xa1b2_3c4du32.to_be_bytes()); // nanosecond magic, big-endian
+    f.extend_from_slice(&2u16.to_be_bytes());
+    f.extend_from_slice(&4u16.to_be_bytes());
+    f.extend_from_slice(&[0; 8]);
+    f.extend_from_slice(&65535u32.to_be_bytes());
+    f.extend_from_slice(&101u32.to_be_bytes()); // LINKTYPE_RAW
+    // IPv4 + UDP 1234 -> 53, 12 bytes of payload
+    let pkt: Vec<u8> = [
+        &[
+            0x45, 0, 0, 40, 0, 1, 0, 0, 64, 17, 0, 0, 198, 18, 0, 2, 198, 18, 1, 53,
+        ][..],
+        &[0x04, 0xd2, 0, 53, 0, 20, 0, 0],
+        &[0; 12],
+    ]
+    .concat();
+    for (sec, nsec) in [
+        (1_700_000_000u32, 123_456_789u32),
+        (1_700_000_001, 987_654_321),
+    ] {
+        f.extend_from_slice(&sec.to_be_bytes());
+        f.extend_from_slice(&nsec.to_be_bytes());
+        f.extend_from_slice(&(pkt.len() as u32).to_be_bytes());
+        f.extend_from_slice(&(pkt.len() as u32).to_be_bytes());
+        f.extend_from_slice(&pkt);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("be-ns.pcap");
+    std::fs::write(&p, &f).unwrap();
+    let (code, json, err) = analyze_json(&p);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json["input"][0]["link_types"][0], "raw");
+    assert_eq!(
+        json["summary"]["first_timestamp"],
+        "2023-11-14T22:13:20.123456789Z"
+    );
+    assert_eq!(
+        json["summary"]["last_timestamp"],
+        "2023-11-14T22:13:21.987654321Z"
+    );
+    assert_eq!(json["protocols"]["udp"]["packets"], 2);
+    assert_eq!(json["protocols"]["dns"]["packets"], 2);
+    assert_eq!(json["ports"]["udp"][0]["port"], 53);
+}
