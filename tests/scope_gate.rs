@@ -458,6 +458,7 @@ proptest! {
         let scope = gate.scope();
         let port = kind.has_port().then_some(port);
         let allowed = gate.decide_addr(ip, port, kind).is_allowed();
+        prop_assert_eq!(allowed, gate.allows(ip, port, kind), "the fast path disagrees with decide() on {} {:?} {}", ip, port, kind);
         let in_allow = scope.allow.iter().any(|r| r.applies_to(kind, port) && r.targets.contains(ip));
         let in_deny = scope.deny.iter().any(|r| r.applies_to(kind, port) && r.targets.contains(ip));
         let hard = sonde::scope::HARD_DENY.iter().any(|(net, _)| {

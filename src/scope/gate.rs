@@ -246,14 +246,17 @@ impl Allowance<'_> {
         if self.remaining == 0 {
             return Err(Refusal::AllowanceSpent);
         }
-        match self.gate.decide_addr(dst, port, kind) {
-            Decision::Allowed { .. } => {
-                self.remaining -= 1;
-                self.gate.issued.fetch_add(1, Ordering::Relaxed);
-                Ok(Permit { dst, port, kind })
-            }
-            Decision::Refused(r) => Err(r),
+        if !self.gate.allows(dst, port, kind) {
+            return Err(match self.gate.decide_addr(dst, port, kind) {
+                Decision::Refused(r) => r,
+                Decision::Allowed { rule } => {
+                    unreachable!("allows() and decide() disagree on {dst} ({rule})")
+                }
+            });
         }
+        self.remaining -= 1;
+        self.gate.issued.fetch_add(1, Ordering::Relaxed);
+        Ok(Permit { dst, port, kind })
     }
 }
 
@@ -388,6 +391,22 @@ impl ScopeGate {
             gate: self,
             remaining: n,
         })
+    }
+
+    /// The per-packet question, answered without allocating: the same
+    /// decision as [`ScopeGate::decide`] for one address, minus the words.
+    pub fn allows(&self, dst: IpAddr, port: Option<u16>, kind: ProbeKind) -> bool {
+        let s = &self.scope;
+        !self.hard_deny.contains(dst)
+            && s.probes.contains(kind)
+            && (port.is_some() || !kind.has_port())
+            && !s
+                .deny
+                .iter()
+                .any(|r| r.applies_to(kind, port) && r.targets.contains(dst))
+            && s.allow
+                .iter()
+                .any(|r| r.applies_to(kind, port) && r.targets.contains(dst))
     }
 
     /// The decision for one address, without time or rate: allowed, or why not.
