@@ -68,6 +68,13 @@ pub struct Dissected<'a> {
     pub transport: Option<Transport<'a>>,
     /// Where and why decoding stopped early, if it did.
     pub stopped: Option<&'static str>,
+    /// The link layer's protocol field (EtherType), 0 when there is none.
+    pub ether_type: u16,
+    /// The captured bytes from the start of the network layer on, whatever
+    /// they hold: the malformed-header checks read fields etherparse refuses.
+    pub net: &'a [u8],
+    /// The IP payload as captured (for a fragment, the fragment's data).
+    pub ip_payload: &'a [u8],
 }
 
 const ETHER_IPV4: u16 = 0x0800;
@@ -76,6 +83,9 @@ const ETHER_IPV6: u16 = 0x86dd;
 /// Decode one frame of link type `link`. Never panics, whatever the bytes.
 pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
     let mut d = Dissected::default();
+    let (ether_type, net_offset) = network_start(link, data);
+    d.ether_type = ether_type;
+    d.net = data.get(net_offset..).unwrap_or(&[]);
     let sliced = match link {
         LinkType::Ethernet => match LaxSlicedPacket::from_ethernet(data) {
             Ok(p) => {
@@ -134,6 +144,37 @@ pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
     d
 }
 
+/// The EtherType and the offset of the network layer, reading the link
+/// header (and any 802.1Q/802.1ad tags) directly.
+fn network_start(link: LinkType, data: &[u8]) -> (u16, usize) {
+    let be16 = |at: usize| {
+        data.get(at..at + 2)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    match link {
+        LinkType::Ethernet => {
+            let mut at = 12;
+            let mut ty = be16(at);
+            while matches!(ty, 0x8100 | 0x88a8 | 0x9100) {
+                at += 4;
+                ty = be16(at);
+            }
+            (ty, at + 2)
+        }
+        LinkType::LinuxSll => (be16(14), 16),
+        LinkType::LinuxSll2 => (be16(0), 20),
+        LinkType::Null | LinkType::Loop => {
+            let v = data.get(4).map_or(0, |b| b >> 4);
+            (if v == 6 { ETHER_IPV6 } else { ETHER_IPV4 }, 4)
+        }
+        LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => {
+            let v = data.first().map_or(0, |b| b >> 4);
+            (if v == 6 { ETHER_IPV6 } else { ETHER_IPV4 }, 0)
+        }
+        LinkType::Other(_) => (0, data.len()),
+    }
+}
+
 fn from_ip<'a>(data: &'a [u8], d: &mut Dissected<'a>) -> LaxSlicedPacket<'a> {
     match LaxSlicedPacket::from_ip(data) {
         Ok(p) => p,
@@ -167,6 +208,7 @@ fn fill<'a>(p: &LaxSlicedPacket<'a>, d: &mut Dissected<'a>) {
                 }),
                 payload_len: pl.payload.len(),
             });
+            d.ip_payload = pl.payload;
             Some((pl.ip_number.0, pl.payload, off))
         }
         Some(LaxNetSlice::Ipv6(v6)) => {
@@ -189,6 +231,7 @@ fn fill<'a>(p: &LaxSlicedPacket<'a>, d: &mut Dissected<'a>) {
                 fragment: frag,
                 payload_len: pl.payload.len(),
             });
+            d.ip_payload = pl.payload;
             Some((pl.ip_number.0, pl.payload, frag.map_or(0, |f| f.offset)))
         }
         None => None,

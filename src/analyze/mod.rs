@@ -1,10 +1,15 @@
-//! Offline analysis: captures to statistics (and, to come, flows and findings).
+//! Offline analysis: captures to statistics, flows, DNS and HTTP summaries
+//! and findings (`anomalies`).
 //!
 //! Several files are read as one capture, in time order: each file is read
 //! in order, and the next frame overall is the earliest of the files' next
 //! frames.
 
+pub mod detect;
 pub mod dissect;
+pub mod dns;
+pub mod flows;
+pub mod http;
 pub mod stats;
 
 use std::collections::BTreeSet;
@@ -15,20 +20,41 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::analyze::detect::{Anomaly, Detectors, Thresholds};
+use crate::analyze::dissect::Transport;
+use crate::analyze::flows::{FlowCounts, FlowListing, FlowSummary, FlowTable};
 use crate::pcap::{CaptureReader, LinkType, ReadWarning};
 use stats::{Stats, StatsReport};
 
 /// Options of one analysis.
 #[derive(Clone, Debug)]
 pub struct AnalyzeOptions {
-    /// Entries in each top-N list.
+    /// Entries in each top-N list (and flows listed with `FlowListing::Top`).
     pub top: usize,
+    pub flows: FlowListing,
+    pub thresholds: Thresholds,
+    /// Flows idle this long are finished (memory follows active flows).
+    pub flow_idle_timeout_seconds: f64,
 }
 
 impl Default for AnalyzeOptions {
     fn default() -> AnalyzeOptions {
-        AnalyzeOptions { top: 10 }
+        AnalyzeOptions {
+            top: 10,
+            flows: FlowListing::Top,
+            thresholds: Thresholds::default(),
+            flow_idle_timeout_seconds: 600.0,
+        }
     }
+}
+
+/// The report's `flows` section.
+#[derive(Debug, Serialize)]
+pub struct FlowsReport {
+    pub count: FlowCounts,
+    /// Which flows `list` holds: all, the top N by bytes, or none.
+    pub listing: &'static str,
+    pub list: Vec<FlowSummary>,
 }
 
 /// One input file as the report describes it.
@@ -48,6 +74,10 @@ pub struct Report {
     pub input: Vec<InputFile>,
     #[serde(flatten)]
     pub stats: StatsReport,
+    pub flows: FlowsReport,
+    pub dns: dns::DnsReport,
+    pub http: http::HttpReport,
+    pub anomalies: Vec<Anomaly>,
     pub warnings: Vec<ReadWarning>,
 }
 
@@ -109,6 +139,11 @@ pub fn analyze(paths: &[PathBuf], opts: &AnalyzeOptions) -> Result<Report, OpenE
         s.advance(&mut warnings);
     }
     let mut stats = Stats::default();
+    let mut flows = FlowTable::new(opts.flow_idle_timeout_seconds, opts.flows, opts.top);
+    let mut detectors = Detectors::new(&opts.thresholds);
+    let mut dns_stats = dns::DnsStats::default();
+    let mut http_stats = http::HttpStats::default();
+    let mut frame_no = 0u64;
     while let Some(i) = (0..sources.len())
         .filter(|&i| sources[i].pending.is_some())
         .min_by_key(|&i| sources[i].pending.map(|p| p.0))
@@ -117,10 +152,50 @@ pub fn analyze(paths: &[PathBuf], opts: &AnalyzeOptions) -> Result<Report, OpenE
         let (ts, link, orig_len) = s.pending.expect("chosen source has a frame");
         s.links.insert(link);
         s.info.packets += 1;
+        frame_no += 1;
         let d = dissect::dissect(link, &s.buf);
         stats.add(ts, orig_len, &d);
+        let dns_msg = match d.transport {
+            Some(Transport::Udp {
+                sport,
+                dport,
+                payload,
+            }) if sport == 53 || dport == 53 => dns::parse(payload, false),
+            Some(Transport::Tcp {
+                sport,
+                dport,
+                payload,
+                valid: true,
+                ..
+            }) if (sport == 53 || dport == 53) && !payload.is_empty() => dns::parse(payload, true),
+            _ => None,
+        };
+        if let Some(m) = &dns_msg {
+            dns_stats.add(m);
+        }
+        if let Some(Transport::Tcp {
+            payload,
+            valid: true,
+            ..
+        }) = d.transport
+            && !payload.is_empty()
+            && let Some(m) = http::parse(payload)
+        {
+            http_stats.add(&m);
+        }
+        let snaplen_cut = (orig_len as usize) > s.buf.len();
+        detectors.frame(frame_no, ts, &d, snaplen_cut, dns_msg.as_ref());
+        flows.add(frame_no, ts, orig_len, &d, &mut |f| {
+            detectors.flow_finished(f)
+        });
         s.advance(&mut warnings);
     }
+    let listing = match opts.flows {
+        FlowListing::All => "all",
+        FlowListing::Top => "top",
+        FlowListing::None => "none",
+    };
+    let (list, count) = flows.finish(&mut |f| detectors.flow_finished(f));
     let input = sources
         .into_iter()
         .map(|mut s| {
@@ -137,7 +212,15 @@ pub fn analyze(paths: &[PathBuf], opts: &AnalyzeOptions) -> Result<Report, OpenE
     Ok(Report {
         sonde_version: env!("CARGO_PKG_VERSION"),
         input,
-        stats: stats.report(opts.top),
+        stats: stats.report(opts.top, count.tcp, count.udp),
+        flows: FlowsReport {
+            count,
+            listing,
+            list,
+        },
+        dns: dns_stats.report(opts.top),
+        http: http_stats.report(opts.top),
+        anomalies: detectors.finish(),
         warnings,
     })
 }

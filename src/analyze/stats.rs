@@ -1,7 +1,9 @@
 //! Traffic statistics: totals, protocol distribution, talkers, ports and
 //! TCP/UDP conversations.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -22,14 +24,6 @@ impl Counter {
     }
 }
 
-/// A conversation: the two endpoints in a fixed order, so both directions meet.
-type Conv = (IpAddr, u16, IpAddr, u16);
-
-fn conv(a: (IpAddr, u16), b: (IpAddr, u16)) -> Conv {
-    let (x, y) = if a <= b { (a, b) } else { (b, a) };
-    (x.0, x.1, y.0, y.1)
-}
-
 /// Running statistics over every frame seen.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -43,8 +37,6 @@ pub struct Stats {
     pairs: HashMap<(IpAddr, IpAddr), Counter>,
     tcp_ports: HashMap<u16, u64>,
     udp_ports: HashMap<u16, u64>,
-    tcp_convs: HashSet<Conv>,
-    udp_convs: HashSet<Conv>,
 }
 
 impl Stats {
@@ -105,33 +97,16 @@ impl Stats {
         self.pairs.entry((ip.src, ip.dst)).or_default().add(len);
         match d.transport {
             Some(Transport::Tcp {
-                sport,
-                dport,
-                valid: true,
-                ..
-            }) => {
-                *self.tcp_ports.entry(dport).or_default() += 1;
-                self.tcp_convs
-                    .insert(conv((ip.src, sport), (ip.dst, dport)));
-            }
-            Some(Transport::Udp { sport, dport, .. }) => {
-                *self.udp_ports.entry(dport).or_default() += 1;
-                self.udp_convs
-                    .insert(conv((ip.src, sport), (ip.dst, dport)));
-            }
+                dport, valid: true, ..
+            }) => *self.tcp_ports.entry(dport).or_default() += 1,
+            Some(Transport::Udp { dport, .. }) => *self.udp_ports.entry(dport).or_default() += 1,
             _ => {}
         }
     }
 
-    pub fn tcp_conversations(&self) -> usize {
-        self.tcp_convs.len()
-    }
-    pub fn udp_conversations(&self) -> usize {
-        self.udp_convs.len()
-    }
-
     /// The report's `summary`, `protocols`, `top_talkers` and `ports` sections.
-    pub fn report(&self, top: usize) -> StatsReport {
+    /// `tcp`/`udp`: conversations, as the flow table counted them.
+    pub fn report(&self, top: usize, tcp: u64, udp: u64) -> StatsReport {
         let duration = match (self.first_ns, self.last_ns) {
             (Some(f), Some(l)) => (l - f) as f64 / 1e9,
             _ => 0.0,
@@ -152,8 +127,8 @@ impl Stats {
                 duration_seconds: duration,
                 packets_per_second: rate(self.frames),
                 bits_per_second: rate(self.bytes * 8),
-                tcp_conversations: self.tcp_convs.len(),
-                udp_conversations: self.udp_convs.len(),
+                tcp_conversations: tcp,
+                udp_conversations: udp,
             },
             protocols: self
                 .protocols
@@ -190,7 +165,7 @@ impl Stats {
     }
 }
 
-fn timestamp(ns: i64) -> String {
+pub(crate) fn timestamp(ns: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
         .ok()
         .and_then(|t| {
@@ -245,8 +220,8 @@ pub struct Summary {
     pub duration_seconds: f64,
     pub packets_per_second: f64,
     pub bits_per_second: f64,
-    pub tcp_conversations: usize,
-    pub udp_conversations: usize,
+    pub tcp_conversations: u64,
+    pub udp_conversations: u64,
 }
 
 #[derive(Debug, Serialize)]

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::write_err;
+use crate::analyze::detect::Thresholds;
+use crate::analyze::flows::FlowListing;
 use crate::analyze::{AnalyzeOptions, analyze};
 use crate::error::{Error, exit};
 
@@ -19,9 +21,34 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "FILE|-", default_value = "-")]
     pub report: String,
 
-    /// Entries in each top-N list (talkers, ports).
+    /// Entries in each top-N list (talkers, ports, domains, and flows with --flows top).
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
+
+    /// Detector thresholds to override (TOML; docs/report.md lists the keys and defaults).
+    #[arg(long, value_name = "FILE")]
+    pub thresholds: Option<PathBuf>,
+
+    /// Which flows the report lists: all, the top N by bytes, or none (all are counted).
+    #[arg(long, value_enum, default_value_t = FlowListing::Top)]
+    pub flows: FlowListing,
+}
+
+/// Read a thresholds file; errors name the line and column.
+pub fn load_thresholds(path: &std::path::Path) -> Result<Thresholds, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Input {
+        what: format!("thresholds file {}", path.display()),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        let at = e.span().map_or(0, |s| s.start).min(text.len());
+        let line = text[..at].matches('\n').count() + 1;
+        let column = text[..at].rfind('\n').map_or(at, |nl| at - nl - 1) + 1;
+        Error::usage(
+            format!("invalid thresholds file {}:{line}:{column}: {}", path.display(), e.message().trim()),
+            "sections are [syn_flood], [port_scan], [dns_tunneling], [ip_fragmentation], [malformed_header]; docs/report.md lists every key",
+        )
+    })
 }
 
 pub fn run(args: AnalyzeArgs, out: &mut dyn Write) -> Result<i32, Error> {
@@ -33,7 +60,17 @@ pub fn run(args: AnalyzeArgs, out: &mut dyn Write) -> Result<i32, Error> {
                 .map_err(|e| Error::runtime(format!("cannot create report {path}"), e))?,
         ),
     };
-    let report = analyze(&args.captures, &AnalyzeOptions { top: args.top }).map_err(|e| {
+    let thresholds = match &args.thresholds {
+        Some(p) => load_thresholds(p)?,
+        None => Thresholds::default(),
+    };
+    let opts = AnalyzeOptions {
+        top: args.top,
+        flows: args.flows,
+        thresholds,
+        ..AnalyzeOptions::default()
+    };
+    let report = analyze(&args.captures, &opts).map_err(|e| {
         Error::usage(
             format!("cannot analyze {}: {}", e.path.display(), e.message),
             "give pcap or pcapng files",

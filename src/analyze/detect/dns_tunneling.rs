@@ -1,0 +1,294 @@
+//! `dns_tunneling`: data carried in DNS names. Per registered domain it
+//! measures query length, the longest label, the Shannon entropy of the
+//! subdomain part, how many subdomains are unique, the share of record
+//! types tunnels favour (TXT, NULL, CNAME, MX, ...) and volume, and
+//! combines them into a score. Entropy alone misses iodine (base32-ish
+//! labels, ~3 bits/char) and is capped at 4 bits for hex (dnscat2): no
+//! single signal decides.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use foldhash::{HashMap, HashSet};
+use serde::{Deserialize, Serialize};
+
+use super::{Anomaly, Severity, Span, push_example, ts};
+use crate::analyze::dns::{DnsMessage, qtype_name};
+
+/// Defaults: at least 8 queries with 5 unique subdomains under one domain,
+/// and a score of 0.5 or more (factor scales in `score`; chosen so the four
+/// tunnels in the corpus score 0.6–0.95 while CDN-style names such as
+/// `e1234.dscb.akamaiedge.net` stay under 0.3).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsTunnelingThresholds {
+    pub min_queries: u64,
+    pub min_unique_subdomains: u64,
+    pub min_score: f64,
+}
+
+impl Default for DnsTunnelingThresholds {
+    fn default() -> Self {
+        DnsTunnelingThresholds {
+            min_queries: 8,
+            min_unique_subdomains: 5,
+            min_score: 0.5,
+        }
+    }
+}
+
+const MAX_DOMAINS: usize = 50_000;
+const MAX_SUBDOMAINS: usize = 10_000;
+
+/// Second-level labels under which registrations sit one level deeper
+/// (example.co.uk). A short list of the common ones, not the whole PSL.
+const SECOND_LEVEL: [&str; 12] = [
+    "co", "com", "net", "org", "gov", "ac", "edu", "ne", "or", "go", "gv", "mil",
+];
+
+/// The registered domain of a name: its last two labels, or three under a
+/// two-letter country code with a generic second level (example.co.uk).
+pub fn registered_domain(name: &str) -> &str {
+    let labels: Vec<usize> = name.match_indices('.').map(|(i, _)| i).collect();
+    let n = labels.len();
+    if n < 1 {
+        return name;
+    }
+    let last = &name[labels[n - 1] + 1..];
+    let take = if n >= 2 {
+        let second = &name[labels[n - 2] + 1..labels[n - 1]];
+        if last.len() == 2 && SECOND_LEVEL.contains(&second) {
+            3
+        } else {
+            2
+        }
+    } else {
+        2
+    };
+    if n < take {
+        name
+    } else {
+        &name[labels[n - take] + 1..]
+    }
+}
+
+/// Shannon entropy in bits per character (dots excluded).
+pub fn shannon_entropy(s: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    let mut n = 0u32;
+    for b in s.bytes().filter(|&b| b != b'.') {
+        counts[b as usize] += 1;
+        n += 1;
+    }
+    if n == 0 {
+        return 0.0;
+    }
+    let n = f64::from(n);
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// Record types that carry data well and that tunnels prefer.
+fn tunnel_type(qtype: u16) -> bool {
+    matches!(qtype, 5 | 10 | 15 | 16 | 33 | 35 | 255) || qtype >= 65280
+}
+
+#[derive(Default)]
+struct Domain {
+    queries: u64,
+    subdomains: HashSet<String>,
+    subdomains_capped: bool,
+    len_sum: u64,
+    longest_label: usize,
+    entropy_sum: f64,
+    with_subdomain: u64,
+    tunnel_types: u64,
+    qtypes: BTreeMap<u16, u64>,
+    clients: HashSet<IpAddr>,
+    span: Option<Span>,
+    examples: Vec<u64>,
+}
+
+pub struct DnsTunneling {
+    t: DnsTunnelingThresholds,
+    domains: HashMap<String, Domain>,
+}
+
+impl DnsTunneling {
+    pub fn new(t: DnsTunnelingThresholds) -> DnsTunneling {
+        DnsTunneling {
+            t,
+            domains: HashMap::default(),
+        }
+    }
+
+    pub fn query(&mut self, frame: u64, now: i64, client: IpAddr, m: &DnsMessage) {
+        if m.response || m.qname.is_empty() {
+            return;
+        }
+        let reg = registered_domain(&m.qname);
+        if !self.domains.contains_key(reg) && self.domains.len() >= MAX_DOMAINS {
+            return;
+        }
+        let d = self.domains.entry(reg.to_string()).or_default();
+        d.queries += 1;
+        d.len_sum += m.qname.len() as u64;
+        d.longest_label = d
+            .longest_label
+            .max(m.qname.split('.').map(str::len).max().unwrap_or(0));
+        *d.qtypes.entry(m.qtype).or_default() += 1;
+        if tunnel_type(m.qtype) {
+            d.tunnel_types += 1;
+        }
+        if d.clients.len() < 16 {
+            d.clients.insert(client);
+        }
+        match &mut d.span {
+            Some(s) => s.add(now),
+            None => d.span = Some(Span::new(now)),
+        }
+        push_example(&mut d.examples, frame);
+        let sub = m
+            .qname
+            .len()
+            .checked_sub(reg.len() + 1)
+            .map(|end| &m.qname[..end]);
+        if let Some(sub) = sub.filter(|s| !s.is_empty()) {
+            d.with_subdomain += 1;
+            d.entropy_sum += shannon_entropy(sub);
+            if d.subdomains.len() < MAX_SUBDOMAINS {
+                d.subdomains.insert(sub.to_string());
+            } else if !d.subdomains.contains(sub) {
+                d.subdomains_capped = true;
+            }
+        }
+    }
+
+    pub fn finish(self) -> Vec<Anomaly> {
+        let th = &self.t;
+        let mut out = Vec::new();
+        for (name, d) in self.domains {
+            let unique = d.subdomains.len() as u64;
+            if d.queries < th.min_queries || unique < th.min_unique_subdomains {
+                continue;
+            }
+            let (score, factors) = score(&d);
+            if score < th.min_score {
+                continue;
+            }
+            let mut evidence = BTreeMap::from([
+                ("score", score),
+                ("queries", d.queries as f64),
+                ("unique_subdomains", unique as f64),
+                ("mean_query_length", d.len_sum as f64 / d.queries as f64),
+                ("longest_label", d.longest_label as f64),
+                (
+                    "mean_subdomain_entropy",
+                    d.entropy_sum / d.with_subdomain.max(1) as f64,
+                ),
+                (
+                    "tunnel_type_share",
+                    d.tunnel_types as f64 / d.queries as f64,
+                ),
+            ]);
+            evidence.extend(factors);
+            let types: Vec<String> = d
+                .qtypes
+                .iter()
+                .map(|(t, c)| format!("{} {c}", qtype_name(*t)))
+                .collect();
+            let span = d.span.expect("a domain with queries has a span");
+            out.push(Anomaly {
+                kind: "dns_tunneling",
+                subtype: None,
+                severity: if score >= 0.75 { Severity::High } else { Severity::Medium },
+                summary: format!(
+                    "possible DNS tunnel via {name}: {} queries, {unique} unique subdomains, score {score:.2}",
+                    d.queries
+                ),
+                evidence,
+                thresholds: BTreeMap::from([
+                    ("min_queries", th.min_queries as f64),
+                    ("min_unique_subdomains", th.min_unique_subdomains as f64),
+                    ("min_score", th.min_score),
+                ]),
+                sources: super::addrs(d.clients.iter()),
+                destinations: vec![],
+                ports: vec![53],
+                first_timestamp: ts(span.first),
+                last_timestamp: ts(span.last),
+                example_frames: d.examples,
+                scan_type: None,
+                domain: Some(name),
+                note: Some(format!("query types: {}", types.join(", "))),
+            });
+        }
+        out
+    }
+}
+
+fn ramp(x: f64, lo: f64, hi: f64) -> f64 {
+    ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
+}
+
+/// The weighted score and each factor's contribution (0..1 before weighting).
+fn score(d: &Domain) -> (f64, Vec<(&'static str, f64)>) {
+    let q = d.queries as f64;
+    let factors = [
+        (
+            "factor_length",
+            0.20,
+            ramp(d.len_sum as f64 / q, 30.0, 60.0),
+        ),
+        (
+            "factor_longest_label",
+            0.15,
+            ramp(d.longest_label as f64, 20.0, 50.0),
+        ),
+        (
+            "factor_entropy",
+            0.25,
+            ramp(d.entropy_sum / d.with_subdomain.max(1) as f64, 2.5, 4.0),
+        ),
+        (
+            "factor_unique",
+            0.15,
+            ramp(d.subdomains.len() as f64 / q, 0.5, 0.9),
+        ),
+        (
+            "factor_tunnel_types",
+            0.15,
+            ramp(d.tunnel_types as f64 / q, 0.0, 0.5),
+        ),
+        ("factor_volume", 0.10, ramp(q, 10.0, 100.0)),
+    ];
+    let score = factors.iter().map(|(_, w, f)| w * f).sum();
+    (score, factors.iter().map(|(n, _, f)| (*n, *f)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_domains() {
+        assert_eq!(registered_domain("a.b.example.com"), "example.com");
+        assert_eq!(registered_domain("x.y.example.co.uk"), "example.co.uk");
+        assert_eq!(registered_domain("example.com"), "example.com");
+        assert_eq!(registered_domain("localhost"), "localhost");
+        assert_eq!(registered_domain("co.uk"), "co.uk");
+    }
+
+    #[test]
+    fn entropy() {
+        assert_eq!(shannon_entropy("aaaa"), 0.0);
+        assert!((shannon_entropy("abcd") - 2.0).abs() < 1e-9);
+        assert!((shannon_entropy("0123456789abcdef") - 4.0).abs() < 1e-9);
+    }
+}

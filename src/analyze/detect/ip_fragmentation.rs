@@ -1,0 +1,357 @@
+//! `ip_fragmentation`: fragment abuse, IPv4 and IPv6. Tracks each datagram's
+//! fragments to find tiny first fragments that cannot hold the transport
+//! header (RFC 1858), tiny middle fragments, overlaps (including teardrop's
+//! fragment inside an earlier one), reassembled sizes over 65,535 bytes
+//! (ping of death), too many fragments, and datagrams never completed.
+//! Identical retransmitted fragments are not overlaps.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use foldhash::HashMap;
+use serde::{Deserialize, Serialize};
+
+use super::{Anomaly, Severity, Span, push_example, ts};
+use crate::analyze::dissect::Dissected;
+
+/// Defaults: a first TCP fragment must hold the 20-byte TCP header (RFC
+/// 1858 section 3.1; its minimum of 16 guards only the flags), a fragment
+/// that is not the last carries at least 64 bytes (RFC 791 allows 8, but
+/// no real path MTU makes them that small), at most 64 fragments per
+/// datagram (a 64 KiB datagram over a 1,280-byte MTU needs 52), reassembly
+/// within 30 s (Linux's ipfrag_time), and incomplete datagrams reported
+/// from 5 on (one lost fragment is ordinary loss).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FragmentationThresholds {
+    pub min_first_fragment_tcp_bytes: u64,
+    pub min_fragment_bytes: u64,
+    pub max_fragments_per_datagram: u64,
+    pub reassembly_timeout_seconds: f64,
+    pub min_incomplete_datagrams: u64,
+}
+
+impl Default for FragmentationThresholds {
+    fn default() -> Self {
+        FragmentationThresholds {
+            min_first_fragment_tcp_bytes: 20,
+            min_fragment_bytes: 64,
+            max_fragments_per_datagram: 64,
+            reassembly_timeout_seconds: 30.0,
+            min_incomplete_datagrams: 5,
+        }
+    }
+}
+
+const MAX_DATAGRAMS: usize = 65_536;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct DatagramKey {
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    id: u32,
+}
+
+struct Piece {
+    start: u32,
+    end: u32,
+    digest: u64,
+}
+
+struct Datagram {
+    pieces: Vec<Piece>,
+    count: u64,
+    total: Option<u32>,
+    first_ns: i64,
+    last_ns: i64,
+    first_frame: u64,
+}
+
+/// Findings of one subtype between one source and one destination.
+struct Finding {
+    count: u64,
+    span: Span,
+    examples: Vec<u64>,
+    smallest: u64,
+    largest: u64,
+}
+
+const SUBTYPES: [&str; 6] = [
+    "tiny_first_fragment",
+    "tiny_fragment",
+    "overlap",
+    "oversize",
+    "too_many_fragments",
+    "incomplete",
+];
+
+pub struct Fragmentation {
+    t: FragmentationThresholds,
+    open: HashMap<DatagramKey, Datagram>,
+    findings: HashMap<(usize, IpAddr, IpAddr), Finding>,
+    teardrop: bool,
+    since_sweep: u32,
+}
+
+impl Fragmentation {
+    pub fn new(t: FragmentationThresholds) -> Fragmentation {
+        Fragmentation {
+            t,
+            open: HashMap::default(),
+            findings: HashMap::default(),
+            teardrop: false,
+            since_sweep: 0,
+        }
+    }
+
+    fn note(&mut self, sub: usize, key: &DatagramKey, frame: u64, now: i64, size: u64) {
+        let f = self
+            .findings
+            .entry((sub, key.src, key.dst))
+            .or_insert_with(|| Finding {
+                count: 0,
+                span: Span::new(now),
+                examples: Vec::new(),
+                smallest: u64::MAX,
+                largest: 0,
+            });
+        f.count += 1;
+        f.span.add(now);
+        f.smallest = f.smallest.min(size);
+        f.largest = f.largest.max(size);
+        push_example(&mut f.examples, frame);
+    }
+
+    pub fn frame(&mut self, frame: u64, now: i64, d: &Dissected<'_>) {
+        self.since_sweep += 1;
+        if self.since_sweep >= 4096 {
+            self.since_sweep = 0;
+            self.expire(now);
+        }
+        let Some(ip) = &d.ip else { return };
+        let Some(fr) = ip.fragment else { return };
+        let key = DatagramKey {
+            src: ip.src,
+            dst: ip.dst,
+            proto: ip.proto,
+            id: fr.id,
+        };
+        let len = ip.payload_len as u32;
+        let (start, end) = (fr.offset, fr.offset.saturating_add(len));
+        let th = self.t.clone();
+        if start == 0 && ip.proto == 6 && u64::from(len) < th.min_first_fragment_tcp_bytes {
+            self.note(0, &key, frame, now, u64::from(len));
+        } else if fr.more && u64::from(len) < th.min_fragment_bytes {
+            self.note(1, &key, frame, now, u64::from(len));
+        }
+        // IPv4's 20-byte header and IPv6's 40 count toward the 65,535 limit.
+        let header = if ip.src.is_ipv4() { 20 } else { 40 };
+        if u64::from(end) + header > 65_535 {
+            self.note(3, &key, frame, now, u64::from(end) + header);
+        }
+        if !self.open.contains_key(&key) && self.open.len() >= MAX_DATAGRAMS {
+            // Too many open datagrams: the oldest are given up as incomplete.
+            self.expire_oldest(now);
+        }
+        let digest = fnv(d.ip_payload);
+        let dg = self.open.entry(key).or_insert_with(|| Datagram {
+            pieces: Vec::new(),
+            count: 0,
+            total: None,
+            first_ns: now,
+            last_ns: now,
+            first_frame: frame,
+        });
+        dg.count += 1;
+        dg.last_ns = now;
+        if !fr.more {
+            dg.total = Some(end);
+        }
+        let mut overlap = false;
+        let mut teardrop = false;
+        for p in &dg.pieces {
+            let identical = p.start == start && p.end == end && p.digest == digest;
+            if !identical && start < p.end && p.start < end {
+                overlap = true;
+                // Teardrop: the new fragment lies inside an earlier one.
+                teardrop |= start >= p.start && end <= p.end && (start, end) != (p.start, p.end);
+            }
+        }
+        let too_many = dg.count == th.max_fragments_per_datagram + 1;
+        if (dg.pieces.len() as u64) <= th.max_fragments_per_datagram {
+            dg.pieces.push(Piece { start, end, digest });
+        }
+        let complete = dg.total.is_some_and(|t| covered(&mut dg.pieces, t));
+        if overlap {
+            self.teardrop |= teardrop;
+            self.note(2, &key, frame, now, u64::from(end));
+        }
+        if too_many {
+            self.note(4, &key, frame, now, th.max_fragments_per_datagram + 1);
+        }
+        if complete {
+            self.open.remove(&key);
+        }
+    }
+
+    fn expire(&mut self, now: i64) {
+        let cutoff = now - (self.t.reassembly_timeout_seconds * 1e9) as i64;
+        let old: Vec<DatagramKey> = self
+            .open
+            .iter()
+            .filter(|(_, d)| d.last_ns < cutoff)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in old {
+            if let Some(d) = self.open.remove(&k) {
+                self.note(5, &k, d.first_frame, d.first_ns, d.count);
+            }
+        }
+    }
+
+    fn expire_oldest(&mut self, now: i64) {
+        let _ = now;
+        let mut by_age: Vec<(i64, DatagramKey)> =
+            self.open.iter().map(|(k, d)| (d.last_ns, *k)).collect();
+        by_age.sort_by_key(|(t, _)| *t);
+        for (_, k) in by_age.into_iter().take(MAX_DATAGRAMS / 8) {
+            if let Some(d) = self.open.remove(&k) {
+                self.note(5, &k, d.first_frame, d.first_ns, d.count);
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> Vec<Anomaly> {
+        let rest: Vec<(DatagramKey, Datagram)> = self.open.drain().collect();
+        for (k, d) in rest {
+            self.note(5, &k, d.first_frame, d.first_ns, d.count);
+        }
+        let th = &self.t;
+        let incomplete_total: u64 = self
+            .findings
+            .iter()
+            .filter(|((s, _, _), _)| *s == 5)
+            .map(|(_, f)| f.count)
+            .sum();
+        let mut out = Vec::new();
+        for ((sub, src, dst), f) in self.findings {
+            if sub == 5 && incomplete_total < th.min_incomplete_datagrams {
+                continue;
+            }
+            let name = SUBTYPES[sub];
+            let (summary, severity, measured) = match sub {
+                0 => (
+                    format!(
+                        "{} first fragments too small for a TCP header (RFC 1858) from {src} to {dst}",
+                        f.count
+                    ),
+                    Severity::High,
+                    "smallest_first_fragment_bytes",
+                ),
+                1 => (
+                    format!("{} tiny fragments from {src} to {dst}", f.count),
+                    Severity::Medium,
+                    "smallest_fragment_bytes",
+                ),
+                2 if self.teardrop => (
+                    format!(
+                        "{} overlapping fragments from {src} to {dst}, teardrop-style (a fragment inside an earlier one)",
+                        f.count
+                    ),
+                    Severity::High,
+                    "largest_overlap_end",
+                ),
+                2 => (
+                    format!("{} overlapping fragments from {src} to {dst}", f.count),
+                    Severity::High,
+                    "largest_overlap_end",
+                ),
+                3 => (
+                    format!(
+                        "{} fragments reassemble past 65,535 bytes (ping of death) from {src} to {dst}",
+                        f.count
+                    ),
+                    Severity::High,
+                    "largest_reassembled_bytes",
+                ),
+                4 => (
+                    format!(
+                        "{} datagrams with more than {} fragments from {src} to {dst}",
+                        f.count, th.max_fragments_per_datagram
+                    ),
+                    Severity::Medium,
+                    "fragments",
+                ),
+                _ => (
+                    format!("{} datagrams never completed from {src} to {dst}", f.count),
+                    Severity::Low,
+                    "largest_fragment_count",
+                ),
+            };
+            let mut evidence = BTreeMap::from([("count", f.count as f64)]);
+            // For the tiny kinds the smallest size tells; for the rest the largest.
+            evidence.insert(
+                measured,
+                if sub <= 1 { f.smallest } else { f.largest } as f64,
+            );
+            if sub == 5 {
+                evidence.insert("incomplete_datagrams_total", incomplete_total as f64);
+            }
+            out.push(Anomaly {
+                kind: "ip_fragmentation",
+                subtype: Some(name),
+                severity,
+                summary,
+                evidence,
+                thresholds: BTreeMap::from([
+                    (
+                        "min_first_fragment_tcp_bytes",
+                        th.min_first_fragment_tcp_bytes as f64,
+                    ),
+                    ("min_fragment_bytes", th.min_fragment_bytes as f64),
+                    (
+                        "max_fragments_per_datagram",
+                        th.max_fragments_per_datagram as f64,
+                    ),
+                    ("max_reassembled_bytes", 65_535.0),
+                    ("reassembly_timeout_seconds", th.reassembly_timeout_seconds),
+                    (
+                        "min_incomplete_datagrams",
+                        th.min_incomplete_datagrams as f64,
+                    ),
+                ]),
+                sources: vec![src.to_string()],
+                destinations: vec![dst.to_string()],
+                ports: vec![],
+                first_timestamp: ts(f.span.first),
+                last_timestamp: ts(f.span.last),
+                example_frames: f.examples,
+                scan_type: None,
+                domain: None,
+                note: None,
+            });
+        }
+        out
+    }
+}
+
+/// Whether the pieces cover `0..total` without a gap.
+fn covered(pieces: &mut [Piece], total: u32) -> bool {
+    pieces.sort_by_key(|p| p.start);
+    let mut reach = 0;
+    for p in pieces.iter() {
+        if p.start > reach {
+            return false;
+        }
+        reach = reach.max(p.end);
+    }
+    reach >= total
+}
+
+/// FNV-1a: tells identical retransmitted fragments from different ones.
+fn fnv(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

@@ -1,0 +1,175 @@
+//! Attack and anomaly detectors. Each sees every frame (and finished flows,
+//! where it needs them) and reports findings at the end as [`Anomaly`]s.
+//! Thresholds have documented defaults (docs/report.md says where each comes
+//! from) and can be overridden from a TOML file.
+
+mod dns_tunneling;
+mod ip_fragmentation;
+mod malformed_header;
+mod port_scan;
+mod syn_flood;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::dissect::Dissected;
+use super::dns::DnsMessage;
+use super::flows::Flow;
+
+pub use dns_tunneling::{DnsTunnelingThresholds, registered_domain, shannon_entropy};
+pub use ip_fragmentation::FragmentationThresholds;
+pub use malformed_header::MalformedThresholds;
+pub use port_scan::PortScanThresholds;
+pub use syn_flood::SynFloodThresholds;
+
+/// Every detector's thresholds. Unknown keys in a thresholds file are errors.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Thresholds {
+    pub syn_flood: SynFloodThresholds,
+    pub port_scan: PortScanThresholds,
+    pub dns_tunneling: DnsTunnelingThresholds,
+    pub ip_fragmentation: FragmentationThresholds,
+    pub malformed_header: MalformedThresholds,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+}
+
+/// One finding.
+#[derive(Clone, Debug, Serialize)]
+pub struct Anomaly {
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subtype: Option<&'static str>,
+    pub severity: Severity,
+    pub summary: String,
+    /// Measured values.
+    pub evidence: BTreeMap<&'static str, f64>,
+    /// The thresholds the measured values were held against.
+    pub thresholds: BTreeMap<&'static str, f64>,
+    pub sources: Vec<String>,
+    pub destinations: Vec<String>,
+    pub ports: Vec<u16>,
+    pub first_timestamp: String,
+    pub last_timestamp: String,
+    /// Example frames, numbered from 1 as Wireshark numbers them.
+    pub example_frames: Vec<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Frame numbers kept as examples per finding.
+pub(crate) const EXAMPLES: usize = 5;
+
+pub(crate) fn push_example(v: &mut Vec<u64>, frame: u64) {
+    if v.len() < EXAMPLES {
+        v.push(frame);
+    }
+}
+
+/// Time span of a finding, first and last nanosecond timestamps.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Span {
+    pub first: i64,
+    pub last: i64,
+}
+
+impl Span {
+    pub fn new(ts: i64) -> Span {
+        Span {
+            first: ts,
+            last: ts,
+        }
+    }
+    pub fn add(&mut self, ts: i64) {
+        self.first = self.first.min(ts);
+        self.last = self.last.max(ts);
+    }
+    pub fn seconds(&self) -> f64 {
+        (self.last - self.first) as f64 / 1e9
+    }
+}
+
+pub(crate) fn ts(ns: i64) -> String {
+    super::stats::timestamp(ns)
+}
+
+pub(crate) fn addrs<'a>(it: impl IntoIterator<Item = &'a IpAddr>) -> Vec<String> {
+    let mut v: Vec<IpAddr> = it.into_iter().copied().collect();
+    v.sort();
+    v.dedup();
+    v.truncate(10);
+    v.into_iter().map(|a| a.to_string()).collect()
+}
+
+/// All detectors together.
+pub struct Detectors {
+    syn_flood: syn_flood::SynFlood,
+    port_scan: port_scan::PortScan,
+    dns_tunneling: dns_tunneling::DnsTunneling,
+    fragmentation: ip_fragmentation::Fragmentation,
+    malformed: malformed_header::Malformed,
+}
+
+impl Detectors {
+    pub fn new(t: &Thresholds) -> Detectors {
+        Detectors {
+            syn_flood: syn_flood::SynFlood::new(t.syn_flood.clone()),
+            port_scan: port_scan::PortScan::new(t.port_scan.clone()),
+            dns_tunneling: dns_tunneling::DnsTunneling::new(t.dns_tunneling.clone()),
+            fragmentation: ip_fragmentation::Fragmentation::new(t.ip_fragmentation.clone()),
+            malformed: malformed_header::Malformed::new(t.malformed_header.clone()),
+        }
+    }
+
+    /// `snaplen_cut`: the frame was captured shorter than it was on the wire.
+    pub fn frame(
+        &mut self,
+        frame: u64,
+        ts: i64,
+        d: &Dissected<'_>,
+        snaplen_cut: bool,
+        dns: Option<&DnsMessage>,
+    ) {
+        self.syn_flood.frame(frame, ts, d);
+        self.fragmentation.frame(frame, ts, d);
+        self.malformed.frame(frame, ts, d, snaplen_cut);
+        if let (Some(m), Some(ip)) = (dns, &d.ip) {
+            self.dns_tunneling.query(frame, ts, ip.src, m);
+        }
+    }
+
+    pub fn flow_finished(&mut self, f: &Flow) {
+        self.syn_flood.flow_finished(f);
+        self.port_scan.flow_finished(f);
+    }
+
+    /// Every finding, in a stable order: by first timestamp, then kind and summary.
+    pub fn finish(self) -> Vec<Anomaly> {
+        let mut all = Vec::new();
+        all.extend(self.syn_flood.finish());
+        all.extend(self.port_scan.finish());
+        all.extend(self.dns_tunneling.finish());
+        all.extend(self.fragmentation.finish());
+        all.extend(self.malformed.finish());
+        all.sort_by(|a, b| {
+            a.first_timestamp
+                .cmp(&b.first_timestamp)
+                .then(a.kind.cmp(b.kind))
+                .then(a.summary.cmp(&b.summary))
+        });
+        all
+    }
+}

@@ -1,0 +1,276 @@
+//! `port_scan`: one source touching many ports of one host (vertical) or one
+//! port on many hosts (horizontal), and stealth probes (FIN, NULL, XMAS)
+//! that ordinary TCP never sends. Judged on finished flows: a flow's first
+//! packet says what kind of probe opened it.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use foldhash::{HashMap, HashSet};
+use serde::{Deserialize, Serialize};
+
+use super::{Anomaly, Severity, Span, push_example, ts};
+use crate::analyze::flows::{ACK, FIN, Flow, PSH, RST, SYN, URG};
+
+/// Defaults: 50 distinct ports of one host, or one port on 50 hosts, from
+/// one source (Snort's sfPortscan "medium" sensitivity reports well below
+/// nmap's 1,000-port default scan; 50 leaves room for busy clients), and a
+/// single FIN/NULL/XMAS probe, which no ordinary TCP stack sends.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortScanThresholds {
+    pub min_ports_vertical: u64,
+    pub min_hosts_horizontal: u64,
+    pub min_stealth_probes: u64,
+}
+
+impl Default for PortScanThresholds {
+    fn default() -> Self {
+        PortScanThresholds {
+            min_ports_vertical: 50,
+            min_hosts_horizontal: 50,
+            min_stealth_probes: 1,
+        }
+    }
+}
+
+/// Kinds of probe, by the flags of a flow's first packet.
+const KINDS: [&str; 6] = ["syn", "connect", "fin", "null", "xmas", "udp"];
+
+fn probe_kind(f: &Flow) -> Option<usize> {
+    match f.key.proto {
+        17 => Some(5),
+        6 => match f.first_flags & (FIN | SYN | RST | PSH | ACK | URG) {
+            SYN if f.handshake() == "complete" => Some(1),
+            SYN => Some(0),
+            FIN => Some(2),
+            0 => Some(3),
+            x if x == FIN | PSH | URG => Some(4),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Destinations (ports or hosts) counted up to a cap: enough to judge a threshold.
+struct Touched<T> {
+    set: HashSet<T>,
+    cap: usize,
+    more: bool,
+}
+
+impl<T: std::hash::Hash + Eq> Touched<T> {
+    fn new(cap: usize) -> Self {
+        Touched {
+            set: HashSet::default(),
+            cap,
+            more: false,
+        }
+    }
+    fn insert(&mut self, v: T) {
+        if self.set.len() < self.cap {
+            self.set.insert(v);
+        } else if !self.set.contains(&v) {
+            self.more = true;
+        }
+    }
+}
+
+struct Probes<T> {
+    touched: Touched<T>,
+    kinds: [u64; 6],
+    span: Span,
+    examples: Vec<u64>,
+}
+
+impl<T: std::hash::Hash + Eq> Probes<T> {
+    fn new(cap: usize, at: i64) -> Self {
+        Probes {
+            touched: Touched::new(cap),
+            kinds: [0; 6],
+            span: Span::new(at),
+            examples: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, what: T, kind: usize, f: &Flow) {
+        self.touched.insert(what);
+        self.kinds[kind] += 1;
+        self.span.add(f.first_ns);
+        push_example(&mut self.examples, f.first_frame);
+    }
+
+    /// The most frequent kind; stealth kinds win ties as the more telling.
+    fn scan_type(&self) -> &'static str {
+        let best = (0..6).max_by_key(|&i| (self.kinds[i], i)).unwrap_or(0);
+        KINDS[best]
+    }
+
+    fn stealth(&self) -> u64 {
+        self.kinds[2] + self.kinds[3] + self.kinds[4]
+    }
+}
+
+pub struct PortScan {
+    t: PortScanThresholds,
+    /// (source, destination) → ports touched.
+    vertical: HashMap<(IpAddr, IpAddr), Probes<(u8, u16)>>,
+    /// (source, protocol, port) → hosts touched.
+    horizontal: HashMap<(IpAddr, u8, u16), Probes<IpAddr>>,
+}
+
+impl PortScan {
+    pub fn new(t: PortScanThresholds) -> PortScan {
+        PortScan {
+            t,
+            vertical: HashMap::default(),
+            horizontal: HashMap::default(),
+        }
+    }
+
+    pub fn flow_finished(&mut self, f: &Flow) {
+        let Some(kind) = probe_kind(f) else { return };
+        let k = f.key;
+        let ((client, _), (server, port)) = if f.a_is_client {
+            ((k.a, k.a_port), (k.b, k.b_port))
+        } else {
+            ((k.b, k.b_port), (k.a, k.a_port))
+        };
+        // Every port of both protocols fits; hosts are counted exactly up to 65,536.
+        let cap_v = 2 * 65_536;
+        let cap_h = 65_536;
+        self.vertical
+            .entry((client, server))
+            .or_insert_with(|| Probes::new(cap_v, f.first_ns))
+            .add((k.proto, port), kind, f);
+        self.horizontal
+            .entry((client, k.proto, port))
+            .or_insert_with(|| Probes::new(cap_h, f.first_ns))
+            .add(server, kind, f);
+    }
+
+    pub fn finish(self) -> Vec<Anomaly> {
+        let th = &self.t;
+        let mut out = Vec::new();
+        let thresholds = BTreeMap::from([
+            ("min_ports_vertical", th.min_ports_vertical as f64),
+            ("min_hosts_horizontal", th.min_hosts_horizontal as f64),
+            ("min_stealth_probes", th.min_stealth_probes as f64),
+        ]);
+        for ((src, dst), p) in self.vertical {
+            let ports = p.touched.set.len() as u64;
+            let vertical = ports >= th.min_ports_vertical;
+            let stealth = p.stealth() >= th.min_stealth_probes;
+            if !vertical && !stealth {
+                continue;
+            }
+            let scan_type = if vertical {
+                p.scan_type()
+            } else {
+                stealth_type(&p.kinds)
+            };
+            let mut port_list: Vec<u16> = p.touched.set.iter().map(|&(_, port)| port).collect();
+            port_list.sort_unstable();
+            port_list.dedup();
+            port_list.truncate(20);
+            let subtype = if vertical {
+                "vertical"
+            } else {
+                "stealth_probes"
+            };
+            out.push(Anomaly {
+                kind: "port_scan",
+                subtype: Some(subtype),
+                severity: if vertical {
+                    Severity::Medium
+                } else {
+                    Severity::Low
+                },
+                summary: format!(
+                    "{} scan of {dst} from {src}: {}{ports} port{}{}",
+                    scan_type.to_uppercase(),
+                    if p.touched.more { "at least " } else { "" },
+                    if ports == 1 { "" } else { "s" },
+                    if vertical {
+                        String::new()
+                    } else {
+                        format!(
+                            ", {} FIN/NULL/XMAS probe{}",
+                            p.stealth(),
+                            if p.stealth() == 1 { "" } else { "s" }
+                        )
+                    }
+                ),
+                evidence: evidence(&p, ports),
+                thresholds: thresholds.clone(),
+                sources: vec![src.to_string()],
+                destinations: vec![dst.to_string()],
+                ports: port_list,
+                first_timestamp: ts(p.span.first),
+                last_timestamp: ts(p.span.last),
+                example_frames: p.examples,
+                scan_type: Some(scan_type),
+                domain: None,
+                note: None,
+            });
+        }
+        for ((src, proto, port), p) in self.horizontal {
+            let hosts = p.touched.set.len() as u64;
+            if hosts < th.min_hosts_horizontal {
+                continue;
+            }
+            let scan_type = p.scan_type();
+            out.push(Anomaly {
+                kind: "port_scan",
+                subtype: Some("horizontal"),
+                severity: Severity::Medium,
+                summary: format!(
+                    "{} sweep of {}/{port} from {src}: {}{hosts} hosts",
+                    scan_type.to_uppercase(),
+                    if proto == 17 { "udp" } else { "tcp" },
+                    if p.touched.more { "at least " } else { "" }
+                ),
+                evidence: evidence(&p, hosts),
+                thresholds: thresholds.clone(),
+                sources: vec![src.to_string()],
+                destinations: super::addrs(p.touched.set.iter()),
+                ports: vec![port],
+                first_timestamp: ts(p.span.first),
+                last_timestamp: ts(p.span.last),
+                example_frames: p.examples,
+                scan_type: Some(scan_type),
+                domain: None,
+                note: None,
+            });
+        }
+        out
+    }
+}
+
+fn stealth_type(kinds: &[u64; 6]) -> &'static str {
+    let best = (2..5).max_by_key(|&i| (kinds[i], i)).unwrap_or(4);
+    KINDS[best]
+}
+
+fn evidence<T>(p: &Probes<T>, distinct: u64) -> BTreeMap<&'static str, f64> {
+    let mut e = BTreeMap::from([
+        ("distinct_targets", distinct as f64),
+        ("duration_seconds", p.span.seconds()),
+    ]);
+    for (i, name) in [
+        "probes_syn",
+        "probes_connect",
+        "probes_fin",
+        "probes_null",
+        "probes_xmas",
+        "probes_udp",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if p.kinds[i] > 0 {
+            e.insert(name, p.kinds[i] as f64);
+        }
+    }
+    e
+}

@@ -1,0 +1,238 @@
+//! `syn_flood`: many SYNs to one destination (address and port) in a short
+//! window, few answered, from many sources, leaving half-open connections.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use foldhash::{HashMap, HashSet};
+use serde::{Deserialize, Serialize};
+
+use super::{Anomaly, Severity, Span, push_example, ts};
+use crate::analyze::dissect::{Dissected, Transport};
+use crate::analyze::flows::{ACK, Flow, RST, SYN};
+
+/// Defaults: a destination receiving at least 100 SYN/s in its busiest
+/// second, 200 SYNs in all, with at most 3 of 10 answered by a SYN-ACK.
+/// 100/s is far above what a busy single service sees from ordinary
+/// clients in one capture point and the ratio follows the SYN-to-SYN-ACK
+/// imbalance used by Snort's and Zeek's SYN-flood heuristics.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SynFloodThresholds {
+    pub window_seconds: f64,
+    pub min_syn_rate: f64,
+    pub min_syns: u64,
+    pub max_synack_ratio: f64,
+}
+
+impl Default for SynFloodThresholds {
+    fn default() -> Self {
+        SynFloodThresholds {
+            window_seconds: 1.0,
+            min_syn_rate: 100.0,
+            min_syns: 200,
+            max_synack_ratio: 0.3,
+        }
+    }
+}
+
+/// Destinations tracked at most; beyond this, new ones are counted, not tracked.
+const MAX_TARGETS: usize = 200_000;
+/// Sources counted exactly per destination; beyond this, "at least".
+const MAX_SOURCES: usize = 100_000;
+/// The sliding window is kept as this many sub-buckets.
+const SLOTS: usize = 10;
+
+struct Target {
+    syns: u64,
+    synacks: u64,
+    half_open: u64,
+    sources: HashSet<IpAddr>,
+    sources_capped: bool,
+    span: Span,
+    examples: Vec<u64>,
+    /// Sub-bucket counts and the index of the newest sub-bucket.
+    slots: [u32; SLOTS],
+    newest: i64,
+    peak: u64,
+}
+
+pub struct SynFlood {
+    t: SynFloodThresholds,
+    slot_ns: i64,
+    targets: HashMap<(IpAddr, u16), Target>,
+    untracked: u64,
+}
+
+impl SynFlood {
+    pub fn new(t: SynFloodThresholds) -> SynFlood {
+        let slot_ns = ((t.window_seconds.max(1e-3) * 1e9) as i64 / SLOTS as i64).max(1);
+        SynFlood {
+            t,
+            slot_ns,
+            targets: HashMap::default(),
+            untracked: 0,
+        }
+    }
+
+    pub fn frame(&mut self, frame: u64, now: i64, d: &Dissected<'_>) {
+        let (
+            Some(ip),
+            Some(Transport::Tcp {
+                sport,
+                dport,
+                flags,
+                valid: true,
+                ..
+            }),
+        ) = (&d.ip, d.transport)
+        else {
+            return;
+        };
+        match flags & (SYN | ACK | RST) {
+            SYN => {}
+            x if x == SYN | ACK => {
+                if let Some(t) = self.targets.get_mut(&(ip.src, sport)) {
+                    t.synacks += 1;
+                }
+                return;
+            }
+            _ => return,
+        }
+        let key = (ip.dst, dport);
+        if !self.targets.contains_key(&key) && self.targets.len() >= MAX_TARGETS {
+            self.untracked += 1;
+            return;
+        }
+        let slot_ns = self.slot_ns;
+        let t = self.targets.entry(key).or_insert_with(|| Target {
+            syns: 0,
+            synacks: 0,
+            half_open: 0,
+            sources: HashSet::default(),
+            sources_capped: false,
+            span: Span::new(now),
+            examples: Vec::new(),
+            slots: [0; SLOTS],
+            newest: now / slot_ns,
+            peak: 0,
+        });
+        t.syns += 1;
+        t.span.add(now);
+        push_example(&mut t.examples, frame);
+        if t.sources.len() < MAX_SOURCES {
+            t.sources.insert(ip.src);
+        } else {
+            t.sources_capped = true;
+        }
+        // Advance the ring to this frame's sub-bucket (frames out of order
+        // by less than a window land in their own bucket; older ones in the oldest).
+        let slot = now / slot_ns;
+        if slot > t.newest {
+            let steps = (slot - t.newest).min(SLOTS as i64);
+            for i in 1..=steps {
+                t.slots[((t.newest + i).rem_euclid(SLOTS as i64)) as usize] = 0;
+            }
+            t.newest = slot;
+        }
+        let age = (t.newest - slot).min(SLOTS as i64 - 1);
+        t.slots[((t.newest - age).rem_euclid(SLOTS as i64)) as usize] += 1;
+        let in_window: u64 = t.slots.iter().map(|&c| u64::from(c)).sum();
+        t.peak = t.peak.max(in_window);
+    }
+
+    pub fn flow_finished(&mut self, f: &Flow) {
+        if f.key.proto != 6 || !f.is_half_open() {
+            return;
+        }
+        let server = if f.a_is_client {
+            (f.key.b, f.key.b_port)
+        } else {
+            (f.key.a, f.key.a_port)
+        };
+        if let Some(t) = self.targets.get_mut(&server) {
+            t.half_open += 1;
+        }
+    }
+
+    pub fn finish(self) -> Vec<Anomaly> {
+        let th = &self.t;
+        let mut out = Vec::new();
+        for ((dst, port), t) in self.targets {
+            let rate = t.peak as f64 / th.window_seconds;
+            let ratio = t.synacks as f64 / t.syns as f64;
+            if rate < th.min_syn_rate || t.syns < th.min_syns || ratio > th.max_synack_ratio {
+                continue;
+            }
+            let severity = if rate >= 10.0 * th.min_syn_rate {
+                Severity::High
+            } else {
+                Severity::Medium
+            };
+            let sources = t.sources.len() as f64;
+            let mut src_list: Vec<&IpAddr> = t.sources.iter().collect();
+            src_list.sort();
+            let evidence = BTreeMap::from([
+                ("peak_syn_rate", rate),
+                (
+                    "mean_syn_rate",
+                    if t.span.seconds() > 0.0 {
+                        t.syns as f64 / t.span.seconds()
+                    } else {
+                        t.syns as f64
+                    },
+                ),
+                ("syns", t.syns as f64),
+                ("synacks", t.synacks as f64),
+                ("synack_per_syn", ratio),
+                ("distinct_sources", sources),
+                ("half_open", t.half_open as f64),
+                ("duration_seconds", t.span.seconds()),
+            ]);
+            let thresholds = BTreeMap::from([
+                ("window_seconds", th.window_seconds),
+                ("min_syn_rate", th.min_syn_rate),
+                ("min_syns", th.min_syns as f64),
+                ("max_synack_ratio", th.max_synack_ratio),
+            ]);
+            out.push(Anomaly {
+                kind: "syn_flood",
+                subtype: None,
+                severity,
+                summary: format!(
+                    "SYN flood on {}: {} SYNs, peak {:.0}/s, {} answered, from {}{} sources",
+                    endpoint(dst, port),
+                    t.syns,
+                    rate,
+                    t.synacks,
+                    if t.sources_capped { "at least " } else { "" },
+                    t.sources.len()
+                ),
+                evidence,
+                thresholds,
+                sources: super::addrs(src_list),
+                destinations: vec![dst.to_string()],
+                ports: vec![port],
+                first_timestamp: ts(t.span.first),
+                last_timestamp: ts(t.span.last),
+                example_frames: t.examples,
+                scan_type: None,
+                domain: None,
+                note: self.untracked.gt(&0).then(|| {
+                    format!(
+                        "{} SYNs to further destinations were not tracked (state limit)",
+                        self.untracked
+                    )
+                }),
+            });
+        }
+        out
+    }
+}
+
+fn endpoint(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}

@@ -1,0 +1,248 @@
+//! DNS over UDP and TCP: message decoding (question names through
+//! simple-dns, which handles compression) and the report's DNS summary.
+
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
+use serde::Serialize;
+
+/// One decoded DNS message: what the summary and the tunneling detector need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsMessage {
+    pub id: u16,
+    pub response: bool,
+    pub rcode: u8,
+    pub answers: u16,
+    /// The first question's name, lower case, without the trailing dot.
+    pub qname: String,
+    pub qtype: u16,
+}
+
+/// Decode a DNS message; over TCP the payload starts with a 2-byte length.
+pub fn parse(payload: &[u8], over_tcp: bool) -> Option<DnsMessage> {
+    let msg = if over_tcp {
+        let len = usize::from(u16::from_be_bytes([*payload.first()?, *payload.get(1)?]));
+        payload.get(2..2 + len).or_else(|| payload.get(2..))?
+    } else {
+        payload
+    };
+    if msg.len() < 12 {
+        return None;
+    }
+    let id = u16::from_be_bytes([msg[0], msg[1]]);
+    let response = msg[2] & 0x80 != 0;
+    let rcode = msg[3] & 0x0f;
+    let qdcount = u16::from_be_bytes([msg[4], msg[5]]);
+    let answers = u16::from_be_bytes([msg[6], msg[7]]);
+    if qdcount == 0 {
+        return Some(DnsMessage {
+            id,
+            response,
+            rcode,
+            answers,
+            qname: String::new(),
+            qtype: 0,
+        });
+    }
+    // simple-dns rejects a whole message over one odd record; the question
+    // alone is what matters here, so a TCP message cut at the segment end
+    // or a response with unusual records still yields its question.
+    let packet = simple_dns::Packet::parse(msg).ok();
+    let (qname, qtype) = match packet.as_ref().and_then(|p| p.questions.first()) {
+        Some(q) => (
+            q.qname
+                .to_string()
+                .trim_end_matches('.')
+                .to_ascii_lowercase(),
+            u16::from(q.qtype),
+        ),
+        None => parse_question(&msg[12..])?,
+    };
+    Some(DnsMessage {
+        id,
+        response,
+        rcode,
+        answers,
+        qname,
+        qtype,
+    })
+}
+
+/// The first question of a message whose records simple-dns refused:
+/// labels without compression (a question's name is never compressed
+/// against earlier data, there being none).
+fn parse_question(b: &[u8]) -> Option<(String, u16)> {
+    let mut name = String::new();
+    let mut at = 0;
+    loop {
+        let len = usize::from(*b.get(at)?);
+        if len == 0 {
+            at += 1;
+            break;
+        }
+        if len > 63 {
+            return None;
+        }
+        let label = b.get(at + 1..at + 1 + len)?;
+        if !name.is_empty() {
+            name.push('.');
+        }
+        name.extend(label.iter().map(|&c| (c as char).to_ascii_lowercase()));
+        at += 1 + len;
+        if name.len() > 255 {
+            return None;
+        }
+    }
+    let qtype = u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]);
+    Some((name, qtype))
+}
+
+/// A query type's mnemonic.
+pub fn qtype_name(t: u16) -> String {
+    let s = match t {
+        1 => "A",
+        2 => "NS",
+        5 => "CNAME",
+        6 => "SOA",
+        10 => "NULL",
+        12 => "PTR",
+        13 => "HINFO",
+        15 => "MX",
+        16 => "TXT",
+        28 => "AAAA",
+        33 => "SRV",
+        35 => "NAPTR",
+        41 => "OPT",
+        43 => "DS",
+        48 => "DNSKEY",
+        64 => "SVCB",
+        65 => "HTTPS",
+        252 => "AXFR",
+        251 => "IXFR",
+        255 => "ANY",
+        _ => return format!("TYPE{t}"),
+    };
+    s.to_string()
+}
+
+pub fn rcode_name(r: u8) -> String {
+    let s = match r {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        _ => return format!("RCODE{r}"),
+    };
+    s.to_string()
+}
+
+/// Distinct names kept for the top list; later new names are only counted.
+const MAX_NAMES: usize = 100_000;
+
+#[derive(Debug, Default)]
+pub struct DnsStats {
+    pub queries: u64,
+    pub responses: u64,
+    names: HashMap<String, u64>,
+    names_dropped: u64,
+    qtypes: BTreeMap<u16, u64>,
+    rcodes: BTreeMap<u8, u64>,
+}
+
+impl DnsStats {
+    pub fn add(&mut self, m: &DnsMessage) {
+        if m.response {
+            self.responses += 1;
+            *self.rcodes.entry(m.rcode).or_default() += 1;
+            return;
+        }
+        self.queries += 1;
+        *self.qtypes.entry(m.qtype).or_default() += 1;
+        if let Some(n) = self.names.get_mut(m.qname.as_str()) {
+            *n += 1;
+        } else if self.names.len() < MAX_NAMES {
+            self.names.insert(m.qname.clone(), 1);
+        } else {
+            self.names_dropped += 1;
+        }
+    }
+
+    pub fn report(&self, top: usize) -> DnsReport {
+        let mut names: Vec<(&String, &u64)> = self.names.iter().collect();
+        names.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        DnsReport {
+            queries: self.queries,
+            responses: self.responses,
+            top_queried: names
+                .into_iter()
+                .take(top)
+                .map(|(n, c)| NameCount {
+                    name: n.clone(),
+                    queries: *c,
+                })
+                .collect(),
+            query_types: self
+                .qtypes
+                .iter()
+                .map(|(t, c)| (qtype_name(*t), *c))
+                .collect(),
+            rcodes: self
+                .rcodes
+                .iter()
+                .map(|(r, c)| (rcode_name(*r), *c))
+                .collect(),
+            names_not_tracked: self.names_dropped,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct DnsReport {
+    pub queries: u64,
+    pub responses: u64,
+    pub top_queried: Vec<NameCount>,
+    pub query_types: BTreeMap<String, u64>,
+    pub rcodes: BTreeMap<String, u64>,
+    /// Queries for names beyond the first 100,000 distinct ones (counted, not listed).
+    pub names_not_tracked: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NameCount {
+    pub name: String,
+    pub queries: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_and_response_header() {
+        // id 0x1234, RD, one question www.lab.test A IN
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(b"\x03www\x03LAB\x04test\x00\x00\x01\x00\x01");
+        let m = parse(&q, false).unwrap();
+        assert_eq!(
+            (m.id, m.response, m.qname.as_str(), m.qtype),
+            (0x1234, false, "www.lab.test", 1)
+        );
+        let mut tcp = vec![0, q.len() as u8];
+        tcp.extend_from_slice(&q);
+        assert_eq!(parse(&tcp, true).unwrap(), m);
+        assert!(parse(&q[..11], false).is_none());
+        // a response whose answer section is cut still yields its question
+        let mut r = q.clone();
+        r[2] = 0x81;
+        r[3] = 0x83;
+        r[7] = 1;
+        r.extend_from_slice(&[0xc0, 0x0c, 0, 1]);
+        let m = parse(&r, false).unwrap();
+        assert_eq!(
+            (m.response, m.rcode, m.qname.as_str()),
+            (true, 3, "www.lab.test")
+        );
+    }
+}

@@ -1,0 +1,448 @@
+//! Per-flow summaries: bidirectional 5-tuples with per-direction counters,
+//! TCP flags, handshake state and application protocol.
+//!
+//! Flows idle for longer than the timeout are finished and leave the table,
+//! so memory follows the number of *active* flows, not the capture's size.
+
+use std::net::IpAddr;
+
+use foldhash::HashMap;
+use serde::Serialize;
+
+use super::dissect::{Dissected, Transport};
+
+pub const FIN: u8 = 0x01;
+pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
+pub const PSH: u8 = 0x08;
+pub const ACK: u8 = 0x10;
+pub const URG: u8 = 0x20;
+
+/// The flow's endpoints in a fixed order (lower address/port first), so
+/// both directions of a conversation find the same flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub proto: u8,
+    pub a: IpAddr,
+    pub a_port: u16,
+    pub b: IpAddr,
+    pub b_port: u16,
+}
+
+impl FlowKey {
+    /// The key and whether `src` is endpoint `a`.
+    pub fn of(proto: u8, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> (FlowKey, bool) {
+        if (src, sport) <= (dst, dport) {
+            (
+                FlowKey {
+                    proto,
+                    a: src,
+                    a_port: sport,
+                    b: dst,
+                    b_port: dport,
+                },
+                true,
+            )
+        } else {
+            (
+                FlowKey {
+                    proto,
+                    a: dst,
+                    a_port: dport,
+                    b: src,
+                    b_port: sport,
+                },
+                false,
+            )
+        }
+    }
+}
+
+/// A flow while it is being counted.
+#[derive(Clone, Debug)]
+pub struct Flow {
+    pub key: FlowKey,
+    /// Whether endpoint `a` opened the flow (sent the first SYN, or the first packet).
+    pub a_is_client: bool,
+    pub first_ns: i64,
+    pub last_ns: i64,
+    pub first_frame: u64,
+    /// Packets and bytes from client to server, and back.
+    pub c2s: (u64, u64),
+    pub s2c: (u64, u64),
+    pub flags_c2s: u8,
+    pub flags_s2c: u8,
+    /// TCP flags of the flow's first packet.
+    pub first_flags: u8,
+    pub syns: u32,
+    pub synacks: u32,
+    pub final_ack: bool,
+    pub data_in_syn: bool,
+    pub app: Option<&'static str>,
+}
+
+impl Flow {
+    /// The TCP handshake as far as the capture shows it.
+    pub fn handshake(&self) -> &'static str {
+        if self.key.proto != 6 {
+            return "none";
+        }
+        match (self.syns > 0, self.synacks > 0, self.final_ack) {
+            (true, true, true) => "complete",
+            (true, true, false) => "half_open",
+            (true, false, _) if self.flags_s2c & RST != 0 => "refused",
+            (true, false, _) => "syn_only",
+            (false, true, _) => "synack_only",
+            (false, false, _) => "midstream",
+        }
+    }
+
+    pub fn is_half_open(&self) -> bool {
+        matches!(self.handshake(), "half_open" | "syn_only")
+    }
+
+    fn closed_by(&self) -> &'static str {
+        let f = self.flags_c2s | self.flags_s2c;
+        if f & RST != 0 {
+            "rst"
+        } else if f & FIN != 0 {
+            "fin"
+        } else {
+            "open"
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.c2s.1 + self.s2c.1
+    }
+
+    pub fn summary(&self) -> FlowSummary {
+        let k = &self.key;
+        let (client, server) = if self.a_is_client {
+            ((k.a, k.a_port), (k.b, k.b_port))
+        } else {
+            ((k.b, k.b_port), (k.a, k.a_port))
+        };
+        let tcp = k.proto == 6;
+        let mut notes = Vec::new();
+        if self.syns > 1 {
+            notes.push(format!("repeated_syn ({} SYNs)", self.syns));
+        }
+        if self.data_in_syn {
+            notes.push("data_in_syn".to_string());
+        }
+        FlowSummary {
+            protocol: proto_name(k.proto),
+            client: endpoint(client),
+            server: endpoint(server),
+            first_timestamp: super::stats::timestamp(self.first_ns),
+            last_timestamp: super::stats::timestamp(self.last_ns),
+            first_frame: self.first_frame,
+            packets_client_to_server: self.c2s.0,
+            bytes_client_to_server: self.c2s.1,
+            packets_server_to_client: self.s2c.0,
+            bytes_server_to_client: self.s2c.1,
+            tcp_flags_client: tcp.then(|| flag_letters(self.flags_c2s)),
+            tcp_flags_server: tcp.then(|| flag_letters(self.flags_s2c)),
+            handshake: tcp.then(|| self.handshake()),
+            closed_by: tcp.then(|| self.closed_by()),
+            app_protocol: self.app,
+            notes,
+        }
+    }
+}
+
+fn endpoint((ip, port): (IpAddr, u16)) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+pub fn proto_name(p: u8) -> &'static str {
+    match p {
+        6 => "tcp",
+        17 => "udp",
+        1 => "icmp",
+        58 => "icmpv6",
+        _ => "ip",
+    }
+}
+
+/// Flags in tcpdump's letters, in the order `FSRPAUEC`.
+pub fn flag_letters(f: u8) -> String {
+    b"FSRPAUEC"
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| f & (1 << i) != 0)
+        .map(|(_, c)| *c as char)
+        .collect()
+}
+
+/// What the report shows of a flow.
+#[derive(Clone, Debug, Serialize)]
+pub struct FlowSummary {
+    pub protocol: &'static str,
+    pub client: String,
+    pub server: String,
+    pub first_timestamp: String,
+    pub last_timestamp: String,
+    pub first_frame: u64,
+    pub packets_client_to_server: u64,
+    pub bytes_client_to_server: u64,
+    pub packets_server_to_client: u64,
+    pub bytes_server_to_client: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_flags_client: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_flags_server: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_protocol: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Which flows the report lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FlowListing {
+    All,
+    Top,
+    None,
+}
+
+/// The table of active flows and what finished flows left behind.
+pub struct FlowTable {
+    active: HashMap<FlowKey, Flow>,
+    idle_timeout_ns: i64,
+    listing: FlowListing,
+    top: usize,
+    /// Finished flows kept for the report (all, or the largest `top`).
+    kept: Vec<Flow>,
+    pub flows_seen: u64,
+    pub tcp_flows: u64,
+    pub udp_flows: u64,
+    since_sweep: u32,
+}
+
+impl FlowTable {
+    pub fn new(idle_timeout_secs: f64, listing: FlowListing, top: usize) -> FlowTable {
+        FlowTable {
+            active: HashMap::default(),
+            idle_timeout_ns: (idle_timeout_secs * 1e9) as i64,
+            listing,
+            top,
+            kept: Vec::new(),
+            flows_seen: 0,
+            tcp_flows: 0,
+            udp_flows: 0,
+            since_sweep: 0,
+        }
+    }
+
+    /// Count one frame; `finished` receives flows that timed out.
+    pub fn add(
+        &mut self,
+        frame: u64,
+        ts: i64,
+        wire_len: u32,
+        d: &Dissected<'_>,
+        finished: &mut impl FnMut(&Flow),
+    ) {
+        let Some(ip) = &d.ip else { return };
+        let (proto, sport, dport, flags, payload, valid) = match d.transport {
+            Some(Transport::Tcp {
+                sport,
+                dport,
+                flags,
+                payload,
+                valid,
+            }) => (6, sport, dport, flags, payload, valid),
+            Some(Transport::Udp {
+                sport,
+                dport,
+                payload,
+            }) => (17, sport, dport, 0, payload, true),
+            Some(Transport::Icmp { .. }) => (1, 0, 0, 0, &[][..], true),
+            Some(Transport::Icmpv6 { .. }) => (58, 0, 0, 0, &[][..], true),
+            None if ip.fragment.is_some_and(|f| f.offset > 0) => return,
+            None => (ip.proto, 0, 0, 0, &[][..], true),
+        };
+        // A TCP header that cannot be trusted opens no flow (as tshark).
+        if !valid {
+            return;
+        }
+        self.since_sweep += 1;
+        if self.since_sweep >= 1 << 16 {
+            self.since_sweep = 0;
+            self.sweep(ts, finished);
+        }
+        let (key, src_is_a) = FlowKey::of(proto, ip.src, sport, ip.dst, dport);
+        let len = u64::from(wire_len);
+        let flow = self.active.entry(key).or_insert_with(|| {
+            // The sender of a first packet is the client, unless that packet is a SYN-ACK.
+            let synack = proto == 6 && flags & (SYN | ACK) == SYN | ACK;
+            Flow {
+                key,
+                a_is_client: src_is_a != synack,
+                first_ns: ts,
+                last_ns: ts,
+                first_frame: frame,
+                c2s: (0, 0),
+                s2c: (0, 0),
+                flags_c2s: 0,
+                flags_s2c: 0,
+                first_flags: flags,
+                syns: 0,
+                synacks: 0,
+                final_ack: false,
+                data_in_syn: false,
+                app: None,
+            }
+        });
+        if flow.c2s.0 + flow.s2c.0 == 0 {
+            self.flows_seen += 1;
+            match proto {
+                6 => self.tcp_flows += 1,
+                17 => self.udp_flows += 1,
+                _ => {}
+            }
+        }
+        flow.last_ns = flow.last_ns.max(ts);
+        let from_client = src_is_a == flow.a_is_client;
+        if from_client {
+            flow.c2s.0 += 1;
+            flow.c2s.1 += len;
+            flow.flags_c2s |= flags;
+        } else {
+            flow.s2c.0 += 1;
+            flow.s2c.1 += len;
+            flow.flags_s2c |= flags;
+        }
+        if proto == 6 {
+            match flags & (SYN | ACK | RST) {
+                SYN => {
+                    flow.syns += 1;
+                    flow.data_in_syn |= !payload.is_empty();
+                }
+                x if x == SYN | ACK => flow.synacks += 1,
+                ACK if from_client && flow.synacks > 0 => flow.final_ack = true,
+                _ => {}
+            }
+        }
+        if flow.app.is_none() {
+            flow.app = app_protocol(proto, sport.min(dport), sport.max(dport), payload);
+        }
+    }
+
+    fn sweep(&mut self, now: i64, finished: &mut impl FnMut(&Flow)) {
+        let cutoff = now - self.idle_timeout_ns;
+        let expired: Vec<FlowKey> = self
+            .active
+            .iter()
+            .filter(|(_, f)| f.last_ns < cutoff)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in expired {
+            if let Some(f) = self.active.remove(&k) {
+                finished(&f);
+                self.keep(f);
+            }
+        }
+    }
+
+    fn keep(&mut self, f: Flow) {
+        match self.listing {
+            FlowListing::None => {}
+            FlowListing::All => self.kept.push(f),
+            FlowListing::Top => {
+                self.kept.push(f);
+                // Trim lazily: keep at most twice the list, cut back to `top`.
+                if self.kept.len() >= 2 * self.top.max(1) {
+                    self.trim();
+                }
+            }
+        }
+    }
+
+    fn trim(&mut self) {
+        self.kept.sort_by(|x, y| {
+            y.bytes()
+                .cmp(&x.bytes())
+                .then(x.first_frame.cmp(&y.first_frame))
+        });
+        self.kept.truncate(self.top);
+    }
+
+    /// Finish every flow; returns the flows the report lists.
+    pub fn finish(mut self, finished: &mut impl FnMut(&Flow)) -> (Vec<FlowSummary>, FlowCounts) {
+        let rest: Vec<Flow> = self.active.drain().map(|(_, f)| f).collect();
+        for f in rest {
+            finished(&f);
+            self.keep(f);
+        }
+        match self.listing {
+            FlowListing::Top => self.trim(),
+            _ => self.kept.sort_by_key(|f| f.first_frame),
+        }
+        let counts = FlowCounts {
+            total: self.flows_seen,
+            tcp: self.tcp_flows,
+            udp: self.udp_flows,
+        };
+        (self.kept.iter().map(Flow::summary).collect(), counts)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct FlowCounts {
+    pub total: u64,
+    pub tcp: u64,
+    pub udp: u64,
+}
+
+/// The application protocol, from the payload where it says so, else the port.
+fn app_protocol(proto: u8, low: u16, high: u16, payload: &[u8]) -> Option<&'static str> {
+    if proto == 6 && !payload.is_empty() {
+        const METHODS: [&[u8]; 9] = [
+            b"GET ",
+            b"POST ",
+            b"HEAD ",
+            b"PUT ",
+            b"DELETE ",
+            b"OPTIONS ",
+            b"PATCH ",
+            b"CONNECT ",
+            b"TRACE ",
+        ];
+        if payload.starts_with(b"HTTP/1.") || METHODS.iter().any(|m| payload.starts_with(m)) {
+            return Some("http");
+        }
+        if payload.starts_with(b"SSH-") {
+            return Some("ssh");
+        }
+        if payload.len() > 2 && payload[0] == 0x16 && payload[1] == 3 {
+            return Some("tls");
+        }
+    }
+    let by_port = |p: u16| match (proto, p) {
+        (_, 53) => Some("dns"),
+        (6, 80 | 8080 | 8000) => Some("http"),
+        (6, 443 | 8443) => Some("tls"),
+        (6, 22) => Some("ssh"),
+        (6, 25 | 587) => Some("smtp"),
+        (17, 67 | 68) => Some("dhcp"),
+        (17, 123) => Some("ntp"),
+        (17, 5353) => Some("mdns"),
+        (17, 5355) => Some("llmnr"),
+        (17, 137) => Some("netbios-ns"),
+        (17, 161) => Some("snmp"),
+        (6, 3389) => Some("rdp"),
+        (6, 445) => Some("smb"),
+        _ => None,
+    };
+    by_port(low).or_else(|| by_port(high))
+}
