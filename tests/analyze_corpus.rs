@@ -54,3 +54,148 @@ fn counts_match_tshark_for_every_corpus_file() {
         mismatches.join("\n")
     );
 }
+
+fn report(file: &str, opts: &AnalyzeOptions) -> sonde::analyze::Report {
+    analyze(&[corpus().join(file)], opts).unwrap_or_else(|e| panic!("{file}: {}", e.message))
+}
+
+/// What shared/corpus/README.md says a good analysis reports.
+#[test]
+fn attack_captures_yield_their_findings() {
+    let opts = AnalyzeOptions::default();
+    let found = |file: &str, kind: &str, subtype: Option<&str>| {
+        let r = report(file, &opts);
+        let hit = r
+            .anomalies
+            .iter()
+            .find(|a| a.kind == kind && (subtype.is_none() || a.subtype == subtype));
+        assert!(
+            hit.is_some(),
+            "{file}: no {kind} {subtype:?} in {:?}",
+            r.anomalies.iter().map(|a| &a.summary).collect::<Vec<_>>()
+        );
+        hit.unwrap().clone()
+    };
+    for f in [
+        "dns-tunnel/dns2tcp.pcap",
+        "dns-tunnel/dnscat2.pcap",
+        "dns-tunnel/iodine.pcap",
+        "dns-tunnel/sods.pcap",
+    ] {
+        let a = found(f, "dns_tunneling", None);
+        assert!(
+            a.domain.is_some() && a.evidence["score"] >= 0.5,
+            "{f}: {a:?}"
+        );
+    }
+    let flood = found("syn/synflood-spoofed.pcap", "syn_flood", None);
+    assert_eq!(
+        (flood.destinations.as_slice(), flood.ports.as_slice()),
+        (&["10.10.10.10".to_string()][..], &[25565][..])
+    );
+    assert_eq!(flood.evidence["synacks"], 0.0);
+    assert!(
+        flood.evidence["distinct_sources"] > 37_000.0,
+        "{:?}",
+        flood.evidence
+    );
+    let scan = found("scan/synscan.pcapng", "port_scan", Some("vertical"));
+    assert_eq!(scan.scan_type, Some("syn"));
+    assert!(
+        scan.evidence["distinct_targets"] >= 900.0,
+        "{:?}",
+        scan.evidence
+    );
+    assert_eq!(
+        found("syn/mmt-28.xmas_can.pcap", "port_scan", None).scan_type,
+        Some("xmas")
+    );
+    found(
+        "frag/mmt-21.ip_frag_off.pcap",
+        "ip_fragmentation",
+        Some("overlap"),
+    );
+    found(
+        "frag/mmt-21.ip_frag_off.pcap",
+        "malformed_header",
+        Some("tcp_data_offset"),
+    );
+    found(
+        "frag/mmt-9.ip_frag_min_size.pcap",
+        "ip_fragmentation",
+        Some("tiny_first_fragment"),
+    );
+    found(
+        "malformed/mmt-11.ip_size.pcap",
+        "malformed_header",
+        Some("truncated"),
+    );
+}
+
+#[test]
+fn ordinary_captures_yield_no_attack() {
+    let opts = AnalyzeOptions::default();
+    let mut files: Vec<String> = std::fs::read_dir(corpus().join("normal"))
+        .unwrap()
+        .map(|e| format!("normal/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    files.push("frag/ip_frag_source.pcapng".into());
+    files.push("frag/ipv6_fragments.pcapng".into());
+    assert!(files.len() >= 14);
+    for f in files {
+        let r = report(&f, &opts);
+        for a in &r.anomalies {
+            assert!(
+                ![
+                    "syn_flood",
+                    "dns_tunneling",
+                    "ip_fragmentation",
+                    "port_scan"
+                ]
+                .contains(&a.kind),
+                "{f}: unexpected {}: {}",
+                a.kind,
+                a.summary
+            );
+        }
+    }
+}
+
+#[test]
+fn flow_summaries_show_what_the_corpus_holds() {
+    let opts = AnalyzeOptions {
+        flows: sonde::analyze::flows::FlowListing::All,
+        ..AnalyzeOptions::default()
+    };
+    let flows = |f: &str| report(f, &opts).flows.list;
+    assert_eq!(
+        flows("syn/mmt-3.SYNwithoutACK.pcap")[0].handshake,
+        Some("syn_only")
+    );
+    assert!(
+        flows("syn/mmt-13.data_in_SYN.pcap")[0]
+            .notes
+            .contains(&"data_in_syn".to_string())
+    );
+    let rst = flows("malformed/mmt-7.invalid_tcp_rst.pcap");
+    assert!(rst.iter().any(|f| f.closed_by == Some("rst")), "{rst:?}");
+    let two = flows("syn/mmt-16.two_successive_SYN.pcap");
+    assert_eq!(two.len(), 2);
+    assert!(
+        two.iter()
+            .all(|f| f.tcp_flags_client.as_deref() == Some("S"))
+    );
+    let web = flows("normal/http_google.pcapng");
+    assert_eq!(
+        (web[0].handshake, web[0].app_protocol),
+        (Some("complete"), Some("http"))
+    );
+    let r = report("normal/http_google.pcapng", &opts);
+    assert_eq!(r.http.hosts[0].value, "www.google.com");
+    let r = report("dns-tunnel/iodine.pcap", &opts);
+    assert!(
+        r.dns.query_types.contains_key("NULL"),
+        "{:?}",
+        r.dns.query_types
+    );
+}

@@ -1,0 +1,459 @@
+//! Each detector on captures built here: a case that crosses each threshold
+//! and a near miss just under it.
+
+mod support;
+
+use sonde::analyze::AnalyzeOptions;
+use sonde::analyze::detect::Thresholds;
+use support::capture::*;
+
+const MS: i64 = 1_000_000;
+const S: i64 = 1_000_000_000;
+
+fn has(r: &sonde::analyze::Report, kind: &str, subtype: Option<&str>) -> bool {
+    r.anomalies
+        .iter()
+        .any(|a| a.kind == kind && (subtype.is_none() || a.subtype == subtype))
+}
+
+fn syns(n: usize, spacing_ns: i64, answered: bool) -> Capture {
+    let mut c = Capture::default();
+    for i in 0..n {
+        let src = format!("198.18.{}.{}", 100 + i / 250, 1 + i % 250);
+        c.push(
+            i as i64 * spacing_ns,
+            tcp(&src, "198.18.1.10", 10000 + i as u16, 80, SYN, &[]),
+        );
+        if answered {
+            c.push(
+                i as i64 * spacing_ns + 1,
+                tcp("198.18.1.10", &src, 80, 10000 + i as u16, SYN | ACK, &[]),
+            );
+        }
+    }
+    c
+}
+
+#[test]
+fn syn_flood_over_and_under_the_thresholds() {
+    // 250 unanswered SYNs in 0.5 s from 250 sources: a flood
+    let r = syns(250, 2 * MS, false).analyze();
+    assert!(has(&r, "syn_flood", None), "{:?}", kinds(&r));
+    let a = r.anomalies.iter().find(|a| a.kind == "syn_flood").unwrap();
+    assert_eq!(a.destinations, vec!["198.18.1.10"]);
+    assert_eq!(a.ports, vec![80]);
+    assert_eq!(a.evidence["syns"], 250.0);
+    assert_eq!(a.evidence["distinct_sources"], 250.0);
+    assert_eq!(a.evidence["half_open"], 250.0);
+    assert!(a.evidence["peak_syn_rate"] >= 250.0, "{:?}", a.evidence);
+    assert_eq!(a.example_frames[0], 1);
+    // the same SYNs at 90/s: under min_syn_rate
+    assert!(!has(&syns(250, S / 90, false).analyze(), "syn_flood", None));
+    // 199 SYNs: under min_syns
+    assert!(!has(&syns(199, 2 * MS, false).analyze(), "syn_flood", None));
+    // answered by SYN-ACKs: a busy server, not a flood
+    assert!(!has(&syns(250, 2 * MS, true).analyze(), "syn_flood", None));
+}
+
+fn probes(ports: u16, flags: u8, complete: bool) -> Capture {
+    let mut c = Capture::default();
+    for p in 0..ports {
+        let t = i64::from(p) * MS;
+        c.push(
+            t,
+            tcp("198.18.0.2", "198.18.1.20", 40000, 1000 + p, flags, &[]),
+        );
+        if complete {
+            c.push(
+                t + 1,
+                tcp("198.18.1.20", "198.18.0.2", 1000 + p, 40000, SYN | ACK, &[]),
+            );
+            c.push(
+                t + 2,
+                tcp("198.18.0.2", "198.18.1.20", 40000, 1000 + p, ACK, &[]),
+            );
+            c.push(
+                t + 3,
+                tcp("198.18.0.2", "198.18.1.20", 40000, 1000 + p, RST | ACK, &[]),
+            );
+        } else if flags == SYN {
+            c.push(
+                t + 1,
+                tcp("198.18.1.20", "198.18.0.2", 1000 + p, 40000, RST | ACK, &[]),
+            );
+        }
+    }
+    c
+}
+
+fn scan_type(r: &sonde::analyze::Report) -> Option<&'static str> {
+    r.anomalies
+        .iter()
+        .find(|a| a.kind == "port_scan")
+        .and_then(|a| a.scan_type)
+}
+
+#[test]
+fn vertical_port_scans_and_their_types() {
+    let r = probes(50, SYN, false).analyze();
+    assert!(has(&r, "port_scan", Some("vertical")), "{:?}", kinds(&r));
+    assert_eq!(scan_type(&r), Some("syn"));
+    assert_eq!(r.anomalies[0].evidence["distinct_targets"], 50.0);
+    assert!(
+        !has(&probes(49, SYN, false).analyze(), "port_scan", None),
+        "49 ports is under the threshold"
+    );
+    assert_eq!(scan_type(&probes(60, SYN, true).analyze()), Some("connect"));
+    assert_eq!(scan_type(&probes(60, FIN, false).analyze()), Some("fin"));
+    assert_eq!(scan_type(&probes(60, 0, false).analyze()), Some("null"));
+    assert_eq!(
+        scan_type(&probes(60, FIN | PSH | URG, false).analyze()),
+        Some("xmas")
+    );
+    // UDP
+    let mut c = Capture::default();
+    for p in 0..60u16 {
+        c.push(
+            i64::from(p) * MS,
+            udp("198.18.0.2", "198.18.1.20", 40000, 2000 + p, b"x"),
+        );
+    }
+    assert_eq!(scan_type(&c.analyze()), Some("udp"));
+}
+
+#[test]
+fn single_stealth_probe_is_a_finding_but_ordinary_traffic_is_not() {
+    let r = probes(1, FIN | PSH | URG, false).analyze();
+    assert!(
+        has(&r, "port_scan", Some("stealth_probes")),
+        "{:?}",
+        kinds(&r)
+    );
+    assert_eq!(scan_type(&r), Some("xmas"));
+    // an ordinary connection with data and a FIN/ACK close: nothing
+    let mut c = Capture::default();
+    c.push(0, tcp("198.18.0.2", "198.18.1.20", 40000, 80, SYN, &[]));
+    c.push(
+        1,
+        tcp("198.18.1.20", "198.18.0.2", 80, 40000, SYN | ACK, &[]),
+    );
+    c.push(2, tcp("198.18.0.2", "198.18.1.20", 40000, 80, ACK, &[]));
+    c.push(
+        3,
+        tcp(
+            "198.18.0.2",
+            "198.18.1.20",
+            40000,
+            80,
+            PSH | ACK,
+            b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n",
+        ),
+    );
+    c.push(
+        4,
+        tcp("198.18.0.2", "198.18.1.20", 40000, 80, FIN | ACK, &[]),
+    );
+    let r = c.analyze();
+    assert!(r.anomalies.is_empty(), "{:?}", kinds(&r));
+    assert_eq!(r.http.requests, 1);
+    assert_eq!(r.flows.list[0].handshake, Some("complete"));
+    assert_eq!(r.flows.list[0].app_protocol, Some("http"));
+}
+
+#[test]
+fn horizontal_sweep() {
+    let sweep = |hosts: u8| {
+        let mut c = Capture::default();
+        for h in 0..hosts {
+            c.push(
+                i64::from(h) * MS,
+                tcp(
+                    "198.18.0.2",
+                    &format!("198.18.2.{}", h + 1),
+                    40000,
+                    22,
+                    SYN,
+                    &[],
+                ),
+            );
+        }
+        c.analyze()
+    };
+    let r = sweep(50);
+    assert!(has(&r, "port_scan", Some("horizontal")), "{:?}", kinds(&r));
+    assert!(!has(&sweep(49), "port_scan", Some("horizontal")));
+}
+
+/// A base32-ish label of `len` characters, different for each `i`.
+fn noise(i: u64, len: usize) -> String {
+    const ALPHA: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ALPHA[(x % 32) as usize] as char
+        })
+        .collect()
+}
+
+#[test]
+fn dns_tunneling_and_cdn_names() {
+    let tunnel = |n: u64| {
+        let mut c = Capture::default();
+        for i in 0..n {
+            let name = format!("{}.{}.t.tunnel-lab.test", noise(i, 50), noise(i + 1000, 20));
+            c.push(
+                i as i64 * 10 * MS,
+                dns_query("198.18.0.2", i as u16, &name, 16),
+            );
+        }
+        c.analyze()
+    };
+    let r = tunnel(12);
+    assert!(has(&r, "dns_tunneling", None), "{:?}", kinds(&r));
+    let a = &r.anomalies[0];
+    assert_eq!(a.domain.as_deref(), Some("tunnel-lab.test"));
+    assert!(
+        a.evidence["score"] >= 0.5 && a.evidence["mean_subdomain_entropy"] > 4.0,
+        "{:?}",
+        a.evidence
+    );
+    assert_eq!(r.dns.queries, 12);
+    assert_eq!(r.dns.query_types["TXT"], 12);
+    // under min_queries
+    assert!(!has(&tunnel(7), "dns_tunneling", None));
+    // CDN-style names: many unique hosts, short, A/AAAA only
+    let mut c = Capture::default();
+    for i in 0..40u64 {
+        let name = format!("e{}.dscb.akamaiedge.net", 1000 + i * 37);
+        c.push(
+            i as i64 * MS,
+            dns_query(
+                "198.18.0.2",
+                i as u16,
+                &name,
+                if i % 2 == 0 { 1 } else { 28 },
+            ),
+        );
+        let name = format!("scontent-{}.xx.fbcdn.net", noise(i, 8));
+        c.push(
+            i as i64 * MS + 1,
+            dns_query("198.18.0.2", 500 + i as u16, &name, 1),
+        );
+    }
+    let r = c.analyze();
+    assert!(!has(&r, "dns_tunneling", None), "{:?}", r.anomalies);
+}
+
+#[test]
+fn fragmentation_attacks_and_ordinary_fragments() {
+    let payload = |n: usize, fill: u8| vec![fill; n];
+    let run = |frames: Vec<Vec<u8>>| {
+        let mut c = Capture::default();
+        for (i, f) in frames.into_iter().enumerate() {
+            c.push(i as i64 * MS, f);
+        }
+        c.analyze()
+    };
+    let (a, b) = ("198.18.0.2", "198.18.1.30");
+    // ordinary: three fragments, in order and complete
+    let r = run(vec![
+        fragment(a, b, 1, 7, 0, true, &payload(1480, 1)),
+        fragment(a, b, 1, 7, 1480, true, &payload(1480, 2)),
+        fragment(a, b, 1, 7, 2960, false, &payload(100, 3)),
+    ]);
+    assert!(r.anomalies.is_empty(), "{:?}", kinds(&r));
+    // a retransmitted identical fragment is not an overlap
+    let r = run(vec![
+        fragment(a, b, 1, 8, 0, true, &payload(1480, 1)),
+        fragment(a, b, 1, 8, 0, true, &payload(1480, 1)),
+        fragment(a, b, 1, 8, 1480, false, &payload(100, 2)),
+    ]);
+    assert!(r.anomalies.is_empty(), "{:?}", kinds(&r));
+    // tiny first TCP fragment (16 bytes) and its near miss (20 bytes)
+    let r = run(vec![
+        fragment(a, b, 6, 9, 0, true, &payload(16, 0)),
+        fragment(a, b, 6, 9, 16, false, &payload(100, 0)),
+    ]);
+    assert!(
+        has(&r, "ip_fragmentation", Some("tiny_first_fragment")),
+        "{:?}",
+        kinds(&r)
+    );
+    let mut head = payload(64, 0);
+    head[12] = 0x50; // a real TCP header: data offset 5, SYN
+    head[13] = 0x02;
+    let r = run(vec![
+        fragment(a, b, 6, 9, 0, true, &head),
+        fragment(a, b, 6, 9, 64, false, &payload(100, 0)),
+    ]);
+    assert!(r.anomalies.is_empty(), "{:?}", kinds(&r));
+    // overlap with different data, and teardrop (second inside the first)
+    let r = run(vec![
+        fragment(a, b, 17, 10, 0, true, &payload(800, 1)),
+        fragment(a, b, 17, 10, 400, false, &payload(800, 2)),
+    ]);
+    assert!(
+        has(&r, "ip_fragmentation", Some("overlap")),
+        "{:?}",
+        kinds(&r)
+    );
+    let r = run(vec![
+        fragment(a, b, 17, 11, 0, true, &payload(800, 1)),
+        fragment(a, b, 17, 11, 8, false, &payload(80, 2)),
+    ]);
+    let o = r
+        .anomalies
+        .iter()
+        .find(|x| x.subtype == Some("overlap"))
+        .expect("teardrop overlap");
+    assert!(o.summary.contains("teardrop"), "{}", o.summary);
+    // ping of death: a fragment ending past 65,535 bytes
+    let r = run(vec![fragment(a, b, 1, 12, 65_520, false, &payload(100, 0))]);
+    assert!(
+        has(&r, "ip_fragmentation", Some("oversize")),
+        "{:?}",
+        kinds(&r)
+    );
+    // 65 fragments in one datagram; 64 is fine
+    let many = |n: u16| {
+        (0..n)
+            .map(|i| fragment(a, b, 17, 13, i * 64, i + 1 < n, &payload(64, i as u8)))
+            .collect::<Vec<_>>()
+    };
+    assert!(has(
+        &run(many(65)),
+        "ip_fragmentation",
+        Some("too_many_fragments")
+    ));
+    assert!(!has(
+        &run(many(64)),
+        "ip_fragmentation",
+        Some("too_many_fragments")
+    ));
+    // incomplete datagrams: 5 reported, 4 not
+    let incomplete = |n: u16| {
+        (0..n)
+            .map(|i| fragment(a, b, 17, 100 + i, 0, true, &payload(1480, 0)))
+            .collect::<Vec<_>>()
+    };
+    assert!(has(
+        &run(incomplete(5)),
+        "ip_fragmentation",
+        Some("incomplete")
+    ));
+    assert!(!has(
+        &run(incomplete(4)),
+        "ip_fragmentation",
+        Some("incomplete")
+    ));
+}
+
+#[test]
+fn malformed_headers() {
+    let base = tcp("198.18.0.2", "198.18.1.40", 40000, 80, SYN, &[]);
+    let fix_checksum = |f: &mut Vec<u8>| {
+        f[24] = 0;
+        f[25] = 0;
+        let sum = f[14..34]
+            .chunks(2)
+            .fold(0u32, |s, w| s + u32::from(u16::from_be_bytes([w[0], w[1]])));
+        let c = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+    };
+    let one = |f: Vec<u8>| {
+        let mut c = Capture::default();
+        c.push(0, f);
+        c.analyze()
+    };
+    assert!(one(base.clone()).anomalies.is_empty());
+    let mut ihl = base.clone();
+    ihl[14] = 0x44;
+    fix_checksum(&mut ihl);
+    assert!(has(&one(ihl), "malformed_header", Some("ipv4_ihl")));
+    let mut short = base.clone();
+    short[16..18].copy_from_slice(&12u16.to_be_bytes());
+    fix_checksum(&mut short);
+    assert!(has(
+        &one(short),
+        "malformed_header",
+        Some("ipv4_total_length_short")
+    ));
+    let mut long = base.clone();
+    long[16..18].copy_from_slice(&400u16.to_be_bytes());
+    fix_checksum(&mut long);
+    assert!(has(
+        &one(long),
+        "malformed_header",
+        Some("ipv4_total_length_exceeds_capture")
+    ));
+    let mut bad = base.clone();
+    bad[24] ^= 0xff;
+    assert!(has(&one(bad), "malformed_header", Some("ipv4_checksum")));
+    let mut zero = base.clone();
+    zero[24] = 0;
+    zero[25] = 0;
+    assert!(
+        one(zero).anomalies.is_empty(),
+        "a zero checksum is not judged"
+    );
+    let mut doff = base.clone();
+    doff[14 + 20 + 12] = 0x40;
+    let r = one(doff);
+    assert!(
+        has(&r, "malformed_header", Some("tcp_data_offset")),
+        "{:?}",
+        kinds(&r)
+    );
+    assert_eq!(
+        r.stats.protocols["tcp"].packets, 1,
+        "still counted as TCP, as tshark does"
+    );
+    let mut ulen = udp("198.18.0.2", "198.18.1.40", 5000, 5001, b"hello");
+    ulen[14 + 20 + 5] = 99;
+    assert!(has(&one(ulen), "malformed_header", Some("udp_length")));
+    assert!(has(
+        &one(base[..14 + 12].to_vec()),
+        "malformed_header",
+        Some("truncated")
+    ));
+}
+
+#[test]
+fn snaplen_cut_frames_are_not_malformed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("snap.pcap");
+    let mut w = sonde::pcap::PcapWriter::new(std::fs::File::create(&path).unwrap(), 1, 54).unwrap();
+    w.write(
+        T0,
+        &tcp("198.18.0.2", "198.18.1.40", 40000, 80, PSH | ACK, &[7; 500]),
+    )
+    .unwrap();
+    w.flush().unwrap();
+    let r = sonde::analyze::analyze(&[path], &AnalyzeOptions::default()).unwrap();
+    assert!(r.anomalies.is_empty(), "{:?}", kinds(&r));
+    assert_eq!(
+        r.stats.summary.bytes,
+        14 + 20 + 20 + 500,
+        "wire length, not captured length"
+    );
+}
+
+#[test]
+fn thresholds_can_be_raised() {
+    let c = syns(250, 2 * MS, false);
+    let mut t = Thresholds::default();
+    t.syn_flood.min_syns = 251;
+    let r = c.analyze_with(&AnalyzeOptions {
+        thresholds: t,
+        ..AnalyzeOptions::default()
+    });
+    assert!(!has(&r, "syn_flood", None));
+    let a = &c.analyze().anomalies[0];
+    assert_eq!(
+        a.thresholds["min_syns"], 200.0,
+        "findings carry the thresholds they crossed"
+    );
+}

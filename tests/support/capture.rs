@@ -1,0 +1,149 @@
+//! Builds small captures for detector tests: Ethernet frames with IPv4 or
+//! IPv6, TCP with any flags, UDP, DNS queries and raw IPv4 fragments.
+
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, PacketBuilder};
+use sonde::analyze::{AnalyzeOptions, Report, analyze};
+use sonde::pcap::PcapWriter;
+use sonde::pcap::writer::LINKTYPE_ETHERNET;
+
+pub const SYN: u8 = 0x02;
+pub const ACK: u8 = 0x10;
+pub const FIN: u8 = 0x01;
+pub const RST: u8 = 0x04;
+pub const PSH: u8 = 0x08;
+pub const URG: u8 = 0x20;
+
+const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+pub fn ip(s: &str) -> [u8; 4] {
+    s.parse::<Ipv4Addr>().unwrap().octets()
+}
+
+/// An Ethernet/IPv4/TCP frame with exactly `flags`.
+pub fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4(ip(src), ip(dst), 64)
+        .tcp(sport, dport, 1000, 64240)
+        .write(&mut out, payload)
+        .unwrap();
+    out[14 + 20 + 13] = flags;
+    out
+}
+
+pub fn udp(src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4(ip(src), ip(dst), 64)
+        .udp(sport, dport)
+        .write(&mut out, payload)
+        .unwrap();
+    out
+}
+
+/// A DNS query for `name` of type `qtype` from `src` to 198.18.1.53.
+pub fn dns_query(src: &str, id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut q = vec![
+        (id >> 8) as u8,
+        id as u8,
+        0x01,
+        0x00,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, (qtype >> 8) as u8, qtype as u8, 0, 1]);
+    udp(src, "198.18.1.53", 40000 + (id % 1000), 53, &q)
+}
+
+/// A raw IPv4 fragment: `offset` in bytes (a multiple of 8), `more` = MF.
+pub fn fragment(
+    src: &str,
+    dst: &str,
+    proto: u8,
+    id: u16,
+    offset: u16,
+    more: bool,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut h =
+        Ipv4Header::new(payload.len() as u16, 64, IpNumber(proto), ip(src), ip(dst)).unwrap();
+    h.identification = id;
+    h.more_fragments = more;
+    h.fragment_offset = etherparse::IpFragOffset::try_new(offset / 8).unwrap();
+    h.header_checksum = h.calc_header_checksum();
+    let mut out = Vec::new();
+    Ethernet2Header {
+        source: MAC_A,
+        destination: MAC_B,
+        ether_type: EtherType::IPV4,
+    }
+    .write(&mut out)
+    .unwrap();
+    h.write(&mut out).unwrap();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Frames with their capture times in nanoseconds.
+#[derive(Default)]
+pub struct Capture {
+    pub frames: Vec<(i64, Vec<u8>)>,
+}
+
+pub const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
+
+impl Capture {
+    pub fn push(&mut self, at_ns: i64, frame: Vec<u8>) {
+        self.frames.push((T0 + at_ns, frame));
+    }
+
+    pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(name);
+        let mut w = PcapWriter::new(
+            std::fs::File::create(&path).unwrap(),
+            LINKTYPE_ETHERNET,
+            65535,
+        )
+        .unwrap();
+        for (t, f) in &self.frames {
+            w.write(*t, f).unwrap();
+        }
+        w.flush().unwrap();
+        path
+    }
+
+    /// Write and analyze with default options.
+    pub fn analyze(&self) -> Report {
+        self.analyze_with(&AnalyzeOptions::default())
+    }
+
+    pub fn analyze_with(&self, opts: &AnalyzeOptions) -> Report {
+        let dir = tempfile::tempdir().unwrap();
+        let path = self.write(dir.path(), "t.pcap");
+        analyze(&[path], opts).unwrap_or_else(|e| panic!("{}", e.message))
+    }
+}
+
+/// The (kind, subtype) of each finding.
+pub fn kinds(r: &Report) -> Vec<(String, Option<String>)> {
+    r.anomalies
+        .iter()
+        .map(|a| (a.kind.to_string(), a.subtype.map(str::to_string)))
+        .collect()
+}
