@@ -139,7 +139,7 @@ pub fn rcode_name(r: u8) -> String {
 }
 
 /// Distinct names kept for the top list; later new names are only counted.
-const MAX_NAMES: usize = 100_000;
+const MAX_NAMES: usize = 20_000;
 
 #[derive(Debug, Default)]
 pub struct DnsStats {
@@ -205,7 +205,7 @@ pub struct DnsReport {
     pub top_queried: Vec<NameCount>,
     pub query_types: BTreeMap<String, u64>,
     pub rcodes: BTreeMap<String, u64>,
-    /// Queries for names beyond the first 100,000 distinct ones (counted, not listed).
+    /// Queries for names beyond the first 20,000 distinct ones (counted, not listed).
     pub names_not_tracked: u64,
 }
 

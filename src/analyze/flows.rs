@@ -214,6 +214,10 @@ pub enum FlowListing {
     None,
 }
 
+/// Active flows kept at most; past this the least recently seen quarter is
+/// finished early (as if idle), which bounds memory on floods of new flows.
+pub const MAX_ACTIVE_FLOWS: usize = 65_536;
+
 /// The table of active flows and what finished flows left behind.
 pub struct FlowTable {
     active: HashMap<FlowKey, Flow>,
@@ -225,6 +229,8 @@ pub struct FlowTable {
     pub flows_seen: u64,
     pub tcp_flows: u64,
     pub udp_flows: u64,
+    /// Flows finished early because the table was full.
+    pub evicted: u64,
     since_sweep: u32,
 }
 
@@ -239,11 +245,13 @@ impl FlowTable {
             flows_seen: 0,
             tcp_flows: 0,
             udp_flows: 0,
+            evicted: 0,
             since_sweep: 0,
         }
     }
 
-    /// Count one frame; `finished` receives flows that timed out.
+    /// Count one frame; `finished` receives flows that timed out. Returns
+    /// whether the frame was counted in a flow.
     pub fn add(
         &mut self,
         frame: u64,
@@ -251,8 +259,8 @@ impl FlowTable {
         wire_len: u32,
         d: &Dissected<'_>,
         finished: &mut impl FnMut(&Flow),
-    ) {
-        let Some(ip) = &d.ip else { return };
+    ) -> bool {
+        let Some(ip) = &d.ip else { return false };
         let (proto, sport, dport, flags, payload, valid) = match d.transport {
             Some(Transport::Tcp {
                 sport,
@@ -268,12 +276,12 @@ impl FlowTable {
             }) => (17, sport, dport, 0, payload, true),
             Some(Transport::Icmp { .. }) => (1, 0, 0, 0, &[][..], true),
             Some(Transport::Icmpv6 { .. }) => (58, 0, 0, 0, &[][..], true),
-            None if ip.fragment.is_some_and(|f| f.offset > 0) => return,
+            None if ip.fragment.is_some_and(|f| f.offset > 0) => return false,
             None => (ip.proto, 0, 0, 0, &[][..], true),
         };
         // A TCP header that cannot be trusted opens no flow (as tshark).
         if !valid {
-            return;
+            return false;
         }
         self.since_sweep += 1;
         if self.since_sweep >= 1 << 16 {
@@ -281,6 +289,9 @@ impl FlowTable {
             self.sweep(ts, finished);
         }
         let (key, src_is_a) = FlowKey::of(proto, ip.src, sport, ip.dst, dport);
+        if self.active.len() >= MAX_ACTIVE_FLOWS && !self.active.contains_key(&key) {
+            self.evict_oldest(finished);
+        }
         let len = u64::from(wire_len);
         let flow = self.active.entry(key).or_insert_with(|| {
             // The sender of a first packet is the client, unless that packet is a SYN-ACK.
@@ -336,22 +347,42 @@ impl FlowTable {
         if flow.app.is_none() {
             flow.app = app_protocol(proto, sport.min(dport), sport.max(dport), payload);
         }
+        true
     }
 
     fn sweep(&mut self, now: i64, finished: &mut impl FnMut(&Flow)) {
         let cutoff = now - self.idle_timeout_ns;
-        let expired: Vec<FlowKey> = self
+        // Finish in a fixed order (hash-map order is random per process) so
+        // the report does not depend on it.
+        let mut expired: Vec<(i64, FlowKey)> = self
             .active
             .iter()
             .filter(|(_, f)| f.last_ns < cutoff)
-            .map(|(k, _)| *k)
+            .map(|(k, f)| (f.first_frame as i64, *k))
             .collect();
-        for k in expired {
+        expired.sort_unstable();
+        for (_, k) in expired {
             if let Some(f) = self.active.remove(&k) {
                 finished(&f);
                 self.keep(f);
             }
         }
+    }
+
+    fn evict_oldest(&mut self, finished: &mut impl FnMut(&Flow)) {
+        let mut ages: Vec<(i64, FlowKey)> =
+            self.active.iter().map(|(k, f)| (f.last_ns, *k)).collect();
+        let n = ages.len() / 4;
+        ages.select_nth_unstable(n);
+        let oldest = &mut ages[..n];
+        oldest.sort_unstable();
+        for (_, k) in oldest.iter() {
+            if let Some(f) = self.active.remove(k) {
+                finished(&f);
+                self.keep(f);
+            }
+        }
+        self.evicted += n as u64;
     }
 
     fn keep(&mut self, f: Flow) {
@@ -379,8 +410,9 @@ impl FlowTable {
 
     /// Finish every flow; returns the flows the report lists.
     pub fn finish(mut self, finished: &mut impl FnMut(&Flow)) -> (Vec<FlowSummary>, FlowCounts) {
-        let rest: Vec<Flow> = self.active.drain().map(|(_, f)| f).collect();
-        for f in rest {
+        let mut active: Vec<Flow> = std::mem::take(&mut self.active).into_values().collect();
+        active.sort_unstable_by_key(|f| f.first_frame);
+        for f in active {
             finished(&f);
             self.keep(f);
         }
@@ -392,6 +424,7 @@ impl FlowTable {
             total: self.flows_seen,
             tcp: self.tcp_flows,
             udp: self.udp_flows,
+            evicted_early: self.evicted,
         };
         (self.kept.iter().map(Flow::summary).collect(), counts)
     }
@@ -402,6 +435,9 @@ pub struct FlowCounts {
     pub total: u64,
     pub tcp: u64,
     pub udp: u64,
+    /// Flows finished before going idle because the table was full: a
+    /// conversation that continued afterwards is counted again.
+    pub evicted_early: u64,
 }
 
 /// The application protocol, from the payload where it says so, else the port.

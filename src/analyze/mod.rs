@@ -3,7 +3,11 @@
 //!
 //! Several files are read as one capture, in time order: each file is read
 //! in order, and the next frame overall is the earliest of the files' next
-//! frames.
+//! frames. With one file, frames are analyzed in place in the reader's
+//! buffer; with several, each file's next frame is copied out once.
+//!
+//! Each input's SHA-256 is computed on a thread of its own, reading the file
+//! a second time (from the page cache), so hashing costs the analysis no time.
 
 pub mod detect;
 pub mod dissect;
@@ -14,8 +18,9 @@ pub mod stats;
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -23,7 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::analyze::detect::{Anomaly, Detectors, Thresholds};
 use crate::analyze::dissect::Transport;
 use crate::analyze::flows::{FlowCounts, FlowListing, FlowSummary, FlowTable};
-use crate::pcap::{CaptureReader, LinkType, ReadWarning};
+use crate::pcap::{CaptureReader, Frame, LinkType, ReadWarning};
 use stats::{Stats, StatsReport};
 
 /// Options of one analysis.
@@ -35,6 +40,8 @@ pub struct AnalyzeOptions {
     pub thresholds: Thresholds,
     /// Flows idle this long are finished (memory follows active flows).
     pub flow_idle_timeout_seconds: f64,
+    /// Memory-map regular files (faster); false streams them with read().
+    pub mmap: bool,
 }
 
 impl Default for AnalyzeOptions {
@@ -44,17 +51,9 @@ impl Default for AnalyzeOptions {
             flows: FlowListing::Top,
             thresholds: Thresholds::default(),
             flow_idle_timeout_seconds: 600.0,
+            mmap: true,
         }
     }
-}
-
-/// The report's `flows` section.
-#[derive(Debug, Serialize)]
-pub struct FlowsReport {
-    pub count: FlowCounts,
-    /// Which flows `list` holds: all, the top N by bytes, or none.
-    pub listing: &'static str,
-    pub list: Vec<FlowSummary>,
 }
 
 /// One input file as the report describes it.
@@ -67,7 +66,16 @@ pub struct InputFile {
     pub packets: u64,
 }
 
-/// The analysis report (the sections implemented so far).
+/// The report's `flows` section.
+#[derive(Debug, Serialize)]
+pub struct FlowsReport {
+    pub count: FlowCounts,
+    /// Which flows `list` holds: all, the top N by bytes, or none.
+    pub listing: &'static str,
+    pub list: Vec<FlowSummary>,
+}
+
+/// The analysis report.
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub sonde_version: &'static str,
@@ -88,73 +96,38 @@ pub struct OpenError {
     pub message: String,
 }
 
-/// Reads the file while hashing it, so the SHA-256 costs no second pass.
-struct Hashing<R> {
-    inner: R,
-    hash: std::sync::Arc<std::sync::Mutex<Sha256>>,
+/// Everything that looks at frames, fed one frame at a time.
+pub struct Analyzer {
+    stats: Stats,
+    flows: FlowTable,
+    detectors: Detectors,
+    dns: dns::DnsStats,
+    http: http::HttpStats,
+    frames: u64,
+    top: usize,
+    listing: FlowListing,
 }
 
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.lock().expect("hash lock").update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-struct Source {
-    reader: CaptureReader<Hashing<BufReader<File>>>,
-    hash: std::sync::Arc<std::sync::Mutex<Sha256>>,
-    info: InputFile,
-    links: BTreeSet<LinkType>,
-    /// The next frame, copied out of the reader: (timestamp, link, wire length).
-    pending: Option<(i64, LinkType, u32)>,
-    buf: Vec<u8>,
-}
-
-impl Source {
-    fn advance(&mut self, warnings: &mut Vec<ReadWarning>) {
-        let buf = &mut self.buf;
-        let mut next = None;
-        match self.reader.next_frame(|f| {
-            buf.clear();
-            buf.extend_from_slice(f.data);
-            next = Some((f.ts_nanos, f.link, f.orig_len));
-        }) {
-            Ok(_) => {}
-            Err(w) => warnings.push(w),
+impl Analyzer {
+    pub fn new(opts: &AnalyzeOptions) -> Analyzer {
+        Analyzer {
+            stats: Stats::default(),
+            flows: FlowTable::new(opts.flow_idle_timeout_seconds, opts.flows, opts.top),
+            detectors: Detectors::new(&opts.thresholds),
+            dns: dns::DnsStats::default(),
+            http: http::HttpStats::default(),
+            frames: 0,
+            top: opts.top,
+            listing: opts.flows,
         }
-        self.pending = next;
     }
-}
 
-/// Analyze `paths` as one capture.
-pub fn analyze(paths: &[PathBuf], opts: &AnalyzeOptions) -> Result<Report, OpenError> {
-    let mut warnings = Vec::new();
-    let mut sources = Vec::new();
-    for path in paths {
-        sources.push(open(path)?);
-    }
-    for s in &mut sources {
-        s.advance(&mut warnings);
-    }
-    let mut stats = Stats::default();
-    let mut flows = FlowTable::new(opts.flow_idle_timeout_seconds, opts.flows, opts.top);
-    let mut detectors = Detectors::new(&opts.thresholds);
-    let mut dns_stats = dns::DnsStats::default();
-    let mut http_stats = http::HttpStats::default();
-    let mut frame_no = 0u64;
-    while let Some(i) = (0..sources.len())
-        .filter(|&i| sources[i].pending.is_some())
-        .min_by_key(|&i| sources[i].pending.map(|p| p.0))
-    {
-        let s = &mut sources[i];
-        let (ts, link, orig_len) = s.pending.expect("chosen source has a frame");
-        s.links.insert(link);
-        s.info.packets += 1;
-        frame_no += 1;
-        let d = dissect::dissect(link, &s.buf);
-        stats.add(ts, orig_len, &d);
+    /// Analyze one frame; frames are numbered from 1 in the order given.
+    pub fn frame(&mut self, ts: i64, link: LinkType, orig_len: u32, data: &[u8]) {
+        self.frames += 1;
+        let frame_no = self.frames;
+        let d = dissect::dissect(link, data);
+        self.stats.add(ts, orig_len, &d);
         let dns_msg = match d.transport {
             Some(Transport::Udp {
                 sport,
@@ -171,7 +144,7 @@ pub fn analyze(paths: &[PathBuf], opts: &AnalyzeOptions) -> Result<Report, OpenE
             _ => None,
         };
         if let Some(m) = &dns_msg {
-            dns_stats.add(m);
+            self.dns.add(m);
         }
         if let Some(Transport::Tcp {
             payload,
@@ -181,54 +154,135 @@ pub fn analyze(paths: &[PathBuf], opts: &AnalyzeOptions) -> Result<Report, OpenE
             && !payload.is_empty()
             && let Some(m) = http::parse(payload)
         {
-            http_stats.add(&m);
+            self.http.add(&m);
         }
-        let snaplen_cut = (orig_len as usize) > s.buf.len();
-        detectors.frame(frame_no, ts, &d, snaplen_cut, dns_msg.as_ref());
-        flows.add(frame_no, ts, orig_len, &d, &mut |f| {
-            detectors.flow_finished(f)
+        let snaplen_cut = (orig_len as usize) > data.len();
+        self.detectors
+            .frame(frame_no, ts, &d, snaplen_cut, dns_msg.as_ref());
+        let (detectors, stats) = (&mut self.detectors, &mut self.stats);
+        let in_flow = self.flows.add(frame_no, ts, orig_len, &d, &mut |f| {
+            detectors.flow_finished(f);
+            stats.flow_finished(f);
         });
-        s.advance(&mut warnings);
+        if let (false, Some(ip)) = (in_flow, &d.ip) {
+            self.stats.talk(ip.src, ip.dst, orig_len);
+        }
     }
-    let listing = match opts.flows {
-        FlowListing::All => "all",
-        FlowListing::Top => "top",
-        FlowListing::None => "none",
-    };
-    let (list, count) = flows.finish(&mut |f| detectors.flow_finished(f));
-    let input = sources
-        .into_iter()
-        .map(|mut s| {
-            // A read stopped by damage has not seen the whole file: hash it anew.
-            s.info.sha256 = if warnings.iter().any(|w: &ReadWarning| w.file == s.info.path) {
-                hash_file(Path::new(&s.info.path)).unwrap_or_default()
-            } else {
-                hex::encode(s.hash.lock().expect("hash lock").clone().finalize())
-            };
-            s.info.link_types = s.links.iter().map(|l| l.name()).collect();
-            s.info
-        })
-        .collect();
-    Ok(Report {
-        sonde_version: env!("CARGO_PKG_VERSION"),
-        input,
-        stats: stats.report(opts.top, count.tcp, count.udp),
-        flows: FlowsReport {
-            count,
-            listing,
-            list,
-        },
-        dns: dns_stats.report(opts.top),
-        http: http_stats.report(opts.top),
-        anomalies: detectors.finish(),
-        warnings,
-    })
+
+    /// Finish every flow and detector; the report without its `input` and `warnings`.
+    pub fn finish(self, input: Vec<InputFile>, warnings: Vec<ReadWarning>) -> Report {
+        let (mut detectors, mut stats) = (self.detectors, self.stats);
+        let (list, count) = self.flows.finish(&mut |f| {
+            detectors.flow_finished(f);
+            stats.flow_finished(f);
+        });
+        let listing = match self.listing {
+            FlowListing::All => "all",
+            FlowListing::Top => "top",
+            FlowListing::None => "none",
+        };
+        Report {
+            sonde_version: env!("CARGO_PKG_VERSION"),
+            input,
+            stats: stats.report(self.top, count.tcp, count.udp),
+            flows: FlowsReport {
+                count,
+                listing,
+                list,
+            },
+            dns: self.dns.report(self.top),
+            http: self.http.report(self.top),
+            anomalies: detectors.finish(),
+            warnings,
+        }
+    }
+}
+
+struct Source {
+    reader: CaptureReader,
+    hash: JoinHandle<std::io::Result<String>>,
+    info: InputFile,
+    links: BTreeSet<LinkType>,
+    /// The next frame, copied out of the reader: (timestamp, link, wire length).
+    pending: Option<(i64, LinkType, u32)>,
+    buf: Vec<u8>,
+}
+
+impl Source {
+    fn advance(&mut self, warnings: &mut Vec<ReadWarning>) {
+        let buf = &mut self.buf;
+        let mut next = None;
+        if let Err(w) = self.reader.next_frame(|f| {
+            buf.clear();
+            buf.extend_from_slice(f.data);
+            next = Some((f.ts_nanos, f.link, f.orig_len));
+        }) {
+            warnings.push(w);
+        }
+        self.pending = next;
+    }
+
+    fn into_input(self) -> InputFile {
+        let mut info = self.info;
+        info.sha256 = match self.hash.join() {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => format!("unreadable: {e}"),
+            Err(_) => "unreadable: the hashing thread failed".to_string(),
+        };
+        info.link_types = self.links.iter().map(|l| l.name()).collect();
+        info
+    }
+}
+
+/// Analyze `paths` as one capture.
+pub fn analyze(paths: &[PathBuf], opts: &AnalyzeOptions) -> Result<Report, OpenError> {
+    let mut warnings = Vec::new();
+    let mut sources = Vec::new();
+    for path in paths {
+        sources.push(open(path, opts.mmap)?);
+    }
+    let mut analyzer = Analyzer::new(opts);
+    if let [s] = sources.as_mut_slice() {
+        // One file: analyze in the reader's buffer, no copy.
+        loop {
+            let (links, packets) = (&mut s.links, &mut s.info.packets);
+            match s.reader.next_frame(|f: &Frame<'_>| {
+                links.insert(f.link);
+                *packets += 1;
+                analyzer.frame(f.ts_nanos, f.link, f.orig_len, f.data);
+            }) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(w) => {
+                    warnings.push(w);
+                    break;
+                }
+            }
+        }
+    } else {
+        for s in &mut sources {
+            s.advance(&mut warnings);
+        }
+        while let Some(i) = (0..sources.len())
+            .filter(|&i| sources[i].pending.is_some())
+            .min_by_key(|&i| sources[i].pending.map(|p| p.0))
+        {
+            let s = &mut sources[i];
+            let (ts, link, orig_len) = s.pending.expect("chosen source has a frame");
+            s.links.insert(link);
+            s.info.packets += 1;
+            analyzer.frame(ts, link, orig_len, &s.buf);
+            s.advance(&mut warnings);
+        }
+    }
+    let input = sources.into_iter().map(Source::into_input).collect();
+    Ok(analyzer.finish(input, warnings))
 }
 
 fn hash_file(path: &Path) -> std::io::Result<String> {
     let mut h = Sha256::new();
     let mut f = File::open(path)?;
-    let mut buf = vec![0u8; 1 << 16];
+    let mut buf = vec![0u8; 1 << 20];
     loop {
         match f.read(&mut buf)? {
             0 => return Ok(hex::encode(h.finalize())),
@@ -237,20 +291,20 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
     }
 }
 
-fn open(path: &Path) -> Result<Source, OpenError> {
+fn open(path: &Path, mmap: bool) -> Result<Source, OpenError> {
     let err = |message: String| OpenError {
         path: path.to_path_buf(),
         message,
     };
     let file = File::open(path).map_err(|e| err(e.to_string()))?;
     let size = file.metadata().map_err(|e| err(e.to_string()))?.len();
-    let hash = std::sync::Arc::new(std::sync::Mutex::new(Sha256::new()));
-    let reader = Hashing {
-        inner: BufReader::with_capacity(1 << 16, file),
-        hash: hash.clone(),
-    };
     let reader =
-        CaptureReader::new(reader, &path.display().to_string()).map_err(|w| err(w.message))?;
+        CaptureReader::open(file, &path.display().to_string(), mmap).map_err(|w| err(w.message))?;
+    let to_hash = path.to_path_buf();
+    let hash = std::thread::Builder::new()
+        .name("sonde-hash".into())
+        .spawn(move || hash_file(&to_hash))
+        .map_err(|e| err(format!("cannot start the hashing thread: {e}")))?;
     Ok(Source {
         reader,
         hash,

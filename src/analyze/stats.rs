@@ -24,6 +24,34 @@ impl Counter {
     }
 }
 
+/// The protocols counted per frame, in report order.
+pub const PROTOCOLS: [&str; 12] = [
+    "eth",
+    "sll",
+    "vlan",
+    "arp",
+    "ip",
+    "ipv6",
+    "ip_fragment",
+    "tcp",
+    "udp",
+    "icmp",
+    "icmpv6",
+    "dns",
+];
+const ETH: usize = 0;
+const SLL: usize = 1;
+const VLAN: usize = 2;
+const ARP: usize = 3;
+const IP: usize = 4;
+const IPV6: usize = 5;
+const FRAG: usize = 6;
+const TCP: usize = 7;
+const UDP: usize = 8;
+const ICMP: usize = 9;
+const ICMPV6: usize = 10;
+const DNS: usize = 11;
+
 /// Running statistics over every frame seen.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -31,12 +59,56 @@ pub struct Stats {
     pub bytes: u64,
     pub first_ns: Option<i64>,
     pub last_ns: Option<i64>,
-    pub protocols: BTreeMap<&'static str, Counter>,
+    /// Indexed like [`PROTOCOLS`].
+    protocols: [Counter; PROTOCOLS.len()],
     sources: HashMap<IpAddr, Counter>,
     destinations: HashMap<IpAddr, Counter>,
     pairs: HashMap<(IpAddr, IpAddr), Counter>,
     tcp_ports: HashMap<u16, u64>,
     udp_ports: HashMap<u16, u64>,
+    /// Talker entries dropped from full tables.
+    pruned: u64,
+}
+
+/// Talkers kept per table (sources, destinations, pairs). A full table
+/// drops its lower half by packets (lossy counting): heavy talkers stay
+/// exact or nearly so, memory stays bounded on spoofed floods, and the
+/// report says how many entries were dropped.
+pub const MAX_TALKERS: usize = 20_000;
+
+/// Count `c` for `key`; returns how many entries were pruned to make room.
+fn bump<K: std::hash::Hash + Eq + Ord + Copy>(
+    map: &mut HashMap<K, Counter>,
+    key: K,
+    c: Counter,
+) -> u64 {
+    if let Some(have) = map.get_mut(&key) {
+        have.packets += c.packets;
+        have.bytes += c.bytes;
+        return 0;
+    }
+    let mut pruned = 0;
+    if map.len() >= MAX_TALKERS {
+        let mut counts: Vec<u64> = map.values().map(|c| c.packets).collect();
+        let mid = counts.len() / 2;
+        let (_, median, _) = counts.select_nth_unstable(mid);
+        let median = *median;
+        let before = map.len();
+        map.retain(|_, c| c.packets > median);
+        if map.len() == before {
+            // Every count equals the median: drop the lower half by key (a
+            // fixed choice, so the report does not depend on hash order).
+            let mut keys: Vec<K> = map.keys().copied().collect();
+            let mid = keys.len() / 2;
+            keys.select_nth_unstable(mid);
+            for k in &keys[..mid] {
+                map.remove(k);
+            }
+        }
+        pruned = (before - map.len()) as u64;
+    }
+    map.insert(key, c);
+    pruned
 }
 
 impl Stats {
@@ -46,23 +118,23 @@ impl Stats {
         self.bytes += len;
         self.first_ns = Some(self.first_ns.map_or(ts_ns, |f| f.min(ts_ns)));
         self.last_ns = Some(self.last_ns.map_or(ts_ns, |l| l.max(ts_ns)));
-        let mut proto = |name: &'static str| self.protocols.entry(name).or_default().add(len);
+        let mut proto = |i: usize| self.protocols[i].add(len);
         if d.ethernet {
-            proto("eth");
+            proto(ETH);
         }
         if d.sll {
-            proto("sll");
+            proto(SLL);
         }
         if d.vlan {
-            proto("vlan");
+            proto(VLAN);
         }
         if d.arp {
-            proto("arp");
+            proto(ARP);
         }
         if let Some(ip) = &d.ip {
-            proto(if d.ipv6 { "ipv6" } else { "ip" });
+            proto(if d.ipv6 { IPV6 } else { IP });
             if ip.fragment.is_some() {
-                proto("ip_fragment");
+                proto(FRAG);
             }
         }
         match d.transport {
@@ -72,9 +144,9 @@ impl Stats {
                 dport,
                 ..
             }) => {
-                proto("tcp");
+                proto(TCP);
                 if (sport == 53 || dport == 53) && !payload.is_empty() {
-                    proto("dns");
+                    proto(DNS);
                 }
             }
             Some(Transport::Udp {
@@ -82,19 +154,15 @@ impl Stats {
                 sport,
                 dport,
             }) => {
-                proto("udp");
+                proto(UDP);
                 if (sport == 53 || dport == 53) && payload.len() >= 12 {
-                    proto("dns");
+                    proto(DNS);
                 }
             }
-            Some(Transport::Icmp { .. }) => proto("icmp"),
-            Some(Transport::Icmpv6 { .. }) => proto("icmpv6"),
+            Some(Transport::Icmp { .. }) => proto(ICMP),
+            Some(Transport::Icmpv6 { .. }) => proto(ICMPV6),
             None => {}
         }
-        let Some(ip) = &d.ip else { return };
-        self.sources.entry(ip.src).or_default().add(len);
-        self.destinations.entry(ip.dst).or_default().add(len);
-        self.pairs.entry((ip.src, ip.dst)).or_default().add(len);
         match d.transport {
             Some(Transport::Tcp {
                 dport, valid: true, ..
@@ -105,6 +173,53 @@ impl Stats {
     }
 
     /// The report's `summary`, `protocols`, `top_talkers` and `ports` sections.
+    /// Count one packet from `src` to `dst` toward the talkers. Packets that
+    /// belong to a flow are counted through [`Stats::flow_finished`] instead.
+    pub fn talk(&mut self, src: IpAddr, dst: IpAddr, wire_len: u32) {
+        self.talk_n(
+            src,
+            dst,
+            Counter {
+                packets: 1,
+                bytes: u64::from(wire_len),
+            },
+        );
+    }
+
+    fn talk_n(&mut self, src: IpAddr, dst: IpAddr, c: Counter) {
+        if c.packets == 0 {
+            return;
+        }
+        self.pruned += bump(&mut self.sources, src, c)
+            + bump(&mut self.destinations, dst, c)
+            + bump(&mut self.pairs, (src, dst), c);
+    }
+
+    /// Add a finished flow's packets to the talkers, both directions.
+    pub fn flow_finished(&mut self, f: &super::flows::Flow) {
+        let (client, server) = if f.a_is_client {
+            (f.key.a, f.key.b)
+        } else {
+            (f.key.b, f.key.a)
+        };
+        self.talk_n(
+            client,
+            server,
+            Counter {
+                packets: f.c2s.0,
+                bytes: f.c2s.1,
+            },
+        );
+        self.talk_n(
+            server,
+            client,
+            Counter {
+                packets: f.s2c.0,
+                bytes: f.s2c.1,
+            },
+        );
+    }
+
     /// `tcp`/`udp`: conversations, as the flow table counted them.
     pub fn report(&self, top: usize, tcp: u64, udp: u64) -> StatsReport {
         let duration = match (self.first_ns, self.last_ns) {
@@ -130,12 +245,14 @@ impl Stats {
                 tcp_conversations: tcp,
                 udp_conversations: udp,
             },
-            protocols: self
-                .protocols
+            protocols: PROTOCOLS
                 .iter()
-                .map(|(k, v)| (k.to_string(), *v))
+                .zip(&self.protocols)
+                .filter(|(_, c)| c.packets > 0)
+                .map(|(name, c)| (name.to_string(), *c))
                 .collect(),
             top_talkers: TopTalkers {
+                pruned_entries: self.pruned,
                 by_packets: Talkers {
                     sources: top_n(&self.sources, top, |c| c.packets, |a| a.to_string()),
                     destinations: top_n(&self.destinations, top, |c| c.packets, |a| a.to_string()),
@@ -176,16 +293,22 @@ pub(crate) fn timestamp(ns: i64) -> String {
 }
 
 /// The `n` largest entries by `key`, ties broken by the label so the report is deterministic.
-fn top_n<K: Ord + Copy>(
+fn top_n<K: Ord + Copy + std::hash::Hash>(
     map: &HashMap<K, Counter>,
     n: usize,
     key: impl Fn(&Counter) -> u64,
     label: impl Fn(&K) -> String,
 ) -> Vec<Talker> {
     let mut v: Vec<(&K, &Counter)> = map.iter().collect();
-    v.sort_by(|a, b| key(b.1).cmp(&key(a.1)).then_with(|| a.0.cmp(b.0)));
+    let order =
+        |a: &(&K, &Counter), b: &(&K, &Counter)| key(b.1).cmp(&key(a.1)).then_with(|| a.0.cmp(b.0));
+    // Select the n largest first: sorting every talker would cost more than the analysis.
+    if n < v.len() {
+        v.select_nth_unstable_by(n, order);
+        v.truncate(n);
+    }
+    v.sort_by(order);
     v.into_iter()
-        .take(n)
         .map(|(k, c)| Talker {
             address: label(k),
             packets: c.packets,
@@ -226,6 +349,10 @@ pub struct Summary {
 
 #[derive(Debug, Serialize)]
 pub struct TopTalkers {
+    /// Low-count entries dropped from tables holding 20,000 talkers (0
+    /// normally); the lists are then exact for heavy talkers, approximate
+    /// below.
+    pub pruned_entries: u64,
     pub by_packets: Talkers,
     pub by_bytes: Talkers,
 }

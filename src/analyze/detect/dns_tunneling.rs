@@ -37,8 +37,10 @@ impl Default for DnsTunnelingThresholds {
     }
 }
 
-const MAX_DOMAINS: usize = 50_000;
+const MAX_DOMAINS: usize = 20_000;
 const MAX_SUBDOMAINS: usize = 10_000;
+/// Subdomains remembered over all domains (as 64-bit hashes).
+const MAX_SUBDOMAINS_TOTAL: usize = 200_000;
 
 /// Second-level labels under which registrations sit one level deeper
 /// (example.co.uk). A short list of the common ones, not the whole PSL.
@@ -102,7 +104,8 @@ fn tunnel_type(qtype: u16) -> bool {
 #[derive(Default)]
 struct Domain {
     queries: u64,
-    subdomains: HashSet<String>,
+    /// Hashes of the distinct subdomains (a collision merely undercounts).
+    subdomains: HashSet<u64>,
     subdomains_capped: bool,
     len_sum: u64,
     longest_label: usize,
@@ -118,6 +121,8 @@ struct Domain {
 pub struct DnsTunneling {
     t: DnsTunnelingThresholds,
     domains: HashMap<String, Domain>,
+    subdomains_total: usize,
+    hasher: foldhash::quality::FixedState,
 }
 
 impl DnsTunneling {
@@ -125,6 +130,8 @@ impl DnsTunneling {
         DnsTunneling {
             t,
             domains: HashMap::default(),
+            subdomains_total: 0,
+            hasher: foldhash::quality::FixedState::with_seed(0x50de),
         }
     }
 
@@ -162,9 +169,10 @@ impl DnsTunneling {
         if let Some(sub) = sub.filter(|s| !s.is_empty()) {
             d.with_subdomain += 1;
             d.entropy_sum += shannon_entropy(sub);
-            if d.subdomains.len() < MAX_SUBDOMAINS {
-                d.subdomains.insert(sub.to_string());
-            } else if !d.subdomains.contains(sub) {
+            let h = std::hash::BuildHasher::hash_one(&self.hasher, sub);
+            if d.subdomains.len() < MAX_SUBDOMAINS && self.subdomains_total < MAX_SUBDOMAINS_TOTAL {
+                self.subdomains_total += usize::from(d.subdomains.insert(h));
+            } else if !d.subdomains.contains(&h) {
                 d.subdomains_capped = true;
             }
         }

@@ -152,7 +152,7 @@ impl Fragmentation {
         }
         if !self.open.contains_key(&key) && self.open.len() >= MAX_DATAGRAMS {
             // Too many open datagrams: the oldest are given up as incomplete.
-            self.expire_oldest(now);
+            self.expire_oldest();
         }
         let digest = fnv(d.ip_payload);
         let dg = self.open.entry(key).or_insert_with(|| Datagram {
@@ -197,25 +197,32 @@ impl Fragmentation {
 
     fn expire(&mut self, now: i64) {
         let cutoff = now - (self.t.reassembly_timeout_seconds * 1e9) as i64;
-        let old: Vec<DatagramKey> = self
+        // In frame order, not hash-map order, so the report is reproducible.
+        let mut old: Vec<(u64, DatagramKey)> = self
             .open
             .iter()
             .filter(|(_, d)| d.last_ns < cutoff)
-            .map(|(k, _)| *k)
+            .map(|(k, d)| (d.first_frame, *k))
             .collect();
-        for k in old {
-            if let Some(d) = self.open.remove(&k) {
-                self.note(5, &k, d.first_frame, d.first_ns, d.count);
-            }
-        }
+        old.sort_unstable_by_key(|(frame, _)| *frame);
+        self.give_up(old.into_iter().map(|(_, k)| k));
     }
 
-    fn expire_oldest(&mut self, now: i64) {
-        let _ = now;
-        let mut by_age: Vec<(i64, DatagramKey)> =
-            self.open.iter().map(|(k, d)| (d.last_ns, *k)).collect();
-        by_age.sort_by_key(|(t, _)| *t);
-        for (_, k) in by_age.into_iter().take(MAX_DATAGRAMS / 8) {
+    /// Too many open datagrams: the least recently seen eighth is given up.
+    fn expire_oldest(&mut self) {
+        let mut by_age: Vec<(i64, u64, DatagramKey)> = self
+            .open
+            .iter()
+            .map(|(k, d)| (d.last_ns, d.first_frame, *k))
+            .collect();
+        by_age.sort_unstable_by_key(|(t, frame, _)| (*t, *frame));
+        by_age.truncate(MAX_DATAGRAMS / 8);
+        self.give_up(by_age.into_iter().map(|(_, _, k)| k));
+    }
+
+    /// Count datagrams as incomplete and forget them.
+    fn give_up(&mut self, keys: impl Iterator<Item = DatagramKey>) {
+        for k in keys {
             if let Some(d) = self.open.remove(&k) {
                 self.note(5, &k, d.first_frame, d.first_ns, d.count);
             }
@@ -223,10 +230,10 @@ impl Fragmentation {
     }
 
     pub fn finish(mut self) -> Vec<Anomaly> {
-        let rest: Vec<(DatagramKey, Datagram)> = self.open.drain().collect();
-        for (k, d) in rest {
-            self.note(5, &k, d.first_frame, d.first_ns, d.count);
-        }
+        let mut rest: Vec<(u64, DatagramKey)> =
+            self.open.iter().map(|(k, d)| (d.first_frame, *k)).collect();
+        rest.sort_unstable_by_key(|(frame, _)| *frame);
+        self.give_up(rest.into_iter().map(|(_, k)| k));
         let th = &self.t;
         let incomplete_total: u64 = self
             .findings

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use foldhash::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
-use super::{Anomaly, Severity, Span, push_example, ts};
+use super::{Anomaly, Severity, Span, ts};
 use crate::analyze::flows::{ACK, FIN, Flow, PSH, RST, SYN, URG};
 
 /// Defaults: 50 distinct ports of one host, or one port on 50 hosts, from
@@ -52,52 +52,85 @@ fn probe_kind(f: &Flow) -> Option<usize> {
     }
 }
 
-/// Destinations (ports or hosts) counted up to a cap: enough to judge a threshold.
+/// Destinations (ports or hosts) touched: four inline, a hash set beyond
+/// (most keys never see a second destination), counted up to a cap.
 struct Touched<T> {
-    set: HashSet<T>,
+    inline: [Option<T>; 4],
+    spill: Option<Box<HashSet<T>>>,
     cap: usize,
     more: bool,
 }
 
-impl<T: std::hash::Hash + Eq> Touched<T> {
+impl<T: std::hash::Hash + Eq + Copy> Touched<T> {
     fn new(cap: usize) -> Self {
         Touched {
-            set: HashSet::default(),
+            inline: [None; 4],
+            spill: None,
             cap,
             more: false,
         }
     }
+
+    fn len(&self) -> usize {
+        match &self.spill {
+            Some(s) => s.len(),
+            None => self.inline.iter().filter(|x| x.is_some()).count(),
+        }
+    }
+
     fn insert(&mut self, v: T) {
-        if self.set.len() < self.cap {
-            self.set.insert(v);
-        } else if !self.set.contains(&v) {
-            self.more = true;
+        if let Some(set) = &mut self.spill {
+            if set.len() < self.cap {
+                set.insert(v);
+            } else if !set.contains(&v) {
+                self.more = true;
+            }
+            return;
+        }
+        if self.inline.contains(&Some(v)) {
+            return;
+        }
+        if let Some(slot) = self.inline.iter_mut().find(|x| x.is_none()) {
+            *slot = Some(v);
+            return;
+        }
+        let mut set: HashSet<T> = self.inline.iter().flatten().copied().collect();
+        set.insert(v);
+        self.spill = Some(Box::new(set));
+    }
+
+    fn values(&self) -> Vec<T> {
+        match &self.spill {
+            Some(s) => s.iter().copied().collect(),
+            None => self.inline.iter().flatten().copied().collect(),
         }
     }
 }
 
 struct Probes<T> {
     touched: Touched<T>,
-    kinds: [u64; 6],
+    kinds: [u32; 6],
     span: Span,
-    examples: Vec<u64>,
+    examples: [u64; super::EXAMPLES],
 }
 
-impl<T: std::hash::Hash + Eq> Probes<T> {
+impl<T: std::hash::Hash + Eq + Copy> Probes<T> {
     fn new(cap: usize, at: i64) -> Self {
         Probes {
             touched: Touched::new(cap),
             kinds: [0; 6],
             span: Span::new(at),
-            examples: Vec::new(),
+            examples: [0; super::EXAMPLES],
         }
     }
 
     fn add(&mut self, what: T, kind: usize, f: &Flow) {
         self.touched.insert(what);
-        self.kinds[kind] += 1;
+        self.kinds[kind] = self.kinds[kind].saturating_add(1);
         self.span.add(f.first_ns);
-        push_example(&mut self.examples, f.first_frame);
+        if let Some(slot) = self.examples.iter_mut().find(|e| **e == 0) {
+            *slot = f.first_frame;
+        }
     }
 
     /// The most frequent kind; stealth kinds win ties as the more telling.
@@ -107,8 +140,30 @@ impl<T: std::hash::Hash + Eq> Probes<T> {
     }
 
     fn stealth(&self) -> u64 {
-        self.kinds[2] + self.kinds[3] + self.kinds[4]
+        u64::from(self.kinds[2]) + u64::from(self.kinds[3]) + u64::from(self.kinds[4])
     }
+
+    fn examples(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.examples.iter().copied().filter(|&e| e != 0).collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// Keys kept per map before pruning: keys that touched one target and sent
+/// no stealth probe are dropped first (a scan needs tens of targets).
+const MAX_KEYS: usize = 20_000;
+
+fn prune<K: std::hash::Hash + Eq, T: std::hash::Hash + Eq + Copy>(
+    map: &mut HashMap<K, Probes<T>>,
+) -> u64 {
+    let before = map.len();
+    let mut keep_at = 2;
+    while map.len() > MAX_KEYS * 3 / 4 {
+        map.retain(|_, p| p.touched.len() >= keep_at || p.stealth() > 0);
+        keep_at *= 2;
+    }
+    (before - map.len()) as u64
 }
 
 pub struct PortScan {
@@ -117,6 +172,7 @@ pub struct PortScan {
     vertical: HashMap<(IpAddr, IpAddr), Probes<(u8, u16)>>,
     /// (source, protocol, port) → hosts touched.
     horizontal: HashMap<(IpAddr, u8, u16), Probes<IpAddr>>,
+    pruned: u64,
 }
 
 impl PortScan {
@@ -125,6 +181,7 @@ impl PortScan {
             t,
             vertical: HashMap::default(),
             horizontal: HashMap::default(),
+            pruned: 0,
         }
     }
 
@@ -147,6 +204,12 @@ impl PortScan {
             .entry((client, k.proto, port))
             .or_insert_with(|| Probes::new(cap_h, f.first_ns))
             .add(server, kind, f);
+        if self.vertical.len() > MAX_KEYS {
+            self.pruned += prune(&mut self.vertical);
+        }
+        if self.horizontal.len() > MAX_KEYS {
+            self.pruned += prune(&mut self.horizontal);
+        }
     }
 
     pub fn finish(self) -> Vec<Anomaly> {
@@ -158,7 +221,7 @@ impl PortScan {
             ("min_stealth_probes", th.min_stealth_probes as f64),
         ]);
         for ((src, dst), p) in self.vertical {
-            let ports = p.touched.set.len() as u64;
+            let ports = p.touched.len() as u64;
             let vertical = ports >= th.min_ports_vertical;
             let stealth = p.stealth() >= th.min_stealth_probes;
             if !vertical && !stealth {
@@ -169,7 +232,8 @@ impl PortScan {
             } else {
                 stealth_type(&p.kinds)
             };
-            let mut port_list: Vec<u16> = p.touched.set.iter().map(|&(_, port)| port).collect();
+            let mut port_list: Vec<u16> =
+                p.touched.values().iter().map(|&(_, port)| port).collect();
             port_list.sort_unstable();
             port_list.dedup();
             port_list.truncate(20);
@@ -208,14 +272,19 @@ impl PortScan {
                 ports: port_list,
                 first_timestamp: ts(p.span.first),
                 last_timestamp: ts(p.span.last),
-                example_frames: p.examples,
+                example_frames: p.examples(),
                 scan_type: Some(scan_type),
                 domain: None,
-                note: None,
+                note: (self.pruned > 0).then(|| {
+                    format!(
+                        "{} low-count source/target pairs were dropped to bound memory",
+                        self.pruned
+                    )
+                }),
             });
         }
         for ((src, proto, port), p) in self.horizontal {
-            let hosts = p.touched.set.len() as u64;
+            let hosts = p.touched.len() as u64;
             if hosts < th.min_hosts_horizontal {
                 continue;
             }
@@ -233,21 +302,26 @@ impl PortScan {
                 evidence: evidence(&p, hosts),
                 thresholds: thresholds.clone(),
                 sources: vec![src.to_string()],
-                destinations: super::addrs(p.touched.set.iter()),
+                destinations: super::addrs(p.touched.values().iter()),
                 ports: vec![port],
                 first_timestamp: ts(p.span.first),
                 last_timestamp: ts(p.span.last),
-                example_frames: p.examples,
+                example_frames: p.examples(),
                 scan_type: Some(scan_type),
                 domain: None,
-                note: None,
+                note: (self.pruned > 0).then(|| {
+                    format!(
+                        "{} low-count source/target pairs were dropped to bound memory",
+                        self.pruned
+                    )
+                }),
             });
         }
         out
     }
 }
 
-fn stealth_type(kinds: &[u64; 6]) -> &'static str {
+fn stealth_type(kinds: &[u32; 6]) -> &'static str {
     let best = (2..5).max_by_key(|&i| (kinds[i], i)).unwrap_or(4);
     KINDS[best]
 }
@@ -269,7 +343,7 @@ fn evidence<T>(p: &Probes<T>, distinct: u64) -> BTreeMap<&'static str, f64> {
     .enumerate()
     {
         if p.kinds[i] > 0 {
-            e.insert(name, p.kinds[i] as f64);
+            e.insert(name, f64::from(p.kinds[i]));
         }
     }
     e

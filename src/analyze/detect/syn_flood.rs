@@ -37,9 +37,9 @@ impl Default for SynFloodThresholds {
 }
 
 /// Destinations tracked at most; beyond this, new ones are counted, not tracked.
-const MAX_TARGETS: usize = 200_000;
-/// Sources counted exactly per destination; beyond this, "at least".
-const MAX_SOURCES: usize = 100_000;
+const MAX_TARGETS: usize = 20_000;
+/// Sources remembered over all destinations; beyond this, counts are "at least".
+const MAX_SOURCES_TOTAL: usize = 200_000;
 /// The sliding window is kept as this many sub-buckets.
 const SLOTS: usize = 10;
 
@@ -62,6 +62,7 @@ pub struct SynFlood {
     slot_ns: i64,
     targets: HashMap<(IpAddr, u16), Target>,
     untracked: u64,
+    sources_total: usize,
 }
 
 impl SynFlood {
@@ -72,6 +73,7 @@ impl SynFlood {
             slot_ns,
             targets: HashMap::default(),
             untracked: 0,
+            sources_total: 0,
         }
     }
 
@@ -120,9 +122,9 @@ impl SynFlood {
         t.syns += 1;
         t.span.add(now);
         push_example(&mut t.examples, frame);
-        if t.sources.len() < MAX_SOURCES {
-            t.sources.insert(ip.src);
-        } else {
+        if self.sources_total < MAX_SOURCES_TOTAL {
+            self.sources_total += usize::from(t.sources.insert(ip.src));
+        } else if !t.sources.contains(&ip.src) {
             t.sources_capped = true;
         }
         // Advance the ring to this frame's sub-bucket (frames out of order
