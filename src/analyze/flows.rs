@@ -20,13 +20,26 @@ pub const URG: u8 = 0x20;
 
 /// The flow's endpoints in a fixed order (lower address/port first), so
 /// both directions of a conversation find the same flow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
     pub proto: u8,
     pub a: IpAddr,
     pub a_port: u16,
     pub b: IpAddr,
     pub b_port: u16,
+}
+
+/// Hashes the key as two 128-bit addresses and one packed word: the derived
+/// hash would feed enum tags and length-prefixed byte arrays, per packet.
+impl std::hash::Hash for FlowKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let v6 = |ip: IpAddr| matches!(ip, IpAddr::V6(_)) as u64;
+        h.write_u128(crate::target::range::addr_value(self.a));
+        h.write_u128(crate::target::range::addr_value(self.b));
+        h.write_u64(
+            u64::from(self.proto) | u64::from(self.a_port) << 8 | u64::from(self.b_port) << 24 | v6(self.a) << 40 | v6(self.b) << 41,
+        );
+    }
 }
 
 impl FlowKey {
@@ -78,7 +91,17 @@ pub struct Flow {
     pub synacks: u32,
     pub final_ack: bool,
     pub data_in_syn: bool,
+    /// Whether either side sent any payload.
+    pub payload_c2s: bool,
+    pub payload_s2c: bool,
     pub app: Option<&'static str>,
+}
+
+impl Flow {
+    /// A real conversation: both sides sent payload. Scanners' probes do not.
+    pub fn is_conversation(&self) -> bool {
+        self.payload_c2s && self.payload_s2c
+    }
 }
 
 impl Flow {
@@ -311,6 +334,8 @@ impl FlowTable {
                 synacks: 0,
                 final_ack: false,
                 data_in_syn: false,
+                payload_c2s: false,
+                payload_s2c: false,
                 app: None,
             }
         });
@@ -328,10 +353,12 @@ impl FlowTable {
             flow.c2s.0 += 1;
             flow.c2s.1 += len;
             flow.flags_c2s |= flags;
+            flow.payload_c2s |= !payload.is_empty();
         } else {
             flow.s2c.0 += 1;
             flow.s2c.1 += len;
             flow.flags_s2c |= flags;
+            flow.payload_s2c |= !payload.is_empty();
         }
         if proto == 6 {
             match flags & (SYN | ACK | RST) {

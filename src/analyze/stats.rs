@@ -53,7 +53,7 @@ const ICMPV6: usize = 10;
 const DNS: usize = 11;
 
 /// Running statistics over every frame seen.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     pub frames: u64,
     pub bytes: u64,
@@ -64,10 +64,29 @@ pub struct Stats {
     sources: HashMap<IpAddr, Counter>,
     destinations: HashMap<IpAddr, Counter>,
     pairs: HashMap<(IpAddr, IpAddr), Counter>,
-    tcp_ports: HashMap<u16, u64>,
-    udp_ports: HashMap<u16, u64>,
+    /// Packets per destination port, indexed by port.
+    tcp_ports: Box<[u64; 65536]>,
+    udp_ports: Box<[u64; 65536]>,
     /// Talker entries dropped from full tables.
     pruned: u64,
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
+            frames: 0,
+            bytes: 0,
+            first_ns: None,
+            last_ns: None,
+            protocols: Default::default(),
+            sources: HashMap::default(),
+            destinations: HashMap::default(),
+            pairs: HashMap::default(),
+            tcp_ports: Box::new([0; 65536]),
+            udp_ports: Box::new([0; 65536]),
+            pruned: 0,
+        }
+    }
 }
 
 /// Talkers kept per table (sources, destinations, pairs). A full table
@@ -166,8 +185,8 @@ impl Stats {
         match d.transport {
             Some(Transport::Tcp {
                 dport, valid: true, ..
-            }) => *self.tcp_ports.entry(dport).or_default() += 1,
-            Some(Transport::Udp { dport, .. }) => *self.udp_ports.entry(dport).or_default() += 1,
+            }) => self.tcp_ports[usize::from(dport)] += 1,
+            Some(Transport::Udp { dport, .. }) => self.udp_ports[usize::from(dport)] += 1,
             _ => {}
         }
     }
@@ -317,8 +336,8 @@ fn top_n<K: Ord + Copy + std::hash::Hash>(
         .collect()
 }
 
-fn top_ports(map: &HashMap<u16, u64>, n: usize) -> Vec<PortCount> {
-    let mut v: Vec<(u16, u64)> = map.iter().map(|(p, c)| (*p, *c)).collect();
+fn top_ports(counts: &[u64; 65536], n: usize) -> Vec<PortCount> {
+    let mut v: Vec<(u16, u64)> = counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(p, c)| (p as u16, *c)).collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     v.into_iter()
         .take(n)

@@ -1,7 +1,8 @@
 //! `port_scan`: one source touching many ports of one host (vertical) or one
 //! port on many hosts (horizontal), and stealth probes (FIN, NULL, XMAS)
 //! that ordinary TCP never sends. Judged on finished flows: a flow's first
-//! packet says what kind of probe opened it.
+//! packet says what kind of probe opened it, and flows that carried payload
+//! both ways are conversations, not probes, and are left out.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -186,6 +187,11 @@ impl PortScan {
     }
 
     pub fn flow_finished(&mut self, f: &Flow) {
+        // A conversation (payload both ways) is no probe; skipping it keeps
+        // ordinary traffic out of the scan tables.
+        if f.is_conversation() {
+            return;
+        }
         let Some(kind) = probe_kind(f) else { return };
         let k = f.key;
         let ((client, _), (server, port)) = if f.a_is_client {

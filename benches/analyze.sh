@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Analysis benchmark: sonde analyze against tshark (-z io,phs), capinfos and a
+# Scapy rdpcap loop, on the same generated capture, in the same run.
+#
+#   bash benches/analyze.sh            # 1,000,000 packets (N=... to change)
+#
+# Prints packets/s, MB/s and peak memory (max RSS) per tool, and sonde's
+# ratio to each. Each tool runs RUNS times (default 3); the best wall time
+# and its peak memory are kept, since this 2-core VM's timings vary by ±20%.
+# Scapy needs ~7 KB of memory per packet with rdpcap, so it reads only the
+# first SCAPY_N packets (default 100,000); its rate is measured on those.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-1000000}
+RUNS=${RUNS:-3}
+SCAPY_N=${SCAPY_N:-100000}
+work=${WORK:-$(mktemp -d)}
+mkdir -p "$work"
+
+need=()
+command -v tshark >/dev/null || need+=(tshark)
+command -v capinfos >/dev/null || need+=(wireshark-common)
+python3 -c 'import scapy' 2>/dev/null || need+=(python3-scapy)
+[ -x /usr/bin/time ] || need+=(time)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# Debian's python3-scapy lives in the system interpreter.
+py=/usr/bin/python3
+
+cargo build --release --quiet
+cap="$work/mixed.pcap"
+if [ ! -s "$cap" ]; then
+  cargo bench --quiet --bench gen_capture -- "$cap" "$N"
+fi
+bytes=$(stat -c %s "$cap")
+packets=$(capinfos -M -c -T "$cap" | awk -F'\t' 'NR==2 {print $2}')
+echo "capture: $cap, $packets packets, $((bytes / 1000000)) MB"
+
+# best wall seconds and its max RSS (KB) over RUNS runs of a command
+best() {
+  local best_s="" best_kb=""
+  for _ in $(seq "$RUNS"); do
+    /usr/bin/time -f '%e %M' -o "$work/t" "$@" >/dev/null 2>&1
+    read -r s kb <"$work/t"
+    if [ -z "$best_s" ] || awk "BEGIN{exit !($s < $best_s)}"; then best_s=$s; best_kb=$kb; fi
+  done
+  echo "$best_s $best_kb"
+}
+
+cat >"$work/scapy_loop.py" <<PY
+import sys
+from scapy.all import rdpcap, TCP, UDP, IP
+pkts = rdpcap(sys.argv[1], count=int(sys.argv[2]))
+n = tcp = udp = 0
+for p in pkts:
+    n += 1
+    if p.haslayer(TCP): tcp += 1
+    elif p.haslayer(UDP): udp += 1
+print(n, tcp, udp)
+PY
+
+read -r s_sec s_kb < <(best target/release/sonde analyze "$cap" --report "$work/report.json")
+read -r t_sec t_kb < <(best tshark -q -z io,phs -r "$cap")
+read -r c_sec c_kb < <(best capinfos "$cap")
+read -r p_sec p_kb < <(RUNS=1 best "$py" "$work/scapy_loop.py" "$cap" "$SCAPY_N")
+
+got=$($py -c "import json,sys; print(json.load(open(sys.argv[1]))['summary']['packets'])" "$work/report.json")
+[ "$got" = "$packets" ] || { echo "sonde counted $got packets, capinfos $packets" >&2; exit 1; }
+
+row() { # name packets seconds kb
+  awk -v n="$1" -v p="$2" -v s="$3" -v kb="$4" -v b="$bytes" -v tp="$packets" \
+    'BEGIN { printf "%-22s %10d %8.2f %12.0f %9.1f %9.1f\n", n, p, s, p/s, (b*p/tp)/s/1e6, kb/1024 }'
+}
+echo
+printf "%-22s %10s %8s %12s %9s %9s\n" tool packets seconds packets/s MB/s peak_MB
+row "sonde analyze" "$packets" "$s_sec" "$s_kb"
+row "tshark -z io,phs" "$packets" "$t_sec" "$t_kb"
+row "capinfos" "$packets" "$c_sec" "$c_kb"
+row "scapy rdpcap loop" "$SCAPY_N" "$p_sec" "$p_kb"
+echo
+awk -v s="$s_sec" -v t="$t_sec" -v c="$c_sec" -v p="$p_sec" -v n="$packets" -v sn="$SCAPY_N" 'BEGIN {
+  sr = n / s
+  printf "sonde vs tshark:   %.1fx the packets/s\n", sr / (n / t)
+  printf "sonde vs capinfos: %.1fx the packets/s\n", sr / (n / c)
+  printf "sonde vs scapy:    %.0fx the packets/s\n", sr / (sn / p)
+  printf "target: 2,000,000 packets/s -> %s (%.0f)\n", (sr >= 2e6 ? "met" : "NOT met"), sr
+}'
+awk -v kb="$s_kb" 'BEGIN { printf "target: peak memory under 100 MB -> %s (%.1f MB)\n", (kb/1024 < 100 ? "met" : "NOT met"), kb/1024 }'
+echo "(sonde hashes each input with SHA-256 on a second thread; its wall time includes that)"
