@@ -227,3 +227,87 @@ fn big_endian_nanosecond_raw_ip_pcap() {
     assert_eq!(json["protocols"]["dns"]["packets"], 2);
     assert_eq!(json["ports"]["udp"][0]["port"], 53);
 }
+
+#[test]
+fn streamed_and_mapped_reads_agree() {
+    for f in [
+        "dns-tunnel/iodine.pcap",
+        "normal/http_ip4and6.pcapng",
+        "syn/synflood-spoofed.pcap",
+    ] {
+        let p = corpus(f);
+        let (c1, mapped, _) = sonde(&["analyze", p.to_str().unwrap()]);
+        let (c2, streamed, _) = sonde(&["analyze", "--no-mmap", p.to_str().unwrap()]);
+        assert_eq!((c1, c2), (0, 0));
+        assert_eq!(mapped, streamed, "{f}: the two readers disagree");
+    }
+    // a damaged file: both stop at the same byte with the same frames
+    let good = std::fs::read(corpus("dns-tunnel/iodine.pcap")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.pcap");
+    std::fs::write(&cut, &good[..good.len() - 10]).unwrap();
+    let (_, a, _) = sonde(&["analyze", cut.to_str().unwrap()]);
+    let (_, b, _) = sonde(&["analyze", "--no-mmap", cut.to_str().unwrap()]);
+    let (a, b): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(&a).unwrap(),
+        serde_json::from_str(&b).unwrap(),
+    );
+    assert_eq!(a["summary"], b["summary"]);
+    assert_eq!(a["warnings"][0]["offset"], b["warnings"][0]["offset"]);
+}
+
+#[test]
+fn thresholds_file_overrides_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = corpus("scan/synscan.pcapng");
+    let strict = dir.path().join("t.toml");
+    std::fs::write(&strict, "[port_scan]\nmin_ports_vertical = 5000\n").unwrap();
+    let (code, out, err) = sonde(&[
+        "analyze",
+        f.to_str().unwrap(),
+        "--thresholds",
+        strict.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        json["anomalies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["kind"] != "port_scan"),
+        "{json}"
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[port_scan]\nmin_ports = 5\n").unwrap();
+    let (code, _, err) = sonde(&[
+        "analyze",
+        f.to_str().unwrap(),
+        "--thresholds",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("bad.toml:2:1") && err.contains("unknown field `min_ports`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn flows_listing_options() {
+    let f = corpus("normal/tcp_ports.pcapng");
+    let count = |args: &[&str]| {
+        let mut a = vec!["analyze", f.to_str().unwrap()];
+        a.extend_from_slice(args);
+        let (_, out, _) = sonde(&a);
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (
+            json["flows"]["list"].as_array().unwrap().len(),
+            json["flows"]["count"]["total"].as_u64().unwrap(),
+        )
+    };
+    let (all, total) = count(&["--flows", "all"]);
+    assert_eq!(all as u64, total);
+    assert_eq!(count(&["--flows", "top", "--top", "3"]).0, 3.min(all));
+    assert_eq!(count(&["--flows", "none"]).0, 0);
+}

@@ -37,7 +37,11 @@ impl std::hash::Hash for FlowKey {
         h.write_u128(crate::target::range::addr_value(self.a));
         h.write_u128(crate::target::range::addr_value(self.b));
         h.write_u64(
-            u64::from(self.proto) | u64::from(self.a_port) << 8 | u64::from(self.b_port) << 24 | v6(self.a) << 40 | v6(self.b) << 41,
+            u64::from(self.proto)
+                | u64::from(self.a_port) << 8
+                | u64::from(self.b_port) << 24
+                | v6(self.a) << 40
+                | v6(self.b) << 41,
         );
     }
 }

@@ -337,7 +337,12 @@ fn top_n<K: Ord + Copy + std::hash::Hash>(
 }
 
 fn top_ports(counts: &[u64; 65536], n: usize) -> Vec<PortCount> {
-    let mut v: Vec<(u16, u64)> = counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(p, c)| (p as u16, *c)).collect();
+    let mut v: Vec<(u16, u64)> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .map(|(p, c)| (p as u16, *c))
+        .collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     v.into_iter()
         .take(n)
