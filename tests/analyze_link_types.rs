@@ -112,7 +112,7 @@ fn ipv6_extension_headers_and_first_fragment() {
 #[test]
 fn pcapng_interfaces_keep_their_link_type_and_resolution() {
     fn block(kind: u32, body: &[u8]) -> Vec<u8> {
-        let len = (12 + body.len() + 3) / 4 * 4;
+        let len = (12 + body.len()).div_ceil(4) * 4;
         let mut b = Vec::new();
         b.extend_from_slice(&kind.to_le_bytes());
         b.extend_from_slice(&(len as u32).to_le_bytes());
