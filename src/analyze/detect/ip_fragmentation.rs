@@ -43,7 +43,7 @@ impl Default for FragmentationThresholds {
     }
 }
 
-const MAX_DATAGRAMS: usize = 65_536;
+const MAX_DATAGRAMS: usize = 16_384;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct DatagramKey {
