@@ -40,8 +40,6 @@ pub struct AnalyzeOptions {
     pub thresholds: Thresholds,
     /// Flows idle this long are finished (memory follows active flows).
     pub flow_idle_timeout_seconds: f64,
-    /// Memory-map regular files (faster); false streams them with read().
-    pub mmap: bool,
 }
 
 impl Default for AnalyzeOptions {
@@ -51,7 +49,6 @@ impl Default for AnalyzeOptions {
             flows: FlowListing::Top,
             thresholds: Thresholds::default(),
             flow_idle_timeout_seconds: 600.0,
-            mmap: true,
         }
     }
 }
@@ -239,7 +236,7 @@ pub fn analyze(paths: &[PathBuf], opts: &AnalyzeOptions) -> Result<Report, OpenE
     let mut warnings = Vec::new();
     let mut sources = Vec::new();
     for path in paths {
-        sources.push(open(path, opts.mmap)?);
+        sources.push(open(path)?);
     }
     let mut analyzer = Analyzer::new(opts);
     if let [s] = sources.as_mut_slice() {
@@ -291,7 +288,7 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
     }
 }
 
-fn open(path: &Path, mmap: bool) -> Result<Source, OpenError> {
+fn open(path: &Path) -> Result<Source, OpenError> {
     let err = |message: String| OpenError {
         path: path.to_path_buf(),
         message,
@@ -299,7 +296,7 @@ fn open(path: &Path, mmap: bool) -> Result<Source, OpenError> {
     let file = File::open(path).map_err(|e| err(e.to_string()))?;
     let size = file.metadata().map_err(|e| err(e.to_string()))?.len();
     let reader =
-        CaptureReader::open(file, &path.display().to_string(), mmap).map_err(|w| err(w.message))?;
+        CaptureReader::new(file, &path.display().to_string()).map_err(|w| err(w.message))?;
     let to_hash = path.to_path_buf();
     let hash = std::thread::Builder::new()
         .name("sonde-hash".into())

@@ -32,11 +32,6 @@ pub struct AnalyzeArgs {
     /// Which flows the report lists: all, the top N by bytes, or none (all are counted).
     #[arg(long, value_enum, default_value_t = FlowListing::Top)]
     pub flows: FlowListing,
-
-    /// Read captures with read() instead of memory-mapping them (for a capture
-    /// another process may still truncate; slower).
-    #[arg(long)]
-    pub no_mmap: bool,
 }
 
 /// Read a thresholds file; errors name the line and column.
@@ -73,7 +68,6 @@ pub fn run(args: AnalyzeArgs, out: &mut dyn Write) -> Result<i32, Error> {
         top: args.top,
         flows: args.flows,
         thresholds,
-        mmap: !args.no_mmap,
         ..AnalyzeOptions::default()
     };
     let report = analyze(&args.captures, &opts).map_err(|e| {

@@ -1,23 +1,17 @@
-//! A reader for pcap (micro- and nanosecond, either byte order) and pcapng
-//! (several interfaces, each with its own link type and timestamp
-//! resolution), built on pcap-parser.
+//! A streaming reader for pcap (micro- and nanosecond, either byte order)
+//! and pcapng (several interfaces, each with its own link type and timestamp
+//! resolution), built on pcap-parser's reader with a 1 MiB buffer.
 //!
-//! A regular file is memory-mapped and parsed in place with pcap-parser's
-//! zero-copy block parsers: no read() copies the file through the kernel
-//! (that copy was a third of the analysis time). Anything else (a pipe, or
-//! `--no-mmap`) is streamed through pcap-parser's reader with a 1 MiB
-//! buffer. Either way a length field never makes sonde allocate what it
-//! claims, and damage stops the read with a [`ReadWarning`] naming the byte
-//! offset; what came before is kept.
+//! Memory is bounded by that buffer: a record is never buffered beyond it,
+//! whatever its length field claims. Damage stops the read with a
+//! [`ReadWarning`] naming the byte offset; what came before is kept.
 //!
-//! As with ripgrep's memory maps, a file truncated by another process while
-//! sonde maps it can end the process with SIGBUS; `--no-mmap` avoids that
-//! for captures still being written.
+//! (A memory-mapped variant was measured: no faster once the buffer is no
+//! longer shifted on every record, and it brings SIGBUS on a file truncated
+//! while mapped, so sonde streams.)
 
-use std::fs::File;
 use std::io::Read;
 
-use nom::IResult;
 use pcap_parser::pcapng::Block;
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError, create_reader};
@@ -97,25 +91,9 @@ struct Interface {
     offset_secs: i64,
 }
 
-/// The file format, once the slice reader has seen the file header.
-#[derive(Clone, Copy)]
-enum Format {
-    Legacy { big_endian: bool },
-    Ng { big_endian: bool },
-}
-
-enum Source {
-    Stream(Box<dyn PcapReaderIterator + Send>),
-    Mapped(memmap2::Mmap),
-}
-
 /// Reads the frames of one capture file.
 pub struct CaptureReader {
-    source: Source,
-    /// For a mapped file: the bytes before this offset were released.
-    released: u64,
-    /// For a mapped file: the format and byte order in force.
-    format: Format,
+    inner: Box<dyn PcapReaderIterator + Send>,
     name: String,
     offset: u64,
     legacy: Option<(LinkType, u64)>,
@@ -124,12 +102,6 @@ pub struct CaptureReader {
     /// Frames whose interface was never described.
     pub skipped: u64,
 }
-
-const MAGIC_LE: [u8; 4] = [0xd4, 0xc3, 0xb2, 0xa1];
-const MAGIC_BE: [u8; 4] = [0xa1, 0xb2, 0xc3, 0xd4];
-const MAGIC_NS_LE: [u8; 4] = [0x4d, 0x3c, 0xb2, 0xa1];
-const MAGIC_NS_BE: [u8; 4] = [0xa1, 0xb2, 0x3c, 0x4d];
-const MAGIC_NG: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
 fn header_warning(name: &str, e: PcapError<&[u8]>) -> ReadWarning {
     ReadWarning {
@@ -146,94 +118,22 @@ fn header_warning(name: &str, e: PcapError<&[u8]>) -> ReadWarning {
 }
 
 impl CaptureReader {
-    fn with_source(source: Source, name: &str) -> CaptureReader {
-        CaptureReader {
-            source,
-            released: 0,
-            format: Format::Legacy { big_endian: false },
-            name: name.to_string(),
-            offset: 0,
-            legacy: None,
-            interfaces: Vec::new(),
-            done: false,
-            skipped: 0,
-        }
-    }
-
-    /// Stream a capture from any reader; `name` labels warnings. Fails when
+    /// Read a capture from any reader; `name` labels warnings. Fails when
     /// the data is neither pcap nor pcapng (wrong magic) or is empty.
     pub fn new<R: Read + Send + 'static>(
         source: R,
         name: &str,
     ) -> Result<CaptureReader, ReadWarning> {
         let inner = create_reader(BUFFER, source).map_err(|e| header_warning(name, e))?;
-        Ok(CaptureReader::with_source(Source::Stream(inner), name))
-    }
-
-    /// Open a capture file: memory-mapped when `mmap` is true and the file is
-    /// a non-empty regular file, streamed otherwise.
-    pub fn open(file: File, name: &str, mmap: bool) -> Result<CaptureReader, ReadWarning> {
-        let regular = file
-            .metadata()
-            .map(|m| m.is_file() && m.len() > 0)
-            .unwrap_or(false);
-        if !(mmap && regular) {
-            return CaptureReader::new(file, name);
-        }
-        // SAFETY: the map is only read. Another process truncating the file
-        // while it is mapped is the documented SIGBUS risk (see module docs).
-        let map = match unsafe { memmap2::Mmap::map(&file) } {
-            Ok(m) => m,
-            Err(_) => return CaptureReader::new(file, name),
-        };
-        let _ = map.advise(memmap2::Advice::Sequential);
-        let magic: [u8; 4] = map
-            .get(..4)
-            .and_then(|m| m.try_into().ok())
-            .unwrap_or([0; 4]);
-        let format = match magic {
-            MAGIC_LE | MAGIC_NS_LE => Format::Legacy { big_endian: false },
-            MAGIC_BE | MAGIC_NS_BE => Format::Legacy { big_endian: true },
-            MAGIC_NG => {
-                // The byte-order magic follows the block type and length.
-                let bom = map.get(8..12).unwrap_or(&[]);
-                Format::Ng {
-                    big_endian: bom == [0x1a, 0x2b, 0x3c, 0x4d],
-                }
-            }
-            _ => return Err(header_warning(name, PcapError::HeaderNotRecognized)),
-        };
-        let header = match format {
-            Format::Legacy { .. } => Some(
-                pcap_parser::pcap::parse_pcap_header(&map)
-                    .map(|(_, h)| h)
-                    .ok(),
-            ),
-            Format::Ng { .. } => None,
-        };
-        let mut reader = CaptureReader::with_source(Source::Mapped(map), name);
-        reader.format = format;
-        if let Some(header) = header {
-            match header {
-                Some(h) => {
-                    let res = if h.is_nanosecond_precision() {
-                        1_000_000_000
-                    } else {
-                        1_000_000
-                    };
-                    reader.legacy = Some((LinkType::from_code(h.network.0), res));
-                    reader.offset = 24;
-                }
-                None => {
-                    return Err(ReadWarning {
-                        file: name.to_string(),
-                        offset: 0,
-                        message: "cannot read the file header: it is cut short".to_string(),
-                    });
-                }
-            }
-        }
-        Ok(reader)
+        Ok(CaptureReader {
+            inner,
+            name: name.to_string(),
+            offset: 0,
+            legacy: None,
+            interfaces: Vec::new(),
+            done: false,
+            skipped: 0,
+        })
     }
 
     fn warn(&mut self, message: String) -> ReadWarning {
@@ -251,10 +151,7 @@ impl CaptureReader {
         if self.done {
             return Ok(false);
         }
-        match self.source {
-            Source::Stream(_) => self.next_streamed(f),
-            Source::Mapped(_) => self.next_mapped(f),
-        }
+        self.next_streamed(f)
     }
 
     /// Apply one block: remember headers and interfaces, hand frames to `f`.
@@ -330,92 +227,9 @@ impl CaptureReader {
         false
     }
 
-    fn next_mapped<F: FnMut(&Frame<'_>)>(&mut self, mut f: F) -> Result<bool, ReadWarning> {
-        let CaptureReader {
-            source,
-            format,
-            offset,
-            legacy,
-            interfaces,
-            skipped,
-            released,
-            ..
-        } = self;
-        let Source::Mapped(map) = source else {
-            unreachable!()
-        };
-        // Hand pages already read back to the page cache every 8 MiB, so the
-        // mapping does not grow the process's resident memory with the file.
-        const RELEASE_EVERY: u64 = 8 << 20;
-        if *offset >= *released + RELEASE_EVERY {
-            let upto = (*offset & !0xfff) as usize;
-            let from = *released as usize;
-            // SAFETY: no frame borrowed from the map outlives the callback
-            // that received it, and everything below `offset` has been handed
-            // out already; the pages are re-read from the file if touched again.
-            let _ = unsafe {
-                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, upto - from)
-            };
-            *released = upto as u64;
-        }
-        let failure = loop {
-            let rest = &map[(*offset as usize).min(map.len())..];
-            if rest.is_empty() {
-                self.done = true;
-                return Ok(false);
-            }
-            let parsed: IResult<&[u8], PcapBlockOwned<'_>, PcapError<&[u8]>> = match *format {
-                Format::Legacy { big_endian: false } => pcap_parser::pcap::parse_pcap_frame(rest)
-                    .map(|(r, b)| (r, PcapBlockOwned::Legacy(b))),
-                Format::Legacy { big_endian: true } => pcap_parser::pcap::parse_pcap_frame_be(rest)
-                    .map(|(r, b)| (r, PcapBlockOwned::Legacy(b))),
-                Format::Ng { big_endian: false } => pcap_parser::pcapng::parse_block_le(rest)
-                    .map(|(r, b)| (r, PcapBlockOwned::NG(b))),
-                Format::Ng { big_endian: true } => pcap_parser::pcapng::parse_block_be(rest)
-                    .map(|(r, b)| (r, PcapBlockOwned::NG(b))),
-            };
-            match parsed {
-                Ok((remaining, block)) => {
-                    // A new section may switch byte order.
-                    if let PcapBlockOwned::NG(Block::SectionHeader(shb)) = &block {
-                        *format = Format::Ng {
-                            big_endian: shb.big_endian(),
-                        };
-                    }
-                    let used = (rest.len() - remaining.len()) as u64;
-                    let emitted = Self::block(legacy, interfaces, skipped, block, &mut f);
-                    *offset += used;
-                    if emitted {
-                        return Ok(true);
-                    }
-                }
-                Err(e) => {
-                    // The whole file is here: a record that needs more is cut
-                    // short, or its length field is damaged.
-                    let claimed = claimed_len(rest, *format);
-                    break if claimed > BUFFER as u64 {
-                        format!(
-                            "a record claims {claimed} bytes, more than {BUFFER}; its length field is damaged"
-                        )
-                    } else if let nom::Err::Incomplete(_) = e {
-                        format!(
-                            "the file ends inside a record ({} bytes of it present)",
-                            rest.len()
-                        )
-                    } else {
-                        format!("damaged record: {e:?}")
-                    };
-                }
-            }
-        };
-        Err(self.warn(failure))
-    }
-
     fn next_streamed<F: FnMut(&Frame<'_>)>(&mut self, mut f: F) -> Result<bool, ReadWarning> {
         loop {
-            let Source::Stream(inner) = &mut self.source else {
-                unreachable!()
-            };
+            let inner = &mut self.inner;
             match inner.next() {
                 Ok((len, block)) => {
                     let emitted = Self::block(
@@ -461,23 +275,5 @@ impl CaptureReader {
                 }
             }
         }
-    }
-}
-
-/// The length a record at the start of `rest` claims (0 when not even its header is there).
-fn claimed_len(rest: &[u8], format: Format) -> u64 {
-    let word = |at: usize, be: bool| -> u64 {
-        rest.get(at..at + 4).map_or(0, |b| {
-            let b: [u8; 4] = b.try_into().expect("four bytes");
-            u64::from(if be {
-                u32::from_be_bytes(b)
-            } else {
-                u32::from_le_bytes(b)
-            })
-        })
-    };
-    match format {
-        Format::Legacy { big_endian } => word(8, big_endian),
-        Format::Ng { big_endian } => word(4, big_endian),
     }
 }
