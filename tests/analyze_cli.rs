@@ -283,3 +283,41 @@ fn flows_listing_options() {
     assert_eq!(count(&["--flows", "top", "--top", "3"]).0, 3.min(all));
     assert_eq!(count(&["--flows", "none"]).0, 0);
 }
+
+/// Regression: damage early in a capture larger than the reading thread's
+/// chunks in flight left that thread blocked on a full channel while the
+/// analysis waited for its hash.
+#[test]
+fn damage_early_in_a_large_capture_neither_hangs_nor_skips_the_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.pcap");
+    let mut w =
+        sonde::pcap::PcapWriter::new(std::fs::File::create(&path).unwrap(), 1, 65535).unwrap();
+    let frame = [0u8; 1400];
+    for i in 0..6000 {
+        w.write(1_767_225_600_000_000_000 + i, &frame).unwrap();
+    }
+    w.flush().unwrap();
+    drop(w);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // the tenth record claims 4 GB; about 8 MB follow it
+    let at = 24 + 9 * (16 + 1400);
+    bytes[at + 8..at + 12].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.clone();
+    std::thread::spawn(move || tx.send(sonde(&["analyze", p.to_str().unwrap()])).unwrap());
+    let (code, out, err) = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("sonde analyze hung");
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["summary"]["packets"], 9);
+    assert_eq!(json["warnings"][0]["offset"], at as u64);
+    use sha2::Digest;
+    assert_eq!(
+        json["input"][0]["sha256"],
+        hex::encode(sha2::Sha256::digest(&bytes)),
+        "the hash covers the whole file"
+    );
+}

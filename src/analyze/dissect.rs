@@ -1,10 +1,8 @@
 //! One decoded, borrowed view per frame: link layer to transport, over
-//! etherparse's lax slicing (which keeps what it could parse of damaged
-//! frames and says where it stopped).
+//! etherparse's lax slices (which keep what they could parse of damaged
+//! frames and say where they stopped).
 
 use std::net::IpAddr;
-
-use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 
 use crate::pcap::LinkType;
 
@@ -81,68 +79,60 @@ const ETHER_IPV4: u16 = 0x0800;
 const ETHER_IPV6: u16 = 0x86dd;
 
 /// Decode one frame of link type `link`. Never panics, whatever the bytes.
+///
+/// The link layer is read directly (its offsets are fixed); the network and
+/// transport layers go through etherparse's individual slices, which keep
+/// what they could parse of a damaged packet and say where they stopped.
 pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
     let mut d = Dissected::default();
     let (ether_type, net_offset) = network_start(link, data);
     d.ether_type = ether_type;
     d.net = data.get(net_offset..).unwrap_or(&[]);
-    let sliced = match link {
-        LinkType::Ethernet => match LaxSlicedPacket::from_ethernet(data) {
-            Ok(p) => {
-                d.ethernet = true;
-                p
-            }
-            Err(_) => {
+    match link {
+        LinkType::Ethernet => {
+            if data.len() < 14 {
                 d.stopped = Some("ethernet header truncated");
                 return d;
             }
-        },
+            d.ethernet = true;
+            d.vlan = net_offset > 14;
+            if net_offset > data.len() {
+                d.stopped = Some("vlan header truncated");
+                return d;
+            }
+        }
         LinkType::LinuxSll | LinkType::LinuxSll2 => {
-            let (hdr, proto_at) = if link == LinkType::LinuxSll {
-                (16, 14)
-            } else {
-                (20, 0)
-            };
-            if data.len() < hdr {
+            if net_offset > data.len() {
                 d.stopped = Some("linux cooked header truncated");
                 return d;
             }
             d.sll = true;
-            let ether_type = u16::from_be_bytes([data[proto_at], data[proto_at + 1]]);
-            LaxSlicedPacket::from_ether_type(EtherType(ether_type), &data[hdr..])
         }
-        LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => from_ip(data, &mut d),
         LinkType::Null | LinkType::Loop => {
             if data.len() < 4 {
                 d.stopped = Some("loopback header truncated");
                 return d;
             }
-            // Null stores the address family in host byte order, Loop in network order.
-            let fam_le = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
-            let fam_be = u32::from_be_bytes([data[0], data[1], data[2], data[3]]);
-            let fam = if link == LinkType::Loop || fam_le > 0xffff {
-                fam_be
-            } else {
-                fam_le
-            };
-            let ether_type = match fam {
-                2 => ETHER_IPV4,
-                10 | 24 | 28 | 30 => ETHER_IPV6,
-                _ => {
-                    d.stopped = Some("unknown loopback address family");
-                    return d;
-                }
-            };
-            LaxSlicedPacket::from_ether_type(EtherType(ether_type), &data[4..])
+            if ether_type == 0 {
+                d.stopped = Some("unknown loopback address family");
+                return d;
+            }
         }
+        LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => {}
         LinkType::Other(_) => {
             d.stopped = Some("unsupported link type");
             return d;
         }
-    };
-    fill(&sliced, &mut d);
+    }
+    match ether_type {
+        ETHER_ARP => d.arp = etherparse::ArpPacketSlice::from_slice(d.net).is_ok(),
+        ETHER_IPV4 | ETHER_IPV6 => network(&mut d),
+        _ => {}
+    }
     d
 }
+
+const ETHER_ARP: u16 = 0x0806;
 
 /// The EtherType and the offset of the network layer, reading the link
 /// header (and any 802.1Q/802.1ad tags) directly.
@@ -164,8 +154,23 @@ fn network_start(link: LinkType, data: &[u8]) -> (u16, usize) {
         LinkType::LinuxSll => (be16(14), 16),
         LinkType::LinuxSll2 => (be16(0), 20),
         LinkType::Null | LinkType::Loop => {
-            let v = data.get(4).map_or(0, |b| b >> 4);
-            (if v == 6 { ETHER_IPV6 } else { ETHER_IPV4 }, 4)
+            let Some(b) = data.get(..4) else {
+                return (0, 4);
+            };
+            // Null stores the address family in host byte order, Loop in network order.
+            let le = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let be = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            let family = if link == LinkType::Loop || le > 0xffff {
+                be
+            } else {
+                le
+            };
+            let ty = match family {
+                2 => ETHER_IPV4,
+                10 | 24 | 28 | 30 => ETHER_IPV6,
+                _ => 0,
+            };
+            (ty, 4)
         }
         LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => {
             let v = data.first().map_or(0, |b| b >> 4);
@@ -175,24 +180,17 @@ fn network_start(link: LinkType, data: &[u8]) -> (u16, usize) {
     }
 }
 
-fn from_ip<'a>(data: &'a [u8], d: &mut Dissected<'a>) -> LaxSlicedPacket<'a> {
-    match LaxSlicedPacket::from_ip(data) {
-        Ok(p) => p,
+/// The network layer and, unless this is a later fragment, the transport.
+fn network<'a>(d: &mut Dissected<'a>) {
+    let (ip_slice, stop) = match etherparse::LaxIpSlice::from_slice(d.net) {
+        Ok(x) => x,
         Err(_) => {
-            d.stopped = Some("ip header invalid");
-            LaxSlicedPacket::from_ether_type(EtherType(0), &[])
+            d.stopped = Some("ip header invalid or truncated");
+            return;
         }
-    }
-}
-
-fn fill<'a>(p: &LaxSlicedPacket<'a>, d: &mut Dissected<'a>) {
-    d.vlan = !p.link_exts.is_empty();
-    let payload = match &p.net {
-        Some(LaxNetSlice::Arp(_)) => {
-            d.arp = true;
-            None
-        }
-        Some(LaxNetSlice::Ipv4(v4)) => {
+    };
+    let (payload, offset) = match &ip_slice {
+        etherparse::LaxIpSlice::Ipv4(v4) => {
             let h = v4.header();
             let off = u32::from(h.fragments_offset().value()) * 8;
             let more = h.more_fragments();
@@ -208,22 +206,25 @@ fn fill<'a>(p: &LaxSlicedPacket<'a>, d: &mut Dissected<'a>) {
                 }),
                 payload_len: pl.payload.len(),
             });
-            d.ip_payload = pl.payload;
-            Some((pl.ip_number.0, pl.payload, off))
+            (pl, off)
         }
-        Some(LaxNetSlice::Ipv6(v6)) => {
+        etherparse::LaxIpSlice::Ipv6(v6) => {
             d.ipv6 = true;
             let h = v6.header();
             let pl = v6.payload();
-            let frag = v6.extensions().clone().into_iter().find_map(|e| match e {
-                etherparse::Ipv6ExtensionSlice::Fragment(f) => Some(Fragment {
-                    id: f.identification(),
-                    offset: u32::from(f.fragment_offset().value()) * 8,
-                    more: f.more_fragments(),
-                }),
-                _ => None,
-            });
-            let frag = frag.filter(|f| f.offset > 0 || f.more);
+            let frag = v6
+                .extensions()
+                .clone()
+                .into_iter()
+                .find_map(|e| match e {
+                    etherparse::Ipv6ExtensionSlice::Fragment(f) => Some(Fragment {
+                        id: f.identification(),
+                        offset: u32::from(f.fragment_offset().value()) * 8,
+                        more: f.more_fragments(),
+                    }),
+                    _ => None,
+                })
+                .filter(|f| f.offset > 0 || f.more);
             d.ip = Some(Ip {
                 src: IpAddr::V6(h.source_addr()),
                 dst: IpAddr::V6(h.destination_addr()),
@@ -231,24 +232,71 @@ fn fill<'a>(p: &LaxSlicedPacket<'a>, d: &mut Dissected<'a>) {
                 fragment: frag,
                 payload_len: pl.payload.len(),
             });
-            d.ip_payload = pl.payload;
-            Some((pl.ip_number.0, pl.payload, frag.map_or(0, |f| f.offset)))
+            (pl, frag.map_or(0, |f| f.offset))
         }
-        None => None,
     };
-    d.transport = match &p.transport {
-        Some(t) => transport_of(t),
-        // etherparse leaves fragmented payloads alone and stops at a bad
-        // transport header; a first fragment still carries the transport
-        // header, and a bad one still has its ports, so decode them here.
-        None => match payload {
-            Some((proto, bytes, 0)) => raw_transport(proto, bytes),
-            _ => None,
-        },
-    };
-    if let Some((_, layer)) = &p.stop_err {
+    let payload = payload.clone();
+    d.ip_payload = payload.payload;
+    if let Some((_, layer)) = &stop {
         d.stopped = Some(stop_reason(*layer));
     }
+    // A later fragment carries no transport header.
+    if offset != 0 {
+        return;
+    }
+    let b = payload.payload;
+    d.transport = if payload.fragmented {
+        // A first fragment still carries the transport header.
+        raw_transport(payload.ip_number.0, b)
+    } else {
+        match payload.ip_number.0 {
+            6 => match etherparse::TcpSlice::from_slice(b) {
+                Ok(t) => Some(Transport::Tcp {
+                    sport: t.source_port(),
+                    dport: t.destination_port(),
+                    flags: t.slice()[13],
+                    payload: t.payload(),
+                    valid: true,
+                }),
+                Err(_) => {
+                    d.stopped = Some("tcp header invalid or truncated");
+                    raw_transport(6, b)
+                }
+            },
+            17 => match etherparse::UdpSlice::from_slice_lax(b) {
+                Ok(u) => Some(Transport::Udp {
+                    sport: u.source_port(),
+                    dport: u.destination_port(),
+                    payload: u.payload(),
+                }),
+                Err(_) => {
+                    d.stopped = Some("udp header invalid or truncated");
+                    None
+                }
+            },
+            1 => match etherparse::Icmpv4Slice::from_slice(b) {
+                Ok(i) => Some(Transport::Icmp {
+                    kind: i.type_u8(),
+                    code: i.code_u8(),
+                }),
+                Err(_) => {
+                    d.stopped = Some("icmp header truncated");
+                    None
+                }
+            },
+            58 => match etherparse::Icmpv6Slice::from_slice(b) {
+                Ok(i) => Some(Transport::Icmpv6 {
+                    kind: i.type_u8(),
+                    code: i.code_u8(),
+                }),
+                Err(_) => {
+                    d.stopped = Some("icmp header truncated");
+                    None
+                }
+            },
+            _ => None,
+        }
+    };
 }
 
 fn stop_reason(layer: etherparse::err::Layer) -> &'static str {
@@ -267,32 +315,6 @@ fn stop_reason(layer: etherparse::err::Layer) -> &'static str {
         Icmpv4 | Icmpv4Timestamp | Icmpv4TimestampReply | Icmpv6 => "icmp header truncated",
         _ => "header invalid or truncated",
     }
-}
-
-fn transport_of<'a>(t: &TransportSlice<'a>) -> Option<Transport<'a>> {
-    Some(match t {
-        TransportSlice::Tcp(t) => Transport::Tcp {
-            sport: t.source_port(),
-            dport: t.destination_port(),
-            flags: t.slice()[13],
-            payload: t.payload(),
-            valid: true,
-        },
-        TransportSlice::Udp(u) => Transport::Udp {
-            sport: u.source_port(),
-            dport: u.destination_port(),
-            payload: u.payload(),
-        },
-        TransportSlice::Icmpv4(i) => Transport::Icmp {
-            kind: i.type_u8(),
-            code: i.code_u8(),
-        },
-        TransportSlice::Icmpv6(i) => Transport::Icmpv6 {
-            kind: i.type_u8(),
-            code: i.code_u8(),
-        },
-        _ => return None,
-    })
 }
 
 fn raw_transport(proto: u8, b: &[u8]) -> Option<Transport<'_>> {

@@ -6,8 +6,9 @@
 //! frames. With one file, frames are analyzed in place in the reader's
 //! buffer; with several, each file's next frame is copied out once.
 //!
-//! Each input's SHA-256 is computed on a thread of its own, reading the file
-//! a second time (from the page cache), so hashing costs the analysis no time.
+//! Each input is read once, by a thread of its own that also computes its
+//! SHA-256 and hands the bytes over in 1 MiB chunks (four in flight, buffers
+//! recycled): the analysis thread does no I/O and hashing costs it no time.
 
 pub mod detect;
 pub mod dissect;
@@ -20,6 +21,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
 
 use serde::Serialize;
@@ -84,6 +86,29 @@ pub struct Report {
     pub http: http::HttpReport,
     pub anomalies: Vec<Anomaly>,
     pub warnings: Vec<ReadWarning>,
+}
+
+/// Where the time went, for `--timings` (kept out of the report, which must
+/// be the same on every run).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    pub frames: u64,
+    /// CPU seconds of the analysis thread (one core).
+    pub analysis_cpu: f64,
+    /// CPU seconds spent hashing inputs, on threads of their own.
+    pub hashing_cpu: f64,
+    pub wall: f64,
+}
+
+/// CPU seconds used so far by the calling thread.
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec; CLOCK_THREAD_CPUTIME_ID is always available on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// A file that cannot be analyzed at all.
@@ -197,7 +222,7 @@ impl Analyzer {
 
 struct Source {
     reader: CaptureReader,
-    hash: JoinHandle<std::io::Result<String>>,
+    hash: JoinHandle<std::io::Result<(String, f64)>>,
     info: InputFile,
     links: BTreeSet<LinkType>,
     /// The next frame, copied out of the reader: (timestamp, link, wire length).
@@ -219,20 +244,40 @@ impl Source {
         self.pending = next;
     }
 
-    fn into_input(self) -> InputFile {
-        let mut info = self.info;
-        info.sha256 = match self.hash.join() {
-            Ok(Ok(h)) => h,
-            Ok(Err(e)) => format!("unreadable: {e}"),
-            Err(_) => "unreadable: the hashing thread failed".to_string(),
+    /// The input's description and the CPU seconds its hashing took.
+    fn into_input(self) -> (InputFile, f64) {
+        let Source {
+            reader,
+            hash,
+            mut info,
+            links,
+            ..
+        } = self;
+        // Hang up first: a reading thread blocked on a full channel (the
+        // analysis stopped early at damage) then goes on hashing to the end.
+        drop(reader);
+        let (sha256, cpu) = match hash.join() {
+            Ok(Ok((h, cpu))) => (h, cpu),
+            Ok(Err(e)) => (format!("unreadable: {e}"), 0.0),
+            Err(_) => ("unreadable: the hashing thread failed".to_string(), 0.0),
         };
-        info.link_types = self.links.iter().map(|l| l.name()).collect();
-        info
+        info.sha256 = sha256;
+        info.link_types = links.iter().map(|l| l.name()).collect();
+        (info, cpu)
     }
 }
 
 /// Analyze `paths` as one capture.
 pub fn analyze(paths: &[PathBuf], opts: &AnalyzeOptions) -> Result<Report, OpenError> {
+    analyze_timed(paths, opts).map(|(report, _)| report)
+}
+
+/// [`analyze`], also saying where the time went.
+pub fn analyze_timed(
+    paths: &[PathBuf],
+    opts: &AnalyzeOptions,
+) -> Result<(Report, Timings), OpenError> {
+    let (wall, cpu) = (std::time::Instant::now(), thread_cpu_seconds());
     let mut warnings = Vec::new();
     let mut sources = Vec::new();
     for path in paths {
@@ -272,19 +317,91 @@ pub fn analyze(paths: &[PathBuf], opts: &AnalyzeOptions) -> Result<Report, OpenE
             s.advance(&mut warnings);
         }
     }
-    let input = sources.into_iter().map(Source::into_input).collect();
-    Ok(analyzer.finish(input, warnings))
+    let frames = analyzer.frames;
+    // Joining the hashing threads waits without using this thread's CPU.
+    let (input, hashing): (Vec<InputFile>, Vec<f64>) =
+        sources.into_iter().map(Source::into_input).unzip();
+    let report = analyzer.finish(input, warnings);
+    let analysis_cpu = thread_cpu_seconds() - cpu;
+    let timings = Timings {
+        frames,
+        analysis_cpu,
+        hashing_cpu: hashing.iter().sum(),
+        wall: wall.elapsed().as_secs_f64(),
+    };
+    Ok((report, timings))
 }
 
-fn hash_file(path: &Path) -> std::io::Result<String> {
+/// Chunks read from a file: the buffer and how many bytes of it are data.
+type Chunk = (Vec<u8>, usize);
+
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight between the reading and the analysis thread.
+const IN_FLIGHT: usize = 4;
+
+/// The reading thread: reads the file once, hashes every chunk and hands it
+/// to the analysis thread. If the analysis stops early (damage), it goes on
+/// hashing to the end, so the SHA-256 is always of the whole file.
+fn read_and_hash(
+    mut f: File,
+    to_analysis: SyncSender<Chunk>,
+    recycled: Receiver<Vec<u8>>,
+) -> std::io::Result<(String, f64)> {
+    let start = thread_cpu_seconds();
     let mut h = Sha256::new();
-    let mut f = File::open(path)?;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut listening = true;
+    let mut spare = vec![0u8; CHUNK];
     loop {
-        match f.read(&mut buf)? {
-            0 => return Ok(hex::encode(h.finalize())),
-            n => h.update(&buf[..n]),
+        let mut buf = if listening {
+            recycled.try_recv().unwrap_or_default()
+        } else {
+            std::mem::take(&mut spare)
+        };
+        // A recycled buffer may be the consumer's empty placeholder.
+        buf.resize(CHUNK, 0);
+        let n = match f.read(&mut buf) {
+            Ok(0) => return Ok((hex::encode(h.finalize()), thread_cpu_seconds() - start)),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..n]);
+        if listening {
+            if let Err(std::sync::mpsc::SendError((back, _))) = to_analysis.send((buf, n)) {
+                listening = false;
+                spare = back;
+            }
+        } else {
+            spare = buf;
         }
+    }
+}
+
+/// The analysis thread's side: a `Read` over the chunks the reading thread sends.
+struct Chunks {
+    from_reader: Receiver<Chunk>,
+    recycle: Sender<Vec<u8>>,
+    cur: Chunk,
+    pos: usize,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.cur.1 {
+            match self.from_reader.recv() {
+                Ok(next) => {
+                    let done = std::mem::replace(&mut self.cur, next);
+                    let _ = self.recycle.send(done.0);
+                    self.pos = 0;
+                }
+                // The reading thread finished (end of file or an error it reports itself).
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.cur.1 - self.pos);
+        out[..n].copy_from_slice(&self.cur.0[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
@@ -295,13 +412,20 @@ fn open(path: &Path) -> Result<Source, OpenError> {
     };
     let file = File::open(path).map_err(|e| err(e.to_string()))?;
     let size = file.metadata().map_err(|e| err(e.to_string()))?.len();
-    let reader =
-        CaptureReader::new(file, &path.display().to_string()).map_err(|w| err(w.message))?;
-    let to_hash = path.to_path_buf();
+    let (to_analysis, from_reader) = std::sync::mpsc::sync_channel(IN_FLIGHT);
+    let (recycle, recycled) = std::sync::mpsc::channel();
     let hash = std::thread::Builder::new()
-        .name("sonde-hash".into())
-        .spawn(move || hash_file(&to_hash))
-        .map_err(|e| err(format!("cannot start the hashing thread: {e}")))?;
+        .name("sonde-read".into())
+        .spawn(move || read_and_hash(file, to_analysis, recycled))
+        .map_err(|e| err(format!("cannot start the reading thread: {e}")))?;
+    let chunks = Chunks {
+        from_reader,
+        recycle,
+        cur: (Vec::new(), 0),
+        pos: 0,
+    };
+    let reader =
+        CaptureReader::new(chunks, &path.display().to_string()).map_err(|w| err(w.message))?;
     Ok(Source {
         reader,
         hash,

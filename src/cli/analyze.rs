@@ -8,7 +8,7 @@ use clap::Args;
 use super::write_err;
 use crate::analyze::detect::Thresholds;
 use crate::analyze::flows::FlowListing;
-use crate::analyze::{AnalyzeOptions, analyze};
+use crate::analyze::{AnalyzeOptions, analyze_timed};
 use crate::error::{Error, exit};
 
 #[derive(Debug, Args)]
@@ -32,6 +32,10 @@ pub struct AnalyzeArgs {
     /// Which flows the report lists: all, the top N by bytes, or none (all are counted).
     #[arg(long, value_enum, default_value_t = FlowListing::Top)]
     pub flows: FlowListing,
+
+    /// Print where the time went (analysis and hashing CPU seconds, packets/s per core) on stderr.
+    #[arg(long)]
+    pub timings: bool,
 }
 
 /// Read a thresholds file; errors name the line and column.
@@ -70,7 +74,7 @@ pub fn run(args: AnalyzeArgs, out: &mut dyn Write) -> Result<i32, Error> {
         thresholds,
         ..AnalyzeOptions::default()
     };
-    let report = analyze(&args.captures, &opts).map_err(|e| {
+    let (report, timings) = analyze_timed(&args.captures, &opts).map_err(|e| {
         Error::usage(
             format!("cannot analyze {}: {}", e.path.display(), e.message),
             "give pcap or pcapng files",
@@ -84,6 +88,17 @@ pub fn run(args: AnalyzeArgs, out: &mut dyn Write) -> Result<i32, Error> {
             .write_all(&json)
             .map_err(|e| Error::runtime(format!("cannot write report {}", args.report), e))?,
         None => out.write_all(&json).map_err(write_err)?,
+    }
+    if args.timings {
+        let per_core = if timings.analysis_cpu > 0.0 {
+            timings.frames as f64 / timings.analysis_cpu
+        } else {
+            0.0
+        };
+        eprintln!(
+            "sonde: timings: {} frames; analysis thread {:.3} s CPU ({per_core:.0} frames/s on one core); hashing {:.3} s CPU on its own thread; wall {:.3} s",
+            timings.frames, timings.analysis_cpu, timings.hashing_cpu, timings.wall
+        );
     }
     for w in &report.warnings {
         eprintln!(
