@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use foldhash::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
-use super::{Anomaly, Severity, Span, push_example, ts};
+use super::{Anomaly, Severity, Span, push_example};
 use crate::analyze::dns::{DnsMessage, qtype_name};
 
 /// Defaults: at least 8 queries with 5 unique subdomains under one domain,
@@ -212,14 +212,16 @@ impl DnsTunneling {
                 .map(|(t, c)| format!("{} {c}", qtype_name(*t)))
                 .collect();
             let span = d.span.expect("a domain with queries has a span");
+            let severity = if score >= 0.75 {
+                Severity::High
+            } else {
+                Severity::Medium
+            };
+            let summary = format!(
+                "possible DNS tunnel via {name}: {} queries, {unique} unique subdomains, score {score:.2}",
+                d.queries
+            );
             out.push(Anomaly {
-                kind: "dns_tunneling",
-                subtype: None,
-                severity: if score >= 0.75 { Severity::High } else { Severity::Medium },
-                summary: format!(
-                    "possible DNS tunnel via {name}: {} queries, {unique} unique subdomains, score {score:.2}",
-                    d.queries
-                ),
                 evidence,
                 thresholds: BTreeMap::from([
                     ("min_queries", th.min_queries as f64),
@@ -227,14 +229,10 @@ impl DnsTunneling {
                     ("min_score", th.min_score),
                 ]),
                 sources: super::addrs(d.clients.iter()),
-                destinations: vec![],
                 ports: vec![53],
-                first_timestamp: ts(span.first),
-                last_timestamp: ts(span.last),
-                example_frames: d.examples,
-                scan_type: None,
                 domain: Some(name),
                 note: Some(format!("query types: {}", types.join(", "))),
+                ..Anomaly::new("dns_tunneling", None, severity, summary, span, d.examples)
             });
         }
         out

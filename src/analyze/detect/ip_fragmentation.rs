@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 
-use super::{Anomaly, Severity, Span, push_example, ts};
+use super::{Anomaly, Severity, Span, push_example};
 use crate::analyze::dissect::Dissected;
 
 /// Defaults: a first TCP fragment must hold the 20-byte TCP header (RFC
@@ -44,6 +44,8 @@ impl Default for FragmentationThresholds {
 }
 
 const MAX_DATAGRAMS: usize = 16_384;
+/// Source/destination pairs reported separately; the rest are reported together.
+const MAX_PAIRS: usize = 4_096;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct DatagramKey {
@@ -89,7 +91,9 @@ const SUBTYPES: [&str; 6] = [
 pub struct Fragmentation {
     t: FragmentationThresholds,
     open: HashMap<DatagramKey, Datagram>,
-    findings: HashMap<(usize, IpAddr, IpAddr), Finding>,
+    /// Per subtype and source/destination pair; `None` gathers the pairs
+    /// beyond [`MAX_PAIRS`] (spoofed floods would otherwise grow this).
+    findings: HashMap<(usize, Option<(IpAddr, IpAddr)>), Finding>,
     teardrop: bool,
     since_sweep: u32,
 }
@@ -106,16 +110,17 @@ impl Fragmentation {
     }
 
     fn note(&mut self, sub: usize, key: &DatagramKey, frame: u64, now: i64, size: u64) {
-        let f = self
-            .findings
-            .entry((sub, key.src, key.dst))
-            .or_insert_with(|| Finding {
-                count: 0,
-                span: Span::new(now),
-                examples: Vec::new(),
-                smallest: u64::MAX,
-                largest: 0,
-            });
+        let mut at = (sub, Some((key.src, key.dst)));
+        if !self.findings.contains_key(&at) && self.findings.len() >= MAX_PAIRS {
+            at = (sub, None);
+        }
+        let f = self.findings.entry(at).or_insert_with(|| Finding {
+            count: 0,
+            span: Span::new(now),
+            examples: Vec::new(),
+            smallest: u64::MAX,
+            largest: 0,
+        });
         f.count += 1;
         f.span.add(now);
         f.smallest = f.smallest.min(size);
@@ -238,11 +243,18 @@ impl Fragmentation {
         let incomplete_total: u64 = self
             .findings
             .iter()
-            .filter(|((s, _, _), _)| *s == 5)
+            .filter(|((s, _), _)| *s == 5)
             .map(|(_, f)| f.count)
             .sum();
         let mut out = Vec::new();
-        for ((sub, src, dst), f) in self.findings {
+        for ((sub, pair), f) in self.findings {
+            let (src, dst) = match pair {
+                Some((s, d)) => (s.to_string(), d.to_string()),
+                None => (
+                    "various sources".to_string(),
+                    "various destinations".to_string(),
+                ),
+            };
             if sub == 5 && incomplete_total < th.min_incomplete_datagrams {
                 continue;
             }
@@ -306,10 +318,6 @@ impl Fragmentation {
                 evidence.insert("incomplete_datagrams_total", incomplete_total as f64);
             }
             out.push(Anomaly {
-                kind: "ip_fragmentation",
-                subtype: Some(name),
-                severity,
-                summary,
                 evidence,
                 thresholds: BTreeMap::from([
                     (
@@ -328,15 +336,16 @@ impl Fragmentation {
                         th.min_incomplete_datagrams as f64,
                     ),
                 ]),
-                sources: vec![src.to_string()],
-                destinations: vec![dst.to_string()],
-                ports: vec![],
-                first_timestamp: ts(f.span.first),
-                last_timestamp: ts(f.span.last),
-                example_frames: f.examples,
-                scan_type: None,
-                domain: None,
-                note: None,
+                sources: pair.iter().map(|(s, _)| s.to_string()).collect(),
+                destinations: pair.iter().map(|(_, d)| d.to_string()).collect(),
+                ..Anomaly::new(
+                    "ip_fragmentation",
+                    Some(name),
+                    severity,
+                    summary,
+                    f.span,
+                    f.examples,
+                )
             });
         }
         out

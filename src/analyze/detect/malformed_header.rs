@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 
-use super::{Anomaly, Severity, Span, push_example, ts};
+use super::{Anomaly, Severity, Span, push_example};
 use crate::analyze::dissect::Dissected;
 
 /// Defaults: one malformed frame is a finding (no valid stack sends one),
@@ -276,21 +276,19 @@ impl Malformed {
                 );
             }
             out.push(Anomaly {
-                kind: "malformed_header",
-                subtype: Some(name),
-                severity,
-                summary: format!("{} frames: {what}", f.count),
                 evidence,
                 thresholds: BTreeMap::from([("min_frames", self.t.min_frames as f64)]),
                 sources: f.sources.iter().map(|a| a.to_string()).collect(),
                 destinations: f.destinations.iter().map(|a| a.to_string()).collect(),
-                ports: vec![],
-                first_timestamp: ts(f.span.first),
-                last_timestamp: ts(f.span.last),
-                example_frames: f.examples,
-                scan_type: None,
-                domain: None,
                 note,
+                ..Anomaly::new(
+                    "malformed_header",
+                    Some(name),
+                    severity,
+                    format!("{} frames: {what}", f.count),
+                    f.span,
+                    f.examples,
+                )
             });
         }
         out

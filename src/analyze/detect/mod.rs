@@ -70,6 +70,36 @@ pub struct Anomaly {
     pub note: Option<String>,
 }
 
+impl Anomaly {
+    /// A finding with the fields every kind has; the rest start empty.
+    pub(crate) fn new(
+        kind: &'static str,
+        subtype: Option<&'static str>,
+        severity: Severity,
+        summary: String,
+        span: Span,
+        example_frames: Vec<u64>,
+    ) -> Anomaly {
+        Anomaly {
+            kind,
+            subtype,
+            severity,
+            summary,
+            evidence: BTreeMap::new(),
+            thresholds: BTreeMap::new(),
+            sources: Vec::new(),
+            destinations: Vec::new(),
+            ports: Vec::new(),
+            first_timestamp: ts(span.first),
+            last_timestamp: ts(span.last),
+            example_frames,
+            scan_type: None,
+            domain: None,
+            note: None,
+        }
+    }
+}
+
 /// Frame numbers kept as examples per finding.
 pub(crate) const EXAMPLES: usize = 5;
 

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use foldhash::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
-use super::{Anomaly, Severity, Span, ts};
+use super::{Anomaly, Severity, Span};
 use crate::analyze::flows::{ACK, FIN, Flow, PSH, RST, SYN, URG};
 
 /// Defaults: 50 distinct ports of one host, or one port on 50 hosts, from
@@ -226,6 +226,12 @@ impl PortScan {
             ("min_hosts_horizontal", th.min_hosts_horizontal as f64),
             ("min_stealth_probes", th.min_stealth_probes as f64),
         ]);
+        let note = (self.pruned > 0).then(|| {
+            format!(
+                "{} low-count source/target pairs were dropped to bound memory",
+                self.pruned
+            )
+        });
         for ((src, dst), p) in self.vertical {
             let ports = p.touched.len() as u64;
             let vertical = ports >= th.min_ports_vertical;
@@ -249,44 +255,39 @@ impl PortScan {
                 "stealth_probes"
             };
             out.push(Anomaly {
-                kind: "port_scan",
-                subtype: Some(subtype),
-                severity: if vertical {
-                    Severity::Medium
-                } else {
-                    Severity::Low
-                },
-                summary: format!(
-                    "{} scan of {dst} from {src}: {}{ports} port{}{}",
-                    scan_type.to_uppercase(),
-                    if p.touched.more { "at least " } else { "" },
-                    if ports == 1 { "" } else { "s" },
-                    if vertical {
-                        String::new()
-                    } else {
-                        format!(
-                            ", {} FIN/NULL/XMAS probe{}",
-                            p.stealth(),
-                            if p.stealth() == 1 { "" } else { "s" }
-                        )
-                    }
-                ),
                 evidence: evidence(&p, ports),
                 thresholds: thresholds.clone(),
                 sources: vec![src.to_string()],
                 destinations: vec![dst.to_string()],
                 ports: port_list,
-                first_timestamp: ts(p.span.first),
-                last_timestamp: ts(p.span.last),
-                example_frames: p.examples(),
                 scan_type: Some(scan_type),
-                domain: None,
-                note: (self.pruned > 0).then(|| {
+                note: note.clone(),
+                ..Anomaly::new(
+                    "port_scan",
+                    Some(subtype),
+                    if vertical {
+                        Severity::Medium
+                    } else {
+                        Severity::Low
+                    },
                     format!(
-                        "{} low-count source/target pairs were dropped to bound memory",
-                        self.pruned
-                    )
-                }),
+                        "{} scan of {dst} from {src}: {}{ports} port{}{}",
+                        scan_type.to_uppercase(),
+                        if p.touched.more { "at least " } else { "" },
+                        if ports == 1 { "" } else { "s" },
+                        if vertical {
+                            String::new()
+                        } else {
+                            format!(
+                                ", {} FIN/NULL/XMAS probe{}",
+                                p.stealth(),
+                                if p.stealth() == 1 { "" } else { "s" }
+                            )
+                        }
+                    ),
+                    p.span,
+                    p.examples(),
+                )
             });
         }
         for ((src, proto, port), p) in self.horizontal {
@@ -296,31 +297,26 @@ impl PortScan {
             }
             let scan_type = p.scan_type();
             out.push(Anomaly {
-                kind: "port_scan",
-                subtype: Some("horizontal"),
-                severity: Severity::Medium,
-                summary: format!(
-                    "{} sweep of {}/{port} from {src}: {}{hosts} hosts",
-                    scan_type.to_uppercase(),
-                    if proto == 17 { "udp" } else { "tcp" },
-                    if p.touched.more { "at least " } else { "" }
-                ),
                 evidence: evidence(&p, hosts),
                 thresholds: thresholds.clone(),
                 sources: vec![src.to_string()],
                 destinations: super::addrs(p.touched.values().iter()),
                 ports: vec![port],
-                first_timestamp: ts(p.span.first),
-                last_timestamp: ts(p.span.last),
-                example_frames: p.examples(),
                 scan_type: Some(scan_type),
-                domain: None,
-                note: (self.pruned > 0).then(|| {
+                note: note.clone(),
+                ..Anomaly::new(
+                    "port_scan",
+                    Some("horizontal"),
+                    Severity::Medium,
                     format!(
-                        "{} low-count source/target pairs were dropped to bound memory",
-                        self.pruned
-                    )
-                }),
+                        "{} sweep of {}/{port} from {src}: {}{hosts} hosts",
+                        scan_type.to_uppercase(),
+                        if proto == 17 { "udp" } else { "tcp" },
+                        if p.touched.more { "at least " } else { "" }
+                    ),
+                    p.span,
+                    p.examples(),
+                )
             });
         }
         out

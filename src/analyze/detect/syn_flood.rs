@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use foldhash::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
-use super::{Anomaly, Severity, Span, push_example, ts};
+use super::{Anomaly, Severity, Span, push_example};
 use crate::analyze::dissect::{Dissected, Transport};
 use crate::analyze::flows::{ACK, Flow, RST, SYN};
 
@@ -198,34 +198,33 @@ impl SynFlood {
                 ("max_synack_ratio", th.max_synack_ratio),
             ]);
             out.push(Anomaly {
-                kind: "syn_flood",
-                subtype: None,
-                severity,
-                summary: format!(
-                    "SYN flood on {}: {} SYNs, peak {:.0}/s, {} answered, from {}{} sources",
-                    endpoint(dst, port),
-                    t.syns,
-                    rate,
-                    t.synacks,
-                    if t.sources_capped { "at least " } else { "" },
-                    t.sources.len()
-                ),
                 evidence,
                 thresholds,
                 sources: super::addrs(src_list),
                 destinations: vec![dst.to_string()],
                 ports: vec![port],
-                first_timestamp: ts(t.span.first),
-                last_timestamp: ts(t.span.last),
-                example_frames: t.examples,
-                scan_type: None,
-                domain: None,
                 note: self.untracked.gt(&0).then(|| {
                     format!(
                         "{} SYNs to further destinations were not tracked (state limit)",
                         self.untracked
                     )
                 }),
+                ..Anomaly::new(
+                    "syn_flood",
+                    None,
+                    severity,
+                    format!(
+                        "SYN flood on {}: {} SYNs, peak {:.0}/s, {} answered, from {}{} sources",
+                        endpoint(dst, port),
+                        t.syns,
+                        rate,
+                        t.synacks,
+                        if t.sources_capped { "at least " } else { "" },
+                        t.sources.len()
+                    ),
+                    t.span,
+                    t.examples,
+                )
             });
         }
         out
