@@ -465,12 +465,22 @@ fn spoofed_fragment_flood_keeps_findings_bounded() {
     let mut c = Capture::default();
     for i in 0..4500u32 {
         let src = format!("198.18.{}.{}", 100 + i / 250, 1 + i % 250);
-        c.push(i64::from(i) * 1000, fragment(&src, "198.18.1.30", 6, i as u16, 0, true, &[0; 8]));
+        c.push(
+            i64::from(i) * 1000,
+            fragment(&src, "198.18.1.30", 6, i as u16, 0, true, &[0; 8]),
+        );
     }
     let r = c.analyze();
-    let tiny: Vec<_> = r.anomalies.iter().filter(|a| a.subtype == Some("tiny_first_fragment")).collect();
+    let tiny: Vec<_> = r
+        .anomalies
+        .iter()
+        .filter(|a| a.subtype == Some("tiny_first_fragment"))
+        .collect();
     assert!(tiny.len() <= 4097, "{} findings", tiny.len());
-    let rest = tiny.iter().find(|a| a.sources.is_empty()).expect("an aggregated finding");
+    let rest = tiny
+        .iter()
+        .find(|a| a.sources.is_empty())
+        .expect("an aggregated finding");
     assert!(rest.summary.contains("various sources"), "{}", rest.summary);
     let total: f64 = tiny.iter().map(|a| a.evidence["count"]).sum();
     assert_eq!(total, 4500.0, "every fragment is counted once");

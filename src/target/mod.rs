@@ -1,6 +1,7 @@
 //! What to probe: address ranges and sets, target specs in nmap's syntax,
 //! and port lists.
 
+pub mod index;
 pub mod ports;
 pub mod range;
 pub mod spec;

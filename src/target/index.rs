@@ -1,0 +1,321 @@
+//! The scan's index space: every (address, port) pair of a target set and a
+//! port list as one integer range, visited in a keyed pseudo-random order
+//! (as masscan and zmap do), split into shards with no overlap and no gap.
+//!
+//! Nothing is materialized: a /8 × 65,535 ports is 2^40 indices and costs
+//! the same few words as a single address.
+//!
+//! ```
+//! use sonde::target::{AddrRange, IpSet, PortSet};
+//! use sonde::target::index::{IndexSpace, Permutation};
+//! let set: IpSet = [AddrRange::cidr("198.18.0.0".parse().unwrap(), 24).unwrap()].into_iter().collect();
+//! let space = IndexSpace::new(&set, Some(&PortSet::parse("22,80,443").unwrap())).unwrap();
+//! assert_eq!(space.len(), 256 * 3);
+//! let order = Permutation::new(space.len(), 42);
+//! let mut visited: Vec<u64> = (0..space.len()).map(|i| order.apply(i)).collect();
+//! assert_ne!(visited[..5], [0, 1, 2, 3, 4]); // not sequential
+//! visited.sort();
+//! assert_eq!(visited, (0..space.len()).collect::<Vec<_>>()); // every probe exactly once
+//! let (addr, port) = space.get(order.apply(0));
+//! assert!(set.contains(addr) && [22, 80, 443].contains(&port.unwrap()));
+//! ```
+
+use std::net::IpAddr;
+
+use super::{AddrRange, IpSet, PortSet};
+
+/// Why a space cannot be formed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IndexError {
+    Empty,
+    /// More than 2^64 probes (an IPv6 block too large to scan).
+    TooLarge,
+}
+
+impl std::fmt::Display for IndexError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IndexError::Empty => write!(f, "nothing to scan: no addresses (or no ports)"),
+            IndexError::TooLarge => write!(f, "more than 2^64 probes: narrow the IPv6 blocks"),
+        }
+    }
+}
+
+impl std::error::Error for IndexError {}
+
+/// Addresses × ports as one range of indices. Index `i` is address
+/// `i / ports` and port `i % ports`; without a port list, one index per address.
+#[derive(Clone, Debug)]
+pub struct IndexSpace {
+    ranges: Vec<AddrRange>,
+    /// Addresses before each range.
+    starts: Vec<u64>,
+    addresses: u64,
+    ports: Vec<u16>,
+}
+
+impl IndexSpace {
+    pub fn new(targets: &IpSet, ports: Option<&PortSet>) -> Result<IndexSpace, IndexError> {
+        let ranges: Vec<AddrRange> = targets.ranges().collect();
+        let mut starts = Vec::with_capacity(ranges.len());
+        let mut addresses: u64 = 0;
+        for r in &ranges {
+            starts.push(addresses);
+            let n = u64::try_from(r.len()).map_err(|_| IndexError::TooLarge)?;
+            addresses = addresses.checked_add(n).ok_or(IndexError::TooLarge)?;
+        }
+        if addresses == 0 || ports.is_some_and(PortSet::is_empty) {
+            return Err(IndexError::Empty);
+        }
+        let ports: Vec<u16> = ports.map_or_else(Vec::new, |p| p.iter().collect());
+        let space = IndexSpace {
+            ranges,
+            starts,
+            addresses,
+            ports,
+        };
+        space
+            .addresses
+            .checked_mul(space.ports.len().max(1) as u64)
+            .ok_or(IndexError::TooLarge)?;
+        Ok(space)
+    }
+
+    /// Number of indices.
+    pub fn len(&self) -> u64 {
+        self.addresses * self.ports.len().max(1) as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The address and port (if the space has ports) at index `i < len()`.
+    pub fn get(&self, i: u64) -> (IpAddr, Option<u16>) {
+        let per = self.ports.len().max(1) as u64;
+        let (a, p) = (i / per, (i % per) as usize);
+        let r = self.starts.partition_point(|&s| s <= a) - 1;
+        let addr = self.ranges[r]
+            .nth(u128::from(a - self.starts[r]))
+            .expect("index within the range");
+        (addr, self.ports.get(p).copied())
+    }
+}
+
+/// A keyed bijection on `0..n`: a four-round Feistel network over the
+/// smallest even power of two ≥ n, with cycle-walking back into range
+/// (on average fewer than two steps, since that domain is < 4n).
+#[derive(Clone, Debug)]
+pub struct Permutation {
+    n: u64,
+    half_bits: u32,
+    keys: [u64; 4],
+}
+
+impl Permutation {
+    pub fn new(n: u64, seed: u64) -> Permutation {
+        let bits = 64 - n.saturating_sub(1).leading_zeros();
+        let half_bits = bits.div_ceil(2).max(1);
+        let mut s = seed ^ 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            // splitmix64: spreads the seed into independent round keys
+            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        Permutation {
+            n,
+            half_bits,
+            keys: [next(), next(), next(), next()],
+        }
+    }
+
+    fn round(&self, x: u64, key: u64) -> u64 {
+        let mut z = (x ^ key).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        z ^= z >> 33;
+        z = z.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        z ^ (z >> 29)
+    }
+
+    fn feistel(&self, x: u64) -> u64 {
+        let mask = (1u64 << self.half_bits) - 1;
+        let (mut l, mut r) = (x >> self.half_bits, x & mask);
+        for k in self.keys {
+            let t = l ^ (self.round(r, k) & mask);
+            l = r;
+            r = t;
+        }
+        (l << self.half_bits) | r
+    }
+
+    /// The `i`-th element of the permuted order, `i < n`.
+    pub fn apply(&self, i: u64) -> u64 {
+        debug_assert!(i < self.n);
+        let mut x = self.feistel(i);
+        while x >= self.n {
+            x = self.feistel(x);
+        }
+        x
+    }
+}
+
+/// Shard `index` of `count` (`--shard I/N`, 1-based in the CLI): the
+/// positions `index, index + count, ...` of the permuted order. The shards
+/// of one seed are disjoint and together cover every index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Shard {
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    /// Parse `I/N` with 1 ≤ I ≤ N.
+    pub fn parse(s: &str) -> Result<Shard, String> {
+        let err = || format!("bad shard {s:?}: write I/N with 1 <= I <= N, e.g. --shard 2/4");
+        let (i, n) = s.split_once('/').ok_or_else(err)?;
+        let (i, n): (u64, u64) = (
+            i.trim().parse().map_err(|_| err())?,
+            n.trim().parse().map_err(|_| err())?,
+        );
+        if n == 0 || i == 0 || i > n {
+            return Err(err());
+        }
+        Ok(Shard {
+            index: i - 1,
+            count: n,
+        })
+    }
+
+    /// The indices this shard visits, in order.
+    pub fn walk<'a>(&self, order: &'a Permutation) -> impl Iterator<Item = u64> + 'a {
+        (self.index..order.n)
+            .step_by(self.count as usize)
+            .map(|pos| order.apply(pos))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(cidrs: &[&str]) -> IpSet {
+        cidrs
+            .iter()
+            .map(|c| {
+                let (b, p) = c.split_once('/').unwrap();
+                AddrRange::cidr(b.parse().unwrap(), p.parse().unwrap()).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn permutation_is_a_bijection_for_many_sizes() {
+        for n in [1u64, 2, 3, 7, 64, 100, 1000, 4097] {
+            for seed in [0, 1, 0xdead_beef] {
+                let p = Permutation::new(n, seed);
+                let mut seen = vec![false; n as usize];
+                for i in 0..n {
+                    let x = p.apply(i);
+                    assert!(
+                        x < n && !seen[x as usize],
+                        "n={n} seed={seed}: {x} twice or out of range"
+                    );
+                    seen[x as usize] = true;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn seeds_change_the_order_and_fix_it() {
+        let (a, b) = (Permutation::new(10_000, 1), Permutation::new(10_000, 2));
+        let first = |p: &Permutation| (0..20).map(|i| p.apply(i)).collect::<Vec<_>>();
+        assert_ne!(first(&a), first(&b));
+        assert_eq!(first(&a), first(&Permutation::new(10_000, 1)));
+        // not the identity, nor sequential runs
+        assert!(first(&a).windows(2).filter(|w| w[1] == w[0] + 1).count() < 3);
+    }
+
+    #[test]
+    fn shards_are_disjoint_and_cover_everything() {
+        let space = IndexSpace::new(
+            &set(&["198.18.0.0/24", "198.18.9.7/32", "2001:db8::/126"]),
+            Some(&PortSet::parse("22,80,443,8000-8010").unwrap()),
+        )
+        .unwrap();
+        let order = Permutation::new(space.len(), 7);
+        for count in [1u64, 2, 3, 5, 16] {
+            let mut seen = vec![0u8; space.len() as usize];
+            for index in 0..count {
+                for i in (Shard { index, count }).walk(&order) {
+                    seen[i as usize] += 1;
+                }
+            }
+            assert!(
+                seen.iter().all(|&c| c == 1),
+                "{count} shards: an index visited {:?} times",
+                seen.iter().find(|&&c| c != 1)
+            );
+        }
+    }
+
+    #[test]
+    fn index_maps_to_every_address_and_port() {
+        let space = IndexSpace::new(
+            &set(&["198.18.0.0/30", "2001:db8::/127"]),
+            Some(&PortSet::parse("22,80").unwrap()),
+        )
+        .unwrap();
+        let all: Vec<String> = (0..space.len())
+            .map(|i| format!("{:?}", space.get(i)))
+            .collect();
+        assert_eq!(space.len(), (4 + 2) * 2);
+        assert_eq!(all[0], "(198.18.0.0, Some(22))");
+        assert_eq!(all[1], "(198.18.0.0, Some(80))");
+        assert_eq!(all[11], "(2001:db8::1, Some(80))");
+        let no_ports = IndexSpace::new(&set(&["198.18.0.0/30"]), None).unwrap();
+        assert_eq!(no_ports.get(3), ("198.18.0.3".parse().unwrap(), None));
+    }
+
+    #[test]
+    fn a_slash_8_times_all_ports_costs_no_memory() {
+        let space = IndexSpace::new(&set(&["10.0.0.0/8"]), Some(&PortSet::all())).unwrap();
+        assert_eq!(space.len(), (1 << 24) * 65_535);
+        let order = Permutation::new(space.len(), 99);
+        let last = order.apply(space.len() - 1);
+        assert!(last < space.len());
+        let (addr, port) = space.get(last);
+        assert!(
+            AddrRange::cidr("10.0.0.0".parse().unwrap(), 8)
+                .unwrap()
+                .contains(addr)
+                && port.is_some()
+        );
+        assert!(
+            std::mem::size_of_val(&space) + space.ranges.len() * 40 + space.ports.len() * 2
+                < 200_000
+        );
+    }
+
+    #[test]
+    fn too_large_and_empty_spaces_are_errors() {
+        assert_eq!(
+            IndexSpace::new(&set(&["2001:db8::/32"]), None).unwrap_err(),
+            IndexError::TooLarge
+        );
+        assert_eq!(
+            IndexSpace::new(&IpSet::new(), None).unwrap_err(),
+            IndexError::Empty
+        );
+        assert!(
+            Shard::parse("0/4").is_err()
+                && Shard::parse("5/4").is_err()
+                && Shard::parse("x").is_err()
+        );
+        assert_eq!(Shard::parse("2/4").unwrap(), Shard { index: 1, count: 4 });
+    }
+}
