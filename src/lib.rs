@@ -7,6 +7,7 @@ pub mod analyze;
 pub mod cli;
 pub mod error;
 pub mod pcap;
+pub mod probe;
 pub mod scope;
 pub mod target;
 

@@ -1,0 +1,153 @@
+//! Probe packets, from the IP header on (the sender adds the link layer),
+//! built with etherparse into a reusable buffer: lengths and checksums are
+//! computed, IPv4 and IPv6 alike.
+
+use std::net::IpAddr;
+
+use etherparse::{PacketBuilder, TcpOptionElement};
+
+use super::cookie::Marks;
+use crate::scope::ProbeKind;
+
+/// A DNS question a DNS probe asks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsQuestion {
+    pub name: String,
+    pub qtype: u16,
+}
+
+/// Header values that are the same for every probe of a run.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeTemplate {
+    pub ttl: u8,
+    /// The MSS option of SYN probes (nmap and the kernel send one too).
+    pub mss: u16,
+    pub window: u16,
+}
+
+impl Default for ProbeTemplate {
+    fn default() -> ProbeTemplate {
+        ProbeTemplate {
+            ttl: 64,
+            mss: 1460,
+            window: 1024,
+        }
+    }
+}
+
+/// What cannot be built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BuildError {
+    MixedFamilies,
+    PortRequired,
+    DnsQuestionRequired,
+    BadDnsName(String),
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BuildError::MixedFamilies => write!(
+                f,
+                "source and destination are of different address families"
+            ),
+            BuildError::PortRequired => write!(f, "this probe kind needs a destination port"),
+            BuildError::DnsQuestionRequired => write!(f, "a DNS probe needs a question"),
+            BuildError::BadDnsName(n) => write!(f, "{n:?} is not a DNS name"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// The payload of ICMP echo probes: says who sent it, for whoever captures it.
+pub const ECHO_PAYLOAD: &[u8] = b"sonde authorized probe";
+
+fn builder(
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+) -> Result<etherparse::PacketBuilderStep<etherparse::IpHeaders>, BuildError> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Ok(PacketBuilder::ipv4(s.octets(), d.octets(), ttl)),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Ok(PacketBuilder::ipv6(s.octets(), d.octets(), ttl)),
+        _ => Err(BuildError::MixedFamilies),
+    }
+}
+
+/// One probe: what to send, from where, to where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub kind: ProbeKind,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// The destination port (SYN and DNS probes).
+    pub port: Option<u16>,
+}
+
+/// Build `probe` into `buf` (cleared first), carrying `marks`.
+pub fn build(
+    buf: &mut Vec<u8>,
+    probe: &Probe,
+    marks: &Marks,
+    template: &ProbeTemplate,
+    question: Option<&DnsQuestion>,
+) -> Result<(), BuildError> {
+    let Probe {
+        kind,
+        src,
+        dst,
+        port,
+    } = *probe;
+    buf.clear();
+    let b = builder(src, dst, template.ttl)?;
+    let io = |e: etherparse::err::packet::BuildWriteError| {
+        unreachable!("writing to a Vec cannot fail: {e}")
+    };
+    match kind {
+        ProbeKind::Syn => {
+            let port = port.ok_or(BuildError::PortRequired)?;
+            b.tcp(marks.source_port, port, marks.tcp_isn, template.window)
+                .syn()
+                .options(&[TcpOptionElement::MaximumSegmentSize(template.mss)])
+                .expect("one MSS option fits")
+                .write(buf, &[])
+                .map_err(io)
+        }
+        ProbeKind::Icmp => match src {
+            IpAddr::V4(_) => b
+                .icmpv4_echo_request(marks.icmp_id, marks.icmp_seq)
+                .write(buf, ECHO_PAYLOAD)
+                .map_err(io),
+            IpAddr::V6(_) => b
+                .icmpv6_echo_request(marks.icmp_id, marks.icmp_seq)
+                .write(buf, ECHO_PAYLOAD)
+                .map_err(io),
+        },
+        ProbeKind::Dns => {
+            let port = port.ok_or(BuildError::PortRequired)?;
+            let q = question.ok_or(BuildError::DnsQuestionRequired)?;
+            let payload = dns_query(marks.dns_id, q)?;
+            b.udp(marks.source_port, port)
+                .write(buf, &payload)
+                .map_err(io)
+        }
+    }
+}
+
+/// A recursive DNS query (RD set) for one question, class IN.
+pub fn dns_query(id: u16, q: &DnsQuestion) -> Result<Vec<u8>, BuildError> {
+    use simple_dns::{CLASS, Name, Packet, QTYPE, Question, TYPE};
+    let name = Name::new(&q.name).map_err(|_| BuildError::BadDnsName(q.name.clone()))?;
+    let qtype = TYPE::from(q.qtype);
+    let mut p = Packet::new_query(id);
+    p.set_flags(simple_dns::PacketFlag::RECURSION_DESIRED);
+    p.questions.push(Question::new(
+        name,
+        QTYPE::TYPE(qtype),
+        CLASS::IN.into(),
+        false,
+    ));
+    p.build_bytes_vec()
+        .map_err(|_| BuildError::BadDnsName(q.name.clone()))
+}

@@ -1,0 +1,10 @@
+//! Probes: building them and classifying what comes back. Pure: bytes in,
+//! bytes or verdicts out, no sockets (those live in `net`, with the scanner).
+
+pub mod build;
+pub mod classify;
+pub mod cookie;
+
+pub use build::{DnsQuestion, Probe, ProbeTemplate, build};
+pub use classify::{Classified, Reply, Verdict, classify};
+pub use cookie::{CookieKey, Marks};

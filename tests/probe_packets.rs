@@ -1,0 +1,333 @@
+//! Probe packets are correct (tshark validates every checksum and reads the
+//! fields back) and replies are classified and validated by cookie.
+
+use std::net::IpAddr;
+use std::process::Command;
+
+use etherparse::PacketBuilder;
+use sonde::pcap::PcapWriter;
+use sonde::pcap::writer::LINKTYPE_RAW;
+use sonde::probe::{
+    Classified, CookieKey, DnsQuestion, Probe, ProbeTemplate, Verdict, build, classify,
+};
+use sonde::scope::ProbeKind;
+
+const US4: &str = "198.18.0.2";
+const THEM4: &str = "198.18.1.10";
+const US6: &str = "2001:db8::2";
+const THEM6: &str = "2001:db8:1::10";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn key() -> CookieKey {
+    CookieKey::from_parts(0x0123_4567_89ab_cdef, 0x0fed_cba9_8765_4321)
+}
+
+fn probe(kind: ProbeKind, us: &str, them: &str, port: Option<u16>) -> Vec<u8> {
+    let m = key().marks(ip(us), ip(them), port.unwrap_or(0), kind);
+    let q = DnsQuestion {
+        name: "www.lab.sonde.test".into(),
+        qtype: 1,
+    };
+    let mut buf = Vec::new();
+    let p = Probe {
+        kind,
+        src: ip(us),
+        dst: ip(them),
+        port,
+    };
+    build(&mut buf, &p, &m, &ProbeTemplate::default(), Some(&q)).unwrap();
+    buf
+}
+
+#[test]
+fn tshark_validates_every_probe() {
+    let probes = [
+        probe(ProbeKind::Syn, US4, THEM4, Some(80)),
+        probe(ProbeKind::Syn, US6, THEM6, Some(443)),
+        probe(ProbeKind::Icmp, US4, THEM4, None),
+        probe(ProbeKind::Icmp, US6, THEM6, None),
+        probe(ProbeKind::Dns, US4, THEM4, Some(53)),
+        probe(ProbeKind::Dns, US6, THEM6, Some(53)),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("probes.pcap");
+    let mut w =
+        PcapWriter::new(std::fs::File::create(&path).unwrap(), LINKTYPE_RAW, 65535).unwrap();
+    for (i, p) in probes.iter().enumerate() {
+        w.write(1_767_225_600_000_000_000 + i as i64, p).unwrap();
+    }
+    w.flush().unwrap();
+    let fields = [
+        "ip.checksum.status",
+        "tcp.checksum.status",
+        "udp.checksum.status",
+        "icmp.checksum.status",
+        "icmpv6.checksum.status",
+        "tcp.flags.str",
+        "tcp.options.mss_val",
+        "dns.qry.name",
+        "dns.flags.recdesired",
+        "tcp.dstport",
+    ];
+    let mut cmd = Command::new("tshark");
+    cmd.args([
+        "-r",
+        path.to_str().unwrap(),
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-o",
+        "tcp.check_checksum:TRUE",
+        "-o",
+        "udp.check_checksum:TRUE",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+    ]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("tshark (installed by tests/run.sh)");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('|').collect()).collect();
+    assert_eq!(rows.len(), 6, "{text}");
+    // checksum status 1 = good (0 bad, 2 unverified)
+    let good = |row: &[&str], col: usize| row[col] == "1";
+    assert!(
+        good(&rows[0], 0) && good(&rows[0], 1),
+        "SYN v4: {:?}",
+        rows[0]
+    );
+    assert!(good(&rows[1], 1), "SYN v6: {:?}", rows[1]);
+    assert!(
+        good(&rows[2], 0) && good(&rows[2], 3),
+        "ICMP v4: {:?}",
+        rows[2]
+    );
+    assert!(good(&rows[3], 4), "ICMPv6: {:?}", rows[3]);
+    assert!(
+        good(&rows[4], 0) && good(&rows[4], 2),
+        "DNS v4: {:?}",
+        rows[4]
+    );
+    assert!(good(&rows[5], 2), "DNS v6: {:?}", rows[5]);
+    for row in &rows[..2] {
+        assert!(
+            row[5].contains('S') && !row[5].contains('A'),
+            "SYN only: {row:?}"
+        );
+        assert_eq!(row[6], "1460", "MSS option: {row:?}");
+    }
+    assert_eq!((rows[0][9], rows[1][9]), ("80", "443"));
+    for row in &rows[4..] {
+        assert_eq!(
+            (row[7], row[8]),
+            ("www.lab.sonde.test", "1"),
+            "DNS question and RD: {row:?}"
+        );
+    }
+}
+
+/// A reply built with etherparse.
+fn tcp_reply(from: &str, to: &str, sport: u16, dport: u16, syn: bool, ack: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let b = match (ip(from), ip(to)) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => PacketBuilder::ipv4(a.octets(), b.octets(), 61),
+        (IpAddr::V6(a), IpAddr::V6(b)) => PacketBuilder::ipv6(a.octets(), b.octets(), 61),
+        _ => unreachable!(),
+    };
+    let t = b.tcp(sport, dport, 777, 65535).ack(ack);
+    let t = if syn { t.syn() } else { t.rst() };
+    t.write(&mut out, &[]).unwrap();
+    out
+}
+
+fn reply_of(c: Classified) -> sonde::probe::Reply {
+    match c {
+        Classified::Reply(r) => r,
+        other => panic!("not a reply: {other:?}"),
+    }
+}
+
+#[test]
+fn tcp_replies_open_closed_forged_unrelated() {
+    for (us, them) in [(US4, THEM4), (US6, THEM6)] {
+        let m = key().marks(ip(us), ip(them), 80, ProbeKind::Syn);
+        let r = reply_of(classify(
+            &tcp_reply(them, us, 80, m.source_port, true, m.tcp_isn.wrapping_add(1)),
+            &key(),
+        ));
+        assert_eq!(
+            (r.target, r.port, r.verdict, r.ttl),
+            (ip(them), Some(80), Verdict::Open, 61)
+        );
+        let r = reply_of(classify(
+            &tcp_reply(
+                them,
+                us,
+                80,
+                m.source_port,
+                false,
+                m.tcp_isn.wrapping_add(1),
+            ),
+            &key(),
+        ));
+        assert_eq!(r.verdict, Verdict::Closed);
+        // right ports, wrong acknowledgment: a forged or stray reply
+        assert!(matches!(
+            classify(
+                &tcp_reply(them, us, 80, m.source_port, true, m.tcp_isn),
+                &key()
+            ),
+            Classified::Invalid(_)
+        ));
+        // another key (another run) does not accept it
+        assert!(!matches!(
+            classify(
+                &tcp_reply(them, us, 80, m.source_port, true, m.tcp_isn.wrapping_add(1)),
+                &CookieKey::from_parts(9, 9)
+            ),
+            Classified::Reply(_)
+        ));
+        // traffic to a port we never probed from
+        assert_eq!(
+            classify(&tcp_reply(them, us, 80, 1234, true, 1), &key()),
+            Classified::Unrelated
+        );
+    }
+}
+
+#[test]
+fn icmp_echo_and_errors_quoting_our_probes() {
+    let m = key().marks(ip(US4), ip(THEM4), 0, ProbeKind::Icmp);
+    let mut echo = Vec::new();
+    PacketBuilder::ipv4(ip4(THEM4), ip4(US4), 63)
+        .icmpv4_echo_reply(m.icmp_id, m.icmp_seq)
+        .write(&mut echo, b"x")
+        .unwrap();
+    assert_eq!(reply_of(classify(&echo, &key())).verdict, Verdict::Up);
+    let mut bad = Vec::new();
+    PacketBuilder::ipv4(ip4(THEM4), ip4(US4), 63)
+        .icmpv4_echo_reply(m.icmp_id, m.icmp_seq ^ 1)
+        .write(&mut bad, b"x")
+        .unwrap();
+    assert!(matches!(classify(&bad, &key()), Classified::Invalid(_)));
+
+    // a router answers our SYN with "administratively prohibited" (type 3 code 13), quoting it
+    let syn = probe(ProbeKind::Syn, US4, THEM4, Some(8081));
+    let quoted = &syn[..20 + 8];
+    let mut unreach = Vec::new();
+    PacketBuilder::ipv4(ip4("198.18.0.1"), ip4(US4), 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FilterProhibited,
+        ))
+        .write(&mut unreach, quoted)
+        .unwrap();
+    let r = reply_of(classify(&unreach, &key()));
+    assert_eq!(
+        (r.target, r.port, r.kind),
+        (ip(THEM4), Some(8081), ProbeKind::Syn)
+    );
+    assert_eq!(
+        r.verdict,
+        Verdict::Filtered {
+            icmp_type: 3,
+            icmp_code: 13
+        }
+    );
+    // the same error quoting a SYN that is not ours
+    let mut forged = quoted.to_vec();
+    forged[24] ^= 0xff; // its sequence number
+    let mut unreach = Vec::new();
+    PacketBuilder::ipv4(ip4("198.18.0.1"), ip4(US4), 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FilterProhibited,
+        ))
+        .write(&mut unreach, &forged)
+        .unwrap();
+    assert!(matches!(classify(&unreach, &key()), Classified::Invalid(_)));
+
+    // ICMPv6 port unreachable quoting our DNS probe
+    let dns = probe(ProbeKind::Dns, US6, THEM6, Some(53));
+    let mut unreach6 = Vec::new();
+    PacketBuilder::ipv6(ip6(THEM6), ip6(US6), 64)
+        .icmpv6(etherparse::Icmpv6Type::DestinationUnreachable(
+            etherparse::icmpv6::DestUnreachableCode::Port,
+        ))
+        .write(&mut unreach6, &dns[..48])
+        .unwrap();
+    let r = reply_of(classify(&unreach6, &key()));
+    assert_eq!(
+        (r.kind, r.port, r.verdict),
+        (
+            ProbeKind::Dns,
+            Some(53),
+            Verdict::Unreachable {
+                icmp_type: 1,
+                icmp_code: 4
+            }
+        )
+    );
+}
+
+#[test]
+fn dns_answers_carry_rcode_answers_and_recursion() {
+    let m = key().marks(ip(US4), ip(THEM4), 53, ProbeKind::Dns);
+    let mut resp = sonde::probe::build::dns_query(
+        m.dns_id,
+        &DnsQuestion {
+            name: "www.lab.sonde.test".into(),
+            qtype: 1,
+        },
+    )
+    .unwrap();
+    resp[2] |= 0x80; // QR
+    resp[3] = 0x80 | 3; // RA, NXDOMAIN
+    let mut pkt = Vec::new();
+    PacketBuilder::ipv4(ip4(THEM4), ip4(US4), 64)
+        .udp(53, m.source_port)
+        .write(&mut pkt, &resp)
+        .unwrap();
+    let r = reply_of(classify(&pkt, &key()));
+    assert_eq!(
+        r.verdict,
+        Verdict::DnsAnswer {
+            rcode: 3,
+            answers: 0,
+            recursion_available: true
+        }
+    );
+    resp[0] ^= 0xff; // another id
+    let mut pkt = Vec::new();
+    PacketBuilder::ipv4(ip4(THEM4), ip4(US4), 64)
+        .udp(53, m.source_port)
+        .write(&mut pkt, &resp)
+        .unwrap();
+    assert!(matches!(classify(&pkt, &key()), Classified::Invalid(_)));
+}
+
+#[test]
+fn our_own_probes_and_garbage_are_unrelated() {
+    assert_eq!(
+        classify(&probe(ProbeKind::Syn, US4, THEM4, Some(80)), &key()),
+        Classified::Unrelated
+    );
+    assert_eq!(
+        classify(&probe(ProbeKind::Icmp, US4, THEM4, None), &key()),
+        Classified::Unrelated
+    );
+    for len in 0..60 {
+        let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+        let _ = classify(&junk, &key());
+    }
+}
+
+fn ip4(s: &str) -> [u8; 4] {
+    s.parse::<std::net::Ipv4Addr>().unwrap().octets()
+}
+fn ip6(s: &str) -> [u8; 16] {
+    s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+}
