@@ -145,6 +145,7 @@ const MAX_NAMES: usize = 20_000;
 pub struct DnsStats {
     pub queries: u64,
     pub responses: u64,
+    answer_records: u64,
     names: HashMap<String, u64>,
     names_dropped: u64,
     qtypes: BTreeMap<u16, u64>,
@@ -155,6 +156,7 @@ impl DnsStats {
     pub fn add(&mut self, m: &DnsMessage) {
         if m.response {
             self.responses += 1;
+            self.answer_records += u64::from(m.answers);
             *self.rcodes.entry(m.rcode).or_default() += 1;
             return;
         }
@@ -175,6 +177,7 @@ impl DnsStats {
         DnsReport {
             queries: self.queries,
             responses: self.responses,
+            answer_records: self.answer_records,
             top_queried: names
                 .into_iter()
                 .take(top)
@@ -202,6 +205,8 @@ impl DnsStats {
 pub struct DnsReport {
     pub queries: u64,
     pub responses: u64,
+    /// Answer records in all responses.
+    pub answer_records: u64,
     pub top_queried: Vec<NameCount>,
     pub query_types: BTreeMap<String, u64>,
     pub rcodes: BTreeMap<String, u64>,

@@ -95,6 +95,9 @@ pub struct Flow {
     pub synacks: u32,
     pub final_ack: bool,
     pub data_in_syn: bool,
+    /// The raw TCP options of the client's first SYN (at most 40 bytes),
+    /// decoded only for the flows a report lists.
+    pub syn_options: Option<([u8; 40], u8)>,
     /// Whether either side sent any payload.
     pub payload_c2s: bool,
     pub payload_s2c: bool,
@@ -174,6 +177,9 @@ impl Flow {
             handshake: tcp.then(|| self.handshake()),
             closed_by: tcp.then(|| self.closed_by()),
             app_protocol: self.app,
+            syn_options: self
+                .syn_options
+                .map(|(raw, len)| describe_options(&raw[..usize::from(len)])),
             notes,
         }
     }
@@ -229,6 +235,9 @@ pub struct FlowSummary {
     pub closed_by: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_protocol: Option<&'static str>,
+    /// The options of the client's SYN (`mss=1460,sackok,ts,nop,ws=7`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syn_options: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
@@ -295,6 +304,7 @@ impl FlowTable {
                 flags,
                 payload,
                 valid,
+                ..
             }) => (6, sport, dport, flags, payload, valid),
             Some(Transport::Udp {
                 sport,
@@ -338,6 +348,7 @@ impl FlowTable {
                 synacks: 0,
                 final_ack: false,
                 data_in_syn: false,
+                syn_options: None,
                 payload_c2s: false,
                 payload_s2c: false,
                 app: None,
@@ -369,6 +380,18 @@ impl FlowTable {
                 SYN => {
                     flow.syns += 1;
                     flow.data_in_syn |= !payload.is_empty();
+                    if flow.syn_options.is_none() {
+                        // Options sit between the fixed 20 bytes and the data offset.
+                        let tcp = d.ip_payload;
+                        let end = tcp
+                            .get(12)
+                            .map_or(20, |b| usize::from(b >> 4) * 4)
+                            .clamp(20, tcp.len().max(20));
+                        let raw = tcp.get(20..end).unwrap_or(&[]);
+                        let mut opts = [0u8; 40];
+                        opts[..raw.len()].copy_from_slice(raw);
+                        flow.syn_options = Some((opts, raw.len() as u8));
+                    }
                 }
                 x if x == SYN | ACK => flow.synacks += 1,
                 ACK if from_client && flow.synacks > 0 => flow.final_ack = true,
@@ -469,6 +492,28 @@ pub struct FlowCounts {
     /// Flows finished before going idle because the table was full: a
     /// conversation that continued afterwards is counted again.
     pub evicted_early: u64,
+}
+
+/// TCP options as `mss=1460,sackok,ts,nop,ws=7` (etherparse decodes them);
+/// a damaged option list ends with `malformed`.
+pub fn describe_options(raw: &[u8]) -> String {
+    use etherparse::TcpOptionElement::*;
+    let mut out: Vec<String> = Vec::new();
+    for o in etherparse::TcpOptionsIterator::from_slice(raw) {
+        out.push(match o {
+            Ok(Noop) => "nop".into(),
+            Ok(MaximumSegmentSize(v)) => format!("mss={v}"),
+            Ok(WindowScale(v)) => format!("ws={v}"),
+            Ok(SelectiveAcknowledgementPermitted) => "sackok".into(),
+            Ok(SelectiveAcknowledgement(..)) => "sack".into(),
+            Ok(Timestamp(..)) => "ts".into(),
+            Err(_) => {
+                out.push("malformed".into());
+                break;
+            }
+        });
+    }
+    out.join(",")
 }
 
 /// The application protocol, from the payload where it says so, else the port.
