@@ -405,7 +405,7 @@ impl FlowTable {
     }
 
     fn sweep(&mut self, now: i64, finished: &mut impl FnMut(&Flow)) {
-        let cutoff = now - self.idle_timeout_ns;
+        let cutoff = now.saturating_sub(self.idle_timeout_ns);
         // Finish in a fixed order (hash-map order is random per process) so
         // the report does not depend on it.
         let mut expired: Vec<(i64, FlowKey)> = self

@@ -44,7 +44,7 @@ pub fn load_thresholds(path: &std::path::Path) -> Result<Thresholds, Error> {
         what: format!("thresholds file {}", path.display()),
         source,
     })?;
-    toml::from_str(&text).map_err(|e| {
+    let thresholds: Thresholds = toml::from_str(&text).map_err(|e| {
         let at = e.span().map_or(0, |s| s.start).min(text.len());
         let line = text[..at].matches('\n').count() + 1;
         let column = text[..at].rfind('\n').map_or(at, |nl| at - nl - 1) + 1;
@@ -52,7 +52,14 @@ pub fn load_thresholds(path: &std::path::Path) -> Result<Thresholds, Error> {
             format!("invalid thresholds file {}:{line}:{column}: {}", path.display(), e.message().trim()),
             "sections are [syn_flood], [port_scan], [dns_tunneling], [ip_fragmentation], [malformed_header]; docs/report.md lists every key",
         )
-    })
+    })?;
+    thresholds.validate().map_err(|m| {
+        Error::usage(
+            format!("invalid thresholds file {}: {m}", path.display()),
+            "docs/report.md lists every key with its default",
+        )
+    })?;
+    Ok(thresholds)
 }
 
 pub fn run(args: AnalyzeArgs, out: &mut dyn Write) -> Result<i32, Error> {

@@ -75,6 +75,23 @@ pub struct Frame<'a> {
     pub data: &'a [u8],
 }
 
+/// A pcapng timestamp in nanoseconds since the epoch. Any 64-bit count,
+/// resolution and offset is accepted: the result saturates instead of
+/// overflowing (a damaged interface block can claim anything).
+fn epb_nanos(units: u64, resolution: u64, offset_secs: i64) -> i64 {
+    let resolution = u128::from(resolution.max(1));
+    let secs = i128::from(units) / resolution as i128 + i128::from(offset_secs);
+    let frac = (u128::from(units) % resolution) * 1_000_000_000 / resolution;
+    let nanos = secs
+        .saturating_mul(1_000_000_000)
+        .saturating_add(frac as i128);
+    nanos.clamp(-i128::from(MAX_NANOS), i128::from(MAX_NANOS)) as i64
+}
+
+/// Timestamps are kept within ±2^62 ns (about ±146 years around 1970) so
+/// that the difference of any two fits in an i64.
+pub const MAX_NANOS: i64 = (1 << 62) - 1;
+
 /// Why a capture could not be read to its end.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ReadWarning {
@@ -175,7 +192,7 @@ impl CaptureReader {
             PcapBlockOwned::Legacy(b) => {
                 let (link, res) = legacy.unwrap_or((LinkType::Ethernet, 1_000_000));
                 let frac = u64::from(b.ts_usec) * (1_000_000_000 / res);
-                let ts = i64::from(b.ts_sec) * 1_000_000_000 + frac as i64;
+                let ts = (i64::from(b.ts_sec) * 1_000_000_000 + frac as i64).min(MAX_NANOS);
                 let data = &b.data[..b.data.len().min(b.caplen as usize)];
                 f(&Frame {
                     ts_nanos: ts,
@@ -195,12 +212,9 @@ impl CaptureReader {
                 match interfaces.get(epb.if_id as usize) {
                     Some(i) => {
                         let units = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                        let secs = (units / i.resolution) as i64 + i.offset_secs;
-                        let frac = (units % i.resolution) as u128 * 1_000_000_000
-                            / u128::from(i.resolution);
                         let data = &epb.data[..epb.data.len().min(epb.caplen as usize)];
                         f(&Frame {
-                            ts_nanos: secs * 1_000_000_000 + frac as i64,
+                            ts_nanos: epb_nanos(units, i.resolution, i.offset_secs),
                             link: i.link,
                             orig_len: epb.origlen,
                             data,

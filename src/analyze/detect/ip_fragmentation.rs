@@ -201,7 +201,7 @@ impl Fragmentation {
     }
 
     fn expire(&mut self, now: i64) {
-        let cutoff = now - (self.t.reassembly_timeout_seconds * 1e9) as i64;
+        let cutoff = now.saturating_sub((self.t.reassembly_timeout_seconds * 1e9) as i64);
         // In frame order, not hash-map order, so the report is reproducible.
         let mut old: Vec<(u64, DatagramKey)> = self
             .open

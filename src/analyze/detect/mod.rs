@@ -35,6 +35,39 @@ pub struct Thresholds {
     pub malformed_header: MalformedThresholds,
 }
 
+impl Thresholds {
+    /// Reject values no detector can use: rates, windows and timeouts must be
+    /// positive and finite, ratios and scores finite and not negative.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("syn_flood.window_seconds", self.syn_flood.window_seconds),
+            ("syn_flood.min_syn_rate", self.syn_flood.min_syn_rate),
+            (
+                "ip_fragmentation.reassembly_timeout_seconds",
+                self.ip_fragmentation.reassembly_timeout_seconds,
+            ),
+        ];
+        for (name, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{name} must be a positive number, not {v}"));
+            }
+        }
+        let non_negative = [
+            (
+                "syn_flood.max_synack_ratio",
+                self.syn_flood.max_synack_ratio,
+            ),
+            ("dns_tunneling.min_score", self.dns_tunneling.min_score),
+        ];
+        for (name, v) in non_negative {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{name} must be a number of 0 or more, not {v}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
