@@ -6,6 +6,7 @@
 pub mod analyze;
 pub mod cli;
 pub mod error;
+pub mod net;
 pub mod pcap;
 pub mod probe;
 pub mod scope;

@@ -1,0 +1,317 @@
+//! Where a probe goes on the wire: the kernel's own route for a target
+//! (RTM_GETROUTE, as `ip route get` asks it, so policy routing and metrics
+//! count) and the next hop's MAC from the kernel's neighbour table
+//! (RTM_GETNEIGH). Reading these tables sends nothing.
+//!
+//! A missing or unresolved neighbour is an error naming the next hop: sonde
+//! does not send ARP or neighbour solicitations itself (IPv6 solicitations
+//! go to ff02::1:ff00:0/104, which the hard deny covers), so the operator
+//! resolves it first. Wrong next-hop MACs are masscan's and zmap's most
+//! reported bug; on-link targets use their own MAC, routed ones the gateway's.
+
+use std::net::IpAddr;
+
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+/// How to reach one target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NextHop {
+    pub target: IpAddr,
+    pub ifindex: u32,
+    pub ifname: String,
+    /// The source address the kernel would use.
+    pub source: IpAddr,
+    /// The gateway, for a routed target; `None` when the target is on-link.
+    pub gateway: Option<IpAddr>,
+    pub source_mac: [u8; 6],
+    pub next_hop_mac: [u8; 6],
+}
+
+/// Why a target cannot be reached from here.
+#[derive(Debug)]
+pub enum RouteError {
+    Netlink(std::io::Error),
+    NoRoute {
+        target: IpAddr,
+        reason: String,
+    },
+    NeighbourUnknown {
+        target: IpAddr,
+        next_hop: IpAddr,
+        ifname: String,
+    },
+    Interface {
+        ifindex: u32,
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for RouteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteError::Netlink(e) => write!(f, "cannot read the kernel's routing tables: {e}"),
+            RouteError::NoRoute { target, reason } => write!(f, "no route to {target}: {reason}"),
+            RouteError::NeighbourUnknown {
+                target,
+                next_hop,
+                ifname,
+            } => write!(
+                f,
+                "the MAC address of {next_hop} (next hop to {target} on {ifname}) is not in the neighbour table; \
+                 sonde does not send ARP or neighbour solicitations itself: resolve it first (e.g. ping {next_hop})"
+            ),
+            RouteError::Interface { ifindex, reason } => write!(f, "interface {ifindex}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for RouteError {}
+
+fn socket() -> Result<Socket, RouteError> {
+    let mut s = Socket::new(NETLINK_ROUTE).map_err(RouteError::Netlink)?;
+    s.bind_auto().map_err(RouteError::Netlink)?;
+    s.connect(&SocketAddr::new(0, 0))
+        .map_err(RouteError::Netlink)?;
+    Ok(s)
+}
+
+/// Send one request and collect the inner messages of the reply (up to Done
+/// for a dump, or the single answer otherwise).
+fn ask(request: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>, RouteError> {
+    let s = socket()?;
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    let mut req = NetlinkMessage::new(header, NetlinkPayload::from(request));
+    req.finalize();
+    let mut buf = vec![0; req.header.length as usize];
+    req.serialize(&mut buf[..]);
+    s.send(&buf, 0).map_err(RouteError::Netlink)?;
+    let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+    let mut out = Vec::new();
+    let mut rx = vec![0u8; 1 << 16];
+    loop {
+        let n = s.recv(&mut &mut rx[..], 0).map_err(RouteError::Netlink)?;
+        let mut at = 0;
+        while at < n {
+            let msg: NetlinkMessage<RouteNetlinkMessage> = NetlinkMessage::deserialize(&rx[at..n])
+                .map_err(|e| RouteError::Netlink(std::io::Error::other(e.to_string())))?;
+            let len = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::Done(_) => return Ok(out),
+                NetlinkPayload::Error(e) => {
+                    return Err(RouteError::Netlink(e.to_io()));
+                }
+                NetlinkPayload::InnerMessage(m) => {
+                    out.push(m);
+                    if !dump {
+                        return Ok(out);
+                    }
+                }
+                _ => {}
+            }
+            if len == 0 {
+                break;
+            }
+            at += len;
+        }
+    }
+}
+
+/// The kernel's route to `target`: outgoing interface, gateway and source.
+pub fn route_to(target: IpAddr) -> Result<(u32, Option<IpAddr>, IpAddr), RouteError> {
+    let mut msg = RouteMessage::default();
+    let (family, bits, dst) = match target {
+        IpAddr::V4(a) => (AddressFamily::Inet, 32, RouteAddress::Inet(a)),
+        IpAddr::V6(a) => (AddressFamily::Inet6, 128, RouteAddress::Inet6(a)),
+    };
+    msg.header.address_family = family;
+    msg.header.destination_prefix_length = bits;
+    msg.attributes.push(RouteAttribute::Destination(dst));
+    let reply = ask(RouteNetlinkMessage::GetRoute(msg), NLM_F_REQUEST).map_err(|e| match e {
+        RouteError::Netlink(io) => RouteError::NoRoute {
+            target,
+            reason: io.to_string(),
+        },
+        other => other,
+    })?;
+    let Some(RouteNetlinkMessage::NewRoute(route)) = reply.into_iter().next() else {
+        return Err(RouteError::NoRoute {
+            target,
+            reason: "the kernel sent no route".into(),
+        });
+    };
+    let (mut oif, mut gateway, mut source) = (None, None, None);
+    for a in route.attributes {
+        match a {
+            RouteAttribute::Oif(i) => oif = Some(i),
+            RouteAttribute::Gateway(g) => gateway = addr(g),
+            RouteAttribute::PrefSource(s) => source = addr(s),
+            _ => {}
+        }
+    }
+    let oif = oif.ok_or_else(|| RouteError::NoRoute {
+        target,
+        reason: "the route has no outgoing interface (unreachable, blackhole or local?)".into(),
+    })?;
+    let source = source.ok_or_else(|| RouteError::NoRoute {
+        target,
+        reason: "the route has no source address".into(),
+    })?;
+    Ok((oif, gateway, source))
+}
+
+fn addr(a: RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v) => Some(IpAddr::V4(v)),
+        RouteAddress::Inet6(v) => Some(IpAddr::V6(v)),
+        _ => None,
+    }
+}
+
+/// One usable entry of the kernel's neighbour table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    pub ifindex: u32,
+    pub ip: IpAddr,
+    pub mac: [u8; 6],
+}
+
+/// Every neighbour entry with a usable MAC (reachable, stale, delay, probe,
+/// permanent); incomplete and failed ones are left out.
+pub fn neighbours() -> Result<Vec<Neighbour>, RouteError> {
+    let mut out = Vec::new();
+    for m in ask(
+        RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
+        NLM_F_DUMP | NLM_F_REQUEST,
+    )? {
+        let RouteNetlinkMessage::NewNeighbour(n) = m else {
+            continue;
+        };
+        let usable = matches!(
+            n.header.state,
+            NeighbourState::Reachable
+                | NeighbourState::Stale
+                | NeighbourState::Delay
+                | NeighbourState::Probe
+                | NeighbourState::Permanent
+        );
+        if !usable {
+            continue;
+        }
+        let (mut ip, mut mac) = (None, None);
+        for a in n.attributes {
+            match a {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => {
+                    ip = Some(IpAddr::V4(v))
+                }
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(v)) => {
+                    ip = Some(IpAddr::V6(v))
+                }
+                NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
+                    mac = Some([l[0], l[1], l[2], l[3], l[4], l[5]])
+                }
+                _ => {}
+            }
+        }
+        if let (Some(ip), Some(mac)) = (ip, mac) {
+            out.push(Neighbour {
+                ifindex: n.header.ifindex,
+                ip,
+                mac,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// An interface's name and MAC address (RTM_GETLINK: right in any network
+/// namespace, unlike /sys, which shows the namespace it was mounted in).
+pub fn interface(ifindex: u32) -> Result<(String, [u8; 6]), RouteError> {
+    use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+    let mut msg = LinkMessage::default();
+    msg.header.index = ifindex;
+    let reply = ask(RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST).map_err(|e| {
+        RouteError::Interface {
+            ifindex,
+            reason: e.to_string(),
+        }
+    })?;
+    let Some(RouteNetlinkMessage::NewLink(link)) = reply.into_iter().next() else {
+        return Err(RouteError::Interface {
+            ifindex,
+            reason: "the kernel does not know it".into(),
+        });
+    };
+    let (mut name, mut mac) = (None, None);
+    for a in link.attributes {
+        match a {
+            LinkAttribute::IfName(n) => name = Some(n),
+            LinkAttribute::Address(a) if a.len() == 6 => {
+                mac = Some([a[0], a[1], a[2], a[3], a[4], a[5]])
+            }
+            _ => {}
+        }
+    }
+    let name = name.unwrap_or_else(|| format!("if{ifindex}"));
+    let mac = mac.ok_or_else(|| RouteError::Interface {
+        ifindex,
+        reason: format!("{name} has no Ethernet address (loopback or a tunnel?)"),
+    })?;
+    Ok((name, mac))
+}
+
+/// `02:00:5e:10:ff:0a` to bytes.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let parts: Vec<u8> = s
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    parts.try_into().ok()
+}
+
+/// Everything needed to put a frame for `target` on the wire.
+pub fn resolve(target: IpAddr, neighbours: &[Neighbour]) -> Result<NextHop, RouteError> {
+    let (ifindex, gateway, source) = route_to(target)?;
+    let (ifname, source_mac) = interface(ifindex)?;
+    let next_hop = gateway.unwrap_or(target);
+    let next_hop_mac = neighbours
+        .iter()
+        .find(|n| n.ifindex == ifindex && n.ip == next_hop)
+        .map(|n| n.mac)
+        .ok_or_else(|| RouteError::NeighbourUnknown {
+            target,
+            next_hop,
+            ifname: ifname.clone(),
+        })?;
+    Ok(NextHop {
+        target,
+        ifindex,
+        ifname,
+        source,
+        gateway,
+        source_mac,
+        next_hop_mac,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn macs() {
+        assert_eq!(
+            super::parse_mac("02:00:5e:10:ff:0a"),
+            Some([2, 0, 0x5e, 0x10, 0xff, 0x0a])
+        );
+        assert_eq!(super::parse_mac("02:00:5e:10:ff"), None);
+        assert_eq!(super::parse_mac("zz:00:5e:10:ff:0a"), None);
+    }
+}
