@@ -1,0 +1,385 @@
+//! AF_PACKET: the raw sender and the sniffer.
+//!
+//! The sender writes whole Ethernet frames in batches with sendmmsg, with
+//! PACKET_QDISC_BYPASS (the kernel's queueing layer would cap the rate and
+//! show our probes to local sniffers twice). It takes nothing but a
+//! [`Permit`] per packet, and checks that the packet it is handed goes to
+//! the permit's address: a permit for one target cannot carry a packet to
+//! another.
+//!
+//! The sniffer reads every frame of one interface through a kernel BPF
+//! filter that keeps only IP packets addressed to our source address (the
+//! replies), and reads the kernel's drop counter (PACKET_STATISTICS).
+
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use super::route::NextHop;
+use crate::scope::Permit;
+
+// linux/if_packet.h and asm-generic/socket.h
+const PACKET_QDISC_BYPASS: libc::c_int = 20;
+const PACKET_STATISTICS: libc::c_int = 6;
+const SO_ATTACH_FILTER: libc::c_int = 26;
+
+#[repr(C)]
+#[derive(Default)]
+struct TpacketStats {
+    tp_packets: u32,
+    tp_drops: u32,
+}
+
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn packet_socket(protocol: u16, ifindex: u32) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let fd = check(unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            i32::from(protocol.to_be()),
+        )
+    })?;
+    // SAFETY: fd is a new, valid descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_ll is plain data; zeroed is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = protocol.to_be();
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: sll is a valid sockaddr_ll of the size passed.
+    check(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    })?;
+    Ok(fd)
+}
+
+fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: value points to a T of the size passed.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as u32,
+        )
+    })
+    .map(|_| ())
+}
+
+/// Why a packet was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendRefusal {
+    /// The packet's destination is not the permit's.
+    NotPermitted {
+        permit: IpAddr,
+        packet: Option<IpAddr>,
+    },
+    /// The next hop is for another target.
+    WrongNextHop { permit: IpAddr, hop: IpAddr },
+}
+
+impl std::fmt::Display for SendRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendRefusal::NotPermitted { permit, packet } => write!(
+                f,
+                "a permit for {permit} cannot send a packet to {packet:?}"
+            ),
+            SendRefusal::WrongNextHop { permit, hop } => {
+                write!(f, "a permit for {permit} was given the next hop of {hop}")
+            }
+        }
+    }
+}
+
+/// The destination address of an IP packet, if it has one.
+fn destination(ip: &[u8]) -> Option<IpAddr> {
+    match ip.first()? >> 4 {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(ip.get(16..20)?).ok()?)),
+        6 => Some(IpAddr::from(<[u8; 16]>::try_from(ip.get(24..40)?).ok()?)),
+        _ => None,
+    }
+}
+
+/// Batches Ethernet frames and sends them with sendmmsg.
+pub struct RawSender {
+    fd: OwnedFd,
+    frames: Vec<Vec<u8>>,
+    queued: usize,
+    pub sent: u64,
+}
+
+impl RawSender {
+    /// A sender on interface `ifindex` (needs CAP_NET_RAW).
+    pub fn open(ifindex: u32) -> io::Result<RawSender> {
+        // Protocol 0: this socket receives nothing.
+        let fd = packet_socket(0, ifindex)?;
+        // Best effort: kernels before 3.14 lack it, and sending still works.
+        let _ = setsockopt(&fd, libc::SOL_PACKET, PACKET_QDISC_BYPASS, &1i32);
+        Ok(RawSender {
+            fd,
+            frames: Vec::new(),
+            queued: 0,
+            sent: 0,
+        })
+    }
+
+    /// Queue one IP packet for the permit's target, framed for `hop`.
+    /// The permit is consumed: one permit, one packet.
+    pub fn queue(
+        &mut self,
+        permit: Permit,
+        hop: &NextHop,
+        ip_packet: &[u8],
+    ) -> Result<(), SendRefusal> {
+        let dst = destination(ip_packet);
+        if dst != Some(permit.dst()) {
+            return Err(SendRefusal::NotPermitted {
+                permit: permit.dst(),
+                packet: dst,
+            });
+        }
+        if hop.target != permit.dst() {
+            return Err(SendRefusal::WrongNextHop {
+                permit: permit.dst(),
+                hop: hop.target,
+            });
+        }
+        if self.queued == self.frames.len() {
+            self.frames.push(Vec::with_capacity(128));
+        }
+        let frame = &mut self.frames[self.queued];
+        frame.clear();
+        frame.extend_from_slice(&hop.next_hop_mac);
+        frame.extend_from_slice(&hop.source_mac);
+        frame.extend_from_slice(if ip_packet[0] >> 4 == 6 {
+            &[0x86, 0xdd]
+        } else {
+            &[0x08, 0x00]
+        });
+        frame.extend_from_slice(ip_packet);
+        self.queued += 1;
+        Ok(())
+    }
+
+    /// The frames queued and not yet sent.
+    pub fn pending(&self) -> impl Iterator<Item = &[u8]> {
+        self.frames[..self.queued].iter().map(Vec::as_slice)
+    }
+
+    /// Send everything queued in as few sendmmsg calls as the kernel allows.
+    pub fn flush(&mut self) -> io::Result<usize> {
+        let mut done = 0;
+        while done < self.queued {
+            let mut iovs: Vec<libc::iovec> = self.frames[done..self.queued]
+                .iter()
+                .map(|f| libc::iovec {
+                    iov_base: f.as_ptr() as *mut libc::c_void,
+                    iov_len: f.len(),
+                })
+                .collect();
+            let mut msgs: Vec<libc::mmsghdr> = iovs
+                .iter_mut()
+                .map(|iov| {
+                    // SAFETY: msghdr is plain data; zeroed is valid.
+                    let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+                    h.msg_iov = iov;
+                    h.msg_iovlen = 1;
+                    libc::mmsghdr {
+                        msg_hdr: h,
+                        msg_len: 0,
+                    }
+                })
+                .collect();
+            // SAFETY: msgs and the iovecs and frames they point to live until the call returns.
+            let n = unsafe {
+                libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as u32, 0)
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // Keep what was not sent queued: the caller decides.
+                self.frames.rotate_left(done);
+                self.queued -= done;
+                return Err(e);
+            }
+            done += n as usize;
+            self.sent += n as u64;
+        }
+        self.queued = 0;
+        Ok(done)
+    }
+}
+
+/// Kernel counters of a sniffer socket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SnifferStats {
+    /// Frames that passed the filter.
+    pub received: u64,
+    /// Frames the kernel dropped because sonde did not read fast enough.
+    pub dropped: u64,
+}
+
+/// Reads frames addressed to our source addresses from one interface.
+pub struct Sniffer {
+    fd: OwnedFd,
+    stats: SnifferStats,
+}
+
+impl Sniffer {
+    /// A sniffer on `ifindex` keeping IPv4/IPv6 packets to one of `ours` (at most one of each family).
+    pub fn open(ifindex: u32, ours: &[IpAddr], timeout: Duration) -> io::Result<Sniffer> {
+        let fd = packet_socket(libc::ETH_P_ALL as u16, ifindex)?;
+        let program = filter_to(ours);
+        let prog = libc::sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_ptr() as *mut libc::sock_filter,
+        };
+        setsockopt(&fd, libc::SOL_SOCKET, SO_ATTACH_FILTER, &prog)?;
+        let tv = libc::timeval {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+        };
+        setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
+        // Frames that arrived before the filter was attached: discard them.
+        let mut junk = [0u8; 2048];
+        // SAFETY: junk is a valid buffer of its length.
+        while unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                junk.as_mut_ptr().cast(),
+                junk.len(),
+                libc::MSG_DONTWAIT,
+            )
+        } > 0
+        {}
+        Ok(Sniffer {
+            fd,
+            stats: SnifferStats::default(),
+        })
+    }
+
+    /// The next frame into `buf`; `Ok(None)` when the timeout passes.
+    pub fn next<'b>(&mut self, buf: &'b mut [u8]) -> io::Result<Option<&'b [u8]>> {
+        // SAFETY: buf is a valid buffer of its length.
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => Ok(None),
+                _ => Err(e),
+            };
+        }
+        Ok(Some(&buf[..n as usize]))
+    }
+
+    /// Add the kernel's counters since the last call (reading resets them).
+    pub fn stats(&mut self) -> io::Result<SnifferStats> {
+        let mut s = TpacketStats::default();
+        let mut len = std::mem::size_of::<TpacketStats>() as libc::socklen_t;
+        // SAFETY: s is a tpacket_stats of the size passed.
+        check(unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_STATISTICS,
+                (&mut s as *mut TpacketStats).cast(),
+                &mut len,
+            )
+        })?;
+        self.stats.received += u64::from(s.tp_packets);
+        self.stats.dropped += u64::from(s.tp_drops);
+        Ok(self.stats)
+    }
+}
+
+/// Classic BPF: accept an Ethernet frame carrying IPv4 to `ours`' IPv4
+/// address or IPv6 to its IPv6 address, drop everything else.
+pub fn filter_to(ours: &[IpAddr]) -> Vec<libc::sock_filter> {
+    const LD_H_ABS: u16 = 0x28;
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    let v4 = ours.iter().find_map(|a| match a {
+        IpAddr::V4(v) => Some(u32::from(*v)),
+        _ => None,
+    });
+    let v6 = ours.iter().find_map(|a| match a {
+        IpAddr::V6(v) => Some(v.octets()),
+        _ => None,
+    });
+    #[derive(Clone, Copy)]
+    enum Target {
+        Next,
+        Accept,
+        Drop,
+        V6,
+    }
+    // Layout: load the EtherType; the IPv4 test; the IPv6 test; accept; drop.
+    // Built with symbolic targets first, then the jumps are made relative.
+    let mut p = vec![op(LD_H_ABS, 0, 0, 12)];
+    let mut body: Vec<(u16, u32, Target, Target)> = Vec::new(); // (code, k, if true, if false)
+    if let Some(a) = v4 {
+        body.push((JEQ_K, 0x0800, Target::Next, Target::V6));
+        body.push((LD_W_ABS, 30, Target::Next, Target::Next)); // IPv4 destination (untagged frames)
+        body.push((JEQ_K, a, Target::Accept, Target::Drop));
+    }
+    let v6_start = body.len();
+    if let Some(a) = v6 {
+        body.push((JEQ_K, 0x86dd, Target::Next, Target::Drop));
+        for w in 0..4 {
+            let word = u32::from_be_bytes([a[4 * w], a[4 * w + 1], a[4 * w + 2], a[4 * w + 3]]);
+            // IPv6 destination: bytes 24..40 of the header, after 14 of Ethernet
+            body.push((LD_W_ABS, 38 + 4 * w as u32, Target::Next, Target::Next));
+            body.push((
+                JEQ_K,
+                word,
+                if w == 3 { Target::Accept } else { Target::Next },
+                Target::Drop,
+            ));
+        }
+    }
+    let accept = body.len();
+    let drop = accept + 1;
+    // A v4 test that fails on EtherType jumps to the v6 block (or drop);
+    // body index i is program index i + 1, and jumps count from the next one.
+    for (i, &(code, k, jt, jf)) in body.iter().enumerate() {
+        let rel = |t: Target| -> u8 {
+            let to = match t {
+                Target::Next => i + 1,
+                Target::Accept => accept,
+                Target::Drop => drop,
+                Target::V6 if v6.is_some() => v6_start,
+                Target::V6 => drop,
+            };
+            (to - i - 1) as u8
+        };
+        if code == JEQ_K {
+            p.push(op(code, rel(jt), rel(jf), k));
+        } else {
+            p.push(op(code, 0, 0, k));
+        }
+    }
+    p.push(op(RET_K, 0, 0, 0x0004_0000)); // accept: up to 256 KiB
+    p.push(op(RET_K, 0, 0, 0)); // drop
+    p
+}
