@@ -123,3 +123,64 @@ fn gated_syn_probes_find_open_closed_and_filtered_ports() {
         "{seen:?}"
     );
 }
+
+/// An on-link target nobody has talked to: its MAC is unknown, so the
+/// AF_PACKET path refuses it, and the raw IP path sends anyway, the kernel
+/// resolving the neighbour itself. The SYN-ACK comes back all the same.
+#[test]
+fn unknown_next_hops_go_through_the_kernel() {
+    use sonde::net::packet::RawIpSender;
+    use sonde::net::route::RouteError;
+    let lab = Lab::new();
+    let flushed = std::process::Command::new("ip")
+        .args(["-n", &lab.scanner_ns, "neigh", "flush", "all"])
+        .status()
+        .unwrap();
+    assert!(flushed.success());
+    let (verdicts, refused) = lab.in_scanner(|| {
+        let target = ip("198.18.0.15");
+        let refused = matches!(
+            resolve(target, &neighbours().unwrap()),
+            Err(RouteError::NeighbourUnknown { .. })
+        );
+        let (ifindex, _, source) = sonde::net::route::route_to(target).unwrap();
+        let key = CookieKey::random();
+        let gate = lab_gate();
+        let mut sniffer = Sniffer::open(ifindex, &[source], Duration::from_millis(100)).unwrap();
+        let mut sender = RawIpSender::open().unwrap();
+        let mut batch = gate.reserve(1).unwrap();
+        let permit = batch.permit(target, Some(443), ProbeKind::Syn).unwrap();
+        let probe = Probe {
+            kind: ProbeKind::Syn,
+            src: source,
+            dst: target,
+            port: Some(443),
+        };
+        let mut buf = Vec::new();
+        build(
+            &mut buf,
+            &probe,
+            &key.marks(source, target, 443, ProbeKind::Syn),
+            &ProbeTemplate::default(),
+            None,
+        )
+        .unwrap();
+        sender.send(permit, &buf).unwrap().unwrap();
+        let mut frame = vec![0u8; 65536];
+        let mut verdicts = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && verdicts.is_empty() {
+            if let Some(f) = sniffer.next(&mut frame).unwrap()
+                && let Classified::Reply(r) = classify(&f[14..], &key)
+            {
+                verdicts.push((r.target, r.port, r.verdict));
+            }
+        }
+        (verdicts, refused)
+    });
+    assert!(refused, "the AF_PACKET path should not guess a MAC");
+    assert_eq!(
+        verdicts,
+        vec![(ip("198.18.0.15"), Some(443), Verdict::Open)]
+    );
+}

@@ -7,6 +7,9 @@
 //! the permit's address: a permit for one target cannot carry a packet to
 //! another.
 //!
+//! [`RawIpSender`] is the path for next hops whose MAC is unknown: the
+//! kernel resolves them, sonde sends no ARP/NDP of its own.
+//!
 //! The sniffer reads every frame of one interface through a kernel BPF
 //! filter that keeps only IP packets addressed to our source address (the
 //! replies), and reads the kernel's drop counter (PACKET_STATISTICS).
@@ -224,6 +227,101 @@ impl RawSender {
         }
         self.queued = 0;
         Ok(done)
+    }
+}
+
+/// Sends whole IP packets through a raw IP socket (IPPROTO_RAW, the header
+/// is ours): the kernel routes them and resolves the next hop's MAC itself,
+/// as for any traffic. The path for next hops whose MAC sonde does not know
+/// (on-link targets nobody has talked to yet): sonde never crafts ARP or
+/// neighbour solicitations. Slower than [`RawSender`], one syscall a packet.
+pub struct RawIpSender {
+    v4: Option<OwnedFd>,
+    v6: Option<OwnedFd>,
+    pub sent: u64,
+}
+
+impl RawIpSender {
+    pub fn open() -> io::Result<RawIpSender> {
+        let open = |family: libc::c_int| -> io::Result<OwnedFd> {
+            // SAFETY: plain socket(2); the fd is owned right away.
+            let fd = check(unsafe {
+                libc::socket(
+                    family,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    libc::IPPROTO_RAW,
+                )
+            })?;
+            // SAFETY: fd is a new, valid descriptor nobody else owns.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        };
+        Ok(RawIpSender {
+            v4: Some(open(libc::AF_INET)?),
+            v6: open(libc::AF_INET6).ok(),
+            sent: 0,
+        })
+    }
+
+    /// Send one IP packet for the permit's target. The permit is consumed.
+    pub fn send(
+        &mut self,
+        permit: Permit,
+        ip_packet: &[u8],
+    ) -> Result<io::Result<()>, SendRefusal> {
+        let dst = destination(ip_packet);
+        if dst != Some(permit.dst()) {
+            return Err(SendRefusal::NotPermitted {
+                permit: permit.dst(),
+                packet: dst,
+            });
+        }
+        let rc = match permit.dst() {
+            IpAddr::V4(a) => {
+                // SAFETY: sockaddr_in is plain data; zeroed is valid.
+                let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+                sa.sin_family = libc::AF_INET as u16;
+                sa.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
+                let Some(fd) = &self.v4 else {
+                    return Ok(Err(io::Error::other("no IPv4 raw socket")));
+                };
+                // SAFETY: the packet and the address are valid for the sizes passed.
+                unsafe {
+                    libc::sendto(
+                        fd.as_raw_fd(),
+                        ip_packet.as_ptr().cast(),
+                        ip_packet.len(),
+                        0,
+                        (&sa as *const libc::sockaddr_in).cast(),
+                        std::mem::size_of::<libc::sockaddr_in>() as u32,
+                    )
+                }
+            }
+            IpAddr::V6(a) => {
+                // SAFETY: sockaddr_in6 is plain data; zeroed is valid.
+                let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+                sa.sin6_family = libc::AF_INET6 as u16;
+                sa.sin6_addr.s6_addr = a.octets();
+                let Some(fd) = &self.v6 else {
+                    return Ok(Err(io::Error::other("no IPv6 raw socket")));
+                };
+                // SAFETY: the packet and the address are valid for the sizes passed.
+                unsafe {
+                    libc::sendto(
+                        fd.as_raw_fd(),
+                        ip_packet.as_ptr().cast(),
+                        ip_packet.len(),
+                        0,
+                        (&sa as *const libc::sockaddr_in6).cast(),
+                        std::mem::size_of::<libc::sockaddr_in6>() as u32,
+                    )
+                }
+            }
+        };
+        if rc < 0 {
+            return Ok(Err(io::Error::last_os_error()));
+        }
+        self.sent += 1;
+        Ok(Ok(()))
     }
 }
 

@@ -5,8 +5,9 @@
 //!
 //! A missing or unresolved neighbour is an error naming the next hop: sonde
 //! does not send ARP or neighbour solicitations itself (IPv6 solicitations
-//! go to ff02::1:ff00:0/104, which the hard deny covers), so the operator
-//! resolves it first. Wrong next-hop MACs are masscan's and zmap's most
+//! go to ff02::1:ff00:0/104, which the hard deny covers). The scanner sends
+//! to such next hops through `packet::RawIpSender`, letting the kernel
+//! resolve them as it does for any traffic. Wrong next-hop MACs are masscan's and zmap's most
 //! reported bug; on-link targets use their own MAC, routed ones the gateway's.
 
 use std::net::IpAddr;
