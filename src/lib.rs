@@ -9,6 +9,7 @@ pub mod error;
 pub mod net;
 pub mod pcap;
 pub mod probe;
+pub mod scan;
 pub mod scope;
 pub mod target;
 

@@ -1,0 +1,429 @@
+//! The scan: permuted probes through the gate and the raw senders, replies
+//! through the sniffer and the classifier, results and evidence out.
+//!
+//! The sending thread walks each probe kind's index space in its keyed
+//! order (its shard of it), asks the gate for permits in batches (the gate
+//! paces to the rate), builds each probe and hands it to the AF_PACKET
+//! sender (or, for a next hop whose MAC is unknown, the raw IP sender). A
+//! receiving thread, started before the first probe and stopped after the
+//! cooldown, classifies every captured packet and keeps the first reply per
+//! probe. Retries resend only probes without a reply. Probes and replies
+//! are written to the evidence pcap (raw IP link type) as they go.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::net::packet::{RawIpSender, RawSender, Sniffer, SnifferStats};
+use crate::net::route::{self, NextHop, RouteError};
+use crate::pcap::PcapWriter;
+use crate::pcap::writer::LINKTYPE_RAW;
+use crate::probe::{
+    Classified, CookieKey, DnsQuestion, Probe, ProbeTemplate, Reply, Verdict, build, classify,
+};
+use crate::scope::{ProbeKind, Refusal, ScopeGate};
+use crate::target::index::{IndexSpace, Permutation, Shard};
+use crate::target::{IpSet, PortSet};
+
+/// What to scan and how.
+pub struct ScanConfig {
+    pub targets: IpSet,
+    /// Ports of SYN probes.
+    pub ports: PortSet,
+    pub kinds: Vec<ProbeKind>,
+    pub dns_question: DnsQuestion,
+    pub dns_port: u16,
+    pub retries: u32,
+    pub wait: Duration,
+    pub seed: u64,
+    pub shard: Shard,
+    pub template: ProbeTemplate,
+}
+
+/// One result: the first valid reply to a probe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScanResult {
+    pub target: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub probe: ProbeKind,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    pub ttl: u8,
+    /// Microseconds from the first probe of this target/port to the reply.
+    pub rtt_us: u64,
+    /// When the reply was captured (RFC 3339).
+    pub time: String,
+}
+
+/// Counters of one run.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Counters {
+    pub sent: u64,
+    pub sent_via_kernel: u64,
+    pub received: u64,
+    pub matched: u64,
+    pub invalid: u64,
+    pub duplicates: u64,
+    pub retried: u64,
+    pub kernel_drops: u64,
+}
+
+/// Everything a scan produced.
+pub struct ScanOutcome {
+    pub results: Vec<ScanResult>,
+    pub counters: Counters,
+    pub sniffer: SnifferStats,
+    /// Probes without a reply, per kind.
+    pub unanswered: HashMap<ProbeKind, u64>,
+    pub probes: u64,
+}
+
+/// Why a scan stopped.
+#[derive(Debug)]
+pub enum ScanError {
+    Route(RouteError),
+    Refused(Refusal),
+    Io(&'static str, std::io::Error),
+    Index(crate::target::index::IndexError),
+    Interfaces(Vec<String>),
+}
+
+impl std::fmt::Display for ScanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScanError::Route(e) => write!(f, "{e}"),
+            ScanError::Refused(r) => write!(f, "refused by scope: {r}"),
+            ScanError::Io(what, e) => write!(f, "{what}: {e}"),
+            ScanError::Index(e) => write!(f, "{e}"),
+            ScanError::Interfaces(names) => write!(
+                f,
+                "the targets are reached through several interfaces ({}); scan them separately with --interface",
+                names.join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ScanError {}
+
+type Key = (IpAddr, Option<u16>, ProbeKind);
+
+/// Where a probe for one target goes.
+#[derive(Clone)]
+enum Path {
+    Frame(NextHop),
+    Kernel { source: IpAddr },
+}
+
+struct Shared {
+    replies: Mutex<HashMap<Key, ScanResult>>,
+    first_sent: Mutex<HashMap<Key, Instant>>,
+    pcap: Option<Mutex<PcapWriter<std::io::BufWriter<std::fs::File>>>>,
+    ndjson: Option<Mutex<Box<dyn Write + Send>>>,
+    received: AtomicU64,
+    matched: AtomicU64,
+    invalid: AtomicU64,
+    duplicates: AtomicU64,
+    stop: AtomicBool,
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// Run a scan. Every probe passes `gate`; `pcap` and `ndjson` receive the
+/// evidence and the results as they happen.
+pub fn run(
+    config: &ScanConfig,
+    gate: &ScopeGate,
+    pcap: Option<std::fs::File>,
+    ndjson: Option<Box<dyn Write + Send>>,
+) -> Result<ScanOutcome, ScanError> {
+    let key = CookieKey::random();
+    let spaces: Vec<(ProbeKind, IndexSpace)> = config
+        .kinds
+        .iter()
+        .map(|&k| {
+            let ports = match k {
+                ProbeKind::Syn => Some(config.ports.clone()),
+                ProbeKind::Dns => Some(PortSet::single(config.dns_port)),
+                ProbeKind::Icmp => None,
+            };
+            IndexSpace::new(&config.targets, ports.as_ref())
+                .map(|s| (k, s))
+                .map_err(ScanError::Index)
+        })
+        .collect::<Result<_, _>>()?;
+
+    // Routes: one lookup per target, cached; the first tells the interface.
+    let neighbours = route::neighbours().map_err(ScanError::Route)?;
+    let mut paths: HashMap<IpAddr, Path> = HashMap::new();
+    let mut path_for = |target: IpAddr| -> Result<Path, ScanError> {
+        if let Some(p) = paths.get(&target) {
+            return Ok(p.clone());
+        }
+        let p = match route::resolve(target, &neighbours) {
+            Ok(hop) => Path::Frame(hop),
+            Err(RouteError::NeighbourUnknown { .. }) => {
+                let (_, _, source) = route::route_to(target).map_err(ScanError::Route)?;
+                Path::Kernel { source }
+            }
+            Err(e) => return Err(ScanError::Route(e)),
+        };
+        paths.insert(target, p.clone());
+        Ok(p)
+    };
+    let first = config
+        .targets
+        .ranges()
+        .next()
+        .expect("a target set is never empty here")
+        .first();
+    let (ifindex, _, _) = route::route_to(first).map_err(ScanError::Route)?;
+    let (ifname, _) = route::interface(ifindex).map_err(ScanError::Route)?;
+    let mut sources: Vec<IpAddr> = Vec::new();
+    for r in config.targets.ranges() {
+        let (i, _, s) = route::route_to(r.first()).map_err(ScanError::Route)?;
+        if i != ifindex {
+            let (other, _) = route::interface(i).map_err(ScanError::Route)?;
+            return Err(ScanError::Interfaces(vec![ifname.clone(), other]));
+        }
+        if !sources.contains(&s) {
+            sources.push(s);
+        }
+    }
+
+    let shared = Arc::new(Shared {
+        replies: Mutex::new(HashMap::new()),
+        first_sent: Mutex::new(HashMap::new()),
+        pcap: match pcap {
+            Some(f) => Some(Mutex::new(
+                PcapWriter::new(std::io::BufWriter::new(f), LINKTYPE_RAW, 65535)
+                    .map_err(|e| ScanError::Io("cannot write the pcap", e))?,
+            )),
+            None => None,
+        },
+        ndjson: ndjson.map(Mutex::new),
+        received: AtomicU64::new(0),
+        matched: AtomicU64::new(0),
+        invalid: AtomicU64::new(0),
+        duplicates: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+    });
+
+    let mut sniffer = Sniffer::open(ifindex, &sources, Duration::from_millis(50))
+        .map_err(|e| ScanError::Io("cannot open the sniffer (sonde needs CAP_NET_RAW)", e))?;
+    let receiver = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("sonde-sniff".into())
+            .spawn(move || {
+                let mut frame = vec![0u8; 65536];
+                while !shared.stop.load(Ordering::Relaxed) {
+                    let Ok(Some(f)) = sniffer.next(&mut frame) else {
+                        continue;
+                    };
+                    let ip = f.get(14..).unwrap_or(&[]);
+                    let at = now_nanos();
+                    shared.received.fetch_add(1, Ordering::Relaxed);
+                    if let Some(p) = &shared.pcap {
+                        let _ = p.lock().expect("pcap lock").write(at, ip);
+                    }
+                    match classify(ip, &key) {
+                        Classified::Reply(r) => record(&shared, r, at),
+                        Classified::Invalid(_) => {
+                            shared.invalid.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Classified::Unrelated => {}
+                    }
+                }
+                sniffer.stats().unwrap_or_default()
+            })
+            .map_err(|e| ScanError::Io("cannot start the receiving thread", e))?
+    };
+
+    let mut frames = RawSender::open(ifindex)
+        .map_err(|e| ScanError::Io("cannot open the raw sender (sonde needs CAP_NET_RAW)", e))?;
+    let mut kernel =
+        RawIpSender::open().map_err(|e| ScanError::Io("cannot open the raw IP sender", e))?;
+    let mut counters = Counters::default();
+    let mut buf = Vec::with_capacity(128);
+    let mut probes = 0u64;
+    let outcome: Result<(), ScanError> = (|| {
+        for pass in 0..=config.retries {
+            for (kind, space) in &spaces {
+                let order = Permutation::new(
+                    space.len(),
+                    config.seed ^ (*kind as u64).wrapping_mul(0x9e37_79b9),
+                );
+                let mut walk = config.shard.walk(&order).peekable();
+                while walk.peek().is_some() {
+                    let mut batch = gate.reserve(gate.burst()).map_err(ScanError::Refused)?;
+                    while batch.remaining() > 0 {
+                        let Some(i) = walk.next() else { break };
+                        let (target, port) = space.get(i);
+                        let k: Key = (target, port, *kind);
+                        if pass == 0 {
+                            probes += 1;
+                        } else if shared
+                            .replies
+                            .lock()
+                            .expect("replies lock")
+                            .contains_key(&k)
+                        {
+                            continue;
+                        } else {
+                            counters.retried += 1;
+                        }
+                        let permit = batch
+                            .permit(target, port, *kind)
+                            .map_err(ScanError::Refused)?;
+                        let path = path_for(target)?;
+                        let source = match &path {
+                            Path::Frame(hop) => hop.source,
+                            Path::Kernel { source } => *source,
+                        };
+                        let marks = key.marks(source, target, port.unwrap_or(0), *kind);
+                        let probe = Probe {
+                            kind: *kind,
+                            src: source,
+                            dst: target,
+                            port,
+                        };
+                        build(
+                            &mut buf,
+                            &probe,
+                            &marks,
+                            &config.template,
+                            Some(&config.dns_question),
+                        )
+                        .map_err(|e| {
+                            ScanError::Io(
+                                "cannot build a probe",
+                                std::io::Error::other(e.to_string()),
+                            )
+                        })?;
+                        shared
+                            .first_sent
+                            .lock()
+                            .expect("sent lock")
+                            .entry(k)
+                            .or_insert_with(Instant::now);
+                        if let Some(p) = &shared.pcap {
+                            let _ = p.lock().expect("pcap lock").write(now_nanos(), &buf);
+                        }
+                        match &path {
+                            Path::Frame(hop) => frames.queue(permit, hop, &buf).map_err(|r| {
+                                ScanError::Io("sender", std::io::Error::other(r.to_string()))
+                            })?,
+                            Path::Kernel { .. } => {
+                                kernel
+                                    .send(permit, &buf)
+                                    .map_err(|r| {
+                                        ScanError::Io(
+                                            "sender",
+                                            std::io::Error::other(r.to_string()),
+                                        )
+                                    })?
+                                    .map_err(|e| ScanError::Io("cannot send", e))?;
+                                counters.sent_via_kernel += 1;
+                            }
+                        }
+                    }
+                    frames
+                        .flush()
+                        .map_err(|e| ScanError::Io("cannot send", e))?;
+                }
+            }
+            // Give replies to this pass time before deciding what to retry.
+            if pass < config.retries {
+                std::thread::sleep(config.wait.min(Duration::from_secs(1)));
+            }
+        }
+        Ok(())
+    })();
+    // Cooldown for late replies, then stop the receiver: also after an error,
+    // so whatever was captured is kept.
+    if outcome.is_ok() {
+        std::thread::sleep(config.wait);
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    let sniffer_stats = receiver.join().unwrap_or_default();
+    if let Some(p) = &shared.pcap {
+        p.lock()
+            .expect("pcap lock")
+            .flush()
+            .map_err(|e| ScanError::Io("cannot write the pcap", e))?;
+    }
+    if let Some(n) = &shared.ndjson {
+        let _ = n.lock().expect("ndjson lock").flush();
+    }
+    outcome?;
+
+    counters.sent = frames.sent + kernel.sent;
+    counters.received = shared.received.load(Ordering::Relaxed);
+    counters.matched = shared.matched.load(Ordering::Relaxed);
+    counters.invalid = shared.invalid.load(Ordering::Relaxed);
+    counters.duplicates = shared.duplicates.load(Ordering::Relaxed);
+    counters.kernel_drops = sniffer_stats.dropped;
+    let mut results: Vec<ScanResult> = shared
+        .replies
+        .lock()
+        .expect("replies lock")
+        .values()
+        .cloned()
+        .collect();
+    results.sort_by_key(|r| (r.target, r.port, r.probe));
+    let mut unanswered = HashMap::new();
+    for (kind, space) in &spaces {
+        let answered = results.iter().filter(|r| r.probe == *kind).count() as u64;
+        let mine = space.len().div_ceil(config.shard.count).min(space.len());
+        unanswered.insert(*kind, mine.saturating_sub(answered));
+    }
+    Ok(ScanOutcome {
+        results,
+        counters,
+        sniffer: sniffer_stats,
+        unanswered,
+        probes,
+    })
+}
+
+fn record(shared: &Shared, r: Reply, at: i64) {
+    let k: Key = (r.target, r.port, r.kind);
+    let mut replies = shared.replies.lock().expect("replies lock");
+    if replies.contains_key(&k) {
+        shared.duplicates.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    shared.matched.fetch_add(1, Ordering::Relaxed);
+    let rtt_us = shared
+        .first_sent
+        .lock()
+        .expect("sent lock")
+        .get(&k)
+        .map_or(0, |t| t.elapsed().as_micros() as u64);
+    let result = ScanResult {
+        target: r.target,
+        port: r.port,
+        probe: r.kind,
+        verdict: r.verdict,
+        ttl: r.ttl,
+        rtt_us,
+        time: crate::analyze::stats::timestamp(at),
+    };
+    if let Some(n) = &shared.ndjson
+        && let Ok(line) = serde_json::to_string(&result)
+    {
+        let _ = writeln!(n.lock().expect("ndjson lock"), "{line}");
+    }
+    replies.insert(k, result);
+}

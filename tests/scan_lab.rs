@@ -1,0 +1,133 @@
+//! `scan::run` in the lab against the ground truth: a /24 of routed hosts,
+//! on-link hosts and IPv6 hosts; SYN to open, closed and filtered ports,
+//! ICMP echo, DNS to dnsmasq.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use sonde::probe::{DnsQuestion, ProbeTemplate, Verdict};
+use sonde::scan::{ScanConfig, run};
+use sonde::scope::{ProbeKind, Scope, ScopeGate};
+use sonde::target::index::Shard;
+use sonde::target::{AddrRange, IpSet, PortSet};
+use support::lab::*;
+
+fn cidr(s: &str) -> AddrRange {
+    let (b, p) = s.split_once('/').unwrap();
+    AddrRange::cidr(b.parse().unwrap(), p.parse().unwrap()).unwrap()
+}
+
+fn gate(rate: f64) -> ScopeGate {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scopes/lab.toml")).unwrap();
+    ScopeGate::new(Scope::from_toml(&text, "lab.toml").unwrap(), Some(rate)).unwrap()
+}
+
+#[test]
+fn syn_icmp_and_dns_results_equal_the_ground_truth_at_1000_pps() {
+    let lab = Lab::new();
+    let truth = lab.truth.clone();
+    let targets: IpSet = [
+        cidr("198.18.1.0/24"),
+        cidr("198.18.0.10/31"),
+        cidr("2001:db8:1::/123"),
+    ]
+    .into_iter()
+    .collect();
+    let ports = PortSet::parse("22,23,80,8080,8081,3306").unwrap();
+    let config = ScanConfig {
+        targets: targets.clone(),
+        ports: ports.clone(),
+        kinds: vec![ProbeKind::Syn, ProbeKind::Icmp],
+        dns_question: DnsQuestion {
+            name: DNS_NAME.into(),
+            qtype: 1,
+        },
+        dns_port: 53,
+        retries: 1,
+        wait: Duration::from_secs(1),
+        seed: 7,
+        shard: Shard::WHOLE,
+        template: ProbeTemplate::default(),
+    };
+    let outcome = lab.in_scanner(move || run(&config, &gate(1000.0), None, None).unwrap());
+    let mut got: BTreeMap<(IpAddr, Option<u16>, ProbeKind), Verdict> = BTreeMap::new();
+    for r in &outcome.results {
+        got.insert((r.target, r.port, r.probe), r.verdict);
+    }
+    let mut checked = 0;
+    for range in targets.ranges() {
+        for i in 0..range.len() {
+            let ip = range.nth(i).unwrap();
+            for port in ports.iter() {
+                let v = got.get(&(ip, Some(port), ProbeKind::Syn));
+                match truth.tcp(ip, port) {
+                    PortState::Open => assert_eq!(v, Some(&Verdict::Open), "{ip}:{port}"),
+                    PortState::Closed => assert_eq!(v, Some(&Verdict::Closed), "{ip}:{port}"),
+                    PortState::Filtered => assert!(
+                        v.is_none() || matches!(v, Some(Verdict::Filtered { .. })),
+                        "{ip}:{port}: {v:?}"
+                    ),
+                }
+                checked += 1;
+            }
+            let up = got.get(&(ip, None, ProbeKind::Icmp));
+            assert_eq!(
+                up == Some(&Verdict::Up),
+                truth.answers_ping(ip),
+                "{ip} ping: {up:?}"
+            );
+        }
+    }
+    assert!(checked > 256 * 6, "{checked}");
+    assert_eq!(outcome.counters.invalid, 0);
+    assert_eq!(outcome.counters.kernel_drops, 0);
+    assert_eq!(
+        outcome.probes,
+        targets.ranges().map(|r| r.len() as u64).sum::<u64>() * 7
+    );
+}
+
+#[test]
+fn dns_probes_get_the_lab_resolver_answer() {
+    let lab = Lab::new();
+    let targets: IpSet = [
+        AddrRange::single(IpAddr::V4(DNS_SERVER_V4)),
+        AddrRange::single(IpAddr::V6(DNS_SERVER_V6)),
+    ]
+    .into_iter()
+    .collect();
+    let config = ScanConfig {
+        targets,
+        ports: PortSet::single(53),
+        kinds: vec![ProbeKind::Dns],
+        dns_question: DnsQuestion {
+            name: DNS_NAME.into(),
+            qtype: 1,
+        },
+        dns_port: 53,
+        retries: 1,
+        wait: Duration::from_millis(500),
+        seed: 1,
+        shard: Shard::WHOLE,
+        template: ProbeTemplate::default(),
+    };
+    let outcome = lab.in_scanner(move || run(&config, &gate(100.0), None, None).unwrap());
+    assert_eq!(outcome.results.len(), 2, "{:?}", outcome.results);
+    for r in &outcome.results {
+        assert!(
+            matches!(
+                r.verdict,
+                Verdict::DnsAnswer {
+                    rcode: 0,
+                    answers: 1,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+    }
+}
