@@ -1,6 +1,7 @@
 //! Command-line definitions (clap) and their translation into library calls.
 
 mod analyze;
+mod scan;
 mod scope;
 mod targets;
 
@@ -29,8 +30,10 @@ pub enum Command {
     /// Work with scope files: the authorization every packet needs.
     #[command(subcommand)]
     Scope(scope::ScopeCommand),
-    /// Analyze pcap/pcapng captures into a JSON report (statistics so far).
+    /// Analyze pcap/pcapng captures into a JSON report.
     Analyze(analyze::AnalyzeArgs),
+    /// Scan what a scope file authorizes: SYN, ICMP echo and DNS probes, with evidence.
+    Scan(scan::ScanArgs),
 }
 
 /// nmap spells some options with one dash and two letters (`-iL`); clap
@@ -77,6 +80,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
     match cli.command {
         Command::Scope(cmd) => scope::run(cmd, out),
         Command::Analyze(args) => analyze::run(args, out),
+        Command::Scan(args) => scan::run_scan(args, out),
     }
 }
 

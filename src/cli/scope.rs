@@ -137,7 +137,7 @@ fn check(args: CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
 /// Judge a range against a whole port list. The decision can change only
 /// where some rule's port list starts or ends, so one port per segment
 /// between those boundaries stands for the segment.
-fn judge(
+pub(crate) fn judge(
     gate: &ScopeGate,
     range: &crate::target::AddrRange,
     ports: Option<&PortSet>,

@@ -1,0 +1,315 @@
+//! `sonde scan --scope FILE [TARGETS]...`
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::scope::{judge, load_scope};
+use super::targets::TargetArgs;
+use super::write_err;
+use crate::error::{Error, exit};
+use crate::probe::{DnsQuestion, ProbeTemplate};
+use crate::scan::{ScanConfig, ScanResult, run};
+use crate::scope::{Decision, ProbeKind, ScopeGate};
+use crate::target::index::Shard;
+use crate::target::{IpSet, PortSet, SystemResolver};
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// The scope file that authorizes this scan (TOML, see docs/scope-format.md).
+    #[arg(long, value_name = "FILE")]
+    pub scope: PathBuf,
+
+    #[command(flatten)]
+    pub targets: TargetArgs,
+
+    /// Probe kinds, comma-separated: syn, icmp, dns.
+    #[arg(long = "probe", value_name = "KINDS", default_value = "syn")]
+    pub probe: String,
+
+    /// Packets per second (default: the lower of 1000 and the scope's max_rate).
+    #[arg(long, value_name = "PPS")]
+    pub rate: Option<f64>,
+
+    /// Extra passes for probes that got no reply.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub retries: u32,
+
+    /// Seconds to wait for late replies after the last probe.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub wait: f64,
+
+    /// Seed of the probe order (default: random); the same seed, the same order.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// This machine's share of the scan: I/N (1 <= I <= N), no overlap, no gap.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+
+    /// DNS probes' question, NAME[:TYPE] (default example.com:A).
+    #[arg(long = "dns-query", value_name = "NAME[:TYPE]")]
+    pub dns_query: Option<String>,
+
+    /// Write every probe and reply to this pcap file.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+
+    /// Write the final JSON report here.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// Write each result as a JSON line as it arrives ('-' for standard output).
+    #[arg(long, value_name = "FILE|-")]
+    pub ndjson: Option<String>,
+}
+
+fn parse_dns_query(s: &str) -> Result<DnsQuestion, Error> {
+    let (name, qtype) = s.rsplit_once(':').unwrap_or((s, "A"));
+    let qtype = match qtype.to_ascii_uppercase().as_str() {
+        "A" => 1,
+        "NS" => 2,
+        "CNAME" => 5,
+        "SOA" => 6,
+        "PTR" => 12,
+        "MX" => 15,
+        "TXT" => 16,
+        "AAAA" => 28,
+        "ANY" => 255,
+        other => other.parse().map_err(|_| {
+            Error::usage(
+                format!("unknown DNS query type {other:?} in --dns-query {s:?}"),
+                "types: A, AAAA, NS, MX, TXT, SOA, PTR, CNAME, ANY or a number",
+            )
+        })?,
+    };
+    Ok(DnsQuestion {
+        name: name.to_string(),
+        qtype,
+    })
+}
+
+#[derive(Serialize)]
+struct HostReport<'a> {
+    address: String,
+    results: Vec<&'a ScanResult>,
+}
+
+pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    let started = crate::analyze::stats::timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64),
+    );
+    let file = load_scope(&args.scope)?;
+    let kinds: Vec<ProbeKind> = args
+        .probe
+        .split(',')
+        .map(|k| {
+            k.parse()
+                .map_err(|m: String| Error::usage(m, "--probe syn,icmp,dns"))
+        })
+        .collect::<Result<_, _>>()?;
+    let question = parse_dns_query(args.dns_query.as_deref().unwrap_or("example.com:A"))?;
+    let shard = match &args.shard {
+        Some(s) => Shard::parse(s)
+            .map_err(|m| Error::usage(m, "--shard 1/4 scans the first of four shares"))?,
+        None => Shard::WHOLE,
+    };
+    // The gate refuses a rate above the ceiling and a closed window.
+    let gate = ScopeGate::new(file.scope.clone(), args.rate).map_err(Error::from)?;
+    let scope = gate.scope();
+
+    // Targets: as given, or everything the scope allows for every kind asked.
+    let given = args.targets.resolve(&SystemResolver, false)?;
+    let targets: IpSet = if given.is_empty() {
+        let mut all = scope.allowed_addresses(kinds[0]);
+        for k in &kinds[1..] {
+            let other = scope.allowed_addresses(*k);
+            let mut not_other = all.clone();
+            not_other.subtract(&other);
+            all.subtract(&not_other);
+        }
+        all
+    } else {
+        given.iter().map(|t| t.target.range).collect()
+    };
+    if targets.is_empty() {
+        return Err(Error::usage(
+            "nothing to scan: no targets given and the scope allows none for these probe kinds",
+            "name targets, or check the scope with sonde scope check",
+        ));
+    }
+    let ports = match args.targets.port_set()? {
+        Some(p) => p,
+        None => {
+            let allowed = scope.allowed_ports(ProbeKind::Syn);
+            if allowed.len() < 65_535 {
+                allowed
+            } else {
+                PortSet::top(1000).expect("1000 is within the list")
+            }
+        }
+    };
+
+    // Refuse anything out of scope before a single packet is sent.
+    let mut refusals = Vec::new();
+    for kind in &kinds {
+        for range in targets.ranges() {
+            let port_list = match kind {
+                ProbeKind::Syn => Some(ports.clone()),
+                ProbeKind::Dns => Some(PortSet::single(53)),
+                ProbeKind::Icmp => None,
+            };
+            if let Decision::Refused(r) = judge(
+                &gate,
+                &range,
+                port_list.as_ref(),
+                *kind,
+                &range.to_string(),
+                gate.now(),
+            ) {
+                refusals.push(r);
+            }
+        }
+    }
+    if !refusals.is_empty() {
+        return Err(Error::Refused(refusals));
+    }
+
+    // Open every output before the first packet.
+    let create = |p: &PathBuf, what: &str| {
+        std::fs::File::create(p)
+            .map_err(|e| Error::runtime(format!("cannot create {what} {}", p.display()), e))
+    };
+    let pcap = args.pcap.as_ref().map(|p| create(p, "pcap")).transpose()?;
+    let mut report_file = args
+        .report
+        .as_ref()
+        .map(|p| create(p, "report"))
+        .transpose()?;
+    let ndjson: Option<Box<dyn Write + Send>> = match args.ndjson.as_deref() {
+        None => None,
+        Some("-") => Some(Box::new(std::io::stdout())),
+        Some(p) => Some(Box::new(std::io::BufWriter::new(create(
+            &PathBuf::from(p),
+            "NDJSON file",
+        )?))),
+    };
+
+    let config = ScanConfig {
+        targets: targets.clone(),
+        ports: ports.clone(),
+        kinds: kinds.clone(),
+        dns_question: question.clone(),
+        dns_port: 53,
+        retries: args.retries,
+        wait: Duration::from_secs_f64(args.wait.max(0.0)),
+        seed: args.seed.unwrap_or_else(rand::random),
+        shard,
+        template: ProbeTemplate::default(),
+    };
+    let outcome = run(&config, &gate, pcap, ndjson).map_err(|e| match e {
+        crate::scan::ScanError::Refused(r) => Error::Refused(vec![r]),
+        other => Error::Runtime {
+            context: "scan failed".into(),
+            source: Some(Box::new(other)),
+        },
+    })?;
+    let finished = crate::analyze::stats::timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64),
+    );
+
+    let mut hosts: Vec<HostReport> = Vec::new();
+    for r in &outcome.results {
+        match hosts.last_mut() {
+            Some(h) if h.address == r.target.to_string() => h.results.push(r),
+            _ => hosts.push(HostReport {
+                address: r.target.to_string(),
+                results: vec![r],
+            }),
+        }
+    }
+    let e = &scope.engagement;
+    let report = serde_json::json!({
+        "sonde_version": env!("CARGO_PKG_VERSION"),
+        "command": std::env::args().collect::<Vec<_>>(),
+        "started": started,
+        "finished": finished,
+        "scope": {
+            "path": file.path.display().to_string(),
+            "sha256": file.sha256,
+            "engagement_id": e.id,
+            "authorized_by": e.authorized_by,
+            "not_before": crate::scope::gate_time(e.not_before),
+            "not_after": crate::scope::gate_time(e.not_after),
+        },
+        "parameters": {
+            "targets": targets.ranges().map(|r| r.to_string()).collect::<Vec<_>>(),
+            "ports": ports.to_string(),
+            "probes": kinds,
+            "rate": gate.rate(),
+            "retries": config.retries,
+            "wait_seconds": config.wait.as_secs_f64(),
+            "seed": config.seed,
+            "shard": format!("{}/{}", shard.index + 1, shard.count),
+            "dns_query": format!("{}:{}", question.name, question.qtype),
+        },
+        "counters": outcome.counters,
+        "probes": outcome.probes,
+        "unanswered": outcome.unanswered.iter().map(|(k, v)| (k.name(), *v)).collect::<std::collections::BTreeMap<_, _>>(),
+        "hosts": hosts,
+    });
+    if let Some(f) = report_file.as_mut() {
+        let mut text = serde_json::to_vec_pretty(&report)
+            .map_err(|e| Error::runtime("cannot encode the report", e))?;
+        text.push(b'\n');
+        f.write_all(&text)
+            .map_err(|e| Error::runtime("cannot write the report", e))?;
+    }
+    if args.ndjson.as_deref() != Some("-") {
+        let c = &outcome.counters;
+        writeln!(
+            out,
+            "scanned {} probes ({} sent, {} replies, {} invalid, {} kernel drops) under {} ({})",
+            outcome.probes,
+            c.sent,
+            c.matched,
+            c.invalid,
+            c.kernel_drops,
+            e.id,
+            file.path.display()
+        )
+        .map_err(write_err)?;
+        for h in &hosts {
+            let open: Vec<String> = h
+                .results
+                .iter()
+                .filter(|r| matches!(r.verdict, crate::probe::Verdict::Open))
+                .filter_map(|r| r.port.map(|p| p.to_string()))
+                .collect();
+            let up = h
+                .results
+                .iter()
+                .any(|r| matches!(r.verdict, crate::probe::Verdict::Up));
+            writeln!(
+                out,
+                "{}: {}{}",
+                h.address,
+                if open.is_empty() {
+                    "no open ports".to_string()
+                } else {
+                    format!("open {}", open.join(","))
+                },
+                if up { "; answers ping" } else { "" }
+            )
+            .map_err(write_err)?;
+        }
+    }
+    Ok(exit::OK)
+}

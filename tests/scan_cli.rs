@@ -1,0 +1,238 @@
+//! `sonde scan` through the binary, in the lab: results, NDJSON, report,
+//! a pcap tshark reads back, refusals before anything is sent, and a
+//! capture in the target namespace proving out-of-scope hosts got nothing.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::lab::*;
+
+fn sonde_in(lab: &Lab, args: &[&str]) -> (i32, String, String) {
+    let out = lab
+        .scanner_command(env!("CARGO_BIN_EXE_sonde"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn tshark_count(pcap: &std::path::Path, filter: &str) -> usize {
+    let out = Command::new("tshark")
+        .args(["-r", pcap.to_str().unwrap(), "-Y", filter])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn scan_writes_results_ndjson_report_and_evidence() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (pcap, report, ndjson) = (
+        dir.path().join("scan.pcap"),
+        dir.path().join("report.json"),
+        dir.path().join("results.ndjson"),
+    );
+    let (code, out, err) = sonde_in(
+        &lab,
+        &[
+            "scan",
+            "--scope",
+            "scopes/lab.toml",
+            "198.18.1.10",
+            "198.18.1.205",
+            "2001:db8:1::10",
+            "-p",
+            "22,23,80,8081",
+            "--probe",
+            "syn,icmp",
+            "--rate",
+            "2000",
+            "--wait",
+            "1",
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--ndjson",
+            ndjson.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("198.18.1.10: open 22,80; answers ping"),
+        "{out}"
+    );
+    assert!(
+        out.contains("2001:db8:1::10: open 22,80; answers ping"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("198.18.1.205"),
+        "a down host has no results: {out}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["scope"]["engagement_id"], "LAB-0001");
+    assert_eq!(r["scope"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(r["probes"], 3 * 5);
+    let states: Vec<String> = r["hosts"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| format!("{}:{}", x["port"], x["state"]))
+        .collect();
+    assert!(
+        states.contains(&"22:\"open\"".to_string())
+            && states.contains(&"23:\"closed\"".to_string()),
+        "{states:?}"
+    );
+    let lines = std::fs::read_to_string(&ndjson).unwrap();
+    let matched = r["counters"]["matched"].as_u64().unwrap();
+    assert_eq!(lines.lines().count() as u64, matched);
+    // The evidence: every probe sent and every packet captured, readable by tshark.
+    let sent = r["counters"]["sent"].as_u64().unwrap() as usize;
+    let received = r["counters"]["received"].as_u64().unwrap() as usize;
+    assert_eq!(
+        tshark_count(&pcap, "ip.src==198.18.0.2 || ipv6.src==2001:db8::2"),
+        sent
+    );
+    assert_eq!(
+        tshark_count(&pcap, "ip.dst==198.18.0.2 || ipv6.dst==2001:db8::2"),
+        received
+    );
+}
+
+#[test]
+fn out_of_scope_targets_are_refused_and_receive_nothing() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let scope = dir.path().join("half.toml");
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scopes/lab.toml")).unwrap();
+    std::fs::write(
+        &scope,
+        text.replace(
+            "targets = [\"198.18.0.0/15\", \"2001:db8::/32\"]",
+            "targets = [\"198.18.1.0/25\"]",
+        ),
+    )
+    .unwrap();
+    let s = scope.to_str().unwrap();
+    // capture on the target side for the whole test
+    let capture = dir.path().join("target-side.pcap");
+    let mut tshark = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.target_ns,
+            "tshark",
+            "-q",
+            "-i",
+            "vt",
+            "-w",
+            capture.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // tshark creates the file once it captures; wait for that, not a guess.
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&capture).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "tshark did not start capturing"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, _, err) = sonde_in(
+        &lab,
+        &[
+            "scan",
+            "--scope",
+            s,
+            "198.18.1.0/24",
+            "-p",
+            "80",
+            "--wait",
+            "0.5",
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("198.18.1.0/24")
+            && err.contains("outside every allow rule")
+            && err.contains("198.18.1.128"),
+        "{err}"
+    );
+    let (code, _, err) = sonde_in(
+        &lab,
+        &[
+            "scan",
+            "--scope",
+            s,
+            "198.18.1.0/25",
+            "-p",
+            "80",
+            "--rate",
+            "5000",
+            "--wait",
+            "0.5",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = sonde_in(
+        &lab,
+        &[
+            "scan",
+            "--scope",
+            s,
+            "198.18.1.1",
+            "-p",
+            "80",
+            "--rate",
+            "5000000",
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("above the scope's ceiling"), "{err}");
+    let (code, _, err) = sonde_in(
+        &lab,
+        &[
+            "scan",
+            "--scope",
+            s,
+            "198.18.1.1",
+            "-p",
+            "80",
+            "--pcap",
+            "/nonexistent/dir/x.pcap",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = Command::new("kill")
+        .args(["-INT", &tshark.id().to_string()])
+        .status();
+    let _ = tshark.wait();
+    let to_in_scope = tshark_count(&capture, "ip.dst==198.18.1.0/25 && tcp.dstport==80");
+    let to_out_of_scope = tshark_count(&capture, "ip.dst==198.18.1.128/25");
+    assert!(
+        to_in_scope >= 120,
+        "the allowed scan should show on the wire: {to_in_scope}"
+    );
+    assert_eq!(to_out_of_scope, 0, "packets reached out-of-scope addresses");
+}
