@@ -101,16 +101,25 @@ fn scan_writes_results_ndjson_report_and_evidence() {
     let lines = std::fs::read_to_string(&ndjson).unwrap();
     let matched = r["counters"]["matched"].as_u64().unwrap();
     assert_eq!(lines.lines().count() as u64, matched);
-    // The evidence: every probe sent and every packet captured, readable by tshark.
+    // The evidence: every probe sent and every reply, readable by tshark.
     let sent = r["counters"]["sent"].as_u64().unwrap() as usize;
     let received = r["counters"]["received"].as_u64().unwrap() as usize;
     assert_eq!(
         tshark_count(&pcap, "ip.src==198.18.0.2 || ipv6.src==2001:db8::2"),
         sent
     );
+    // Every matched reply is in the evidence; traffic to us from others
+    // (the gateway's neighbour solicitations) is counted but not recorded.
+    let replies = tshark_count(&pcap, "ip.dst==198.18.0.2 || ipv6.dst==2001:db8::2");
+    assert!(
+        replies as u64 >= matched && replies <= received,
+        "{replies} recorded, {matched} matched, {received} received"
+    );
+    let third_party = "(ip.dst==198.18.0.2 && !(ip.src==198.18.1.10 || ip.src==198.18.1.205)) || (ipv6.dst==2001:db8::2 && ipv6.src!=2001:db8:1::10)";
     assert_eq!(
-        tshark_count(&pcap, "ip.dst==198.18.0.2 || ipv6.dst==2001:db8::2"),
-        received
+        tshark_count(&pcap, third_party),
+        0,
+        "third-party traffic in the evidence"
     );
 }
 

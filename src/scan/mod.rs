@@ -55,8 +55,10 @@ pub struct ScanResult {
     #[serde(flatten)]
     pub verdict: Verdict,
     pub ttl: u8,
-    /// Microseconds from the first probe of this target/port to the reply.
-    pub rtt_us: u64,
+    /// Microseconds from the first probe of this target/port to the reply
+    /// (kept for the first 100,000 probes of a scan).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_us: Option<u64>,
     /// When the reply was captured (RFC 3339).
     pub time: String,
 }
@@ -113,6 +115,9 @@ impl std::fmt::Display for ScanError {
 impl std::error::Error for ScanError {}
 
 type Key = (IpAddr, Option<u16>, ProbeKind);
+
+/// Probes whose send time is kept for `rtt_us` (later ones report none).
+const MAX_TIMED_PROBES: usize = 100_000;
 
 /// Where a probe for one target goes.
 #[derive(Clone)]
@@ -223,21 +228,37 @@ pub fn run(
         .map_err(|e| ScanError::Io("cannot open the sniffer (sonde needs CAP_NET_RAW)", e))?;
     let receiver = {
         let shared = shared.clone();
+        let targets = config.targets.clone();
         std::thread::Builder::new()
             .name("sonde-sniff".into())
             .spawn(move || {
                 let mut frame = vec![0u8; 65536];
+                let mut flushed = Instant::now();
                 while !shared.stop.load(Ordering::Relaxed) {
+                    if flushed.elapsed() >= Duration::from_millis(500) {
+                        // Evidence reaches the disk as the scan goes.
+                        if let Some(p) = &shared.pcap {
+                            let _ = p.lock().expect("pcap lock").flush();
+                        }
+                        flushed = Instant::now();
+                    }
                     let Ok(Some(f)) = sniffer.next(&mut frame) else {
                         continue;
                     };
                     let ip = f.get(14..).unwrap_or(&[]);
                     let at = now_nanos();
                     shared.received.fetch_add(1, Ordering::Relaxed);
-                    if let Some(p) = &shared.pcap {
+                    let verdict = classify(ip, &key);
+                    // The evidence keeps packets from the targets and anything about
+                    // our probes (ICMP errors from routers); other traffic to us is
+                    // counted, not recorded.
+                    let from_target = source_of(ip).is_some_and(|s| targets.contains(s));
+                    if let Some(p) = &shared.pcap
+                        && (from_target || !matches!(verdict, Classified::Unrelated))
+                    {
                         let _ = p.lock().expect("pcap lock").write(at, ip);
                     }
-                    match classify(ip, &key) {
+                    match verdict {
                         Classified::Reply(r) => record(&shared, r, at),
                         Classified::Invalid(_) => {
                             shared.invalid.fetch_add(1, Ordering::Relaxed);
@@ -311,12 +332,14 @@ pub fn run(
                                 std::io::Error::other(e.to_string()),
                             )
                         })?;
-                        shared
-                            .first_sent
-                            .lock()
-                            .expect("sent lock")
-                            .entry(k)
-                            .or_insert_with(Instant::now);
+                        {
+                            // Send times for round-trip times, kept for a bounded number
+                            // of probes: memory must not grow with the scan.
+                            let mut sent = shared.first_sent.lock().expect("sent lock");
+                            if sent.len() < MAX_TIMED_PROBES {
+                                sent.entry(k).or_insert_with(Instant::now);
+                            }
+                        }
                         if let Some(p) = &shared.pcap {
                             let _ = p.lock().expect("pcap lock").write(now_nanos(), &buf);
                         }
@@ -342,6 +365,13 @@ pub fn run(
                         .flush()
                         .map_err(|e| ScanError::Io("cannot send", e))?;
                 }
+            }
+            // The pass's probes reach the disk before its replies are waited for.
+            if let Some(p) = &shared.pcap {
+                p.lock()
+                    .expect("pcap lock")
+                    .flush()
+                    .map_err(|e| ScanError::Io("cannot write the pcap", e))?;
             }
             // Give replies to this pass time before deciding what to retry.
             if pass < config.retries {
@@ -397,6 +427,15 @@ pub fn run(
     })
 }
 
+/// The source address of an IP packet.
+fn source_of(ip: &[u8]) -> Option<IpAddr> {
+    match ip.first()? >> 4 {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(ip.get(12..16)?).ok()?)),
+        6 => Some(IpAddr::from(<[u8; 16]>::try_from(ip.get(8..24)?).ok()?)),
+        _ => None,
+    }
+}
+
 fn record(shared: &Shared, r: Reply, at: i64) {
     let k: Key = (r.target, r.port, r.kind);
     let mut replies = shared.replies.lock().expect("replies lock");
@@ -410,7 +449,7 @@ fn record(shared: &Shared, r: Reply, at: i64) {
         .lock()
         .expect("sent lock")
         .get(&k)
-        .map_or(0, |t| t.elapsed().as_micros() as u64);
+        .map(|t| t.elapsed().as_micros() as u64);
     let result = ScanResult {
         target: r.target,
         port: r.port,
