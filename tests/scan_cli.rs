@@ -245,3 +245,89 @@ fn out_of_scope_targets_are_refused_and_receive_nothing() {
     );
     assert_eq!(to_out_of_scope, 0, "packets reached out-of-scope addresses");
 }
+
+/// Ctrl-C: the first signal stops sending and still writes a valid pcap,
+/// NDJSON and a report marked interrupted; a second exits at once with the
+/// pcap whole up to its last record.
+#[test]
+fn interrupting_a_scan_keeps_valid_evidence() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, signals: usize| {
+        let (pcap, report, ndjson) = (
+            dir.path().join(format!("{name}.pcap")),
+            dir.path().join(format!("{name}.json")),
+            dir.path().join(format!("{name}.ndjson")),
+        );
+        // 254 hosts x 40 ports at 2,000 pps: about 5 s of sending
+        let mut child = lab
+            .scanner_command(env!("CARGO_BIN_EXE_sonde"))
+            .args([
+                "scan",
+                "--scope",
+                "scopes/lab.toml",
+                "198.18.1.0/24",
+                "-p",
+                "1-40",
+                "--rate",
+                "2000",
+                "--wait",
+                "0.5",
+            ])
+            .args([
+                "--pcap",
+                pcap.to_str().unwrap(),
+                "--report",
+                report.to_str().unwrap(),
+                "--ndjson",
+                ndjson.to_str().unwrap(),
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let sent_at = std::time::Instant::now();
+        for _ in 0..signals {
+            // `ip netns exec` runs sonde in place of itself: the pid is sonde's
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = child.wait().unwrap();
+        (status.code(), sent_at.elapsed(), pcap, report, ndjson)
+    };
+
+    let (code, took, pcap, report, ndjson) = run("once", 1);
+    assert_eq!(code, Some(1), "an interrupted scan exits 1");
+    assert!(took < Duration::from_secs(3), "stopping took {took:?}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["interrupted"], true);
+    assert!(r["probes"].as_u64().unwrap() < 254 * 40, "{}", r["probes"]);
+    let sent = r["counters"]["sent"].as_u64().unwrap() as usize;
+    assert_eq!(
+        tshark_count(&pcap, "ip.src==198.18.0.2"),
+        sent,
+        "every probe sent is in the evidence"
+    );
+    let lines = std::fs::read_to_string(&ndjson).unwrap().lines().count() as u64;
+    assert_eq!(lines, r["counters"]["matched"].as_u64().unwrap());
+
+    let (code, took, pcap, _, _) = run("twice", 2);
+    assert_ne!(code, Some(0));
+    assert!(
+        took < Duration::from_secs(1),
+        "a second signal exits at once: {took:?}"
+    );
+    let out = Command::new("tshark")
+        .args(["-r", pcap.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !err.contains("cut short"),
+        "the pcap is whole up to its last record: {err}"
+    );
+}

@@ -53,7 +53,16 @@ fn syn_icmp_and_dns_results_equal_the_ground_truth_at_1000_pps() {
         shard: Shard::WHOLE,
         template: ProbeTemplate::default(),
     };
-    let outcome = lab.in_scanner(move || run(&config, &gate(1000.0), None, None).unwrap());
+    let outcome = lab.in_scanner(move || {
+        run(
+            &config,
+            &gate(1000.0),
+            None,
+            None,
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .unwrap()
+    });
     let mut got: BTreeMap<(IpAddr, Option<u16>, ProbeKind), Verdict> = BTreeMap::new();
     for r in &outcome.results {
         got.insert((r.target, r.port, r.probe), r.verdict);
@@ -115,7 +124,16 @@ fn dns_probes_get_the_lab_resolver_answer() {
         shard: Shard::WHOLE,
         template: ProbeTemplate::default(),
     };
-    let outcome = lab.in_scanner(move || run(&config, &gate(100.0), None, None).unwrap());
+    let outcome = lab.in_scanner(move || {
+        run(
+            &config,
+            &gate(100.0),
+            None,
+            None,
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .unwrap()
+    });
     assert_eq!(outcome.results.len(), 2, "{:?}", outcome.results);
     for r in &outcome.results {
         assert!(

@@ -2,6 +2,8 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clap::Args;
@@ -212,7 +214,15 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
         shard,
         template: ProbeTemplate::default(),
     };
-    let outcome = run(&config, &gate, pcap, ndjson).map_err(|e| match e {
+    // Ctrl-C (or SIGTERM): the first stops sending, runs the cooldown and
+    // writes everything; a second exits at once (the pcap holds whole records).
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, exit::RUNTIME, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)))
+            .map_err(|e| Error::runtime("cannot install the Ctrl-C handler", e))?;
+    }
+    let outcome = run(&config, &gate, pcap, ndjson, &stop).map_err(|e| match e {
         crate::scan::ScanError::Refused(r) => Error::Refused(vec![r]),
         other => Error::Runtime {
             context: "scan failed".into(),
@@ -260,6 +270,7 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
             "shard": format!("{}/{}", shard.index + 1, shard.count),
             "dns_query": format!("{}:{}", question.name, question.qtype),
         },
+        "interrupted": outcome.interrupted,
         "counters": outcome.counters,
         "probes": outcome.probes,
         "unanswered": outcome.unanswered.iter().map(|(k, v)| (k.name(), *v)).collect::<std::collections::BTreeMap<_, _>>(),
@@ -310,6 +321,13 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
             )
             .map_err(write_err)?;
         }
+    }
+    if outcome.interrupted {
+        eprintln!(
+            "sonde: interrupted: stopped sending after {} probes; the pcap, results and report hold everything sent and received",
+            outcome.probes
+        );
+        return Ok(exit::RUNTIME);
     }
     Ok(exit::OK)
 }

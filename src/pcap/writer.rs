@@ -1,6 +1,8 @@
 //! A pcap writer: nanosecond-resolution legacy pcap, the format tcpdump,
-//! tshark and Wireshark all read without a warning. Records are written
-//! whole, so a file cut short by a crash is valid up to its last record.
+//! tshark and Wireshark all read without a warning. Records are gathered in
+//! a buffer and handed to the underlying writer only in whole records, so a
+//! process that exits at once (a second Ctrl-C) leaves a file that is valid
+//! up to its last whole record.
 
 use std::io::{self, Write};
 
@@ -15,7 +17,12 @@ pub struct PcapWriter<W: Write> {
     out: W,
     snaplen: u32,
     records: u64,
+    /// Whole records not yet handed to `out`.
+    pending: Vec<u8>,
 }
+
+/// Records are handed over once this much is pending.
+const PENDING: usize = 64 * 1024;
 
 impl<W: Write> PcapWriter<W> {
     /// Write the file header for `linktype`; frames longer than `snaplen` are cut to it.
@@ -27,10 +34,12 @@ impl<W: Write> PcapWriter<W> {
         h[16..20].copy_from_slice(&snaplen.to_le_bytes());
         h[20..24].copy_from_slice(&linktype.to_le_bytes());
         out.write_all(&h)?;
+        out.flush()?;
         Ok(PcapWriter {
             out,
             snaplen,
             records: 0,
+            pending: Vec::with_capacity(PENDING + 2048),
         })
     }
 
@@ -43,12 +52,12 @@ impl<W: Write> PcapWriter<W> {
         h[4..8].copy_from_slice(&((ts % 1_000_000_000) as u32).to_le_bytes());
         h[8..12].copy_from_slice(&(cap as u32).to_le_bytes());
         h[12..16].copy_from_slice(&(frame.len() as u32).to_le_bytes());
-        // One buffer per record keeps a record whole even if the writer is a raw file.
-        let mut rec = Vec::with_capacity(16 + cap);
-        rec.extend_from_slice(&h);
-        rec.extend_from_slice(&frame[..cap]);
-        self.out.write_all(&rec)?;
+        self.pending.extend_from_slice(&h);
+        self.pending.extend_from_slice(&frame[..cap]);
         self.records += 1;
+        if self.pending.len() >= PENDING {
+            self.hand_over()?;
+        }
         Ok(())
     }
 
@@ -56,11 +65,21 @@ impl<W: Write> PcapWriter<W> {
         self.records
     }
 
+    fn hand_over(&mut self) -> io::Result<()> {
+        self.out.write_all(&self.pending)?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Hand every pending record to the writer and flush it.
     pub fn flush(&mut self) -> io::Result<()> {
+        self.hand_over()?;
         self.out.flush()
     }
 
-    pub fn into_inner(self) -> W {
+    /// The writer, after flushing what is pending.
+    pub fn into_inner(mut self) -> W {
+        let _ = self.flush();
         self.out
     }
 }

@@ -84,6 +84,8 @@ pub struct ScanOutcome {
     /// Probes without a reply, per kind.
     pub unanswered: HashMap<ProbeKind, u64>,
     pub probes: u64,
+    /// Sending stopped early on request (Ctrl-C); the outputs hold what was sent.
+    pub interrupted: bool,
 }
 
 /// Why a scan stopped.
@@ -129,7 +131,7 @@ enum Path {
 struct Shared {
     replies: Mutex<HashMap<Key, ScanResult>>,
     first_sent: Mutex<HashMap<Key, Instant>>,
-    pcap: Option<Mutex<PcapWriter<std::io::BufWriter<std::fs::File>>>>,
+    pcap: Option<Mutex<PcapWriter<std::fs::File>>>,
     ndjson: Option<Mutex<Box<dyn Write + Send>>>,
     received: AtomicU64,
     matched: AtomicU64,
@@ -151,6 +153,7 @@ pub fn run(
     gate: &ScopeGate,
     pcap: Option<std::fs::File>,
     ndjson: Option<Box<dyn Write + Send>>,
+    stop_sending: &AtomicBool,
 ) -> Result<ScanOutcome, ScanError> {
     let key = CookieKey::random();
     let spaces: Vec<(ProbeKind, IndexSpace)> = config
@@ -211,7 +214,7 @@ pub fn run(
         first_sent: Mutex::new(HashMap::new()),
         pcap: match pcap {
             Some(f) => Some(Mutex::new(
-                PcapWriter::new(std::io::BufWriter::new(f), LINKTYPE_RAW, 65535)
+                PcapWriter::new(f, LINKTYPE_RAW, 65535)
                     .map_err(|e| ScanError::Io("cannot write the pcap", e))?,
             )),
             None => None,
@@ -278,8 +281,9 @@ pub fn run(
     let mut counters = Counters::default();
     let mut buf = Vec::with_capacity(128);
     let mut probes = 0u64;
+    let mut probed: HashMap<ProbeKind, u64> = HashMap::new();
     let outcome: Result<(), ScanError> = (|| {
-        for pass in 0..=config.retries {
+        'passes: for pass in 0..=config.retries {
             for (kind, space) in &spaces {
                 let order = Permutation::new(
                     space.len(),
@@ -287,6 +291,10 @@ pub fn run(
                 );
                 let mut walk = config.shard.walk(&order).peekable();
                 while walk.peek().is_some() {
+                    // Checked every batch (about 10 ms of traffic).
+                    if stop_sending.load(Ordering::Relaxed) {
+                        break 'passes;
+                    }
                     let mut batch = gate.reserve(gate.burst()).map_err(ScanError::Refused)?;
                     while batch.remaining() > 0 {
                         let Some(i) = walk.next() else { break };
@@ -294,6 +302,7 @@ pub fn run(
                         let k: Key = (target, port, *kind);
                         if pass == 0 {
                             probes += 1;
+                            *probed.entry(*kind).or_insert(0u64) += 1;
                         } else if shared
                             .replies
                             .lock()
@@ -413,17 +422,25 @@ pub fn run(
         .collect();
     results.sort_by_key(|r| (r.target, r.port, r.probe));
     let mut unanswered = HashMap::new();
-    for (kind, space) in &spaces {
+    for (kind, _) in &spaces {
         let answered = results.iter().filter(|r| r.probe == *kind).count() as u64;
-        let mine = space.len().div_ceil(config.shard.count).min(space.len());
-        unanswered.insert(*kind, mine.saturating_sub(answered));
+        unanswered.insert(
+            *kind,
+            probed
+                .get(kind)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(answered),
+        );
     }
+    let interrupted = stop_sending.load(Ordering::Relaxed);
     Ok(ScanOutcome {
         results,
         counters,
         sniffer: sniffer_stats,
         unanswered,
         probes,
+        interrupted,
     })
 }
 
