@@ -331,3 +331,47 @@ fn interrupting_a_scan_keeps_valid_evidence() {
         "the pcap is whole up to its last record: {err}"
     );
 }
+
+/// The progress line appears on a terminal (a pty from `script`), not with
+/// --quiet, and not in a pipe.
+#[test]
+fn progress_line_only_on_a_terminal() {
+    let lab = Lab::new();
+    let bin = env!("CARGO_BIN_EXE_sonde");
+    let scan =
+        format!("{bin} scan --scope scopes/lab.toml 198.18.1.0/26 -p 1-50 --rate 1500 --wait 0.2");
+    let on_tty = |extra: &str| {
+        let out = lab
+            .scanner_command("script")
+            .args(["-qec", &format!("{scan} {extra}"), "/dev/null"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("script (util-linux)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = on_tty("");
+    assert!(
+        shown.contains("pps") && shown.contains("ETA") && shown.contains("% "),
+        "{shown}"
+    );
+    let quiet = on_tty("--quiet");
+    assert!(!quiet.contains("ETA"), "{quiet}");
+    let (code, out, err) = sonde_in(
+        &lab,
+        &[
+            "scan",
+            "--scope",
+            "scopes/lab.toml",
+            "198.18.1.1",
+            "-p",
+            "80",
+            "--wait",
+            "0.2",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        !err.contains("ETA") && !out.contains("ETA"),
+        "no progress line in a pipe: {err}"
+    );
+}

@@ -52,6 +52,7 @@ fn syn_icmp_and_dns_results_equal_the_ground_truth_at_1000_pps() {
         seed: 7,
         shard: Shard::WHOLE,
         template: ProbeTemplate::default(),
+        progress: false,
     };
     let outcome = lab.in_scanner(move || {
         run(
@@ -123,6 +124,7 @@ fn dns_probes_get_the_lab_resolver_answer() {
         seed: 1,
         shard: Shard::WHOLE,
         template: ProbeTemplate::default(),
+        progress: false,
     };
     let outcome = lab.in_scanner(move || {
         run(

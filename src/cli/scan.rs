@@ -67,6 +67,10 @@ pub struct ScanArgs {
     /// Write each result as a JSON line as it arrives ('-' for standard output).
     #[arg(long, value_name = "FILE|-")]
     pub ndjson: Option<String>,
+
+    /// No progress line (it is printed only when stderr is a terminal anyway).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 fn parse_dns_query(s: &str) -> Result<DnsQuestion, Error> {
@@ -213,6 +217,7 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
         seed: args.seed.unwrap_or_else(rand::random),
         shard,
         template: ProbeTemplate::default(),
+        progress: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     // Ctrl-C (or SIGTERM): the first stops sending, runs the cooldown and
     // writes everything; a second exits at once (the pcap holds whole records).

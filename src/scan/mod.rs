@@ -43,6 +43,8 @@ pub struct ScanConfig {
     pub seed: u64,
     pub shard: Shard,
     pub template: ProbeTemplate,
+    /// Print a progress line on stderr (rate, percent done, found, ETA) once a second.
+    pub progress: bool,
 }
 
 /// One result: the first valid reply to a probe.
@@ -282,6 +284,12 @@ pub fn run(
     let mut buf = Vec::with_capacity(128);
     let mut probes = 0u64;
     let mut probed: HashMap<ProbeKind, u64> = HashMap::new();
+    let total: u64 = spaces
+        .iter()
+        .map(|(_, s)| s.len().div_ceil(config.shard.count))
+        .sum();
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
     let outcome: Result<(), ScanError> = (|| {
         'passes: for pass in 0..=config.retries {
             for (kind, space) in &spaces {
@@ -294,6 +302,18 @@ pub fn run(
                     // Checked every batch (about 10 ms of traffic).
                     if stop_sending.load(Ordering::Relaxed) {
                         break 'passes;
+                    }
+                    if config.progress && last_progress.elapsed() >= Duration::from_secs(1) {
+                        last_progress = Instant::now();
+                        let secs = started.elapsed().as_secs_f64();
+                        let rate = probes as f64 / secs.max(1e-9);
+                        let found = shared.matched.load(Ordering::Relaxed);
+                        let eta = total.saturating_sub(probes) as f64 / rate.max(1.0);
+                        eprint!(
+                            "\r{:5.1}% {probes}/{total} probes, {rate:.0} pps, {found} found, ETA {eta:.0} s (pass {})   ",
+                            100.0 * probes as f64 / total.max(1) as f64,
+                            pass + 1
+                        );
                     }
                     let mut batch = gate.reserve(gate.burst()).map_err(ScanError::Refused)?;
                     while batch.remaining() > 0 {
@@ -389,6 +409,13 @@ pub fn run(
         }
         Ok(())
     })();
+    if config.progress {
+        eprintln!(
+            "\r{probes} probes sent, waiting {:.1} s for late replies{}",
+            config.wait.as_secs_f64(),
+            " ".repeat(30)
+        );
+    }
     // Cooldown for late replies, then stop the receiver: also after an error,
     // so whatever was captured is kept.
     if outcome.is_ok() {
