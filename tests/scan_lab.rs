@@ -26,8 +26,8 @@ fn gate(rate: f64) -> ScopeGate {
     ScopeGate::new(Scope::from_toml(&text, "lab.toml").unwrap(), Some(rate)).unwrap()
 }
 
-#[test]
-fn syn_icmp_and_dns_results_equal_the_ground_truth_at_1000_pps() {
+/// Scan the lab at `rate` and compare every probed port with the ground truth.
+fn ground_truth_at(rate: f64, ports: &str) {
     let lab = Lab::new();
     let truth = lab.truth.clone();
     let targets: IpSet = [
@@ -37,7 +37,7 @@ fn syn_icmp_and_dns_results_equal_the_ground_truth_at_1000_pps() {
     ]
     .into_iter()
     .collect();
-    let ports = PortSet::parse("22,23,80,8080,8081,3306").unwrap();
+    let ports = PortSet::parse(ports).unwrap();
     let config = ScanConfig {
         targets: targets.clone(),
         ports: ports.clone(),
@@ -57,7 +57,7 @@ fn syn_icmp_and_dns_results_equal_the_ground_truth_at_1000_pps() {
     let outcome = lab.in_scanner(move || {
         run(
             &config,
-            &gate(1000.0),
+            &gate(rate),
             None,
             None,
             &std::sync::atomic::AtomicBool::new(false),
@@ -97,8 +97,18 @@ fn syn_icmp_and_dns_results_equal_the_ground_truth_at_1000_pps() {
     assert_eq!(outcome.counters.kernel_drops, 0);
     assert_eq!(
         outcome.probes,
-        targets.ranges().map(|r| r.len() as u64).sum::<u64>() * 7
+        targets.ranges().map(|r| r.len() as u64).sum::<u64>() * (ports.len() as u64 + 1)
     );
+}
+
+#[test]
+fn syn_icmp_and_dns_results_equal_the_ground_truth_at_1000_pps() {
+    ground_truth_at(1000.0, "22,23,80,8080,8081,3306");
+}
+
+#[test]
+fn results_equal_the_ground_truth_at_100000_pps() {
+    ground_truth_at(100_000.0, "1-50,80,443,3306,8080,8081");
 }
 
 #[test]

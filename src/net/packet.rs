@@ -350,6 +350,13 @@ impl Sniffer {
             filter: program.as_ptr() as *mut libc::sock_filter,
         };
         setsockopt(&fd, libc::SOL_SOCKET, SO_ATTACH_FILTER, &prog)?;
+        // A deep receive queue: at 100k replies/s the default (~200 KiB)
+        // overflows within milliseconds of any scheduling hiccup. FORCE lifts
+        // the rmem_max cap for root; without it, take what the cap allows.
+        let depth: libc::c_int = 64 << 20;
+        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &depth).is_err() {
+            let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &depth);
+        }
         let tv = libc::timeval {
             tv_sec: timeout.as_secs() as libc::time_t,
             tv_usec: timeout.subsec_micros() as libc::suseconds_t,
