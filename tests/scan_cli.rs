@@ -375,3 +375,87 @@ fn progress_line_only_on_a_terminal() {
         "no progress line in a pipe: {err}"
     );
 }
+
+/// --interface must match the route; --source-ip sets every probe's source
+/// (here another address of the scanner) and replies to it are found.
+#[test]
+fn interface_and_source_ip() {
+    let lab = Lab::new();
+    let (code, _, err) = sonde_in(
+        &lab,
+        &[
+            "scan",
+            "--scope",
+            "scopes/lab.toml",
+            "198.18.1.10",
+            "-p",
+            "80",
+            "--interface",
+            "lo",
+            "--wait",
+            "0.2",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("routed through vs, not lo"), "{err}");
+    // a second address on the scanner's link
+    let added = Command::new("ip")
+        .args([
+            "-n",
+            &lab.scanner_ns,
+            "addr",
+            "add",
+            "198.18.0.3/24",
+            "dev",
+            "vs",
+        ])
+        .status()
+        .unwrap();
+    assert!(added.success());
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("src.pcap");
+    let (code, out, err) = sonde_in(
+        &lab,
+        &[
+            "scan",
+            "--scope",
+            "scopes/lab.toml",
+            "198.18.1.10",
+            "-p",
+            "22,23",
+            "--interface",
+            "vs",
+            "--source-ip",
+            "198.18.0.3",
+            "--wait",
+            "0.5",
+            "--pcap",
+            pcap.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("198.18.1.10: open 22"), "{out}");
+    assert_eq!(
+        tshark_count(&pcap, "ip.src==198.18.0.2"),
+        0,
+        "no probe from the route's own source"
+    );
+    assert!(tshark_count(&pcap, "ip.src==198.18.0.3") >= 2);
+    let (code, _, err) = sonde_in(
+        &lab,
+        &[
+            "scan",
+            "--scope",
+            "scopes/lab.toml",
+            "2001:db8:1::10",
+            "-p",
+            "22",
+            "--source-ip",
+            "198.18.0.3",
+            "--wait",
+            "0.2",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("address families differ"), "{err}");
+}

@@ -53,6 +53,8 @@ fn ground_truth_at(rate: f64, ports: &str) {
         shard: Shard::WHOLE,
         template: ProbeTemplate::default(),
         progress: false,
+        interface: None,
+        source: None,
     };
     let outcome = lab.in_scanner(move || {
         run(
@@ -135,6 +137,8 @@ fn dns_probes_get_the_lab_resolver_answer() {
         shard: Shard::WHOLE,
         template: ProbeTemplate::default(),
         progress: false,
+        interface: None,
+        source: None,
     };
     let outcome = lab.in_scanner(move || {
         run(

@@ -71,6 +71,14 @@ pub struct ScanArgs {
     /// No progress line (it is printed only when stderr is a terminal anyway).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Send only through this interface; a target routed elsewhere is an error.
+    #[arg(long, value_name = "IF")]
+    pub interface: Option<String>,
+
+    /// Source address of every probe (default: the route's); replies must come back to it.
+    #[arg(long = "source-ip", value_name = "IP")]
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 fn parse_dns_query(s: &str) -> Result<DnsQuestion, Error> {
@@ -218,6 +226,8 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
         shard,
         template: ProbeTemplate::default(),
         progress: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        interface: args.interface.clone(),
+        source: args.source_ip,
     };
     // Ctrl-C (or SIGTERM): the first stops sending, runs the cooldown and
     // writes everything; a second exits at once (the pcap holds whole records).
@@ -274,6 +284,8 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
             "seed": config.seed,
             "shard": format!("{}/{}", shard.index + 1, shard.count),
             "dns_query": format!("{}:{}", question.name, question.qtype),
+            "interface": args.interface,
+            "source_ip": args.source_ip,
         },
         "interrupted": outcome.interrupted,
         "counters": outcome.counters,

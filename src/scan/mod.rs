@@ -45,6 +45,11 @@ pub struct ScanConfig {
     pub template: ProbeTemplate,
     /// Print a progress line on stderr (rate, percent done, found, ETA) once a second.
     pub progress: bool,
+    /// Send only through this interface (every target must route through it).
+    pub interface: Option<String>,
+    /// The source address of every probe, instead of the route's (replies
+    /// must come back to it; the sniffer listens for it).
+    pub source: Option<IpAddr>,
 }
 
 /// One result: the first valid reply to a probe.
@@ -98,6 +103,15 @@ pub enum ScanError {
     Io(&'static str, std::io::Error),
     Index(crate::target::index::IndexError),
     Interfaces(Vec<String>),
+    WrongInterface {
+        target: IpAddr,
+        routed: String,
+        asked: String,
+    },
+    SourceFamily {
+        source: IpAddr,
+        target: IpAddr,
+    },
 }
 
 impl std::fmt::Display for ScanError {
@@ -112,6 +126,22 @@ impl std::fmt::Display for ScanError {
                 "the targets are reached through several interfaces ({}); scan them separately with --interface",
                 names.join(", ")
             ),
+            ScanError::WrongInterface {
+                target,
+                routed,
+                asked,
+            } => {
+                write!(
+                    f,
+                    "{target} is routed through {routed}, not {asked}: drop --interface or the target"
+                )
+            }
+            ScanError::SourceFamily { source, target } => {
+                write!(
+                    f,
+                    "--source-ip {source} cannot reach {target}: the address families differ"
+                )
+            }
         }
     }
 }
@@ -180,11 +210,21 @@ pub fn run(
         if let Some(p) = paths.get(&target) {
             return Ok(p.clone());
         }
+        if let Some(s) = config.source
+            && s.is_ipv4() != target.is_ipv4()
+        {
+            return Err(ScanError::SourceFamily { source: s, target });
+        }
         let p = match route::resolve(target, &neighbours) {
-            Ok(hop) => Path::Frame(hop),
+            Ok(mut hop) => {
+                hop.source = config.source.unwrap_or(hop.source);
+                Path::Frame(hop)
+            }
             Err(RouteError::NeighbourUnknown { .. }) => {
                 let (_, _, source) = route::route_to(target).map_err(ScanError::Route)?;
-                Path::Kernel { source }
+                Path::Kernel {
+                    source: config.source.unwrap_or(source),
+                }
             }
             Err(e) => return Err(ScanError::Route(e)),
         };
@@ -199,14 +239,24 @@ pub fn run(
         .first();
     let (ifindex, _, _) = route::route_to(first).map_err(ScanError::Route)?;
     let (ifname, _) = route::interface(ifindex).map_err(ScanError::Route)?;
-    let mut sources: Vec<IpAddr> = Vec::new();
+    // Every target must leave through one interface (the one asked for, if any).
+    let mut sources: Vec<IpAddr> = config.source.into_iter().collect();
     for r in config.targets.ranges() {
         let (i, _, s) = route::route_to(r.first()).map_err(ScanError::Route)?;
-        if i != ifindex {
-            let (other, _) = route::interface(i).map_err(ScanError::Route)?;
-            return Err(ScanError::Interfaces(vec![ifname.clone(), other]));
+        let (name, _) = route::interface(i).map_err(ScanError::Route)?;
+        if let Some(asked) = &config.interface
+            && &name != asked
+        {
+            return Err(ScanError::WrongInterface {
+                target: r.first(),
+                routed: name,
+                asked: asked.clone(),
+            });
         }
-        if !sources.contains(&s) {
+        if i != ifindex {
+            return Err(ScanError::Interfaces(vec![ifname.clone(), name]));
+        }
+        if config.source.is_none() && !sources.contains(&s) {
             sources.push(s);
         }
     }
