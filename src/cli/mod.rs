@@ -33,7 +33,7 @@ pub enum Command {
     /// Analyze pcap/pcapng captures into a JSON report.
     Analyze(analyze::AnalyzeArgs),
     /// Scan what a scope file authorizes: SYN, ICMP echo and DNS probes, with evidence.
-    Scan(scan::ScanArgs),
+    Scan(Box<scan::ScanArgs>),
 }
 
 /// nmap spells some options with one dash and two letters (`-iL`); clap
@@ -80,7 +80,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
     match cli.command {
         Command::Scope(cmd) => scope::run(cmd, out),
         Command::Analyze(args) => analyze::run(args, out),
-        Command::Scan(args) => scan::run_scan(args, out),
+        Command::Scan(args) => scan::run_scan(*args, out),
     }
 }
 
