@@ -1,6 +1,8 @@
 //! Every supported link type, and pcapng with several interfaces each with
 //! its own link type and timestamp resolution, on frames built here.
 
+mod support;
+
 use etherparse::PacketBuilder;
 use sonde::analyze::{AnalyzeOptions, Report, analyze};
 use sonde::pcap::PcapWriter;
@@ -111,16 +113,7 @@ fn ipv6_extension_headers_and_first_fragment() {
 /// with nanoseconds), a packet on each.
 #[test]
 fn pcapng_interfaces_keep_their_link_type_and_resolution() {
-    fn block(kind: u32, body: &[u8]) -> Vec<u8> {
-        let len = (12 + body.len()).div_ceil(4) * 4;
-        let mut b = Vec::new();
-        b.extend_from_slice(&kind.to_le_bytes());
-        b.extend_from_slice(&(len as u32).to_le_bytes());
-        b.extend_from_slice(body);
-        b.resize(len - 4, 0);
-        b.extend_from_slice(&(len as u32).to_le_bytes());
-        b
-    }
+    let block = support::capture::pcapng_block;
     let shb = block(
         0x0a0d_0d0a,
         &[

@@ -2,6 +2,8 @@
 //! analysis, and random text through every parser that takes user input.
 //! (A stable-Rust stand-in until coverage-guided fuzz targets exist.)
 
+mod support;
+
 use std::io::Cursor;
 use std::path::PathBuf;
 
@@ -193,16 +195,7 @@ fn first_epb(b: &[u8]) -> usize {
 /// nanosecond arithmetic. They now saturate at the documented limit.
 #[test]
 fn pcapng_timestamp_overflow() {
-    fn block(kind: u32, body: &[u8]) -> Vec<u8> {
-        let len = (12 + body.len()).div_ceil(4) * 4;
-        let mut b = Vec::new();
-        b.extend_from_slice(&kind.to_le_bytes());
-        b.extend_from_slice(&(len as u32).to_le_bytes());
-        b.extend_from_slice(body);
-        b.resize(len - 4, 0);
-        b.extend_from_slice(&(len as u32).to_le_bytes());
-        b
-    }
+    let block = support::capture::pcapng_block;
     let shb = block(
         0x0a0d_0d0a,
         &[

@@ -147,3 +147,15 @@ pub fn kinds(r: &Report) -> Vec<(String, Option<String>)> {
         .map(|a| (a.kind.to_string(), a.subtype.map(str::to_string)))
         .collect()
 }
+
+/// One little-endian pcapng block of `kind` around `body`, padded to 32 bits.
+pub fn pcapng_block(kind: u32, body: &[u8]) -> Vec<u8> {
+    let len = (12 + body.len()).div_ceil(4) * 4;
+    let mut b = Vec::new();
+    b.extend_from_slice(&kind.to_le_bytes());
+    b.extend_from_slice(&(len as u32).to_le_bytes());
+    b.extend_from_slice(body);
+    b.resize(len - 4, 0);
+    b.extend_from_slice(&(len as u32).to_le_bytes());
+    b
+}
