@@ -238,3 +238,29 @@ fn pcapng_timestamp_overflow() {
     let file = [shb, idb, epb.clone(), epb].concat();
     assert_eq!(analyze_bytes(file), Some(2));
 }
+
+/// Regression (found by the mutation test in CI): an IPv6 hop-by-hop header
+/// announcing a routing header that the packet does not contain. etherparse's
+/// lax extension slice keeps the hop-by-hop header, and its iterator then
+/// reads the missing routing header out of bounds (undefined behaviour that a
+/// debug build aborts on). The dissector walks the chain itself now.
+#[test]
+fn ipv6_extension_chain_cut_short() {
+    let mut ip6 = vec![0x60, 0, 0, 0];
+    ip6.extend_from_slice(&8u16.to_be_bytes()); // payload length
+    ip6.push(0); // next header: hop-by-hop
+    ip6.push(64);
+    ip6.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    ip6.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    // hop-by-hop: next header 43 (routing), length 0 (8 bytes), PadN
+    ip6.extend_from_slice(&[43, 0, 1, 4, 0, 0, 0, 0]);
+    for cut in [0usize, 1, 2, 7] {
+        // a routing header shorter than it says, or missing entirely
+        let mut frame = ip6.clone();
+        frame.extend_from_slice(&[17, 4, 0, 0, 0, 0, 0, 0][..cut]);
+        let mut analyzer = Analyzer::new(&AnalyzeOptions::default());
+        analyzer.frame(0, sonde::pcap::LinkType::Raw, frame.len() as u32, &frame);
+        let report = analyzer.finish(Vec::new(), Vec::new());
+        assert_eq!(report.stats.summary.packets, 1, "cut {cut}");
+    }
+}

@@ -212,18 +212,7 @@ fn network<'a>(d: &mut Dissected<'a>) {
             d.ipv6 = true;
             let h = v6.header();
             let pl = v6.payload();
-            let frag = v6
-                .extensions()
-                .clone()
-                .into_iter()
-                .find_map(|e| match e {
-                    etherparse::Ipv6ExtensionSlice::Fragment(f) => Some(Fragment {
-                        id: f.identification(),
-                        offset: u32::from(f.fragment_offset().value()) * 8,
-                        more: f.more_fragments(),
-                    }),
-                    _ => None,
-                })
+            let frag = ipv6_fragment(h.next_header().0, v6.extensions().slice())
                 .filter(|f| f.offset > 0 || f.more);
             d.ip = Some(Ip {
                 src: IpAddr::V6(h.source_addr()),
@@ -314,6 +303,34 @@ fn stop_reason(layer: etherparse::err::Layer) -> &'static str {
         UdpHeader | UdpPayload => "udp header invalid or truncated",
         Icmpv4 | Icmpv4Timestamp | Icmpv4TimestampReply | Icmpv6 => "icmp header truncated",
         _ => "header invalid or truncated",
+    }
+}
+
+/// The Fragment header in an IPv6 extension chain, if there is one.
+///
+/// etherparse's `Ipv6ExtensionSliceIter` must not be used here: on a chain
+/// its lax parser cut short (a header announcing one the packet does not
+/// hold) it reads past the end of the slice. This walk checks every length.
+fn ipv6_fragment(first: u8, mut rest: &[u8]) -> Option<Fragment> {
+    let mut next = first;
+    loop {
+        let len = match next {
+            // hop-by-hop, routing, destination options: (len + 1) * 8
+            0 | 43 | 60 => (usize::from(*rest.get(1)?) + 1) * 8,
+            44 => {
+                let f = etherparse::Ipv6FragmentHeaderSlice::from_slice(rest).ok()?;
+                return Some(Fragment {
+                    id: f.identification(),
+                    offset: u32::from(f.fragment_offset().value()) * 8,
+                    more: f.more_fragments(),
+                });
+            }
+            // authentication header: (len + 2) * 4
+            51 => (usize::from(*rest.get(1)?) + 2) * 4,
+            _ => return None,
+        };
+        next = *rest.first()?;
+        rest = rest.get(len..)?;
     }
 }
 
