@@ -6,7 +6,7 @@ mod support;
 
 use std::net::IpAddr;
 
-use sonde::net::route::{RouteError, neighbours, parse_mac, resolve};
+use sonde::net::route::{RouteCache, RouteError, interface, neighbours, parse_mac, resolve};
 use support::lab::*;
 
 /// The MAC of an interface inside a lab namespace, as `ip` reports it.
@@ -77,9 +77,11 @@ fn routed_and_on_link_targets_resolve_to_the_right_next_hop() {
     });
     let [routed, on_link, routed6] = hops;
     assert_eq!(
-        (routed.gateway, routed.source, routed.ifname.as_str()),
-        (Some(ip("198.18.0.1")), ip(US4), "vs")
+        (routed.gateway, routed.source),
+        (Some(ip("198.18.0.1")), ip(US4))
     );
+    let routed_if = lab.in_scanner(move || interface(routed.ifindex).unwrap().0);
+    assert_eq!(routed_if, "vs");
     assert_eq!(
         (routed.next_hop_mac, routed.source_mac),
         (gateway_mac, scanner_mac)
@@ -99,6 +101,35 @@ fn routed_and_on_link_targets_resolve_to_the_right_next_hop() {
     );
     assert_eq!(routed6.next_hop_mac, gateway_mac);
 
+    // The scan's cache decides exactly as the kernel does per target, with
+    // one kernel question per route for IPv4.
+    let (cached, per_target_hops, lookups) = lab.in_scanner(|| {
+        let n = neighbours().unwrap();
+        let mut cache = RouteCache::load().unwrap();
+        let targets: Vec<IpAddr> = (10..20)
+            .map(|h| ip(&format!("198.18.1.{h}")))
+            .chain((10..20).map(|h| ip(&format!("198.18.0.{h}"))))
+            .chain(["198.18.0.1", "2001:db8:1::10"].map(ip))
+            .collect();
+        let neighbour_known = |t: &IpAddr| resolve(*t, &n).is_ok();
+        let targets: Vec<IpAddr> = targets.into_iter().filter(neighbour_known).collect();
+        let cached: Vec<_> = targets.iter().map(|t| cache.resolve(*t).unwrap()).collect();
+        let direct: Vec<_> = targets.iter().map(|t| resolve(*t, &n).unwrap()).collect();
+        (cached, direct, cache.kernel_lookups)
+    });
+    assert_eq!(cached, per_target_hops);
+    assert!(
+        cached.len() >= 13,
+        "routed, gateway and IPv6 hops at least: {cached:?}"
+    );
+    // 198.18.1.0/24 (one route), 198.18.0.0/24 on-link (one), 198.18.0.1
+    // (same on-link route) and one per IPv6 target.
+    assert!(
+        lookups <= 3,
+        "{lookups} kernel lookups for {} targets",
+        cached.len()
+    );
+
     // A target without a route.
     let none = lab.in_scanner(|| resolve(ip("203.0.113.9"), &[]).map(|_| ()));
     assert!(
@@ -110,3 +141,35 @@ fn routed_and_on_link_targets_resolve_to_the_right_next_hop() {
 
 const US4: &str = "198.18.0.2";
 const US6: &str = "2001:db8::2";
+
+/// With a policy rule in place the per-route argument no longer holds, so
+/// the cache asks the kernel about every target, and still agrees with it.
+#[test]
+fn policy_rules_make_the_route_cache_ask_per_target() {
+    let lab = Lab::new();
+    let ok = lab
+        .scanner_command("ip")
+        .args([
+            "rule",
+            "add",
+            "to",
+            "198.18.1.16/28",
+            "lookup",
+            "main",
+            "pref",
+            "100",
+        ])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ip rule add");
+    let (per_target, lookups) = lab.in_scanner(|| {
+        let mut cache = RouteCache::load().unwrap();
+        for h in 10..20 {
+            cache.route(ip(&format!("198.18.1.{h}"))).unwrap();
+        }
+        (cache.per_target(), cache.kernel_lookups)
+    });
+    assert!(per_target);
+    assert_eq!(lookups, 10);
+}

@@ -42,6 +42,14 @@ fn analyze_bytes(bytes: Vec<u8>) -> Option<u64> {
     Some(report.stats.summary.packets)
 }
 
+/// Cases per property: 1,500 in CI, more when SONDE_FUZZ_CASES says so.
+fn fuzz_cases() -> u32 {
+    std::env::var("SONDE_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1500)
+}
+
 const SEEDS: [&str; 6] = [
     "normal/dns.pcap",
     "normal/http_ip4and6.pcapng",
@@ -111,7 +119,8 @@ fn apply(mut b: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+    // SONDE_FUZZ_CASES raises the count for a long campaign (see docs/robustness.md).
+    #![proptest_config(ProptestConfig { cases: fuzz_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn mutated_captures_are_analyzed_without_panic(seed in 0..SEEDS.len(), muts in proptest::collection::vec(mutation(), 1..6)) {

@@ -23,11 +23,10 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 /// How to reach one target.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NextHop {
     pub target: IpAddr,
     pub ifindex: u32,
-    pub ifname: String,
     /// The source address the kernel would use.
     pub source: IpAddr,
     /// The gateway, for a routed target; `None` when the target is on-link.
@@ -288,20 +287,208 @@ pub fn resolve(target: IpAddr, neighbours: &[Neighbour]) -> Result<NextHop, Rout
         .iter()
         .find(|n| n.ifindex == ifindex && n.ip == next_hop)
         .map(|n| n.mac)
-        .ok_or_else(|| RouteError::NeighbourUnknown {
+        .ok_or(RouteError::NeighbourUnknown {
             target,
             next_hop,
-            ifname: ifname.clone(),
+            ifname,
         })?;
     Ok(NextHop {
         target,
         ifindex,
-        ifname,
         source,
         gateway,
         source_mac,
         next_hop_mac,
     })
+}
+
+/// The kernel's routing decisions for a whole scan, one netlink question per
+/// route instead of per target.
+///
+/// Why caching per route is exact: every target whose longest matching
+/// prefix, over the routes of *all* tables, is the same prefix P matches the
+/// same set of routes in every table (a route holding one of them and not the
+/// other would be longer than P), so the kernel decides the same interface,
+/// gateway and IPv4 source for all of them. The cache therefore asks the
+/// kernel (`route_to`) for the first target under each P and reuses the
+/// answer. Two things break that argument and switch the cache to one
+/// question per target: policy rules other than the default
+/// local/main/default lookups (they may select by source, mark, port or a
+/// destination prefix), and IPv6, whose source address selection (RFC 6724)
+/// depends on the destination itself. The neighbour table is read once.
+pub struct RouteCache {
+    /// Every route prefix in every table: (is IPv4, network bits, length).
+    prefixes: Vec<(bool, u128, u8)>,
+    /// Ask the kernel for every target: policy routing is in use.
+    per_target: bool,
+    decided: std::collections::HashMap<(bool, u128, u8), Decision>,
+    interfaces: std::collections::HashMap<u32, [u8; 6]>,
+    neighbours: std::collections::HashMap<(u32, IpAddr), [u8; 6]>,
+    /// Questions put to the kernel (for tests and the report).
+    pub kernel_lookups: u64,
+}
+
+type Decision = (u32, Option<IpAddr>, IpAddr);
+
+fn bits(a: IpAddr) -> (bool, u128) {
+    match a {
+        IpAddr::V4(v) => (true, u128::from(u32::from(v))),
+        IpAddr::V6(v) => (false, u128::from(v)),
+    }
+}
+
+impl RouteCache {
+    /// Read the route, rule and neighbour tables.
+    pub fn load() -> Result<RouteCache, RouteError> {
+        use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
+        let mut prefixes = Vec::new();
+        let mut per_target = false;
+        for m in ask(
+            RouteNetlinkMessage::GetRoute(RouteMessage::default()),
+            NLM_F_DUMP | NLM_F_REQUEST,
+        )? {
+            let RouteNetlinkMessage::NewRoute(r) = m else {
+                continue;
+            };
+            // Source-specific routes (IPv6 "from") depend on more than the target.
+            if r.header.source_prefix_length != 0 {
+                per_target = true;
+            }
+            let len = r.header.destination_prefix_length;
+            let dst = r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Destination(d) => addr(d.clone()),
+                _ => None,
+            });
+            let (v4, net) = match (dst, r.header.address_family) {
+                (Some(d), _) => bits(d),
+                (None, AddressFamily::Inet) => (true, 0),
+                (None, AddressFamily::Inet6) => (false, 0),
+                _ => continue,
+            };
+            prefixes.push((v4, net, len));
+        }
+        for m in ask(
+            RouteNetlinkMessage::GetRule(RuleMessage::default()),
+            NLM_F_DUMP | NLM_F_REQUEST,
+        )? {
+            let RouteNetlinkMessage::NewRule(r) = m else {
+                continue;
+            };
+            // Multicast routing families have rules of their own.
+            if !matches!(r.header.family, AddressFamily::Inet | AddressFamily::Inet6) {
+                continue;
+            }
+            let table = r
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    RuleAttribute::Table(t) => Some(*t),
+                    _ => None,
+                })
+                .unwrap_or(u32::from(r.header.table));
+            let selects = r.header.action != netlink_packet_route::rule::RuleAction::ToTable
+                || r.header.dst_len != 0
+                || r.header.src_len != 0
+                || r.header.tos != 0
+                || r.attributes.iter().any(|a| {
+                    !matches!(
+                        a,
+                        RuleAttribute::Table(_)
+                            | RuleAttribute::Priority(_)
+                            | RuleAttribute::Protocol(_)
+                            // u32::MAX: "not set"
+                            | RuleAttribute::SuppressPrefixLen(u32::MAX)
+                            | RuleAttribute::SuppressIfGroup(u32::MAX)
+                    )
+                });
+            if selects || !(253..=255).contains(&table) {
+                per_target = true;
+            }
+        }
+        let neighbours = neighbours()?
+            .into_iter()
+            .map(|n| ((n.ifindex, n.ip), n.mac))
+            .collect();
+        Ok(RouteCache {
+            prefixes,
+            per_target,
+            decided: Default::default(),
+            interfaces: Default::default(),
+            neighbours,
+            kernel_lookups: 0,
+        })
+    }
+
+    /// Whether every target is looked up on its own (policy routing).
+    pub fn per_target(&self) -> bool {
+        self.per_target
+    }
+
+    /// The longest route prefix holding `target`, the cache key.
+    fn key(&self, target: IpAddr) -> (bool, u128, u8) {
+        let (v4, t) = bits(target);
+        let width: u32 = if v4 { 32 } else { 128 };
+        let mut best = (v4, 0, 0);
+        let mut found = false;
+        for &(pv4, net, len) in &self.prefixes {
+            if pv4 != v4 || u32::from(len) > width || (found && len <= best.2) {
+                continue;
+            }
+            let shift = width - u32::from(len);
+            let matches = len == 0 || (t >> shift) == (net >> shift);
+            if matches {
+                best = (v4, net, len);
+                found = true;
+            }
+        }
+        best
+    }
+
+    /// The kernel's interface, gateway and source for `target`.
+    pub fn route(&mut self, target: IpAddr) -> Result<Decision, RouteError> {
+        if self.per_target || target.is_ipv6() {
+            self.kernel_lookups += 1;
+            return route_to(target);
+        }
+        let key = self.key(target);
+        if let Some(d) = self.decided.get(&key) {
+            return Ok(*d);
+        }
+        self.kernel_lookups += 1;
+        let d = route_to(target)?;
+        self.decided.insert(key, d);
+        Ok(d)
+    }
+
+    /// Everything needed to put a frame for `target` on the wire.
+    pub fn resolve(&mut self, target: IpAddr) -> Result<NextHop, RouteError> {
+        let (ifindex, gateway, source) = self.route(target)?;
+        let source_mac = match self.interfaces.get(&ifindex) {
+            Some(m) => *m,
+            None => {
+                let (_, m) = interface(ifindex)?;
+                self.interfaces.insert(ifindex, m);
+                m
+            }
+        };
+        let next_hop = gateway.unwrap_or(target);
+        let Some(&next_hop_mac) = self.neighbours.get(&(ifindex, next_hop)) else {
+            let ifname = interface(ifindex).map_or_else(|_| format!("if{ifindex}"), |(n, _)| n);
+            return Err(RouteError::NeighbourUnknown {
+                target,
+                next_hop,
+                ifname,
+            });
+        };
+        Ok(NextHop {
+            target,
+            ifindex,
+            source,
+            gateway,
+            source_mac,
+            next_hop_mac,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -203,57 +203,33 @@ pub fn run(
         })
         .collect::<Result<_, _>>()?;
 
-    // Routes: one lookup per target, cached; the first tells the interface.
-    let neighbours = route::neighbours().map_err(ScanError::Route)?;
-    let mut paths: HashMap<IpAddr, Path> = HashMap::new();
-    let mut path_for = |target: IpAddr| -> Result<Path, ScanError> {
-        if let Some(p) = paths.get(&target) {
-            return Ok(p.clone());
-        }
-        if let Some(s) = config.source
-            && s.is_ipv4() != target.is_ipv4()
-        {
-            return Err(ScanError::SourceFamily { source: s, target });
-        }
-        let p = match route::resolve(target, &neighbours) {
-            Ok(mut hop) => {
-                hop.source = config.source.unwrap_or(hop.source);
-                Path::Frame(hop)
-            }
-            Err(RouteError::NeighbourUnknown { .. }) => {
-                let (_, _, source) = route::route_to(target).map_err(ScanError::Route)?;
-                Path::Kernel {
-                    source: config.source.unwrap_or(source),
-                }
-            }
-            Err(e) => return Err(ScanError::Route(e)),
-        };
-        paths.insert(target, p.clone());
-        Ok(p)
-    };
+    // Routes: one kernel question per route, not per target (RouteCache
+    // explains why that is exact); no per-target state, so a /8 costs no
+    // memory here.
+    let mut routes = route::RouteCache::load().map_err(ScanError::Route)?;
     let first = config
         .targets
         .ranges()
         .next()
         .expect("a target set is never empty here")
         .first();
-    let (ifindex, _, _) = route::route_to(first).map_err(ScanError::Route)?;
+    let (ifindex, _, _) = routes.route(first).map_err(ScanError::Route)?;
     let (ifname, _) = route::interface(ifindex).map_err(ScanError::Route)?;
     // Every target must leave through one interface (the one asked for, if any).
+    if let Some(asked) = &config.interface
+        && &ifname != asked
+    {
+        return Err(ScanError::WrongInterface {
+            target: first,
+            routed: ifname,
+            asked: asked.clone(),
+        });
+    }
     let mut sources: Vec<IpAddr> = config.source.into_iter().collect();
     for r in config.targets.ranges() {
-        let (i, _, s) = route::route_to(r.first()).map_err(ScanError::Route)?;
-        let (name, _) = route::interface(i).map_err(ScanError::Route)?;
-        if let Some(asked) = &config.interface
-            && &name != asked
-        {
-            return Err(ScanError::WrongInterface {
-                target: r.first(),
-                routed: name,
-                asked: asked.clone(),
-            });
-        }
+        let (i, _, s) = routes.route(r.first()).map_err(ScanError::Route)?;
         if i != ifindex {
+            let (name, _) = route::interface(i).map_err(ScanError::Route)?;
             return Err(ScanError::Interfaces(vec![ifname.clone(), name]));
         }
         if config.source.is_none() && !sources.contains(&s) {
@@ -261,6 +237,35 @@ pub fn run(
         }
     }
 
+    let path_for = |routes: &mut route::RouteCache, target: IpAddr| -> Result<Path, ScanError> {
+        if let Some(s) = config.source
+            && s.is_ipv4() != target.is_ipv4()
+        {
+            return Err(ScanError::SourceFamily { source: s, target });
+        }
+        Ok(match routes.resolve(target) {
+            // A range can span routes: the part through another interface
+            // is found here, before its first probe.
+            Ok(hop) if hop.ifindex != ifindex => {
+                let name = |i| route::interface(i).map_or_else(|_| format!("if{i}"), |(n, _)| n);
+                return Err(ScanError::Interfaces(vec![
+                    name(ifindex),
+                    name(hop.ifindex),
+                ]));
+            }
+            Ok(mut hop) => {
+                hop.source = config.source.unwrap_or(hop.source);
+                Path::Frame(hop)
+            }
+            Err(RouteError::NeighbourUnknown { .. }) => {
+                let (_, _, source) = routes.route(target).map_err(ScanError::Route)?;
+                Path::Kernel {
+                    source: config.source.unwrap_or(source),
+                }
+            }
+            Err(e) => return Err(ScanError::Route(e)),
+        })
+    };
     let shared = Arc::new(Shared {
         replies: Mutex::new(HashMap::new()),
         first_sent: Mutex::new(HashMap::new()),
@@ -386,7 +391,7 @@ pub fn run(
                         let permit = batch
                             .permit(target, port, *kind)
                             .map_err(ScanError::Refused)?;
-                        let path = path_for(target)?;
+                        let path = path_for(&mut routes, target)?;
                         let source = match &path {
                             Path::Frame(hop) => hop.source,
                             Path::Kernel { source } => *source,
