@@ -42,10 +42,10 @@ fn ground_truth_at(rate: f64, ports: &str) {
         targets: targets.clone(),
         ports: ports.clone(),
         kinds: vec![ProbeKind::Syn, ProbeKind::Icmp],
-        dns_question: DnsQuestion {
+        dns_questions: vec![DnsQuestion {
             name: DNS_NAME.into(),
             qtype: 1,
-        },
+        }],
         dns_port: 53,
         retries: 1,
         wait: Duration::from_secs(1),
@@ -126,10 +126,13 @@ fn dns_probes_get_the_lab_resolver_answer() {
         targets,
         ports: PortSet::single(53),
         kinds: vec![ProbeKind::Dns],
-        dns_question: DnsQuestion {
-            name: DNS_NAME.into(),
-            qtype: 1,
-        },
+        // The lab's A and TXT records, and a name the lab's resolver does
+        // not serve (it has no upstream: REFUSED).
+        dns_questions: vec![
+            DnsQuestion::parse(&format!("{DNS_NAME}:A")).unwrap(),
+            DnsQuestion::parse("lab.sonde.test:TXT").unwrap(),
+            DnsQuestion::parse("missing.sonde.test").unwrap(),
+        ],
         dns_port: 53,
         retries: 1,
         wait: Duration::from_millis(500),
@@ -150,18 +153,19 @@ fn dns_probes_get_the_lab_resolver_answer() {
         )
         .unwrap()
     });
-    assert_eq!(outcome.results.len(), 2, "{:?}", outcome.results);
+    // Every (server, question) pair has its own result, told apart by the
+    // question bits of the DNS id.
+    assert_eq!(outcome.results.len(), 6, "{:?}", outcome.results);
     for r in &outcome.results {
-        assert!(
-            matches!(
-                r.verdict,
-                Verdict::DnsAnswer {
-                    rcode: 0,
-                    answers: 1,
-                    ..
-                }
-            ),
-            "{r:?}"
-        );
+        let Verdict::DnsAnswer { rcode, answers, .. } = r.verdict else {
+            panic!("{r:?}");
+        };
+        let expected = match r.question.as_deref() {
+            Some(q) if q == format!("{DNS_NAME}:A") => (0, 1),
+            Some("lab.sonde.test:TXT") => (0, 1),
+            Some("missing.sonde.test:A") => (5, 0),
+            other => panic!("unexpected question {other:?}"),
+        };
+        assert_eq!((rcode, answers), expected, "{r:?}");
     }
 }

@@ -13,6 +13,7 @@ use super::scope::{judge, load_scope};
 use super::targets::TargetArgs;
 use super::write_err;
 use crate::error::{Error, exit};
+use crate::probe::cookie::MAX_DNS_QUESTIONS;
 use crate::probe::{DnsQuestion, ProbeTemplate};
 use crate::scan::{ScanConfig, ScanResult, run};
 use crate::scope::{Decision, ProbeKind, ScopeGate};
@@ -52,9 +53,10 @@ pub struct ScanArgs {
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
 
-    /// DNS probes' question, NAME[:TYPE] (default example.com:A).
-    #[arg(long = "dns-query", value_name = "NAME[:TYPE]")]
-    pub dns_query: Option<String>,
+    /// DNS probes' questions, NAME[:TYPE] (repeat or separate with commas,
+    /// up to 16; default example.com:A).
+    #[arg(long = "dns-query", value_name = "NAME[:TYPE]", value_delimiter = ',')]
+    pub dns_query: Vec<String>,
 
     /// Write every probe and reply to this pcap file.
     #[arg(long, value_name = "FILE")]
@@ -81,31 +83,6 @@ pub struct ScanArgs {
     pub source_ip: Option<std::net::IpAddr>,
 }
 
-fn parse_dns_query(s: &str) -> Result<DnsQuestion, Error> {
-    let (name, qtype) = s.rsplit_once(':').unwrap_or((s, "A"));
-    let qtype = match qtype.to_ascii_uppercase().as_str() {
-        "A" => 1,
-        "NS" => 2,
-        "CNAME" => 5,
-        "SOA" => 6,
-        "PTR" => 12,
-        "MX" => 15,
-        "TXT" => 16,
-        "AAAA" => 28,
-        "ANY" => 255,
-        other => other.parse().map_err(|_| {
-            Error::usage(
-                format!("unknown DNS query type {other:?} in --dns-query {s:?}"),
-                "types: A, AAAA, NS, MX, TXT, SOA, PTR, CNAME, ANY or a number",
-            )
-        })?,
-    };
-    Ok(DnsQuestion {
-        name: name.to_string(),
-        qtype,
-    })
-}
-
 #[derive(Serialize)]
 struct HostReport<'a> {
     address: String,
@@ -127,7 +104,30 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
                 .map_err(|m: String| Error::usage(m, "--probe syn,icmp,dns"))
         })
         .collect::<Result<_, _>>()?;
-    let question = parse_dns_query(args.dns_query.as_deref().unwrap_or("example.com:A"))?;
+    let mut questions = Vec::new();
+    for q in &args.dns_query {
+        questions.push(DnsQuestion::parse(q).map_err(|m| {
+            Error::usage(
+                format!("--dns-query: {m}"),
+                "e.g. --dns-query www.example.com:AAAA",
+            )
+        })?);
+    }
+    if questions.is_empty() {
+        questions.push(DnsQuestion {
+            name: "example.com".into(),
+            qtype: 1,
+        });
+    }
+    if questions.len() > MAX_DNS_QUESTIONS {
+        return Err(Error::usage(
+            format!(
+                "{} --dns-query questions; a scan asks at most {MAX_DNS_QUESTIONS}",
+                questions.len()
+            ),
+            "split the questions over several scans",
+        ));
+    }
     let shard = match &args.shard {
         Some(s) => Shard::parse(s)
             .map_err(|m| Error::usage(m, "--shard 1/4 scans the first of four shares"))?,
@@ -218,7 +218,7 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
         targets: targets.clone(),
         ports: ports.clone(),
         kinds: kinds.clone(),
-        dns_question: question.clone(),
+        dns_questions: questions.clone(),
         dns_port: 53,
         retries: args.retries,
         wait: Duration::from_secs_f64(args.wait.max(0.0)),
@@ -283,7 +283,10 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
             "wait_seconds": config.wait.as_secs_f64(),
             "seed": config.seed,
             "shard": format!("{}/{}", shard.index + 1, shard.count),
-            "dns_query": format!("{}:{}", question.name, question.qtype),
+            "dns_query": questions
+                .iter()
+                .map(|q| format!("{}:{}", q.name, crate::probe::qtype_name(q.qtype)))
+                .collect::<Vec<_>>(),
             "interface": args.interface,
             "source_ip": args.source_ip,
         },

@@ -16,6 +16,50 @@ pub struct DnsQuestion {
     pub qtype: u16,
 }
 
+/// Query types by name, as dig and nslookup spell them.
+const QTYPES: [(&str, u16); 9] = [
+    ("A", 1),
+    ("NS", 2),
+    ("CNAME", 5),
+    ("SOA", 6),
+    ("PTR", 12),
+    ("MX", 15),
+    ("TXT", 16),
+    ("AAAA", 28),
+    ("ANY", 255),
+];
+
+/// A query type's name, or its number when it has none here.
+pub fn qtype_name(qtype: u16) -> String {
+    QTYPES
+        .iter()
+        .find(|(_, n)| *n == qtype)
+        .map_or_else(|| qtype.to_string(), |(name, _)| (*name).to_string())
+}
+
+impl DnsQuestion {
+    /// `NAME[:TYPE]`, the type by name (A, AAAA, MX, ...) or number; A by default.
+    pub fn parse(s: &str) -> Result<DnsQuestion, String> {
+        let (name, qtype) = s.rsplit_once(':').unwrap_or((s, "A"));
+        let upper = qtype.to_ascii_uppercase();
+        let qtype = match QTYPES.iter().find(|(n, _)| *n == upper) {
+            Some((_, v)) => *v,
+            None => upper.parse().map_err(|_| {
+                format!(
+                    "unknown DNS query type {qtype:?} in {s:?}; types: A, AAAA, NS, MX, TXT, SOA, PTR, CNAME, ANY or a number"
+                )
+            })?,
+        };
+        if name.is_empty() {
+            return Err(format!("{s:?} has no name to ask about"));
+        }
+        Ok(DnsQuestion {
+            name: name.to_string(),
+            qtype,
+        })
+    }
+}
+
 /// Header values that are the same for every probe of a run.
 #[derive(Clone, Copy, Debug)]
 pub struct ProbeTemplate {

@@ -44,6 +44,9 @@ pub struct Reply {
     pub verdict: Verdict,
     /// TTL (hop limit) of the reply as received.
     pub ttl: u8,
+    /// Which DNS question the probe asked (0 for other kinds, and for an
+    /// ICMP error whose quote ends before the DNS id).
+    pub question: u8,
 }
 
 /// The classifier's answer for one packet.
@@ -77,13 +80,14 @@ pub fn classify(packet: &[u8], key: &CookieKey) -> Classified {
     if payload.fragmented {
         return Classified::Unrelated;
     }
-    let reply = |port, kind, verdict| {
+    let reply = |port, kind, verdict, question| {
         Classified::Reply(Reply {
             target: src,
             port,
             kind,
             verdict,
             ttl,
+            question,
         })
     };
     match transport(payload.ip_number.0, payload.payload) {
@@ -106,6 +110,7 @@ pub fn classify(packet: &[u8], key: &CookieKey) -> Classified {
                 Some(t.source_port()),
                 ProbeKind::Syn,
                 if syn { Verdict::Open } else { Verdict::Closed },
+                0,
             )
         }
         Some(TransportSlice::Udp(u)) => {
@@ -117,15 +122,15 @@ pub fn classify(packet: &[u8], key: &CookieKey) -> Classified {
             if d.len() < 12 || d[2] & 0x80 == 0 {
                 return Classified::Invalid("udp reply to a DNS probe is not a DNS response");
             }
-            if u16::from_be_bytes([d[0], d[1]]) != m.dns_id {
+            let Some(question) = m.dns_question_of(u16::from_be_bytes([d[0], d[1]])) else {
                 return Classified::Invalid("dns id does not match the probe");
-            }
+            };
             let verdict = Verdict::DnsAnswer {
                 rcode: d[3] & 0x0f,
                 answers: u16::from_be_bytes([d[6], d[7]]),
                 recursion_available: d[3] & 0x80 != 0,
             };
-            reply(Some(u.source_port()), ProbeKind::Dns, verdict)
+            reply(Some(u.source_port()), ProbeKind::Dns, verdict, question)
         }
         Some(TransportSlice::Icmpv4(i)) => match i.icmp_type() {
             Icmpv4Type::EchoReply(e) => echo(e, src, dst, key, ttl),
@@ -188,6 +193,7 @@ fn echo(e: IcmpEchoHeader, src: IpAddr, dst: IpAddr, key: &CookieKey, ttl: u8) -
         kind: ProbeKind::Icmp,
         verdict: Verdict::Up,
         ttl,
+        question: 0,
     })
 }
 
@@ -221,6 +227,7 @@ fn quoted(
     }
     let sport = u16::from_be_bytes([b[0], b[1]]);
     let dport = u16::from_be_bytes([b[2], b[3]]);
+    let mut question = 0;
     let (kind, port, ours) = match p.ip_number.0 {
         6 => {
             let m = key.marks(us, target, dport, ProbeKind::Syn);
@@ -232,6 +239,15 @@ fn quoted(
         }
         17 => {
             let m = key.marks(us, target, dport, ProbeKind::Dns);
+            // The DNS id follows the 8-byte UDP header when the quote is long enough.
+            if let Some(id) = b.get(8..10) {
+                match m.dns_question_of(u16::from_be_bytes([id[0], id[1]])) {
+                    Some(q) => question = q,
+                    None => {
+                        return Classified::Invalid("the quoted packet is not one of our probes");
+                    }
+                }
+            }
             (ProbeKind::Dns, Some(dport), sport == m.source_port)
         }
         1 | 58 => {
@@ -264,5 +280,6 @@ fn quoted(
         kind,
         verdict,
         ttl,
+        question,
     })
 }

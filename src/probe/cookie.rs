@@ -28,6 +28,11 @@ impl std::fmt::Debug for CookieKey {
 /// busiest part, below its end, and never a well-known port.
 pub const SOURCE_PORTS: std::ops::RangeInclusive<u16> = 40_000..=59_999;
 
+/// DNS probes to one target share a source port and a cookie; the low bits
+/// of the DNS id say which of up to this many questions a probe asked.
+pub const MAX_DNS_QUESTIONS: usize = 16;
+const DNS_QUESTION_MASK: u16 = (MAX_DNS_QUESTIONS - 1) as u16;
+
 /// The fields a probe carries, all derived from its cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Marks {
@@ -35,7 +40,20 @@ pub struct Marks {
     pub tcp_isn: u32,
     pub icmp_id: u16,
     pub icmp_seq: u16,
+    /// The DNS id's cookie bits (the question bits are zero).
     pub dns_id: u16,
+}
+
+impl Marks {
+    /// The DNS id of the probe asking question `index` (below MAX_DNS_QUESTIONS).
+    pub fn dns_id_for(&self, index: u8) -> u16 {
+        self.dns_id | (u16::from(index) & DNS_QUESTION_MASK)
+    }
+
+    /// The question index a DNS id carries, when its cookie bits are ours.
+    pub fn dns_question_of(&self, id: u16) -> Option<u8> {
+        (id & !DNS_QUESTION_MASK == self.dns_id).then_some((id & DNS_QUESTION_MASK) as u8)
+    }
 }
 
 impl CookieKey {
@@ -68,7 +86,7 @@ impl CookieKey {
             tcp_isn: c as u32,
             icmp_id: (c >> 32) as u16,
             icmp_seq: (c >> 16) as u16,
-            dns_id: c as u16,
+            dns_id: c as u16 & !DNS_QUESTION_MASK,
         }
     }
 }
@@ -95,5 +113,31 @@ mod tests {
         );
         assert!(SOURCE_PORTS.contains(&m.source_port));
         assert_eq!(format!("{k:?}"), "CookieKey(..)");
+    }
+
+    #[test]
+    fn dns_ids_carry_the_question_index() {
+        let k = CookieKey::from_parts(5, 6);
+        let (a, b): (IpAddr, IpAddr) = (
+            "198.18.0.2".parse().unwrap(),
+            "198.18.1.53".parse().unwrap(),
+        );
+        let m = k.marks(a, b, 53, ProbeKind::Dns);
+        for q in 0..MAX_DNS_QUESTIONS as u8 {
+            assert_eq!(m.dns_question_of(m.dns_id_for(q)), Some(q));
+        }
+        // Another probe's cookie bits are refused whatever its question bits.
+        let other = k.marks(a, b, 54, ProbeKind::Dns);
+        let foreign = (0..MAX_DNS_QUESTIONS as u8)
+            .filter(|&q| m.dns_question_of(other.dns_id_for(q)).is_some())
+            .count();
+        assert_eq!(
+            foreign,
+            if other.dns_id == m.dns_id {
+                MAX_DNS_QUESTIONS
+            } else {
+                0
+            }
+        );
     }
 }

@@ -5,6 +5,6 @@ pub mod build;
 pub mod classify;
 pub mod cookie;
 
-pub use build::{DnsQuestion, Probe, ProbeTemplate, build};
+pub use build::{DnsQuestion, Probe, ProbeTemplate, build, qtype_name};
 pub use classify::{Classified, Reply, Verdict, classify};
 pub use cookie::{CookieKey, Marks};

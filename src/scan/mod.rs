@@ -23,6 +23,7 @@ use crate::net::packet::{RawIpSender, RawSender, Sniffer, SnifferStats};
 use crate::net::route::{self, NextHop, RouteError};
 use crate::pcap::PcapWriter;
 use crate::pcap::writer::LINKTYPE_RAW;
+use crate::probe::cookie::MAX_DNS_QUESTIONS;
 use crate::probe::{
     Classified, CookieKey, DnsQuestion, Probe, ProbeTemplate, Reply, Verdict, build, classify,
 };
@@ -36,7 +37,8 @@ pub struct ScanConfig {
     /// Ports of SYN probes.
     pub ports: PortSet,
     pub kinds: Vec<ProbeKind>,
-    pub dns_question: DnsQuestion,
+    /// The questions each DNS probe target is asked (1 to MAX_DNS_QUESTIONS).
+    pub dns_questions: Vec<DnsQuestion>,
     pub dns_port: u16,
     pub retries: u32,
     pub wait: Duration,
@@ -59,6 +61,9 @@ pub struct ScanResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
     pub probe: ProbeKind,
+    /// The DNS question, NAME:TYPE (DNS results only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
     #[serde(flatten)]
     pub verdict: Verdict,
     pub ttl: u8,
@@ -103,6 +108,8 @@ pub enum ScanError {
     Io(&'static str, std::io::Error),
     Index(crate::target::index::IndexError),
     Interfaces(Vec<String>),
+    /// DNS probes need 1 to MAX_DNS_QUESTIONS questions.
+    Questions(usize),
     WrongInterface {
         target: IpAddr,
         routed: String,
@@ -121,6 +128,10 @@ impl std::fmt::Display for ScanError {
             ScanError::Refused(r) => write!(f, "refused by scope: {r}"),
             ScanError::Io(what, e) => write!(f, "{what}: {e}"),
             ScanError::Index(e) => write!(f, "{e}"),
+            ScanError::Questions(n) => write!(
+                f,
+                "{n} DNS questions: a scan asks between 1 and {MAX_DNS_QUESTIONS} per target"
+            ),
             ScanError::Interfaces(names) => write!(
                 f,
                 "the targets are reached through several interfaces ({}); scan them separately with --interface",
@@ -148,7 +159,8 @@ impl std::fmt::Display for ScanError {
 
 impl std::error::Error for ScanError {}
 
-type Key = (IpAddr, Option<u16>, ProbeKind);
+/// A probe: target, port, kind and DNS question index (0 for other kinds).
+type Key = (IpAddr, Option<u16>, ProbeKind, u8);
 
 /// Probes whose send time is kept for `rtt_us` (later ones report none).
 const MAX_TIMED_PROBES: usize = 100_000;
@@ -170,6 +182,8 @@ struct Shared {
     invalid: AtomicU64,
     duplicates: AtomicU64,
     stop: AtomicBool,
+    /// NAME:TYPE of each DNS question, by index.
+    questions: Vec<String>,
 }
 
 fn now_nanos() -> i64 {
@@ -188,13 +202,22 @@ pub fn run(
     stop_sending: &AtomicBool,
 ) -> Result<ScanOutcome, ScanError> {
     let key = CookieKey::random();
+    if config.dns_questions.is_empty() || config.dns_questions.len() > MAX_DNS_QUESTIONS {
+        return Err(ScanError::Questions(config.dns_questions.len()));
+    }
     let spaces: Vec<(ProbeKind, IndexSpace)> = config
         .kinds
         .iter()
         .map(|&k| {
             let ports = match k {
                 ProbeKind::Syn => Some(config.ports.clone()),
-                ProbeKind::Dns => Some(PortSet::single(config.dns_port)),
+                // DNS: the "port" dimension is the question (1-based, as
+                // port sets start at 1); every DNS probe goes to dns_port.
+                ProbeKind::Dns => {
+                    let mut slots = PortSet::new();
+                    slots.insert(1, config.dns_questions.len() as u16);
+                    Some(slots)
+                }
                 ProbeKind::Icmp => None,
             };
             IndexSpace::new(&config.targets, ports.as_ref())
@@ -282,6 +305,11 @@ pub fn run(
         invalid: AtomicU64::new(0),
         duplicates: AtomicU64::new(0),
         stop: AtomicBool::new(false),
+        questions: config
+            .dns_questions
+            .iter()
+            .map(|q| format!("{}:{}", q.name, crate::probe::qtype_name(q.qtype)))
+            .collect(),
     });
 
     let mut sniffer = Sniffer::open(ifindex, &sources, Duration::from_millis(50))
@@ -373,8 +401,15 @@ pub fn run(
                     let mut batch = gate.reserve(gate.burst()).map_err(ScanError::Refused)?;
                     while batch.remaining() > 0 {
                         let Some(i) = walk.next() else { break };
-                        let (target, port) = space.get(i);
-                        let k: Key = (target, port, *kind);
+                        let (target, slot) = space.get(i);
+                        let (port, question) = match kind {
+                            ProbeKind::Dns => (
+                                Some(config.dns_port),
+                                slot.unwrap_or(1).saturating_sub(1) as u8,
+                            ),
+                            _ => (slot, 0),
+                        };
+                        let k: Key = (target, port, *kind, question);
                         if pass == 0 {
                             probes += 1;
                             *probed.entry(*kind).or_insert(0u64) += 1;
@@ -396,7 +431,8 @@ pub fn run(
                             Path::Frame(hop) => hop.source,
                             Path::Kernel { source } => *source,
                         };
-                        let marks = key.marks(source, target, port.unwrap_or(0), *kind);
+                        let mut marks = key.marks(source, target, port.unwrap_or(0), *kind);
+                        marks.dns_id = marks.dns_id_for(question);
                         let probe = Probe {
                             kind: *kind,
                             src: source,
@@ -408,7 +444,7 @@ pub fn run(
                             &probe,
                             &marks,
                             &config.template,
-                            Some(&config.dns_question),
+                            config.dns_questions.get(usize::from(question)),
                         )
                         .map_err(|e| {
                             ScanError::Io(
@@ -536,7 +572,18 @@ fn source_of(ip: &[u8]) -> Option<IpAddr> {
 }
 
 fn record(shared: &Shared, r: Reply, at: i64) {
-    let k: Key = (r.target, r.port, r.kind);
+    let k: Key = (r.target, r.port, r.kind, r.question);
+    let question = match r.kind {
+        ProbeKind::Dns => match shared.questions.get(usize::from(r.question)) {
+            Some(q) => Some(q.clone()),
+            // The cookie bits matched but no such question was asked.
+            None => {
+                shared.invalid.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        },
+        _ => None,
+    };
     let mut replies = shared.replies.lock().expect("replies lock");
     if replies.contains_key(&k) {
         shared.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -553,6 +600,7 @@ fn record(shared: &Shared, r: Reply, at: i64) {
         target: r.target,
         port: r.port,
         probe: r.kind,
+        question,
         verdict: r.verdict,
         ttl: r.ttl,
         rtt_us,
