@@ -78,9 +78,33 @@ pub struct ScanArgs {
     #[arg(long, value_name = "IF")]
     pub interface: Option<String>,
 
+    /// Sending threads (default: one per core, up to 4, at 50,000 pps and
+    /// above; one below).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub senders: Option<u64>,
+
     /// Source address of every probe (default: the route's); replies must come back to it.
     #[arg(long = "source-ip", value_name = "IP")]
     pub source_ip: Option<std::net::IpAddr>,
+}
+
+/// Write `head` (a JSON object) with a `hosts` member added, streaming the
+/// hosts: a scan's report can hold millions of results.
+fn write_report(
+    file: std::fs::File,
+    head: &serde_json::Value,
+    hosts: &[HostReport],
+) -> std::io::Result<()> {
+    #[derive(Serialize)]
+    struct Report<'a> {
+        #[serde(flatten)]
+        head: &'a serde_json::Value,
+        hosts: &'a [HostReport<'a>],
+    }
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
+    serde_json::to_writer_pretty(&mut w, &Report { head, hosts })?;
+    w.write_all(b"\n")?;
+    w.flush()
 }
 
 #[derive(Serialize)]
@@ -228,6 +252,15 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
         progress: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         interface: args.interface.clone(),
         source: args.source_ip,
+        senders: match args.senders {
+            Some(n) => n as usize,
+            // One thread paces 50,000 pps easily; above that the kernel's
+            // share of each send wants every core.
+            None if gate.rate() >= 50_000.0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(4),
+            None => 1,
+        },
     };
     // Ctrl-C (or SIGTERM): the first stops sending, runs the cooldown and
     // writes everything; a second exits at once (the pcap holds whole records).
@@ -261,6 +294,7 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
         }
     }
     let e = &scope.engagement;
+    // The head is small; the hosts are streamed after it (write_report).
     let report = serde_json::json!({
         "sonde_version": env!("CARGO_PKG_VERSION"),
         "command": std::env::args().collect::<Vec<_>>(),
@@ -289,18 +323,15 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
                 .collect::<Vec<_>>(),
             "interface": args.interface,
             "source_ip": args.source_ip,
+            "senders": config.senders,
         },
         "interrupted": outcome.interrupted,
         "counters": outcome.counters,
         "probes": outcome.probes,
         "unanswered": outcome.unanswered.iter().map(|(k, v)| (k.name(), *v)).collect::<std::collections::BTreeMap<_, _>>(),
-        "hosts": hosts,
     });
-    if let Some(f) = report_file.as_mut() {
-        let mut text = serde_json::to_vec_pretty(&report)
-            .map_err(|e| Error::runtime("cannot encode the report", e))?;
-        text.push(b'\n');
-        f.write_all(&text)
+    if let Some(f) = report_file.take() {
+        write_report(f, &report, &hosts)
             .map_err(|e| Error::runtime("cannot write the report", e))?;
     }
     if args.ndjson.as_deref() != Some("-") {

@@ -52,6 +52,8 @@ pub struct ScanConfig {
     /// The source address of every probe, instead of the route's (replies
     /// must come back to it; the sniffer listens for it).
     pub source: Option<IpAddr>,
+    /// Sending threads (1 or more); each takes a share of the permutation.
+    pub senders: usize,
 }
 
 /// One result: the first valid reply to a probe.
@@ -63,7 +65,7 @@ pub struct ScanResult {
     pub probe: ProbeKind,
     /// The DNS question, NAME:TYPE (DNS results only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub question: Option<String>,
+    pub question: Option<Arc<str>>,
     #[serde(flatten)]
     pub verdict: Verdict,
     pub ttl: u8,
@@ -71,8 +73,19 @@ pub struct ScanResult {
     /// (kept for the first 100,000 probes of a scan).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtt_us: Option<u64>,
-    /// When the reply was captured (RFC 3339).
-    pub time: String,
+    /// When the reply was captured (RFC 3339 in JSON).
+    pub time: CaptureTime,
+}
+
+/// Nanoseconds since the Unix epoch, written as RFC 3339. A result holds no
+/// heap data, so a scan's memory is a fixed size per reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CaptureTime(pub i64);
+
+impl Serialize for CaptureTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::analyze::stats::timestamp(self.0))
+    }
 }
 
 /// Counters of one run.
@@ -172,9 +185,19 @@ enum Path {
     Kernel { source: IpAddr },
 }
 
+#[derive(Default)]
+struct Replies {
+    answered: std::collections::HashSet<Key, foldhash::fast::RandomState>,
+    results: Vec<ScanResult>,
+}
+
 struct Shared {
-    replies: Mutex<HashMap<Key, ScanResult>>,
+    /// The probes answered, and their results in arrival order: a set of
+    /// small keys plus a list costs half of a map holding the results.
+    replies: Mutex<Replies>,
     first_sent: Mutex<HashMap<Key, Instant>>,
+    /// How many probes first_sent holds (read without its lock).
+    timed: std::sync::atomic::AtomicUsize,
     pcap: Option<Mutex<PcapWriter<std::fs::File>>>,
     ndjson: Option<Mutex<Box<dyn Write + Send>>>,
     received: AtomicU64,
@@ -183,7 +206,7 @@ struct Shared {
     duplicates: AtomicU64,
     stop: AtomicBool,
     /// NAME:TYPE of each DNS question, by index.
-    questions: Vec<String>,
+    questions: Vec<Arc<str>>,
 }
 
 fn now_nanos() -> i64 {
@@ -290,8 +313,9 @@ pub fn run(
         })
     };
     let shared = Arc::new(Shared {
-        replies: Mutex::new(HashMap::new()),
+        replies: Mutex::new(Replies::default()),
         first_sent: Mutex::new(HashMap::new()),
+        timed: std::sync::atomic::AtomicUsize::new(0),
         pcap: match pcap {
             Some(f) => Some(Mutex::new(
                 PcapWriter::new(f, LINKTYPE_RAW, 65535)
@@ -308,7 +332,7 @@ pub fn run(
         questions: config
             .dns_questions
             .iter()
-            .map(|q| format!("{}:{}", q.name, crate::probe::qtype_name(q.qtype)))
+            .map(|q| Arc::from(format!("{}:{}", q.name, crate::probe::qtype_name(q.qtype))))
             .collect(),
     });
 
@@ -359,20 +383,25 @@ pub fn run(
             .map_err(|e| ScanError::Io("cannot start the receiving thread", e))?
     };
 
-    let mut frames = RawSender::open(ifindex)
-        .map_err(|e| ScanError::Io("cannot open the raw sender (sonde needs CAP_NET_RAW)", e))?;
-    let mut kernel =
-        RawIpSender::open().map_err(|e| ScanError::Io("cannot open the raw IP sender", e))?;
+    // Senders: one thread per share of the permutation. On a veth or a fast
+    // NIC the kernel does much of the work of a send in the sending thread,
+    // so more threads than one are needed to reach the machine's limit.
+    let senders = config.senders.max(1);
     let mut counters = Counters::default();
-    let mut buf = Vec::with_capacity(128);
-    let mut probes = 0u64;
-    let mut probed: HashMap<ProbeKind, u64> = HashMap::new();
+    let probes = AtomicU64::new(0);
+    let probed: [AtomicU64; 3] = Default::default();
     let total: u64 = spaces
         .iter()
         .map(|(_, s)| s.len().div_ceil(config.shard.count))
         .sum();
     let started = Instant::now();
-    let mut last_progress = Instant::now();
+    let sent = AtomicU64::new(0);
+    let sent_via_kernel = AtomicU64::new(0);
+    let retried = AtomicU64::new(0);
+    let mut route_caches: Vec<route::RouteCache> = (1..senders)
+        .map(|_| route::RouteCache::load().map_err(ScanError::Route))
+        .collect::<Result<_, _>>()?;
+    route_caches.insert(0, routes);
     let outcome: Result<(), ScanError> = (|| {
         'passes: for pass in 0..=config.retries {
             for (kind, space) in &spaces {
@@ -380,110 +409,57 @@ pub fn run(
                     space.len(),
                     config.seed ^ (*kind as u64).wrapping_mul(0x9e37_79b9),
                 );
-                let mut walk = config.shard.walk(&order).peekable();
-                while walk.peek().is_some() {
-                    // Checked every batch (about 10 ms of traffic).
-                    if stop_sending.load(Ordering::Relaxed) {
-                        break 'passes;
-                    }
-                    if config.progress && last_progress.elapsed() >= Duration::from_secs(1) {
-                        last_progress = Instant::now();
-                        let secs = started.elapsed().as_secs_f64();
-                        let rate = probes as f64 / secs.max(1e-9);
-                        let found = shared.matched.load(Ordering::Relaxed);
-                        let eta = total.saturating_sub(probes) as f64 / rate.max(1.0);
-                        eprint!(
-                            "\r{:5.1}% {probes}/{total} probes, {rate:.0} pps, {found} found, ETA {eta:.0} s (pass {})   ",
-                            100.0 * probes as f64 / total.max(1) as f64,
-                            pass + 1
-                        );
-                    }
-                    let mut batch = gate.reserve(gate.burst()).map_err(ScanError::Refused)?;
-                    while batch.remaining() > 0 {
-                        let Some(i) = walk.next() else { break };
-                        let (target, slot) = space.get(i);
-                        let (port, question) = match kind {
-                            ProbeKind::Dns => (
-                                Some(config.dns_port),
-                                slot.unwrap_or(1).saturating_sub(1) as u8,
-                            ),
-                            _ => (slot, 0),
-                        };
-                        let k: Key = (target, port, *kind, question);
-                        if pass == 0 {
-                            probes += 1;
-                            *probed.entry(*kind).or_insert(0u64) += 1;
-                        } else if shared
-                            .replies
-                            .lock()
-                            .expect("replies lock")
-                            .contains_key(&k)
-                        {
-                            continue;
-                        } else {
-                            counters.retried += 1;
-                        }
-                        let permit = batch
-                            .permit(target, port, *kind)
-                            .map_err(ScanError::Refused)?;
-                        let path = path_for(&mut routes, target)?;
-                        let source = match &path {
-                            Path::Frame(hop) => hop.source,
-                            Path::Kernel { source } => *source,
-                        };
-                        let mut marks = key.marks(source, target, port.unwrap_or(0), *kind);
-                        marks.dns_id = marks.dns_id_for(question);
-                        let probe = Probe {
-                            kind: *kind,
-                            src: source,
-                            dst: target,
-                            port,
-                        };
-                        build(
-                            &mut buf,
-                            &probe,
-                            &marks,
-                            &config.template,
-                            config.dns_questions.get(usize::from(question)),
-                        )
-                        .map_err(|e| {
-                            ScanError::Io(
-                                "cannot build a probe",
-                                std::io::Error::other(e.to_string()),
-                            )
-                        })?;
-                        {
-                            // Send times for round-trip times, kept for a bounded number
-                            // of probes: memory must not grow with the scan.
-                            let mut sent = shared.first_sent.lock().expect("sent lock");
-                            if sent.len() < MAX_TIMED_PROBES {
-                                sent.entry(k).or_insert_with(Instant::now);
-                            }
-                        }
-                        if let Some(p) = &shared.pcap {
-                            let _ = p.lock().expect("pcap lock").write(now_nanos(), &buf);
-                        }
-                        match &path {
-                            Path::Frame(hop) => frames.queue(permit, hop, &buf).map_err(|r| {
-                                ScanError::Io("sender", std::io::Error::other(r.to_string()))
-                            })?,
-                            Path::Kernel { .. } => {
-                                kernel
-                                    .send(permit, &buf)
-                                    .map_err(|r| {
-                                        ScanError::Io(
-                                            "sender",
-                                            std::io::Error::other(r.to_string()),
-                                        )
-                                    })?
-                                    .map_err(|e| ScanError::Io("cannot send", e))?;
-                                counters.sent_via_kernel += 1;
-                            }
-                        }
-                    }
-                    frames
-                        .flush()
-                        .map_err(|e| ScanError::Io("cannot send", e))?;
+                let results: Vec<Result<(), ScanError>> = std::thread::scope(|scope| {
+                    let handles: Vec<_> = route_caches
+                        .iter_mut()
+                        .enumerate()
+                        .map(|(t, routes)| {
+                            // Thread t of T takes every T-th position of this
+                            // machine's shard: a finer shard of the same permutation.
+                            let share = Shard {
+                                index: config.shard.index + config.shard.count * t as u64,
+                                count: config.shard.count * senders as u64,
+                            };
+                            let worker = Worker {
+                                config,
+                                gate,
+                                key: &key,
+                                shared: &shared,
+                                path_for: &path_for,
+                                stop_sending,
+                                probes: &probes,
+                                probed: &probed,
+                                sent: &sent,
+                                sent_via_kernel: &sent_via_kernel,
+                                retried: &retried,
+                                progress: (config.progress && t == 0).then_some((started, total)),
+                            };
+                            let order = &order;
+                            std::thread::Builder::new()
+                                .name(format!("sonde-send-{t}"))
+                                .spawn_scoped(scope, move || {
+                                    worker.send(routes, ifindex, *kind, space, order, share, pass)
+                                })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| match h {
+                            Ok(h) => h.join().unwrap_or_else(|_| {
+                                Err(ScanError::Io(
+                                    "a sending thread failed",
+                                    std::io::Error::other("panic"),
+                                ))
+                            }),
+                            Err(e) => Err(ScanError::Io("cannot start a sending thread", e)),
+                        })
+                        .collect()
+                });
+                for r in results {
+                    r?;
+                }
+                if stop_sending.load(Ordering::Relaxed) {
+                    break 'passes;
                 }
             }
             // The pass's probes reach the disk before its replies are waited for.
@@ -500,6 +476,11 @@ pub fn run(
         }
         Ok(())
     })();
+    let probes = probes.load(Ordering::Relaxed);
+    let probed: HashMap<ProbeKind, u64> = [ProbeKind::Syn, ProbeKind::Icmp, ProbeKind::Dns]
+        .into_iter()
+        .map(|k| (k, probed[k as usize].load(Ordering::Relaxed)))
+        .collect();
     if config.progress {
         eprintln!(
             "\r{probes} probes sent, waiting {:.1} s for late replies{}",
@@ -525,20 +506,21 @@ pub fn run(
     }
     outcome?;
 
-    counters.sent = frames.sent + kernel.sent;
+    counters.sent = sent.load(Ordering::Relaxed);
+    counters.sent_via_kernel = sent_via_kernel.load(Ordering::Relaxed);
+    counters.retried = retried.load(Ordering::Relaxed);
     counters.received = shared.received.load(Ordering::Relaxed);
     counters.matched = shared.matched.load(Ordering::Relaxed);
     counters.invalid = shared.invalid.load(Ordering::Relaxed);
     counters.duplicates = shared.duplicates.load(Ordering::Relaxed);
     counters.kernel_drops = sniffer_stats.dropped;
-    let mut results: Vec<ScanResult> = shared
-        .replies
-        .lock()
-        .expect("replies lock")
-        .values()
-        .cloned()
-        .collect();
-    results.sort_by_key(|r| (r.target, r.port, r.probe));
+    // Moved out, not copied: the map's memory is freed as the list is built.
+    let replies = std::mem::take(&mut *shared.replies.lock().expect("replies lock"));
+    drop(replies.answered);
+    let mut results = replies.results;
+    results.sort_unstable_by(|a, b| {
+        (a.target, a.port, a.probe, &a.question).cmp(&(b.target, b.port, b.probe, &b.question))
+    });
     let mut unanswered = HashMap::new();
     for (kind, _) in &spaces {
         let answered = results.iter().filter(|r| r.probe == *kind).count() as u64;
@@ -560,6 +542,163 @@ pub fn run(
         probes,
         interrupted,
     })
+}
+
+/// One sending thread's view of the scan.
+struct Worker<'a, P> {
+    config: &'a ScanConfig,
+    gate: &'a ScopeGate,
+    key: &'a CookieKey,
+    shared: &'a Shared,
+    path_for: &'a P,
+    stop_sending: &'a AtomicBool,
+    probes: &'a AtomicU64,
+    probed: &'a [AtomicU64; 3],
+    sent: &'a AtomicU64,
+    sent_via_kernel: &'a AtomicU64,
+    retried: &'a AtomicU64,
+    /// Print the progress line (one thread does): the start and the total.
+    progress: Option<(Instant, u64)>,
+}
+
+impl<P> Worker<'_, P>
+where
+    P: Fn(&mut route::RouteCache, IpAddr) -> Result<Path, ScanError> + Sync,
+{
+    /// Send this thread's share of one kind's probes for one pass.
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        routes: &mut route::RouteCache,
+        ifindex: u32,
+        kind: ProbeKind,
+        space: &IndexSpace,
+        order: &Permutation,
+        share: Shard,
+        pass: u32,
+    ) -> Result<(), ScanError> {
+        let config = self.config;
+        let mut frames = RawSender::open(ifindex).map_err(|e| {
+            ScanError::Io("cannot open the raw sender (sonde needs CAP_NET_RAW)", e)
+        })?;
+        let mut kernel =
+            RawIpSender::open().map_err(|e| ScanError::Io("cannot open the raw IP sender", e))?;
+        let mut buf = Vec::with_capacity(128);
+        let mut last_progress = Instant::now();
+        let mut walk = share.walk(order).peekable();
+        let result = (|| {
+            while walk.peek().is_some() {
+                // Checked every batch (about 10 ms of traffic).
+                if self.stop_sending.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Some((started, total)) = self.progress
+                    && last_progress.elapsed() >= Duration::from_secs(1)
+                {
+                    last_progress = Instant::now();
+                    let probes = self.probes.load(Ordering::Relaxed);
+                    let secs = started.elapsed().as_secs_f64();
+                    let rate = probes as f64 / secs.max(1e-9);
+                    let found = self.shared.matched.load(Ordering::Relaxed);
+                    let eta = total.saturating_sub(probes) as f64 / rate.max(1.0);
+                    eprint!(
+                        "\r{:5.1}% {probes}/{total} probes, {rate:.0} pps, {found} found, ETA {eta:.0} s (pass {})   ",
+                        100.0 * probes as f64 / total.max(1) as f64,
+                        pass + 1
+                    );
+                }
+                let mut batch = self
+                    .gate
+                    .reserve(self.gate.burst())
+                    .map_err(ScanError::Refused)?;
+                while batch.remaining() > 0 {
+                    let Some(i) = walk.next() else { break };
+                    let (target, slot) = space.get(i);
+                    let (port, question) = match kind {
+                        ProbeKind::Dns => (
+                            Some(config.dns_port),
+                            slot.unwrap_or(1).saturating_sub(1) as u8,
+                        ),
+                        _ => (slot, 0),
+                    };
+                    let k: Key = (target, port, kind, question);
+                    if pass == 0 {
+                        self.probes.fetch_add(1, Ordering::Relaxed);
+                        self.probed[kind as usize].fetch_add(1, Ordering::Relaxed);
+                    } else if self
+                        .shared
+                        .replies
+                        .lock()
+                        .expect("replies lock")
+                        .answered
+                        .contains(&k)
+                    {
+                        continue;
+                    } else {
+                        self.retried.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let permit = batch
+                        .permit(target, port, kind)
+                        .map_err(ScanError::Refused)?;
+                    let path = (self.path_for)(routes, target)?;
+                    let source = match &path {
+                        Path::Frame(hop) => hop.source,
+                        Path::Kernel { source } => *source,
+                    };
+                    let mut marks = self.key.marks(source, target, port.unwrap_or(0), kind);
+                    marks.dns_id = marks.dns_id_for(question);
+                    let probe = Probe {
+                        kind,
+                        src: source,
+                        dst: target,
+                        port,
+                    };
+                    build(
+                        &mut buf,
+                        &probe,
+                        &marks,
+                        &config.template,
+                        config.dns_questions.get(usize::from(question)),
+                    )
+                    .map_err(|e| {
+                        ScanError::Io("cannot build a probe", std::io::Error::other(e.to_string()))
+                    })?;
+                    if pass == 0 && self.shared.timed.load(Ordering::Relaxed) < MAX_TIMED_PROBES {
+                        // Send times for round-trip times, kept for a bounded number
+                        // of probes: memory must not grow with the scan.
+                        let mut sent = self.shared.first_sent.lock().expect("sent lock");
+                        sent.entry(k).or_insert_with(Instant::now);
+                        self.shared.timed.store(sent.len(), Ordering::Relaxed);
+                    }
+                    if let Some(p) = &self.shared.pcap {
+                        let _ = p.lock().expect("pcap lock").write(now_nanos(), &buf);
+                    }
+                    match &path {
+                        Path::Frame(hop) => frames.queue(permit, hop, &buf).map_err(|r| {
+                            ScanError::Io("sender", std::io::Error::other(r.to_string()))
+                        })?,
+                        Path::Kernel { .. } => {
+                            kernel
+                                .send(permit, &buf)
+                                .map_err(|r| {
+                                    ScanError::Io("sender", std::io::Error::other(r.to_string()))
+                                })?
+                                .map_err(|e| ScanError::Io("cannot send", e))?;
+                        }
+                    }
+                }
+                frames
+                    .flush()
+                    .map_err(|e| ScanError::Io("cannot send", e))?;
+            }
+            Ok(())
+        })();
+        self.sent
+            .fetch_add(frames.sent + kernel.sent, Ordering::Relaxed);
+        self.sent_via_kernel
+            .fetch_add(kernel.sent, Ordering::Relaxed);
+        result
+    }
 }
 
 /// The source address of an IP packet.
@@ -585,7 +724,7 @@ fn record(shared: &Shared, r: Reply, at: i64) {
         _ => None,
     };
     let mut replies = shared.replies.lock().expect("replies lock");
-    if replies.contains_key(&k) {
+    if !replies.answered.insert(k) {
         shared.duplicates.fetch_add(1, Ordering::Relaxed);
         return;
     }
@@ -604,12 +743,12 @@ fn record(shared: &Shared, r: Reply, at: i64) {
         verdict: r.verdict,
         ttl: r.ttl,
         rtt_us,
-        time: crate::analyze::stats::timestamp(at),
+        time: CaptureTime(at),
     };
     if let Some(n) = &shared.ndjson
         && let Ok(line) = serde_json::to_string(&result)
     {
         let _ = writeln!(n.lock().expect("ndjson lock"), "{line}");
     }
-    replies.insert(k, result);
+    replies.results.push(result);
 }
