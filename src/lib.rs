@@ -5,6 +5,7 @@
 
 pub mod analyze;
 pub mod cli;
+pub mod craft;
 pub mod error;
 pub mod net;
 pub mod pcap;

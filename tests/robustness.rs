@@ -129,6 +129,27 @@ proptest! {
     }
 
     #[test]
+    fn craft_specs_never_panic(text in "(ether|ip|ipv6|tcp|udp|icmp|icmpv6|dns|raw|[a-z]{1,6})(\\((([a-z]{1,8})=(\"[^\"]{0,12}\"|[0-9a-fx:.;A-Z]{0,12}),?){0,4}\\))?(/(ip|ipv6|tcp|udp|icmp|icmpv6|dns|raw|ether)(\\((([a-z]{1,8})=([0-9a-fx:.;SAFRPUEC]{0,10}),?){0,4}\\))?){0,4}") {
+        let _ = sonde::craft::craft(&text, &|_| Some("198.18.0.2".parse().unwrap()));
+    }
+
+    #[test]
+    fn craft_specs_of_real_fields_never_panic(
+        dst in prop_oneof![Just("198.18.1.5"), Just("2001:db8::5")],
+        l4 in prop_oneof![Just("tcp"), Just("udp"), Just("icmp"), Just("icmpv6"), Just("dns"), Just("raw")],
+        field in prop_oneof![Just("len"), Just("ihl"), Just("chksum"), Just("dataofs"), Just("frag"), Just("options"), Just("plen"), Just("flags"), Just("qd"), Just("pattern")],
+        value in "[0-9]{1,6}|0x[0-9a-f]{1,5}|[A-Za-z:;.]{0,12}",
+    ) {
+        let ip = if dst.contains(':') { "ipv6" } else { "ip" };
+        for spec in [format!("{ip}(dst={dst},{field}={value})/{l4}"), format!("{ip}(dst={dst})/{l4}({field}={value})")] {
+            if let Ok(c) = sonde::craft::craft(&spec, &|_| Some(if dst.contains(':') { "2001:db8::2".parse().unwrap() } else { "198.18.0.2".parse().unwrap() })) {
+                // Whatever was built, the analyzer's dissector takes it.
+                let _ = sonde::analyze::dissect::dissect(sonde::pcap::LinkType::Raw, &c.bytes);
+            }
+        }
+    }
+
+    #[test]
     fn scope_parser_never_panics(text in "\\PC{0,400}") {
         let _ = sonde::scope::Scope::from_toml(&text, "fuzz.toml");
     }

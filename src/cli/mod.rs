@@ -1,6 +1,7 @@
 //! Command-line definitions (clap) and their translation into library calls.
 
 mod analyze;
+mod craft;
 mod scan;
 mod scope;
 mod targets;
@@ -34,6 +35,8 @@ pub enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// Scan what a scope file authorizes: SYN, ICMP echo and DNS probes, with evidence.
     Scan(Box<scan::ScanArgs>),
+    /// Build one exact packet from a layered spec: dump it, write it to a pcap, or send it within scope.
+    Craft(Box<craft::CraftArgs>),
 }
 
 /// nmap spells some options with one dash and two letters (`-iL`); clap
@@ -81,6 +84,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
         Command::Scope(cmd) => scope::run(cmd, out),
         Command::Analyze(args) => analyze::run(args, out),
         Command::Scan(args) => scan::run_scan(*args, out),
+        Command::Craft(args) => craft::run_craft(*args, out),
     }
 }
 

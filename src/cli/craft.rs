@@ -1,0 +1,476 @@
+//! `sonde craft SPEC`: build one packet (or its fragments), then dump it,
+//! write it to a pcap, or send it through the scope gate and show replies.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use super::scope::load_scope;
+use super::write_err;
+use crate::analyze::dissect::{Transport, dissect};
+use crate::craft::{Crafted, TransportKind, craft, fragment, reply};
+use crate::error::Error;
+use crate::net::packet::{RawIpSender, RawSender, Sniffer};
+use crate::net::route::{self, RouteCache, RouteError};
+use crate::pcap::{LinkType, PcapWriter};
+use crate::scope::{Decision, ProbeKind, ScopeGate};
+use crate::target::AddrRange;
+
+#[derive(Debug, Args)]
+pub struct CraftArgs {
+    /// The packet: layers joined by '/', e.g.
+    /// 'ip(dst=198.18.1.5,ttl=3)/tcp(dport=80,flags=S,options=mss:1460;sackok)'
+    /// (docs/craft.md has the grammar and every field).
+    #[arg(value_name = "SPEC")]
+    pub spec: String,
+
+    /// Print a layered dissection (the analyzer's own) and a hex dump
+    /// (the default when neither --write nor --send is given).
+    #[arg(long)]
+    pub dump: bool,
+
+    /// Write the packet(s) to this pcap without sending.
+    #[arg(long, value_name = "FILE")]
+    pub write: Option<PathBuf>,
+
+    /// Send through the scope gate and show the replies (needs --scope and root).
+    #[arg(long, requires = "scope")]
+    pub send: bool,
+
+    /// The scope file authorizing --send.
+    #[arg(long, value_name = "FILE")]
+    pub scope: Option<PathBuf>,
+
+    /// How many times to send (with --send).
+    #[arg(long, short = 'c', default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub count: u64,
+
+    /// Seconds between sends (with --send).
+    #[arg(long, short = 'i', default_value_t = 1.0, value_name = "SECS")]
+    pub interval: f64,
+
+    /// Seconds to wait for replies after the last send.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    pub wait: f64,
+
+    /// Evidence of --send: every packet sent and every reply.
+    #[arg(long, value_name = "FILE", requires = "send")]
+    pub pcap: Option<PathBuf>,
+
+    /// Split the IP payload into fragments of SIZE bytes (a multiple of 8).
+    #[arg(long, value_name = "SIZE", conflicts_with = "fragments")]
+    pub fragment: Option<usize>,
+
+    /// Explicit fragments as byte ranges of the IP payload, OFF:LEN,...
+    /// (overlapping and tiny fragments allowed).
+    #[arg(long, value_name = "OFF:LEN,...")]
+    pub fragments: Option<String>,
+}
+
+pub fn run_craft(args: CraftArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    if !(args.interval.is_finite() && args.interval >= 0.0) {
+        return Err(Error::usage(
+            format!("--interval {}: expected seconds, 0 or more", args.interval),
+            "e.g. --interval 0.5",
+        ));
+    }
+    if !(args.wait.is_finite() && args.wait >= 0.0) {
+        return Err(Error::usage(
+            format!("--wait {}: expected seconds, 0 or more", args.wait),
+            "e.g. --wait 2",
+        ));
+    }
+    let source_for = |dst: IpAddr| route::route_to(dst).ok().map(|(_, _, s)| s);
+    let crafted = craft(&args.spec, &source_for).map_err(|e| Error::Usage {
+        message: format!("bad packet spec: {e}"),
+        hint: "docs/craft.md lists every layer and field".into(),
+    })?;
+    let packets = fragments_of(&crafted, &args)?;
+
+    if args.dump || (args.write.is_none() && !args.send) {
+        for (i, p) in packets.iter().enumerate() {
+            if packets.len() > 1 {
+                writeln!(out, "fragment {} of {}", i + 1, packets.len()).map_err(write_err)?;
+            }
+            dump(out, crafted.ethernet, p).map_err(write_err)?;
+        }
+    }
+    if let Some(path) = &args.write {
+        let file = std::fs::File::create(path)
+            .map_err(|e| Error::runtime(format!("cannot create {}", path.display()), e))?;
+        let mut w = PcapWriter::new(file, link_type(&crafted), 65535)
+            .map_err(|e| Error::runtime("cannot write the pcap", e))?;
+        let now = now_nanos();
+        for (i, p) in packets.iter().enumerate() {
+            w.write(now + i as i64 * 1000, p)
+                .map_err(|e| Error::runtime("cannot write the pcap", e))?;
+        }
+        w.flush()
+            .map_err(|e| Error::runtime("cannot write the pcap", e))?;
+        writeln!(
+            out,
+            "wrote {} packet(s) to {}",
+            packets.len(),
+            path.display()
+        )
+        .map_err(write_err)?;
+    }
+    if args.send {
+        return send(&args, &crafted, &packets, out);
+    }
+    Ok(0)
+}
+
+fn link_type(c: &Crafted) -> u32 {
+    if c.ethernet {
+        crate::pcap::writer::LINKTYPE_ETHERNET
+    } else {
+        crate::pcap::writer::LINKTYPE_RAW
+    }
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// The packet itself, or its fragments.
+fn fragments_of(c: &Crafted, args: &CraftArgs) -> Result<Vec<Vec<u8>>, Error> {
+    if args.fragment.is_none() && args.fragments.is_none() {
+        return Ok(vec![c.bytes.clone()]);
+    }
+    let start = if c.ethernet { 14 } else { 0 };
+    let ip = &c.bytes[start..];
+    let hlen = match ip.first().map(|b| b >> 4) {
+        Some(4) => usize::from(ip[0] & 0x0f) * 4,
+        Some(6) => 40,
+        _ => {
+            return Err(Error::usage(
+                "--fragment needs an IP packet",
+                "start the spec with ip(...) or ipv6(...)",
+            ));
+        }
+    };
+    let payload_len = ip.len().saturating_sub(hlen);
+    let pieces = match (&args.fragment, &args.fragments) {
+        (Some(size), _) => fragment::even(payload_len, *size),
+        (_, Some(list)) => fragment::list(list, payload_len),
+        _ => unreachable!("checked above"),
+    }
+    .map_err(|m| Error::usage(m, "docs/craft.md: Fragments"))?;
+    let id = u32::from(u16::from_be_bytes([ip[4], ip[5]])) ^ 0x5d00_0000;
+    let frags = fragment::split(ip, &pieces, id)
+        .map_err(|m| Error::usage(m, "docs/craft.md: Fragments"))?;
+    Ok(frags
+        .into_iter()
+        .map(|f| {
+            let mut b = c.bytes[..start].to_vec();
+            b.extend_from_slice(&f);
+            b
+        })
+        .collect())
+}
+
+/// The analyzer's dissection of `bytes`, then a hex dump.
+fn dump(out: &mut dyn Write, ethernet: bool, bytes: &[u8]) -> std::io::Result<()> {
+    let d = dissect(
+        if ethernet {
+            LinkType::Ethernet
+        } else {
+            LinkType::Raw
+        },
+        bytes,
+    );
+    if ethernet {
+        writeln!(
+            out,
+            "ether  {} > {} type 0x{:04x}",
+            mac(&bytes[6..12]),
+            mac(&bytes[0..6]),
+            d.ether_type
+        )?;
+    }
+    if let Some(ip) = d.ip {
+        let net = d.net;
+        if d.ipv6 {
+            writeln!(
+                out,
+                "ipv6   {} > {} next {} payload {} hop-limit {}",
+                ip.src,
+                ip.dst,
+                ip.proto,
+                ip.payload_len,
+                net.get(7).copied().unwrap_or(0)
+            )?;
+        } else {
+            writeln!(
+                out,
+                "ip     {} > {} proto {} len {} ttl {} id {} tos 0x{:02x} chksum 0x{:04x}",
+                ip.src,
+                ip.dst,
+                ip.proto,
+                u16::from_be_bytes([net[2], net[3]]),
+                net[8],
+                u16::from_be_bytes([net[4], net[5]]),
+                net[1],
+                u16::from_be_bytes([net[10], net[11]])
+            )?;
+        }
+        if let Some(f) = ip.fragment {
+            writeln!(
+                out,
+                "       fragment id {} offset {} bytes{}",
+                f.id,
+                f.offset,
+                if f.more { ", more fragments" } else { "" }
+            )?;
+        }
+    }
+    match d.transport {
+        Some(Transport::Tcp {
+            sport,
+            dport,
+            flags,
+            payload,
+            valid,
+        }) => writeln!(
+            out,
+            "tcp    {sport} > {dport} flags {} payload {} bytes{}",
+            tcp_flag_letters(flags),
+            payload.len(),
+            if valid { "" } else { " (header damaged)" }
+        )?,
+        Some(Transport::Udp {
+            sport,
+            dport,
+            payload,
+        }) => writeln!(
+            out,
+            "udp    {sport} > {dport} payload {} bytes",
+            payload.len()
+        )?,
+        Some(Transport::Icmp { kind, code }) => writeln!(out, "icmp   type {kind} code {code}")?,
+        Some(Transport::Icmpv6 { kind, code }) => writeln!(out, "icmpv6 type {kind} code {code}")?,
+        None => {}
+    }
+    if let Some(s) = d.stopped {
+        writeln!(out, "       (dissection stopped: {s})")?;
+    }
+    for (i, chunk) in bytes.chunks(16).enumerate() {
+        let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+        let text: String = chunk
+            .iter()
+            .map(|&b| {
+                if (0x20..0x7f).contains(&b) {
+                    b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        writeln!(out, "{:04x}  {:<47}  {text}", i * 16, hex.join(" "))?;
+    }
+    Ok(())
+}
+
+fn mac(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn tcp_flag_letters(f: u8) -> String {
+    let s: String = [
+        (0x01, 'F'),
+        (0x02, 'S'),
+        (0x04, 'R'),
+        (0x08, 'P'),
+        (0x10, 'A'),
+        (0x20, 'U'),
+        (0x40, 'E'),
+        (0x80, 'C'),
+    ]
+    .iter()
+    .filter(|(bit, _)| f & bit != 0)
+    .map(|(_, c)| *c)
+    .collect();
+    if s.is_empty() { "none".into() } else { s }
+}
+
+/// The scope's probe kind and port for a crafted packet: TCP is authorized
+/// as `syn` on its destination port, UDP as `dns` on its port, ICMP as `icmp`.
+fn kind_of(c: &Crafted) -> Result<(ProbeKind, Option<u16>), Error> {
+    match c.transport {
+        Some(TransportKind::Tcp { dport, .. }) => Ok((ProbeKind::Syn, Some(dport))),
+        Some(TransportKind::Udp { dport, .. }) => Ok((ProbeKind::Dns, Some(dport))),
+        Some(TransportKind::Icmp { .. } | TransportKind::Icmpv6 { .. }) => {
+            Ok((ProbeKind::Icmp, None))
+        }
+        Some(TransportKind::Other(p)) => Err(Error::usage(
+            format!("--send: IP protocol {p} has no probe kind a scope can authorize"),
+            "a scope authorizes tcp (as syn), udp (as dns) and icmp; use --write for other protocols",
+        )),
+        None => Err(Error::usage(
+            "--send needs an ip(...) or ipv6(...) layer with a destination",
+            "e.g. ip(dst=198.18.1.5)/tcp(dport=80)",
+        )),
+    }
+}
+
+fn send(
+    args: &CraftArgs,
+    crafted: &Crafted,
+    packets: &[Vec<u8>],
+    out: &mut dyn Write,
+) -> Result<i32, Error> {
+    if crafted.ethernet {
+        return Err(Error::usage(
+            "--send builds the Ethernet header from the route's next hop; drop ether(...)",
+            "ether(...) is for --write and --dump",
+        ));
+    }
+    let (kind, port) = kind_of(crafted)?;
+    let (src, dst) = (
+        crafted.src.expect("kind_of checked the IP layer"),
+        crafted.dst.expect("kind_of checked the IP layer"),
+    );
+    let scope_path = args.scope.as_ref().expect("clap requires --scope");
+    let file = load_scope(scope_path)?;
+    // The pace: one packet (with its fragments) per interval, never above the scope's ceiling.
+    let per_second = if args.interval > 0.0 {
+        (packets.len() as f64 / args.interval).max(1.0)
+    } else {
+        file.scope.max_rate
+    };
+    let gate = ScopeGate::new(
+        file.scope.clone(),
+        Some(per_second.min(file.scope.max_rate)),
+    )
+    .map_err(Error::from)?;
+    // Refused before anything is opened or sent.
+    if let Decision::Refused(r) = gate.decide(AddrRange::single(dst), port, kind, &dst.to_string())
+    {
+        return Err(Error::Refused(vec![r]));
+    }
+
+    let mut routes = RouteCache::load().map_err(|e| Error::runtime("cannot read the routes", e))?;
+    let (ifindex, _, _) = routes
+        .route(dst)
+        .map_err(|e| Error::runtime("cannot route the packet", e))?;
+    let hop = match routes.resolve(dst) {
+        Ok(mut h) => {
+            h.source = src;
+            Some(h)
+        }
+        Err(RouteError::NeighbourUnknown { .. }) => None,
+        Err(e) => return Err(Error::runtime("cannot route the packet", e)),
+    };
+    let mut sniffer = Sniffer::open(ifindex, &[src], Duration::from_millis(20))
+        .map_err(|e| Error::runtime("cannot open the sniffer (sonde needs CAP_NET_RAW)", e))?;
+    let mut frames =
+        RawSender::open(ifindex).map_err(|e| Error::runtime("cannot open the raw sender", e))?;
+    let mut kernel =
+        RawIpSender::open().map_err(|e| Error::runtime("cannot open the raw IP sender", e))?;
+    let mut pcap = match &args.pcap {
+        Some(p) => Some(
+            PcapWriter::new(
+                std::fs::File::create(p)
+                    .map_err(|e| Error::runtime(format!("cannot create {}", p.display()), e))?,
+                crate::pcap::writer::LINKTYPE_RAW,
+                65535,
+            )
+            .map_err(|e| Error::runtime("cannot write the pcap", e))?,
+        ),
+        None => None,
+    };
+    let (mut sent, mut replies) = (0u64, 0u64);
+    let mut frame = vec![0u8; 65536];
+    for n in 0..args.count {
+        let mut batch = gate
+            .reserve(packets.len() as u32)
+            .map_err(|r| Error::Refused(vec![r]))?;
+        let sent_at = Instant::now();
+        for p in packets {
+            let permit = batch
+                .permit(dst, port, kind)
+                .map_err(|r| Error::Refused(vec![r]))?;
+            if let Some(w) = pcap.as_mut() {
+                w.write(now_nanos(), p)
+                    .map_err(|e| Error::runtime("cannot write the pcap", e))?;
+            }
+            match &hop {
+                Some(h) => frames.queue(permit, h, p).map_err(|r| {
+                    Error::runtime("cannot send", std::io::Error::other(r.to_string()))
+                })?,
+                None => kernel
+                    .send(permit, p)
+                    .map_err(|r| {
+                        Error::runtime("cannot send", std::io::Error::other(r.to_string()))
+                    })?
+                    .map_err(|e| Error::runtime("cannot send", e))?,
+            }
+        }
+        frames
+            .flush()
+            .map_err(|e| Error::runtime("cannot send", e))?;
+        sent += packets.len() as u64;
+        // Listen until the next send (or the final wait).
+        let listen = if n + 1 < args.count {
+            Duration::from_secs_f64(args.interval)
+        } else {
+            Duration::from_secs_f64(args.wait)
+        };
+        let mut answered = false;
+        while sent_at.elapsed() < listen {
+            let Ok(Some(f)) = sniffer.next(&mut frame) else {
+                continue;
+            };
+            let ip = f.get(14..).unwrap_or(&[]);
+            if let Some(a) = reply::answers(crafted, ip) {
+                replies += 1;
+                answered = true;
+                if let Some(w) = pcap.as_mut() {
+                    w.write(now_nanos(), ip)
+                        .map_err(|e| Error::runtime("cannot write the pcap", e))?;
+                }
+                writeln!(
+                    out,
+                    "len={} ip={} ttl={} {} seq={} rtt={:.2} ms",
+                    a.len,
+                    a.from,
+                    a.ttl,
+                    a.summary,
+                    n,
+                    sent_at.elapsed().as_secs_f64() * 1000.0
+                )
+                .map_err(write_err)?;
+            }
+        }
+        if !answered {
+            writeln!(
+                out,
+                "no reply to packet {n} within {:.2} s",
+                listen.as_secs_f64()
+            )
+            .map_err(write_err)?;
+        }
+    }
+    if let Some(w) = pcap.as_mut() {
+        w.flush()
+            .map_err(|e| Error::runtime("cannot write the pcap", e))?;
+    }
+    writeln!(
+        out,
+        "--- {dst}: {sent} packet(s) sent, {replies} repl{} (scope {}, {})",
+        if replies == 1 { "y" } else { "ies" },
+        file.scope.engagement.id,
+        file.path.display()
+    )
+    .map_err(write_err)?;
+    Ok(0)
+}
