@@ -124,6 +124,8 @@ PY
   # timeout inside: the tool's peak memory still reaches time when it is stopped
   /usr/bin/time -f '%M' -o "$work/rss" ip netns exec $S timeout -k 5 -s INT "$limit" "$@" \
     >"$out" 2>"$work/stderr" || rc=$?
+  # A tool stopped at its time limit (masscan) has no trustworthy peak memory.
+  if [ $rc = 124 ] || [ $rc = 137 ]; then echo -1 >"$work/rss"; fi
   if [ $rc != 0 ]; then
     echo "  (exit status $rc$([ $rc = 124 ] && echo ', stopped at the time limit'):" \
       "$(tr '\r' '\n' <"$work/stderr" | grep -v '^ *$' | tail -1))" >&2
@@ -154,8 +156,10 @@ declare -A PPS
 report() { # name "probes secs pps rss" found
   read -r n secs pps rss <<<"$2"
   PPS[$1]=$pps
+  local mb=n/a
+  [ "$rss" -ge 0 ] && mb=$((rss / 1024))
   printf '%-26s %10s %8s %10s %7s%% %8s\n' "$1" "$n" "$secs" "$pps" \
-    "$(awk "BEGIN { printf \"%.2f\", 100 * $3 / $TRUTH }")" "$((rss / 1024))"
+    "$(awk "BEGIN { printf \"%.2f\", 100 * $3 / $TRUTH }")" "$mb"
 }
 
 for rate in $RATES; do
