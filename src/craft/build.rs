@@ -57,7 +57,7 @@ fn fields_of(layer: &str) -> &'static [&'static str] {
         "udp" => &["sport", "dport", "len", "chksum"],
         "icmp" | "icmpv6" => &["type", "code", "id", "seq", "chksum", "unused"],
         "dns" => &[
-            "id", "qr", "opcode", "aa", "tc", "rd", "ra", "z", "rcode", "qd",
+            "id", "qr", "opcode", "aa", "tc", "rd", "ra", "z", "rcode", "qd", "qclass",
         ],
         "raw" => &["hex", "text", "file", "pattern", "len"],
         _ => &[],
@@ -794,6 +794,21 @@ fn dns(a: &mut Args) -> Result<Vec<u8>, SpecError> {
     let opcode = a.num("opcode", 15)?.unwrap_or(0) as u8;
     let z = a.num("z", 7)?.unwrap_or(0) as u8;
     let rcode = a.num("rcode", 15)?.unwrap_or(0) as u8;
+    let qclass = match a.get("qclass") {
+        None => QCLASS::CLASS(CLASS::IN),
+        Some(f) => match f.value.to_ascii_uppercase().as_str() {
+            "IN" => QCLASS::CLASS(CLASS::IN),
+            "CH" => QCLASS::CLASS(CLASS::CH),
+            "HS" => QCLASS::CLASS(CLASS::HS),
+            "ANY" | "*" => QCLASS::ANY,
+            n => match n.parse::<u16>().ok().and_then(|v| QCLASS::try_from(v).ok()) {
+                Some(c) => c,
+                None => {
+                    return Err(a.err(f, "a DNS class", "IN, CH, HS, ANY, NONE or their numbers"));
+                }
+            },
+        },
+    };
     let mut names = Vec::new();
     if let Some(f) = a.get("qd") {
         for q in f.value.split(';').map(str::trim).filter(|q| !q.is_empty()) {
@@ -815,7 +830,7 @@ fn dns(a: &mut Args) -> Result<Vec<u8>, SpecError> {
         p.questions.push(Question::new(
             name,
             QTYPE::TYPE(TYPE::from(q.qtype)),
-            QCLASS::CLASS(CLASS::IN),
+            qclass,
             false,
         ));
     }

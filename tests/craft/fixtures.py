@@ -32,6 +32,8 @@ CASES = [
      f"IP(src='{S4}',dst='{D4}',frag=185,flags='MF',proto=17)/Raw(bytes(range(1,9)))"),
     (f"ip(src={S4},dst={D4},options=94040000)/tcp(dport=80)",
      f"IP(src='{S4}',dst='{D4}',options=b'\\x94\\x04\\x00\\x00')/TCP(dport=80)"),
+    (f"ip(src={S4},dst={D4})/udp(dport=53)/dns(id=9,rd=0,qclass=CH,qd=version.bind:TXT)",
+     f"IP(src='{S4}',dst='{D4}')/UDP(dport=53)/DNS(id=9,rd=0,qd=DNSQR(qname='version.bind',qtype='TXT',qclass='CH'))"),
     (f"ipv6(src={S6},dst={D6},hlim=5,fl=12345,tc=32)/tcp(dport=80)",
      f"IPv6(src='{S6}',dst='{D6}',hlim=5,fl=12345,tc=32)/TCP(dport=80)"),
     (f"ipv6(src={S6},dst={D6})/udp(dport=53)/dns(qd=example.org:AAAA)",
