@@ -459,3 +459,85 @@ fn interface_and_source_ip() {
     assert_ne!(code, 0);
     assert!(err.contains("address families differ"), "{err}");
 }
+
+/// Least privilege: once its sockets are open a scan holds no capability
+/// in any thread, and under sudo its output files belong to the invoking
+/// user.
+#[test]
+fn a_running_scan_holds_no_capabilities_and_sudo_users_own_the_outputs() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("scan.pcap");
+    let report = dir.path().join("scan.json");
+    let child = lab
+        .scanner_command(env!("CARGO_BIN_EXE_sonde"))
+        .args([
+            "scan",
+            "--scope",
+            "scopes/lab.toml",
+            "198.18.1.0/24",
+            "-p",
+            "20-30",
+            "--rate",
+            "200",
+            "--senders",
+            "2",
+            "--quiet",
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ])
+        .env("SUDO_UID", "65534")
+        .env("SUDO_GID", "65534")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Sending has begun once probes reach the pcap (flushed every 0.5 s).
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&pcap).map_or(0, |m| m.len()) <= 24 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the scan did not start sending"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .unwrap()
+        .map(|t| t.unwrap().path())
+        .collect();
+    assert!(
+        tasks.len() >= 3,
+        "main, receiving and sending threads: {tasks:?}"
+    );
+    for t in &tasks {
+        let status = std::fs::read_to_string(t.join("status")).unwrap();
+        for set in ["CapEff", "CapPrm", "CapInh", "CapAmb"] {
+            let line = status.lines().find(|l| l.starts_with(set)).unwrap();
+            assert!(
+                line.ends_with("0000000000000000"),
+                "{}: {line}",
+                t.display()
+            );
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::MetadataExt;
+    for f in [&pcap, &report] {
+        let m = std::fs::metadata(f).unwrap();
+        assert_eq!((m.uid(), m.gid()), (65534, 65534), "{}", f.display());
+    }
+    // The interrupted scan's evidence still reads, with the probes sent.
+    assert!(tshark_count(&pcap, "tcp.flags.syn==1 && tcp.flags.ack==0") > 0);
+}

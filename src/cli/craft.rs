@@ -101,6 +101,8 @@ pub fn run_craft(args: CraftArgs, out: &mut dyn Write) -> Result<i32, Error> {
     if let Some(path) = &args.write {
         let file = std::fs::File::create(path)
             .map_err(|e| Error::runtime(format!("cannot create {}", path.display()), e))?;
+        crate::net::privilege::chown_to_invoker(path)
+            .map_err(|e| Error::runtime("cannot give the pcap to the sudo user", e))?;
         let mut w = PcapWriter::new(file, link_type(&crafted), 65535)
             .map_err(|e| Error::runtime("cannot write the pcap", e))?;
         let now = now_nanos();
@@ -377,17 +379,21 @@ fn send(
     let mut kernel =
         RawIpSender::open().map_err(|e| Error::runtime("cannot open the raw IP sender", e))?;
     let mut pcap = match &args.pcap {
-        Some(p) => Some(
-            PcapWriter::new(
-                std::fs::File::create(p)
-                    .map_err(|e| Error::runtime(format!("cannot create {}", p.display()), e))?,
-                crate::pcap::writer::LINKTYPE_RAW,
-                65535,
+        Some(p) => {
+            let f = std::fs::File::create(p)
+                .map_err(|e| Error::runtime(format!("cannot create {}", p.display()), e))?;
+            crate::net::privilege::chown_to_invoker(p)
+                .map_err(|e| Error::runtime("cannot give the pcap to the sudo user", e))?;
+            Some(
+                PcapWriter::new(f, crate::pcap::writer::LINKTYPE_RAW, 65535)
+                    .map_err(|e| Error::runtime("cannot write the pcap", e))?,
             )
-            .map_err(|e| Error::runtime("cannot write the pcap", e))?,
-        ),
+        }
         None => None,
     };
+    // Every socket is open: no capability is needed from here on.
+    crate::net::privilege::drop_all()
+        .map_err(|e| Error::runtime("cannot drop capabilities after opening the sockets", e))?;
     let (mut sent, mut replies) = (0u64, 0u64);
     let mut frame = vec![0u8; 65536];
     for n in 0..args.count {

@@ -219,9 +219,14 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
     }
 
     // Open every output before the first packet.
+    // Under sudo they belong to the invoking user, not root.
     let create = |p: &PathBuf, what: &str| {
-        std::fs::File::create(p)
-            .map_err(|e| Error::runtime(format!("cannot create {what} {}", p.display()), e))
+        let f = std::fs::File::create(p)
+            .map_err(|e| Error::runtime(format!("cannot create {what} {}", p.display()), e))?;
+        crate::net::privilege::chown_to_invoker(p).map_err(|e| {
+            Error::runtime(format!("cannot give {} to the sudo user", p.display()), e)
+        })?;
+        Ok::<_, Error>(f)
     };
     let pcap = args.pcap.as_ref().map(|p| create(p, "pcap")).transpose()?;
     let mut report_file = args

@@ -2,4 +2,5 @@
 //! sender and the sniffer come with the scanner.
 
 pub mod packet;
+pub mod privilege;
 pub mod route;

@@ -338,6 +338,23 @@ pub fn run(
 
     let mut sniffer = Sniffer::open(ifindex, &sources, Duration::from_millis(50))
         .map_err(|e| ScanError::Io("cannot open the sniffer (sonde needs CAP_NET_RAW)", e))?;
+    // Every socket the scan will use, opened now: after this the process
+    // needs no privilege, and gives every capability up before any thread
+    // starts (threads inherit the set they are started with).
+    let senders = config.senders.max(1);
+    let mut sockets: Vec<(RawSender, RawIpSender)> = (0..senders)
+        .map(|_| -> Result<_, ScanError> {
+            Ok((
+                RawSender::open(ifindex).map_err(|e| {
+                    ScanError::Io("cannot open the raw sender (sonde needs CAP_NET_RAW)", e)
+                })?,
+                RawIpSender::open()
+                    .map_err(|e| ScanError::Io("cannot open the raw IP sender", e))?,
+            ))
+        })
+        .collect::<Result<_, _>>()?;
+    crate::net::privilege::drop_all()
+        .map_err(|e| ScanError::Io("cannot drop capabilities after opening the sockets", e))?;
     let receiver = {
         let shared = shared.clone();
         let targets = config.targets.clone();
@@ -386,7 +403,6 @@ pub fn run(
     // Senders: one thread per share of the permutation. On a veth or a fast
     // NIC the kernel does much of the work of a send in the sending thread,
     // so more threads than one are needed to reach the machine's limit.
-    let senders = config.senders.max(1);
     let mut counters = Counters::default();
     let probes = AtomicU64::new(0);
     let probed: [AtomicU64; 3] = Default::default();
@@ -412,8 +428,9 @@ pub fn run(
                 let results: Vec<Result<(), ScanError>> = std::thread::scope(|scope| {
                     let handles: Vec<_> = route_caches
                         .iter_mut()
+                        .zip(sockets.iter_mut())
                         .enumerate()
-                        .map(|(t, routes)| {
+                        .map(|(t, (routes, (frames, kernel)))| {
                             // Thread t of T takes every T-th position of this
                             // machine's shard: a finer shard of the same permutation.
                             let share = Shard {
@@ -438,7 +455,9 @@ pub fn run(
                             std::thread::Builder::new()
                                 .name(format!("sonde-send-{t}"))
                                 .spawn_scoped(scope, move || {
-                                    worker.send(routes, ifindex, *kind, space, order, share, pass)
+                                    worker.send(
+                                        routes, frames, kernel, *kind, space, order, share, pass,
+                                    )
                                 })
                         })
                         .collect();
@@ -570,7 +589,8 @@ where
     fn send(
         &self,
         routes: &mut route::RouteCache,
-        ifindex: u32,
+        frames: &mut RawSender,
+        kernel: &mut RawIpSender,
         kind: ProbeKind,
         space: &IndexSpace,
         order: &Permutation,
@@ -578,11 +598,7 @@ where
         pass: u32,
     ) -> Result<(), ScanError> {
         let config = self.config;
-        let mut frames = RawSender::open(ifindex).map_err(|e| {
-            ScanError::Io("cannot open the raw sender (sonde needs CAP_NET_RAW)", e)
-        })?;
-        let mut kernel =
-            RawIpSender::open().map_err(|e| ScanError::Io("cannot open the raw IP sender", e))?;
+        let sent_before = (frames.sent, kernel.sent);
         let mut buf = Vec::with_capacity(128);
         let mut last_progress = Instant::now();
         let mut walk = share.walk(order).peekable();
@@ -693,10 +709,13 @@ where
             }
             Ok(())
         })();
-        self.sent
-            .fetch_add(frames.sent + kernel.sent, Ordering::Relaxed);
+        // The sockets live across passes: count this call's sends only.
+        self.sent.fetch_add(
+            frames.sent + kernel.sent - sent_before.0 - sent_before.1,
+            Ordering::Relaxed,
+        );
         self.sent_via_kernel
-            .fetch_add(kernel.sent, Ordering::Relaxed);
+            .fetch_add(kernel.sent - sent_before.1, Ordering::Relaxed);
         result
     }
 }
