@@ -541,3 +541,88 @@ fn a_running_scan_holds_no_capabilities_and_sudo_users_own_the_outputs() {
     // The interrupted scan's evidence still reads, with the probes sent.
     assert!(tshark_count(&pcap, "tcp.flags.syn==1 && tcp.flags.ack==0") > 0);
 }
+
+/// A full disk mid-scan: sending stops, sonde says so (exit 1), the report
+/// says why, and the pcap is cut back to its last whole record.
+#[test]
+fn a_full_disk_stops_the_scan_and_keeps_the_pcap_valid() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    // 192 KiB: room for a few thousand probes of the 25,000 asked for.
+    let ok = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=192k",
+            "tmpfs",
+            small.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mount a small tmpfs (the test runs as root)");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    let pcap = small.join("scan.pcap");
+    let report = dir.path().join("scan.json");
+    let (code, _, err) = sonde_in(
+        &lab,
+        &[
+            "scan",
+            "--scope",
+            "scopes/lab.toml",
+            "198.18.1.0/24",
+            "-p",
+            "1-100",
+            "--rate",
+            "20000",
+            "--wait",
+            "0.5",
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot write the pcap") && err.contains("No space left"),
+        "{err}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(
+        r["output_error"]
+            .as_str()
+            .unwrap()
+            .contains("No space left"),
+        "{}",
+        r["output_error"]
+    );
+    assert_eq!(r["possibly_incomplete"], true);
+    let probes = r["probes"].as_u64().unwrap();
+    assert!(probes < 25_600, "sending stopped early: {probes}");
+    // tshark reads the cut pcap to its end without a complaint.
+    let out = Command::new("tshark")
+        .args(["-r", pcap.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("cut short"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).lines().count() > 1000);
+}

@@ -331,6 +331,10 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
             "senders": config.senders,
         },
         "interrupted": outcome.interrupted,
+        "output_error": outcome.output_error,
+        // Results may miss replies when the kernel dropped packets or an
+        // output failed; say so where the results are read.
+        "possibly_incomplete": outcome.counters.kernel_drops > 0 || outcome.output_error.is_some(),
         "counters": outcome.counters,
         "probes": outcome.probes,
         "unanswered": outcome.unanswered.iter().map(|(k, v)| (k.name(), *v)).collect::<std::collections::BTreeMap<_, _>>(),
@@ -377,6 +381,19 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
             )
             .map_err(write_err)?;
         }
+    }
+    if let Some(e) = &outcome.output_error {
+        eprintln!(
+            "sonde: {e}: stopped sending after {} probes; what was written before is kept (the pcap up to its last whole record)",
+            outcome.probes
+        );
+        return Ok(exit::RUNTIME);
+    }
+    if outcome.counters.kernel_drops > 0 {
+        eprintln!(
+            "sonde: warning: the kernel dropped {} packets the sniffer could not take in time; results may be incomplete (try a lower --rate)",
+            outcome.counters.kernel_drops
+        );
     }
     if outcome.interrupted {
         eprintln!(

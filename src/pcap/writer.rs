@@ -17,8 +17,13 @@ pub struct PcapWriter<W: Write> {
     out: W,
     snaplen: u32,
     records: u64,
+    /// Bytes `out` has accepted, all of them whole records.
+    handed: u64,
     /// Whole records not yet handed to `out`.
     pending: Vec<u8>,
+    /// A hand-over failed: the file ends at `handed` (or must be cut to
+    /// it), and nothing more is written.
+    broken: bool,
 }
 
 /// Records are handed over once this much is pending.
@@ -39,12 +44,17 @@ impl<W: Write> PcapWriter<W> {
             out,
             snaplen,
             records: 0,
+            handed: h.len() as u64,
+            broken: false,
             pending: Vec::with_capacity(PENDING + 2048),
         })
     }
 
     /// Write one frame captured at `ts_nanos` (since the Unix epoch).
     pub fn write(&mut self, ts_nanos: i64, frame: &[u8]) -> io::Result<()> {
+        if self.broken {
+            return Err(io::Error::other("an earlier write to this pcap failed"));
+        }
         let cap = frame.len().min(self.snaplen as usize);
         let ts = ts_nanos.max(0);
         let mut h = [0u8; 16];
@@ -66,9 +76,21 @@ impl<W: Write> PcapWriter<W> {
     }
 
     fn hand_over(&mut self) -> io::Result<()> {
-        self.out.write_all(&self.pending)?;
+        if self.broken {
+            return Err(io::Error::other("an earlier write to this pcap failed"));
+        }
+        if let Err(e) = self.out.write_all(&self.pending) {
+            self.broken = true;
+            return Err(e);
+        }
+        self.handed += self.pending.len() as u64;
         self.pending.clear();
         Ok(())
+    }
+
+    /// How many bytes of the file are whole records (and the header).
+    pub fn whole_bytes(&self) -> u64 {
+        self.handed
     }
 
     /// Hand every pending record to the writer and flush it.
@@ -81,6 +103,16 @@ impl<W: Write> PcapWriter<W> {
     pub fn into_inner(mut self) -> W {
         let _ = self.flush();
         self.out
+    }
+}
+
+impl PcapWriter<std::fs::File> {
+    /// After a failed write (a full disk), cut the file back to its last
+    /// whole record so it stays valid; what was pending is given up.
+    pub fn cut_to_whole_records(&mut self) -> io::Result<()> {
+        self.broken = true;
+        self.pending.clear();
+        self.out.set_len(self.handed)
     }
 }
 
@@ -107,6 +139,59 @@ mod tests {
                 (1_700_000_000_123_456_789, 40, 40),
                 (1_700_000_001_000_000_000, 64, 100)
             ]
+        );
+    }
+
+    /// A writer that accepts `room` bytes, then fails like a full disk
+    /// (after taking part of the chunk, as write(2) does).
+    struct Full {
+        data: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let n = b.len().min(self.room - self.data.len().min(self.room));
+            if n == 0 {
+                return Err(io::Error::from_raw_os_error(28));
+            }
+            self.data.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_disk_leaves_whole_records_and_stops_writing() {
+        let mut w = PcapWriter::new(
+            Full {
+                data: Vec::new(),
+                room: 100_000,
+            },
+            LINKTYPE_RAW,
+            65535,
+        )
+        .unwrap();
+        let mut failed = false;
+        for _ in 0..2000 {
+            if w.write(0, &[0x45; 100]).is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed);
+        let whole = w.whole_bytes();
+        assert_eq!((whole - 24) % 116, 0, "whole records only");
+        assert!(
+            w.write(0, &[0x45; 10]).is_err() && w.flush().is_err(),
+            "nothing after a failure"
+        );
+        let data = w.into_inner().data;
+        assert!(
+            data.len() as u64 >= whole,
+            "the file holds at least the whole records"
         );
     }
 }

@@ -111,6 +111,9 @@ pub struct ScanOutcome {
     pub probes: u64,
     /// Sending stopped early on request (Ctrl-C); the outputs hold what was sent.
     pub interrupted: bool,
+    /// An output could not be written (a full disk): sending stopped, and
+    /// the pcap was cut back to its last whole record.
+    pub output_error: Option<String>,
 }
 
 /// Why a scan stopped.
@@ -205,6 +208,10 @@ struct Shared {
     invalid: AtomicU64,
     duplicates: AtomicU64,
     stop: AtomicBool,
+    /// The first output that failed (a full disk): sending stops, and the
+    /// pcap is cut back to its last whole record.
+    output_error: Mutex<Option<String>>,
+    output_failed: AtomicBool,
     /// NAME:TYPE of each DNS question, by index.
     questions: Vec<Arc<str>>,
 }
@@ -329,6 +336,8 @@ pub fn run(
         invalid: AtomicU64::new(0),
         duplicates: AtomicU64::new(0),
         stop: AtomicBool::new(false),
+        output_error: Mutex::new(None),
+        output_failed: AtomicBool::new(false),
         questions: config
             .dns_questions
             .iter()
@@ -367,7 +376,8 @@ pub fn run(
                     if flushed.elapsed() >= Duration::from_millis(500) {
                         // Evidence reaches the disk as the scan goes.
                         if let Some(p) = &shared.pcap {
-                            let _ = p.lock().expect("pcap lock").flush();
+                            let r = p.lock().expect("pcap lock").flush();
+                            shared.check_pcap(r);
                         }
                         flushed = Instant::now();
                     }
@@ -385,7 +395,8 @@ pub fn run(
                     if let Some(p) = &shared.pcap
                         && (from_target || !matches!(verdict, Classified::Unrelated))
                     {
-                        let _ = p.lock().expect("pcap lock").write(at, ip);
+                        let r = p.lock().expect("pcap lock").write(at, ip);
+                        shared.check_pcap(r);
                     }
                     match verdict {
                         Classified::Reply(r) => record(&shared, r, at),
@@ -477,16 +488,19 @@ pub fn run(
                 for r in results {
                     r?;
                 }
-                if stop_sending.load(Ordering::Relaxed) {
+                if stop_sending.load(Ordering::Relaxed)
+                    || shared.output_failed.load(Ordering::Relaxed)
+                {
                     break 'passes;
                 }
             }
             // The pass's probes reach the disk before its replies are waited for.
             if let Some(p) = &shared.pcap {
-                p.lock()
-                    .expect("pcap lock")
-                    .flush()
-                    .map_err(|e| ScanError::Io("cannot write the pcap", e))?;
+                let r = p.lock().expect("pcap lock").flush();
+                shared.check_pcap(r);
+            }
+            if shared.output_failed.load(Ordering::Relaxed) {
+                break 'passes;
             }
             // Give replies to this pass time before deciding what to retry.
             if pass < config.retries {
@@ -509,21 +523,21 @@ pub fn run(
     }
     // Cooldown for late replies, then stop the receiver: also after an error,
     // so whatever was captured is kept.
-    if outcome.is_ok() {
+    if outcome.is_ok() && !shared.output_failed.load(Ordering::Relaxed) {
         std::thread::sleep(config.wait);
     }
     shared.stop.store(true, Ordering::Relaxed);
     let sniffer_stats = receiver.join().unwrap_or_default();
     if let Some(p) = &shared.pcap {
-        p.lock()
-            .expect("pcap lock")
-            .flush()
-            .map_err(|e| ScanError::Io("cannot write the pcap", e))?;
+        let r = p.lock().expect("pcap lock").flush();
+        shared.check_pcap(r);
     }
     if let Some(n) = &shared.ndjson {
-        let _ = n.lock().expect("ndjson lock").flush();
+        let r = n.lock().expect("ndjson lock").flush();
+        shared.check_output("the NDJSON results", r);
     }
     outcome?;
+    let output_error = shared.output_error.lock().expect("error lock").take();
 
     counters.sent = sent.load(Ordering::Relaxed);
     counters.sent_via_kernel = sent_via_kernel.load(Ordering::Relaxed);
@@ -560,6 +574,7 @@ pub fn run(
         unanswered,
         probes,
         interrupted,
+        output_error,
     })
 }
 
@@ -605,7 +620,9 @@ where
         let result = (|| {
             while walk.peek().is_some() {
                 // Checked every batch (about 10 ms of traffic).
-                if self.stop_sending.load(Ordering::Relaxed) {
+                if self.stop_sending.load(Ordering::Relaxed)
+                    || self.shared.output_failed.load(Ordering::Relaxed)
+                {
                     break;
                 }
                 if let Some((started, total)) = self.progress
@@ -687,7 +704,8 @@ where
                         self.shared.timed.store(sent.len(), Ordering::Relaxed);
                     }
                     if let Some(p) = &self.shared.pcap {
-                        let _ = p.lock().expect("pcap lock").write(now_nanos(), &buf);
+                        let r = p.lock().expect("pcap lock").write(now_nanos(), &buf);
+                        self.shared.check_pcap(r);
                     }
                     match &path {
                         Path::Frame(hop) => frames.queue(permit, hop, &buf).map_err(|r| {
@@ -717,6 +735,31 @@ where
         self.sent_via_kernel
             .fetch_add(kernel.sent - sent_before.1, Ordering::Relaxed);
         result
+    }
+}
+
+impl Shared {
+    /// Note a failed output write: the first failure is kept and stops the
+    /// scan (the evidence must not silently miss what was sent).
+    fn check_output(&self, what: &str, r: std::io::Result<()>) {
+        if let Err(e) = r {
+            let mut first = self.output_error.lock().expect("error lock");
+            if first.is_none() {
+                *first = Some(format!("cannot write {what}: {e}"));
+            }
+            self.output_failed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// As `check_output`, and cut the pcap back to its last whole record.
+    fn check_pcap(&self, r: std::io::Result<()>) {
+        // Called with the pcap lock released; take it to cut.
+        if r.is_err()
+            && let Some(p) = &self.pcap
+        {
+            let _ = p.lock().expect("pcap lock").cut_to_whole_records();
+        }
+        self.check_output("the pcap", r);
     }
 }
 
@@ -767,7 +810,8 @@ fn record(shared: &Shared, r: Reply, at: i64) {
     if let Some(n) = &shared.ndjson
         && let Ok(line) = serde_json::to_string(&result)
     {
-        let _ = writeln!(n.lock().expect("ndjson lock"), "{line}");
+        let r = writeln!(n.lock().expect("ndjson lock"), "{line}");
+        shared.check_output("the NDJSON results", r);
     }
     replies.results.push(result);
 }
