@@ -87,6 +87,10 @@ fn scan_writes_results_ndjson_report_and_evidence() {
     assert_eq!(r["scope"]["engagement_id"], "LAB-0001");
     assert_eq!(r["scope"]["sha256"].as_str().unwrap().len(), 64);
     assert_eq!(r["probes"], 3 * 5);
+    assert_eq!(
+        r["possibly_incomplete"], false,
+        "no drops, no failed output"
+    );
     let states: Vec<String> = r["hosts"][0]["results"]
         .as_array()
         .unwrap()
@@ -625,4 +629,65 @@ fn a_full_disk_stops_the_scan_and_keeps_the_pcap_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).lines().count() > 1000);
+}
+
+/// Overload: a sniffer queue far too small for the reply rate. The kernel's
+/// drops are counted and reported, and the report says its results may be
+/// incomplete.
+#[test]
+fn kernel_drops_are_counted_and_mark_the_report_incomplete() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("scan.json");
+    let (code, _, err) = sonde_in(
+        &lab,
+        &[
+            "scan",
+            "--scope",
+            "scopes/lab.toml",
+            "198.18.1.0/24",
+            "-p",
+            "1-200",
+            "--rate",
+            "100000",
+            "--senders",
+            "2",
+            "--retries",
+            "0",
+            "--wait",
+            "0.5",
+            "--sniffer-buffer",
+            "8k",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let drops = r["counters"]["kernel_drops"].as_u64().unwrap();
+    assert!(
+        drops > 0,
+        "an 8 KiB queue at 100,000 replies/s must overflow: {}",
+        r["counters"]
+    );
+    assert_eq!(r["possibly_incomplete"], true);
+    assert!(
+        err.contains("dropped") && err.contains("incomplete"),
+        "{err}"
+    );
+    let (code, _, err) = sonde_in(
+        &lab,
+        &[
+            "scan",
+            "--scope",
+            "scopes/lab.toml",
+            "198.18.1.10",
+            "-p",
+            "80",
+            "--sniffer-buffer",
+            "12q",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("256k"), "{err}");
 }

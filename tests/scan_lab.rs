@@ -58,6 +58,7 @@ fn ground_truth_at(rate: f64, ports: &str) {
         // Two sending threads at 100,000 pps: the shares must still cover
         // the ground truth exactly.
         senders: if rate >= 50_000.0 { 2 } else { 1 },
+        sniffer_queue: sonde::net::packet::Sniffer::DEFAULT_QUEUE,
     };
     let outcome = lab.in_scanner(move || {
         run(
@@ -146,6 +147,7 @@ fn dns_probes_get_the_lab_resolver_answer() {
         interface: None,
         source: None,
         senders: 1,
+        sniffer_queue: sonde::net::packet::Sniffer::DEFAULT_QUEUE,
     };
     let outcome = lab.in_scanner(move || {
         run(

@@ -83,6 +83,11 @@ pub struct ScanArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
     pub senders: Option<u64>,
 
+    /// The sniffer's kernel receive queue, bytes with an optional k or m
+    /// suffix (default 64m); replies beyond it are dropped and counted.
+    #[arg(long = "sniffer-buffer", value_name = "SIZE", value_parser = parse_size)]
+    pub sniffer_buffer: Option<usize>,
+
     /// Source address of every probe (default: the route's); replies must come back to it.
     #[arg(long = "source-ip", value_name = "IP")]
     pub source_ip: Option<std::net::IpAddr>,
@@ -105,6 +110,25 @@ fn write_report(
     serde_json::to_writer_pretty(&mut w, &Report { head, hosts })?;
     w.write_all(b"\n")?;
     w.flush()
+}
+
+/// `65536`, `64k`, `64m`: between 4 KiB and 1 GiB.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, unit) = match t.strip_suffix('m') {
+        Some(n) => (n, 1 << 20),
+        None => match t.strip_suffix('k') {
+            Some(n) => (n, 1 << 10),
+            None => (t.as_str(), 1),
+        },
+    };
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected bytes, e.g. 65536, 256k or 64m"))?;
+    match n.checked_mul(unit) {
+        Some(b) if (4096..=1 << 30).contains(&b) => Ok(b),
+        _ => Err(format!("{s:?}: between 4k and 1024m")),
+    }
 }
 
 #[derive(Serialize)]
@@ -257,6 +281,9 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
         progress: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         interface: args.interface.clone(),
         source: args.source_ip,
+        sniffer_queue: args
+            .sniffer_buffer
+            .unwrap_or(crate::net::packet::Sniffer::DEFAULT_QUEUE),
         senders: match args.senders {
             Some(n) => n as usize,
             // One thread paces 50,000 pps easily; above that the kernel's
@@ -329,6 +356,7 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
             "interface": args.interface,
             "source_ip": args.source_ip,
             "senders": config.senders,
+            "sniffer_buffer": config.sniffer_queue,
         },
         "interrupted": outcome.interrupted,
         "output_error": outcome.output_error,

@@ -343,6 +343,20 @@ pub struct Sniffer {
 impl Sniffer {
     /// A sniffer on `ifindex` keeping IPv4/IPv6 packets to one of `ours` (at most one of each family).
     pub fn open(ifindex: u32, ours: &[IpAddr], timeout: Duration) -> io::Result<Sniffer> {
+        Sniffer::open_with_queue(ifindex, ours, timeout, Sniffer::DEFAULT_QUEUE)
+    }
+
+    /// The receive queue `open` asks for: 64 MiB.
+    pub const DEFAULT_QUEUE: usize = 64 << 20;
+
+    /// As `open`, with a receive queue of `queue` bytes (the kernel counts
+    /// each packet's whole buffer, about 1 KiB for a small reply).
+    pub fn open_with_queue(
+        ifindex: u32,
+        ours: &[IpAddr],
+        timeout: Duration,
+        queue: usize,
+    ) -> io::Result<Sniffer> {
         let fd = packet_socket(libc::ETH_P_ALL as u16, ifindex)?;
         let program = filter_to(ours);
         let prog = libc::sock_fprog {
@@ -353,7 +367,7 @@ impl Sniffer {
         // A deep receive queue: at 100k replies/s the default (~200 KiB)
         // overflows within milliseconds of any scheduling hiccup. FORCE lifts
         // the rmem_max cap for root; without it, take what the cap allows.
-        let depth: libc::c_int = 64 << 20;
+        let depth = libc::c_int::try_from(queue).unwrap_or(libc::c_int::MAX);
         if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &depth).is_err() {
             let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &depth);
         }

@@ -54,6 +54,8 @@ pub struct ScanConfig {
     pub source: Option<IpAddr>,
     /// Sending threads (1 or more); each takes a share of the permutation.
     pub senders: usize,
+    /// The sniffer's receive queue in bytes (Sniffer::DEFAULT_QUEUE).
+    pub sniffer_queue: usize,
 }
 
 /// One result: the first valid reply to a probe.
@@ -345,8 +347,13 @@ pub fn run(
             .collect(),
     });
 
-    let mut sniffer = Sniffer::open(ifindex, &sources, Duration::from_millis(50))
-        .map_err(|e| ScanError::Io("cannot open the sniffer (sonde needs CAP_NET_RAW)", e))?;
+    let mut sniffer = Sniffer::open_with_queue(
+        ifindex,
+        &sources,
+        Duration::from_millis(50),
+        config.sniffer_queue,
+    )
+    .map_err(|e| ScanError::Io("cannot open the sniffer (sonde needs CAP_NET_RAW)", e))?;
     // Every socket the scan will use, opened now: after this the process
     // needs no privilege, and gives every capability up before any thread
     // starts (threads inherit the set they are started with).
