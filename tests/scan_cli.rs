@@ -36,6 +36,25 @@ fn tshark_count(pcap: &std::path::Path, filter: &str) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
+/// A scan report, validated against docs/scan-report.schema.json.
+fn report_json(path: &std::path::Path) -> serde_json::Value {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../docs/scan-report.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let text = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let r: serde_json::Value = serde_json::from_slice(&text).expect("the report is JSON");
+    let errors: Vec<String> = validator
+        .iter_errors(&r)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{} does not match the schema: {errors:#?}",
+        path.display()
+    );
+    r
+}
+
 #[test]
 fn scan_writes_results_ndjson_report_and_evidence() {
     let lab = Lab::new();
@@ -83,7 +102,7 @@ fn scan_writes_results_ndjson_report_and_evidence() {
         !out.contains("198.18.1.205"),
         "a down host has no results: {out}"
     );
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let r = report_json(&report);
     assert_eq!(r["scope"]["engagement_id"], "LAB-0001");
     assert_eq!(r["scope"]["sha256"].as_str().unwrap().len(), 64);
     assert_eq!(r["probes"], 3 * 5);
@@ -307,7 +326,7 @@ fn interrupting_a_scan_keeps_valid_evidence() {
     let (code, took, pcap, report, ndjson) = run("once", 1);
     assert_eq!(code, Some(1), "an interrupted scan exits 1");
     assert!(took < Duration::from_secs(3), "stopping took {took:?}");
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let r = report_json(&report);
     assert_eq!(r["interrupted"], true);
     assert!(r["probes"].as_u64().unwrap() < 254 * 40, "{}", r["probes"]);
     let sent = r["counters"]["sent"].as_u64().unwrap() as usize;
@@ -601,7 +620,7 @@ fn a_full_disk_stops_the_scan_and_keeps_the_pcap_valid() {
         err.contains("cannot write the pcap") && err.contains("No space left"),
         "{err}"
     );
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let r = report_json(&report);
     assert!(
         r["output_error"]
             .as_str()
@@ -663,7 +682,7 @@ fn kernel_drops_are_counted_and_mark_the_report_incomplete() {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let r = report_json(&report);
     let drops = r["counters"]["kernel_drops"].as_u64().unwrap();
     assert!(
         drops > 0,
@@ -690,4 +709,103 @@ fn kernel_drops_are_counted_and_mark_the_report_incomplete() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("256k"), "{err}");
+}
+
+/// Twenty interrupts at pseudo-random moments (SIGINT and SIGTERM in
+/// turn): each scan stops sending within 100 ms of the signal, exits 1,
+/// and leaves a pcap tshark reads holding exactly the probes its report
+/// (valid against the schema, marked interrupted) says were sent.
+#[test]
+fn interrupted_at_random_moments_twenty_times() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut seed: u64 = 0x5eed_0f_50de;
+    for i in 0..20 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = Duration::from_millis(150 + (seed >> 33) % 1200);
+        let signal = if i % 2 == 0 { "-INT" } else { "-TERM" };
+        let pcap = dir.path().join(format!("{i}.pcap"));
+        let report = dir.path().join(format!("{i}.json"));
+        let child = lab
+            .scanner_command(env!("CARGO_BIN_EXE_sonde"))
+            .args([
+                "scan",
+                "--scope",
+                "scopes/lab.toml",
+                "198.18.1.0/24",
+                "-p",
+                "1-40",
+                "--rate",
+                "5000",
+                "--wait",
+                "0.3",
+            ])
+            .args([
+                "--pcap",
+                pcap.to_str().unwrap(),
+                "--report",
+                report.to_str().unwrap(),
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let signalled = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let _ = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status();
+        let out = child.wait_with_output().unwrap();
+        let what = format!("interrupt {i} ({signal} after {delay:?})");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = report_json(&report);
+        assert_eq!(r["interrupted"], true, "{what}");
+        let sent = r["counters"]["sent"].as_u64().unwrap() as usize;
+        assert!(sent < 254 * 40, "{what}: stopped early");
+        let probes = Command::new("tshark")
+            .args([
+                "-r",
+                pcap.to_str().unwrap(),
+                "-Y",
+                "ip.src==198.18.0.2",
+                "-T",
+                "fields",
+                "-e",
+                "frame.time_epoch",
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&probes.stderr);
+        assert!(
+            probes.status.success() && !err.contains("cut short"),
+            "{what}: {err}"
+        );
+        let times: Vec<f64> = String::from_utf8_lossy(&probes.stdout)
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect();
+        assert_eq!(
+            times.len(),
+            sent,
+            "{what}: every probe sent is in the evidence"
+        );
+        if let Some(last) = times.last() {
+            assert!(
+                last - signalled < 0.1,
+                "{what}: the last probe left {:.0} ms after the signal",
+                (last - signalled) * 1000.0
+            );
+        }
+    }
 }
