@@ -719,7 +719,7 @@ fn kernel_drops_are_counted_and_mark_the_report_incomplete() {
 fn interrupted_at_random_moments_twenty_times() {
     let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
-    let mut seed: u64 = 0x5eed_0f_50de;
+    let mut seed: u64 = 0x005e_ed0f_50de;
     for i in 0..20 {
         seed = seed
             .wrapping_mul(6364136223846793005)
