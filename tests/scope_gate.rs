@@ -472,3 +472,107 @@ proptest! {
         }
     }
 }
+
+/// A random scope: allow and deny rules over overlapping prefixes of the
+/// lab ranges, with and without port lists and probe kinds.
+fn random_scope() -> impl Strategy<Value = String> {
+    let prefix = prop_oneof![
+        (0u8..4, 0u8..=255, 20u8..=32)
+            .prop_map(|(b, c, len)| format!("198.18.{}.{c}/{len}", b % 4)),
+        (0u16..8, 112u8..=128).prop_map(|(h, len)| format!("2001:db8:1::{:x}/{len}", h * 0x1000)),
+        Just("198.18.0.0/22".to_string()),
+    ];
+    let rule = (
+        proptest::collection::vec(prefix, 1..3),
+        proptest::option::of(proptest::collection::vec(1u16..100, 1..4)),
+        proptest::option::of(prop_oneof![Just("syn"), Just("icmp"), Just("dns")]),
+    );
+    (
+        proptest::collection::vec(rule.clone(), 1..4),
+        proptest::collection::vec(rule, 0..4),
+    )
+        .prop_map(|(allow, deny)| {
+            let mut text = String::from(
+                "[engagement]\nid = \"P\"\nclient = \"c\"\nauthorized_by = \"a\"\ncontact = \"c@example.test\"\n\
+                 not_before = 2026-01-01T00:00:00Z\nnot_after = 2026-06-30T23:59:59Z\n[limits]\nmax_rate = 100\n",
+            );
+            for (section, rules) in [("allow", allow), ("deny", deny)] {
+                for (i, (targets, ports, kind)) in rules.into_iter().enumerate() {
+                    text += &format!("[[{section}]]\nname = \"{section}{i}\"\ntargets = {targets:?}\n");
+                    if let Some(p) = ports {
+                        text += &format!("ports = {p:?}\n");
+                    }
+                    if let Some(k) = kind {
+                        text += &format!("probes = [\"{k}\"]\n");
+                    }
+                }
+            }
+            text
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1500))]
+
+    /// Random scopes, random targets (addresses, ranges and names resolving
+    /// anywhere), random ports, kinds and moments inside and outside the
+    /// window: the gate allows only what some allow rule covers, no deny
+    /// rule touches, and only inside the window; a range is allowed only if
+    /// every address of it is.
+    #[test]
+    fn no_target_escapes_a_random_scope(
+        text in random_scope(),
+        ip in prop_oneof![
+            3 => (0u8..4, any::<u8>()).prop_map(|(b, c)| IpAddr::from([198, 18, b, c])),
+            1 => (0u16..0x8000).prop_map(|h| IpAddr::from([0x2001, 0xdb8, 1, 0, 0, 0, 0, h])),
+            1 => addr_strategy(),
+        ],
+        span in 0u128..300,
+        port in 1u16..100,
+        kind in kind_strategy(),
+        moment in prop_oneof![Just(INSIDE), Just(datetime!(2025-12-31 23:59:59 UTC)), Just(datetime!(2026-07-01 00:00:00 UTC))],
+        by_name in any::<bool>(),
+    ) {
+        let scope = Scope::from_toml(&text, "random.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let gate = ScopeGate::with_clock(scope, None, Arc::new(move || moment)).unwrap();
+        let scope = gate.scope();
+        let port = kind.has_port().then_some(port);
+        let covered = |a: IpAddr| {
+            scope.allow.iter().any(|r| r.applies_to(kind, port) && r.targets.contains(a))
+                && !scope.deny.iter().any(|r| r.applies_to(kind, port) && r.targets.contains(a))
+        };
+        let open = moment == INSIDE;
+        // One address, possibly reached through a host name.
+        let target = if by_name {
+            struct Anywhere(IpAddr);
+            impl Resolver for Anywhere {
+                fn resolve(&self, _: &str) -> Result<Vec<IpAddr>, String> { Ok(vec![self.0]) }
+            }
+            TargetSpec::Host("host.example".into()).resolve("host.example", &Anywhere(ip)).unwrap().range
+        } else {
+            AddrRange::single(ip)
+        };
+        let d = gate.decide_at(target, port, kind, "t", moment);
+        prop_assert!(!d.is_allowed() || (open && covered(ip)), "{ip} {port:?} {kind} at {moment} allowed by\n{text}");
+        if open && covered(ip) && !sonde::scope::HARD_DENY.iter().any(|(net, _)| {
+            let (b, p) = net.split_once('/').unwrap();
+            AddrRange::cidr(b.parse().unwrap(), p.parse().unwrap()).unwrap().contains(ip)
+        }) {
+            prop_assert!(d.is_allowed(), "{ip} {port:?} {kind} refused though allowed by\n{text}");
+        }
+        // A range: allowed only if every address is.
+        let first = sonde::target::range::addr_value(ip);
+        let width = if ip.is_ipv4() { u128::from(u32::MAX) } else { u128::MAX };
+        let last = first.saturating_add(span).min(width);
+        let family = if ip.is_ipv4() { sonde::target::Family::V4 } else { sonde::target::Family::V6 };
+        let range = AddrRange::new(ip, family.addr(last));
+        if let Ok(range) = range
+            && gate.decide_at(range, port, kind, "r", moment).is_allowed()
+        {
+            for v in first..=last {
+                let a = family.addr(v);
+                prop_assert!(open && covered(a), "{a} inside an allowed range {range} is not allowed by\n{text}");
+            }
+        }
+    }
+}
