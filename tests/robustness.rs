@@ -204,6 +204,36 @@ fn damaged_header_fields() {
     let at = first_epb(&ng);
     with_unknown.splice(at..at, unknown);
     assert_eq!(analyze_bytes(with_unknown), Some(20));
+    // cut in the middle of the 5th record's 16-byte header: 4 frames
+    let mut at = 24;
+    for _ in 0..4 {
+        let caplen = u32::from_le_bytes(good[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16 + caplen;
+    }
+    assert_eq!(analyze_bytes(good[..at + 7].to_vec()), Some(4));
+    // a record longer than a (non-zero) snaplen: read as recorded, no panic
+    let mut b = good.clone();
+    b[16..20].copy_from_slice(&64u32.to_le_bytes());
+    assert_eq!(analyze_bytes(b), Some(24));
+    // a wrong magic number: not a capture
+    let mut b = good.clone();
+    b[0..4].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+    assert_eq!(analyze_bytes(b), None);
+    // pcapng: a block whose trailing length disagrees with its leading one
+    let mut corrupt = ng.clone();
+    let len = u32::from_le_bytes(ng[at_len(&ng)..at_len(&ng) + 4].try_into().unwrap()) as usize;
+    let epb = first_epb(&ng);
+    corrupt[epb + len - 4..epb + len].copy_from_slice(&7u32.to_le_bytes());
+    let read = analyze_bytes(corrupt);
+    assert!(
+        read.is_none_or(|n| n < 20),
+        "a corrupt block stops the reading: {read:?}"
+    );
+}
+
+/// Offset of the first EPB's length field.
+fn at_len(b: &[u8]) -> usize {
+    first_epb(b) + 4
 }
 
 /// Offset of the first Enhanced Packet Block of a little-endian pcapng.
