@@ -306,7 +306,7 @@ fn a_sent_syn_shows_the_syn_ack_and_out_of_scope_is_refused() {
         "0.5",
     ]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("echo-reply id=9 seq=3"), "{out}");
+    assert!(out.contains("echo-reply id=9 icmp_seq=3"), "{out}");
 
     // A scope that denies the host: refused, exit 3, nothing sent.
     let scope = dir.path().join("deny.toml");
@@ -345,4 +345,27 @@ fn a_sent_syn_shows_the_syn_ack_and_out_of_scope_is_refused() {
         !reached.iter().any(|d| d == "198.18.1.11"),
         "a refused craft reached its target: {reached:?}"
     );
+}
+
+/// Regression: on loopback the tap sees every packet twice (outgoing and
+/// incoming), and each reply was shown twice. The sniffer's filter now
+/// drops what the host itself sends.
+#[test]
+fn loopback_replies_are_seen_once() {
+    let (code, out, err) = sonde(&[
+        "craft",
+        "ip(dst=127.0.0.1)/tcp(sport=45001,dport=9)",
+        "--send",
+        "--scope",
+        "scopes/loopback.toml",
+        "--count",
+        "2",
+        "--interval",
+        "0.2",
+        "--wait",
+        "0.3",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches("flags=RA").count(), 2, "{out}");
+    assert!(out.contains("2 packet(s) sent, 2 replies"), "{out}");
 }

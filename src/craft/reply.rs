@@ -91,7 +91,7 @@ pub fn answers(sent: &Crafted, reply: &[u8]) -> Option<Answer> {
                 };
                 let (rid, rseq) = (be16(b, 4)?, be16(b, 6)?);
                 return (from == dst && rid == id && rseq == seq)
-                    .then(|| format!("icmp echo-reply id={rid} seq={rseq}"))
+                    .then(|| format!("icmp echo-reply id={rid} icmp_seq={rseq}"))
                     .and_then(answer);
             }
             // An error: it must quote our packet.
@@ -108,7 +108,7 @@ pub fn answers(sent: &Crafted, reply: &[u8]) -> Option<Answer> {
                 };
                 let (rid, rseq) = (be16(b, 4)?, be16(b, 6)?);
                 return (from == dst && rid == id && rseq == seq)
-                    .then(|| format!("icmpv6 echo-reply id={rid} seq={rseq}"))
+                    .then(|| format!("icmpv6 echo-reply id={rid} icmp_seq={rseq}"))
                     .and_then(answer);
             }
             (t < 128 && quotes(i.payload(), sent))

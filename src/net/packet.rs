@@ -500,5 +500,16 @@ pub fn filter_to(ours: &[IpAddr]) -> Vec<libc::sock_filter> {
     }
     p.push(op(RET_K, 0, 0, 0x0004_0000)); // accept: up to 256 KiB
     p.push(op(RET_K, 0, 0, 0)); // drop
-    p
+    // First of all, drop what this host sends: on loopback every packet
+    // passes the tap twice, once outgoing and once incoming, and a reply
+    // must be seen once. (The kernel's ancillary load of the packet type.)
+    const SKF_AD_PKTTYPE: u32 = 0xffff_f000 + 4;
+    const PACKET_OUTGOING: u32 = 4;
+    let to_drop = (p.len() + 2 - 1 - 2) as u8; // from after the jump to the last instruction
+    let mut program = vec![
+        op(LD_W_ABS, 0, 0, SKF_AD_PKTTYPE),
+        op(JEQ_K, to_drop, 0, PACKET_OUTGOING),
+    ];
+    program.extend(p);
+    program
 }
