@@ -7,6 +7,7 @@ pub mod analyze;
 pub mod cli;
 pub mod craft;
 pub mod error;
+pub mod evidence;
 pub mod net;
 pub mod pcap;
 pub mod probe;
