@@ -809,3 +809,116 @@ fn interrupted_at_random_moments_twenty_times() {
         }
     }
 }
+
+/// The audit log: an unbroken chain of the run's events, with the hashes
+/// of the files written; a refused run leaves its records too.
+#[test]
+fn the_audit_log_chains_the_runs_events() {
+    use sha2::Digest;
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (audit, pcap, report) = (
+        dir.path().join("audit.jsonl"),
+        dir.path().join("s.pcap"),
+        dir.path().join("s.json"),
+    );
+    let (code, _, err) = sonde_in(
+        &lab,
+        &[
+            "scan",
+            "--scope",
+            "scopes/lab.toml",
+            "198.18.1.10",
+            "-p",
+            "22,23",
+            "--wait",
+            "0.3",
+            "--audit",
+            audit.to_str().unwrap(),
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let (problems, _) = sonde::evidence::verify_chain(&text);
+    assert!(problems.is_empty(), "{problems:?}");
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<&str> = records
+        .iter()
+        .map(|r| r["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "run_started",
+            "scope_accepted",
+            "rate_applied",
+            "cooldown",
+            "file_written",
+            "file_written",
+            "run_finished"
+        ],
+        "{text}"
+    );
+    assert_eq!(records[1]["engagement_id"], "LAB-0001");
+    for r in records.iter().filter(|r| r["event"] == "file_written") {
+        let path = r["path"].as_str().unwrap();
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(
+            r["sha256"].as_str().unwrap(),
+            hex::encode(sha2::Sha256::digest(&bytes)),
+            "{path}"
+        );
+        assert_eq!(r["size"].as_u64().unwrap(), bytes.len() as u64);
+    }
+    // The log is never overwritten, and a refused run leaves its reasons.
+    let (code, _, err) = sonde_in(
+        &lab,
+        &[
+            "scan",
+            "--scope",
+            "scopes/lab.toml",
+            "198.18.1.10",
+            "--audit",
+            audit.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("must not exist yet"), "{err}");
+    let refused = dir.path().join("refused.jsonl");
+    let (code, _, err) = sonde_in(
+        &lab,
+        &[
+            "scan",
+            "--scope",
+            "scopes/loopback.toml",
+            "198.18.1.10",
+            "-p",
+            "80",
+            "--audit",
+            refused.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    let text = std::fs::read_to_string(&refused).unwrap();
+    assert!(sonde::evidence::verify_chain(&text).0.is_empty());
+    let last: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(last[last.len() - 2]["event"], "scope_refused");
+    assert!(
+        last[last.len() - 2]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("198.18.1.10"),
+        "{text}"
+    );
+    assert_eq!(last[last.len() - 1]["exit_status"], 3);
+}

@@ -88,6 +88,11 @@ pub struct ScanArgs {
     #[arg(long = "sniffer-buffer", value_name = "SIZE", value_parser = parse_size)]
     pub sniffer_buffer: Option<usize>,
 
+    /// Append-only, hash-chained audit log of this run (JSON Lines; a new
+    /// file). Refused and failed runs leave records too.
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+
     /// Source address of every probe (default: the route's); replies must come back to it.
     #[arg(long = "source-ip", value_name = "IP")]
     pub source_ip: Option<std::net::IpAddr>,
@@ -137,7 +142,126 @@ struct HostReport<'a> {
     results: Vec<&'a ScanResult>,
 }
 
+/// The audit log of a run, when `--audit` asks for one.
+type Audit = Option<crate::evidence::AuditLog<std::fs::File>>;
+
+fn now_rfc3339() -> String {
+    crate::analyze::stats::timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64),
+    )
+}
+
+/// Append an audit record; a failing audit log stops the run (exit 1).
+fn audit(log: &mut Audit, event: &str, fields: serde_json::Value) -> Result<(), Error> {
+    let Some(a) = log.as_mut() else {
+        return Ok(());
+    };
+    let fields = match fields {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    a.append(event, &now_rfc3339(), fields)
+        .map_err(|e| Error::runtime("cannot write the audit log", e))
+}
+
+/// SHA-256 and size of a file written by the run.
+fn file_digest(path: &std::path::Path) -> std::io::Result<(String, u64)> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(h.finalize()), size))
+}
+
 pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    // The audit log comes first: a refused or failed run leaves records too.
+    let mut log: Audit = match &args.audit {
+        Some(p) => Some(crate::evidence::AuditLog::new(
+            std::fs::OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .open(p)
+                .map_err(|e| {
+                    Error::runtime(
+                        format!(
+                            "cannot create the audit log {} (it must not exist yet)",
+                            p.display()
+                        ),
+                        e,
+                    )
+                })?,
+        )),
+        None => None,
+    };
+    if let Some(p) = &args.audit {
+        crate::net::privilege::chown_to_invoker(p)
+            .map_err(|e| Error::runtime("cannot give the audit log to the sudo user", e))?;
+    }
+    let operator = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    audit(
+        &mut log,
+        "run_started",
+        serde_json::json!({
+            "sonde_version": env!("CARGO_PKG_VERSION"),
+            "command": std::env::args().collect::<Vec<_>>(),
+            "operator": operator,
+            "host": host,
+        }),
+    )?;
+    let result = scan_inner(args, out, &mut log);
+    match &result {
+        Ok(code) => audit(
+            &mut log,
+            "run_finished",
+            serde_json::json!({ "exit_status": code }),
+        )?,
+        Err(Error::Refused(r)) => {
+            let reasons: Vec<String> = r.iter().map(|x| x.to_string()).collect();
+            audit(
+                &mut log,
+                "scope_refused",
+                serde_json::json!({ "reasons": reasons }),
+            )?;
+            audit(
+                &mut log,
+                "run_finished",
+                serde_json::json!({ "exit_status": 3 }),
+            )?;
+        }
+        Err(e) => {
+            audit(
+                &mut log,
+                "run_failed",
+                serde_json::json!({ "error": e.to_string() }),
+            )?;
+            audit(
+                &mut log,
+                "run_finished",
+                serde_json::json!({ "exit_status": e.exit_code() }),
+            )?;
+        }
+    }
+    result
+}
+
+fn scan_inner(args: ScanArgs, out: &mut dyn Write, log: &mut Audit) -> Result<i32, Error> {
     let started = crate::analyze::stats::timestamp(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -241,6 +365,22 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
     if !refusals.is_empty() {
         return Err(Error::Refused(refusals));
     }
+    audit(
+        log,
+        "scope_accepted",
+        serde_json::json!({
+            "path": file.path.display().to_string(),
+            "sha256": file.sha256,
+            "engagement_id": scope.engagement.id,
+            "not_before": crate::scope::gate_time(scope.engagement.not_before),
+            "not_after": crate::scope::gate_time(scope.engagement.not_after),
+        }),
+    )?;
+    audit(
+        log,
+        "rate_applied",
+        serde_json::json!({ "rate": gate.rate(), "max_rate": scope.max_rate }),
+    )?;
 
     // Open every output before the first packet.
     // Under sudo they belong to the invoking user, not root.
@@ -370,6 +510,38 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
     if let Some(f) = report_file.take() {
         write_report(f, &report, &hosts)
             .map_err(|e| Error::runtime("cannot write the report", e))?;
+    }
+    if outcome.interrupted {
+        audit(
+            log,
+            "interrupt_received",
+            serde_json::json!({ "probes_sent": outcome.counters.sent }),
+        )?;
+    }
+    if let Some(e) = &outcome.output_error {
+        audit(log, "output_failed", serde_json::json!({ "error": e }))?;
+    }
+    audit(
+        log,
+        "cooldown",
+        serde_json::json!({ "seconds": config.wait.as_secs_f64() }),
+    )?;
+    let written = [
+        args.pcap.clone(),
+        args.ndjson
+            .as_deref()
+            .filter(|p| *p != "-")
+            .map(PathBuf::from),
+        args.report.clone(),
+    ];
+    for path in written.into_iter().flatten() {
+        let (sha256, size) = file_digest(&path)
+            .map_err(|e| Error::runtime(format!("cannot hash {}", path.display()), e))?;
+        audit(
+            log,
+            "file_written",
+            serde_json::json!({ "path": path.display().to_string(), "sha256": sha256, "size": size }),
+        )?;
     }
     if args.ndjson.as_deref() != Some("-") {
         let c = &outcome.counters;
