@@ -877,6 +877,63 @@ fn the_audit_log_chains_the_runs_events() {
         );
         assert_eq!(r["size"].as_u64().unwrap(), bytes.len() as u64);
     }
+    // sonde verify: everything holds; then one byte flipped in each file,
+    // and one audit record removed or moved, is each caught precisely.
+    let verify = |path: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sonde"))
+            .args(["verify", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = verify(&audit);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("everything holds"), "{out}");
+    for file in [&pcap, &report] {
+        let original = std::fs::read(file).unwrap();
+        for at in [0, original.len() / 2, original.len() - 1] {
+            let mut flipped = original.clone();
+            flipped[at] ^= 0x01;
+            std::fs::write(file, &flipped).unwrap();
+            let (code, out) = verify(&audit);
+            assert_eq!(code, 1, "byte {at} of {}: {out}", file.display());
+            assert!(
+                out.contains(&format!("CHANGED {}: expected sha256", file.display()))
+                    && out.contains("found "),
+                "{out}"
+            );
+        }
+        std::fs::write(file, &original).unwrap();
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let tampered = dir.path().join("tampered.jsonl");
+    for i in 0..lines.len() {
+        let mut removed = lines.clone();
+        removed.remove(i);
+        std::fs::write(&tampered, removed.join("\n") + "\n").unwrap();
+        let (code, out) = verify(&tampered);
+        assert_eq!(code, 1, "removing record {i}: {out}");
+        if i + 1 < lines.len() {
+            assert!(
+                out.contains(&format!("audit log line {}", i + 1)),
+                "removing record {i}: {out}"
+            );
+        } else {
+            assert!(out.contains("does not end with run_finished"), "{out}");
+        }
+    }
+    let mut moved = lines.clone();
+    moved.swap(2, 3);
+    std::fs::write(&tampered, moved.join("\n") + "\n").unwrap();
+    let (code, out) = verify(&tampered);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("BROKEN") && out.contains("audit log line 3"),
+        "{out}"
+    );
     // The log is never overwritten, and a refused run leaves its reasons.
     let (code, _, err) = sonde_in(
         &lab,

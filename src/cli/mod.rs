@@ -5,6 +5,7 @@ mod craft;
 mod scan;
 mod scope;
 mod targets;
+mod verify;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -37,6 +38,8 @@ pub enum Command {
     Scan(Box<scan::ScanArgs>),
     /// Build one exact packet from a layered spec: dump it, write it to a pcap, or send it within scope.
     Craft(Box<craft::CraftArgs>),
+    /// Check a run's evidence: the audit log's hash chain and every file it recorded.
+    Verify(verify::VerifyArgs),
 }
 
 /// nmap spells some options with one dash and two letters (`-iL`); clap
@@ -85,6 +88,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
         Command::Analyze(args) => analyze::run(args, out),
         Command::Scan(args) => scan::run_scan(*args, out),
         Command::Craft(args) => craft::run_craft(*args, out),
+        Command::Verify(args) => verify::run_verify(args, out),
     }
 }
 

@@ -166,25 +166,6 @@ fn audit(log: &mut Audit, event: &str, fields: serde_json::Value) -> Result<(), 
         .map_err(|e| Error::runtime("cannot write the audit log", e))
 }
 
-/// SHA-256 and size of a file written by the run.
-fn file_digest(path: &std::path::Path) -> std::io::Result<(String, u64)> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((hex::encode(h.finalize()), size))
-}
-
 pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
     // The audit log comes first: a refused or failed run leaves records too.
     let mut log: Audit = match &args.audit {
@@ -535,7 +516,7 @@ fn scan_inner(args: ScanArgs, out: &mut dyn Write, log: &mut Audit) -> Result<i3
         args.report.clone(),
     ];
     for path in written.into_iter().flatten() {
-        let (sha256, size) = file_digest(&path)
+        let (sha256, size) = crate::evidence::file_sha256(&path)
             .map_err(|e| Error::runtime(format!("cannot hash {}", path.display()), e))?;
         audit(
             log,
