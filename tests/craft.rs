@@ -6,8 +6,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use support::lab::*;
 
@@ -223,47 +222,10 @@ fn a_sent_syn_shows_the_syn_ack_and_out_of_scope_is_refused() {
     let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("target-side.pcap");
-    let mut tshark = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.target_ns,
-            "tshark",
-            "-q",
-            "-i",
-            "any",
-            "-w",
-            capture.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while std::fs::metadata(&capture).map_or(0, |m| m.len()) == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "tshark did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    let tshark = lab.capture_target_side("any", &capture);
     let evidence = dir.path().join("craft.pcap");
-    let run = |args: &[&str]| {
-        let out = lab
-            .scanner_command(env!("CARGO_BIN_EXE_sonde"))
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
     // An open port: the SYN-ACK is shown, matched to each of the two SYNs.
-    let (code, out, err) = run(&[
+    let (code, out, err) = lab.sonde(&[
         "craft",
         "ip(dst=198.18.1.10)/tcp(sport=41000,dport=80,flags=S,options=mss:1460)",
         "--send",
@@ -285,7 +247,7 @@ fn a_sent_syn_shows_the_syn_ack_and_out_of_scope_is_refused() {
     let rows = tshark_fields(&evidence, &["ip.src", "tcp.flags.str"]);
     assert_eq!(rows.len(), 4, "two SYNs and two SYN-ACKs: {rows:?}");
     // A closed port answers RST; ICMP echo gets its reply; IPv6 works too.
-    let (code, out, err) = run(&[
+    let (code, out, err) = lab.sonde(&[
         "craft",
         "ip(dst=198.18.1.10)/tcp(dport=23)",
         "--send",
@@ -296,7 +258,7 @@ fn a_sent_syn_shows_the_syn_ack_and_out_of_scope_is_refused() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("flags=RA"), "{out}");
-    let (code, out, err) = run(&[
+    let (code, out, err) = lab.sonde(&[
         "craft",
         "ipv6(dst=2001:db8:1::10)/icmpv6(id=9,seq=3)",
         "--send",
@@ -317,7 +279,7 @@ fn a_sent_syn_shows_the_syn_ack_and_out_of_scope_is_refused() {
         format!("{text}\n[[deny]]\nname = \"not this host\"\ntargets = [\"198.18.1.11\"]\n"),
     )
     .unwrap();
-    let (code, out, err) = run(&[
+    let (code, out, err) = lab.sonde(&[
         "craft",
         "ip(dst=198.18.1.11)/tcp(dport=80)",
         "--send",
@@ -331,11 +293,7 @@ fn a_sent_syn_shows_the_syn_ack_and_out_of_scope_is_refused() {
         err.contains("198.18.1.11") && err.contains("not this host"),
         "{err}"
     );
-    std::thread::sleep(Duration::from_millis(500));
-    let _ = Command::new("kill")
-        .args(["-INT", &tshark.id().to_string()])
-        .status();
-    let _ = tshark.wait();
+    tshark.stop();
     let reached = tshark_fields(&capture, &["ip.dst"]);
     assert!(
         reached.iter().any(|d| d == "198.18.1.10"),

@@ -9,20 +9,6 @@ use std::time::Duration;
 
 use support::lab::*;
 
-fn sonde_in(lab: &Lab, args: &[&str]) -> (i32, String, String) {
-    let out = lab
-        .scanner_command(env!("CARGO_BIN_EXE_sonde"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn tshark_count(pcap: &std::path::Path, filter: &str) -> usize {
     let out = Command::new("tshark")
         .args(["-r", pcap.to_str().unwrap(), "-Y", filter])
@@ -64,31 +50,28 @@ fn scan_writes_results_ndjson_report_and_evidence() {
         dir.path().join("report.json"),
         dir.path().join("results.ndjson"),
     );
-    let (code, out, err) = sonde_in(
-        &lab,
-        &[
-            "scan",
-            "--scope",
-            "scopes/lab.toml",
-            "198.18.1.10",
-            "198.18.1.205",
-            "2001:db8:1::10",
-            "-p",
-            "22,23,80,8081",
-            "--probe",
-            "syn,icmp",
-            "--rate",
-            "2000",
-            "--wait",
-            "1",
-            "--pcap",
-            pcap.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-            "--ndjson",
-            ndjson.to_str().unwrap(),
-        ],
-    );
+    let (code, out, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        "198.18.1.10",
+        "198.18.1.205",
+        "2001:db8:1::10",
+        "-p",
+        "22,23,80,8081",
+        "--probe",
+        "syn,icmp",
+        "--rate",
+        "2000",
+        "--wait",
+        "1",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--ndjson",
+        ndjson.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("198.18.1.10: open 22,80; answers ping"),
@@ -164,45 +147,17 @@ fn out_of_scope_targets_are_refused_and_receive_nothing() {
     let s = scope.to_str().unwrap();
     // capture on the target side for the whole test
     let capture = dir.path().join("target-side.pcap");
-    let mut tshark = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.target_ns,
-            "tshark",
-            "-q",
-            "-i",
-            "vt",
-            "-w",
-            capture.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // tshark creates the file once it captures; wait for that, not a guess.
-    let started = std::time::Instant::now();
-    while std::fs::metadata(&capture).map_or(0, |m| m.len()) == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "tshark did not start capturing"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let (code, _, err) = sonde_in(
-        &lab,
-        &[
-            "scan",
-            "--scope",
-            s,
-            "198.18.1.0/24",
-            "-p",
-            "80",
-            "--wait",
-            "0.5",
-        ],
-    );
+    let tshark = lab.capture_target_side("vt", &capture);
+    let (code, _, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        s,
+        "198.18.1.0/24",
+        "-p",
+        "80",
+        "--wait",
+        "0.5",
+    ]);
     assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("198.18.1.0/24")
@@ -210,56 +165,43 @@ fn out_of_scope_targets_are_refused_and_receive_nothing() {
             && err.contains("198.18.1.128"),
         "{err}"
     );
-    let (code, _, err) = sonde_in(
-        &lab,
-        &[
-            "scan",
-            "--scope",
-            s,
-            "198.18.1.0/25",
-            "-p",
-            "80",
-            "--rate",
-            "5000",
-            "--wait",
-            "0.5",
-        ],
-    );
+    let (code, _, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        s,
+        "198.18.1.0/25",
+        "-p",
+        "80",
+        "--rate",
+        "5000",
+        "--wait",
+        "0.5",
+    ]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = sonde_in(
-        &lab,
-        &[
-            "scan",
-            "--scope",
-            s,
-            "198.18.1.1",
-            "-p",
-            "80",
-            "--rate",
-            "5000000",
-        ],
-    );
+    let (code, _, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        s,
+        "198.18.1.1",
+        "-p",
+        "80",
+        "--rate",
+        "5000000",
+    ]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("above the scope's ceiling"), "{err}");
-    let (code, _, err) = sonde_in(
-        &lab,
-        &[
-            "scan",
-            "--scope",
-            s,
-            "198.18.1.1",
-            "-p",
-            "80",
-            "--pcap",
-            "/nonexistent/dir/x.pcap",
-        ],
-    );
+    let (code, _, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        s,
+        "198.18.1.1",
+        "-p",
+        "80",
+        "--pcap",
+        "/nonexistent/dir/x.pcap",
+    ]);
     assert_eq!(code, 1, "{err}");
-    std::thread::sleep(Duration::from_secs(1));
-    let _ = Command::new("kill")
-        .args(["-INT", &tshark.id().to_string()])
-        .status();
-    let _ = tshark.wait();
+    tshark.stop();
     let to_in_scope = tshark_count(&capture, "ip.dst==198.18.1.0/25 && tcp.dstport==80");
     let to_out_of_scope = tshark_count(&capture, "ip.dst==198.18.1.128/25");
     assert!(
@@ -379,19 +321,16 @@ fn progress_line_only_on_a_terminal() {
     );
     let quiet = on_tty("--quiet");
     assert!(!quiet.contains("ETA"), "{quiet}");
-    let (code, out, err) = sonde_in(
-        &lab,
-        &[
-            "scan",
-            "--scope",
-            "scopes/lab.toml",
-            "198.18.1.1",
-            "-p",
-            "80",
-            "--wait",
-            "0.2",
-        ],
-    );
+    let (code, out, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        "198.18.1.1",
+        "-p",
+        "80",
+        "--wait",
+        "0.2",
+    ]);
     assert_eq!(code, 0);
     assert!(
         !err.contains("ETA") && !out.contains("ETA"),
@@ -404,21 +343,18 @@ fn progress_line_only_on_a_terminal() {
 #[test]
 fn interface_and_source_ip() {
     let lab = Lab::new();
-    let (code, _, err) = sonde_in(
-        &lab,
-        &[
-            "scan",
-            "--scope",
-            "scopes/lab.toml",
-            "198.18.1.10",
-            "-p",
-            "80",
-            "--interface",
-            "lo",
-            "--wait",
-            "0.2",
-        ],
-    );
+    let (code, _, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        "198.18.1.10",
+        "-p",
+        "80",
+        "--interface",
+        "lo",
+        "--wait",
+        "0.2",
+    ]);
     assert_ne!(code, 0);
     assert!(err.contains("routed through vs, not lo"), "{err}");
     // a second address on the scanner's link
@@ -437,25 +373,22 @@ fn interface_and_source_ip() {
     assert!(added.success());
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("src.pcap");
-    let (code, out, err) = sonde_in(
-        &lab,
-        &[
-            "scan",
-            "--scope",
-            "scopes/lab.toml",
-            "198.18.1.10",
-            "-p",
-            "22,23",
-            "--interface",
-            "vs",
-            "--source-ip",
-            "198.18.0.3",
-            "--wait",
-            "0.5",
-            "--pcap",
-            pcap.to_str().unwrap(),
-        ],
-    );
+    let (code, out, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        "198.18.1.10",
+        "-p",
+        "22,23",
+        "--interface",
+        "vs",
+        "--source-ip",
+        "198.18.0.3",
+        "--wait",
+        "0.5",
+        "--pcap",
+        pcap.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("198.18.1.10: open 22"), "{out}");
     assert_eq!(
@@ -464,21 +397,18 @@ fn interface_and_source_ip() {
         "no probe from the route's own source"
     );
     assert!(tshark_count(&pcap, "ip.src==198.18.0.3") >= 2);
-    let (code, _, err) = sonde_in(
-        &lab,
-        &[
-            "scan",
-            "--scope",
-            "scopes/lab.toml",
-            "2001:db8:1::10",
-            "-p",
-            "22",
-            "--source-ip",
-            "198.18.0.3",
-            "--wait",
-            "0.2",
-        ],
-    );
+    let (code, _, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        "2001:db8:1::10",
+        "-p",
+        "22",
+        "--source-ip",
+        "198.18.0.3",
+        "--wait",
+        "0.2",
+    ]);
     assert_ne!(code, 0);
     assert!(err.contains("address families differ"), "{err}");
 }
@@ -596,25 +526,22 @@ fn a_full_disk_stops_the_scan_and_keeps_the_pcap_valid() {
     let _unmount = Unmount(small.clone());
     let pcap = small.join("scan.pcap");
     let report = dir.path().join("scan.json");
-    let (code, _, err) = sonde_in(
-        &lab,
-        &[
-            "scan",
-            "--scope",
-            "scopes/lab.toml",
-            "198.18.1.0/24",
-            "-p",
-            "1-100",
-            "--rate",
-            "20000",
-            "--wait",
-            "0.5",
-            "--pcap",
-            pcap.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-        ],
-    );
+    let (code, _, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        "198.18.1.0/24",
+        "-p",
+        "1-100",
+        "--rate",
+        "20000",
+        "--wait",
+        "0.5",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("cannot write the pcap") && err.contains("No space left"),
@@ -658,29 +585,26 @@ fn kernel_drops_are_counted_and_mark_the_report_incomplete() {
     let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("scan.json");
-    let (code, _, err) = sonde_in(
-        &lab,
-        &[
-            "scan",
-            "--scope",
-            "scopes/lab.toml",
-            "198.18.1.0/24",
-            "-p",
-            "1-200",
-            "--rate",
-            "100000",
-            "--senders",
-            "2",
-            "--retries",
-            "0",
-            "--wait",
-            "0.5",
-            "--sniffer-buffer",
-            "8k",
-            "--report",
-            report.to_str().unwrap(),
-        ],
-    );
+    let (code, _, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        "198.18.1.0/24",
+        "-p",
+        "1-200",
+        "--rate",
+        "100000",
+        "--senders",
+        "2",
+        "--retries",
+        "0",
+        "--wait",
+        "0.5",
+        "--sniffer-buffer",
+        "8k",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
     let r = report_json(&report);
     let drops = r["counters"]["kernel_drops"].as_u64().unwrap();
@@ -694,19 +618,16 @@ fn kernel_drops_are_counted_and_mark_the_report_incomplete() {
         err.contains("dropped") && err.contains("incomplete"),
         "{err}"
     );
-    let (code, _, err) = sonde_in(
-        &lab,
-        &[
-            "scan",
-            "--scope",
-            "scopes/lab.toml",
-            "198.18.1.10",
-            "-p",
-            "80",
-            "--sniffer-buffer",
-            "12q",
-        ],
-    );
+    let (code, _, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        "198.18.1.10",
+        "-p",
+        "80",
+        "--sniffer-buffer",
+        "12q",
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("256k"), "{err}");
 }
@@ -822,25 +743,22 @@ fn the_audit_log_chains_the_runs_events() {
         dir.path().join("s.pcap"),
         dir.path().join("s.json"),
     );
-    let (code, _, err) = sonde_in(
-        &lab,
-        &[
-            "scan",
-            "--scope",
-            "scopes/lab.toml",
-            "198.18.1.10",
-            "-p",
-            "22,23",
-            "--wait",
-            "0.3",
-            "--audit",
-            audit.to_str().unwrap(),
-            "--pcap",
-            pcap.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-        ],
-    );
+    let (code, _, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        "198.18.1.10",
+        "-p",
+        "22,23",
+        "--wait",
+        "0.3",
+        "--audit",
+        audit.to_str().unwrap(),
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
     let text = std::fs::read_to_string(&audit).unwrap();
     let (problems, _) = sonde::evidence::verify_chain(&text);
@@ -935,33 +853,27 @@ fn the_audit_log_chains_the_runs_events() {
         "{out}"
     );
     // The log is never overwritten, and a refused run leaves its reasons.
-    let (code, _, err) = sonde_in(
-        &lab,
-        &[
-            "scan",
-            "--scope",
-            "scopes/lab.toml",
-            "198.18.1.10",
-            "--audit",
-            audit.to_str().unwrap(),
-        ],
-    );
+    let (code, _, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        "198.18.1.10",
+        "--audit",
+        audit.to_str().unwrap(),
+    ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("must not exist yet"), "{err}");
     let refused = dir.path().join("refused.jsonl");
-    let (code, _, err) = sonde_in(
-        &lab,
-        &[
-            "scan",
-            "--scope",
-            "scopes/loopback.toml",
-            "198.18.1.10",
-            "-p",
-            "80",
-            "--audit",
-            refused.to_str().unwrap(),
-        ],
-    );
+    let (code, _, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        "scopes/loopback.toml",
+        "198.18.1.10",
+        "-p",
+        "80",
+        "--audit",
+        refused.to_str().unwrap(),
+    ]);
     assert_eq!(code, 3, "{err}");
     let text = std::fs::read_to_string(&refused).unwrap();
     assert!(sonde::evidence::verify_chain(&text).0.is_empty());

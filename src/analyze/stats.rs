@@ -301,6 +301,13 @@ impl Stats {
     }
 }
 
+/// Nanoseconds since the Unix epoch, now (0 if the clock is before it).
+pub(crate) fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
 pub(crate) fn timestamp(ns: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
         .ok()

@@ -105,7 +105,7 @@ pub fn run_craft(args: CraftArgs, out: &mut dyn Write) -> Result<i32, Error> {
             .map_err(|e| Error::runtime("cannot give the pcap to the sudo user", e))?;
         let mut w = PcapWriter::new(file, link_type(&crafted), 65535)
             .map_err(|e| Error::runtime("cannot write the pcap", e))?;
-        let now = now_nanos();
+        let now = crate::analyze::stats::now_nanos();
         for (i, p) in packets.iter().enumerate() {
             w.write(now + i as i64 * 1000, p)
                 .map_err(|e| Error::runtime("cannot write the pcap", e))?;
@@ -132,12 +132,6 @@ fn link_type(c: &Crafted) -> u32 {
     } else {
         crate::pcap::writer::LINKTYPE_RAW
     }
-}
-
-fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// The packet itself, or its fragments.
@@ -242,7 +236,7 @@ fn dump(out: &mut dyn Write, ethernet: bool, bytes: &[u8]) -> std::io::Result<()
         }) => writeln!(
             out,
             "tcp    {sport} > {dport} flags {} payload {} bytes{}",
-            tcp_flag_letters(flags),
+            reply::flag_letters(flags),
             payload.len(),
             if valid { "" } else { " (header damaged)" }
         )?,
@@ -284,24 +278,6 @@ fn mac(b: &[u8]) -> String {
         .map(|x| format!("{x:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-fn tcp_flag_letters(f: u8) -> String {
-    let s: String = [
-        (0x01, 'F'),
-        (0x02, 'S'),
-        (0x04, 'R'),
-        (0x08, 'P'),
-        (0x10, 'A'),
-        (0x20, 'U'),
-        (0x40, 'E'),
-        (0x80, 'C'),
-    ]
-    .iter()
-    .filter(|(bit, _)| f & bit != 0)
-    .map(|(_, c)| *c)
-    .collect();
-    if s.is_empty() { "none".into() } else { s }
 }
 
 /// The scope's probe kind and port for a crafted packet: TCP is authorized
@@ -406,7 +382,7 @@ fn send(
                 .permit(dst, port, kind)
                 .map_err(|r| Error::Refused(vec![r]))?;
             if let Some(w) = pcap.as_mut() {
-                w.write(now_nanos(), p)
+                w.write(crate::analyze::stats::now_nanos(), p)
                     .map_err(|e| Error::runtime("cannot write the pcap", e))?;
             }
             match &hop {
@@ -441,7 +417,7 @@ fn send(
                 replies += 1;
                 answered = true;
                 if let Some(w) = pcap.as_mut() {
-                    w.write(now_nanos(), ip)
+                    w.write(crate::analyze::stats::now_nanos(), ip)
                         .map_err(|e| Error::runtime("cannot write the pcap", e))?;
                 }
                 writeln!(

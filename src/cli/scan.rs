@@ -146,11 +146,7 @@ struct HostReport<'a> {
 type Audit = Option<crate::evidence::AuditLog<std::fs::File>>;
 
 fn now_rfc3339() -> String {
-    crate::analyze::stats::timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64),
-    )
+    crate::analyze::stats::timestamp(crate::analyze::stats::now_nanos())
 }
 
 /// Append an audit record; a failing audit log stops the run (exit 1).
@@ -243,11 +239,7 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
 }
 
 fn scan_inner(args: ScanArgs, out: &mut dyn Write, log: &mut Audit) -> Result<i32, Error> {
-    let started = crate::analyze::stats::timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64),
-    );
+    let started = now_rfc3339();
     let file = load_scope(&args.scope)?;
     let kinds: Vec<ProbeKind> = args
         .probe
@@ -430,11 +422,7 @@ fn scan_inner(args: ScanArgs, out: &mut dyn Write, log: &mut Audit) -> Result<i3
             source: Some(Box::new(other)),
         },
     })?;
-    let finished = crate::analyze::stats::timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64),
-    );
+    let finished = now_rfc3339();
 
     let mut hosts: Vec<HostReport> = Vec::new();
     for r in &outcome.results {

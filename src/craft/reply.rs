@@ -158,21 +158,9 @@ fn quotes(quote: &[u8], sent: &Crafted) -> bool {
     n >= 4 && qt[..n] == ours[..n]
 }
 
-fn flag_letters(f: u8) -> String {
-    let s: String = [
-        (0x01, 'F'),
-        (0x02, 'S'),
-        (0x04, 'R'),
-        (0x08, 'P'),
-        (0x10, 'A'),
-        (0x20, 'U'),
-        (0x40, 'E'),
-        (0x80, 'C'),
-    ]
-    .iter()
-    .filter(|(bit, _)| f & bit != 0)
-    .map(|(_, c)| *c)
-    .collect();
+/// tcpdump's letters, or "none" for a segment without flags.
+pub fn flag_letters(f: u8) -> String {
+    let s = crate::analyze::flows::flag_letters(f);
     if s.is_empty() { "none".into() } else { s }
 }
 

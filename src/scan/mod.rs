@@ -218,12 +218,6 @@ struct Shared {
     questions: Vec<Arc<str>>,
 }
 
-fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
-}
-
 /// Run a scan. Every probe passes `gate`; `pcap` and `ndjson` receive the
 /// evidence and the results as they happen.
 pub fn run(
@@ -392,7 +386,7 @@ pub fn run(
                         continue;
                     };
                     let ip = f.get(14..).unwrap_or(&[]);
-                    let at = now_nanos();
+                    let at = crate::analyze::stats::now_nanos();
                     shared.received.fetch_add(1, Ordering::Relaxed);
                     let verdict = classify(ip, &key);
                     // The evidence keeps packets from the targets and anything about
@@ -651,6 +645,9 @@ where
                     .gate
                     .reserve(self.gate.burst())
                     .map_err(ScanError::Refused)?;
+                // Counted per batch, not per probe: the counters are shared
+                // by every sending thread.
+                let (mut new, mut again) = (0u64, 0u64);
                 while batch.remaining() > 0 {
                     let Some(i) = walk.next() else { break };
                     let (target, slot) = space.get(i);
@@ -663,8 +660,7 @@ where
                     };
                     let k: Key = (target, port, kind, question);
                     if pass == 0 {
-                        self.probes.fetch_add(1, Ordering::Relaxed);
-                        self.probed[kind as usize].fetch_add(1, Ordering::Relaxed);
+                        new += 1;
                     } else if self
                         .shared
                         .replies
@@ -675,7 +671,7 @@ where
                     {
                         continue;
                     } else {
-                        self.retried.fetch_add(1, Ordering::Relaxed);
+                        again += 1;
                     }
                     let permit = batch
                         .permit(target, port, kind)
@@ -711,7 +707,10 @@ where
                         self.shared.timed.store(sent.len(), Ordering::Relaxed);
                     }
                     if let Some(p) = &self.shared.pcap {
-                        let r = p.lock().expect("pcap lock").write(now_nanos(), &buf);
+                        let r = p
+                            .lock()
+                            .expect("pcap lock")
+                            .write(crate::analyze::stats::now_nanos(), &buf);
                         self.shared.check_pcap(r);
                     }
                     match &path {
@@ -728,6 +727,9 @@ where
                         }
                     }
                 }
+                self.probes.fetch_add(new, Ordering::Relaxed);
+                self.probed[kind as usize].fetch_add(new, Ordering::Relaxed);
+                self.retried.fetch_add(again, Ordering::Relaxed);
                 frames
                     .flush()
                     .map_err(|e| ScanError::Io("cannot send", e))?;

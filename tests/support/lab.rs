@@ -21,6 +21,7 @@ use std::fs::File;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -369,6 +370,68 @@ impl Lab {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.scanner_ns, program]);
         c
+    }
+
+    /// Run the sonde binary in the scanner namespace, from the crate's
+    /// directory: (exit code, stdout, stderr).
+    pub fn sonde(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self
+            .scanner_command(env!("CARGO_BIN_EXE_sonde"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Capture on `iface` in the target namespace into `path` until the
+    /// returned capture is stopped: the proof of what reached the targets.
+    pub fn capture_target_side(&self, iface: &str, path: &Path) -> TargetCapture {
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.target_ns,
+                "tshark",
+                "-q",
+                "-i",
+                iface,
+                "-w",
+            ])
+            .arg(path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tshark (the test command installs it)");
+        // tshark creates the file once it captures; wait for that, not a guess.
+        let started = Instant::now();
+        while std::fs::metadata(path).map_or(0, |m| m.len()) == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "tshark did not start capturing"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        TargetCapture(child)
+    }
+}
+
+/// A running target-side capture (`Lab::capture_target_side`).
+pub struct TargetCapture(Child);
+
+impl TargetCapture {
+    /// Let the last packets land, then stop tshark so the file is complete.
+    pub fn stop(mut self) {
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
     }
 }
 
