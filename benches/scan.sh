@@ -166,10 +166,12 @@ for rate in $RATES; do
   r=$rate
   [ "$rate" = max ] && r=2000000
   limit=$((2 * 65536 * 21 / r + 30))
+  # Every run writes its whole run directory: pcap, NDJSON, audit log and
+  # the report with the capture's own analysis.
+  rm -rf "$work/sonde-run"
   m=$(measure "$work/sonde.out" $limit "$sonde" scan --scope scopes/lab.toml $NET \
-    -p $PORTS --rate "$r" --retries 0 --wait 2 --quiet --ndjson "$work/sonde.ndjson" \
-    --report "$work/sonde.json")
-  found=$(grep -c '"state":"open"' "$work/sonde.ndjson" || true)
+    -p $PORTS --rate "$r" --retries 0 --wait 2 --quiet -o "$work/sonde-run")
+  found=$(grep -c '"state":"open"' "$work/sonde-run/results.ndjson" || true)
   report "sonde --rate $rate" "$m" "$found"
 
   r=$rate
@@ -181,12 +183,7 @@ for rate in $RATES; do
   report "masscan --rate $rate" "$m" "$found"
 done
 
-# The same at full speed with the evidence pcap (every probe and reply written).
-m=$(measure "$work/sonde.out" 60 "$sonde" scan --scope scopes/lab.toml $NET -p $PORTS --rate 2000000 \
-  --retries 0 --wait 2 --quiet --ndjson "$work/sonde.ndjson" --pcap "$work/sonde.pcap")
-found=$(grep -c '"state":"open"' "$work/sonde.ndjson" || true)
-report "sonde --rate max --pcap" "$m" "$found"
-rm -f "$work/sonde.pcap"
+rm -rf "$work/sonde-run"
 
 # zmap's default blacklist holds 198.18.0.0/15: an empty one instead.
 : >"$work/zmap-allow"
@@ -225,7 +222,7 @@ for rate in $ACCURACY_RATES; do
   targets="198.19.$((last / 256)).$((last % 256))"
   targets="198.19.0.0-$targets"
   m=$(measure "$work/sonde.out" $((probes * 2 / rate + 30)) "$sonde" scan --scope scopes/lab.toml "$targets" \
-    -p $PORTS --rate "$rate" --retries 0 --wait 1 --quiet --report "$work/acc.json")
+    -p $PORTS --rate "$rate" --retries 0 --wait 1 --quiet -o "$work/acc-$rate")
   read -r n secs pps _ <<<"$m"
   # the counter's window spans n-1 intervals between probes
   achieved=$(awk "BEGIN { printf \"%.0f\", ($n - 1) / $secs }")

@@ -26,7 +26,18 @@ fn tshark_count(pcap: &std::path::Path, filter: &str) -> usize {
 fn report_json(path: &std::path::Path) -> serde_json::Value {
     let schema: serde_json::Value =
         serde_json::from_str(include_str!("../docs/scan-report.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    // capture_analysis refers to the analysis report's schema by its $id.
+    let analysis: serde_json::Value =
+        serde_json::from_str(include_str!("../docs/report.schema.json")).unwrap();
+    let registry = jsonschema::Registry::new()
+        .add(analysis["$id"].as_str().unwrap(), &analysis)
+        .unwrap()
+        .prepare()
+        .unwrap();
+    let validator = jsonschema::options()
+        .with_registry(&registry)
+        .build(&schema)
+        .expect("a valid JSON Schema");
     let text = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let r: serde_json::Value = serde_json::from_slice(&text).expect("the report is JSON");
     let errors: Vec<String> = validator
@@ -45,10 +56,11 @@ fn report_json(path: &std::path::Path) -> serde_json::Value {
 fn scan_writes_results_ndjson_report_and_evidence() {
     let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
     let (pcap, report, ndjson) = (
-        dir.path().join("scan.pcap"),
-        dir.path().join("report.json"),
-        dir.path().join("results.ndjson"),
+        run.join("capture.pcap"),
+        run.join("report.json"),
+        run.join("results.ndjson"),
     );
     let (code, out, err) = lab.sonde(&[
         "scan",
@@ -65,12 +77,8 @@ fn scan_writes_results_ndjson_report_and_evidence() {
         "2000",
         "--wait",
         "1",
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-        "--ndjson",
-        ndjson.to_str().unwrap(),
+        "-o",
+        run.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
@@ -157,8 +165,18 @@ fn out_of_scope_targets_are_refused_and_receive_nothing() {
         "80",
         "--wait",
         "0.5",
+        "-o",
+        dir.path().join("refused").to_str().unwrap(),
     ]);
     assert_eq!(code, 3, "{err}");
+    // A refused run leaves its audit log, and nothing else.
+    let refused = dir.path().join("refused");
+    let audit = std::fs::read_to_string(refused.join("audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("\"event\":\"scope_refused\"") && audit.contains("198.18.1.128"),
+        "{audit}"
+    );
+    assert_eq!(std::fs::read_dir(&refused).unwrap().count(), 1);
     assert!(
         err.contains("198.18.1.0/24")
             && err.contains("outside every allow rule")
@@ -176,6 +194,8 @@ fn out_of_scope_targets_are_refused_and_receive_nothing() {
         "5000",
         "--wait",
         "0.5",
+        "-o",
+        dir.path().join("allowed").to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = lab.sonde(&[
@@ -187,6 +207,8 @@ fn out_of_scope_targets_are_refused_and_receive_nothing() {
         "80",
         "--rate",
         "5000000",
+        "-o",
+        dir.path().join("too-fast").to_str().unwrap(),
     ]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("above the scope's ceiling"), "{err}");
@@ -197,8 +219,23 @@ fn out_of_scope_targets_are_refused_and_receive_nothing() {
         "198.18.1.1",
         "-p",
         "80",
-        "--pcap",
-        "/nonexistent/dir/x.pcap",
+        "-o",
+        dir.path().join("allowed").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        code, 2,
+        "a run directory holding evidence is refused: {err}"
+    );
+    assert!(err.contains("already holds files"), "{err}");
+    let (code, _, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        s,
+        "198.18.1.1",
+        "-p",
+        "80",
+        "-o",
+        "/proc/sonde-cannot-create",
     ]);
     assert_eq!(code, 1, "{err}");
     tshark.stop();
@@ -219,10 +256,11 @@ fn interrupting_a_scan_keeps_valid_evidence() {
     let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str, signals: usize| {
+        let run = dir.path().join(name);
         let (pcap, report, ndjson) = (
-            dir.path().join(format!("{name}.pcap")),
-            dir.path().join(format!("{name}.json")),
-            dir.path().join(format!("{name}.ndjson")),
+            run.join("capture.pcap"),
+            run.join("report.json"),
+            run.join("results.ndjson"),
         );
         // 254 hosts x 40 ports at 2,000 pps: about 5 s of sending
         let mut child = lab
@@ -239,14 +277,7 @@ fn interrupting_a_scan_keeps_valid_evidence() {
                 "--wait",
                 "0.5",
             ])
-            .args([
-                "--pcap",
-                pcap.to_str().unwrap(),
-                "--report",
-                report.to_str().unwrap(),
-                "--ndjson",
-                ndjson.to_str().unwrap(),
-            ])
+            .args(["-o", run.to_str().unwrap()])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -372,7 +403,7 @@ fn interface_and_source_ip() {
         .unwrap();
     assert!(added.success());
     let dir = tempfile::tempdir().unwrap();
-    let pcap = dir.path().join("src.pcap");
+    let pcap = dir.path().join("run/capture.pcap");
     let (code, out, err) = lab.sonde(&[
         "scan",
         "--scope",
@@ -386,8 +417,8 @@ fn interface_and_source_ip() {
         "198.18.0.3",
         "--wait",
         "0.5",
-        "--pcap",
-        pcap.to_str().unwrap(),
+        "-o",
+        dir.path().join("run").to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("198.18.1.10: open 22"), "{out}");
@@ -420,8 +451,9 @@ fn interface_and_source_ip() {
 fn a_running_scan_holds_no_capabilities_and_sudo_users_own_the_outputs() {
     let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
-    let pcap = dir.path().join("scan.pcap");
-    let report = dir.path().join("scan.json");
+    let run = dir.path().join("run");
+    let pcap = run.join("capture.pcap");
+    let report = run.join("report.json");
     let child = lab
         .scanner_command(env!("CARGO_BIN_EXE_sonde"))
         .args([
@@ -436,10 +468,8 @@ fn a_running_scan_holds_no_capabilities_and_sudo_users_own_the_outputs() {
             "--senders",
             "2",
             "--quiet",
-            "--pcap",
-            pcap.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
+            "-o",
+            run.to_str().unwrap(),
         ])
         .env("SUDO_UID", "65534")
         .env("SUDO_GID", "65534")
@@ -487,7 +517,13 @@ fn a_running_scan_holds_no_capabilities_and_sudo_users_own_the_outputs() {
         String::from_utf8_lossy(&out.stderr)
     );
     use std::os::unix::fs::MetadataExt;
-    for f in [&pcap, &report] {
+    for f in [
+        &run,
+        &pcap,
+        &report,
+        &run.join("results.ndjson"),
+        &run.join("audit.jsonl"),
+    ] {
         let m = std::fs::metadata(f).unwrap();
         assert_eq!((m.uid(), m.gid()), (65534, 65534), "{}", f.display());
     }
@@ -524,8 +560,8 @@ fn a_full_disk_stops_the_scan_and_keeps_the_pcap_valid() {
         }
     }
     let _unmount = Unmount(small.clone());
-    let pcap = small.join("scan.pcap");
-    let report = dir.path().join("scan.json");
+    // The whole run directory on the small disk.
+    let pcap = small.join("capture.pcap");
     let (code, _, err) = lab.sonde(&[
         "scan",
         "--scope",
@@ -537,28 +573,33 @@ fn a_full_disk_stops_the_scan_and_keeps_the_pcap_valid() {
         "20000",
         "--wait",
         "0.5",
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
+        "-o",
+        small.to_str().unwrap(),
     ]);
     assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains("cannot write the pcap") && err.contains("No space left"),
-        "{err}"
-    );
-    let r = report_json(&report);
-    assert!(
-        r["output_error"]
-            .as_str()
-            .unwrap()
-            .contains("No space left"),
-        "{}",
-        r["output_error"]
-    );
-    assert_eq!(r["possibly_incomplete"], true);
-    let probes = r["probes"].as_u64().unwrap();
-    assert!(probes < 25_600, "sending stopped early: {probes}");
+    assert!(err.contains("No space left"), "{err}");
+    // What could be written of the report says why sending stopped; the
+    // disk may not have had room for it at all.
+    if let Ok(text) = std::fs::read(small.join("report.json"))
+        && let Ok(r) = serde_json::from_slice::<serde_json::Value>(&text)
+    {
+        assert!(
+            r["output_error"]
+                .as_str()
+                .unwrap()
+                .contains("No space left"),
+            "{}",
+            r["output_error"]
+        );
+        assert_eq!(r["possibly_incomplete"], true);
+        let probes = r["probes"].as_u64().unwrap();
+        assert!(probes < 25_600, "sending stopped early: {probes}");
+    }
+    // The audit chain holds as far as it was written, and verify says the
+    // evidence is incomplete.
+    let (code, out, _) = lab.sonde(&["verify", small.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.contains("prev is"), "no record was damaged: {out}");
     // tshark reads the cut pcap to its end without a complaint.
     let out = Command::new("tshark")
         .args(["-r", pcap.to_str().unwrap()])
@@ -584,7 +625,7 @@ fn a_full_disk_stops_the_scan_and_keeps_the_pcap_valid() {
 fn kernel_drops_are_counted_and_mark_the_report_incomplete() {
     let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("scan.json");
+    let report = dir.path().join("run/report.json");
     let (code, _, err) = lab.sonde(&[
         "scan",
         "--scope",
@@ -602,8 +643,8 @@ fn kernel_drops_are_counted_and_mark_the_report_incomplete() {
         "0.5",
         "--sniffer-buffer",
         "8k",
-        "--report",
-        report.to_str().unwrap(),
+        "-o",
+        dir.path().join("run").to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
     let r = report_json(&report);
@@ -647,8 +688,8 @@ fn interrupted_at_random_moments_twenty_times() {
             .wrapping_add(1442695040888963407);
         let delay = Duration::from_millis(150 + (seed >> 33) % 1200);
         let signal = if i % 2 == 0 { "-INT" } else { "-TERM" };
-        let pcap = dir.path().join(format!("{i}.pcap"));
-        let report = dir.path().join(format!("{i}.json"));
+        let run = dir.path().join(i.to_string());
+        let (pcap, report) = (run.join("capture.pcap"), run.join("report.json"));
         let child = lab
             .scanner_command(env!("CARGO_BIN_EXE_sonde"))
             .args([
@@ -663,12 +704,7 @@ fn interrupted_at_random_moments_twenty_times() {
                 "--wait",
                 "0.3",
             ])
-            .args([
-                "--pcap",
-                pcap.to_str().unwrap(),
-                "--report",
-                report.to_str().unwrap(),
-            ])
+            .args(["-o", run.to_str().unwrap()])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -731,38 +767,107 @@ fn interrupted_at_random_moments_twenty_times() {
     }
 }
 
-/// The audit log: an unbroken chain of the run's events, with the hashes
-/// of the files written; a refused run leaves its records too.
+/// The run directory: a report that records who, where, when, under which
+/// scope and with which files, embeds the capture's own analysis, and
+/// anchors itself in the audit chain; `sonde verify` catches one flipped
+/// byte in every file and every removed or moved audit record.
 #[test]
-fn the_audit_log_chains_the_runs_events() {
-    use sha2::Digest;
+fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
     let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
-    let (audit, pcap, report) = (
-        dir.path().join("audit.jsonl"),
-        dir.path().join("s.pcap"),
-        dir.path().join("s.json"),
-    );
-    let (code, _, err) = lab.sonde(&[
+    let scope = dir.path().join("lab.toml");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/scopes/lab.toml"),
+        &scope,
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let (code, out, err) = lab.sonde(&[
         "scan",
         "--scope",
-        "scopes/lab.toml",
+        scope.to_str().unwrap(),
         "198.18.1.10",
         "-p",
         "22,23",
+        "--probe",
+        "syn,icmp",
         "--wait",
         "0.3",
-        "--audit",
-        audit.to_str().unwrap(),
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
+        "-o",
+        run.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
-    let text = std::fs::read_to_string(&audit).unwrap();
-    let (problems, _) = sonde::evidence::verify_chain(&text);
-    assert!(problems.is_empty(), "{problems:?}");
+    assert!(
+        out.contains(&format!("sonde verify {}", run.display())),
+        "{out}"
+    );
+    let names = [
+        "audit.jsonl",
+        "capture.pcap",
+        "report.json",
+        "results.ndjson",
+    ];
+    let mut found: Vec<String> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    assert_eq!(found, names);
+
+    let r = report_json(&run.join("report.json"));
+    // The invoking user under sudo, else the account running the test.
+    let operator = std::env::var("SUDO_USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "root".into());
+    assert_eq!(r["operator"], operator.as_str());
+    assert_eq!(
+        r["host"].as_str().unwrap(),
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim()
+    );
+    assert!(r["command"][1] == "scan" && r["command"].as_array().unwrap().len() > 5);
+    assert_eq!(r["scope"]["engagement_id"], "LAB-0001");
+    assert_eq!(r["scope"]["path"], scope.to_str().unwrap());
+    let scope_sha = sonde::evidence::file_sha256(&scope).unwrap().0;
+    assert_eq!(r["scope"]["sha256"], scope_sha.as_str());
+    assert!(r["scope"]["not_before"].as_str().unwrap().ends_with('Z'));
+    for f in r["files"].as_array().unwrap() {
+        let (sha, size) =
+            sonde::evidence::file_sha256(&run.join(f["name"].as_str().unwrap())).unwrap();
+        assert_eq!(
+            (f["sha256"].as_str().unwrap(), f["size"].as_u64().unwrap()),
+            (sha.as_str(), size)
+        );
+    }
+    let controls: Vec<String> = r["compliance"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["control"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        controls,
+        [
+            "CC6.6", "CC6.7", "A.13.1", "A.13.2", "SC-7", "AC-17", "SI-4", "PR.AC", "PR.PT"
+        ]
+    );
+    // The capture's own analysis: the same file, the same count as tshark's.
+    let a = &r["capture_analysis"];
+    assert_eq!(
+        a["input"][0]["sha256"], r["files"][0]["sha256"],
+        "the analysis is of the run's pcap"
+    );
+    let pcap = run.join("capture.pcap");
+    assert_eq!(
+        a["summary"]["packets"].as_u64().unwrap() as usize,
+        tshark_count(&pcap, "frame")
+    );
+    assert!(a["protocols"]["icmp"]["packets"].as_u64().unwrap() >= 2);
+
+    // The audit log: the run's events, the files' hashes, the report's anchor.
+    let text = std::fs::read_to_string(run.join("audit.jsonl")).unwrap();
     let records: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -780,23 +885,17 @@ fn the_audit_log_chains_the_runs_events() {
             "cooldown",
             "file_written",
             "file_written",
+            "file_written",
             "run_finished"
         ],
         "{text}"
     );
-    assert_eq!(records[1]["engagement_id"], "LAB-0001");
-    for r in records.iter().filter(|r| r["event"] == "file_written") {
-        let path = r["path"].as_str().unwrap();
-        let bytes = std::fs::read(path).unwrap();
-        assert_eq!(
-            r["sha256"].as_str().unwrap(),
-            hex::encode(sha2::Sha256::digest(&bytes)),
-            "{path}"
-        );
-        assert_eq!(r["size"].as_u64().unwrap(), bytes.len() as u64);
-    }
-    // sonde verify: everything holds; then one byte flipped in each file,
-    // and one audit record removed or moved, is each caught precisely.
+    assert_eq!(records[0]["operator"], operator.as_str());
+    assert_eq!(records[1]["sha256"], scope_sha.as_str());
+    assert_eq!(r["audit"]["records"], 6, "the report saw six records");
+    assert_eq!(records[6]["path"], "report.json");
+
+    // sonde verify, on the directory and on the report.
     let verify = |path: &std::path::Path| {
         let out = Command::new(env!("CARGO_BIN_EXE_sonde"))
             .args(["verify", path.to_str().unwrap()])
@@ -807,32 +906,50 @@ fn the_audit_log_chains_the_runs_events() {
             String::from_utf8_lossy(&out.stdout).into_owned(),
         )
     };
-    let (code, out) = verify(&audit);
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains("everything holds"), "{out}");
-    for file in [&pcap, &report] {
+    for target in [run.clone(), run.join("report.json")] {
+        let (code, out) = verify(&target);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("everything holds"), "{out}");
+    }
+    // One byte flipped in each file in turn, at its start, middle and end.
+    let mut files: Vec<std::path::PathBuf> = names.iter().map(|n| run.join(n)).collect();
+    files.push(scope.clone());
+    for file in &files {
         let original = std::fs::read(file).unwrap();
-        for at in [0, original.len() / 2, original.len() - 1] {
+        for at in [0, original.len() / 2, original.len() - 2] {
             let mut flipped = original.clone();
             flipped[at] ^= 0x01;
             std::fs::write(file, &flipped).unwrap();
-            let (code, out) = verify(&audit);
-            assert_eq!(code, 1, "byte {at} of {}: {out}", file.display());
-            assert!(
-                out.contains(&format!("CHANGED {}: expected sha256", file.display()))
-                    && out.contains("found "),
-                "{out}"
-            );
+            let (code, out) = verify(&run);
+            let what = format!("byte {at} of {}", file.display());
+            assert_eq!(code, 1, "{what}: {out}");
+            let name = file.file_name().unwrap().to_str().unwrap();
+            if name == "audit.jsonl" {
+                assert!(
+                    out.contains("BROKEN") && out.contains("audit log line"),
+                    "{what}: {out}"
+                );
+            } else {
+                assert!(
+                    out.lines().any(|l| l.starts_with("CHANGED")
+                        && l.contains(name)
+                        && l.contains("recorded sha256")
+                        && l.contains("found ")),
+                    "{what}: {out}"
+                );
+            }
         }
         std::fs::write(file, &original).unwrap();
     }
+    assert_eq!(verify(&run).0, 0, "restored");
+    // One audit record removed, or two swapped.
     let lines: Vec<&str> = text.lines().collect();
-    let tampered = dir.path().join("tampered.jsonl");
+    let audit = run.join("audit.jsonl");
     for i in 0..lines.len() {
         let mut removed = lines.clone();
         removed.remove(i);
-        std::fs::write(&tampered, removed.join("\n") + "\n").unwrap();
-        let (code, out) = verify(&tampered);
+        std::fs::write(&audit, removed.join("\n") + "\n").unwrap();
+        let (code, out) = verify(&run);
         assert_eq!(code, 1, "removing record {i}: {out}");
         if i + 1 < lines.len() {
             assert!(
@@ -843,27 +960,34 @@ fn the_audit_log_chains_the_runs_events() {
             assert!(out.contains("does not end with run_finished"), "{out}");
         }
     }
-    let mut moved = lines.clone();
-    moved.swap(2, 3);
-    std::fs::write(&tampered, moved.join("\n") + "\n").unwrap();
-    let (code, out) = verify(&tampered);
+    for i in 0..lines.len() - 1 {
+        let mut moved = lines.clone();
+        moved.swap(i, i + 1);
+        std::fs::write(&audit, moved.join("\n") + "\n").unwrap();
+        let (code, out) = verify(&run);
+        assert_eq!(code, 1, "swapping records {i} and {}: {out}", i + 1);
+        assert!(
+            out.contains("BROKEN") && out.contains(&format!("audit log line {}", i + 1)),
+            "swapping records {i} and {}: {out}",
+            i + 1
+        );
+    }
+    std::fs::write(&audit, &text).unwrap();
+    // A missing file is named; a scope file that moved away is not held
+    // against the evidence.
+    std::fs::rename(run.join("results.ndjson"), dir.path().join("x")).unwrap();
+    let (code, out) = verify(&run);
     assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("BROKEN") && out.contains("audit log line 3"),
-        "{out}"
-    );
-    // The log is never overwritten, and a refused run leaves its reasons.
-    let (code, _, err) = lab.sonde(&[
-        "scan",
-        "--scope",
-        "scopes/lab.toml",
-        "198.18.1.10",
-        "--audit",
-        audit.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("must not exist yet"), "{err}");
-    let refused = dir.path().join("refused.jsonl");
+    assert!(out.contains("MISSING   results.ndjson"), "{out}");
+    std::fs::rename(dir.path().join("x"), run.join("results.ndjson")).unwrap();
+    std::fs::remove_file(&scope).unwrap();
+    let (code, out) = verify(&run);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("the scope file is no longer there"), "{out}");
+
+    // A refused run's directory verifies too: its log says why, and that
+    // no report was written.
+    let refused = dir.path().join("refused");
     let (code, _, err) = lab.sonde(&[
         "scan",
         "--scope",
@@ -871,12 +995,11 @@ fn the_audit_log_chains_the_runs_events() {
         "198.18.1.10",
         "-p",
         "80",
-        "--audit",
+        "-o",
         refused.to_str().unwrap(),
     ]);
     assert_eq!(code, 3, "{err}");
-    let text = std::fs::read_to_string(&refused).unwrap();
-    assert!(sonde::evidence::verify_chain(&text).0.is_empty());
+    let text = std::fs::read_to_string(refused.join("audit.jsonl")).unwrap();
     let last: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -890,4 +1013,10 @@ fn the_audit_log_chains_the_runs_events() {
         "{text}"
     );
     assert_eq!(last[last.len() - 1]["exit_status"], 3);
+    let (code, out) = verify(&refused);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("no report: the run wrote none (exit status 3)"),
+        "{out}"
+    );
 }

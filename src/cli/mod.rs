@@ -38,7 +38,7 @@ pub enum Command {
     Scan(Box<scan::ScanArgs>),
     /// Build one exact packet from a layered spec: dump it, write it to a pcap, or send it within scope.
     Craft(Box<craft::CraftArgs>),
-    /// Check a run's evidence: the audit log's hash chain and every file it recorded.
+    /// Check a run's evidence again: every recorded hash, the audit chain, the scope file.
     Verify(verify::VerifyArgs),
 }
 

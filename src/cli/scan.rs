@@ -13,6 +13,8 @@ use super::scope::{judge, load_scope};
 use super::targets::TargetArgs;
 use super::write_err;
 use crate::error::{Error, exit};
+use crate::evidence::RunDir;
+use crate::evidence::run_dir::{self, RunDirError};
 use crate::probe::cookie::MAX_DNS_QUESTIONS;
 use crate::probe::{DnsQuestion, ProbeTemplate};
 use crate::scan::{ScanConfig, ScanResult, run};
@@ -58,17 +60,11 @@ pub struct ScanArgs {
     #[arg(long = "dns-query", value_name = "NAME[:TYPE]", value_delimiter = ',')]
     pub dns_query: Vec<String>,
 
-    /// Write every probe and reply to this pcap file.
-    #[arg(long, value_name = "FILE")]
-    pub pcap: Option<PathBuf>,
-
-    /// Write the final JSON report here.
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
-
-    /// Write each result as a JSON line as it arrives ('-' for standard output).
-    #[arg(long, value_name = "FILE|-")]
-    pub ndjson: Option<String>,
+    /// The run directory: the pcap, the NDJSON results, the audit log and
+    /// report.json go here (created; it must be new or empty). Default: a
+    /// new sonde-run-YYYYMMDDTHHMMSSZ (UTC) in the current directory.
+    #[arg(long = "output-dir", short = 'o', value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
 
     /// No progress line (it is printed only when stderr is a terminal anyway).
     #[arg(long, short = 'q')]
@@ -87,11 +83,6 @@ pub struct ScanArgs {
     /// suffix (default 64m); replies beyond it are dropped and counted.
     #[arg(long = "sniffer-buffer", value_name = "SIZE", value_parser = parse_size)]
     pub sniffer_buffer: Option<usize>,
-
-    /// Append-only, hash-chained audit log of this run (JSON Lines; a new
-    /// file). Refused and failed runs leave records too.
-    #[arg(long, value_name = "FILE")]
-    pub audit: Option<PathBuf>,
 
     /// Source address of every probe (default: the route's); replies must come back to it.
     #[arg(long = "source-ip", value_name = "IP")]
@@ -142,8 +133,8 @@ struct HostReport<'a> {
     results: Vec<&'a ScanResult>,
 }
 
-/// The audit log of a run, when `--audit` asks for one.
-type Audit = Option<crate::evidence::AuditLog<std::fs::File>>;
+/// The run's audit log (always written: `RUN_DIR/audit.jsonl`).
+type Audit = crate::evidence::AuditLog<std::fs::File>;
 
 fn now_rfc3339() -> String {
     crate::analyze::stats::timestamp(crate::analyze::stats::now_nanos())
@@ -151,58 +142,99 @@ fn now_rfc3339() -> String {
 
 /// Append an audit record; a failing audit log stops the run (exit 1).
 fn audit(log: &mut Audit, event: &str, fields: serde_json::Value) -> Result<(), Error> {
-    let Some(a) = log.as_mut() else {
-        return Ok(());
-    };
     let fields = match fields {
         serde_json::Value::Object(m) => m,
         _ => serde_json::Map::new(),
     };
-    a.append(event, &now_rfc3339(), fields)
+    log.append(event, &now_rfc3339(), fields)
         .map_err(|e| Error::runtime("cannot write the audit log", e))
 }
 
-pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
-    // The audit log comes first: a refused or failed run leaves records too.
-    let mut log: Audit = match &args.audit {
-        Some(p) => Some(crate::evidence::AuditLog::new(
-            std::fs::OpenOptions::new()
-                .create_new(true)
-                .write(true)
-                .open(p)
-                .map_err(|e| {
-                    Error::runtime(
-                        format!(
-                            "cannot create the audit log {} (it must not exist yet)",
-                            p.display()
-                        ),
-                        e,
-                    )
-                })?,
-        )),
-        None => None,
-    };
-    if let Some(p) = &args.audit {
-        crate::net::privilege::chown_to_invoker(p)
-            .map_err(|e| Error::runtime("cannot give the audit log to the sudo user", e))?;
+/// Hash `name` in the run directory and record it in the audit log.
+fn file_written(log: &mut Audit, dir: &RunDir, name: &str) -> Result<(String, u64), Error> {
+    let path = dir.file(name);
+    let (sha256, size) = crate::evidence::file_sha256(&path)
+        .map_err(|e| Error::runtime(format!("cannot hash {}", path.display()), e))?;
+    audit(
+        log,
+        "file_written",
+        serde_json::json!({ "path": name, "sha256": sha256, "size": size }),
+    )?;
+    Ok((sha256, size))
+}
+
+/// The analysis report of the run's own pcap (null, with an audit record
+/// saying why, when it cannot be read).
+fn analyze_capture(dir: &RunDir, log: &mut Audit) -> Result<serde_json::Value, Error> {
+    let opts = crate::analyze::AnalyzeOptions::default();
+    match crate::analyze::analyze(&[dir.file(run_dir::PCAP)], &opts) {
+        Ok(mut report) => {
+            // Named as in the run directory, so the report does not depend
+            // on where the directory was when the scan ran.
+            for input in &mut report.input {
+                input.path = run_dir::PCAP.to_string();
+            }
+            serde_json::to_value(&report)
+                .map_err(|e| Error::runtime("cannot encode the capture's analysis", e))
+        }
+        Err(e) => {
+            eprintln!(
+                "sonde: warning: cannot analyze the run's capture: {}",
+                e.message
+            );
+            audit(
+                log,
+                "analysis_failed",
+                serde_json::json!({ "error": e.message }),
+            )?;
+            Ok(serde_json::Value::Null)
+        }
     }
-    let operator = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
+}
+
+/// Create `name` in the run directory; under sudo it belongs to the
+/// invoking user, not root.
+fn create_in(dir: &RunDir, name: &str) -> Result<std::fs::File, Error> {
+    let p = dir.file(name);
+    let f = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&p)
+        .map_err(|e| Error::runtime(format!("cannot create {}", p.display()), e))?;
+    crate::net::privilege::chown_to_invoker(&p)
+        .map_err(|e| Error::runtime(format!("cannot give {} to the sudo user", p.display()), e))?;
+    Ok(f)
+}
+
+pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    // The run directory and its audit log come first: a refused or failed
+    // run leaves records too.
+    let dir = RunDir::create(
+        args.output_dir.as_deref(),
+        crate::analyze::stats::now_nanos(),
+    )
+    .map_err(|e| match e {
+        RunDirError::Io(..) => Error::runtime("cannot create the run directory", e),
+        _ => Error::usage(
+            e.to_string(),
+            "name a new or empty directory with -o, or leave -o out for a new timestamped one",
+        ),
+    })?;
+    crate::net::privilege::chown_to_invoker(dir.path())
+        .map_err(|e| Error::runtime("cannot give the run directory to the sudo user", e))?;
+    let mut log = crate::evidence::AuditLog::new(create_in(&dir, run_dir::AUDIT)?);
     audit(
         &mut log,
         "run_started",
         serde_json::json!({
             "sonde_version": env!("CARGO_PKG_VERSION"),
             "command": std::env::args().collect::<Vec<_>>(),
-            "operator": operator,
-            "host": host,
+            "operator": crate::evidence::operator(),
+            "host": crate::evidence::hostname(),
+            "run_directory": dir.path().display().to_string(),
         }),
     )?;
-    let result = scan_inner(args, out, &mut log);
+    let result = scan_inner(args, out, &mut log, &dir);
     match &result {
         Ok(code) => audit(
             &mut log,
@@ -235,10 +267,21 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
             )?;
         }
     }
+    if result.is_err() {
+        eprintln!(
+            "sonde: the audit log of this run is {}",
+            dir.file(run_dir::AUDIT).display()
+        );
+    }
     result
 }
 
-fn scan_inner(args: ScanArgs, out: &mut dyn Write, log: &mut Audit) -> Result<i32, Error> {
+fn scan_inner(
+    args: ScanArgs,
+    out: &mut dyn Write,
+    log: &mut Audit,
+    dir: &RunDir,
+) -> Result<i32, Error> {
     let started = now_rfc3339();
     let file = load_scope(&args.scope)?;
     let kinds: Vec<ProbeKind> = args
@@ -355,30 +398,13 @@ fn scan_inner(args: ScanArgs, out: &mut dyn Write, log: &mut Audit) -> Result<i3
         serde_json::json!({ "rate": gate.rate(), "max_rate": scope.max_rate }),
     )?;
 
-    // Open every output before the first packet.
-    // Under sudo they belong to the invoking user, not root.
-    let create = |p: &PathBuf, what: &str| {
-        let f = std::fs::File::create(p)
-            .map_err(|e| Error::runtime(format!("cannot create {what} {}", p.display()), e))?;
-        crate::net::privilege::chown_to_invoker(p).map_err(|e| {
-            Error::runtime(format!("cannot give {} to the sudo user", p.display()), e)
-        })?;
-        Ok::<_, Error>(f)
-    };
-    let pcap = args.pcap.as_ref().map(|p| create(p, "pcap")).transpose()?;
-    let mut report_file = args
-        .report
-        .as_ref()
-        .map(|p| create(p, "report"))
-        .transpose()?;
-    let ndjson: Option<Box<dyn Write + Send>> = match args.ndjson.as_deref() {
-        None => None,
-        Some("-") => Some(Box::new(std::io::stdout())),
-        Some(p) => Some(Box::new(std::io::BufWriter::new(create(
-            &PathBuf::from(p),
-            "NDJSON file",
-        )?))),
-    };
+    // Open every output before the first packet: once the sockets are open
+    // the process holds no capabilities, and under sudo the run directory
+    // belongs to the invoking user, so nothing new can be created in it.
+    let pcap = create_in(dir, run_dir::PCAP)?;
+    let report_file = create_in(dir, run_dir::REPORT)?;
+    let ndjson: Box<dyn Write + Send> =
+        Box::new(std::io::BufWriter::new(create_in(dir, run_dir::RESULTS)?));
 
     let config = ScanConfig {
         targets: targets.clone(),
@@ -415,7 +441,7 @@ fn scan_inner(args: ScanArgs, out: &mut dyn Write, log: &mut Audit) -> Result<i3
             .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)))
             .map_err(|e| Error::runtime("cannot install the Ctrl-C handler", e))?;
     }
-    let outcome = run(&config, &gate, pcap, ndjson, &stop).map_err(|e| match e {
+    let outcome = run(&config, &gate, Some(pcap), Some(ndjson), &stop).map_err(|e| match e {
         crate::scan::ScanError::Refused(r) => Error::Refused(vec![r]),
         other => Error::Runtime {
             context: "scan failed".into(),
@@ -435,19 +461,56 @@ fn scan_inner(args: ScanArgs, out: &mut dyn Write, log: &mut Audit) -> Result<i3
         }
     }
     let e = &scope.engagement;
+
+    // The run's events so far, then the files the scan wrote.
+    if outcome.interrupted {
+        audit(
+            log,
+            "interrupt_received",
+            serde_json::json!({ "probes_sent": outcome.counters.sent }),
+        )?;
+    }
+    if let Some(e) = &outcome.output_error {
+        audit(log, "output_failed", serde_json::json!({ "error": e }))?;
+    }
+    audit(
+        log,
+        "cooldown",
+        serde_json::json!({ "seconds": config.wait.as_secs_f64() }),
+    )?;
+    let mut files = Vec::new();
+    for (name, role) in [(run_dir::PCAP, "pcap"), (run_dir::RESULTS, "results")] {
+        let written = file_written(log, dir, name)?;
+        files.push(serde_json::json!({
+            "name": name, "role": role, "sha256": written.0, "size": written.1,
+        }));
+    }
+
+    // The session's capture, analyzed like any other: what happened on the wire.
+    let capture_analysis = analyze_capture(dir, log)?;
+
     // The head is small; the hosts are streamed after it (write_report).
     let report = serde_json::json!({
         "sonde_version": env!("CARGO_PKG_VERSION"),
         "command": std::env::args().collect::<Vec<_>>(),
+        "operator": crate::evidence::operator(),
+        "host": crate::evidence::hostname(),
         "started": started,
         "finished": finished,
+        "run_directory": dir.path().display().to_string(),
         "scope": {
             "path": file.path.display().to_string(),
+            "absolute_path": std::fs::canonicalize(&file.path)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| file.path.display().to_string()),
             "sha256": file.sha256,
             "engagement_id": e.id,
+            "client": e.client,
             "authorized_by": e.authorized_by,
+            "contact": e.contact,
             "not_before": crate::scope::gate_time(e.not_before),
             "not_after": crate::scope::gate_time(e.not_after),
+            "max_rate": scope.max_rate,
         },
         "parameters": {
             "targets": targets.ranges().map(|r| r.to_string()).collect::<Vec<_>>(),
@@ -475,44 +538,23 @@ fn scan_inner(args: ScanArgs, out: &mut dyn Write, log: &mut Audit) -> Result<i3
         "counters": outcome.counters,
         "probes": outcome.probes,
         "unanswered": outcome.unanswered.iter().map(|(k, v)| (k.name(), *v)).collect::<std::collections::BTreeMap<_, _>>(),
+        "files": files,
+        // The report's anchor in the audit chain: the records written before
+        // it and the hash of the last one. The record after names the
+        // report's own hash.
+        "audit": {
+            "file": run_dir::AUDIT,
+            "records": log.records(),
+            "head": log.head(),
+        },
+        "compliance": crate::evidence::compliance::CONTROLS,
+        "capture_analysis": capture_analysis,
     });
-    if let Some(f) = report_file.take() {
-        write_report(f, &report, &hosts)
-            .map_err(|e| Error::runtime("cannot write the report", e))?;
-    }
-    if outcome.interrupted {
-        audit(
-            log,
-            "interrupt_received",
-            serde_json::json!({ "probes_sent": outcome.counters.sent }),
-        )?;
-    }
-    if let Some(e) = &outcome.output_error {
-        audit(log, "output_failed", serde_json::json!({ "error": e }))?;
-    }
-    audit(
-        log,
-        "cooldown",
-        serde_json::json!({ "seconds": config.wait.as_secs_f64() }),
-    )?;
-    let written = [
-        args.pcap.clone(),
-        args.ndjson
-            .as_deref()
-            .filter(|p| *p != "-")
-            .map(PathBuf::from),
-        args.report.clone(),
-    ];
-    for path in written.into_iter().flatten() {
-        let (sha256, size) = crate::evidence::file_sha256(&path)
-            .map_err(|e| Error::runtime(format!("cannot hash {}", path.display()), e))?;
-        audit(
-            log,
-            "file_written",
-            serde_json::json!({ "path": path.display().to_string(), "sha256": sha256, "size": size }),
-        )?;
-    }
-    if args.ndjson.as_deref() != Some("-") {
+    write_report(report_file, &report, &hosts)
+        .map_err(|e| Error::runtime("cannot write the report", e))?;
+    let (report_sha256, _) = file_written(log, dir, run_dir::REPORT)?;
+
+    {
         let c = &outcome.counters;
         writeln!(
             out,
@@ -550,6 +592,13 @@ fn scan_inner(args: ScanArgs, out: &mut dyn Write, log: &mut Audit) -> Result<i3
             )
             .map_err(write_err)?;
         }
+        writeln!(
+            out,
+            "evidence in {}/ (report.json sha256 {report_sha256}); check it with: sonde verify {}",
+            dir.path().display(),
+            dir.path().display()
+        )
+        .map_err(write_err)?;
     }
     if let Some(e) = &outcome.output_error {
         eprintln!(

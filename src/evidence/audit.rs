@@ -64,6 +64,11 @@ impl<W: Write> AuditLog<W> {
         &self.prev
     }
 
+    /// How many records were appended.
+    pub fn records(&self) -> u64 {
+        self.seq
+    }
+
     pub fn into_inner(self) -> W {
         self.out
     }

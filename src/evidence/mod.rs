@@ -1,10 +1,15 @@
-//! Evidence that holds up in an audit: an append-only, hash-chained audit
-//! log of what a run did (`audit`). Issue 6 builds the run directory,
-//! `sonde verify` and the HTML report on it.
+//! Evidence that holds up in an audit: the run directory every scan writes
+//! (`run_dir`), the hash-chained audit log of what a run did (`audit`),
+//! the compliance controls the evidence supports (`compliance`), and the
+//! checks `sonde verify` runs again (`verify`).
 
 pub mod audit;
+pub mod compliance;
+pub mod run_dir;
+pub mod verify;
 
 pub use audit::{AuditLog, ChainProblem, GENESIS, verify_chain};
+pub use run_dir::RunDir;
 
 /// SHA-256 (hex) and size of a file, read in 64 KiB pieces.
 pub fn file_sha256(path: &std::path::Path) -> std::io::Result<(String, u64)> {
@@ -23,4 +28,45 @@ pub fn file_sha256(path: &std::path::Path) -> std::io::Result<(String, u64)> {
         size += n as u64;
     }
     Ok((hex::encode(h.finalize()), size))
+}
+
+/// Who runs sonde: the invoking user under sudo, else the account of the
+/// real user id (from /etc/passwd), else `uid N`.
+pub fn operator() -> String {
+    if let Ok(u) = std::env::var("SUDO_USER")
+        && !u.is_empty()
+    {
+        return u;
+    }
+    let uid = real_uid();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let id: u32 = f.nth(1)?.parse().ok()?;
+                (id == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// The real user id, from /proc/self/status ("Uid:\treal\teffective...").
+fn real_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next().and_then(|u| u.parse().ok()))
+        })
+        .unwrap_or(u32::MAX)
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }

@@ -122,6 +122,8 @@ pub struct Lab {
     stop: Arc<AtomicBool>,
     listener: Option<JoinHandle<()>>,
     dnsmasq: Option<Child>,
+    /// Run directories of scans that name none (removed with the lab).
+    runs: tempfile::TempDir,
 }
 
 /// Run `ip` (or another tool) and fail loudly with its output.
@@ -205,6 +207,7 @@ impl Lab {
             scanner_ns: s.clone(),
             target_ns: t.clone(),
             truth: GroundTruth::build(),
+            runs: tempfile::tempdir().expect("a temporary directory for run directories"),
             stop: Arc::new(AtomicBool::new(false)),
             listener: None,
             dnsmasq: None,
@@ -373,11 +376,28 @@ impl Lab {
     }
 
     /// Run the sonde binary in the scanner namespace, from the crate's
-    /// directory: (exit code, stdout, stderr).
+    /// directory: (exit code, stdout, stderr). A scan that names no run
+    /// directory (`-o`) gets a new one in a temporary directory, not a
+    /// timestamped one in the crate.
     pub fn sonde(&self, args: &[&str]) -> (i32, String, String) {
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        if args.first().map(String::as_str) == Some("scan")
+            && !args.iter().any(|a| a == "-o" || a == "--output-dir")
+        {
+            static RUN: AtomicUsize = AtomicUsize::new(0);
+            let n = RUN.fetch_add(1, Ordering::SeqCst);
+            args.push("-o".into());
+            args.push(
+                self.runs
+                    .path()
+                    .join(format!("run-{n}"))
+                    .display()
+                    .to_string(),
+            );
+        }
         let out = self
             .scanner_command(env!("CARGO_BIN_EXE_sonde"))
-            .args(args)
+            .args(&args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .unwrap();

@@ -1,0 +1,394 @@
+//! Checking a run's evidence again: the audit chain, the hash of every file
+//! the audit log and the report recorded, the report's anchor in the chain,
+//! the scope file when it is still there, and that the report's analysis
+//! was made of the run's own capture. Pure file reading, no network: the
+//! CLI prints the findings, tests inspect them.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::run_dir::{AUDIT, REPORT};
+use super::{file_sha256, verify_chain};
+
+/// How one check came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// The hash or the chain holds.
+    Ok,
+    /// A file's content differs from its recorded hash.
+    Changed,
+    /// A recorded file is not there.
+    Missing,
+    /// The audit chain or the report is inconsistent.
+    Broken,
+    /// Could not be checked, and that is not evidence of tampering (a scope
+    /// file no longer at its recorded path).
+    Unchecked,
+}
+
+impl Status {
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Changed => "CHANGED",
+            Status::Missing => "MISSING",
+            Status::Broken => "BROKEN",
+            Status::Unchecked => "unchecked",
+        }
+    }
+
+    pub fn is_failure(self) -> bool {
+        matches!(self, Status::Changed | Status::Missing | Status::Broken)
+    }
+}
+
+/// One check: what was checked and what was found.
+#[derive(Clone, Debug)]
+pub struct Finding {
+    pub status: Status,
+    pub subject: String,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:<9} {}: {}",
+            self.status.label(),
+            self.subject,
+            self.detail
+        )
+    }
+}
+
+/// What `verify` was pointed at.
+#[derive(Debug)]
+enum Target {
+    /// A run directory, or its report.
+    Run { dir: PathBuf },
+    /// A bare audit log.
+    AuditLog(PathBuf),
+}
+
+fn classify(path: &Path) -> std::io::Result<Target> {
+    if path.is_dir() {
+        return Ok(Target::Run {
+            dir: path.to_path_buf(),
+        });
+    }
+    let text = std::fs::read(path)?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    // A report is one JSON object with an `audit` member; an audit log is
+    // JSON Lines.
+    let is_report = serde_json::from_slice::<Value>(&text)
+        .ok()
+        .is_some_and(|v| v.get("audit").is_some());
+    Ok(if is_report {
+        Target::Run { dir }
+    } else {
+        Target::AuditLog(path.to_path_buf())
+    })
+}
+
+/// Check the evidence at `path`: a run directory, its `report.json`, or an
+/// audit log. Errors only when `path` itself cannot be read.
+pub fn verify(path: &Path) -> std::io::Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    match classify(path)? {
+        Target::AuditLog(log) => {
+            let dir = log.parent().unwrap_or(Path::new(".")).to_path_buf();
+            check_audit(&log, &dir, &mut findings);
+        }
+        Target::Run { dir } => {
+            let audit = check_audit(&dir.join(AUDIT), &dir, &mut findings);
+            check_report(&dir, &audit, &mut findings);
+        }
+    }
+    Ok(findings)
+}
+
+/// What the audit log says, for the report checks.
+#[derive(Default)]
+struct AuditView {
+    /// The log's lines, as read.
+    lines: Vec<String>,
+    /// Names of files the log records as written.
+    written: Vec<String>,
+    exit_status: Option<i64>,
+}
+
+fn hash_file(
+    name: &str,
+    path: &Path,
+    want: &str,
+    size: Option<u64>,
+    who: &str,
+    out: &mut Vec<Finding>,
+) {
+    let subject = name.to_string();
+    match file_sha256(path) {
+        Ok((found, n)) if found == want && size.is_none_or(|s| s == n) => out.push(Finding {
+            status: Status::Ok,
+            subject,
+            detail: format!("sha256 {found}, {n} bytes, as {who} recorded"),
+        }),
+        Ok((found, n)) => out.push(Finding {
+            status: Status::Changed,
+            subject,
+            detail: format!(
+                "{who} recorded sha256 {want}{}, found {found} ({n} bytes)",
+                size.map(|s| format!(" ({s} bytes)")).unwrap_or_default()
+            ),
+        }),
+        Err(e) => out.push(Finding {
+            status: Status::Missing,
+            subject,
+            detail: format!("{e} ({who} recorded sha256 {want})"),
+        }),
+    }
+}
+
+fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
+    let subject = log.display().to_string();
+    let bytes = match std::fs::read(log) {
+        Ok(b) => b,
+        Err(e) => {
+            out.push(Finding {
+                status: Status::Missing,
+                subject,
+                detail: format!("the audit log cannot be read: {e}"),
+            });
+            return AuditView::default();
+        }
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let (problems, head) = verify_chain(&text);
+    for p in &problems {
+        out.push(Finding {
+            status: Status::Broken,
+            subject: subject.clone(),
+            detail: p.to_string(),
+        });
+    }
+    let records: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    // A run's log ends with run_finished: without it, records were cut off
+    // the end (or the run never finished).
+    if records.last().and_then(|r| r["event"].as_str()) != Some("run_finished") {
+        out.push(Finding {
+            status: Status::Broken,
+            subject: subject.clone(),
+            detail: "the log does not end with run_finished (records were cut off the end, or the run did not finish)".into(),
+        });
+    }
+    if problems.is_empty() {
+        out.push(Finding {
+            status: Status::Ok,
+            subject: subject.clone(),
+            detail: format!(
+                "chain of {} records holds, head {head}",
+                text.lines().count()
+            ),
+        });
+    }
+    let mut view = AuditView {
+        lines: text.lines().map(str::to_string).collect(),
+        ..AuditView::default()
+    };
+    for (i, r) in records.iter().enumerate() {
+        match r["event"].as_str() {
+            Some("run_finished") => view.exit_status = r["exit_status"].as_i64(),
+            Some("file_written") => {}
+            _ => continue,
+        }
+        if r["event"] != "file_written" {
+            continue;
+        }
+        let (Some(name), Some(want), Some(size)) =
+            (r["path"].as_str(), r["sha256"].as_str(), r["size"].as_u64())
+        else {
+            out.push(Finding {
+                status: Status::Broken,
+                subject: subject.clone(),
+                detail: format!("record {i}: a file_written record without path, sha256 and size"),
+            });
+            continue;
+        };
+        // Names are relative to the run directory; older logs hold paths
+        // as the run was given them.
+        let path = if Path::new(name).is_absolute() {
+            PathBuf::from(name)
+        } else if dir.join(name).exists() || !Path::new(name).exists() {
+            dir.join(name)
+        } else {
+            PathBuf::from(name)
+        };
+        hash_file(name, &path, want, Some(size), "the audit log", out);
+        view.written.push(name.to_string());
+    }
+    view
+}
+
+fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
+    let path = dir.join(REPORT);
+    let subject = path.display().to_string();
+    let recorded = audit.written.iter().any(|w| w == REPORT);
+    let bytes = std::fs::read(&path);
+    // A refused or failed run writes no report (or leaves the empty file
+    // it opened before sending); its audit log says why.
+    if !recorded && !audit.lines.is_empty() && bytes.as_ref().map_or(true, |b| b.is_empty()) {
+        out.push(Finding {
+            status: Status::Unchecked,
+            subject,
+            detail: format!(
+                "no report: the run wrote none (exit status {})",
+                audit
+                    .exit_status
+                    .map_or("unknown".to_string(), |s| s.to_string())
+            ),
+        });
+        return;
+    }
+    let bytes = match bytes {
+        Ok(b) => b,
+        Err(e) => {
+            out.push(Finding {
+                status: Status::Missing,
+                subject,
+                detail: format!("the report cannot be read: {e}"),
+            });
+            return;
+        }
+    };
+    let report: Value = match serde_json::from_slice(&bytes) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            out.push(Finding {
+                status: Status::Broken,
+                subject,
+                detail: "the report is not a JSON object".into(),
+            });
+            return;
+        }
+    };
+    // The files the report recorded.
+    let mut pcap_sha = None;
+    for f in report["files"].as_array().into_iter().flatten() {
+        let (Some(name), Some(want)) = (f["name"].as_str(), f["sha256"].as_str()) else {
+            out.push(Finding {
+                status: Status::Broken,
+                subject: subject.clone(),
+                detail: "a files entry without name and sha256".into(),
+            });
+            continue;
+        };
+        if Path::new(name).components().count() != 1 {
+            out.push(Finding {
+                status: Status::Broken,
+                subject: subject.clone(),
+                detail: format!("files entry {name:?} is not a name inside the run directory"),
+            });
+            continue;
+        }
+        if f["role"] == "pcap" {
+            pcap_sha = Some(want.to_string());
+        }
+        hash_file(
+            name,
+            &dir.join(name),
+            want,
+            f["size"].as_u64(),
+            "the report",
+            out,
+        );
+    }
+    // The report's anchor in the audit chain: the hash of the record it saw last.
+    match (
+        report["audit"]["records"].as_u64(),
+        report["audit"]["head"].as_str(),
+    ) {
+        (Some(n), Some(head)) => {
+            let n = n as usize;
+            let found = n
+                .checked_sub(1)
+                .and_then(|i| audit.lines.get(i))
+                .map(|l| hex::encode(Sha256::digest(l.as_bytes())));
+            match found {
+                Some(h) if h == head => out.push(Finding {
+                    status: Status::Ok,
+                    subject: subject.clone(),
+                    detail: format!("anchored in the audit log at record {}, head {head}", n - 1),
+                }),
+                Some(h) => out.push(Finding {
+                    status: Status::Broken,
+                    subject: subject.clone(),
+                    detail: format!(
+                        "the report records audit head {head} after {n} records, but record {} hashes to {h}",
+                        n - 1
+                    ),
+                }),
+                None => out.push(Finding {
+                    status: Status::Broken,
+                    subject: subject.clone(),
+                    detail: format!(
+                        "the report records {n} audit records (head {head}), the log holds {}",
+                        audit.lines.len()
+                    ),
+                }),
+            }
+        }
+        _ => out.push(Finding {
+            status: Status::Broken,
+            subject: subject.clone(),
+            detail: "no audit.records and audit.head".into(),
+        }),
+    }
+    if !audit.written.iter().any(|w| w == REPORT) {
+        out.push(Finding {
+            status: Status::Broken,
+            subject: subject.clone(),
+            detail: "the audit log holds no file_written record of the report".into(),
+        });
+    }
+    // The analysis embedded in the report was made of the run's own capture.
+    if let (Some(want), Some(analyzed)) = (
+        &pcap_sha,
+        report["capture_analysis"]["input"][0]["sha256"].as_str(),
+    ) && want != analyzed
+    {
+        out.push(Finding {
+            status: Status::Broken,
+            subject: subject.clone(),
+            detail: format!(
+                "capture_analysis was made of a capture with sha256 {analyzed}, not the run's ({want})"
+            ),
+        });
+    }
+    // The scope file, when it is still where the run read it.
+    let scope = &report["scope"];
+    if let (Some(p), Some(want)) = (
+        scope["absolute_path"].as_str().or(scope["path"].as_str()),
+        scope["sha256"].as_str(),
+    ) {
+        if Path::new(p).exists() {
+            hash_file(p, Path::new(p), want, None, "the report", out);
+        } else {
+            out.push(Finding {
+                status: Status::Unchecked,
+                subject: p.to_string(),
+                detail: format!(
+                    "the scope file is no longer there (the report recorded sha256 {want})"
+                ),
+            });
+        }
+    }
+}
