@@ -69,6 +69,7 @@ pub struct Stats {
     udp_ports: Box<[u64; 65536]>,
     /// Talker entries dropped from full tables.
     pruned: u64,
+    timeline: Timeline,
 }
 
 impl Default for Stats {
@@ -85,8 +86,127 @@ impl Default for Stats {
             tcp_ports: Box::new([0; 65536]),
             udp_ports: Box::new([0; 65536]),
             pruned: 0,
+            timeline: Timeline::default(),
         }
     }
+}
+
+/// Buckets a timeline holds at most: wider buckets past that.
+pub const MAX_BUCKETS: i64 = 1000;
+
+/// Packets and bytes over time, for the packets-per-second chart. Buckets
+/// start one second wide, aligned to whole seconds; whenever the span
+/// would need more than [`MAX_BUCKETS`], their width doubles and
+/// neighbours merge. Memory is bounded whatever the capture's length, and
+/// the result depends only on the frames, not on the order of reading.
+#[derive(Debug)]
+pub struct Timeline {
+    width_ns: i64,
+    /// Counts per bucket index (timestamp / width, floored).
+    buckets: BTreeMap<i64, Counter>,
+    /// The bucket being filled, kept out of the map: consecutive frames
+    /// almost always share it.
+    current: Option<(i64, Counter)>,
+    /// Where the current bucket starts and ends (ns), for a compare-only
+    /// fast path.
+    current_span: (i64, i64),
+}
+
+impl Default for Timeline {
+    fn default() -> Timeline {
+        Timeline {
+            width_ns: 1_000_000_000,
+            buckets: BTreeMap::new(),
+            current: None,
+            current_span: (0, 0),
+        }
+    }
+}
+
+impl Timeline {
+    pub fn add(&mut self, ts_ns: i64, bytes: u64) {
+        if let Some((_, c)) = &mut self.current
+            && ts_ns >= self.current_span.0
+            && ts_ns < self.current_span.1
+        {
+            c.add(bytes);
+            return;
+        }
+        self.park();
+        let mut index = ts_ns.div_euclid(self.width_ns);
+        // Widen until the span from the first to the last bucket fits.
+        loop {
+            let lo = self.buckets.keys().next().map_or(index, |&k| k.min(index));
+            let hi = self.buckets.keys().next_back().map_or(index, |&k| k.max(index));
+            if hi.saturating_sub(lo) < MAX_BUCKETS {
+                break;
+            }
+            self.widen();
+            index = ts_ns.div_euclid(self.width_ns);
+        }
+        let mut c = self.buckets.remove(&index).unwrap_or_default();
+        c.add(bytes);
+        self.current = Some((index, c));
+        let start = index.saturating_mul(self.width_ns);
+        self.current_span = (start, start.saturating_add(self.width_ns));
+    }
+
+    /// Put the current bucket back into the map.
+    fn park(&mut self) {
+        if let Some((i, c)) = self.current.take() {
+            let e = self.buckets.entry(i).or_default();
+            e.packets += c.packets;
+            e.bytes += c.bytes;
+        }
+    }
+
+    fn widen(&mut self) {
+        self.park();
+        self.width_ns = self.width_ns.saturating_mul(2);
+        let old = std::mem::take(&mut self.buckets);
+        for (i, c) in old {
+            let e = self.buckets.entry(i.div_euclid(2)).or_default();
+            e.packets += c.packets;
+            e.bytes += c.bytes;
+        }
+    }
+
+    /// Every bucket from the first to the last, empty ones included.
+    pub fn report(&mut self) -> TimelineReport {
+        self.park();
+        let (Some(&lo), Some(&hi)) = (self.buckets.keys().next(), self.buckets.keys().next_back())
+        else {
+            return TimelineReport {
+                bucket_seconds: (self.width_ns / 1_000_000_000) as u64,
+                start: None,
+                packets: Vec::new(),
+                bytes: Vec::new(),
+            };
+        };
+        let n = (hi - lo + 1) as usize;
+        let (mut packets, mut bytes) = (vec![0; n], vec![0; n]);
+        for (i, c) in &self.buckets {
+            packets[(i - lo) as usize] = c.packets;
+            bytes[(i - lo) as usize] = c.bytes;
+        }
+        TimelineReport {
+            bucket_seconds: (self.width_ns / 1_000_000_000) as u64,
+            start: Some(timestamp(lo.saturating_mul(self.width_ns))),
+            packets,
+            bytes,
+        }
+    }
+}
+
+/// The report's `timeline`: packets and bytes per bucket from `start`.
+#[derive(Debug, Serialize)]
+pub struct TimelineReport {
+    /// Width of each bucket (1, 2, 4, ... seconds).
+    pub bucket_seconds: u64,
+    /// Start of the first bucket (RFC 3339, UTC); null without frames.
+    pub start: Option<String>,
+    pub packets: Vec<u64>,
+    pub bytes: Vec<u64>,
 }
 
 /// Talkers kept per table (sources, destinations, pairs). A full table
@@ -137,6 +257,7 @@ impl Stats {
         self.bytes += len;
         self.first_ns = Some(self.first_ns.map_or(ts_ns, |f| f.min(ts_ns)));
         self.last_ns = Some(self.last_ns.map_or(ts_ns, |l| l.max(ts_ns)));
+        self.timeline.add(ts_ns, len);
         let mut proto = |i: usize| self.protocols[i].add(len);
         if d.ethernet {
             proto(ETH);
@@ -240,7 +361,7 @@ impl Stats {
     }
 
     /// `tcp`/`udp`: conversations, as the flow table counted them.
-    pub fn report(&self, top: usize, tcp: u64, udp: u64) -> StatsReport {
+    pub fn report(&mut self, top: usize, tcp: u64, udp: u64) -> StatsReport {
         let duration = match (self.first_ns, self.last_ns) {
             (Some(f), Some(l)) => (l - f) as f64 / 1e9,
             _ => 0.0,
@@ -297,6 +418,7 @@ impl Stats {
                 tcp: top_ports(&self.tcp_ports, top),
                 udp: top_ports(&self.udp_ports, top),
             },
+            timeline: self.timeline.report(),
         }
     }
 }
@@ -363,6 +485,7 @@ pub struct StatsReport {
     pub protocols: BTreeMap<String, Counter>,
     pub top_talkers: TopTalkers,
     pub ports: Ports,
+    pub timeline: TimelineReport,
 }
 
 #[derive(Debug, Serialize)]
@@ -412,4 +535,44 @@ pub struct Ports {
 pub struct PortCount {
     pub port: u16,
     pub packets: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn a_timeline_counts_per_second_with_empty_seconds_included() {
+        let mut t = Timeline::default();
+        for (ts, len) in [(10 * S, 100), (10 * S + 5, 50), (12 * S + 1, 10), (10 * S + 7, 1)] {
+            t.add(ts, len);
+        }
+        let r = t.report();
+        assert_eq!(r.bucket_seconds, 1);
+        assert_eq!(r.start.as_deref(), Some("1970-01-01T00:00:10Z"));
+        assert_eq!(r.packets, [3, 0, 1]);
+        assert_eq!(r.bytes, [151, 0, 10]);
+    }
+
+    #[test]
+    fn a_long_timeline_widens_its_buckets_and_keeps_every_packet() {
+        let mut t = Timeline::default();
+        // One packet per second for an hour: 3,600 one-second buckets
+        // would be too many; 4-second buckets make 900.
+        for s in 0..3600 {
+            t.add(s * S, 1);
+        }
+        let r = t.report();
+        assert_eq!(r.bucket_seconds, 4);
+        assert_eq!(r.packets.len(), 900);
+        assert!(r.packets.iter().all(|&p| p == 4));
+        // A stray timestamp far away widens the buckets, never the memory.
+        t.add(-1_000_000 * S, 1);
+        t.add(i64::MAX, 1);
+        let r = t.report();
+        assert!(r.packets.len() as i64 <= MAX_BUCKETS);
+        assert_eq!(r.packets.iter().sum::<u64>(), 3602);
+    }
 }
