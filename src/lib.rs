@@ -11,6 +11,7 @@ pub mod evidence;
 pub mod net;
 pub mod pcap;
 pub mod probe;
+pub mod report;
 pub mod scan;
 pub mod scope;
 pub mod target;

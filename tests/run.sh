@@ -11,6 +11,8 @@ command -v iptables-restore >/dev/null || need+=(iptables)
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v tshark >/dev/null || need+=(tshark)
+# the HTML report's browser test
+command -v chromium >/dev/null || need+=(chromium fonts-liberation)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/run.sh: missing ${need[*]} and not root to install them: run as root (sudo bash tests/run.sh)" >&2

@@ -137,7 +137,11 @@ impl Timeline {
         // Widen until the span from the first to the last bucket fits.
         loop {
             let lo = self.buckets.keys().next().map_or(index, |&k| k.min(index));
-            let hi = self.buckets.keys().next_back().map_or(index, |&k| k.max(index));
+            let hi = self
+                .buckets
+                .keys()
+                .next_back()
+                .map_or(index, |&k| k.max(index));
             if hi.saturating_sub(lo) < MAX_BUCKETS {
                 break;
             }
@@ -546,7 +550,12 @@ mod tests {
     #[test]
     fn a_timeline_counts_per_second_with_empty_seconds_included() {
         let mut t = Timeline::default();
-        for (ts, len) in [(10 * S, 100), (10 * S + 5, 50), (12 * S + 1, 10), (10 * S + 7, 1)] {
+        for (ts, len) in [
+            (10 * S, 100),
+            (10 * S + 5, 50),
+            (12 * S + 1, 10),
+            (10 * S + 7, 1),
+        ] {
             t.add(ts, len);
         }
         let r = t.report();

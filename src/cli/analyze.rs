@@ -21,6 +21,10 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "FILE|-", default_value = "-")]
     pub report: String,
 
+    /// Also write the report as one self-contained HTML page (as `sonde report --html`).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
     /// Entries in each top-N list (talkers, ports, domains, and flows with --flows top).
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
@@ -90,6 +94,19 @@ pub fn run(args: AnalyzeArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let mut json = serde_json::to_vec_pretty(&report)
         .map_err(|e| Error::runtime("cannot encode the report", e))?;
     json.push(b'\n');
+    if let Some(html) = &args.html {
+        let value: serde_json::Value = serde_json::from_slice(&json)
+            .map_err(|e| Error::runtime("cannot encode the report", e))?;
+        let sha256 = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&json))
+        };
+        let name = match args.report.as_str() {
+            "-" => "the analysis report (standard output)".to_string(),
+            p => p.to_string(),
+        };
+        super::report::write_html(&value, crate::report::Source { name, sha256 }, html)?;
+    }
     match file.as_mut() {
         Some(f) => f
             .write_all(&json)

@@ -2,6 +2,7 @@
 
 mod analyze;
 mod craft;
+mod report;
 mod scan;
 mod scope;
 mod targets;
@@ -40,6 +41,8 @@ pub enum Command {
     Craft(Box<craft::CraftArgs>),
     /// Check a run's evidence again: every recorded hash, the audit chain, the scope file.
     Verify(verify::VerifyArgs),
+    /// Render a scan or analysis report as one self-contained HTML page.
+    Report(report::ReportArgs),
 }
 
 /// nmap spells some options with one dash and two letters (`-iL`); clap
@@ -89,6 +92,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
         Command::Scan(args) => scan::run_scan(*args, out),
         Command::Craft(args) => craft::run_craft(*args, out),
         Command::Verify(args) => verify::run_verify(args, out),
+        Command::Report(args) => report::run_report(args, out),
     }
 }
 

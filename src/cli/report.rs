@@ -1,0 +1,70 @@
+//! `sonde report REPORT.json --html OUT.html`: a page for people.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::write_err;
+use crate::error::{Error, exit};
+use crate::report::{Source, render_html};
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A scan's report.json (or its run directory), or an analysis report.
+    #[arg(value_name = "REPORT")]
+    pub report: PathBuf,
+
+    /// Write one self-contained HTML page here (inline CSS and SVG, no fetches).
+    #[arg(long, value_name = "FILE", required = true)]
+    pub html: PathBuf,
+}
+
+/// Write the HTML page of `report` (parsed JSON read from `source`) to `out`.
+pub fn write_html(report: &serde_json::Value, source: Source, out: &Path) -> Result<(), Error> {
+    let page = render_html(report, &source).map_err(|e| {
+        Error::usage(
+            e.to_string(),
+            "give the report.json of a run directory, or a report from sonde analyze",
+        )
+    })?;
+    std::fs::write(out, page)
+        .map_err(|e| Error::runtime(format!("cannot write {}", out.display()), e))
+}
+
+pub fn run_report(args: ReportArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    let path = if args.report.is_dir() {
+        args.report.join(crate::evidence::run_dir::REPORT)
+    } else {
+        args.report.clone()
+    };
+    let bytes = std::fs::read(&path).map_err(|source| Error::Input {
+        what: format!("the report {}", path.display()),
+        source,
+    })?;
+    let report: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::usage(
+            format!(
+                "{} is not JSON: line {}, column {}: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            ),
+            "give the report.json of a run directory, or a report from sonde analyze",
+        )
+    })?;
+    let sha256 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    write_html(
+        &report,
+        Source {
+            name: path.display().to_string(),
+            sha256,
+        },
+        &args.html,
+    )?;
+    writeln!(out, "wrote {}", args.html.display()).map_err(write_err)?;
+    Ok(exit::OK)
+}

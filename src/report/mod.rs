@@ -1,0 +1,660 @@
+//! Reports for people: one self-contained HTML page from a scan report
+//! (`report.json` of a run directory) or an analysis report. The page holds
+//! everything inline (CSS, SVG charts, no script), and its content security
+//! policy forbids every fetch, so it renders the same offline, attached to
+//! a ticket, years later.
+
+pub mod svg;
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use svg::{Bar, bar_chart, human, timeline_chart};
+
+/// Where the JSON came from, printed on the page so it can be tied back to
+/// the evidence.
+pub struct Source {
+    pub name: String,
+    pub sha256: String,
+}
+
+/// A JSON document that is neither kind of sonde report.
+#[derive(Debug)]
+pub struct NotAReport(pub String);
+
+impl std::fmt::Display for NotAReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotAReport {}
+
+/// Escape text for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Hosts listed on the page at most (the JSON holds them all).
+const MAX_HOST_ROWS: usize = 2000;
+
+const STYLE: &str = r#"
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2430;background:#f5f6f8}
+header{background:#1d2430;color:#fff;padding:18px 32px}
+header h1{margin:0;font-size:22px}
+header p{margin:4px 0 0;color:#c9d1dc;font-size:13px;word-break:break-all}
+main{padding:8px 32px 40px;max-width:1100px}
+section{background:#fff;border:1px solid #dde1e7;border-radius:6px;margin:16px 0;padding:8px 20px 16px}
+h2{font-size:17px;margin:12px 0 8px}
+h3{font-size:15px;margin:14px 0 6px}
+table{border-collapse:collapse;width:100%;margin:6px 0}
+th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eceef2;vertical-align:top}
+th{background:#f0f2f5;font-weight:600}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+code,.hash{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;word-break:break-all}
+dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;margin:6px 0}
+dl.kv dt{font-weight:600;color:#4a5566}
+dl.kv dd{margin:0;word-break:break-word}
+.sev{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff}
+.sev-high{background:#b42318}.sev-medium{background:#c4660d}.sev-low{background:#5b6b7f}.sev-info{background:#5b6b7f}
+.flag{color:#b42318;font-weight:600}
+.ok{color:#177245;font-weight:600}
+.muted{color:#6b7584}
+svg.chart{max-width:100%;height:auto;display:block;margin:6px 0}
+svg .bar{fill:#3a6ea5}
+svg .area{fill:#3a6ea5;fill-opacity:.35;stroke:#3a6ea5;stroke-width:1}
+svg .axis{stroke:#8a94a3;stroke-width:1}
+svg text{font:12px system-ui,sans-serif;fill:#1d2430}
+svg text.value{fill:#4a5566}
+.anomaly{border-left:4px solid #c4660d;padding:4px 12px;margin:10px 0;background:#fffaf5}
+"#;
+
+/// Render `report` (a scan report or an analysis report) as one HTML page.
+pub fn render_html(report: &Value, source: &Source) -> Result<String, NotAReport> {
+    let (scan, analysis) = if report.get("capture_analysis").is_some() {
+        (Some(report), &report["capture_analysis"])
+    } else if report.get("input").is_some() && report.get("summary").is_some() {
+        (None, report)
+    } else {
+        return Err(NotAReport(format!(
+            "{} is not a sonde report: expected a scan report (with capture_analysis) or an analysis report (with input and summary)",
+            source.name
+        )));
+    };
+    let title = match scan {
+        Some(s) => format!(
+            "sonde scan report: {}",
+            s["scope"]["engagement_id"]
+                .as_str()
+                .unwrap_or("unknown engagement")
+        ),
+        None => format!(
+            "sonde analysis report: {}",
+            analysis["input"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .filter_map(|i| i["path"].as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        ),
+    };
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{t}</title><style>{STYLE}</style></head><body><header><h1>{t}</h1><p>from <code>{name}</code>, sha256 <span class="hash">{sha}</span>; written by sonde {v}</p></header><main>"#,
+        t = escape(&title),
+        name = escape(&source.name),
+        sha = escape(&source.sha256),
+        v = escape(report["sonde_version"].as_str().unwrap_or("?")),
+    );
+    if let Some(s) = scan {
+        run_section(&mut h, s);
+        hosts_section(&mut h, s);
+    } else {
+        input_section(&mut h, analysis);
+    }
+    if analysis.is_null() {
+        h.push_str(
+            r#"<section><h2>On the wire</h2><p class="flag">The run's capture could not be analyzed; the scan results above still hold.</p></section>"#,
+        );
+    } else {
+        traffic_sections(&mut h, analysis);
+        anomalies_section(&mut h, analysis);
+    }
+    if let Some(s) = scan {
+        compliance_section(&mut h, s);
+    }
+    h.push_str("</main></body></html>\n");
+    Ok(h)
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "—".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(text).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+/// Thousands separators for counts.
+fn count(v: &Value) -> String {
+    let Some(n) = v.as_u64() else {
+        return text(v);
+    };
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn kv(h: &mut String, rows: &[(&str, String)]) {
+    h.push_str(r#"<dl class="kv">"#);
+    for (k, v) in rows {
+        let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", escape(k), v);
+    }
+    h.push_str("</dl>");
+}
+
+fn run_section(h: &mut String, s: &Value) {
+    let scope = &s["scope"];
+    h.push_str("<section><h2>Run and authorization</h2>");
+    let mut status = String::new();
+    if s["interrupted"] == true {
+        status.push_str(r#"<span class="flag">interrupted</span> "#);
+    }
+    if let Some(e) = s["output_error"].as_str() {
+        let _ = write!(
+            status,
+            r#"<span class="flag">output failed: {}</span> "#,
+            escape(e)
+        );
+    }
+    if s["possibly_incomplete"] == true {
+        status.push_str(r#"<span class="flag">results possibly incomplete</span>"#);
+    }
+    if status.is_empty() {
+        status = r#"<span class="ok">completed</span>"#.into();
+    }
+    kv(
+        h,
+        &[
+            ("Engagement", escape(&text(&scope["engagement_id"]))),
+            ("Client", escape(&text(&scope["client"]))),
+            ("Authorized by", escape(&text(&scope["authorized_by"]))),
+            ("Contact", escape(&text(&scope["contact"]))),
+            (
+                "Validity window",
+                format!(
+                    "{} to {}",
+                    escape(&text(&scope["not_before"])),
+                    escape(&text(&scope["not_after"]))
+                ),
+            ),
+            (
+                "Scope file",
+                format!(
+                    r#"<code>{}</code>, sha256 <span class="hash">{}</span>"#,
+                    escape(&text(&scope["path"])),
+                    escape(&text(&scope["sha256"]))
+                ),
+            ),
+            ("Operator", escape(&text(&s["operator"]))),
+            ("Host", escape(&text(&s["host"]))),
+            (
+                "Started / finished (UTC)",
+                format!(
+                    "{} / {}",
+                    escape(&text(&s["started"])),
+                    escape(&text(&s["finished"]))
+                ),
+            ),
+            (
+                "Command",
+                format!(
+                    "<code>{}</code>",
+                    escape(&text(&s["command"]).replace(", ", " "))
+                ),
+            ),
+            ("Outcome", status),
+        ],
+    );
+    let p = &s["parameters"];
+    let c = &s["counters"];
+    h.push_str("<h3>Parameters and counters</h3>");
+    kv(
+        h,
+        &[
+            ("Targets", escape(&text(&p["targets"]))),
+            ("Ports", escape(&text(&p["ports"]))),
+            ("Probes", escape(&text(&p["probes"]))),
+            (
+                "Rate",
+                format!(
+                    "{} packets/s (scope ceiling {})",
+                    escape(&text(&p["rate"])),
+                    escape(&text(&scope["max_rate"]))
+                ),
+            ),
+            (
+                "Sent / replies / invalid / kernel drops",
+                format!(
+                    "{} / {} / {} / {}",
+                    count(&c["sent"]),
+                    count(&c["matched"]),
+                    count(&c["invalid"]),
+                    count(&c["kernel_drops"])
+                ),
+            ),
+        ],
+    );
+    h.push_str("<h3>Evidence files</h3><table><tr><th>file</th><th class=\"num\">bytes</th><th>sha256</th></tr>");
+    for f in s["files"].as_array().into_iter().flatten() {
+        let _ = write!(
+            h,
+            r#"<tr><td><code>{}</code></td><td class="num">{}</td><td class="hash">{}</td></tr>"#,
+            escape(&text(&f["name"])),
+            count(&f["size"]),
+            escape(&text(&f["sha256"]))
+        );
+    }
+    let _ = write!(
+        h,
+        r#"<tr><td><code>{}</code></td><td class="num muted">—</td><td class="hash">head {} after {} records (the next record holds this report's hash)</td></tr></table>"#,
+        escape(&text(&s["audit"]["file"])),
+        escape(&text(&s["audit"]["head"])),
+        count(&s["audit"]["records"])
+    );
+    h.push_str(r#"<p class="muted">Check every hash again with <code>sonde verify RUN_DIR</code>.</p></section>"#);
+}
+
+fn hosts_section(h: &mut String, s: &Value) {
+    h.push_str("<section><h2>Open ports per host</h2>");
+    let hosts = s["hosts"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let mut rows = 0usize;
+    let mut table = String::from(
+        r#"<table class="hosts"><tr><th>host</th><th>open</th><th class="num">closed</th><th class="num">filtered</th><th>ping</th><th>DNS</th></tr>"#,
+    );
+    let mut shown = 0usize;
+    for host in hosts {
+        let results = host["results"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let state = |st: &'static str| results.iter().filter(move |r| r["state"] == st);
+        let open: Vec<String> = state("open").map(|r| text(&r["port"])).collect();
+        let up = state("up").next().is_some();
+        let dns: Vec<String> = state("dns_answer")
+            .map(|r| format!("{} rcode {}", text(&r["question"]), text(&r["rcode"])))
+            .collect();
+        if open.is_empty() && !up && dns.is_empty() {
+            continue;
+        }
+        rows += 1;
+        if shown >= MAX_HOST_ROWS {
+            continue;
+        }
+        shown += 1;
+        let _ = write!(
+            table,
+            r#"<tr><td><code>{}</code></td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td>{}</td></tr>"#,
+            escape(&text(&host["address"])),
+            if open.is_empty() {
+                r#"<span class="muted">none</span>"#.to_string()
+            } else {
+                escape(&open.join(", "))
+            },
+            state("closed").count(),
+            state("filtered").count(),
+            if up { "answers" } else { "" },
+            escape(&dns.join("; "))
+        );
+    }
+    table.push_str("</table>");
+    let _ = write!(
+        h,
+        "<p>{} hosts answered ({} with open ports); hosts that answered nothing are left out.</p>",
+        rows,
+        hosts
+            .iter()
+            .filter(|x| {
+                x["results"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["state"] == "open"))
+            })
+            .count()
+    );
+    if rows > 0 {
+        h.push_str(&table);
+    }
+    if rows > shown {
+        let _ = write!(
+            h,
+            r#"<p class="muted">{} more hosts are in report.json.</p>"#,
+            rows - shown
+        );
+    }
+    h.push_str("</section>");
+}
+
+fn input_section(h: &mut String, a: &Value) {
+    h.push_str("<section><h2>Input</h2><table><tr><th>file</th><th class=\"num\">bytes</th><th class=\"num\">packets</th><th>link types</th><th>sha256</th></tr>");
+    for i in a["input"].as_array().into_iter().flatten() {
+        let _ = write!(
+            h,
+            r#"<tr><td><code>{}</code></td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td class="hash">{}</td></tr>"#,
+            escape(&text(&i["path"])),
+            count(&i["size"]),
+            count(&i["packets"]),
+            escape(&text(&i["link_types"])),
+            escape(&text(&i["sha256"]))
+        );
+    }
+    h.push_str("</table>");
+    for w in a["warnings"].as_array().into_iter().flatten() {
+        let _ = write!(
+            h,
+            r#"<p class="flag">{}: at byte {}: {}</p>"#,
+            escape(&text(&w["file"])),
+            escape(&text(&w["offset"])),
+            escape(&text(&w["message"]))
+        );
+    }
+    h.push_str("</section>");
+}
+
+fn traffic_sections(h: &mut String, a: &Value) {
+    let sum = &a["summary"];
+    h.push_str("<section><h2>On the wire</h2>");
+    kv(
+        h,
+        &[
+            ("Packets", count(&sum["packets"])),
+            ("Bytes", count(&sum["bytes"])),
+            (
+                "First / last packet (UTC)",
+                format!(
+                    "{} / {}",
+                    escape(&text(&sum["first_timestamp"])),
+                    escape(&text(&sum["last_timestamp"]))
+                ),
+            ),
+            (
+                "Duration",
+                format!("{} s", escape(&human(num(&sum["duration_seconds"])))),
+            ),
+            (
+                "Average rate",
+                format!(
+                    "{} packets/s, {}bit/s",
+                    escape(&human(num(&sum["packets_per_second"]))),
+                    escape(&human(num(&sum["bits_per_second"])))
+                ),
+            ),
+            (
+                "TCP / UDP conversations",
+                format!(
+                    "{} / {}",
+                    count(&sum["tcp_conversations"]),
+                    count(&sum["udp_conversations"])
+                ),
+            ),
+        ],
+    );
+
+    // Packets per second over time.
+    let t = &a["timeline"];
+    let step = num(&t["bucket_seconds"]).max(1.0);
+    let pps: Vec<f64> = t["packets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| num(v) / step)
+        .collect();
+    let _ = write!(
+        h,
+        "<h3>Packets per second over time</h3><p class=\"muted\">from {}</p>",
+        escape(&text(&t["start"]))
+    );
+    h.push_str(&timeline_chart(
+        "chart-timeline",
+        "Packets per second over time",
+        &pps,
+        step,
+        "packets/s",
+    ));
+
+    // Protocol distribution.
+    h.push_str("<h3>Protocol distribution</h3>");
+    let bars: Vec<Bar> = a["protocols"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, c)| Bar {
+            label: name.clone(),
+            value: num(&c["packets"]),
+            note: format!(
+                "{} pkts, {} B",
+                count(&c["packets"]),
+                human(num(&c["bytes"]))
+            ),
+        })
+        .collect();
+    h.push_str(&bar_chart("chart-protocols", "Packets per protocol", &bars));
+
+    // Top talkers.
+    h.push_str("<h3>Top talkers</h3>");
+    let talkers = |list: &Value| -> Vec<Bar> {
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| Bar {
+                label: text(&t["address"]),
+                value: num(&t["packets"]),
+                note: format!(
+                    "{} pkts, {} B",
+                    count(&t["packets"]),
+                    human(num(&t["bytes"]))
+                ),
+            })
+            .collect()
+    };
+    let by = &a["top_talkers"]["by_packets"];
+    h.push_str("<p>Sources by packets</p>");
+    h.push_str(&bar_chart(
+        "chart-talkers",
+        "Top sources by packets",
+        &talkers(&by["sources"]),
+    ));
+    h.push_str("<p>Destinations by packets</p>");
+    h.push_str(&bar_chart(
+        "chart-talkers-destinations",
+        "Top destinations by packets",
+        &talkers(&by["destinations"]),
+    ));
+    h.push_str("<p>Pairs by bytes</p>");
+    h.push_str(&bar_chart(
+        "chart-talkers-pairs",
+        "Top pairs by bytes",
+        &talkers(&a["top_talkers"]["by_bytes"]["pairs"]),
+    ));
+
+    // Port frequency.
+    h.push_str("<h3>Port frequency (destination ports)</h3>");
+    let ports = |proto: &str| -> Vec<Bar> {
+        a["ports"][proto]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| Bar {
+                label: format!("{proto}/{}", text(&p["port"])),
+                value: num(&p["packets"]),
+                note: format!("{} pkts", count(&p["packets"])),
+            })
+            .collect()
+    };
+    let mut bars = ports("tcp");
+    bars.extend(ports("udp"));
+    h.push_str(&bar_chart(
+        "chart-ports",
+        "Packets per destination port",
+        &bars,
+    ));
+
+    // DNS, when there was any.
+    if num(&a["dns"]["queries"]) > 0.0 || num(&a["dns"]["responses"]) > 0.0 {
+        h.push_str(
+            "<h3>DNS</h3><table><tr><th>top queried name</th><th class=\"num\">queries</th></tr>",
+        );
+        for q in a["dns"]["top_queried"].as_array().into_iter().flatten() {
+            let _ = write!(
+                h,
+                r#"<tr><td><code>{}</code></td><td class="num">{}</td></tr>"#,
+                escape(&text(&q["name"])),
+                count(&q["queries"])
+            );
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("</section>");
+}
+
+fn anomalies_section(h: &mut String, a: &Value) {
+    let list = a["anomalies"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let _ = write!(h, "<section><h2>Anomalies ({})</h2>", list.len());
+    if list.is_empty() {
+        h.push_str(r#"<p class="ok">No detector fired.</p>"#);
+    }
+    for an in list {
+        let sev = text(&an["severity"]);
+        let _ = write!(
+            h,
+            r#"<div class="anomaly"><h3><span class="sev sev-{sevc}">{sev}</span> {kind}: {summary}</h3>"#,
+            sevc = escape(&sev.to_ascii_lowercase()),
+            sev = escape(&sev),
+            kind = escape(&text(&an["kind"])),
+            summary = escape(&text(&an["summary"])),
+        );
+        let mut rows: Vec<(&str, String)> = vec![
+            (
+                "When (UTC)",
+                format!(
+                    "{} to {}",
+                    escape(&text(&an["first_timestamp"])),
+                    escape(&text(&an["last_timestamp"]))
+                ),
+            ),
+            ("Sources", escape(&text(&an["sources"]))),
+            ("Destinations", escape(&text(&an["destinations"]))),
+        ];
+        if an["ports"].as_array().is_some_and(|p| !p.is_empty()) {
+            rows.push(("Ports", escape(&text(&an["ports"]))));
+        }
+        rows.push(("Example frames", escape(&text(&an["example_frames"]))));
+        for extra in ["subtype", "scan_type", "domain", "note"] {
+            if let Some(v) = an.get(extra)
+                && !v.is_null()
+            {
+                rows.push((extra, escape(&text(v))));
+            }
+        }
+        kv(h, &rows);
+        h.push_str(
+            r#"<table class="evidence"><tr><th>evidence</th><th class="num">measured</th></tr>"#,
+        );
+        for (k, v) in an["evidence"].as_object().into_iter().flatten() {
+            let _ = write!(
+                h,
+                r#"<tr><td>{}</td><td class="num">{}</td></tr>"#,
+                escape(k),
+                escape(&human(num(v)))
+            );
+        }
+        h.push_str("</table>");
+        if let Some(t) = an["thresholds"].as_object().filter(|t| !t.is_empty()) {
+            h.push_str(r#"<table class="thresholds"><tr><th>threshold</th><th class="num">value</th></tr>"#);
+            for (k, v) in t {
+                let _ = write!(
+                    h,
+                    r#"<tr><td>{}</td><td class="num">{}</td></tr>"#,
+                    escape(k),
+                    escape(&human(num(v)))
+                );
+            }
+            h.push_str("</table>");
+        }
+        h.push_str("</div>");
+    }
+    h.push_str("</section>");
+}
+
+fn compliance_section(h: &mut String, s: &Value) {
+    h.push_str("<section><h2>Compliance controls this evidence supports</h2><table><tr><th>framework</th><th>control</th><th>title</th><th>supported by</th></tr>");
+    for c in s["compliance"].as_array().into_iter().flatten() {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&text(&c["framework"])),
+            escape(&text(&c["control"])),
+            escape(&text(&c["title"])),
+            escape(&text(&c["evidence"]))
+        );
+    }
+    h.push_str("</table><p class=\"muted\">A fixed mapping (docs/evidence.md): what the evidence can be used for, not a claim that a control is met.</p></section>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> Source {
+        Source {
+            name: "r.json".into(),
+            sha256: "00".into(),
+        }
+    }
+
+    #[test]
+    fn other_json_is_refused() {
+        let e = render_html(&serde_json::json!({"a": 1}), &source()).unwrap_err();
+        assert!(e.to_string().contains("not a sonde report"), "{e}");
+    }
+
+    #[test]
+    fn text_from_the_capture_is_escaped() {
+        let a = serde_json::json!({
+            "sonde_version": "x",
+            "input": [{"path": "<script>alert(1)</script>", "packets": 1}],
+            "summary": {"packets": 1},
+            "timeline": {"bucket_seconds": 1, "start": null, "packets": [], "bytes": []},
+            "anomalies": [{"kind": "dns_tunneling", "severity": "high",
+                "summary": "<img src=x onerror=alert(1)>", "evidence": {"score": 1.0}}],
+        });
+        let page = render_html(&a, &source()).unwrap();
+        assert!(
+            !page.contains("<script>") && !page.contains("<img"),
+            "{page}"
+        );
+        assert!(page.contains("&lt;script&gt;"));
+    }
+}

@@ -1,0 +1,306 @@
+//! The HTML report in a real browser: Debian's Chromium, headless, with a
+//! fresh profile and no network. Each page must load without a console
+//! message (its content security policy forbids every fetch and script, so
+//! anything not inline shows up there), hold its charts' SVG, and make a
+//! screenshot. A control page proves the console check can fail.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::lab::Lab;
+
+fn corpus(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus")
+        .join(file)
+}
+
+fn sonde(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sonde"))
+        .args(args)
+        .output()
+        .expect("run sonde");
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// What Chromium made of a page.
+struct Rendered {
+    /// Console messages (errors, CSP violations, warnings) Chromium logged.
+    console: Vec<String>,
+    /// The DOM after loading.
+    dom: String,
+    /// The PNG screenshot.
+    screenshot: Vec<u8>,
+}
+
+/// Load `page` in headless Chromium twice: once to dump the DOM with
+/// logging on, once for a screenshot. Flags as the machine's notes give
+/// them: without the background-networking ones Chromium tries to reach
+/// Google's hosts.
+fn chromium(page: &Path) -> Rendered {
+    let work = tempfile::tempdir().unwrap();
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--disable-extensions",
+    ];
+    let url = format!("file://{}", page.canonicalize().unwrap().display());
+    let run = |profile: &str, extra: &[String]| {
+        let out = Command::new("chromium")
+            .args(flags)
+            .arg(format!(
+                "--user-data-dir={}",
+                work.path().join(profile).display()
+            ))
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("chromium (Debian's package; tests/run.sh installs it)");
+        assert!(
+            out.status.success(),
+            "chromium failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let dumped = run(
+        "dom",
+        &[
+            "--enable-logging=stderr".into(),
+            "--v=0".into(),
+            "--dump-dom".into(),
+        ],
+    );
+    let console = String::from_utf8_lossy(&dumped.stderr)
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::to_string)
+        .collect();
+    let shot = work.path().join("shot.png");
+    run(
+        "shot",
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=1200,2400".into(),
+        ],
+    );
+    Rendered {
+        console,
+        dom: String::from_utf8_lossy(&dumped.stdout).into_owned(),
+        screenshot: std::fs::read(&shot).expect("a screenshot"),
+    }
+}
+
+fn assert_renders(page: &Path, charts: &[&str]) -> Rendered {
+    let r = chromium(page);
+    assert!(
+        r.console.is_empty(),
+        "{}: console messages: {:#?}",
+        page.display(),
+        r.console
+    );
+    for c in charts {
+        assert!(
+            r.dom.contains(&format!("<svg class=\"chart {c}\"")),
+            "{}: no {c} chart",
+            page.display()
+        );
+    }
+    assert!(
+        r.screenshot.starts_with(b"\x89PNG\r\n\x1a\n") && r.screenshot.len() > 20_000,
+        "{}: screenshot of {} bytes",
+        page.display(),
+        r.screenshot.len()
+    );
+    r
+}
+
+const CHARTS: [&str; 4] = [
+    "chart-timeline",
+    "chart-protocols",
+    "chart-talkers",
+    "chart-ports",
+];
+
+#[test]
+fn the_console_check_catches_a_page_that_fetches() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("bad.html");
+    // The report's own policy, and a page that breaks it: an image from a
+    // file next to it (blocked before any load) and an inline script.
+    std::fs::write(
+        &page,
+        r#"<!DOCTYPE html><html><head><meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:"></head><body><img src="missing.png"><script>console.error("x")</script></body></html>"#,
+    )
+    .unwrap();
+    let r = chromium(&page);
+    assert!(
+        r.console
+            .iter()
+            .any(|l| l.contains("Content Security Policy")),
+        "{:#?}",
+        r.console
+    );
+}
+
+#[test]
+fn an_analysis_report_page_shows_every_section_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, html) = (dir.path().join("r.json"), dir.path().join("r.html"));
+    let (code, _, err) = sonde(&[
+        "analyze",
+        corpus("syn/synflood-spoofed.pcap").to_str().unwrap(),
+        corpus("dns-tunnel/iodine.pcap").to_str().unwrap(),
+        "--report",
+        json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let r = assert_renders(&html, &CHARTS);
+    let anomalies = report["anomalies"].as_array().unwrap();
+    assert!(anomalies.len() >= 2, "a flood and a tunnel");
+    assert!(
+        r.dom.contains(&format!("Anomalies ({})", anomalies.len())),
+        "every anomaly is listed"
+    );
+    assert_eq!(r.dom.matches("class=\"anomaly\"").count(), anomalies.len());
+    for a in anomalies {
+        assert!(r.dom.contains(a["kind"].as_str().unwrap()));
+    }
+    // One bar per protocol, and the timeline's area.
+    let protocols = report["protocols"].as_object().unwrap().len();
+    let chart = r.dom.split("chart-protocols").nth(1).unwrap();
+    let chart = &chart[..chart.find("</svg>").unwrap()];
+    assert_eq!(chart.matches("class=\"bar\"").count(), protocols);
+    assert!(r.dom.contains("class=\"area\""));
+    // The page ties back to the JSON it was made from.
+    let sha = sonde::evidence::file_sha256(&json).unwrap().0;
+    assert!(r.dom.contains(&sha), "the report's sha256 is on the page");
+
+    // sonde report renders the same JSON the same way.
+    let again = dir.path().join("again.html");
+    let (code, out, err) = sonde(&[
+        "report",
+        json.to_str().unwrap(),
+        "--html",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("wrote"), "{out}");
+    let strip = |p: &Path| {
+        let page = std::fs::read_to_string(p).unwrap();
+        page[page.find("</header>").unwrap()..].to_string()
+    };
+    assert_eq!(strip(&html), strip(&again));
+}
+
+#[test]
+fn report_refuses_what_is_not_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.html");
+    let other = dir.path().join("other.json");
+    std::fs::write(&other, br#"{"hello": 1}"#).unwrap();
+    let (code, _, err) = sonde(&[
+        "report",
+        other.to_str().unwrap(),
+        "--html",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a sonde report"), "{err}");
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, b"{\n  \"input\": [,]\n}").unwrap();
+    let (code, _, err) = sonde(&[
+        "report",
+        broken.to_str().unwrap(),
+        "--html",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("line 2, column"), "{err}");
+    let (code, _, err) = sonde(&[
+        "report",
+        "/nonexistent.json",
+        "--html",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/nonexistent.json"), "{err}");
+    assert!(!out.exists(), "no page for a bad input");
+}
+
+/// A lab scan's run directory as a page: authorization, open ports per
+/// host, the capture's charts and anomalies, the compliance mapping.
+#[test]
+fn a_scan_report_page_shows_authorization_open_ports_and_controls() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let (code, _, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        "198.18.1.10",
+        "198.18.1.11",
+        "-p",
+        "22,23,80,443",
+        "--probe",
+        "syn,icmp",
+        "--wait",
+        "0.5",
+        "-o",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let html = dir.path().join("scan.html");
+    let (code, _, err) = sonde(&[
+        "report",
+        run.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r = assert_renders(&html, &CHARTS);
+    for text in [
+        "Run and authorization",
+        "LAB-0001",
+        "Open ports per host",
+        "Compliance controls this evidence supports",
+        "capture.pcap",
+        "audit.jsonl",
+    ] {
+        assert!(r.dom.contains(text), "{text} missing");
+    }
+    // 198.18.1.10 has 22 and 80 open in the lab.
+    let row = r
+        .dom
+        .split("<code>198.18.1.10</code>")
+        .nth(1)
+        .expect("a row for 198.18.1.10");
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains("22, 80"), "{row}");
+    for control in [
+        "CC6.6", "CC6.7", "A.13.1", "A.13.2", "SC-7", "AC-17", "SI-4", "PR.AC", "PR.PT",
+    ] {
+        assert!(r.dom.contains(&format!("<td>{control}</td>")), "{control}");
+    }
+    let report = sonde::evidence::file_sha256(&run.join("report.json"))
+        .unwrap()
+        .0;
+    assert!(r.dom.contains(&report));
+}
