@@ -310,14 +310,14 @@ fn dns_answers_carry_rcode_answers_and_recursion() {
 }
 
 #[test]
-fn our_own_probes_and_garbage_are_unrelated() {
+fn our_own_probes_are_not_replies_and_garbage_is_unrelated() {
     assert_eq!(
         classify(&probe(ProbeKind::Syn, US4, THEM4, Some(80)), &key()),
-        Classified::Unrelated
+        Classified::OwnProbe
     );
     assert_eq!(
         classify(&probe(ProbeKind::Icmp, US4, THEM4, None), &key()),
-        Classified::Unrelated
+        Classified::OwnProbe
     );
     for len in 0..60 {
         let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
@@ -330,4 +330,29 @@ fn ip4(s: &str) -> [u8; 4] {
 }
 fn ip6(s: &str) -> [u8; 16] {
     s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+}
+
+/// Regression: on loopback every probe sent is also received, and the scan
+/// recorded each probe twice in its evidence. Our own probes are now known
+/// by their cookie and skipped; someone else's requests are not ours.
+#[test]
+fn own_probes_coming_back_in_on_loopback_are_recognized() {
+    for (kind, port) in [
+        (ProbeKind::Syn, Some(80)),
+        (ProbeKind::Icmp, None),
+        (ProbeKind::Dns, Some(53)),
+    ] {
+        for (us, them) in [(US4, THEM4), (US6, THEM6), ("127.0.0.1", "127.0.0.1")] {
+            let p = probe(kind, us, them, port);
+            assert!(
+                matches!(classify(&p, &key()), Classified::OwnProbe),
+                "{kind:?} {us} -> {them}"
+            );
+            let other = CookieKey::from_parts(1, 2);
+            assert!(
+                matches!(classify(&p, &other), Classified::Unrelated),
+                "another run's {kind:?} probe is not ours"
+            );
+        }
+    }
 }

@@ -1020,3 +1020,50 @@ fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
         "{out}"
     );
 }
+
+/// Regression: on loopback every packet sent is also received, and each
+/// probe was in the evidence twice (once as sent, once coming back in).
+#[test]
+fn loopback_scan_records_each_probe_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_sonde"))
+        .args([
+            "scan",
+            "--scope",
+            "scopes/loopback.toml",
+            "127.0.0.1",
+            "::1",
+            "-p",
+            "1-50",
+            "--probe",
+            "syn,icmp",
+            "--wait",
+            "0.3",
+            "-o",
+            run.to_str().unwrap(),
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "a loopback scan needs root (CAP_NET_RAW): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report_json(&run.join("report.json"));
+    let sent = r["counters"]["sent"].as_u64().unwrap() as usize;
+    let matched = r["counters"]["matched"].as_u64().unwrap() as usize;
+    assert_eq!(sent, 2 * 51);
+    let pcap = run.join("capture.pcap");
+    assert_eq!(
+        tshark_count(
+            &pcap,
+            "(tcp.flags.syn==1 && tcp.flags.ack==0) || icmp.type==8 || icmpv6.type==128"
+        ),
+        sent,
+        "each probe once"
+    );
+    assert_eq!(tshark_count(&pcap, "frame"), sent + matched);
+    assert_eq!(r["capture_analysis"]["summary"]["packets"], sent + matched);
+}

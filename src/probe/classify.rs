@@ -55,7 +55,10 @@ pub enum Classified {
     Reply(Reply),
     /// Shaped like a reply to a probe of ours, but its cookie is wrong.
     Invalid(&'static str),
-    /// Not a reply to any probe (other traffic, our own probes).
+    /// One of our own probes coming back in: on loopback every packet sent
+    /// is also received. Already in the evidence, as the sender wrote it.
+    OwnProbe,
+    /// Not a reply to any probe (other traffic).
     Unrelated,
 }
 
@@ -93,6 +96,14 @@ pub fn classify(packet: &[u8], key: &CookieKey) -> Classified {
     match transport(payload.ip_number.0, payload.payload) {
         Some(TransportSlice::Tcp(t)) => {
             let (syn, ack, rst) = (t.syn(), t.ack(), t.rst());
+            if syn && !ack && !rst {
+                let m = key.marks(src, dst, t.destination_port(), ProbeKind::Syn);
+                return if t.source_port() == m.source_port && t.sequence_number() == m.tcp_isn {
+                    Classified::OwnProbe
+                } else {
+                    Classified::Unrelated
+                };
+            }
             if !(rst || syn && ack) {
                 return Classified::Unrelated;
             }
@@ -114,6 +125,15 @@ pub fn classify(packet: &[u8], key: &CookieKey) -> Classified {
             )
         }
         Some(TransportSlice::Udp(u)) => {
+            let d = u.payload();
+            if d.len() >= 12 && d[2] & 0x80 == 0 {
+                // A query: ours when its source port and id carry our cookie.
+                let m = key.marks(src, dst, u.destination_port(), ProbeKind::Dns);
+                let id = u16::from_be_bytes([d[0], d[1]]);
+                if u.source_port() == m.source_port && m.dns_question_of(id).is_some() {
+                    return Classified::OwnProbe;
+                }
+            }
             let m = key.marks(dst, src, u.source_port(), ProbeKind::Dns);
             if u.destination_port() != m.source_port {
                 return Classified::Unrelated;
@@ -134,6 +154,7 @@ pub fn classify(packet: &[u8], key: &CookieKey) -> Classified {
         }
         Some(TransportSlice::Icmpv4(i)) => match i.icmp_type() {
             Icmpv4Type::EchoReply(e) => echo(e, src, dst, key, ttl),
+            Icmpv4Type::EchoRequest(e) => own_echo(e, src, dst, key),
             Icmpv4Type::DestinationUnreachable(_) | Icmpv4Type::TimeExceeded(_) => quoted(
                 i.type_u8(),
                 i.code_u8(),
@@ -146,6 +167,7 @@ pub fn classify(packet: &[u8], key: &CookieKey) -> Classified {
         },
         Some(TransportSlice::Icmpv6(i)) => match i.icmp_type() {
             Icmpv6Type::EchoReply(e) => echo(e, src, dst, key, ttl),
+            Icmpv6Type::EchoRequest(e) => own_echo(e, src, dst, key),
             // ICMPv6 destination unreachable: 1 administratively prohibited, 3 address, 4 port.
             Icmpv6Type::DestinationUnreachable(_) | Icmpv6Type::TimeExceeded(_) => quoted(
                 i.type_u8(),
@@ -176,6 +198,16 @@ fn transport(proto: u8, b: &[u8]) -> Option<TransportSlice<'_>> {
             .ok()
             .map(TransportSlice::Icmpv6),
         _ => None,
+    }
+}
+
+/// An echo request carrying our cookie is one of our own probes.
+fn own_echo(e: IcmpEchoHeader, src: IpAddr, dst: IpAddr, key: &CookieKey) -> Classified {
+    let m = key.marks(src, dst, 0, ProbeKind::Icmp);
+    if e.id == m.icmp_id && e.seq == m.icmp_seq {
+        Classified::OwnProbe
+    } else {
+        Classified::Unrelated
     }
 }
 

@@ -387,8 +387,13 @@ pub fn run(
                     };
                     let ip = f.get(14..).unwrap_or(&[]);
                     let at = crate::analyze::stats::now_nanos();
-                    shared.received.fetch_add(1, Ordering::Relaxed);
                     let verdict = classify(ip, &key);
+                    // On loopback our own probes come back in: the sender
+                    // recorded them already.
+                    if matches!(verdict, Classified::OwnProbe) {
+                        continue;
+                    }
+                    shared.received.fetch_add(1, Ordering::Relaxed);
                     // The evidence keeps packets from the targets and anything about
                     // our probes (ICMP errors from routers); other traffic to us is
                     // counted, not recorded.
@@ -404,7 +409,7 @@ pub fn run(
                         Classified::Invalid(_) => {
                             shared.invalid.fetch_add(1, Ordering::Relaxed);
                         }
-                        Classified::Unrelated => {}
+                        Classified::Unrelated | Classified::OwnProbe => {}
                     }
                 }
                 sniffer.stats().unwrap_or_default()
