@@ -392,3 +392,143 @@ fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::AuditLog;
+    use crate::evidence::run_dir::{PCAP, RESULTS};
+    use serde_json::json;
+
+    fn record(log: &mut AuditLog<std::fs::File>, event: &str, fields: Value) {
+        let Value::Object(m) = fields else {
+            unreachable!()
+        };
+        log.append(event, "2026-11-26T12:00:00Z", m).unwrap();
+    }
+
+    /// A run directory as a scan writes it, without a scan.
+    fn run_dir(scope: &Path) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        std::fs::write(p.join(PCAP), b"pcap bytes").unwrap();
+        std::fs::write(p.join(RESULTS), b"{\"target\":\"198.18.1.10\"}\n").unwrap();
+        let mut log = AuditLog::new(std::fs::File::create(p.join(AUDIT)).unwrap());
+        record(&mut log, "run_started", json!({}));
+        let mut files = Vec::new();
+        for (name, role) in [(PCAP, "pcap"), (RESULTS, "results")] {
+            let (sha, size) = file_sha256(&p.join(name)).unwrap();
+            record(
+                &mut log,
+                "file_written",
+                json!({"path": name, "sha256": sha, "size": size}),
+            );
+            files.push(json!({"name": name, "role": role, "sha256": sha, "size": size}));
+        }
+        let report = json!({
+            "files": files,
+            "audit": {"file": AUDIT, "records": log.records(), "head": log.head()},
+            "scope": {"absolute_path": scope.display().to_string(),
+                      "sha256": file_sha256(scope).unwrap().0},
+            "capture_analysis": {"input": [{"sha256": files[0]["sha256"]}]},
+        });
+        std::fs::write(p.join(REPORT), serde_json::to_vec(&report).unwrap()).unwrap();
+        let (sha, size) = file_sha256(&p.join(REPORT)).unwrap();
+        record(
+            &mut log,
+            "file_written",
+            json!({"path": REPORT, "sha256": sha, "size": size}),
+        );
+        record(&mut log, "run_finished", json!({"exit_status": 0}));
+        d
+    }
+
+    fn failures(f: &[Finding]) -> Vec<String> {
+        f.iter()
+            .filter(|f| f.status.is_failure())
+            .map(|f| f.to_string())
+            .collect()
+    }
+
+    fn scope_file() -> tempfile::NamedTempFile {
+        let s = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(s.path(), b"[engagement]\n").unwrap();
+        s
+    }
+
+    #[test]
+    fn an_intact_run_holds_from_the_directory_and_from_the_report() {
+        let scope = scope_file();
+        let d = run_dir(scope.path());
+        for target in [d.path().to_path_buf(), d.path().join(REPORT)] {
+            let f = verify(&target).unwrap();
+            assert!(failures(&f).is_empty(), "{f:#?}");
+            // chain, 3 files by the log, 2 by the report, the anchor, the scope
+            assert_eq!(
+                f.iter().filter(|f| f.status == Status::Ok).count(),
+                8,
+                "{f:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_changed_file_is_named_with_both_hashes() {
+        let scope = scope_file();
+        let d = run_dir(scope.path());
+        std::fs::write(d.path().join(PCAP), b"pcap bytez").unwrap();
+        let f = failures(&verify(d.path()).unwrap());
+        assert_eq!(f.len(), 2, "the log's and the report's record: {f:#?}");
+        assert!(
+            f.iter()
+                .all(|l| l.starts_with("CHANGED   capture.pcap: the"))
+        );
+        std::fs::write(scope.path(), b"[engagement]\nx=1\n").unwrap();
+        let f = failures(&verify(d.path()).unwrap());
+        assert!(
+            f.iter()
+                .any(|l| l.contains(&scope.path().display().to_string())),
+            "{f:#?}"
+        );
+    }
+
+    #[test]
+    fn a_report_anchored_elsewhere_or_about_another_capture_is_broken() {
+        let scope = scope_file();
+        let d = run_dir(scope.path());
+        let path = d.path().join(REPORT);
+        let mut r: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        r["audit"]["records"] = json!(2);
+        r["capture_analysis"]["input"][0]["sha256"] = json!("00");
+        std::fs::write(&path, serde_json::to_vec(&r).unwrap()).unwrap();
+        let f = failures(&verify(d.path()).unwrap());
+        assert!(
+            f.iter().any(|l| l.contains("CHANGED   report.json")),
+            "{f:#?}"
+        );
+        assert!(f.iter().any(|l| l.contains("records audit head")), "{f:#?}");
+        assert!(
+            f.iter().any(|l| l.contains("capture_analysis was made of")),
+            "{f:#?}"
+        );
+    }
+
+    #[test]
+    fn a_refused_run_has_no_report_to_check() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::new(std::fs::File::create(d.path().join(AUDIT)).unwrap());
+        record(&mut log, "run_started", json!({}));
+        record(&mut log, "scope_refused", json!({"reasons": ["x"]}));
+        record(&mut log, "run_finished", json!({"exit_status": 3}));
+        let f = verify(d.path()).unwrap();
+        assert!(failures(&f).is_empty(), "{f:#?}");
+        assert!(
+            f.iter()
+                .any(|f| f.status == Status::Unchecked && f.detail.contains("exit status 3"))
+        );
+        // Without its log there is nothing to vouch for the directory.
+        std::fs::remove_file(d.path().join(AUDIT)).unwrap();
+        let f = failures(&verify(d.path()).unwrap());
+        assert!(f.iter().any(|l| l.starts_with("MISSING")), "{f:#?}");
+    }
+}
