@@ -105,7 +105,11 @@ pub fn run(args: AnalyzeArgs, out: &mut dyn Write) -> Result<i32, Error> {
             "-" => "the analysis report (standard output)".to_string(),
             p => p.to_string(),
         };
-        super::report::write_html(&value, crate::report::Source { name, sha256 }, html)?;
+        super::report::write_html(
+            &crate::report::PageInput::from_value(value),
+            crate::report::Source { name, sha256 },
+            html,
+        )?;
     }
     match file.as_mut() {
         Some(f) => f

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::write_err;
 use crate::error::{Error, exit};
-use crate::report::{Source, render_html};
+use crate::report::{PageInput, Source, render_html};
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -21,7 +21,7 @@ pub struct ReportArgs {
 }
 
 /// Write the HTML page of `report` (parsed JSON read from `source`) to `out`.
-pub fn write_html(report: &serde_json::Value, source: Source, out: &Path) -> Result<(), Error> {
+pub fn write_html(report: &PageInput, source: Source, out: &Path) -> Result<(), Error> {
     let page = render_html(report, &source).map_err(|e| {
         Error::usage(
             e.to_string(),
@@ -38,25 +38,28 @@ pub fn run_report(args: ReportArgs, out: &mut dyn Write) -> Result<i32, Error> {
     } else {
         args.report.clone()
     };
-    let bytes = std::fs::read(&path).map_err(|source| Error::Input {
+    let file = std::fs::File::open(&path).map_err(|source| Error::Input {
         what: format!("the report {}", path.display()),
         source,
     })?;
-    let report: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-        Error::usage(
-            format!(
-                "{} is not JSON: line {}, column {}: {e}",
-                path.display(),
-                e.line(),
-                e.column()
-            ),
-            "give the report.json of a run directory, or a report from sonde analyze",
-        )
-    })?;
-    let sha256 = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(&bytes))
-    };
+    let report =
+        PageInput::from_reader(std::io::BufReader::with_capacity(1 << 16, file)).map_err(|e| {
+            if e.is_io() {
+                return Error::runtime(format!("cannot read {}", path.display()), e);
+            }
+            Error::usage(
+                format!(
+                    "{} is not JSON: line {}, column {}: {e}",
+                    path.display(),
+                    e.line(),
+                    e.column()
+                ),
+                "give the report.json of a run directory, or a report from sonde analyze",
+            )
+        })?;
+    // Hashed on its own pass: the page names the exact file it was made from.
+    let (sha256, _) = crate::evidence::file_sha256(&path)
+        .map_err(|e| Error::runtime(format!("cannot read {}", path.display()), e))?;
     write_html(
         &report,
         Source {

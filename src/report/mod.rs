@@ -4,12 +4,15 @@
 //! policy forbids every fetch, so it renders the same offline, attached to
 //! a ticket, years later.
 
+pub mod input;
 pub mod svg;
 
 use std::fmt::Write;
 
 use serde_json::Value;
 
+use input::HostsSummary;
+pub use input::PageInput;
 use svg::{Bar, bar_chart, human, timeline_chart};
 
 /// Where the JSON came from, printed on the page so it can be tied back to
@@ -47,9 +50,6 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// Hosts listed on the page at most (the JSON holds them all).
-const MAX_HOST_ROWS: usize = 2000;
-
 const STYLE: &str = r#"
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2430;background:#f5f6f8}
 header{background:#1d2430;color:#fff;padding:18px 32px}
@@ -82,7 +82,8 @@ svg text.value{fill:#4a5566}
 "#;
 
 /// Render `report` (a scan report or an analysis report) as one HTML page.
-pub fn render_html(report: &Value, source: &Source) -> Result<String, NotAReport> {
+pub fn render_html(input: &PageInput, source: &Source) -> Result<String, NotAReport> {
+    let report = &input.doc;
     let (scan, analysis) = if report.get("capture_analysis").is_some() {
         (Some(report), &report["capture_analysis"])
     } else if report.get("input").is_some() && report.get("summary").is_some() {
@@ -123,7 +124,7 @@ pub fn render_html(report: &Value, source: &Source) -> Result<String, NotAReport
     );
     if let Some(s) = scan {
         run_section(&mut h, s);
-        hosts_section(&mut h, s);
+        hosts_section(&mut h, input.hosts.as_ref());
     } else {
         input_section(&mut h, analysis);
     }
@@ -291,70 +292,51 @@ fn run_section(h: &mut String, s: &Value) {
     h.push_str(r#"<p class="muted">Check every hash again with <code>sonde verify RUN_DIR</code>.</p></section>"#);
 }
 
-fn hosts_section(h: &mut String, s: &Value) {
+fn hosts_section(h: &mut String, hosts: Option<&HostsSummary>) {
     h.push_str("<section><h2>Open ports per host</h2>");
-    let hosts = s["hosts"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    let mut rows = 0usize;
-    let mut table = String::from(
-        r#"<table class="hosts"><tr><th>host</th><th>open</th><th class="num">closed</th><th class="num">filtered</th><th>ping</th><th>DNS</th></tr>"#,
-    );
-    let mut shown = 0usize;
-    for host in hosts {
-        let results = host["results"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-        let state = |st: &'static str| results.iter().filter(move |r| r["state"] == st);
-        let open: Vec<String> = state("open").map(|r| text(&r["port"])).collect();
-        let up = state("up").next().is_some();
-        let dns: Vec<String> = state("dns_answer")
-            .map(|r| format!("{} rcode {}", text(&r["question"]), text(&r["rcode"])))
-            .collect();
-        if open.is_empty() && !up && dns.is_empty() {
-            continue;
-        }
-        rows += 1;
-        if shown >= MAX_HOST_ROWS {
-            continue;
-        }
-        shown += 1;
-        let _ = write!(
-            table,
-            r#"<tr><td><code>{}</code></td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td>{}</td></tr>"#,
-            escape(&text(&host["address"])),
-            if open.is_empty() {
-                r#"<span class="muted">none</span>"#.to_string()
-            } else {
-                escape(&open.join(", "))
-            },
-            state("closed").count(),
-            state("filtered").count(),
-            if up { "answers" } else { "" },
-            escape(&dns.join("; "))
-        );
-    }
-    table.push_str("</table>");
+    let empty = HostsSummary::default();
+    let hosts = hosts.unwrap_or(&empty);
     let _ = write!(
         h,
-        "<p>{} hosts answered ({} with open ports); hosts that answered nothing are left out.</p>",
-        rows,
-        hosts
-            .iter()
-            .filter(|x| {
-                x["results"]
-                    .as_array()
-                    .is_some_and(|r| r.iter().any(|r| r["state"] == "open"))
-            })
-            .count()
+        "<p>{} answered ({} with open ports); hosts that answered nothing are left out.</p>",
+        plural(hosts.answered, "host", "hosts"),
+        hosts.with_open
     );
-    if rows > 0 {
-        h.push_str(&table);
+    if !hosts.rows.is_empty() {
+        h.push_str(
+            r#"<table class="hosts"><tr><th>host</th><th>open</th><th class="num">closed</th><th class="num">filtered</th><th>ping</th><th>DNS</th></tr>"#,
+        );
+        for row in &hosts.rows {
+            let open: Vec<String> = row.open.iter().map(u16::to_string).collect();
+            let _ = write!(
+                h,
+                r#"<tr><td><code>{}</code></td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td>{}</td></tr>"#,
+                escape(&row.address),
+                if open.is_empty() {
+                    r#"<span class="muted">none</span>"#.to_string()
+                } else {
+                    escape(&open.join(", "))
+                },
+                row.closed,
+                row.filtered,
+                if row.up { "answers" } else { "" },
+                escape(&row.dns.join("; "))
+            );
+        }
+        h.push_str("</table>");
     }
-    if rows > shown {
+    if hosts.answered > hosts.rows.len() {
         let _ = write!(
             h,
             r#"<p class="muted">{} more hosts are in report.json.</p>"#,
-            rows - shown
+            hosts.answered - hosts.rows.len()
         );
     }
     h.push_str("</section>");
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn input_section(h: &mut String, a: &Value) {
@@ -636,7 +618,11 @@ mod tests {
 
     #[test]
     fn other_json_is_refused() {
-        let e = render_html(&serde_json::json!({"a": 1}), &source()).unwrap_err();
+        let e = render_html(
+            &PageInput::from_value(serde_json::json!({"a": 1})),
+            &source(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("not a sonde report"), "{e}");
     }
 
@@ -650,7 +636,7 @@ mod tests {
             "anomalies": [{"kind": "dns_tunneling", "severity": "high",
                 "summary": "<img src=x onerror=alert(1)>", "evidence": {"score": 1.0}}],
         });
-        let page = render_html(&a, &source()).unwrap();
+        let page = render_html(&PageInput::from_value(a), &source()).unwrap();
         assert!(
             !page.contains("<script>") && !page.contains("<img"),
             "{page}"
