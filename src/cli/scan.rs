@@ -403,8 +403,9 @@ fn scan_inner(
     // belongs to the invoking user, so nothing new can be created in it.
     let pcap = create_in(dir, run_dir::PCAP)?;
     let report_file = create_in(dir, run_dir::REPORT)?;
-    let ndjson: Box<dyn Write + Send> =
-        Box::new(std::io::BufWriter::new(create_in(dir, run_dir::RESULTS)?));
+    let ndjson: Box<dyn Write + Send> = Box::new(crate::scan::ndjson::NdjsonWriter::new(
+        create_in(dir, run_dir::RESULTS)?,
+    ));
 
     let config = ScanConfig {
         targets: targets.clone(),

@@ -243,18 +243,24 @@ fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
     let subject = path.display().to_string();
     let recorded = audit.written.iter().any(|w| w == REPORT);
     let bytes = std::fs::read(&path);
-    // A refused or failed run writes no report (or leaves the empty file
-    // it opened before sending); its audit log says why.
-    if !recorded && !audit.lines.is_empty() && bytes.as_ref().map_or(true, |b| b.is_empty()) {
+    // A refused or failed run records no report: it wrote none, or an
+    // empty file opened before sending, or as much as a full disk took.
+    // Its audit log says why; nothing there is evidence of tampering.
+    if !recorded && !audit.lines.is_empty() && audit.exit_status != Some(0) {
+        let status = audit
+            .exit_status
+            .map_or("unknown".to_string(), |s| s.to_string());
+        let detail = match &bytes {
+            Ok(b) if !b.is_empty() => format!(
+                "the run failed (exit status {status}) before it recorded its report; these {} bytes are what it could write, unverified",
+                b.len()
+            ),
+            _ => format!("no report: the run wrote none (exit status {status})"),
+        };
         out.push(Finding {
             status: Status::Unchecked,
             subject,
-            detail: format!(
-                "no report: the run wrote none (exit status {})",
-                audit
-                    .exit_status
-                    .map_or("unknown".to_string(), |s| s.to_string())
-            ),
+            detail,
         });
         return;
     }

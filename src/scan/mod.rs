@@ -10,6 +10,8 @@
 //! probe. Retries resend only probes without a reply. Probes and replies
 //! are written to the evidence pcap (raw IP link type) as they go.
 
+pub mod ndjson;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::IpAddr;
@@ -379,6 +381,10 @@ pub fn run(
                         if let Some(p) = &shared.pcap {
                             let r = p.lock().expect("pcap lock").flush();
                             shared.check_pcap(r);
+                        }
+                        if let Some(n) = &shared.ndjson {
+                            let r = n.lock().expect("ndjson lock").flush();
+                            shared.check_output("the NDJSON results", r);
                         }
                         flushed = Instant::now();
                     }
