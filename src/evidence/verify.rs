@@ -86,15 +86,15 @@ fn classify(path: &Path) -> std::io::Result<Target> {
         .unwrap_or(Path::new("."))
         .to_path_buf();
     // A report is one JSON object with an `audit` member; an audit log is
-    // JSON Lines.
-    let is_report = serde_json::from_slice::<Value>(&text)
-        .ok()
-        .is_some_and(|v| v.get("audit").is_some());
-    Ok(if is_report {
-        Target::Run { dir }
-    } else {
-        Target::AuditLog(path.to_path_buf())
-    })
+    // JSON Lines, each record with `seq` and `prev`.
+    match serde_json::from_slice::<Value>(&text) {
+        Ok(v) if v.get("audit").is_some() => Ok(Target::Run { dir }),
+        Ok(v) if v.get("seq").is_none() || v.get("prev").is_none() => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "a JSON document that is neither a scan report (no audit member) nor an audit log",
+        )),
+        _ => Ok(Target::AuditLog(path.to_path_buf())),
+    }
 }
 
 /// Check the evidence at `path`: a run directory, its `report.json`, or an
@@ -170,11 +170,24 @@ fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
     };
     let text = String::from_utf8_lossy(&bytes);
     let (problems, head) = verify_chain(&text);
-    for p in &problems {
+    // The first breaks say where; a file that is no audit log at all
+    // breaks on every line.
+    const SHOWN: usize = 20;
+    for p in problems.iter().take(SHOWN) {
         out.push(Finding {
             status: Status::Broken,
             subject: subject.clone(),
             detail: p.to_string(),
+        });
+    }
+    if problems.len() > SHOWN {
+        out.push(Finding {
+            status: Status::Broken,
+            subject: subject.clone(),
+            detail: format!(
+                "{} more breaks (is this an audit log?)",
+                problems.len() - SHOWN
+            ),
         });
     }
     let records: Vec<Value> = text
@@ -517,6 +530,15 @@ mod tests {
             f.iter().any(|l| l.contains("capture_analysis was made of")),
             "{f:#?}"
         );
+    }
+
+    #[test]
+    fn an_analysis_report_is_not_evidence_of_a_run() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("analysis.json");
+        std::fs::write(&p, b"{\"sonde_version\": \"0.1.0\", \"input\": []}").unwrap();
+        let e = verify(&p).unwrap_err();
+        assert!(e.to_string().contains("neither a scan report"), "{e}");
     }
 
     #[test]
