@@ -473,6 +473,7 @@ fn a_running_scan_holds_no_capabilities_and_sudo_users_own_the_outputs() {
         ])
         .env("SUDO_UID", "65534")
         .env("SUDO_GID", "65534")
+        .env("SUDO_USER", "nobody")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -527,8 +528,20 @@ fn a_running_scan_holds_no_capabilities_and_sudo_users_own_the_outputs() {
         let m = std::fs::metadata(f).unwrap();
         assert_eq!((m.uid(), m.gid()), (65534, 65534), "{}", f.display());
     }
-    // The interrupted scan's evidence still reads, with the probes sent.
+    // The interrupted scan's evidence still reads, with the probes sent,
+    // and names the invoking user as the operator.
     assert!(tshark_count(&pcap, "tcp.flags.syn==1 && tcp.flags.ack==0") > 0);
+    let r = report_json(&report);
+    assert_eq!(r["operator"], "nobody");
+    assert_eq!(r["interrupted"], true);
+    let audit = std::fs::read_to_string(run.join("audit.jsonl")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .next()
+            .unwrap()
+            .contains("\"operator\":\"nobody\"")
+    );
 }
 
 /// A full disk mid-scan: sending stops, sonde says so (exit 1), the report
