@@ -14,10 +14,10 @@ cd "$(dirname "$0")"
 each=${SECONDS_EACH:-600}
 jobs=${JOBS:-$(nproc)}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(capture craft_spec scope_file target_spec)
+[ ${#targets[@]} -gt 0 ] || targets=(capture craft_spec scope_file target_spec report_page)
 seeds=corpus
 
-mkdir -p $seeds/capture $seeds/craft_spec $seeds/scope_file $seeds/target_spec
+mkdir -p $seeds/capture $seeds/craft_spec $seeds/scope_file $seeds/target_spec $seeds/report_page
 # Captures: every corpus file small enough to be a useful seed.
 find ../../shared/corpus -type f \( -name '*.pcap' -o -name '*.pcapng' -o -name '*.cap' \) -size -2000k \
   -exec cp -n {} $seeds/capture/ \; 2>/dev/null || true
@@ -25,6 +25,9 @@ cp -n ../scopes/*.toml $seeds/scope_file/
 cut -f1 ../tests/craft/fixtures.tsv | while IFS= read -r spec; do
   printf '%s' "$spec" >"$seeds/craft_spec/$(printf '%s' "$spec" | sha1sum | cut -c1-16)"
 done
+# Reports and audit logs: the committed fixtures (a scan run directory's
+# report.json and audit.jsonl, an analysis report, in fuzz/seeds/).
+cp -n seeds/report_page/* $seeds/report_page/
 for t in "198.18.1.0/24" "198.18.1.1-198.18.1.50" "2001:db8::/120" "host.example:80" \
   "22,80,1000-2000" "-" "1/4" "www.example.com:AAAA" "# comment\n198.18.0.1\n"; do
   printf "$t" >"$seeds/target_spec/$(printf '%s' "$t" | sha1sum | cut -c1-16)"
