@@ -14,6 +14,24 @@ use sha2::{Digest, Sha256};
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// An append-only audit log over any writer (a file in a run directory).
+///
+/// ```
+/// use sonde::evidence::{AuditLog, verify_chain};
+///
+/// let mut log = AuditLog::new(Vec::new());
+/// for event in ["run_started", "scope_accepted", "run_finished"] {
+///     log.append(event, "2026-11-26T12:00:00Z", serde_json::Map::new()).unwrap();
+/// }
+/// let head = log.head().to_string();
+/// let text = String::from_utf8(log.into_inner()).unwrap();
+/// let (problems, last) = verify_chain(&text);
+/// assert!(problems.is_empty() && last == head);
+///
+/// // Drop the middle record: the chain breaks at the record after it.
+/// let lines: Vec<&str> = text.lines().collect();
+/// let cut = format!("{}\n{}\n", lines[0], lines[2]);
+/// assert_eq!(verify_chain(&cut).0[0].line, 2);
+/// ```
 pub struct AuditLog<W: Write> {
     out: W,
     seq: u64,

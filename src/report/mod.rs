@@ -82,6 +82,24 @@ svg text.value{fill:#4a5566}
 "#;
 
 /// Render `report` (a scan report or an analysis report) as one HTML page.
+///
+/// ```
+/// use sonde::report::{PageInput, Source, render_html};
+///
+/// let analysis = serde_json::json!({
+///     "sonde_version": "0.1.0",
+///     "input": [{"path": "a.pcap", "packets": 2}],
+///     "summary": {"packets": 2},
+///     "protocols": {"tcp": {"packets": 2, "bytes": 120}},
+///     "timeline": {"bucket_seconds": 1, "start": "2026-11-26T12:00:00Z",
+///                  "packets": [2], "bytes": [120]},
+///     "anomalies": [],
+/// });
+/// let source = Source { name: "a.json".into(), sha256: "00".into() };
+/// let page = render_html(&PageInput::from_value(analysis), &source).unwrap();
+/// assert!(page.contains(r#"<svg class="chart chart-protocols""#));
+/// assert!(page.contains("default-src 'none'"));
+/// ```
 pub fn render_html(input: &PageInput, source: &Source) -> Result<String, NotAReport> {
     let report = &input.doc;
     let (scan, analysis) = if report.get("capture_analysis").is_some() {
