@@ -78,6 +78,7 @@ svg .area{fill:#3a6ea5;fill-opacity:.35;stroke:#3a6ea5;stroke-width:1}
 svg .axis{stroke:#8a94a3;stroke-width:1}
 svg text{font:12px system-ui,sans-serif;fill:#1d2430}
 svg text.value{fill:#4a5566}
+table.files td:first-child{white-space:nowrap}
 .anomaly{border-left:4px solid #c4660d;padding:4px 12px;margin:10px 0;background:#fffaf5}
 "#;
 
@@ -290,7 +291,7 @@ fn run_section(h: &mut String, s: &Value) {
             ),
         ],
     );
-    h.push_str("<h3>Evidence files</h3><table><tr><th>file</th><th class=\"num\">bytes</th><th>sha256</th></tr>");
+    h.push_str("<h3>Evidence files</h3><table class=\"files\"><tr><th>file</th><th class=\"num\">bytes</th><th>sha256</th></tr>");
     for f in s["files"].as_array().into_iter().flatten() {
         let _ = write!(
             h,
