@@ -919,6 +919,17 @@ fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
         "{text}"
     );
     assert_eq!(records[0]["operator"], operator.as_str());
+    // The final head, printed for the engagement's ticket.
+    let head = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(
+            text.lines().last().unwrap().as_bytes(),
+        ))
+    };
+    assert!(
+        out.contains(&format!("audit log head {head} after 8 records")),
+        "{out}"
+    );
     assert_eq!(records[1]["sha256"], scope_sha.as_str());
     assert_eq!(r["audit"]["records"], 6, "the report saw six records");
     assert_eq!(records[6]["path"], "report.json");

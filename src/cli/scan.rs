@@ -234,13 +234,24 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
             "run_directory": dir.path().display().to_string(),
         }),
     )?;
-    let result = scan_inner(args, out, &mut log, &dir);
+    let result = scan_inner(args, &mut *out, &mut log, &dir);
     match &result {
-        Ok(code) => audit(
-            &mut log,
-            "run_finished",
-            serde_json::json!({ "exit_status": code }),
-        )?,
+        Ok(code) => {
+            audit(
+                &mut log,
+                "run_finished",
+                serde_json::json!({ "exit_status": code }),
+            )?;
+            // With the report's hash printed before, what to keep outside
+            // the directory: nothing in it can then be rewritten unseen.
+            writeln!(
+                out,
+                "audit log head {} after {} records",
+                log.head(),
+                log.records()
+            )
+            .map_err(write_err)?;
+        }
         Err(Error::Refused(r)) => {
             let reasons: Vec<String> = r.iter().map(|x| x.to_string()).collect();
             audit(
