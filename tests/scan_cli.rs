@@ -950,6 +950,39 @@ fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("everything holds"), "{out}");
     }
+    // Against the anchors the scan printed, and a wrong one.
+    let report_sha = sonde::evidence::file_sha256(&run.join("report.json"))
+        .unwrap()
+        .0;
+    let anchored = |report: &str, head: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sonde"))
+            .args([
+                "verify",
+                run.to_str().unwrap(),
+                "--report-sha256",
+                report,
+                "--audit-head",
+                head,
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = anchored(&report_sha, &head);
+    assert_eq!(code, 0, "{out}");
+    let wrong = "0".repeat(64);
+    let (code, out) = anchored(&report_sha, &wrong);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("the anchor given is final head"), "{out}");
+    let (code, out) = anchored(&wrong, &head);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("CHANGED   report.json: the anchor given"),
+        "{out}"
+    );
     // One byte flipped in each file in turn, at its start, middle and end.
     let mut files: Vec<std::path::PathBuf> = names.iter().map(|n| run.join(n)).collect();
     files.push(scope.clone());

@@ -14,16 +14,40 @@ pub struct VerifyArgs {
     /// A run directory (`sonde scan -o DIR`), its report.json, or an audit log.
     #[arg(value_name = "DIR|REPORT")]
     pub target: PathBuf,
+
+    /// The report's SHA-256 as kept outside the directory (the scan prints it).
+    #[arg(long = "report-sha256", value_name = "HEX", value_parser = sha256_hex)]
+    pub report_sha256: Option<String>,
+
+    /// The audit log's final head as kept outside the directory (the scan prints it).
+    #[arg(long = "audit-head", value_name = "HEX", value_parser = sha256_hex)]
+    pub audit_head: Option<String>,
+}
+
+fn sha256_hex(s: &str) -> Result<String, String> {
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "{s:?} is not a SHA-256: 64 hexadecimal digits, as the scan printed them"
+        ))
+    }
 }
 
 pub fn run_verify(args: VerifyArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    let anchors = crate::evidence::verify::Anchors {
+        report_sha256: args.report_sha256.clone(),
+        audit_head: args.audit_head.clone(),
+    };
     let findings =
-        crate::evidence::verify::verify(&args.target).map_err(|source| Error::Input {
-            what: format!(
-                "{} (give a run directory, its report.json or its audit.jsonl)",
-                args.target.display()
-            ),
-            source,
+        crate::evidence::verify::verify_anchored(&args.target, &anchors).map_err(|source| {
+            Error::Input {
+                what: format!(
+                    "{} (give a run directory, its report.json or its audit.jsonl)",
+                    args.target.display()
+                ),
+                source,
+            }
         })?;
     let mut failures = 0usize;
     for f in &findings {

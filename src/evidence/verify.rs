@@ -97,19 +97,68 @@ fn classify(path: &Path) -> std::io::Result<Target> {
     }
 }
 
+/// Hashes kept outside the run directory (the scan prints them at the
+/// end): a directory rewritten consistently, every hash recomputed, still
+/// fails against them.
+#[derive(Clone, Debug, Default)]
+pub struct Anchors {
+    /// The SHA-256 of report.json.
+    pub report_sha256: Option<String>,
+    /// The audit log's final head (the hash of its last record).
+    pub audit_head: Option<String>,
+}
+
 /// Check the evidence at `path`: a run directory, its `report.json`, or an
 /// audit log. Errors only when `path` itself cannot be read.
 pub fn verify(path: &Path) -> std::io::Result<Vec<Finding>> {
+    verify_anchored(path, &Anchors::default())
+}
+
+/// [`verify`], and compare the report and the audit log with `anchors`.
+pub fn verify_anchored(path: &Path, anchors: &Anchors) -> std::io::Result<Vec<Finding>> {
     let mut findings = Vec::new();
-    match classify(path)? {
-        Target::AuditLog(log) => {
-            let dir = log.parent().unwrap_or(Path::new(".")).to_path_buf();
-            check_audit(&log, &dir, &mut findings);
-        }
+    let (dir, log) = match classify(path)? {
+        Target::AuditLog(log) => (log.parent().unwrap_or(Path::new(".")).to_path_buf(), log),
         Target::Run { dir } => {
-            let audit = check_audit(&dir.join(AUDIT), &dir, &mut findings);
-            check_report(&dir, &audit, &mut findings);
+            let log = dir.join(AUDIT);
+            (dir, log)
         }
+    };
+    let audit = check_audit(&log, &dir, &mut findings);
+    if log == dir.join(AUDIT) {
+        check_report(&dir, &audit, &mut findings);
+    }
+    if let Some(want) = &anchors.report_sha256 {
+        hash_file(
+            REPORT,
+            &dir.join(REPORT),
+            &want.to_ascii_lowercase(),
+            None,
+            "the anchor given",
+            &mut findings,
+        );
+    }
+    if let Some(want) = &anchors.audit_head {
+        let found = audit
+            .lines
+            .last()
+            .map(|l| hex::encode(Sha256::digest(l.as_bytes())));
+        let subject = log.display().to_string();
+        findings.push(match found {
+            Some(h) if h.eq_ignore_ascii_case(want) => Finding {
+                status: Status::Ok,
+                subject,
+                detail: format!("final head {h}, as the anchor given"),
+            },
+            found => Finding {
+                status: Status::Broken,
+                subject,
+                detail: format!(
+                    "the anchor given is final head {want}, the log's is {}",
+                    found.as_deref().unwrap_or("absent")
+                ),
+            },
+        });
     }
     Ok(findings)
 }
@@ -429,9 +478,15 @@ mod tests {
     /// A run directory as a scan writes it, without a scan.
     fn run_dir(scope: &Path) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
-        let p = d.path();
-        std::fs::write(p.join(PCAP), b"pcap bytes").unwrap();
-        std::fs::write(p.join(RESULTS), b"{\"target\":\"198.18.1.10\"}\n").unwrap();
+        std::fs::write(d.path().join(PCAP), b"pcap bytes").unwrap();
+        std::fs::write(d.path().join(RESULTS), b"{\"target\":\"198.18.1.10\"}\n").unwrap();
+        run_dir_in(d.path(), scope);
+        d
+    }
+
+    /// Write (or rewrite) the audit log and report of the files in `p`,
+    /// every hash computed afresh.
+    fn run_dir_in<'a>(p: &'a Path, scope: &Path) -> &'a Path {
         let mut log = AuditLog::new(std::fs::File::create(p.join(AUDIT)).unwrap());
         record(&mut log, "run_started", json!({}));
         let mut files = Vec::new();
@@ -459,7 +514,7 @@ mod tests {
             json!({"path": REPORT, "sha256": sha, "size": size}),
         );
         record(&mut log, "run_finished", json!({"exit_status": 0}));
-        d
+        p
     }
 
     fn failures(f: &[Finding]) -> Vec<String> {
@@ -530,6 +585,28 @@ mod tests {
             f.iter().any(|l| l.contains("capture_analysis was made of")),
             "{f:#?}"
         );
+    }
+
+    #[test]
+    fn a_consistently_rewritten_run_fails_only_against_its_anchors() {
+        let scope = scope_file();
+        let d = run_dir(scope.path());
+        let anchors = Anchors {
+            report_sha256: Some(file_sha256(&d.path().join(REPORT)).unwrap().0),
+            audit_head: Some(
+                verify_chain(&std::fs::read_to_string(d.path().join(AUDIT)).unwrap()).1,
+            ),
+        };
+        assert!(failures(&verify_anchored(d.path(), &anchors).unwrap()).is_empty());
+        // Someone rewrites the capture and recomputes every hash and the
+        // whole chain: the directory is consistent again.
+        std::fs::write(d.path().join(PCAP), b"other bytes").unwrap();
+        let rewritten = run_dir_in(d.path(), scope.path());
+        assert!(failures(&verify(rewritten).unwrap()).is_empty());
+        let f = failures(&verify_anchored(rewritten, &anchors).unwrap());
+        assert_eq!(f.len(), 2, "{f:#?}");
+        assert!(f[0].starts_with("CHANGED   report.json: the anchor given recorded"));
+        assert!(f[1].contains("the anchor given is final head"));
     }
 
     #[test]
