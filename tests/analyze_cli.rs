@@ -1,26 +1,11 @@
 //! `sonde analyze` through the binary: reports, several inputs, damaged
 //! captures (read what can be read, warn with the byte offset), exit codes.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod support;
 
-fn corpus(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/corpus")
-        .join(file)
-}
+use std::path::Path;
 
-fn sonde(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sonde"))
-        .args(args)
-        .output()
-        .expect("run sonde");
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::cli::{corpus, sonde};
 
 fn analyze_json(path: &Path) -> (i32, serde_json::Value, String) {
     let (code, out, err) = sonde(&["analyze", path.to_str().unwrap()]);

@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use support::lab::*;
@@ -264,7 +264,7 @@ fn interrupting_a_scan_keeps_valid_evidence() {
         );
         // 254 hosts x 40 ports at 2,000 pps: about 5 s of sending
         let mut child = lab
-            .scanner_command(env!("CARGO_BIN_EXE_sonde"))
+            .sonde_command()
             .args([
                 "scan",
                 "--scope",
@@ -278,9 +278,6 @@ fn interrupting_a_scan_keeps_valid_evidence() {
                 "0.5",
             ])
             .args(["-o", run.to_str().unwrap()])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(1500));
@@ -455,7 +452,7 @@ fn a_running_scan_holds_no_capabilities_and_sudo_users_own_the_outputs() {
     let pcap = run.join("capture.pcap");
     let report = run.join("report.json");
     let child = lab
-        .scanner_command(env!("CARGO_BIN_EXE_sonde"))
+        .sonde_command()
         .args([
             "scan",
             "--scope",
@@ -474,9 +471,6 @@ fn a_running_scan_holds_no_capabilities_and_sudo_users_own_the_outputs() {
         .env("SUDO_UID", "65534")
         .env("SUDO_GID", "65534")
         .env("SUDO_USER", "nobody")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // Sending has begun once probes reach the pcap (flushed every 0.5 s).
@@ -719,7 +713,7 @@ fn interrupted_at_random_moments_twenty_times() {
         let run = dir.path().join(i.to_string());
         let (pcap, report) = (run.join("capture.pcap"), run.join("report.json"));
         let child = lab
-            .scanner_command(env!("CARGO_BIN_EXE_sonde"))
+            .sonde_command()
             .args([
                 "scan",
                 "--scope",
@@ -733,9 +727,6 @@ fn interrupted_at_random_moments_twenty_times() {
                 "0.3",
             ])
             .args(["-o", run.to_str().unwrap()])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         std::thread::sleep(delay);
@@ -936,14 +927,8 @@ fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
 
     // sonde verify, on the directory and on the report.
     let verify = |path: &std::path::Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_sonde"))
-            .args(["verify", path.to_str().unwrap()])
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let (code, out, _) = support::cli::sonde(&["verify", path.to_str().unwrap()]);
+        (code, out)
     };
     for target in [run.clone(), run.join("report.json")] {
         let (code, out) = verify(&target);
@@ -955,21 +940,17 @@ fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
         .unwrap()
         .0;
     let anchored = |report: &str, head: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_sonde"))
-            .args([
-                "verify",
-                run.to_str().unwrap(),
-                "--report-sha256",
-                report,
-                "--audit-head",
-                head,
-            ])
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let run = run.to_str().unwrap();
+        let args = [
+            "verify",
+            run,
+            "--report-sha256",
+            report,
+            "--audit-head",
+            head,
+        ];
+        let (code, out, _) = support::cli::sonde(&args);
+        (code, out)
     };
     let (code, out) = anchored(&report_sha, &head);
     assert_eq!(code, 0, "{out}");

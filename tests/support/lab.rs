@@ -408,6 +408,17 @@ impl Lab {
         )
     }
 
+    /// The sonde binary as a child in the scanner namespace, from the
+    /// crate's directory, stdout discarded and stderr piped: for scans a
+    /// test signals or inspects while they run.
+    pub fn sonde_command(&self) -> Command {
+        let mut c = self.scanner_command(env!("CARGO_BIN_EXE_sonde"));
+        c.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    }
+
     /// Capture on `iface` in the target namespace into `path` until the
     /// returned capture is stopped: the proof of what reached the targets.
     pub fn capture_target_side(&self, iface: &str, path: &Path) -> TargetCapture {

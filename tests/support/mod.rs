@@ -1,3 +1,4 @@
 //! Helpers shared by the integration tests.
 pub mod capture;
+pub mod cli;
 pub mod lab;

@@ -1,0 +1,25 @@
+//! Running the sonde binary outside any namespace, and the shared corpus.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// A file of ../shared/corpus (real public captures).
+pub fn corpus(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus")
+        .join(file)
+}
+
+/// Run the sonde binary: (exit code, stdout, stderr).
+pub fn sonde(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sonde"))
+        .args(args)
+        .output()
+        .expect("run sonde");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
