@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -79,22 +81,75 @@ fn classify(path: &Path) -> std::io::Result<Target> {
             dir: path.to_path_buf(),
         });
     }
-    let text = std::fs::read(path)?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
     // A report is one JSON object with an `audit` member; an audit log is
-    // JSON Lines, each record with `seq` and `prev`.
-    match serde_json::from_slice::<Value>(&text) {
-        Ok(v) if v.get("audit").is_some() => Ok(Target::Run { dir }),
-        Ok(v) if v.get("seq").is_none() || v.get("prev").is_none() => Err(std::io::Error::new(
+    // JSON Lines, each record with `seq` and `prev`. Only the first JSON
+    // value is read, streaming: a report's hosts are skipped, not held.
+    #[derive(Deserialize)]
+    struct Peek {
+        audit: Option<IgnoredAny>,
+        seq: Option<IgnoredAny>,
+        prev: Option<IgnoredAny>,
+    }
+    let file = std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(path)?);
+    match serde_json::Deserializer::from_reader(file)
+        .into_iter::<Peek>()
+        .next()
+    {
+        Some(Ok(p)) if p.audit.is_some() => Ok(Target::Run { dir }),
+        Some(Ok(p)) if p.seq.is_none() || p.prev.is_none() => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "a JSON document that is neither a scan report (no audit member) nor an audit log",
         )),
         _ => Ok(Target::AuditLog(path.to_path_buf())),
     }
+}
+
+/// The parts of a report that verify reads. Everything else (the hosts:
+/// millions of results in a large scan) is skipped while parsing, never held.
+#[derive(Deserialize)]
+struct ReportView {
+    #[serde(default)]
+    files: Vec<FileView>,
+    audit: Option<AnchorView>,
+    scope: Option<ScopeView>,
+    capture_analysis: Option<AnalysisView>,
+}
+
+#[derive(Deserialize)]
+struct FileView {
+    name: Option<String>,
+    role: Option<String>,
+    sha256: Option<String>,
+    size: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct AnchorView {
+    records: Option<u64>,
+    head: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ScopeView {
+    path: Option<String>,
+    absolute_path: Option<String>,
+    sha256: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AnalysisView {
+    #[serde(default)]
+    input: Vec<InputView>,
+}
+
+#[derive(Deserialize)]
+struct InputView {
+    sha256: Option<String>,
 }
 
 /// Hashes kept outside the run directory (the scan prints them at the
@@ -267,10 +322,8 @@ fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
         ..AuditView::default()
     };
     for (i, r) in records.iter().enumerate() {
-        match r["event"].as_str() {
-            Some("run_finished") => view.exit_status = r["exit_status"].as_i64(),
-            Some("file_written") => {}
-            _ => continue,
+        if r["event"] == "run_finished" {
+            view.exit_status = r["exit_status"].as_i64();
         }
         if r["event"] != "file_written" {
             continue;
@@ -304,7 +357,7 @@ fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
     let path = dir.join(REPORT);
     let subject = path.display().to_string();
     let recorded = audit.written.iter().any(|w| w == REPORT);
-    let bytes = std::fs::read(&path);
+    let size = std::fs::metadata(&path).map(|m| m.len());
     // A refused or failed run records no report: it wrote none, or an
     // empty file opened before sending, or as much as a full disk took.
     // Its audit log says why; nothing there is evidence of tampering.
@@ -312,10 +365,9 @@ fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
         let status = audit
             .exit_status
             .map_or("unknown".to_string(), |s| s.to_string());
-        let detail = match &bytes {
-            Ok(b) if !b.is_empty() => format!(
-                "the run failed (exit status {status}) before it recorded its report; these {} bytes are what it could write, unverified",
-                b.len()
+        let detail = match size {
+            Ok(n) if n > 0 => format!(
+                "the run failed (exit status {status}) before it recorded its report; these {n} bytes are what it could write, unverified"
             ),
             _ => format!("no report: the run wrote none (exit status {status})"),
         };
@@ -326,8 +378,7 @@ fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
         });
         return;
     }
-    let bytes = match bytes {
-        Ok(b) => b,
+    let report: ReportView = match std::fs::File::open(&path) {
         Err(e) => {
             out.push(Finding {
                 status: Status::Missing,
@@ -336,22 +387,22 @@ fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
             });
             return;
         }
-    };
-    let report: Value = match serde_json::from_slice(&bytes) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => {
-            out.push(Finding {
-                status: Status::Broken,
-                subject,
-                detail: "the report is not a JSON object".into(),
-            });
-            return;
-        }
+        Ok(f) => match serde_json::from_reader(std::io::BufReader::with_capacity(1 << 16, f)) {
+            Ok(r) => r,
+            Err(e) => {
+                out.push(Finding {
+                    status: Status::Broken,
+                    subject,
+                    detail: format!("the report is not a sonde scan report: {e}"),
+                });
+                return;
+            }
+        },
     };
     // The files the report recorded.
     let mut pcap_sha = None;
-    for f in report["files"].as_array().into_iter().flatten() {
-        let (Some(name), Some(want)) = (f["name"].as_str(), f["sha256"].as_str()) else {
+    for f in &report.files {
+        let (Some(name), Some(want)) = (&f.name, &f.sha256) else {
             out.push(Finding {
                 status: Status::Broken,
                 subject: subject.clone(),
@@ -367,22 +418,15 @@ fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
             });
             continue;
         }
-        if f["role"] == "pcap" {
-            pcap_sha = Some(want.to_string());
+        if f.role.as_deref() == Some("pcap") {
+            pcap_sha = Some(want.clone());
         }
-        hash_file(
-            name,
-            &dir.join(name),
-            want,
-            f["size"].as_u64(),
-            "the report",
-            out,
-        );
+        hash_file(name, &dir.join(name), want, f.size, "the report", out);
     }
     // The report's anchor in the audit chain: the hash of the record it saw last.
     match (
-        report["audit"]["records"].as_u64(),
-        report["audit"]["head"].as_str(),
+        report.audit.as_ref().and_then(|a| a.records),
+        report.audit.as_ref().and_then(|a| a.head.as_deref()),
     ) {
         (Some(n), Some(head)) => {
             let n = n as usize;
@@ -420,7 +464,7 @@ fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
             detail: "no audit.records and audit.head".into(),
         }),
     }
-    if !audit.written.iter().any(|w| w == REPORT) {
+    if !recorded {
         out.push(Finding {
             status: Status::Broken,
             subject: subject.clone(),
@@ -428,10 +472,13 @@ fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
         });
     }
     // The analysis embedded in the report was made of the run's own capture.
-    if let (Some(want), Some(analyzed)) = (
-        &pcap_sha,
-        report["capture_analysis"]["input"][0]["sha256"].as_str(),
-    ) && want != analyzed
+    let analyzed = report
+        .capture_analysis
+        .as_ref()
+        .and_then(|a| a.input.first())
+        .and_then(|i| i.sha256.as_deref());
+    if let (Some(want), Some(analyzed)) = (&pcap_sha, analyzed)
+        && want != analyzed
     {
         out.push(Finding {
             status: Status::Broken,
@@ -442,10 +489,10 @@ fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
         });
     }
     // The scope file, when it is still where the run read it.
-    let scope = &report["scope"];
+    let scope = report.scope.as_ref();
     if let (Some(p), Some(want)) = (
-        scope["absolute_path"].as_str().or(scope["path"].as_str()),
-        scope["sha256"].as_str(),
+        scope.and_then(|s| s.absolute_path.as_deref().or(s.path.as_deref())),
+        scope.and_then(|s| s.sha256.as_deref()),
     ) {
         if Path::new(p).exists() {
             hash_file(p, Path::new(p), want, None, "the report", out);
