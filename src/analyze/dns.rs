@@ -44,20 +44,7 @@ pub fn parse(payload: &[u8], over_tcp: bool) -> Option<DnsMessage> {
             qtype: 0,
         });
     }
-    // simple-dns rejects a whole message over one odd record; the question
-    // alone is what matters here, so a TCP message cut at the segment end
-    // or a response with unusual records still yields its question.
-    let packet = simple_dns::Packet::parse(msg).ok();
-    let (qname, qtype) = match packet.as_ref().and_then(|p| p.questions.first()) {
-        Some(q) => (
-            q.qname
-                .to_string()
-                .trim_end_matches('.')
-                .to_ascii_lowercase(),
-            u16::from(q.qtype),
-        ),
-        None => parse_question(&msg[12..])?,
-    };
+    let (qname, qtype) = plain_question(&msg[12..]).or_else(|| any_question(msg))?;
     Some(DnsMessage {
         id,
         response,
@@ -66,6 +53,65 @@ pub fn parse(payload: &[u8], over_tcp: bool) -> Option<DnsMessage> {
         qname,
         qtype,
     })
+}
+
+/// The first question when its name is plain: uncompressed labels of ASCII
+/// bytes other than `.` and `\`, at most 255 characters. simple-dns would
+/// give the same name (it escapes only those two and replaces only
+/// non-UTF-8 bytes), but decodes every record of the message to do it, at
+/// a dozen allocations a message; most names are plain, and the rest go
+/// through simple-dns.
+fn plain_question(b: &[u8]) -> Option<(String, u16)> {
+    let mut at = 0;
+    loop {
+        let len = usize::from(*b.get(at)?);
+        if len == 0 {
+            break;
+        }
+        let label = b.get(at + 1..at + 1 + len)?;
+        if len > 63 || label.iter().any(|&c| c >= 0x80 || c == b'.' || c == b'\\') {
+            return None;
+        }
+        at += 1 + len;
+    }
+    // Labels plus dots between them.
+    if at.saturating_sub(1) > 255 {
+        return None;
+    }
+    let qtype = u16::from_be_bytes([*b.get(at + 1)?, *b.get(at + 2)?]);
+    let mut name = String::with_capacity(at);
+    let mut i = 0;
+    while i < at {
+        let len = usize::from(b[i]);
+        if i > 0 {
+            name.push('.');
+        }
+        name.extend(
+            b[i + 1..i + 1 + len]
+                .iter()
+                .map(|&c| char::from(c.to_ascii_lowercase())),
+        );
+        i += 1 + len;
+    }
+    Some((name, qtype))
+}
+
+/// The first question, through simple-dns (compression, escapes).
+fn any_question(msg: &[u8]) -> Option<(String, u16)> {
+    // simple-dns rejects a whole message over one odd record; the question
+    // alone is what matters here, so a TCP message cut at the segment end
+    // or a response with unusual records still yields its question.
+    let packet = simple_dns::Packet::parse(msg).ok();
+    match packet.as_ref().and_then(|p| p.questions.first()) {
+        Some(q) => Some((
+            q.qname
+                .to_string()
+                .trim_end_matches('.')
+                .to_ascii_lowercase(),
+            u16::from(q.qtype),
+        )),
+        None => parse_question(msg.get(12..)?),
+    }
 }
 
 /// The first question of a message whose records simple-dns refused:
@@ -223,6 +269,62 @@ pub struct NameCount {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// A query with one question of these labels.
+    fn query(labels: &[Vec<u8>], qtype: u16) -> Vec<u8> {
+        let mut q = vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for l in labels {
+            q.push(l.len() as u8);
+            q.extend_from_slice(l);
+        }
+        q.push(0);
+        q.extend_from_slice(&qtype.to_be_bytes());
+        q.extend_from_slice(&[0, 1]);
+        q
+    }
+
+    fn label_byte() -> impl Strategy<Value = u8> {
+        prop_oneof![
+            8 => prop::sample::select(b"abcxyzABCXYZ019-_".to_vec()),
+            1 => prop::sample::select(b". \\\x00\x7f\x80\xc3\xa9\xff".to_vec()),
+        ]
+    }
+
+    proptest! {
+        /// The fast path gives exactly what simple-dns gives, whenever it answers.
+        #[test]
+        fn a_plain_name_reads_as_simple_dns_reads_it(
+            labels in prop::collection::vec(prop::collection::vec(label_byte(), 1..20), 0..6),
+            qtype in any::<u16>(),
+        ) {
+            let msg = query(&labels, qtype);
+            if let Some(fast) = plain_question(&msg[12..]) {
+                prop_assert_eq!(Some(fast), any_question(&msg));
+            }
+        }
+    }
+
+    #[test]
+    fn ordinary_names_take_the_fast_path_and_odd_ones_do_not() {
+        let msg = query(
+            &[b"Mail".to_vec(), b"example-1".to_vec(), b"ORG".to_vec()],
+            15,
+        );
+        assert_eq!(
+            plain_question(&msg[12..]),
+            Some(("mail.example-1.org".into(), 15))
+        );
+        for odd in [&b"a.b"[..], b"a\\b", b"caf\xc3\xa9"] {
+            let msg = query(&[odd.to_vec(), b"test".to_vec()], 1);
+            assert_eq!(plain_question(&msg[12..]), None, "{odd:?}");
+            assert!(parse(&msg, false).is_some_and(|m| m.qname.ends_with(".test")));
+        }
+        // A compressed name (pointer back into the header) is left to simple-dns.
+        let mut msg = query(&[], 1);
+        msg.splice(12..13, [0xc0, 0x0c]);
+        assert_eq!(plain_question(&msg[12..]), None);
+    }
 
     #[test]
     fn query_and_response_header() {

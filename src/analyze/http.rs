@@ -89,10 +89,20 @@ impl HttpStats {
                 user_agent,
             } => {
                 self.requests += 1;
-                *self.methods.entry((*method).to_string()).or_default() += 1;
+                // Look up before allocating: almost every method and host is already counted.
+                match self.methods.get_mut(*method) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.methods.insert((*method).to_string(), 1);
+                    }
+                }
                 bump(&mut self.uris, uri);
-                if let Some(h) = host {
-                    bump(&mut self.hosts, &h.to_ascii_lowercase());
+                match host {
+                    Some(h) if h.bytes().any(|c| c.is_ascii_uppercase()) => {
+                        bump(&mut self.hosts, &h.to_ascii_lowercase())
+                    }
+                    Some(h) => bump(&mut self.hosts, h),
+                    None => {}
                 }
                 if let Some(ua) = user_agent {
                     bump(&mut self.user_agents, ua);
