@@ -535,7 +535,8 @@ impl FlowTable {
     }
 
     fn trim(&mut self) {
-        self.kept.sort_by(|x, y| {
+        // First frames are unique, so the unstable sort is deterministic.
+        self.kept.sort_unstable_by(|x, y| {
             y.bytes()
                 .cmp(&x.bytes())
                 .then(x.first_frame.cmp(&y.first_frame))

@@ -24,8 +24,9 @@ pub enum HttpMessage<'a> {
 /// still yields its request or status line.
 pub fn parse(payload: &[u8]) -> Option<HttpMessage<'_>> {
     if payload.starts_with(b"HTTP/1.") {
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut resp = httparse::Response::new(&mut headers);
+        // Only the status line is wanted: with no room for headers httparse
+        // stops after it (TooManyHeaders) instead of validating every header.
+        let mut resp = httparse::Response::new(&mut []);
         return match resp.parse(payload) {
             Ok(_) | Err(httparse::Error::TooManyHeaders) => {
                 resp.code.map(|status| HttpMessage::Response { status })

@@ -191,11 +191,16 @@ impl Malformed {
                 self.checksums_not_judged += 1;
             } else {
                 self.checksums_judged += 1;
-                let sum = b[..ihl]
-                    .chunks(2)
-                    .fold(0u32, |s, w| s + u32::from(u16::from_be_bytes([w[0], w[1]])));
-                let folded = (sum & 0xffff) + (sum >> 16);
-                if (folded & 0xffff) + (folded >> 16) != 0xffff {
+                // The ones' complement sum of 16-bit words, taken 32 bits at a
+                // time (IHL counts 32-bit words) and folded down (RFC 1071).
+                let mut sum: u64 = b[..ihl]
+                    .chunks_exact(4)
+                    .map(|w| u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]])))
+                    .sum();
+                while sum > 0xffff {
+                    sum = (sum & 0xffff) + (sum >> 16);
+                }
+                if sum != 0xffff {
                     self.note(4, frame, now, addrs);
                 }
             }
