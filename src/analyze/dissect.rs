@@ -83,6 +83,7 @@ const ETHER_IPV6: u16 = 0x86dd;
 /// The link layer is read directly (its offsets are fixed); the network and
 /// transport layers go through etherparse's individual slices, which keep
 /// what they could parse of a damaged packet and say where they stopped.
+#[inline]
 pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
     let mut d = Dissected::default();
     let (ether_type, net_offset) = network_start(link, data);

@@ -289,7 +289,10 @@ pub fn analyze_timed(
         loop {
             let (links, packets) = (&mut s.links, &mut s.info.packets);
             match s.reader.next_frame(|f: &Frame<'_>| {
-                links.insert(f.link);
+                // Almost always the link type of the frame before.
+                if links.last() != Some(&f.link) {
+                    links.insert(f.link);
+                }
                 *packets += 1;
                 analyzer.frame(f.ts_nanos, f.link, f.orig_len, f.data);
             }) {
