@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use crate::analyze::detect::{Anomaly, Detectors, Thresholds};
 use crate::analyze::dissect::Transport;
 use crate::analyze::flows::{FlowCounts, FlowListing, FlowSummary, FlowTable};
-use crate::pcap::{CaptureReader, Frame, LinkType, ReadWarning};
+use crate::pcap::{CaptureReader, ChunkSource, Frame, LinkType, ReadWarning};
 use stats::{Stats, StatsReport};
 
 /// Options of one analysis.
@@ -335,9 +335,6 @@ pub fn analyze_timed(
     Ok((report, timings))
 }
 
-/// Chunks read from a file: the buffer and how many bytes of it are data.
-type Chunk = (Vec<u8>, usize);
-
 const CHUNK: usize = 1 << 20;
 /// Chunks in flight between the reading and the analysis thread.
 const IN_FLIGHT: usize = 4;
@@ -347,7 +344,7 @@ const IN_FLIGHT: usize = 4;
 /// hashing to the end, so the SHA-256 is always of the whole file.
 fn read_and_hash(
     mut f: File,
-    to_analysis: SyncSender<Chunk>,
+    to_analysis: SyncSender<Vec<u8>>,
     recycled: Receiver<Vec<u8>>,
 ) -> std::io::Result<(String, f64)> {
     let start = thread_cpu_seconds();
@@ -360,17 +357,22 @@ fn read_and_hash(
         } else {
             std::mem::take(&mut spare)
         };
-        // A recycled buffer may be the consumer's empty placeholder.
+        // A recycled buffer comes back cut to its last chunk's length.
         buf.resize(CHUNK, 0);
-        let n = match f.read(&mut buf) {
-            Ok(0) => return Ok((hex::encode(h.finalize()), thread_cpu_seconds() - start)),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
-            Err(e) => return Err(e),
+        let n = loop {
+            match f.read(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         };
-        h.update(&buf[..n]);
+        if n == 0 {
+            return Ok((hex::encode(h.finalize()), thread_cpu_seconds() - start));
+        }
+        buf.truncate(n);
+        h.update(&buf);
         if listening {
-            if let Err(std::sync::mpsc::SendError((back, _))) = to_analysis.send((buf, n)) {
+            if let Err(std::sync::mpsc::SendError(back)) = to_analysis.send(buf) {
                 listening = false;
                 spare = back;
             }
@@ -380,31 +382,20 @@ fn read_and_hash(
     }
 }
 
-/// The analysis thread's side: a `Read` over the chunks the reading thread sends.
+/// The analysis thread's side: the chunks the reading thread sends, parsed
+/// in place by the capture reader, their buffers sent back for reuse.
 struct Chunks {
-    from_reader: Receiver<Chunk>,
+    from_reader: Receiver<Vec<u8>>,
     recycle: Sender<Vec<u8>>,
-    cur: Chunk,
-    pos: usize,
 }
 
-impl Read for Chunks {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.cur.1 {
-            match self.from_reader.recv() {
-                Ok(next) => {
-                    let done = std::mem::replace(&mut self.cur, next);
-                    let _ = self.recycle.send(done.0);
-                    self.pos = 0;
-                }
-                // The reading thread finished (end of file or an error it reports itself).
-                Err(_) => return Ok(0),
-            }
+impl ChunkSource for Chunks {
+    fn next_chunk(&mut self, spent: Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
+        if spent.capacity() > 0 {
+            let _ = self.recycle.send(spent);
         }
-        let n = out.len().min(self.cur.1 - self.pos);
-        out[..n].copy_from_slice(&self.cur.0[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
+        // Err: the reading thread finished (end of file, or an error it reports itself).
+        Ok(self.from_reader.recv().ok())
     }
 }
 
@@ -424,11 +415,9 @@ fn open(path: &Path) -> Result<Source, OpenError> {
     let chunks = Chunks {
         from_reader,
         recycle,
-        cur: (Vec::new(), 0),
-        pos: 0,
     };
-    let reader =
-        CaptureReader::new(chunks, &path.display().to_string()).map_err(|w| err(w.message))?;
+    let reader = CaptureReader::from_chunks(Box::new(chunks), &path.display().to_string())
+        .map_err(|w| err(w.message))?;
     Ok(Source {
         reader,
         hash,

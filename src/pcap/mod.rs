@@ -3,5 +3,5 @@
 pub mod reader;
 pub mod writer;
 
-pub use reader::{CaptureReader, Frame, LinkType, ReadWarning};
+pub use reader::{CaptureReader, ChunkSource, Frame, LinkType, ReadWarning};
 pub use writer::PcapWriter;

@@ -1,20 +1,30 @@
 //! A streaming reader for pcap (micro- and nanosecond, either byte order)
 //! and pcapng (several interfaces, each with its own link type and timestamp
-//! resolution), built on pcap-parser's reader with a 1 MiB buffer.
+//! resolution), built on pcap-parser's record parsers.
 //!
-//! Memory is bounded by that buffer: a record is never buffered beyond it,
+//! Bytes arrive in chunks from a [`ChunkSource`]: a `Read`, or the
+//! analysis' reading thread, which hashes them on the way. Records are
+//! parsed where they lie in the chunk; only a record that straddles two
+//! chunks is copied, into a carry buffer, so the bytes are not copied a
+//! second time on their way to the dissector. (pcap-parser's own reader
+//! copies every byte from its `Read` into its buffer.)
+//!
+//! Memory is bounded by [`BUFFER`]: a record is never assembled beyond it,
 //! whatever its length field claims. Damage stops the read with a
 //! [`ReadWarning`] naming the byte offset; what came before is kept.
 //!
-//! (A memory-mapped variant was measured: no faster once the buffer is no
-//! longer shifted on every record, and it brings SIGBUS on a file truncated
-//! while mapped, so sonde streams.)
+//! (A memory-mapped variant was measured: no faster than streaming, and it
+//! brings SIGBUS on a file truncated while mapped, so sonde streams.)
 
 use std::io::Read;
 
-use pcap_parser::pcapng::Block;
-use pcap_parser::traits::PcapReaderIterator;
-use pcap_parser::{PcapBlockOwned, PcapError, create_reader};
+use pcap_parser::nom::{IResult, Needed};
+use pcap_parser::pcap::{
+    LegacyPcapBlock, parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified,
+    parse_pcap_header,
+};
+use pcap_parser::pcapng::{Block, parse_block_be, parse_block_le, parse_sectionheaderblock};
+use pcap_parser::{PcapBlockOwned, PcapError};
 
 /// The read buffer, and so the largest record sonde will hold (Wireshark's
 /// own limit for a packet is 256 KiB).
@@ -88,6 +98,17 @@ fn epb_nanos(units: u64, resolution: u64, offset_secs: i64) -> i64 {
     nanos.clamp(-i128::from(MAX_NANOS), i128::from(MAX_NANOS)) as i64
 }
 
+/// The first four bytes of a pcapng file (a section header block's type).
+const NG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+
+/// Bytes a parser asked for (at least one).
+fn needed(n: Needed) -> usize {
+    match n {
+        Needed::Size(n) => n.get(),
+        Needed::Unknown => 1,
+    }
+}
+
 /// Timestamps are kept within ±2^62 ns (about ±146 years around 1970) so
 /// that the difference of any two fits in an i64.
 pub const MAX_NANOS: i64 = (1 << 62) - 1;
@@ -108,10 +129,61 @@ struct Interface {
     offset_secs: i64,
 }
 
+/// Where a reader's bytes come from, a chunk at a time.
+pub trait ChunkSource: Send {
+    /// The next bytes of the file (a non-empty vector), or `None` at its
+    /// end. `spent` is the previous chunk's buffer, for reuse.
+    fn next_chunk(&mut self, spent: Vec<u8>) -> std::io::Result<Option<Vec<u8>>>;
+}
+
+/// Chunks read from any `Read`.
+struct ReadChunks<R>(R);
+
+/// Chunk size for a plain `Read` source.
+const READ_CHUNK: usize = 1 << 16;
+
+impl<R: Read + Send> ChunkSource for ReadChunks<R> {
+    fn next_chunk(&mut self, mut buf: Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
+        buf.resize(READ_CHUNK, 0);
+        loop {
+            match self.0.read(&mut buf) {
+                Ok(0) => return Ok(None),
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Ok(Some(buf));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+type LegacyParse = fn(&[u8]) -> IResult<&[u8], LegacyPcapBlock<'_>, PcapError<&[u8]>>;
+
+#[derive(Clone, Copy)]
+enum Format {
+    Legacy(LegacyParse),
+    /// pcapng, in the byte order of the current section.
+    Ng {
+        big_endian: bool,
+    },
+}
+
 /// Reads the frames of one capture file.
 pub struct CaptureReader {
-    inner: Box<dyn PcapReaderIterator + Send>,
+    source: Box<dyn ChunkSource>,
     name: String,
+    format: Format,
+    /// The current chunk and how far it has been read.
+    chunk: Vec<u8>,
+    pos: usize,
+    /// A record being assembled across chunks; when not empty, it comes
+    /// before `chunk[pos..]`.
+    carry: Vec<u8>,
+    /// The source has no more chunks.
+    exhausted: bool,
+    /// Bytes of the file consumed so far.
     offset: u64,
     legacy: Option<(LinkType, u64)>,
     interfaces: Vec<Interface>,
@@ -120,18 +192,13 @@ pub struct CaptureReader {
     pub skipped: u64,
 }
 
-fn header_warning(name: &str, e: PcapError<&[u8]>) -> ReadWarning {
-    ReadWarning {
-        file: name.to_string(),
-        offset: 0,
-        message: match e {
-            PcapError::Eof => "the file is empty".to_string(),
-            PcapError::HeaderNotRecognized => {
-                "not a pcap or pcapng file (unknown magic number)".to_string()
-            }
-            other => format!("cannot read the file header: {other:?}"),
-        },
-    }
+/// What a parser made of the bytes at hand.
+enum Step {
+    /// A block was applied: its length, and whether it was a frame.
+    Block(usize, bool),
+    /// This many more bytes are needed.
+    Need(usize),
+    Damaged(String),
 }
 
 impl CaptureReader {
@@ -141,16 +208,157 @@ impl CaptureReader {
         source: R,
         name: &str,
     ) -> Result<CaptureReader, ReadWarning> {
-        let inner = create_reader(BUFFER, source).map_err(|e| header_warning(name, e))?;
-        Ok(CaptureReader {
-            inner,
+        Self::from_chunks(Box::new(ReadChunks(source)), name)
+    }
+
+    /// Read a capture from a source of chunks.
+    pub fn from_chunks(
+        source: Box<dyn ChunkSource>,
+        name: &str,
+    ) -> Result<CaptureReader, ReadWarning> {
+        let mut r = CaptureReader {
+            source,
             name: name.to_string(),
+            format: Format::Ng { big_endian: false },
+            chunk: Vec::new(),
+            pos: 0,
+            carry: Vec::new(),
+            exhausted: false,
             offset: 0,
             legacy: None,
             interfaces: Vec::new(),
             done: false,
             skipped: 0,
-        })
+        };
+        r.read_file_header()?;
+        Ok(r)
+    }
+
+    /// Tell pcapng from pcap (probing pcapng first, as pcap-parser does)
+    /// and take in a pcap file header.
+    fn read_file_header(&mut self) -> Result<(), ReadWarning> {
+        use pcap_parser::nom::Err::Incomplete;
+        loop {
+            if self.carry.is_empty() && self.pos == self.chunk.len() {
+                match self.next_chunk() {
+                    Ok(true) => continue,
+                    Ok(false) => return Err(self.header_error("the file is empty".to_string())),
+                    Err(e) => return Err(self.header_error(format!("cannot read the file: {e}"))),
+                }
+            }
+            let data: &[u8] = if self.carry.is_empty() {
+                &self.chunk[self.pos..]
+            } else {
+                &self.carry
+            };
+            let need = match parse_sectionheaderblock(data) {
+                Ok(_) => {
+                    self.format = Format::Ng { big_endian: false };
+                    return Ok(());
+                }
+                Err(Incomplete(n)) if data.starts_with(&NG_MAGIC) => n,
+                Err(Incomplete(n)) if data.len() < NG_MAGIC.len() => n,
+                Err(_) => match parse_pcap_header(data) {
+                    Ok((_, h)) => {
+                        self.format = Format::Legacy(if h.is_modified_format() {
+                            parse_pcap_frame_modified
+                        } else if h.is_bigendian() {
+                            parse_pcap_frame_be
+                        } else {
+                            parse_pcap_frame
+                        });
+                        let size = h.size();
+                        Self::block(
+                            &mut self.legacy,
+                            &mut self.interfaces,
+                            &mut self.skipped,
+                            PcapBlockOwned::from(h),
+                            &mut |_| {},
+                        );
+                        self.consume(size);
+                        return Ok(());
+                    }
+                    Err(Incomplete(n)) => n,
+                    Err(_) => {
+                        return Err(self.header_error(
+                            "not a pcap or pcapng file (unknown magic number)".to_string(),
+                        ));
+                    }
+                },
+            };
+            match self.more(needed(need)) {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Everything the file held is in `carry` now.
+                    let have = self.carry.len();
+                    return Err(self.header_error(format!(
+                        "cannot read the file header: the file ends after {have} bytes"
+                    )));
+                }
+                Err(e) => {
+                    return Err(self.header_error(format!("cannot read the file header: {e}")));
+                }
+            }
+        }
+    }
+
+    fn header_error(&mut self, message: String) -> ReadWarning {
+        self.done = true;
+        ReadWarning {
+            file: self.name.clone(),
+            offset: 0,
+            message,
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        if self.carry.is_empty() {
+            self.pos += n;
+        } else {
+            self.carry.drain(..n);
+        }
+        self.offset += n as u64;
+    }
+
+    /// Take the source's next chunk; false at its end.
+    fn next_chunk(&mut self) -> std::io::Result<bool> {
+        let spent = std::mem::take(&mut self.chunk);
+        self.pos = 0;
+        match self.source.next_chunk(spent)? {
+            Some(c) => {
+                self.chunk = c;
+                Ok(true)
+            }
+            None => {
+                self.exhausted = true;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Make `need` more bytes contiguous with those at hand: what is left
+    /// of the chunk moves into `carry`, topped up from the chunks after.
+    /// Ok(false) when the file ends first.
+    fn more(&mut self, need: usize) -> std::io::Result<bool> {
+        if self.carry.is_empty() {
+            self.carry.extend_from_slice(&self.chunk[self.pos..]);
+            self.pos = self.chunk.len();
+        }
+        let mut need = need;
+        while need > 0 {
+            if self.pos == self.chunk.len() {
+                if !self.next_chunk()? {
+                    return Ok(false);
+                }
+                continue;
+            }
+            let take = need.min(self.chunk.len() - self.pos);
+            self.carry
+                .extend_from_slice(&self.chunk[self.pos..self.pos + take]);
+            self.pos += take;
+            need -= take;
+        }
+        Ok(true)
     }
 
     fn warn(&mut self, message: String) -> ReadWarning {
@@ -162,13 +370,100 @@ impl CaptureReader {
         }
     }
 
+    /// Parse one block from the bytes at hand and apply it.
+    fn step<F: FnMut(&Frame<'_>)>(&mut self, f: &mut F) -> Step {
+        use pcap_parser::nom::Err;
+        let data: &[u8] = if self.carry.is_empty() {
+            &self.chunk[self.pos..]
+        } else {
+            &self.carry
+        };
+        let parsed = match self.format {
+            Format::Legacy(parse) => parse(data).map(|(rem, b)| (rem, PcapBlockOwned::from(b))),
+            Format::Ng { big_endian } => {
+                let parse = if big_endian {
+                    parse_block_be
+                } else {
+                    parse_block_le
+                };
+                parse(data).map(|(rem, b)| {
+                    if let Block::SectionHeader(shb) = &b {
+                        self.format = Format::Ng {
+                            big_endian: shb.big_endian(),
+                        };
+                    }
+                    (rem, PcapBlockOwned::from(b))
+                })
+            }
+        };
+        match parsed {
+            Ok((rem, block)) => {
+                let used = data.len() - rem.len();
+                let emitted = Self::block(
+                    &mut self.legacy,
+                    &mut self.interfaces,
+                    &mut self.skipped,
+                    block,
+                    f,
+                );
+                Step::Block(used, emitted)
+            }
+            Err(Err::Incomplete(n)) => Step::Need(needed(n)),
+            Err(Err::Error(e) | Err::Failure(e)) => Step::Damaged(format!("damaged record: {e:?}")),
+        }
+    }
+
     /// Hand the next frame to `f`. Returns `Ok(false)` at the end of the
     /// file, `Err` when damage stops the read.
-    pub fn next_frame<F: FnMut(&Frame<'_>)>(&mut self, f: F) -> Result<bool, ReadWarning> {
+    pub fn next_frame<F: FnMut(&Frame<'_>)>(&mut self, mut f: F) -> Result<bool, ReadWarning> {
         if self.done {
             return Ok(false);
         }
-        self.next_streamed(f)
+        loop {
+            if self.carry.is_empty() && self.pos == self.chunk.len() {
+                match self.next_chunk() {
+                    Ok(true) => continue,
+                    Ok(false) => {
+                        self.done = true;
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(self.warn(format!("read error: {e}"))),
+                }
+            }
+            let need = match self.step(&mut f) {
+                Step::Block(used, emitted) => {
+                    self.consume(used);
+                    if emitted {
+                        return Ok(true);
+                    }
+                    continue;
+                }
+                Step::Need(n) => n,
+                Step::Damaged(msg) => return Err(self.warn(msg)),
+            };
+            let have = if self.carry.is_empty() {
+                self.chunk.len() - self.pos
+            } else {
+                self.carry.len()
+            };
+            // One record that would not fit the buffer: its length field
+            // is damaged or hostile.
+            if have + need >= BUFFER {
+                return Err(self.warn(format!(
+                    "a record claims more than {BUFFER} bytes; its length field is damaged"
+                )));
+            }
+            match self.more(need) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let left = self.carry.len();
+                    return Err(self.warn(format!(
+                        "the file ends inside a record ({left} bytes of it present)"
+                    )));
+                }
+                Err(e) => return Err(self.warn(format!("read error: {e}"))),
+            }
+        }
     }
 
     /// Apply one block: remember headers and interfaces, hand frames to `f`.
@@ -240,53 +535,111 @@ impl CaptureReader {
         }
         false
     }
+}
 
-    fn next_streamed<F: FnMut(&Frame<'_>)>(&mut self, mut f: F) -> Result<bool, ReadWarning> {
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out `bytes` in chunks whose sizes cycle through `sizes`.
+    struct Pieces {
+        bytes: Vec<u8>,
+        at: usize,
+        sizes: Vec<usize>,
+        turn: usize,
+    }
+
+    impl ChunkSource for Pieces {
+        fn next_chunk(&mut self, _spent: Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
+            if self.at == self.bytes.len() {
+                return Ok(None);
+            }
+            let n = self.sizes[self.turn % self.sizes.len()].min(self.bytes.len() - self.at);
+            self.turn += 1;
+            self.at += n;
+            Ok(Some(self.bytes[self.at - n..self.at].to_vec()))
+        }
+    }
+
+    type Read = (Vec<(i64, LinkType, u32, Vec<u8>)>, Option<ReadWarning>);
+
+    fn read_all(bytes: &[u8], sizes: &[usize]) -> Result<Read, ReadWarning> {
+        let source = Pieces {
+            bytes: bytes.to_vec(),
+            at: 0,
+            sizes: sizes.to_vec(),
+            turn: 0,
+        };
+        let mut r = CaptureReader::from_chunks(Box::new(source), "t")?;
+        let mut frames = Vec::new();
         loop {
-            let inner = &mut self.inner;
-            match inner.next() {
-                Ok((len, block)) => {
-                    let emitted = Self::block(
-                        &mut self.legacy,
-                        &mut self.interfaces,
-                        &mut self.skipped,
-                        block,
-                        &mut f,
+            match r.next_frame(|f| frames.push((f.ts_nanos, f.link, f.orig_len, f.data.to_vec()))) {
+                Ok(true) => {}
+                Ok(false) => return Ok((frames, None)),
+                Err(w) => return Ok((frames, Some(w))),
+            }
+        }
+    }
+
+    fn corpus(file: &str) -> Vec<u8> {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/corpus")
+            .join(file);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    /// Records straddling chunk boundaries (down to one byte a chunk) read
+    /// exactly as when the whole file is one chunk, damaged files included:
+    /// same frames, same warning at the same offset.
+    #[test]
+    fn chunk_boundaries_anywhere_read_the_same() {
+        for file in [
+            "normal/dns.pcap",
+            "normal/http_ip4and6.pcapng",
+            "frag/ipv6_fragments.pcapng",
+            "dns-tunnel/iodine.pcap",
+        ] {
+            let good = corpus(file);
+            let cuts = [
+                good.len(),
+                good.len() - 1,
+                good.len() - 10,
+                good.len() / 2,
+                40,
+                30,
+            ];
+            for cut in cuts {
+                let bytes = &good[..cut];
+                let whole = read_all(bytes, &[usize::MAX]);
+                for sizes in [&[1][..], &[3, 1, 7], &[64], &[1000, 13], &[4096]] {
+                    assert_eq!(
+                        read_all(bytes, sizes),
+                        whole,
+                        "{file} cut at {cut}, chunks {sizes:?}"
                     );
-                    // No shift here: refill() moves only the partial record left at the end.
-                    inner.consume_noshift(len);
-                    self.offset += len as u64;
-                    if emitted {
-                        return Ok(true);
-                    }
                 }
-                Err(PcapError::Eof) => {
-                    self.done = true;
-                    return Ok(false);
+                if cut == good.len() {
+                    let (frames, warning) = whole.unwrap();
+                    assert!(!frames.is_empty() && warning.is_none(), "{file}");
                 }
-                Err(PcapError::Incomplete(_)) => {
-                    if let Err(e) = inner.refill() {
-                        let msg = format!("read error: {e:?}");
-                        return Err(self.warn(msg));
-                    }
-                }
-                Err(PcapError::UnexpectedEof) => {
-                    let left = inner.data().len();
-                    return Err(self.warn(format!(
-                        "the file ends inside a record ({left} bytes of it present)"
-                    )));
-                }
-                // pcap-parser says this only when one record would not fit
-                // the whole buffer: the length field is damaged or hostile.
-                Err(PcapError::BufferTooSmall) => {
-                    return Err(self.warn(format!(
-                        "a record claims more than {BUFFER} bytes; its length field is damaged"
-                    )));
-                }
-                Err(e) => {
-                    let msg = format!("damaged record: {e:?}");
-                    return Err(self.warn(msg));
-                }
+            }
+        }
+    }
+
+    #[test]
+    fn files_too_short_for_a_header_are_refused_with_the_reason() {
+        let pcap = corpus("dns-tunnel/iodine.pcap");
+        let ng = corpus("normal/dns.pcap");
+        for (bytes, why) in [
+            (&[][..], "the file is empty"),
+            (&pcap[..10], "ends after 10 bytes"),
+            (&ng[..2], "ends after 2 bytes"),
+            (&ng[..20], "ends after 20 bytes"),
+            (&b"not a capture at all"[..], "unknown magic"),
+        ] {
+            for sizes in [&[1][..], &[usize::MAX]] {
+                let e = read_all(bytes, sizes).unwrap_err();
+                assert!(e.message.contains(why), "{}: {}", bytes.len(), e.message);
             }
         }
     }
