@@ -98,6 +98,19 @@ fn epb_nanos(units: u64, resolution: u64, offset_secs: i64) -> i64 {
     nanos.clamp(-i128::from(MAX_NANOS), i128::from(MAX_NANOS)) as i64
 }
 
+/// A pcap record as a frame, given the file header's link type and
+/// timestamp resolution.
+fn legacy_frame<'a>(legacy: Option<(LinkType, u64)>, b: &LegacyPcapBlock<'a>) -> Frame<'a> {
+    let (link, res) = legacy.unwrap_or((LinkType::Ethernet, 1_000_000));
+    let frac = u64::from(b.ts_usec) * (1_000_000_000 / res);
+    Frame {
+        ts_nanos: (i64::from(b.ts_sec) * 1_000_000_000 + frac as i64).min(MAX_NANOS),
+        link,
+        orig_len: b.origlen,
+        data: &b.data[..b.data.len().min(b.caplen as usize)],
+    }
+}
+
 /// The first four bytes of a pcapng file (a section header block's type).
 const NG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
@@ -379,7 +392,14 @@ impl CaptureReader {
             &self.carry
         };
         let parsed = match self.format {
-            Format::Legacy(parse) => parse(data).map(|(rem, b)| (rem, PcapBlockOwned::from(b))),
+            // Every record of a pcap file is a frame: straight to `f`.
+            Format::Legacy(parse) => match parse(data) {
+                Ok((rem, b)) => {
+                    f(&legacy_frame(self.legacy, &b));
+                    return Step::Block(data.len() - rem.len(), true);
+                }
+                Err(e) => Err(e),
+            },
             Format::Ng { big_endian } => {
                 let parse = if big_endian {
                     parse_block_be
@@ -485,16 +505,7 @@ impl CaptureReader {
                 *legacy = Some((LinkType::from_code(h.network.0), res));
             }
             PcapBlockOwned::Legacy(b) => {
-                let (link, res) = legacy.unwrap_or((LinkType::Ethernet, 1_000_000));
-                let frac = u64::from(b.ts_usec) * (1_000_000_000 / res);
-                let ts = (i64::from(b.ts_sec) * 1_000_000_000 + frac as i64).min(MAX_NANOS);
-                let data = &b.data[..b.data.len().min(b.caplen as usize)];
-                f(&Frame {
-                    ts_nanos: ts,
-                    link,
-                    orig_len: b.origlen,
-                    data,
-                });
+                f(&legacy_frame(*legacy, &b));
                 return true;
             }
             PcapBlockOwned::NG(Block::SectionHeader(_)) => interfaces.clear(),
