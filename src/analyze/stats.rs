@@ -239,13 +239,10 @@ fn bump<K: std::hash::Hash + Eq + Ord + Copy>(
     key: K,
     c: Counter,
 ) -> u64 {
-    if let Some(have) = map.get_mut(&key) {
-        have.packets += c.packets;
-        have.bytes += c.bytes;
-        return 0;
-    }
     let mut pruned = 0;
-    if map.len() >= MAX_TALKERS {
+    // Only a full table needs the key looked up before the entry (the
+    // entry would hold the table while the prune changes it).
+    if map.len() >= MAX_TALKERS && !map.contains_key(&key) {
         let mut counts: Vec<u64> = map.values().map(|c| c.packets).collect();
         let mid = counts.len() / 2;
         let (_, median, _) = counts.select_nth_unstable(mid);
@@ -264,7 +261,9 @@ fn bump<K: std::hash::Hash + Eq + Ord + Copy>(
         }
         pruned = (before - map.len()) as u64;
     }
-    map.insert(key, c);
+    let have = map.entry(key).or_default();
+    have.packets += c.packets;
+    have.bytes += c.bytes;
     pruned
 }
 
