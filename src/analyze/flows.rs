@@ -77,8 +77,15 @@ impl FlowKey {
     }
 }
 
-/// A flow while it is being counted.
+/// Raw TCP options (at most 40 bytes) and their length.
+pub type SynOptions = ([u8; 40], u8);
+
+/// A flow while it is being counted. Two cache lines exactly: the table
+/// writes a cold one for every new flow and reads it back when the flow
+/// finishes, so the SYN's options live beside it (`FlowTable::syn_options`)
+/// and the application protocol is a table index.
 #[derive(Clone, Debug)]
+#[repr(align(64))]
 pub struct Flow {
     pub key: FlowKey,
     /// Whether endpoint `a` opened the flow (sent the first SYN, or the first packet).
@@ -97,13 +104,13 @@ pub struct Flow {
     pub synacks: u32,
     pub final_ack: bool,
     pub data_in_syn: bool,
-    /// The raw TCP options of the client's first SYN (at most 40 bytes),
-    /// decoded only for the flows a report lists.
-    pub syn_options: Option<([u8; 40], u8)>,
+    /// Whether the table holds the options of the client's first SYN.
+    pub has_syn_options: bool,
     /// Whether either side sent any payload.
     pub payload_c2s: bool,
     pub payload_s2c: bool,
-    pub app: Option<&'static str>,
+    /// 1 + the index in [`APP_PROTOCOLS`]; 0 while unknown.
+    app: u8,
 }
 
 impl Flow {
@@ -148,7 +155,15 @@ impl Flow {
         self.c2s.1 + self.s2c.1
     }
 
-    pub fn summary(&self) -> FlowSummary {
+    /// The application protocol, from the payload where it says so, else the port.
+    pub fn app(&self) -> Option<&'static str> {
+        APP_PROTOCOLS
+            .get(usize::from(self.app).checked_sub(1)?)
+            .copied()
+    }
+
+    /// `syn_options`: the client's SYN options, if the table kept them.
+    pub fn summary(&self, syn_options: Option<&SynOptions>) -> FlowSummary {
         let k = &self.key;
         let (client, server) = if self.a_is_client {
             ((k.a, k.a_port), (k.b, k.b_port))
@@ -178,10 +193,8 @@ impl Flow {
             tcp_flags_server: tcp.then(|| flag_letters(self.flags_s2c)),
             handshake: tcp.then(|| self.handshake()),
             closed_by: tcp.then(|| self.closed_by()),
-            app_protocol: self.app,
-            syn_options: self
-                .syn_options
-                .map(|(raw, len)| describe_options(&raw[..usize::from(len)])),
+            app_protocol: self.app(),
+            syn_options: syn_options.map(|(raw, len)| describe_options(&raw[..usize::from(*len)])),
             notes,
         }
     }
@@ -273,13 +286,15 @@ pub struct FlowTable {
     index: HashTable<u32>,
     hasher: foldhash::fast::RandomState,
     flows: Vec<Flow>,
+    /// The client's SYN options per slot, valid where `has_syn_options`.
+    syn_options: Vec<SynOptions>,
     seen: Vec<(i64, u64)>,
     free: Vec<u32>,
     idle_timeout_ns: i64,
     listing: FlowListing,
     top: usize,
     /// Finished flows kept for the report (all, or the largest `top`).
-    kept: Vec<Flow>,
+    kept: Vec<(Flow, Option<SynOptions>)>,
     pub flows_seen: u64,
     pub tcp_flows: u64,
     pub udp_flows: u64,
@@ -295,10 +310,14 @@ pub struct FlowTable {
 impl FlowTable {
     pub fn new(idle_timeout_secs: f64, listing: FlowListing, top: usize) -> FlowTable {
         FlowTable {
-            index: HashTable::new(),
+            // Sized for a full table up front: growing would rehash every
+            // key, reading each flow back from the slab (a cache miss
+            // apiece), and move the slab. Untouched capacity costs no memory.
+            index: HashTable::with_capacity(MAX_ACTIVE_FLOWS),
             hasher: foldhash::fast::RandomState::default(),
-            flows: Vec::new(),
-            seen: Vec::new(),
+            flows: Vec::with_capacity(MAX_ACTIVE_FLOWS),
+            syn_options: Vec::with_capacity(MAX_ACTIVE_FLOWS),
+            seen: Vec::with_capacity(MAX_ACTIVE_FLOWS),
             free: Vec::new(),
             idle_timeout_ns: (idle_timeout_secs * 1e9) as i64,
             listing,
@@ -387,10 +406,10 @@ impl FlowTable {
                         synacks: 0,
                         final_ack: false,
                         data_in_syn: false,
-                        syn_options: None,
+                        has_syn_options: false,
                         payload_c2s: false,
                         payload_s2c: false,
-                        app: None,
+                        app: 0,
                     },
                 )
             }
@@ -416,7 +435,7 @@ impl FlowTable {
                 SYN => {
                     flow.syns += 1;
                     flow.data_in_syn |= !payload.is_empty();
-                    if flow.syn_options.is_none() {
+                    if !flow.has_syn_options {
                         // Options sit between the fixed 20 bytes and the data offset.
                         let tcp = d.ip_payload;
                         let end = tcp
@@ -424,9 +443,10 @@ impl FlowTable {
                             .map_or(20, |b| usize::from(b >> 4) * 4)
                             .clamp(20, tcp.len().max(20));
                         let raw = tcp.get(20..end).unwrap_or(&[]);
-                        let mut opts = [0u8; 40];
+                        let (opts, len) = &mut self.syn_options[slot];
                         opts[..raw.len()].copy_from_slice(raw);
-                        flow.syn_options = Some((opts, raw.len() as u8));
+                        *len = raw.len() as u8;
+                        flow.has_syn_options = true;
                     }
                 }
                 x if x == SYN | ACK => flow.synacks += 1,
@@ -434,8 +454,10 @@ impl FlowTable {
                 _ => {}
             }
         }
-        if flow.app.is_none() {
-            flow.app = app_protocol(proto, sport.min(dport), sport.max(dport), payload);
+        if flow.app == 0 {
+            flow.app = app_protocol(proto, sport.min(dport), sport.max(dport), payload)
+                .and_then(|name| APP_PROTOCOLS.iter().position(|&a| a == name))
+                .map_or(0, |i| i as u8 + 1);
         }
         true
     }
@@ -451,6 +473,7 @@ impl FlowTable {
             }
             None => {
                 self.flows.push(flow);
+                self.syn_options.push(([0; 40], 0));
                 self.seen.push(seen);
                 self.flows.len() - 1
             }
@@ -517,15 +540,16 @@ impl FlowTable {
     /// Keep a copy of the finished flow in `slot` if the report may list it.
     fn keep(&mut self, slot: usize) {
         let f = &self.flows[slot];
+        let kept = |f: &Flow| (f.clone(), f.has_syn_options.then(|| self.syn_options[slot]));
         match self.listing {
             FlowListing::None => {}
-            FlowListing::All => self.kept.push(f.clone()),
+            FlowListing::All => self.kept.push(kept(f)),
             FlowListing::Top => {
                 // A flow smaller than the last of a full list cannot enter it.
                 if self.floor.is_some_and(|floor| f.bytes() < floor) {
                     return;
                 }
-                self.kept.push(f.clone());
+                self.kept.push(kept(f));
                 // Trim lazily: keep at most twice the list, cut back to `top`.
                 if self.kept.len() >= 2 * self.top.max(1) {
                     self.trim();
@@ -536,14 +560,14 @@ impl FlowTable {
 
     fn trim(&mut self) {
         // First frames are unique, so the unstable sort is deterministic.
-        self.kept.sort_unstable_by(|x, y| {
+        self.kept.sort_unstable_by(|(x, _), (y, _)| {
             y.bytes()
                 .cmp(&x.bytes())
                 .then(x.first_frame.cmp(&y.first_frame))
         });
         self.kept.truncate(self.top);
         if self.kept.len() == self.top {
-            self.floor = self.kept.last().map(Flow::bytes);
+            self.floor = self.kept.last().map(|(f, _)| f.bytes());
         }
     }
 
@@ -562,7 +586,7 @@ impl FlowTable {
         }
         match self.listing {
             FlowListing::Top => self.trim(),
-            _ => self.kept.sort_by_key(|f| f.first_frame),
+            _ => self.kept.sort_by_key(|(f, _)| f.first_frame),
         }
         let counts = FlowCounts {
             total: self.flows_seen,
@@ -570,7 +594,12 @@ impl FlowTable {
             udp: self.udp_flows,
             evicted_early: self.evicted,
         };
-        (self.kept.iter().map(Flow::summary).collect(), counts)
+        let list = self
+            .kept
+            .iter()
+            .map(|(f, o)| f.summary(o.as_ref()))
+            .collect();
+        (list, counts)
     }
 }
 
@@ -605,6 +634,23 @@ pub fn describe_options(raw: &[u8]) -> String {
     }
     out.join(",")
 }
+
+/// Every name [`app_protocol`] gives.
+const APP_PROTOCOLS: [&str; 13] = [
+    "http",
+    "ssh",
+    "tls",
+    "dns",
+    "smtp",
+    "dhcp",
+    "ntp",
+    "mdns",
+    "llmnr",
+    "netbios-ns",
+    "snmp",
+    "rdp",
+    "smb",
+];
 
 /// The application protocol, from the payload where it says so, else the port.
 fn app_protocol(proto: u8, low: u16, high: u16, payload: &[u8]) -> Option<&'static str> {
@@ -682,6 +728,31 @@ mod tests {
             );
         }
         done
+    }
+
+    #[test]
+    fn every_application_protocol_has_its_index() {
+        let payloads: [&[u8]; 5] = [
+            b"",
+            b"GET / HTTP/1.1",
+            b"HTTP/1.1 200",
+            b"SSH-2.0",
+            b"\x16\x03\x01",
+        ];
+        for proto in [6, 17, 1] {
+            for port in 0..=u16::MAX {
+                for p in payloads {
+                    if let Some(name) = app_protocol(proto, port, port, p) {
+                        assert!(APP_PROTOCOLS.contains(&name), "{name}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_flow_fills_two_cache_lines() {
+        assert_eq!(std::mem::size_of::<Flow>(), 128);
     }
 
     #[test]
