@@ -75,9 +75,8 @@ pub struct Stats {
     pub last_ns: Option<i64>,
     /// Indexed like [`PROTOCOLS`].
     protocols: [Counter; PROTOCOLS.len()],
-    sources: HashMap<Addr, Counter>,
-    destinations: HashMap<Addr, Counter>,
-    pairs: HashMap<(Addr, Addr), Counter>,
+    hosts: HashMap<Addr, HostCounts>,
+    pairs: HashMap<(Addr, Addr), PairCounts>,
     /// Packets per destination port, indexed by port.
     tcp_ports: Box<[u64; 65536]>,
     udp_ports: Box<[u64; 65536]>,
@@ -94,8 +93,7 @@ impl Default for Stats {
             first_ns: None,
             last_ns: None,
             protocols: Default::default(),
-            sources: HashMap::default(),
-            destinations: HashMap::default(),
+            hosts: HashMap::default(),
             pairs: HashMap::default(),
             tcp_ports: Box::new([0; 65536]),
             udp_ports: Box::new([0; 65536]),
@@ -227,28 +225,61 @@ pub struct TimelineReport {
     pub bytes: Vec<u64>,
 }
 
-/// Talkers kept per table (sources, destinations, pairs). A full table
-/// drops its lower half by packets (lossy counting): heavy talkers stay
-/// exact or nearly so, memory stays bounded on spoofed floods, and the
-/// report says how many entries were dropped.
-pub const MAX_TALKERS: usize = 20_000;
+/// Entries kept per talker table (addresses, address pairs): a full table
+/// of 32,768 buckets. A full table drops its lower half by packets (lossy
+/// counting): heavy talkers stay exact or nearly so, memory stays bounded
+/// on spoofed floods, and the report says how many entries were dropped.
+pub const MAX_TALKERS: usize = 28_000;
 
-/// Count `c` for `key`; returns how many entries were pruned to make room.
-fn bump<K: std::hash::Hash + Eq + Ord + Copy>(
-    map: &mut HashMap<K, Counter>,
+/// What one address sent and received: one entry serves both the sources
+/// and the destinations lists, so a finished flow costs two lookups here.
+#[derive(Clone, Copy, Debug, Default)]
+struct HostCounts {
+    sent: Counter,
+    received: Counter,
+}
+
+/// Both directions between two addresses, keyed (lower, higher): `up` is
+/// from the lower address to the higher (and all of it when they are equal).
+#[derive(Clone, Copy, Debug, Default)]
+struct PairCounts {
+    up: Counter,
+    down: Counter,
+}
+
+/// Packets in either direction: what decides which entries a prune drops.
+trait Weight {
+    fn packets(&self) -> u64;
+}
+
+impl Weight for HostCounts {
+    fn packets(&self) -> u64 {
+        self.sent.packets + self.received.packets
+    }
+}
+
+impl Weight for PairCounts {
+    fn packets(&self) -> u64 {
+        self.up.packets + self.down.packets
+    }
+}
+
+/// The entry for `key`, first making room in a full table; also how many
+/// entries were pruned to make it.
+fn entry<K: std::hash::Hash + Eq + Ord + Copy, V: Weight + Default>(
+    map: &mut HashMap<K, V>,
     key: K,
-    c: Counter,
-) -> u64 {
+) -> (&mut V, u64) {
     let mut pruned = 0;
     // Only a full table needs the key looked up before the entry (the
     // entry would hold the table while the prune changes it).
     if map.len() >= MAX_TALKERS && !map.contains_key(&key) {
-        let mut counts: Vec<u64> = map.values().map(|c| c.packets).collect();
+        let mut counts: Vec<u64> = map.values().map(Weight::packets).collect();
         let mid = counts.len() / 2;
         let (_, median, _) = counts.select_nth_unstable(mid);
         let median = *median;
         let before = map.len();
-        map.retain(|_, c| c.packets > median);
+        map.retain(|_, c| c.packets() > median);
         if map.len() == before {
             // Every count equals the median: drop the lower half by key (a
             // fixed choice, so the report does not depend on hash order).
@@ -261,10 +292,14 @@ fn bump<K: std::hash::Hash + Eq + Ord + Copy>(
         }
         pruned = (before - map.len()) as u64;
     }
-    let have = map.entry(key).or_default();
-    have.packets += c.packets;
-    have.bytes += c.bytes;
-    pruned
+    (map.entry(key).or_default(), pruned)
+}
+
+impl Counter {
+    fn add_counter(&mut self, c: Counter) {
+        self.packets += c.packets;
+        self.bytes += c.bytes;
+    }
 }
 
 impl Stats {
@@ -344,13 +379,34 @@ impl Stats {
     }
 
     fn talk_n(&mut self, src: IpAddr, dst: IpAddr, c: Counter) {
-        if c.packets == 0 {
-            return;
-        }
-        let (src, dst) = (Addr(src), Addr(dst));
-        self.pruned += bump(&mut self.sources, src, c)
-            + bump(&mut self.destinations, dst, c)
-            + bump(&mut self.pairs, (src, dst), c);
+        self.talk_both(src, c, dst, Counter::default());
+    }
+
+    /// Count `to` from `x` to `y` and `back` from `y` to `x`: three table
+    /// lookups whatever the directions hold.
+    fn talk_both(&mut self, x: IpAddr, to: Counter, y: IpAddr, back: Counter) {
+        let (x, y) = (Addr(x), Addr(y));
+        let (h, pruned) = entry(&mut self.hosts, x);
+        h.sent.add_counter(to);
+        h.received.add_counter(back);
+        self.pruned += pruned;
+        let (h, pruned) = entry(&mut self.hosts, y);
+        h.sent.add_counter(back);
+        h.received.add_counter(to);
+        self.pruned += pruned;
+        let (key, up, down) = match x.cmp(&y) {
+            std::cmp::Ordering::Less => ((x, y), to, back),
+            std::cmp::Ordering::Greater => ((y, x), back, to),
+            std::cmp::Ordering::Equal => {
+                let mut all = to;
+                all.add_counter(back);
+                ((x, y), all, Counter::default())
+            }
+        };
+        let (p, pruned) = entry(&mut self.pairs, key);
+        p.up.add_counter(up);
+        p.down.add_counter(down);
+        self.pruned += pruned;
     }
 
     /// Add a finished flow's packets to the talkers, both directions.
@@ -360,22 +416,15 @@ impl Stats {
         } else {
             (f.key.b, f.key.a)
         };
-        self.talk_n(
-            client,
-            server,
-            Counter {
-                packets: f.c2s.0,
-                bytes: f.c2s.1,
-            },
-        );
-        self.talk_n(
-            server,
-            client,
-            Counter {
-                packets: f.s2c.0,
-                bytes: f.s2c.1,
-            },
-        );
+        let c2s = Counter {
+            packets: f.c2s.0,
+            bytes: f.c2s.1,
+        };
+        let s2c = Counter {
+            packets: f.s2c.0,
+            bytes: f.s2c.1,
+        };
+        self.talk_both(client, c2s, server, s2c);
     }
 
     /// `tcp`/`udp`: conversations, as the flow table counted them.
@@ -409,34 +458,7 @@ impl Stats {
                 .filter(|(_, c)| c.packets > 0)
                 .map(|(name, c)| (name.to_string(), *c))
                 .collect(),
-            top_talkers: TopTalkers {
-                pruned_entries: self.pruned,
-                by_packets: Talkers {
-                    sources: top_n(&self.sources, top, |c| c.packets, |a| a.0.to_string()),
-                    destinations: top_n(
-                        &self.destinations,
-                        top,
-                        |c| c.packets,
-                        |a| a.0.to_string(),
-                    ),
-                    pairs: top_n(
-                        &self.pairs,
-                        top,
-                        |c| c.packets,
-                        |(s, d)| format!("{} -> {}", s.0, d.0),
-                    ),
-                },
-                by_bytes: Talkers {
-                    sources: top_n(&self.sources, top, |c| c.bytes, |a| a.0.to_string()),
-                    destinations: top_n(&self.destinations, top, |c| c.bytes, |a| a.0.to_string()),
-                    pairs: top_n(
-                        &self.pairs,
-                        top,
-                        |c| c.bytes,
-                        |(s, d)| format!("{} -> {}", s.0, d.0),
-                    ),
-                },
-            },
+            top_talkers: self.top_talkers(top),
             ports: Ports {
                 tcp: top_ports(&self.tcp_ports, top),
                 udp: top_ports(&self.udp_ports, top),
@@ -463,14 +485,55 @@ pub(crate) fn timestamp(ns: i64) -> String {
         .unwrap_or_else(|| ns.to_string())
 }
 
+impl Stats {
+    /// The top talkers: each address as a source (what it sent) and as a
+    /// destination (what it received), each pair per direction.
+    fn top_talkers(&self, top: usize) -> TopTalkers {
+        let directed = |x: Addr, y: Addr, c: Counter| (c.packets > 0).then_some(((x, y), c));
+        let sources: Vec<(Addr, Counter)> = self
+            .hosts
+            .iter()
+            .filter(|(_, h)| h.sent.packets > 0)
+            .map(|(a, h)| (*a, h.sent))
+            .collect();
+        let destinations: Vec<(Addr, Counter)> = self
+            .hosts
+            .iter()
+            .filter(|(_, h)| h.received.packets > 0)
+            .map(|(a, h)| (*a, h.received))
+            .collect();
+        let pairs: Vec<((Addr, Addr), Counter)> = self
+            .pairs
+            .iter()
+            .flat_map(|(&(lo, hi), p)| [directed(lo, hi, p.up), directed(hi, lo, p.down)])
+            .flatten()
+            .collect();
+        let address = |a: &Addr| a.0.to_string();
+        let pair = |(s, d): &(Addr, Addr)| format!("{} -> {}", s.0, d.0);
+        TopTalkers {
+            pruned_entries: self.pruned,
+            by_packets: Talkers {
+                sources: top_n(&sources, top, |c| c.packets, address),
+                destinations: top_n(&destinations, top, |c| c.packets, address),
+                pairs: top_n(&pairs, top, |c| c.packets, pair),
+            },
+            by_bytes: Talkers {
+                sources: top_n(&sources, top, |c| c.bytes, address),
+                destinations: top_n(&destinations, top, |c| c.bytes, address),
+                pairs: top_n(&pairs, top, |c| c.bytes, pair),
+            },
+        }
+    }
+}
+
 /// The `n` largest entries by `key`, ties broken by the label so the report is deterministic.
-fn top_n<K: Ord + Copy + std::hash::Hash>(
-    map: &HashMap<K, Counter>,
+fn top_n<K: Ord + Copy>(
+    entries: &[(K, Counter)],
     n: usize,
     key: impl Fn(&Counter) -> u64,
     label: impl Fn(&K) -> String,
 ) -> Vec<Talker> {
-    let mut v: Vec<(&K, &Counter)> = map.iter().collect();
+    let mut v: Vec<(&K, &Counter)> = entries.iter().map(|(k, c)| (k, c)).collect();
     let order =
         |a: &(&K, &Counter), b: &(&K, &Counter)| key(b.1).cmp(&key(a.1)).then_with(|| a.0.cmp(b.0));
     // Select the n largest first: sorting every talker would cost more than the analysis.
@@ -530,7 +593,7 @@ pub struct Summary {
 
 #[derive(Debug, Serialize)]
 pub struct TopTalkers {
-    /// Low-count entries dropped from tables holding 20,000 talkers (0
+    /// Low-count entries dropped from tables holding 28,000 talkers (0
     /// normally); the lists are then exact for heavy talkers, approximate
     /// below.
     pub pruned_entries: u64,
@@ -567,8 +630,143 @@ pub struct PortCount {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     const S: i64 = 1_000_000_000;
+
+    fn v4(n: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(n))
+    }
+
+    fn c(packets: u64, bytes: u64) -> Counter {
+        Counter { packets, bytes }
+    }
+
+    /// (address, packets, bytes) of a talker list.
+    fn listed(v: &[Talker]) -> Vec<(String, u64, u64)> {
+        v.iter()
+            .map(|t| (t.address.clone(), t.packets, t.bytes))
+            .collect()
+    }
+
+    /// The top `n` of exact counts, in the report's order.
+    fn expected_top<K: Ord + Clone>(
+        m: &BTreeMap<K, Counter>,
+        n: usize,
+        by_bytes: bool,
+        label: impl Fn(&K) -> String,
+    ) -> Vec<(String, u64, u64)> {
+        let mut v: Vec<(&K, &Counter)> = m.iter().collect();
+        let key = |c: &Counter| if by_bytes { c.bytes } else { c.packets };
+        v.sort_by(|a, b| key(b.1).cmp(&key(a.1)).then_with(|| a.0.cmp(b.0)));
+        v.into_iter()
+            .take(n)
+            .map(|(k, c)| (label(k), c.packets, c.bytes))
+            .collect()
+    }
+
+    #[test]
+    fn talkers_are_exact_while_the_tables_have_room() {
+        let mut stats = Stats::default();
+        let (mut src, mut dst, mut pairs) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        fn count<K: Ord>(m: &mut BTreeMap<K, Counter>, k: K, x: Counter) {
+            if x.packets > 0 {
+                m.entry(k).or_default().add_counter(x);
+            }
+        }
+        let mut seed = 7u64;
+        for _ in 0..5_000 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // 40 addresses, so pairs repeat in both directions and some talk to themselves.
+            let (x, y) = (v4((seed >> 33) as u32 % 40), v4((seed >> 45) as u32 % 40));
+            let (n_to, n_back) = ((seed >> 20) % 4, (seed >> 24) % 3);
+            let to = c(n_to, n_to * (40 + (seed >> 8) % 1460));
+            let back = c(n_back, n_back * (40 + (seed >> 12) % 900));
+            stats.talk_both(x, to, y, back);
+            for (s, d, n) in [(x, y, to), (y, x, back)] {
+                count(&mut src, Addr(s), n);
+                count(&mut dst, Addr(d), n);
+                count(&mut pairs, (Addr(s), Addr(d)), n);
+            }
+        }
+        let t = stats.top_talkers(15);
+        assert_eq!(t.pruned_entries, 0);
+        let address = |a: &Addr| a.0.to_string();
+        let pair = |(s, d): &(Addr, Addr)| format!("{} -> {}", s.0, d.0);
+        for (list, by_bytes) in [(&t.by_packets, false), (&t.by_bytes, true)] {
+            assert_eq!(
+                listed(&list.sources),
+                expected_top(&src, 15, by_bytes, address)
+            );
+            assert_eq!(
+                listed(&list.destinations),
+                expected_top(&dst, 15, by_bytes, address)
+            );
+            assert_eq!(
+                listed(&list.pairs),
+                expected_top(&pairs, 15, by_bytes, pair)
+            );
+        }
+    }
+
+    #[test]
+    fn an_address_talking_to_itself_is_one_pair_and_not_a_silent_source() {
+        let mut stats = Stats::default();
+        stats.talk_both(v4(1), c(3, 300), v4(1), c(2, 20));
+        // Only received: listed as a destination, never as a source.
+        stats.talk_both(v4(2), c(1, 60), v4(3), Counter::default());
+        let t = stats.top_talkers(10);
+        assert_eq!(
+            listed(&t.by_packets.pairs),
+            [
+                ("0.0.0.1 -> 0.0.0.1".to_string(), 5, 320),
+                ("0.0.0.2 -> 0.0.0.3".to_string(), 1, 60)
+            ]
+        );
+        assert_eq!(
+            listed(&t.by_packets.sources),
+            [
+                ("0.0.0.1".to_string(), 5, 320),
+                ("0.0.0.2".to_string(), 1, 60)
+            ]
+        );
+        assert_eq!(
+            listed(&t.by_packets.destinations),
+            [
+                ("0.0.0.1".to_string(), 5, 320),
+                ("0.0.0.3".to_string(), 1, 60)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_spoofed_flood_prunes_the_tables_but_keeps_heavy_talkers_exact() {
+        let mut stats = Stats::default();
+        let (heavy, victim) = (v4(0xc612_0001), v4(0xc612_0002));
+        for i in 0..100_000u32 {
+            if i % 100 == 0 {
+                stats.talk_both(heavy, c(5, 500), victim, c(1, 60));
+            }
+            stats.talk(v4(0x0a00_0000 + i), victim, 40);
+        }
+        let t = stats.top_talkers(3);
+        assert!(t.pruned_entries > 0);
+        assert!(stats.hosts.len() <= MAX_TALKERS && stats.pairs.len() <= MAX_TALKERS);
+        assert_eq!(
+            listed(&t.by_packets.sources)[0],
+            ("198.18.0.1".to_string(), 5_000, 500_000)
+        );
+        assert_eq!(
+            listed(&t.by_packets.destinations)[0],
+            ("198.18.0.2".to_string(), 105_000, 4_500_000)
+        );
+        assert_eq!(
+            listed(&t.by_packets.pairs)[0],
+            ("198.18.0.1 -> 198.18.0.2".to_string(), 5_000, 500_000)
+        );
+    }
 
     #[test]
     fn a_timeline_counts_per_second_with_empty_seconds_included() {
