@@ -86,6 +86,15 @@ const ETHER_IPV6: u16 = 0x86dd;
 #[inline]
 pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
     let mut d = Dissected::default();
+    dissect_into(link, data, &mut d);
+    d
+}
+
+/// [`dissect`] into a default `d`, which the caller owns: returning the
+/// view from a function with several exits made the compiler build it
+/// aside and copy its 136 bytes, per frame.
+#[inline]
+pub fn dissect_into<'a>(link: LinkType, data: &'a [u8], d: &mut Dissected<'a>) {
     let (ether_type, net_offset) = network_start(link, data);
     d.ether_type = ether_type;
     d.net = data.get(net_offset..).unwrap_or(&[]);
@@ -93,44 +102,43 @@ pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
         LinkType::Ethernet => {
             if data.len() < 14 {
                 d.stopped = Some("ethernet header truncated");
-                return d;
+                return;
             }
             d.ethernet = true;
             d.vlan = net_offset > 14;
             if net_offset > data.len() {
                 d.stopped = Some("vlan header truncated");
-                return d;
+                return;
             }
         }
         LinkType::LinuxSll | LinkType::LinuxSll2 => {
             if net_offset > data.len() {
                 d.stopped = Some("linux cooked header truncated");
-                return d;
+                return;
             }
             d.sll = true;
         }
         LinkType::Null | LinkType::Loop => {
             if data.len() < 4 {
                 d.stopped = Some("loopback header truncated");
-                return d;
+                return;
             }
             if ether_type == 0 {
                 d.stopped = Some("unknown loopback address family");
-                return d;
+                return;
             }
         }
         LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => {}
         LinkType::Other(_) => {
             d.stopped = Some("unsupported link type");
-            return d;
+            return;
         }
     }
     match ether_type {
         ETHER_ARP => d.arp = etherparse::ArpPacketSlice::from_slice(d.net).is_ok(),
-        ETHER_IPV4 | ETHER_IPV6 => network(&mut d),
+        ETHER_IPV4 | ETHER_IPV6 => network(d),
         _ => {}
     }
-    d
 }
 
 const ETHER_ARP: u16 = 0x0806;

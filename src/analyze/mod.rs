@@ -148,7 +148,8 @@ impl Analyzer {
     pub fn frame(&mut self, ts: i64, link: LinkType, orig_len: u32, data: &[u8]) {
         self.frames += 1;
         let frame_no = self.frames;
-        let d = dissect::dissect(link, data);
+        let mut d = dissect::Dissected::default();
+        dissect::dissect_into(link, data, &mut d);
         self.stats.add(ts, orig_len, &d);
         let dns_msg = match d.transport {
             Some(Transport::Udp {
