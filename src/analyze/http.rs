@@ -12,8 +12,10 @@ pub enum HttpMessage<'a> {
     Request {
         method: &'a str,
         uri: &'a str,
-        host: Option<&'a str>,
-        user_agent: Option<&'a str>,
+        /// Header values as sent: checked as UTF-8 only when a new one is
+        /// counted, not for every request (most repeat).
+        host: Option<&'a [u8]>,
+        user_agent: Option<&'a [u8]>,
     },
     Response {
         status: u16,
@@ -49,7 +51,7 @@ pub fn parse(payload: &[u8]) -> Option<HttpMessage<'_>> {
             .iter()
             .take_while(|h| !h.name.is_empty())
             .find(|h| h.name.eq_ignore_ascii_case(name))
-            .and_then(|h| std::str::from_utf8(h.value).ok())
+            .map(|h| h.value)
     };
     Some(HttpMessage::Request {
         method,
@@ -61,11 +63,12 @@ pub fn parse(payload: &[u8]) -> Option<HttpMessage<'_>> {
 
 const MAX_KEYS: usize = 10_000;
 
-fn bump(map: &mut HashMap<String, u64>, key: &str) {
+/// Count `key`; a value that is not UTF-8 is not counted (the report is JSON).
+fn bump(map: &mut HashMap<Box<[u8]>, u64>, key: &[u8]) {
     if let Some(n) = map.get_mut(key) {
         *n += 1;
-    } else if map.len() < MAX_KEYS {
-        map.insert(key.to_string(), 1);
+    } else if map.len() < MAX_KEYS && std::str::from_utf8(key).is_ok() {
+        map.insert(key.into(), 1);
     }
 }
 
@@ -73,11 +76,11 @@ fn bump(map: &mut HashMap<String, u64>, key: &str) {
 pub struct HttpStats {
     pub requests: u64,
     pub responses: u64,
-    hosts: HashMap<String, u64>,
-    user_agents: HashMap<String, u64>,
+    hosts: HashMap<Box<[u8]>, u64>,
+    user_agents: HashMap<Box<[u8]>, u64>,
     methods: BTreeMap<String, u64>,
     statuses: BTreeMap<u16, u64>,
-    uris: HashMap<String, u64>,
+    uris: HashMap<Box<[u8]>, u64>,
 }
 
 impl HttpStats {
@@ -97,9 +100,9 @@ impl HttpStats {
                         self.methods.insert((*method).to_string(), 1);
                     }
                 }
-                bump(&mut self.uris, uri);
+                bump(&mut self.uris, uri.as_bytes());
                 match host {
-                    Some(h) if h.bytes().any(|c| c.is_ascii_uppercase()) => {
+                    Some(h) if h.iter().any(u8::is_ascii_uppercase) => {
                         bump(&mut self.hosts, &h.to_ascii_lowercase())
                     }
                     Some(h) => bump(&mut self.hosts, h),
@@ -117,13 +120,14 @@ impl HttpStats {
     }
 
     pub fn report(&self, top: usize) -> HttpReport {
-        let top_of = |m: &HashMap<String, u64>| {
-            let mut v: Vec<(&String, &u64)> = m.iter().collect();
+        // Byte order is the strings' order (UTF-8 keeps code point order).
+        let top_of = |m: &HashMap<Box<[u8]>, u64>| {
+            let mut v: Vec<(&Box<[u8]>, &u64)> = m.iter().collect();
             v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
             v.into_iter()
                 .take(top)
                 .map(|(k, c)| KeyCount {
-                    value: k.clone(),
+                    value: String::from_utf8_lossy(k).into_owned(),
                     count: *c,
                 })
                 .collect()
@@ -174,8 +178,8 @@ mod tests {
             HttpMessage::Request {
                 method: "GET",
                 uri: "/index.html",
-                host: Some("Lab.Test"),
-                user_agent: Some("curl/8")
+                host: Some(&b"Lab.Test"[..]),
+                user_agent: Some(&b"curl/8"[..])
             }
         );
         // cut mid-headers: the request line is still there
@@ -189,5 +193,30 @@ mod tests {
         );
         assert_eq!(parse(b"\x16\x03\x01 tls"), None);
         assert_eq!(parse(b"Garbage that is not http"), None);
+    }
+
+    #[test]
+    fn header_values_that_are_not_utf8_are_not_counted() {
+        let mut stats = HttpStats::default();
+        for req in [
+            &b"GET / HTTP/1.1\r\nHost: ok.test\r\nUser-Agent: \xff\xfe\r\n\r\n"[..],
+            b"GET /a HTTP/1.1\r\nHost: \xc3\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: OK.test\r\nUser-Agent: caf\xc3\xa9/1\r\n\r\n",
+        ] {
+            stats.add(&parse(req).unwrap());
+        }
+        let r = stats.report(10);
+        assert_eq!(r.requests, 3);
+        let listed = |v: &[KeyCount]| {
+            v.iter()
+                .map(|k| (k.value.clone(), k.count))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(listed(&r.hosts), [("ok.test".to_string(), 2)]);
+        assert_eq!(listed(&r.user_agents), [("caf\u{e9}/1".to_string(), 1)]);
+        assert_eq!(
+            listed(&r.uris),
+            [("/".to_string(), 2), ("/a".to_string(), 1)]
+        );
     }
 }
