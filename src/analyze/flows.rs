@@ -455,9 +455,7 @@ impl FlowTable {
             }
         }
         if flow.app == 0 {
-            flow.app = app_protocol(proto, sport.min(dport), sport.max(dport), payload)
-                .and_then(|name| APP_PROTOCOLS.iter().position(|&a| a == name))
-                .map_or(0, |i| i as u8 + 1);
+            flow.app = app_protocol(proto, sport.min(dport), sport.max(dport), payload);
         }
         true
     }
@@ -635,6 +633,34 @@ pub fn describe_options(raw: &[u8]) -> String {
     out.join(",")
 }
 
+/// 1 + the index of `name` in [`APP_PROTOCOLS`], computed at compile time
+/// (a name missing from the table does not compile).
+const fn app(name: &str) -> u8 {
+    let mut i = 0;
+    while i < APP_PROTOCOLS.len() {
+        if str_eq(APP_PROTOCOLS[i], name) {
+            return i as u8 + 1;
+        }
+        i += 1;
+    }
+    panic!("application protocol missing from APP_PROTOCOLS")
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// Every name [`app_protocol`] gives.
 const APP_PROTOCOLS: [&str; 13] = [
     "http",
@@ -653,7 +679,9 @@ const APP_PROTOCOLS: [&str; 13] = [
 ];
 
 /// The application protocol, from the payload where it says so, else the port.
-fn app_protocol(proto: u8, low: u16, high: u16, payload: &[u8]) -> Option<&'static str> {
+/// The application protocol as 1 + its index in [`APP_PROTOCOLS`] (0:
+/// unknown): a number, so the flow need not compare names per packet.
+fn app_protocol(proto: u8, low: u16, high: u16, payload: &[u8]) -> u8 {
     if proto == 6 && !payload.is_empty() {
         const METHODS: [&[u8]; 9] = [
             b"GET ",
@@ -667,32 +695,35 @@ fn app_protocol(proto: u8, low: u16, high: u16, payload: &[u8]) -> Option<&'stat
             b"TRACE ",
         ];
         if payload.starts_with(b"HTTP/1.") || METHODS.iter().any(|m| payload.starts_with(m)) {
-            return Some("http");
+            return const { app("http") };
         }
         if payload.starts_with(b"SSH-") {
-            return Some("ssh");
+            return const { app("ssh") };
         }
         if payload.len() > 2 && payload[0] == 0x16 && payload[1] == 3 {
-            return Some("tls");
+            return const { app("tls") };
         }
     }
     let by_port = |p: u16| match (proto, p) {
-        (_, 53) => Some("dns"),
-        (6, 80 | 8080 | 8000) => Some("http"),
-        (6, 443 | 8443) => Some("tls"),
-        (6, 22) => Some("ssh"),
-        (6, 25 | 587) => Some("smtp"),
-        (17, 67 | 68) => Some("dhcp"),
-        (17, 123) => Some("ntp"),
-        (17, 5353) => Some("mdns"),
-        (17, 5355) => Some("llmnr"),
-        (17, 137) => Some("netbios-ns"),
-        (17, 161) => Some("snmp"),
-        (6, 3389) => Some("rdp"),
-        (6, 445) => Some("smb"),
-        _ => None,
+        (_, 53) => const { app("dns") },
+        (6, 80 | 8080 | 8000) => const { app("http") },
+        (6, 443 | 8443) => const { app("tls") },
+        (6, 22) => const { app("ssh") },
+        (6, 25 | 587) => const { app("smtp") },
+        (17, 67 | 68) => const { app("dhcp") },
+        (17, 123) => const { app("ntp") },
+        (17, 5353) => const { app("mdns") },
+        (17, 5355) => const { app("llmnr") },
+        (17, 137) => const { app("netbios-ns") },
+        (17, 161) => const { app("snmp") },
+        (6, 3389) => const { app("rdp") },
+        (6, 445) => const { app("smb") },
+        _ => 0,
     };
-    by_port(low).or_else(|| by_port(high))
+    match by_port(low) {
+        0 => by_port(high),
+        code => code,
+    }
 }
 
 #[cfg(test)]
@@ -731,23 +762,20 @@ mod tests {
     }
 
     #[test]
-    fn every_application_protocol_has_its_index() {
-        let payloads: [&[u8]; 5] = [
-            b"",
-            b"GET / HTTP/1.1",
-            b"HTTP/1.1 200",
-            b"SSH-2.0",
-            b"\x16\x03\x01",
-        ];
-        for proto in [6, 17, 1] {
-            for port in 0..=u16::MAX {
-                for p in payloads {
-                    if let Some(name) = app_protocol(proto, port, port, p) {
-                        assert!(APP_PROTOCOLS.contains(&name), "{name}");
-                    }
-                }
-            }
-        }
+    fn application_protocol_by_payload_then_by_port() {
+        let name = |proto, low, high, payload: &[u8]| {
+            let code = app_protocol(proto, low, high, payload);
+            (code != 0).then(|| APP_PROTOCOLS[usize::from(code) - 1])
+        };
+        assert_eq!(name(6, 80, 40000, b"SSH-2.0-OpenSSH"), Some("ssh"));
+        assert_eq!(name(6, 4444, 40000, b"GET / HTTP/1.1"), Some("http"));
+        assert_eq!(name(6, 4444, 40000, b"\x16\x03\x01\x02"), Some("tls"));
+        assert_eq!(name(6, 443, 40000, b""), Some("tls"));
+        assert_eq!(name(17, 53, 40000, b""), Some("dns"));
+        assert_eq!(name(17, 1234, 5353, b""), Some("mdns"));
+        assert_eq!(name(17, 445, 40000, b""), None);
+        assert_eq!(name(6, 445, 40000, b""), Some("smb"));
+        assert_eq!(name(6, 1234, 40000, b"hello"), None);
     }
 
     #[test]
