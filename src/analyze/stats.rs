@@ -57,8 +57,10 @@ const DNS: usize = 11;
 /// and six per pair, several times per finished flow; this feeds one
 /// 128-bit word. (An IPv4 address and its IPv6 twin `::a.b.c.d` hash alike
 /// and are told apart by `Eq`.) Orders as `IpAddr` does.
+/// An address that hashes as one 128-bit word: the derived hash of
+/// `IpAddr` feeds a variant tag, a length and the octets separately.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Addr(IpAddr);
+pub(crate) struct Addr(pub(crate) IpAddr);
 
 impl std::hash::Hash for Addr {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{Anomaly, Severity, Span, push_example};
 use crate::analyze::dissect::{Dissected, Transport};
 use crate::analyze::flows::{ACK, Flow, RST, SYN};
+use crate::analyze::stats::Addr;
 
 /// Defaults: a destination receiving at least 100 SYN/s in its busiest
 /// second, 200 SYNs in all, with at most 3 of 10 answered by a SYN-ACK.
@@ -47,7 +48,7 @@ struct Target {
     syns: u64,
     synacks: u64,
     half_open: u64,
-    sources: HashSet<IpAddr>,
+    sources: HashSet<Addr>,
     sources_capped: bool,
     span: Span,
     examples: Vec<u64>,
@@ -60,7 +61,7 @@ struct Target {
 pub struct SynFlood {
     t: SynFloodThresholds,
     slot_ns: i64,
-    targets: HashMap<(IpAddr, u16), Target>,
+    targets: HashMap<(Addr, u16), Target>,
     untracked: u64,
     sources_total: usize,
 }
@@ -94,15 +95,16 @@ impl SynFlood {
         match flags & (SYN | ACK | RST) {
             SYN => {}
             x if x == SYN | ACK => {
-                if let Some(t) = self.targets.get_mut(&(ip.src, sport)) {
+                if let Some(t) = self.targets.get_mut(&(Addr(ip.src), sport)) {
                     t.synacks += 1;
                 }
                 return;
             }
             _ => return,
         }
-        let key = (ip.dst, dport);
-        if !self.targets.contains_key(&key) && self.targets.len() >= MAX_TARGETS {
+        let key = (Addr(ip.dst), dport);
+        // Only a full table needs the key looked up twice.
+        if self.targets.len() >= MAX_TARGETS && !self.targets.contains_key(&key) {
             self.untracked += 1;
             return;
         }
@@ -123,8 +125,8 @@ impl SynFlood {
         t.span.add(now);
         push_example(&mut t.examples, frame);
         if self.sources_total < MAX_SOURCES_TOTAL {
-            self.sources_total += usize::from(t.sources.insert(ip.src));
-        } else if !t.sources.contains(&ip.src) {
+            self.sources_total += usize::from(t.sources.insert(Addr(ip.src)));
+        } else if !t.sources.contains(&Addr(ip.src)) {
             t.sources_capped = true;
         }
         // Advance the ring to this frame's sub-bucket (frames out of order
@@ -148,9 +150,9 @@ impl SynFlood {
             return;
         }
         let server = if f.a_is_client {
-            (f.key.b, f.key.b_port)
+            (Addr(f.key.b), f.key.b_port)
         } else {
-            (f.key.a, f.key.a_port)
+            (Addr(f.key.a), f.key.a_port)
         };
         if let Some(t) = self.targets.get_mut(&server) {
             t.half_open += 1;
@@ -160,7 +162,7 @@ impl SynFlood {
     pub fn finish(self) -> Vec<Anomaly> {
         let th = &self.t;
         let mut out = Vec::new();
-        for ((dst, port), t) in self.targets {
+        for ((Addr(dst), port), t) in self.targets {
             let rate = t.peak as f64 / th.window_seconds;
             let ratio = t.synacks as f64 / t.syns as f64;
             if rate < th.min_syn_rate || t.syns < th.min_syns || ratio > th.max_synack_ratio {
@@ -172,7 +174,7 @@ impl SynFlood {
                 Severity::Medium
             };
             let sources = t.sources.len() as f64;
-            let mut src_list: Vec<&IpAddr> = t.sources.iter().collect();
+            let mut src_list: Vec<&IpAddr> = t.sources.iter().map(|a| &a.0).collect();
             src_list.sort();
             let evidence = BTreeMap::from([
                 ("peak_syn_rate", rate),
