@@ -312,7 +312,8 @@ impl FlowTable {
         FlowTable {
             // Sized for a full table up front: growing would rehash every
             // key, reading each flow back from the slab (a cache miss
-            // apiece), and move the slab. Untouched capacity costs no memory.
+            // apiece), and move the slab. The index's control bytes (128 KB)
+            // are written now; vector capacity no flow uses is never touched.
             index: HashTable::with_capacity(MAX_ACTIVE_FLOWS),
             hasher: foldhash::fast::RandomState::default(),
             flows: Vec::with_capacity(MAX_ACTIVE_FLOWS),

@@ -52,13 +52,12 @@ const ICMP: usize = 9;
 const ICMPV6: usize = 10;
 const DNS: usize = 11;
 
-/// An address as a talker key. `IpAddr`'s derived `Hash` feeds a
+/// An address as a hash key. `IpAddr`'s derived `Hash` feeds a
 /// discriminant, a length and the bytes, three hasher rounds per address
 /// and six per pair, several times per finished flow; this feeds one
 /// 128-bit word. (An IPv4 address and its IPv6 twin `::a.b.c.d` hash alike
-/// and are told apart by `Eq`.) Orders as `IpAddr` does.
-/// An address that hashes as one 128-bit word: the derived hash of
-/// `IpAddr` feeds a variant tag, a length and the octets separately.
+/// and are told apart by `Eq`.) Orders as `IpAddr` does. Also the
+/// SYN-flood detector's key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Addr(pub(crate) IpAddr);
 
@@ -492,18 +491,16 @@ impl Stats {
     /// destination (what it received), each pair per direction.
     fn top_talkers(&self, top: usize) -> TopTalkers {
         let directed = |x: Addr, y: Addr, c: Counter| (c.packets > 0).then_some(((x, y), c));
-        let sources: Vec<(Addr, Counter)> = self
-            .hosts
-            .iter()
-            .filter(|(_, h)| h.sent.packets > 0)
-            .map(|(a, h)| (*a, h.sent))
-            .collect();
-        let destinations: Vec<(Addr, Counter)> = self
-            .hosts
-            .iter()
-            .filter(|(_, h)| h.received.packets > 0)
-            .map(|(a, h)| (*a, h.received))
-            .collect();
+        // One side of every address: what it sent, or what it received.
+        let side = |pick: fn(&HostCounts) -> Counter| -> Vec<(Addr, Counter)> {
+            self.hosts
+                .iter()
+                .map(|(a, h)| (*a, pick(h)))
+                .filter(|(_, c)| c.packets > 0)
+                .collect()
+        };
+        let sources = side(|h| h.sent);
+        let destinations = side(|h| h.received);
         let pairs: Vec<((Addr, Addr), Counter)> = self
             .pairs
             .iter()
