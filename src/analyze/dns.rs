@@ -79,20 +79,20 @@ fn plain_question(b: &[u8]) -> Option<(String, u16)> {
         return None;
     }
     let qtype = u16::from_be_bytes([*b.get(at + 1)?, *b.get(at + 2)?]);
-    let mut name = String::with_capacity(at);
+    // Built as bytes: pushing chars would re-encode each as UTF-8.
+    let mut name = Vec::with_capacity(at);
     let mut i = 0;
     while i < at {
         let len = usize::from(b[i]);
         if i > 0 {
-            name.push('.');
+            name.push(b'.');
         }
-        name.extend(
-            b[i + 1..i + 1 + len]
-                .iter()
-                .map(|&c| char::from(c.to_ascii_lowercase())),
-        );
+        name.extend_from_slice(&b[i + 1..i + 1 + len]);
         i += 1 + len;
     }
+    name.make_ascii_lowercase();
+    // Every byte was checked to be ASCII above.
+    let name = String::from_utf8(name).ok()?;
     Some((name, qtype))
 }
 

@@ -51,14 +51,19 @@ const SECOND_LEVEL: [&str; 12] = [
 /// The registered domain of a name: its last two labels, or three under a
 /// two-letter country code with a generic second level (example.co.uk).
 pub fn registered_domain(name: &str) -> &str {
-    let labels: Vec<usize> = name.match_indices('.').map(|(i, _)| i).collect();
-    let n = labels.len();
-    if n < 1 {
+    // Where each of the last three labels starts, found from the end.
+    let mut starts = [0usize; 3];
+    let mut dots = 0;
+    for (i, _) in name.rmatch_indices('.').take(3) {
+        starts[dots] = i + 1;
+        dots += 1;
+    }
+    if dots == 0 {
         return name;
     }
-    let last = &name[labels[n - 1] + 1..];
-    let take = if n >= 2 {
-        let second = &name[labels[n - 2] + 1..labels[n - 1]];
+    let last = &name[starts[0]..];
+    let take = if dots >= 2 {
+        let second = &name[starts[1]..starts[0] - 1];
         if last.len() == 2 && SECOND_LEVEL.contains(&second) {
             3
         } else {
@@ -67,33 +72,35 @@ pub fn registered_domain(name: &str) -> &str {
     } else {
         2
     };
-    if n < take {
-        name
-    } else {
-        &name[labels[n - take] + 1..]
-    }
+    if dots < take { name } else { &name[starts[take - 1]..] }
 }
 
 /// Shannon entropy in bits per character (dots excluded).
 pub fn shannon_entropy(s: &str) -> f64 {
     let mut counts = [0u32; 256];
+    // Which bytes occur: the sum runs over those alone, still in byte
+    // order (the same float sum as over all 256 counts).
+    let mut present = [0u64; 4];
     let mut n = 0u32;
     for b in s.bytes().filter(|&b| b != b'.') {
         counts[b as usize] += 1;
+        present[usize::from(b >> 6)] |= 1 << (b & 63);
         n += 1;
     }
     if n == 0 {
         return 0.0;
     }
     let n = f64::from(n);
-    counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
+    let mut sum = 0.0;
+    for (word, mut bits) in present.into_iter().enumerate() {
+        while bits != 0 {
+            let c = counts[word * 64 + bits.trailing_zeros() as usize];
+            bits &= bits - 1;
             let p = f64::from(c) / n;
-            -p * p.log2()
-        })
-        .sum()
+            sum += -p * p.log2();
+        }
+    }
+    sum
 }
 
 /// Record types that carry data well and that tunnels prefer.
@@ -143,12 +150,16 @@ impl DnsTunneling {
         if !self.domains.contains_key(reg) && self.domains.len() >= MAX_DOMAINS {
             return;
         }
-        let d = self.domains.entry(reg.to_string()).or_default();
+        // Looked up before allocating: almost every query repeats a domain.
+        let d = match self.domains.get_mut(reg) {
+            Some(d) => d,
+            None => self.domains.entry(reg.to_string()).or_default(),
+        };
         d.queries += 1;
         d.len_sum += m.qname.len() as u64;
         d.longest_label = d
             .longest_label
-            .max(m.qname.split('.').map(str::len).max().unwrap_or(0));
+            .max(m.qname.as_bytes().split(|&b| b == b'.').map(<[u8]>::len).max().unwrap_or(0));
         *d.qtypes.entry(m.qtype).or_default() += 1;
         if tunnel_type(m.qtype) {
             d.tunnel_types += 1;
@@ -289,6 +300,57 @@ mod tests {
         assert_eq!(registered_domain("example.com"), "example.com");
         assert_eq!(registered_domain("localhost"), "localhost");
         assert_eq!(registered_domain("co.uk"), "co.uk");
+        assert_eq!(registered_domain("example.co.uk"), "example.co.uk");
+        assert_eq!(registered_domain("a.example.com.au"), "example.com.au");
+        assert_eq!(registered_domain("a.example.museum"), "example.museum");
+        assert_eq!(registered_domain("a.b.c.d.e"), "d.e");
+        assert_eq!(registered_domain(".com"), ".com");
+        assert_eq!(registered_domain("a..com"), ".com");
+        assert_eq!(registered_domain("x.co.uk."), "uk.");
+    }
+
+    /// The registered domain by the plain rule: collect every dot, take
+    /// the last two or three labels. The scan from the end must agree.
+    fn registered_domain_reference(name: &str) -> &str {
+        let dots: Vec<usize> = name.match_indices('.').map(|(i, _)| i).collect();
+        let n = dots.len();
+        if n == 0 {
+            return name;
+        }
+        let last = &name[dots[n - 1] + 1..];
+        let take = match n {
+            1 => 2,
+            _ if last.len() == 2
+                && SECOND_LEVEL.contains(&&name[dots[n - 2] + 1..dots[n - 1]]) =>
+            {
+                3
+            }
+            _ => 2,
+        };
+        if n < take { name } else { &name[dots[n - take] + 1..] }
+    }
+
+    #[test]
+    fn registered_domain_agrees_with_the_plain_rule() {
+        let labels = ["", "a", "co", "uk", "com", "example", "xn--bcher-kva", "é"];
+        let mut names = Vec::new();
+        for a in labels {
+            for b in labels {
+                for c in labels {
+                    names.push(format!("{a}.{b}.{c}"));
+                    names.push(format!("x.{a}.{b}.{c}"));
+                    names.push(format!("{b}.{c}"));
+                    names.push(c.to_string());
+                }
+            }
+        }
+        for name in &names {
+            assert_eq!(
+                registered_domain(name),
+                registered_domain_reference(name),
+                "{name:?}"
+            );
+        }
     }
 
     #[test]
@@ -296,5 +358,48 @@ mod tests {
         assert_eq!(shannon_entropy("aaaa"), 0.0);
         assert!((shannon_entropy("abcd") - 2.0).abs() < 1e-9);
         assert!((shannon_entropy("0123456789abcdef") - 4.0).abs() < 1e-9);
+        assert_eq!(shannon_entropy(""), 0.0);
+        assert_eq!(shannon_entropy("..."), 0.0);
+    }
+
+    /// Summing over the bytes that occur must give the very same float as
+    /// summing over all 256 counts in order: reports are byte-identical.
+    #[test]
+    fn entropy_is_the_same_float_as_the_sum_over_every_byte() {
+        fn over_every_byte(s: &str) -> f64 {
+            let mut counts = [0u32; 256];
+            let mut n = 0u32;
+            for b in s.bytes().filter(|&b| b != b'.') {
+                counts[b as usize] += 1;
+                n += 1;
+            }
+            if n == 0 {
+                return 0.0;
+            }
+            counts
+                .iter()
+                .filter(|&&c| c > 0)
+                .map(|&c| {
+                    let p = f64::from(c) / f64::from(n);
+                    -p * p.log2()
+                })
+                .sum()
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..200 {
+            let s: String = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    char::from_u32(32 + (x % 400) as u32).unwrap_or('?')
+                })
+                .collect();
+            assert_eq!(
+                shannon_entropy(&s).to_bits(),
+                over_every_byte(&s).to_bits(),
+                "{s:?}"
+            );
+        }
     }
 }
