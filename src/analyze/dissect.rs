@@ -189,55 +189,78 @@ fn network_start(link: LinkType, data: &[u8]) -> (u16, usize) {
     }
 }
 
+/// The IPv4 header's fields into `d`; the IP payload and the fragment offset.
+fn ipv4<'a>(
+    d: &mut Dissected<'a>,
+    v4: &etherparse::LaxIpv4Slice<'a>,
+) -> (etherparse::LaxIpPayloadSlice<'a>, u32) {
+    let h = v4.header();
+    let off = u32::from(h.fragments_offset().value()) * 8;
+    let more = h.more_fragments();
+    let pl = v4.payload();
+    d.ip = Some(Ip {
+        src: IpAddr::V4(h.source_addr()),
+        dst: IpAddr::V4(h.destination_addr()),
+        proto: pl.ip_number.0,
+        fragment: (off > 0 || more).then_some(Fragment {
+            id: u32::from(h.identification()),
+            offset: off,
+            more,
+        }),
+        payload_len: pl.payload.len(),
+    });
+    (pl.clone(), off)
+}
+
 /// The network layer and, unless this is a later fragment, the transport.
 fn network<'a>(d: &mut Dissected<'a>) {
-    let (ip_slice, stop) = match etherparse::LaxIpSlice::from_slice(d.net) {
-        Ok(x) => x,
-        Err(_) => {
-            d.stopped = Some("ip header invalid or truncated");
-            return;
+    // IPv4 goes straight to its own lax slice: the same checks and payload
+    // as through `LaxIpSlice` (which dispatches on the same version nibble),
+    // without building and moving the larger two-version result per frame.
+    let (payload, offset) = if d.net.first().is_some_and(|b| b >> 4 == 4) {
+        match etherparse::LaxIpv4Slice::from_slice(d.net) {
+            Ok((v4, auth_err)) => {
+                if auth_err.is_some() {
+                    d.stopped = Some(stop_reason(etherparse::err::Layer::IpAuthHeader));
+                }
+                ipv4(d, &v4)
+            }
+            Err(_) => {
+                d.stopped = Some("ip header invalid or truncated");
+                return;
+            }
+        }
+    } else {
+        let (ip_slice, stop) = match etherparse::LaxIpSlice::from_slice(d.net) {
+            Ok(x) => x,
+            Err(_) => {
+                d.stopped = Some("ip header invalid or truncated");
+                return;
+            }
+        };
+        if let Some((_, layer)) = &stop {
+            d.stopped = Some(stop_reason(*layer));
+        }
+        match &ip_slice {
+            etherparse::LaxIpSlice::Ipv4(v4) => ipv4(d, v4),
+            etherparse::LaxIpSlice::Ipv6(v6) => {
+                d.ipv6 = true;
+                let h = v6.header();
+                let pl = v6.payload();
+                let frag = ipv6_fragment(h.next_header().0, v6.extensions().slice())
+                    .filter(|f| f.offset > 0 || f.more);
+                d.ip = Some(Ip {
+                    src: IpAddr::V6(h.source_addr()),
+                    dst: IpAddr::V6(h.destination_addr()),
+                    proto: pl.ip_number.0,
+                    fragment: frag,
+                    payload_len: pl.payload.len(),
+                });
+                (pl.clone(), frag.map_or(0, |f| f.offset))
+            }
         }
     };
-    let (payload, offset) = match &ip_slice {
-        etherparse::LaxIpSlice::Ipv4(v4) => {
-            let h = v4.header();
-            let off = u32::from(h.fragments_offset().value()) * 8;
-            let more = h.more_fragments();
-            let pl = v4.payload();
-            d.ip = Some(Ip {
-                src: IpAddr::V4(h.source_addr()),
-                dst: IpAddr::V4(h.destination_addr()),
-                proto: pl.ip_number.0,
-                fragment: (off > 0 || more).then_some(Fragment {
-                    id: u32::from(h.identification()),
-                    offset: off,
-                    more,
-                }),
-                payload_len: pl.payload.len(),
-            });
-            (pl, off)
-        }
-        etherparse::LaxIpSlice::Ipv6(v6) => {
-            d.ipv6 = true;
-            let h = v6.header();
-            let pl = v6.payload();
-            let frag = ipv6_fragment(h.next_header().0, v6.extensions().slice())
-                .filter(|f| f.offset > 0 || f.more);
-            d.ip = Some(Ip {
-                src: IpAddr::V6(h.source_addr()),
-                dst: IpAddr::V6(h.destination_addr()),
-                proto: pl.ip_number.0,
-                fragment: frag,
-                payload_len: pl.payload.len(),
-            });
-            (pl, frag.map_or(0, |f| f.offset))
-        }
-    };
-    let payload = payload.clone();
     d.ip_payload = payload.payload;
-    if let Some((_, layer)) = &stop {
-        d.stopped = Some(stop_reason(*layer));
-    }
     // A later fragment carries no transport header.
     if offset != 0 {
         return;

@@ -72,7 +72,11 @@ pub fn registered_domain(name: &str) -> &str {
     } else {
         2
     };
-    if dots < take { name } else { &name[starts[take - 1]..] }
+    if dots < take {
+        name
+    } else {
+        &name[starts[take - 1]..]
+    }
 }
 
 /// Shannon entropy in bits per character (dots excluded).
@@ -157,9 +161,14 @@ impl DnsTunneling {
         };
         d.queries += 1;
         d.len_sum += m.qname.len() as u64;
-        d.longest_label = d
-            .longest_label
-            .max(m.qname.as_bytes().split(|&b| b == b'.').map(<[u8]>::len).max().unwrap_or(0));
+        d.longest_label = d.longest_label.max(
+            m.qname
+                .as_bytes()
+                .split(|&b| b == b'.')
+                .map(<[u8]>::len)
+                .max()
+                .unwrap_or(0),
+        );
         *d.qtypes.entry(m.qtype).or_default() += 1;
         if tunnel_type(m.qtype) {
             d.tunnel_types += 1;
@@ -320,14 +329,16 @@ mod tests {
         let last = &name[dots[n - 1] + 1..];
         let take = match n {
             1 => 2,
-            _ if last.len() == 2
-                && SECOND_LEVEL.contains(&&name[dots[n - 2] + 1..dots[n - 1]]) =>
-            {
+            _ if last.len() == 2 && SECOND_LEVEL.contains(&&name[dots[n - 2] + 1..dots[n - 1]]) => {
                 3
             }
             _ => 2,
         };
-        if n < take { name } else { &name[dots[n - take] + 1..] }
+        if n < take {
+            name
+        } else {
+            &name[dots[n - take] + 1..]
+        }
     }
 
     #[test]
