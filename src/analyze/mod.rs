@@ -287,23 +287,16 @@ pub fn analyze_timed(
     let mut analyzer = Analyzer::new(opts);
     if let [s] = sources.as_mut_slice() {
         // One file: analyze in the reader's buffer, no copy.
-        loop {
-            let (links, packets) = (&mut s.links, &mut s.info.packets);
-            match s.reader.next_frame(|f: &Frame<'_>| {
-                // Almost always the link type of the frame before.
-                if links.last() != Some(&f.link) {
-                    links.insert(f.link);
-                }
-                *packets += 1;
-                analyzer.frame(f.ts_nanos, f.link, f.orig_len, f.data);
-            }) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(w) => {
-                    warnings.push(w);
-                    break;
-                }
+        let (links, packets) = (&mut s.links, &mut s.info.packets);
+        if let Err(w) = s.reader.for_each_frame(|f: &Frame<'_>| {
+            // Almost always the link type of the frame before.
+            if links.last() != Some(&f.link) {
+                links.insert(f.link);
             }
+            *packets += 1;
+            analyzer.frame(f.ts_nanos, f.link, f.orig_len, f.data);
+        }) {
+            warnings.push(w);
         }
     } else {
         for s in &mut sources {
