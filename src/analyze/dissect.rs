@@ -2,7 +2,7 @@
 //! etherparse's lax slices (which keep what they could parse of damaged
 //! frames and say where they stopped).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::pcap::LinkType;
 
@@ -32,6 +32,69 @@ pub enum Transport<'a> {
         kind: u8,
         code: u8,
     },
+}
+
+/// An IP address as its family and one 128-bit word, for keys: compared,
+/// ordered and hashed as integers (IPv4 before IPv6, as `IpAddr` orders),
+/// where `IpAddr` matches its enum at every step. The flow table, the
+/// talker tables and the SYN-flood detector key on it, per packet.
+///
+/// The value is kept as two 64-bit halves (high first, so the derived
+/// order is numeric): a `u128` field would make the type 16-aligned and
+/// pad every key that holds one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Addr {
+    v6: bool,
+    value: [u64; 2],
+}
+
+impl Addr {
+    pub fn new(v6: bool, value: u128) -> Addr {
+        Addr {
+            v6,
+            value: [(value >> 64) as u64, value as u64],
+        }
+    }
+
+    pub fn ip(self) -> IpAddr {
+        if self.v6 {
+            IpAddr::V6(Ipv6Addr::from(self.value()))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(self.value[1] as u32))
+        }
+    }
+
+    /// The address as a number within its family.
+    pub fn value(self) -> u128 {
+        (u128::from(self.value[0]) << 64) | u128::from(self.value[1])
+    }
+
+    pub fn is_ipv6(self) -> bool {
+        self.v6
+    }
+}
+
+impl From<IpAddr> for Addr {
+    fn from(ip: IpAddr) -> Addr {
+        match ip {
+            IpAddr::V4(a) => Addr::new(false, u128::from(u32::from(a))),
+            IpAddr::V6(a) => Addr::new(true, u128::from(a)),
+        }
+    }
+}
+
+/// One 128-bit word (an IPv4 address and its IPv6 twin `::a.b.c.d` hash
+/// alike and are told apart by `Eq`).
+impl std::hash::Hash for Addr {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u128(self.value());
+    }
+}
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.ip().fmt(f)
+    }
 }
 
 /// IP fragmentation fields (IPv4 header or IPv6 fragment header).
@@ -399,6 +462,35 @@ fn raw_transport(proto: u8, b: &[u8]) -> Option<Transport<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Addr` orders, compares and converts back exactly as `IpAddr` does.
+    #[test]
+    fn addr_orders_and_round_trips_as_ip_addr() {
+        let ips: Vec<IpAddr> = [
+            "0.0.0.0",
+            "0.0.0.1",
+            "10.0.0.1",
+            "198.18.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "::a00:1",
+            "::ffff:10.0.0.1",
+            "2001:db8::1",
+            "2001:db8:0:1::",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        for &x in &ips {
+            assert_eq!(Addr::from(x).ip(), x);
+            assert_eq!(Addr::from(x).to_string(), x.to_string());
+            for &y in &ips {
+                assert_eq!(Addr::from(x).cmp(&Addr::from(y)), x.cmp(&y), "{x} {y}");
+            }
+        }
+    }
 
     #[test]
     fn garbage_never_panics() {

@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
+
+use crate::analyze::dissect::Addr;
 use serde::Serialize;
 
 use super::dissect::{Dissected, Transport};
@@ -22,28 +24,33 @@ pub const URG: u8 = 0x20;
 
 /// The flow's endpoints in a fixed order (lower address/port first), so
 /// both directions of a conversation find the same flow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+///
+/// Both addresses come from one packet, so they share a family, kept once:
+/// the addresses are plain 128-bit values, compared and hashed as integers,
+/// and the key stays 40 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowKey {
-    pub proto: u8,
-    pub a: IpAddr,
+    a: [u64; 2],
+    b: [u64; 2],
     pub a_port: u16,
-    pub b: IpAddr,
     pub b_port: u16,
+    pub proto: u8,
+    v6: bool,
 }
 
 /// Hashes the key as two 128-bit addresses and one packed word: the derived
-/// hash would feed enum tags and length-prefixed byte arrays, per packet.
+/// hash would feed each field, and arrays with their lengths, per packet.
 impl std::hash::Hash for FlowKey {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        let v6 = |ip: IpAddr| matches!(ip, IpAddr::V6(_)) as u64;
-        h.write_u128(crate::target::range::addr_value(self.a));
-        h.write_u128(crate::target::range::addr_value(self.b));
+        h.write_u64(self.a[0]);
+        h.write_u64(self.a[1]);
+        h.write_u64(self.b[0]);
+        h.write_u64(self.b[1]);
         h.write_u64(
             u64::from(self.proto)
                 | u64::from(self.a_port) << 8
                 | u64::from(self.b_port) << 24
-                | v6(self.a) << 40
-                | v6(self.b) << 41,
+                | u64::from(self.v6) << 40,
         );
     }
 }
@@ -51,29 +58,44 @@ impl std::hash::Hash for FlowKey {
 impl FlowKey {
     /// The key and whether `src` is endpoint `a`.
     pub fn of(proto: u8, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> (FlowKey, bool) {
-        if (src, sport) <= (dst, dport) {
-            (
-                FlowKey {
-                    proto,
-                    a: src,
-                    a_port: sport,
-                    b: dst,
-                    b_port: dport,
-                },
-                true,
-            )
+        let (src, dst) = (Addr::from(src), Addr::from(dst));
+        let halves = |a: Addr| {
+            let v = a.value();
+            [(v >> 64) as u64, v as u64]
+        };
+        // Endpoint order as (IpAddr, port) orders; mixed families (no
+        // packet has them) would keep the family of `a`.
+        let src_is_a = (src, sport) <= (dst, dport);
+        let ((a, a_port), (b, b_port)) = if src_is_a {
+            ((src, sport), (dst, dport))
         } else {
-            (
-                FlowKey {
-                    proto,
-                    a: dst,
-                    a_port: dport,
-                    b: src,
-                    b_port: sport,
-                },
-                false,
-            )
-        }
+            ((dst, dport), (src, sport))
+        };
+        (
+            FlowKey {
+                a: halves(a),
+                b: halves(b),
+                a_port,
+                b_port,
+                proto,
+                v6: a.is_ipv6(),
+            },
+            src_is_a,
+        )
+    }
+
+    pub fn a(&self) -> Addr {
+        Addr::new(
+            self.v6,
+            (u128::from(self.a[0]) << 64) | u128::from(self.a[1]),
+        )
+    }
+
+    pub fn b(&self) -> Addr {
+        Addr::new(
+            self.v6,
+            (u128::from(self.b[0]) << 64) | u128::from(self.b[1]),
+        )
     }
 }
 
@@ -166,9 +188,9 @@ impl Flow {
     pub fn summary(&self, syn_options: Option<&SynOptions>) -> FlowSummary {
         let k = &self.key;
         let (client, server) = if self.a_is_client {
-            ((k.a, k.a_port), (k.b, k.b_port))
+            ((k.a().ip(), k.a_port), (k.b().ip(), k.b_port))
         } else {
-            ((k.b, k.b_port), (k.a, k.a_port))
+            ((k.b().ip(), k.b_port), (k.a().ip(), k.a_port))
         };
         let tcp = k.proto == 6;
         let mut notes = Vec::new();
@@ -798,6 +820,38 @@ mod tests {
         assert_eq!(name(17, 445, 40000, b""), None);
         assert_eq!(name(6, 445, 40000, b""), Some("smb"));
         assert_eq!(name(6, 1234, 40000, b"hello"), None);
+    }
+
+    /// The integer ranking picks endpoint `a` exactly as comparing
+    /// (IpAddr, port) pairs does, across families, equal addresses and ports.
+    #[test]
+    fn flow_keys_order_endpoints_as_address_and_port_pairs_do() {
+        let addrs: Vec<IpAddr> = [
+            "0.0.0.0",
+            "10.0.0.1",
+            "10.0.0.2",
+            "198.18.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "::ffff:10.0.0.1",
+            "2001:db8::1",
+            "ffff::",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        for &x in &addrs {
+            for &y in &addrs {
+                for (xp, yp) in [(0, 0), (80, 443), (443, 80), (65535, 1)] {
+                    let (key, x_is_a) = FlowKey::of(6, x, xp, y, yp);
+                    assert_eq!(x_is_a, (x, xp) <= (y, yp), "{x}:{xp} {y}:{yp}");
+                    let (back, y_is_a) = FlowKey::of(6, y, yp, x, xp);
+                    assert_eq!(key, back);
+                    assert_eq!(y_is_a, (y, yp) <= (x, xp));
+                }
+            }
+        }
     }
 
     #[test]

@@ -288,10 +288,12 @@ pub fn analyze_timed(
     if let [s] = sources.as_mut_slice() {
         // One file: analyze in the reader's buffer, no copy.
         let (links, packets) = (&mut s.links, &mut s.info.packets);
+        let mut last_link = None;
         if let Err(w) = s.reader.for_each_frame(|f: &Frame<'_>| {
             // Almost always the link type of the frame before.
-            if links.last() != Some(&f.link) {
+            if last_link != Some(f.link) {
                 links.insert(f.link);
+                last_link = Some(f.link);
             }
             *packets += 1;
             analyzer.frame(f.ts_nanos, f.link, f.orig_len, f.data);

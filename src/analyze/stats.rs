@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::dissect::{Dissected, Transport};
+use super::dissect::{Addr, Dissected, Transport};
 
 /// Packets and bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -52,28 +52,14 @@ const ICMP: usize = 9;
 const ICMPV6: usize = 10;
 const DNS: usize = 11;
 
-/// An address as a hash key. `IpAddr`'s derived `Hash` feeds a
-/// discriminant, a length and the bytes, three hasher rounds per address
-/// and six per pair, several times per finished flow; this feeds one
-/// 128-bit word. (An IPv4 address and its IPv6 twin `::a.b.c.d` hash alike
-/// and are told apart by `Eq`.) Orders as `IpAddr` does. Also the
-/// SYN-flood detector's key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Addr(pub(crate) IpAddr);
-
-impl std::hash::Hash for Addr {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        h.write_u128(crate::target::range::addr_value(self.0));
-    }
-}
-
 /// Running statistics over every frame seen.
 #[derive(Debug)]
 pub struct Stats {
     pub frames: u64,
     pub bytes: u64,
-    pub first_ns: Option<i64>,
-    pub last_ns: Option<i64>,
+    /// Earliest and latest timestamps (meaningful once `frames` > 0).
+    first_ns: i64,
+    last_ns: i64,
     /// Indexed like [`PROTOCOLS`].
     protocols: [Counter; PROTOCOLS.len()],
     hosts: HashMap<Addr, HostCounts>,
@@ -91,8 +77,8 @@ impl Default for Stats {
         Stats {
             frames: 0,
             bytes: 0,
-            first_ns: None,
-            last_ns: None,
+            first_ns: i64::MAX,
+            last_ns: i64::MIN,
             protocols: Default::default(),
             hosts: HashMap::default(),
             pairs: HashMap::default(),
@@ -308,8 +294,8 @@ impl Stats {
         let len = u64::from(wire_len);
         self.frames += 1;
         self.bytes += len;
-        self.first_ns = Some(self.first_ns.map_or(ts_ns, |f| f.min(ts_ns)));
-        self.last_ns = Some(self.last_ns.map_or(ts_ns, |l| l.max(ts_ns)));
+        self.first_ns = self.first_ns.min(ts_ns);
+        self.last_ns = self.last_ns.max(ts_ns);
         self.timeline.add(ts_ns, len);
         let mut proto = |i: usize| self.protocols[i].add(len);
         if d.ethernet {
@@ -380,13 +366,12 @@ impl Stats {
     }
 
     fn talk_n(&mut self, src: IpAddr, dst: IpAddr, c: Counter) {
-        self.talk_both(src, c, dst, Counter::default());
+        self.talk_both(Addr::from(src), c, Addr::from(dst), Counter::default());
     }
 
     /// Count `to` from `x` to `y` and `back` from `y` to `x`: three table
     /// lookups whatever the directions hold.
-    fn talk_both(&mut self, x: IpAddr, to: Counter, y: IpAddr, back: Counter) {
-        let (x, y) = (Addr(x), Addr(y));
+    fn talk_both(&mut self, x: Addr, to: Counter, y: Addr, back: Counter) {
         let (h, pruned) = entry(&mut self.hosts, x);
         h.sent.add_counter(to);
         h.received.add_counter(back);
@@ -413,9 +398,9 @@ impl Stats {
     /// Add a finished flow's packets to the talkers, both directions.
     pub fn flow_finished(&mut self, f: &super::flows::Flow) {
         let (client, server) = if f.a_is_client {
-            (f.key.a, f.key.b)
+            (f.key.a(), f.key.b())
         } else {
-            (f.key.b, f.key.a)
+            (f.key.b(), f.key.a())
         };
         let c2s = Counter {
             packets: f.c2s.0,
@@ -430,7 +415,11 @@ impl Stats {
 
     /// `tcp`/`udp`: conversations, as the flow table counted them.
     pub fn report(&mut self, top: usize, tcp: u64, udp: u64) -> StatsReport {
-        let duration = match (self.first_ns, self.last_ns) {
+        let (first_ns, last_ns) = match self.frames {
+            0 => (None, None),
+            _ => (Some(self.first_ns), Some(self.last_ns)),
+        };
+        let duration = match (first_ns, last_ns) {
             (Some(f), Some(l)) => (l - f) as f64 / 1e9,
             _ => 0.0,
         };
@@ -445,8 +434,8 @@ impl Stats {
             summary: Summary {
                 packets: self.frames,
                 bytes: self.bytes,
-                first_timestamp: self.first_ns.map(timestamp),
-                last_timestamp: self.last_ns.map(timestamp),
+                first_timestamp: first_ns.map(timestamp),
+                last_timestamp: last_ns.map(timestamp),
                 duration_seconds: duration,
                 packets_per_second: rate(self.frames),
                 bits_per_second: rate(self.bytes * 8),
@@ -507,8 +496,8 @@ impl Stats {
             .flat_map(|(&(lo, hi), p)| [directed(lo, hi, p.up), directed(hi, lo, p.down)])
             .flatten()
             .collect();
-        let address = |a: &Addr| a.0.to_string();
-        let pair = |(s, d): &(Addr, Addr)| format!("{} -> {}", s.0, d.0);
+        let address = |a: &Addr| a.to_string();
+        let pair = |(s, d): &(Addr, Addr)| format!("{s} -> {d}");
         TopTalkers {
             pruned_entries: self.pruned,
             by_packets: Talkers {
@@ -683,17 +672,17 @@ mod tests {
             let (n_to, n_back) = ((seed >> 20) % 4, (seed >> 24) % 3);
             let to = c(n_to, n_to * (40 + (seed >> 8) % 1460));
             let back = c(n_back, n_back * (40 + (seed >> 12) % 900));
-            stats.talk_both(x, to, y, back);
+            stats.talk_both(x.into(), to, y.into(), back);
             for (s, d, n) in [(x, y, to), (y, x, back)] {
-                count(&mut src, Addr(s), n);
-                count(&mut dst, Addr(d), n);
-                count(&mut pairs, (Addr(s), Addr(d)), n);
+                count(&mut src, Addr::from(s), n);
+                count(&mut dst, Addr::from(d), n);
+                count(&mut pairs, (Addr::from(s), Addr::from(d)), n);
             }
         }
         let t = stats.top_talkers(15);
         assert_eq!(t.pruned_entries, 0);
-        let address = |a: &Addr| a.0.to_string();
-        let pair = |(s, d): &(Addr, Addr)| format!("{} -> {}", s.0, d.0);
+        let address = |a: &Addr| a.to_string();
+        let pair = |(s, d): &(Addr, Addr)| format!("{s} -> {d}");
         for (list, by_bytes) in [(&t.by_packets, false), (&t.by_bytes, true)] {
             assert_eq!(
                 listed(&list.sources),
@@ -713,9 +702,9 @@ mod tests {
     #[test]
     fn an_address_talking_to_itself_is_one_pair_and_not_a_silent_source() {
         let mut stats = Stats::default();
-        stats.talk_both(v4(1), c(3, 300), v4(1), c(2, 20));
+        stats.talk_both(v4(1).into(), c(3, 300), v4(1).into(), c(2, 20));
         // Only received: listed as a destination, never as a source.
-        stats.talk_both(v4(2), c(1, 60), v4(3), Counter::default());
+        stats.talk_both(v4(2).into(), c(1, 60), v4(3).into(), Counter::default());
         let t = stats.top_talkers(10);
         assert_eq!(
             listed(&t.by_packets.pairs),
@@ -746,7 +735,7 @@ mod tests {
         let (heavy, victim) = (v4(0xc612_0001), v4(0xc612_0002));
         for i in 0..100_000u32 {
             if i % 100 == 0 {
-                stats.talk_both(heavy, c(5, 500), victim, c(1, 60));
+                stats.talk_both(heavy.into(), c(5, 500), victim.into(), c(1, 60));
             }
             stats.talk(v4(0x0a00_0000 + i), victim, 40);
         }

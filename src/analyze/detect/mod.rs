@@ -198,6 +198,9 @@ impl Detectors {
     }
 
     /// `snaplen_cut`: the frame was captured shorter than it was on the wire.
+    // Inlined into the one caller: the call's register saves and restores
+    // cost 20 instructions a frame.
+    #[inline(always)]
     pub fn frame(
         &mut self,
         frame: u64,

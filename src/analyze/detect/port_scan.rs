@@ -195,9 +195,9 @@ impl PortScan {
         let Some(kind) = probe_kind(f) else { return };
         let k = f.key;
         let ((client, _), (server, port)) = if f.a_is_client {
-            ((k.a, k.a_port), (k.b, k.b_port))
+            ((k.a().ip(), k.a_port), (k.b().ip(), k.b_port))
         } else {
-            ((k.b, k.b_port), (k.a, k.a_port))
+            ((k.b().ip(), k.b_port), (k.a().ip(), k.a_port))
         };
         // Every port of both protocols fits; hosts are counted exactly up to 65,536.
         let cap_v = 2 * 65_536;

@@ -8,9 +8,9 @@ use foldhash::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::{Anomaly, Severity, Span, push_example};
+use crate::analyze::dissect::Addr;
 use crate::analyze::dissect::{Dissected, Transport};
 use crate::analyze::flows::{ACK, Flow, RST, SYN};
-use crate::analyze::stats::Addr;
 
 /// Defaults: a destination receiving at least 100 SYN/s in its busiest
 /// second, 200 SYNs in all, with at most 3 of 10 answered by a SYN-ACK.
@@ -95,14 +95,14 @@ impl SynFlood {
         match flags & (SYN | ACK | RST) {
             SYN => {}
             x if x == SYN | ACK => {
-                if let Some(t) = self.targets.get_mut(&(Addr(ip.src), sport)) {
+                if let Some(t) = self.targets.get_mut(&(Addr::from(ip.src), sport)) {
                     t.synacks += 1;
                 }
                 return;
             }
             _ => return,
         }
-        let key = (Addr(ip.dst), dport);
+        let key = (Addr::from(ip.dst), dport);
         // Only a full table needs the key looked up twice.
         if self.targets.len() >= MAX_TARGETS && !self.targets.contains_key(&key) {
             self.untracked += 1;
@@ -125,8 +125,8 @@ impl SynFlood {
         t.span.add(now);
         push_example(&mut t.examples, frame);
         if self.sources_total < MAX_SOURCES_TOTAL {
-            self.sources_total += usize::from(t.sources.insert(Addr(ip.src)));
-        } else if !t.sources.contains(&Addr(ip.src)) {
+            self.sources_total += usize::from(t.sources.insert(Addr::from(ip.src)));
+        } else if !t.sources.contains(&Addr::from(ip.src)) {
             t.sources_capped = true;
         }
         // Advance the ring to this frame's sub-bucket (frames out of order
@@ -150,9 +150,9 @@ impl SynFlood {
             return;
         }
         let server = if f.a_is_client {
-            (Addr(f.key.b), f.key.b_port)
+            (f.key.b(), f.key.b_port)
         } else {
-            (Addr(f.key.a), f.key.a_port)
+            (f.key.a(), f.key.a_port)
         };
         if let Some(t) = self.targets.get_mut(&server) {
             t.half_open += 1;
@@ -162,7 +162,8 @@ impl SynFlood {
     pub fn finish(self) -> Vec<Anomaly> {
         let th = &self.t;
         let mut out = Vec::new();
-        for ((Addr(dst), port), t) in self.targets {
+        for ((dst, port), t) in self.targets {
+            let dst = dst.ip();
             let rate = t.peak as f64 / th.window_seconds;
             let ratio = t.synacks as f64 / t.syns as f64;
             if rate < th.min_syn_rate || t.syns < th.min_syns || ratio > th.max_synack_ratio {
@@ -174,7 +175,7 @@ impl SynFlood {
                 Severity::Medium
             };
             let sources = t.sources.len() as f64;
-            let mut src_list: Vec<&IpAddr> = t.sources.iter().map(|a| &a.0).collect();
+            let mut src_list: Vec<IpAddr> = t.sources.iter().map(|a| a.ip()).collect();
             src_list.sort();
             let evidence = BTreeMap::from([
                 ("peak_syn_rate", rate),
@@ -202,7 +203,7 @@ impl SynFlood {
             out.push(Anomaly {
                 evidence,
                 thresholds,
-                sources: super::addrs(src_list),
+                sources: super::addrs(&src_list),
                 destinations: vec![dst.to_string()],
                 ports: vec![port],
                 note: self.untracked.gt(&0).then(|| {
