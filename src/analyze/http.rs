@@ -46,18 +46,20 @@ pub fn parse(payload: &[u8]) -> Option<HttpMessage<'_>> {
         Err(_) => return None,
     }
     let (method, uri) = (req.method?, req.path?);
-    let header = |name: &str| {
-        req.headers
-            .iter()
-            .take_while(|h| !h.name.is_empty())
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
-    };
+    // The first of each, in one pass over the headers.
+    let (mut host, mut user_agent) = (None, None);
+    for h in req.headers.iter().take_while(|h| !h.name.is_empty()) {
+        if host.is_none() && h.name.eq_ignore_ascii_case("host") {
+            host = Some(h.value);
+        } else if user_agent.is_none() && h.name.eq_ignore_ascii_case("user-agent") {
+            user_agent = Some(h.value);
+        }
+    }
     Some(HttpMessage::Request {
         method,
         uri,
-        host: header("host"),
-        user_agent: header("user-agent"),
+        host,
+        user_agent,
     })
 }
 
@@ -101,12 +103,17 @@ impl HttpStats {
                     }
                 }
                 bump(&mut self.uris, uri.as_bytes());
-                match host {
-                    Some(h) if h.iter().any(u8::is_ascii_uppercase) => {
-                        bump(&mut self.hosts, &h.to_ascii_lowercase())
+                // Hosts are counted in lower case. Every key is, so a host
+                // found as sent is already lower case: only a miss needs
+                // the case looked at.
+                if let Some(h) = host {
+                    match self.hosts.get_mut(*h) {
+                        Some(n) => *n += 1,
+                        None if h.iter().any(u8::is_ascii_uppercase) => {
+                            bump(&mut self.hosts, &h.to_ascii_lowercase())
+                        }
+                        None => bump(&mut self.hosts, h),
                     }
-                    Some(h) => bump(&mut self.hosts, h),
-                    None => {}
                 }
                 if let Some(ua) = user_agent {
                     bump(&mut self.user_agents, ua);
@@ -218,5 +225,28 @@ mod tests {
             listed(&r.uris),
             [("/".to_string(), 2), ("/a".to_string(), 1)]
         );
+    }
+
+    /// Hosts count in lower case whichever spelling comes first, and the
+    /// first Host and User-Agent headers are the ones taken.
+    #[test]
+    fn hosts_count_case_blind_and_the_first_of_a_repeated_header_wins() {
+        let mut stats = HttpStats::default();
+        for req in [
+            &b"GET / HTTP/1.1\r\nHost: Example.COM\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nhost: example.com\r\nHOST: other.test\r\n\r\n",
+            b"GET / HTTP/1.1\r\nUser-Agent: a/1\r\nHost: EXAMPLE.com\r\nuser-agent: b/2\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        ] {
+            stats.add(&parse(req).unwrap());
+        }
+        let r = stats.report(10);
+        let listed = |v: &[KeyCount]| {
+            v.iter()
+                .map(|k| (k.value.clone(), k.count))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(listed(&r.hosts), [("example.com".to_string(), 4)]);
+        assert_eq!(listed(&r.user_agents), [("a/1".to_string(), 1)]);
     }
 }
