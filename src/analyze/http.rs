@@ -202,6 +202,10 @@ mod tests {
         assert_eq!(parse(b"Garbage that is not http"), None);
     }
 
+    fn listed(v: &[KeyCount]) -> Vec<(String, u64)> {
+        v.iter().map(|k| (k.value.clone(), k.count)).collect()
+    }
+
     #[test]
     fn header_values_that_are_not_utf8_are_not_counted() {
         let mut stats = HttpStats::default();
@@ -214,11 +218,6 @@ mod tests {
         }
         let r = stats.report(10);
         assert_eq!(r.requests, 3);
-        let listed = |v: &[KeyCount]| {
-            v.iter()
-                .map(|k| (k.value.clone(), k.count))
-                .collect::<Vec<_>>()
-        };
         assert_eq!(listed(&r.hosts), [("ok.test".to_string(), 2)]);
         assert_eq!(listed(&r.user_agents), [("caf\u{e9}/1".to_string(), 1)]);
         assert_eq!(
@@ -241,11 +240,6 @@ mod tests {
             stats.add(&parse(req).unwrap());
         }
         let r = stats.report(10);
-        let listed = |v: &[KeyCount]| {
-            v.iter()
-                .map(|k| (k.value.clone(), k.count))
-                .collect::<Vec<_>>()
-        };
         assert_eq!(listed(&r.hosts), [("example.com".to_string(), 4)]);
         assert_eq!(listed(&r.user_agents), [("a/1".to_string(), 1)]);
     }

@@ -646,17 +646,27 @@ mod tests {
 
     type Read = (Vec<(i64, LinkType, u32, Vec<u8>)>, Option<ReadWarning>);
 
-    fn read_all(bytes: &[u8], sizes: &[usize]) -> Result<Read, ReadWarning> {
+    /// A reader of `bytes` handed over in chunks of `sizes`.
+    fn reader(bytes: &[u8], sizes: &[usize]) -> Result<CaptureReader, ReadWarning> {
         let source = Pieces {
             bytes: bytes.to_vec(),
             at: 0,
             sizes: sizes.to_vec(),
             turn: 0,
         };
-        let mut r = CaptureReader::from_chunks(Box::new(source), "t")?;
+        CaptureReader::from_chunks(Box::new(source), "t")
+    }
+
+    fn keep(frames: &mut Vec<(i64, LinkType, u32, Vec<u8>)>, f: &Frame<'_>) {
+        frames.push((f.ts_nanos, f.link, f.orig_len, f.data.to_vec()));
+    }
+
+    /// Every frame through `next_frame`, and the warning that stopped it.
+    fn read_all(bytes: &[u8], sizes: &[usize]) -> Result<Read, ReadWarning> {
+        let mut r = reader(bytes, sizes)?;
         let mut frames = Vec::new();
         loop {
-            match r.next_frame(|f| frames.push((f.ts_nanos, f.link, f.orig_len, f.data.to_vec()))) {
+            match r.next_frame(|f| keep(&mut frames, f)) {
                 Ok(true) => {}
                 Ok(false) => return Ok((frames, None)),
                 Err(w) => return Ok((frames, Some(w))),
@@ -666,16 +676,8 @@ mod tests {
 
     /// [`read_all`] through `for_each_frame`.
     fn read_all_at_once(bytes: &[u8], sizes: &[usize]) -> Result<Read, ReadWarning> {
-        let source = Pieces {
-            bytes: bytes.to_vec(),
-            at: 0,
-            sizes: sizes.to_vec(),
-            turn: 0,
-        };
-        let mut r = CaptureReader::from_chunks(Box::new(source), "t")?;
         let mut frames = Vec::new();
-        let end =
-            r.for_each_frame(|f| frames.push((f.ts_nanos, f.link, f.orig_len, f.data.to_vec())));
+        let end = reader(bytes, sizes)?.for_each_frame(|f| keep(&mut frames, f));
         Ok((frames, end.err()))
     }
 
