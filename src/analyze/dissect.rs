@@ -34,7 +34,7 @@ pub enum Transport<'a> {
     },
 }
 
-/// An IP address as its family and one 128-bit word, for keys: compared,
+/// An IP address as its family and 128-bit value, for keys: compared,
 /// ordered and hashed as integers (IPv4 before IPv6, as `IpAddr` orders),
 /// where `IpAddr` matches its enum at every step. The flow table, the
 /// talker tables and the SYN-flood detector key on it, per packet.
@@ -62,6 +62,16 @@ impl Addr {
         } else {
             IpAddr::V4(Ipv4Addr::from(self.value[1] as u32))
         }
+    }
+
+    /// The value as its high and low halves, for keys that keep the
+    /// family once for two addresses (see `FlowKey`).
+    pub(crate) fn halves(self) -> [u64; 2] {
+        self.value
+    }
+
+    pub(crate) fn from_halves(v6: bool, value: [u64; 2]) -> Addr {
+        Addr { v6, value }
     }
 
     /// The address as a number within its family.

@@ -9,11 +9,9 @@ use std::net::IpAddr;
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
-
-use crate::analyze::dissect::Addr;
 use serde::Serialize;
 
-use super::dissect::{Dissected, Transport};
+use super::dissect::{Addr, Dissected, Transport};
 
 pub const FIN: u8 = 0x01;
 pub const SYN: u8 = 0x02;
@@ -59,10 +57,6 @@ impl FlowKey {
     /// The key and whether `src` is endpoint `a`.
     pub fn of(proto: u8, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> (FlowKey, bool) {
         let (src, dst) = (Addr::from(src), Addr::from(dst));
-        let halves = |a: Addr| {
-            let v = a.value();
-            [(v >> 64) as u64, v as u64]
-        };
         // Endpoint order as (IpAddr, port) orders; mixed families (no
         // packet has them) would keep the family of `a`.
         let src_is_a = (src, sport) <= (dst, dport);
@@ -73,8 +67,8 @@ impl FlowKey {
         };
         (
             FlowKey {
-                a: halves(a),
-                b: halves(b),
+                a: a.halves(),
+                b: b.halves(),
                 a_port,
                 b_port,
                 proto,
@@ -85,17 +79,11 @@ impl FlowKey {
     }
 
     pub fn a(&self) -> Addr {
-        Addr::new(
-            self.v6,
-            (u128::from(self.a[0]) << 64) | u128::from(self.a[1]),
-        )
+        Addr::from_halves(self.v6, self.a)
     }
 
     pub fn b(&self) -> Addr {
-        Addr::new(
-            self.v6,
-            (u128::from(self.b[0]) << 64) | u128::from(self.b[1]),
-        )
+        Addr::from_halves(self.v6, self.b)
     }
 }
 

@@ -415,14 +415,8 @@ impl Stats {
 
     /// `tcp`/`udp`: conversations, as the flow table counted them.
     pub fn report(&mut self, top: usize, tcp: u64, udp: u64) -> StatsReport {
-        let (first_ns, last_ns) = match self.frames {
-            0 => (None, None),
-            _ => (Some(self.first_ns), Some(self.last_ns)),
-        };
-        let duration = match (first_ns, last_ns) {
-            (Some(f), Some(l)) => (l - f) as f64 / 1e9,
-            _ => 0.0,
-        };
+        let span = (self.frames > 0).then_some((self.first_ns, self.last_ns));
+        let duration = span.map_or(0.0, |(f, l)| (l - f) as f64 / 1e9);
         let rate = |n: u64| {
             if duration > 0.0 {
                 n as f64 / duration
@@ -434,8 +428,8 @@ impl Stats {
             summary: Summary {
                 packets: self.frames,
                 bytes: self.bytes,
-                first_timestamp: first_ns.map(timestamp),
-                last_timestamp: last_ns.map(timestamp),
+                first_timestamp: span.map(|(f, _)| timestamp(f)),
+                last_timestamp: span.map(|(_, l)| timestamp(l)),
                 duration_seconds: duration,
                 packets_per_second: rate(self.frames),
                 bits_per_second: rate(self.bytes * 8),

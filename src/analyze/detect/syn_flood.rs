@@ -8,8 +8,7 @@ use foldhash::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::{Anomaly, Severity, Span, push_example};
-use crate::analyze::dissect::Addr;
-use crate::analyze::dissect::{Dissected, Transport};
+use crate::analyze::dissect::{Addr, Dissected, Transport};
 use crate::analyze::flows::{ACK, Flow, RST, SYN};
 
 /// Defaults: a destination receiving at least 100 SYN/s in its busiest
