@@ -15,5 +15,6 @@ pub mod report;
 pub mod scan;
 pub mod scope;
 pub mod target;
+pub mod text;
 
 pub use error::{Error, Result};

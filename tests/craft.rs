@@ -195,7 +195,7 @@ fn bad_specs_point_at_the_layer_and_field() {
         ("ip(src=198.18.0.2)", "needs dst="),
         (
             "ip(dst=198.18.1.5)/dns(qd=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.com)",
-            "valid DNS names",
+            "DNS labels hold at most 63",
         ),
         (
             "ip(dst=198.18.1.5)/raw(file=\"/nonexistent/x\")",

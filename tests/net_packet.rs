@@ -21,7 +21,10 @@ fn ip(s: &str) -> IpAddr {
 fn lab_gate() -> ScopeGate {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scopes/lab.toml")).unwrap();
-    ScopeGate::new(Scope::from_toml(&text, "lab.toml").unwrap(), Some(1000.0)).unwrap()
+    // Built inside the scanner namespace: its addresses are the sources.
+    ScopeGate::new(Scope::from_toml(&text, "lab.toml").unwrap(), Some(1000.0))
+        .unwrap()
+        .with_local_sources(sonde::net::route::local_addresses().unwrap())
 }
 
 #[test]
@@ -51,7 +54,9 @@ fn gated_syn_probes_find_open_closed_and_filtered_ports() {
         let mut batch = gate.reserve(ports.len() as u32).unwrap();
         let mut buf = Vec::new();
         for port in ports {
-            let permit = batch.permit(target, Some(port), ProbeKind::Syn).unwrap();
+            let permit = batch
+                .permit(hop.source, target, Some(port), ProbeKind::Syn)
+                .unwrap();
             let probe = Probe {
                 kind: ProbeKind::Syn,
                 src: hop.source,
@@ -73,7 +78,7 @@ fn gated_syn_probes_find_open_closed_and_filtered_ports() {
         // A permit for one address cannot carry a packet to another.
         let mut one = gate.reserve(1).unwrap();
         let permit = one
-            .permit(ip("198.18.1.11"), Some(80), ProbeKind::Syn)
+            .permit(hop.source, ip("198.18.1.11"), Some(80), ProbeKind::Syn)
             .unwrap();
         assert!(matches!(
             sender.queue(permit, &hop, &buf),
@@ -149,7 +154,9 @@ fn unknown_next_hops_go_through_the_kernel() {
         let mut sniffer = Sniffer::open(ifindex, &[source], Duration::from_millis(100)).unwrap();
         let mut sender = RawIpSender::open().unwrap();
         let mut batch = gate.reserve(1).unwrap();
-        let permit = batch.permit(target, Some(443), ProbeKind::Syn).unwrap();
+        let permit = batch
+            .permit(source, target, Some(443), ProbeKind::Syn)
+            .unwrap();
         let probe = Probe {
             kind: ProbeKind::Syn,
             src: source,

@@ -23,7 +23,10 @@ fn cidr(s: &str) -> AddrRange {
 fn gate(rate: f64) -> ScopeGate {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scopes/lab.toml")).unwrap();
-    ScopeGate::new(Scope::from_toml(&text, "lab.toml").unwrap(), Some(rate)).unwrap()
+    // Called inside the scanner namespace: its addresses are the sources.
+    ScopeGate::new(Scope::from_toml(&text, "lab.toml").unwrap(), Some(rate))
+        .unwrap()
+        .with_local_sources(sonde::net::route::local_addresses().unwrap())
 }
 
 /// Scan the lab at `rate` and compare every probed port with the ground truth.

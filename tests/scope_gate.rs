@@ -51,6 +51,17 @@ targets = ["198.18.4.0/22"]
 ports = [22]
 "#;
 
+/// The host's own address in these tests: the source every permit names.
+fn src() -> IpAddr {
+    "198.18.0.2".parse().unwrap()
+}
+const SRC: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 2));
+
+/// A gate whose host owns [`SRC`].
+fn local(gate: ScopeGate) -> ScopeGate {
+    gate.with_local_sources([AddrRange::single(src())].into_iter().collect())
+}
+
 const INSIDE: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
 
 fn gate_at(now: OffsetDateTime) -> ScopeGate {
@@ -357,24 +368,26 @@ fn permits_need_an_allowance_and_stop_when_the_window_closes() {
     let now = Arc::new(std::sync::Mutex::new(INSIDE));
     let clock = now.clone();
     let scope = Scope::from_toml(SCOPE, "t").unwrap();
-    let gate = ScopeGate::with_clock(scope, Some(500.0), Arc::new(move || *clock.lock().unwrap()))
-        .unwrap();
+    let gate = local(
+        ScopeGate::with_clock(scope, Some(500.0), Arc::new(move || *clock.lock().unwrap()))
+            .unwrap(),
+    );
     let dst: IpAddr = "198.18.1.10".parse().unwrap();
     let mut batch = gate.reserve(2).unwrap();
     assert_eq!(batch.remaining(), 2);
-    let p = batch.permit(dst, Some(80), ProbeKind::Syn).unwrap();
+    let p = batch.permit(SRC, dst, Some(80), ProbeKind::Syn).unwrap();
     assert_eq!(
         (p.dst(), p.port(), p.kind()),
         (dst, Some(80), ProbeKind::Syn)
     );
     assert!(
         batch
-            .permit("198.18.3.1".parse().unwrap(), Some(80), ProbeKind::Syn)
+            .permit(SRC, "198.18.3.1".parse().unwrap(), Some(80), ProbeKind::Syn)
             .is_err()
     );
-    let _ = batch.permit(dst, Some(443), ProbeKind::Syn).unwrap();
+    let _ = batch.permit(SRC, dst, Some(443), ProbeKind::Syn).unwrap();
     assert_eq!(
-        batch.permit(dst, Some(443), ProbeKind::Syn),
+        batch.permit(SRC, dst, Some(443), ProbeKind::Syn),
         Err(Refusal::AllowanceSpent)
     );
     assert_eq!(gate.issued(), 2);
@@ -389,16 +402,18 @@ fn permits_need_an_allowance_and_stop_when_the_window_closes() {
 #[test]
 fn probe_budget_is_enforced() {
     let text = SCOPE.replace("max_rate = 500", "max_rate = 500\nmax_probes = 3");
-    let gate = ScopeGate::with_clock(
-        Scope::from_toml(&text, "t").unwrap(),
-        None,
-        Arc::new(|| INSIDE),
-    )
-    .unwrap();
+    let gate = local(
+        ScopeGate::with_clock(
+            Scope::from_toml(&text, "t").unwrap(),
+            None,
+            Arc::new(|| INSIDE),
+        )
+        .unwrap(),
+    );
     let dst: IpAddr = "198.18.1.10".parse().unwrap();
     let mut sent = 0;
     while let Ok(mut batch) = gate.reserve(2) {
-        while batch.permit(dst, Some(80), ProbeKind::Syn).is_ok() {
+        while batch.permit(SRC, dst, Some(80), ProbeKind::Syn).is_ok() {
             sent += 1;
         }
     }
@@ -537,7 +552,9 @@ proptest! {
         let gate = ScopeGate::with_clock(scope, None, Arc::new(move || moment)).unwrap();
         let scope = gate.scope();
         let port = kind.has_port().then_some(port);
+        // Mapped and compatible IPv6 forms are judged as their IPv4 address.
         let covered = |a: IpAddr| {
+            let a = sonde::target::canonical_ip(a);
             scope.allow.iter().any(|r| r.applies_to(kind, port) && r.targets.contains(a))
                 && !scope.deny.iter().any(|r| r.applies_to(kind, port) && r.targets.contains(a))
         };
@@ -552,11 +569,18 @@ proptest! {
         } else {
             AddrRange::single(ip)
         };
+        // The per-packet answer (rules indexed by kind and port) agrees
+        // with the plain walk over every rule.
+        let hard = sonde::scope::HARD_DENY.iter().any(|(net, _)| {
+            let (b, p) = net.split_once('/').unwrap();
+            AddrRange::cidr(b.parse().unwrap(), p.parse().unwrap()).unwrap().contains(sonde::target::canonical_ip(ip))
+        });
+        prop_assert_eq!(gate.allows(ip, port, kind), covered(ip) && !hard, "{} {:?} {} by\n{}", ip, port, kind, text);
         let d = gate.decide_at(target, port, kind, "t", moment);
         prop_assert!(!d.is_allowed() || (open && covered(ip)), "{ip} {port:?} {kind} at {moment} allowed by\n{text}");
         if open && covered(ip) && !sonde::scope::HARD_DENY.iter().any(|(net, _)| {
             let (b, p) = net.split_once('/').unwrap();
-            AddrRange::cidr(b.parse().unwrap(), p.parse().unwrap()).unwrap().contains(ip)
+            AddrRange::cidr(b.parse().unwrap(), p.parse().unwrap()).unwrap().contains(sonde::target::canonical_ip(ip))
         }) {
             prop_assert!(d.is_allowed(), "{ip} {port:?} {kind} refused though allowed by\n{text}");
         }
@@ -572,6 +596,156 @@ proptest! {
             for v in first..=last {
                 let a = family.addr(v);
                 prop_assert!(open && covered(a), "{a} inside an allowed range {range} is not allowed by\n{text}");
+            }
+        }
+    }
+}
+
+/// A scope over 198.18.0.0/16 (and its IPv4-mapped form) with a budget,
+/// one denied host and, maybe, spoofed sources.
+fn budget_scope(budget: u64, denied: u8, spoof: bool) -> Scope {
+    let spoof = if spoof {
+        "spoof_sources = [\"198.18.5.0/24\"]\n"
+    } else {
+        ""
+    };
+    let text = format!(
+        "{spoof}[engagement]\nid = \"B\"\nclient = \"c\"\nauthorized_by = \"a\"\ncontact = \"c@example.test\"\n\
+         not_before = 2026-01-01T00:00:00Z\nnot_after = 2026-06-30T23:59:59Z\n\
+         [limits]\nmax_rate = 2000000\nmax_probes = {budget}\n\
+         [[allow]]\ntargets = [\"198.18.0.0/16\", \"::ffff:0:0/96\"]\n\
+         [[deny]]\ntargets = [\"198.18.0.{denied}\"]\n"
+    );
+    Scope::from_toml(&text, "budget.toml").unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Regression (issue 14, finding 1): with several sending threads
+    /// reserving at once, the budget was exceeded up to 4x. Any number of
+    /// threads, any batch size: exactly `max_probes` permits, never one more.
+    #[test]
+    fn permits_never_exceed_max_probes_whatever_the_threads(
+        budget in 1u64..3000,
+        threads in 1usize..5,
+        ask in 1u32..2000,
+        denied in any::<u8>(),
+    ) {
+        let gate = local(
+            ScopeGate::with_clock(budget_scope(budget, denied, false), Some(1_000_000.0), Arc::new(|| INSIDE))
+                .unwrap(),
+        );
+        let issued = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let (gate, issued) = (&gate, &issued);
+                s.spawn(move || {
+                    let dst = IpAddr::from([198, 18, 1, t as u8]);
+                    while let Ok(mut batch) = gate.reserve(ask) {
+                        // Some threads leave part of an allowance unspent.
+                        let spend = if t % 2 == 0 { batch.remaining() } else { batch.remaining().div_ceil(2) };
+                        for _ in 0..spend {
+                            let _sent = batch.permit(SRC, dst, Some(80), ProbeKind::Syn).unwrap();
+                            issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        prop_assert_eq!(issued.load(std::sync::atomic::Ordering::Relaxed), budget);
+        prop_assert_eq!(gate.issued(), budget);
+        let spent = matches!(gate.reserve(1).err(), Some(Refusal::BudgetExhausted { .. }));
+        prop_assert!(spent, "the budget is not reported spent");
+    }
+
+    /// Regression (issue 14, finding 5): `::ffff:198.18.128.2` got around a
+    /// deny rule for 198.18.128.2. No form of a denied address gets a
+    /// permit or an "allowed"; the plan check refuses what the budget
+    /// cannot cover; sources are this host's or listed spoofed ones.
+    #[test]
+    fn no_permit_for_a_denied_address_in_any_form_nor_from_a_foreign_source(
+        denied in any::<u8>(),
+        other in any::<u8>(),
+        spoof in any::<bool>(),
+        src_host in any::<u8>(),
+        src_net in prop_oneof![Just(0u8), Just(5), Just(9)],
+        planned in 1u64..2000,
+    ) {
+        let gate = local(
+            ScopeGate::with_clock(budget_scope(1000, denied, spoof), Some(1000.0), Arc::new(|| INSIDE)).unwrap(),
+        );
+        let v4 = std::net::Ipv4Addr::new(198, 18, 0, denied);
+        let forms: [IpAddr; 3] = [v4.into(), v4.to_ipv6_mapped().into(), v4.to_ipv6_compatible().into()];
+        let mut batch = gate.reserve(10).unwrap();
+        for f in forms {
+            prop_assert!(!gate.allows(f, Some(80), ProbeKind::Syn), "{f}");
+            prop_assert!(!gate.decide_addr(f, Some(80), ProbeKind::Syn).is_allowed(), "{f}");
+            prop_assert!(batch.permit(SRC, f, Some(80), ProbeKind::Syn).is_err(), "{f}");
+            let block = AddrRange::cidr(f, if f.is_ipv4() { 24 } else { 120 }).unwrap();
+            prop_assert!(!gate.decide(block, Some(80), ProbeKind::Syn, "b").is_allowed(), "{block}");
+        }
+        if other != denied {
+            let ok = std::net::Ipv4Addr::new(198, 18, 0, other);
+            prop_assert!(gate.allows(ok.to_ipv6_mapped().into(), Some(80), ProbeKind::Syn));
+        }
+        prop_assert_eq!(gate.check_plan(planned).is_ok(), planned <= 1000);
+        let src = IpAddr::from([198, 18, src_net, src_host]);
+        let may = src == SRC || (spoof && src_net == 5);
+        prop_assert_eq!(gate.check_source(src).is_ok(), may, "{}", src);
+        prop_assert_eq!(
+            batch.permit(src, IpAddr::from([198, 18, 1, 1]), Some(80), ProbeKind::Syn).is_ok(),
+            may
+        );
+    }
+
+    /// Regression (issue 14, finding 3): `ports = [-1024]` was read as
+    /// 1-1024. Integers are ports 1-65535, strings closed ranges; anything
+    /// else is an error, and what parses is exactly what was written.
+    #[test]
+    fn scope_ports_are_exactly_what_the_file_says(
+        items in proptest::collection::vec(
+            prop_oneof![
+                (-70000i64..70000).prop_map(|n| n.to_string()),
+                (1u16..=65535, 0u16..100).prop_map(|(a, w)| format!("\"{a}-{}\"", a.saturating_add(w))),
+                (1u16..=65535).prop_map(|a| format!("\"-{a}\"")),
+                (1u16..=65535).prop_map(|a| format!("\"{a}-\"")),
+            ],
+            1..5,
+        ),
+    ) {
+        let text = format!(
+            "[engagement]\nid = \"P\"\nclient = \"c\"\nauthorized_by = \"a\"\ncontact = \"c@example.test\"\n\
+             not_before = 2026-01-01T00:00:00Z\nnot_after = 2026-06-30T23:59:59Z\n[limits]\nmax_rate = 100\n\
+             [[allow]]\ntargets = [\"198.18.0.0/24\"]\nports = [{}]\n",
+            items.join(", ")
+        );
+        let mut expected = sonde::target::PortSet::new();
+        let mut valid = true;
+        for item in &items {
+            if let Some(range) = item.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+                match range.split_once('-') {
+                    Some((a, b)) if !a.is_empty() && !b.is_empty() => {
+                        expected.insert(a.parse().unwrap(), b.parse().unwrap())
+                    }
+                    _ => valid = false,
+                }
+            } else {
+                match item.parse::<i64>().unwrap() {
+                    n @ 1..=65535 => expected.insert(n as u16, n as u16),
+                    _ => valid = false,
+                }
+            }
+        }
+        match Scope::from_toml(&text, "ports.toml") {
+            Ok(scope) => {
+                prop_assert!(valid, "accepted {items:?}");
+                prop_assert_eq!(scope.allow[0].ports.clone(), Some(expected));
+            }
+            Err(e) => {
+                prop_assert!(!valid, "refused {items:?}: {e}");
+                prop_assert_eq!(e.line, 12);
+                prop_assert!(e.column >= 10, "{e}");
             }
         }
     }

@@ -401,7 +401,14 @@ fn open(path: &Path) -> Result<Source, OpenError> {
         message,
     };
     let file = File::open(path).map_err(|e| err(e.to_string()))?;
-    let size = file.metadata().map_err(|e| err(e.to_string()))?.len();
+    let meta = file.metadata().map_err(|e| err(e.to_string()))?;
+    if meta.is_dir() {
+        return Err(err(
+            "is a directory, not a capture file (for a scan's run directory, analyze its capture.pcap)"
+                .into(),
+        ));
+    }
+    let size = meta.len();
     let (to_analysis, from_reader) = std::sync::mpsc::sync_channel(IN_FLIGHT);
     let (recycle, recycled) = std::sync::mpsc::channel();
     let hash = std::thread::Builder::new()

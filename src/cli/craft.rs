@@ -71,18 +71,8 @@ pub struct CraftArgs {
 }
 
 pub fn run_craft(args: CraftArgs, out: &mut dyn Write) -> Result<i32, Error> {
-    if !(args.interval.is_finite() && args.interval >= 0.0) {
-        return Err(Error::usage(
-            format!("--interval {}: expected seconds, 0 or more", args.interval),
-            "e.g. --interval 0.5",
-        ));
-    }
-    if !(args.wait.is_finite() && args.wait >= 0.0) {
-        return Err(Error::usage(
-            format!("--wait {}: expected seconds, 0 or more", args.wait),
-            "e.g. --wait 2",
-        ));
-    }
+    super::seconds("--interval", args.interval, "e.g. --interval 0.5")?;
+    super::seconds("--wait", args.wait, "e.g. --wait 2")?;
     let source_for = |dst: IpAddr| route::route_to(dst).ok().map(|(_, _, s)| s);
     let crafted = craft(&args.spec, &source_for).map_err(|e| Error::Usage {
         message: format!("bad packet spec: {e}"),
@@ -325,16 +315,24 @@ fn send(
     } else {
         file.scope.max_rate
     };
+    let local = route::local_addresses()
+        .map_err(|e| Error::runtime("cannot read this host's addresses", e))?;
     let gate = ScopeGate::new(
         file.scope.clone(),
         Some(per_second.min(file.scope.max_rate)),
     )
-    .map_err(Error::from)?;
-    // Refused before anything is opened or sent.
+    .map_err(Error::from)?
+    .with_local_sources(local);
+    // Refused before anything is opened or sent: the destination, and the
+    // source (the replies go there).
     if let Decision::Refused(r) = gate.decide(AddrRange::single(dst), port, kind, &dst.to_string())
     {
         return Err(Error::Refused(vec![r]));
     }
+    gate.check_source(src)
+        .map_err(|r| Error::Refused(vec![r]))?;
+    gate.check_plan(args.count.saturating_mul(packets.len() as u64))
+        .map_err(|r| Error::Refused(vec![r]))?;
 
     let mut routes = RouteCache::load().map_err(|e| Error::runtime("cannot read the routes", e))?;
     let (ifindex, _, _) = routes
@@ -373,13 +371,24 @@ fn send(
     let (mut sent, mut replies) = (0u64, 0u64);
     let mut frame = vec![0u8; 65536];
     for n in 0..args.count {
-        let mut batch = gate
-            .reserve(packets.len() as u32)
-            .map_err(|r| Error::Refused(vec![r]))?;
         let sent_at = Instant::now();
+        // The fragments of one packet can outnumber one allowance (its
+        // burst is about 10 ms of the pace): reserve again as it runs out.
+        let mut batch = None;
         for p in packets {
+            if batch
+                .as_ref()
+                .is_none_or(|b: &crate::scope::Allowance| b.remaining() == 0)
+            {
+                batch = Some(
+                    gate.reserve((packets.len()) as u32)
+                        .map_err(|r| Error::Refused(vec![r]))?,
+                );
+            }
             let permit = batch
-                .permit(dst, port, kind)
+                .as_mut()
+                .expect("reserved above")
+                .permit(src, dst, port, kind)
                 .map_err(|r| Error::Refused(vec![r]))?;
             if let Some(w) = pcap.as_mut() {
                 w.write(crate::analyze::stats::now_nanos(), p)

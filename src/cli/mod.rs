@@ -73,12 +73,18 @@ pub fn main(args: Vec<OsString>) -> i32 {
             };
         }
     };
-    let mut out = std::io::stdout().lock();
+    let stdout = std::io::stdout().lock();
+    // Names from scope files and captures reach the terminal escaped;
+    // analyze's JSON on stdout keeps JSON's own escapes.
+    let mut out: Box<dyn Write> = match cli.command {
+        Command::Analyze(_) => Box::new(stdout),
+        _ => Box::new(crate::text::VisibleWriter(stdout)),
+    };
     match run(cli, &mut out) {
         Ok(code) => code,
         Err(e) => {
             let _ = out.flush();
-            eprintln!("sonde: error: {e}");
+            eprintln!("sonde: error: {}", crate::text::visible(&e.to_string()));
             e.exit_code()
         }
     }
@@ -93,6 +99,23 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
         Command::Craft(args) => craft::run_craft(*args, out),
         Command::Verify(args) => verify::run_verify(args, out),
         Command::Report(args) => report::run_report(args, out),
+    }
+}
+
+/// The longest any duration flag may be: an hour. Longer values are typos
+/// (1e20) that would overflow the clock or hang a run.
+pub(crate) const MAX_SECONDS: f64 = 3600.0;
+
+/// Check a duration flag before anything is sent: finite, 0 or more, at
+/// most [`MAX_SECONDS`].
+pub(crate) fn seconds(flag: &str, value: f64, example: &str) -> Result<f64, Error> {
+    if value.is_finite() && (0.0..=MAX_SECONDS).contains(&value) {
+        Ok(value)
+    } else {
+        Err(Error::usage(
+            format!("{flag} {value}: expected seconds from 0 to {MAX_SECONDS}"),
+            example,
+        ))
     }
 }
 

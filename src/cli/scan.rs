@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Args;
@@ -36,7 +36,7 @@ pub struct ScanArgs {
     pub probe: String,
 
     /// Packets per second (default: the lower of 1000 and the scope's max_rate).
-    #[arg(long, value_name = "PPS")]
+    #[arg(long, value_name = "PPS", allow_hyphen_values = true, value_parser = parse_rate)]
     pub rate: Option<f64>,
 
     /// Extra passes for probes that got no reply.
@@ -108,6 +108,17 @@ fn write_report(
     w.flush()
 }
 
+/// A rate: a finite number of packets per second above 0 (the scope's
+/// ceiling is checked by the gate).
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a rate: give packets per second, a number above 0 (e.g. --rate 1000)"
+        )),
+    }
+}
+
 /// `65536`, `64k`, `64m`: between 4 KiB and 1 GiB.
 fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim().to_ascii_lowercase();
@@ -131,6 +142,98 @@ fn parse_size(s: &str) -> Result<usize, String> {
 struct HostReport<'a> {
     address: String,
     results: Vec<&'a ScanResult>,
+}
+
+/// SIGINT and SIGTERM during a scan: the first stops sending (the flag the
+/// scan polls) and is remembered with its time for the audit log; a second
+/// exits at once, removing the unfinished report.
+struct Interrupts {
+    first: Arc<std::sync::Mutex<Option<(i32, String)>>>,
+}
+
+impl Interrupts {
+    fn install(stop: Arc<AtomicBool>, partial_report: PathBuf) -> Result<Interrupts, Error> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+            .map_err(|e| Error::runtime("cannot install the Ctrl-C handler", e))?;
+        let first = Arc::new(std::sync::Mutex::new(None));
+        let seen = first.clone();
+        std::thread::Builder::new()
+            .name("sonde-signals".into())
+            .spawn(move || {
+                // It needs no privilege: it only sets a flag and may exit.
+                if crate::net::privilege::drop_in_this_thread().is_err() {
+                    return;
+                }
+                for signal in signals.forever() {
+                    let mut first = seen.lock().expect("signal lock");
+                    if first.is_none() {
+                        *first = Some((signal, now_rfc3339()));
+                        stop.store(true, Ordering::Relaxed);
+                        continue;
+                    }
+                    let _ = std::fs::remove_file(&partial_report);
+                    eprintln!(
+                        "sonde: second signal: exiting at once; the pcap, results and audit log keep what was written, and no report is written"
+                    );
+                    std::process::exit(exit::RUNTIME);
+                }
+            })
+            .map_err(|e| Error::runtime("cannot start the signal thread", e))?;
+        Ok(Interrupts { first })
+    }
+
+    /// The first signal and when it arrived (RFC 3339), if one did.
+    fn first(&self) -> Option<(i32, String)> {
+        self.first.lock().expect("signal lock").clone()
+    }
+}
+
+/// The run directory and the files a scan writes, as they were created:
+/// a path that no longer leads to the same file (removed, moved, replaced)
+/// means the evidence is going nowhere, and the scan stops.
+struct Watched {
+    entries: Vec<(String, PathBuf, (u64, u64))>,
+}
+
+impl Watched {
+    fn new(dir: &RunDir, files: &[(&str, &std::fs::File)]) -> Result<Watched, Error> {
+        use std::os::unix::fs::MetadataExt;
+        let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+        let mut entries = vec![(
+            format!("the run directory {}", dir.path().display()),
+            dir.path().to_path_buf(),
+            id(std::fs::metadata(dir.path())
+                .map_err(|e| Error::runtime("cannot read the run directory", e))?),
+        )];
+        for (name, f) in files {
+            entries.push((
+                format!("{name} in the run directory"),
+                dir.file(name),
+                id(f.metadata()
+                    .map_err(|e| Error::runtime(format!("cannot read {name}"), e))?),
+            ));
+        }
+        entries.push((
+            format!("{} in the run directory", run_dir::AUDIT),
+            dir.file(run_dir::AUDIT),
+            id(std::fs::metadata(dir.file(run_dir::AUDIT))
+                .map_err(|e| Error::runtime("cannot read the audit log", e))?),
+        ));
+        Ok(Watched { entries })
+    }
+
+    /// The first watched path that no longer leads to its file.
+    fn first_lost(&self) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        self.entries
+            .iter()
+            .find_map(|(what, path, id)| match std::fs::metadata(path) {
+                Ok(m) if (m.dev(), m.ino()) == *id => None,
+                Ok(_) => Some(format!("{what} was replaced")),
+                Err(_) => Some(format!("{what} disappeared (removed or moved)")),
+            })
+    }
 }
 
 /// The run's audit log (always written: `RUN_DIR/audit.jsonl`).
@@ -207,6 +310,7 @@ fn create_in(dir: &RunDir, name: &str) -> Result<std::fs::File, Error> {
 }
 
 pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    let flags = Flags::check(&args)?;
     // The run directory and its audit log come first: a refused or failed
     // run leaves records too.
     let dir = RunDir::create(
@@ -221,6 +325,8 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
         ),
     })?;
     crate::net::privilege::chown_to_invoker(dir.path())
+        .and_then(|()| crate::net::privilege::share_with_invoker_group(dir.path()))
+        .and_then(|()| crate::net::privilege::keep_invoker_group())
         .map_err(|e| Error::runtime("cannot give the run directory to the sudo user", e))?;
     let mut log = crate::evidence::AuditLog::new(create_in(&dir, run_dir::AUDIT)?);
     audit(
@@ -234,7 +340,7 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
             "run_directory": dir.path().display().to_string(),
         }),
     )?;
-    let result = scan_inner(args, &mut *out, &mut log, &dir);
+    let result = scan_inner(args, flags, &mut *out, &mut log, &dir);
     match &result {
         Ok(code) => {
             audit(
@@ -287,58 +393,112 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
     result
 }
 
+/// The flags checked before the run directory is made: a typo is an input
+/// error (exit 2) that leaves nothing behind.
+struct Flags {
+    wait: f64,
+    kinds: Vec<ProbeKind>,
+    questions: Vec<DnsQuestion>,
+    shard: Shard,
+}
+
+impl Flags {
+    fn check(args: &ScanArgs) -> Result<Flags, Error> {
+        let wait = super::seconds("--wait", args.wait, "e.g. --wait 2")?;
+        let kinds: Vec<ProbeKind> = args
+            .probe
+            .split(',')
+            .map(|k| {
+                k.parse()
+                    .map_err(|m: String| Error::usage(m, "--probe syn,icmp,dns"))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut questions = Vec::new();
+        for q in &args.dns_query {
+            questions.push(DnsQuestion::parse(q).map_err(|m| {
+                Error::usage(
+                    format!("--dns-query: {m}"),
+                    "e.g. --dns-query www.example.com:AAAA",
+                )
+            })?);
+        }
+        if questions.is_empty() {
+            questions.push(DnsQuestion {
+                name: "example.com".into(),
+                qtype: 1,
+            });
+        }
+        if questions.len() > MAX_DNS_QUESTIONS {
+            return Err(Error::usage(
+                format!(
+                    "{} --dns-query questions; a scan asks at most {MAX_DNS_QUESTIONS}",
+                    questions.len()
+                ),
+                "split the questions over several scans",
+            ));
+        }
+        let shard = match &args.shard {
+            Some(s) => Shard::parse(s)
+                .map_err(|m| Error::usage(m, "--shard 1/4 scans the first of four shares"))?,
+            None => Shard::WHOLE,
+        };
+        if let Some(name) = &args.interface
+            && crate::net::route::interface_index(name).is_none()
+        {
+            return Err(Error::usage(
+                format!(
+                    "--interface {}: there is no such interface here",
+                    crate::text::visible(name)
+                ),
+                "`ip link` lists the interfaces; or drop --interface to use the route's",
+            ));
+        }
+        Ok(Flags {
+            wait,
+            kinds,
+            questions,
+            shard,
+        })
+    }
+}
+
 fn scan_inner(
     args: ScanArgs,
+    flags: Flags,
     out: &mut dyn Write,
     log: &mut Audit,
     dir: &RunDir,
 ) -> Result<i32, Error> {
     let started = now_rfc3339();
+    let Flags {
+        wait,
+        kinds,
+        questions,
+        shard,
+    } = flags;
     let file = load_scope(&args.scope)?;
-    let kinds: Vec<ProbeKind> = args
-        .probe
-        .split(',')
-        .map(|k| {
-            k.parse()
-                .map_err(|m: String| Error::usage(m, "--probe syn,icmp,dns"))
-        })
-        .collect::<Result<_, _>>()?;
-    let mut questions = Vec::new();
-    for q in &args.dns_query {
-        questions.push(DnsQuestion::parse(q).map_err(|m| {
-            Error::usage(
-                format!("--dns-query: {m}"),
-                "e.g. --dns-query www.example.com:AAAA",
-            )
-        })?);
-    }
-    if questions.is_empty() {
-        questions.push(DnsQuestion {
-            name: "example.com".into(),
-            qtype: 1,
-        });
-    }
-    if questions.len() > MAX_DNS_QUESTIONS {
-        return Err(Error::usage(
-            format!(
-                "{} --dns-query questions; a scan asks at most {MAX_DNS_QUESTIONS}",
-                questions.len()
-            ),
-            "split the questions over several scans",
-        ));
-    }
-    let shard = match &args.shard {
-        Some(s) => Shard::parse(s)
-            .map_err(|m| Error::usage(m, "--shard 1/4 scans the first of four shares"))?,
-        None => Shard::WHOLE,
-    };
-    // The gate refuses a rate above the ceiling and a closed window.
-    let gate = ScopeGate::new(file.scope.clone(), args.rate).map_err(Error::from)?;
+    // The gate refuses a rate above the ceiling and a closed window; it
+    // knows this host's addresses, the only sources it lets packets carry
+    // unless the scope lists spoofed ones.
+    let local = crate::net::route::local_addresses()
+        .map_err(|e| Error::runtime("cannot read this host's addresses", e))?;
+    let gate = ScopeGate::new(file.scope.clone(), args.rate)
+        .map_err(Error::from)?
+        .with_local_sources(local);
     let scope = gate.scope();
 
-    // Targets: as given, or everything the scope allows for every kind asked.
-    let given = args.targets.resolve(&SystemResolver, false)?;
-    let targets: IpSet = if given.is_empty() {
+    // Targets: as given, or everything the scope allows for every kind
+    // asked when no target source was given at all.
+    let given = args.targets.resolve(&SystemResolver, true)?;
+    // TARGET:PORT adds the port to the scan's port list (ports apply to
+    // every target, as with -p).
+    let mut named_ports = PortSet::new();
+    for t in &given {
+        if let Some(p) = t.port {
+            named_ports.insert(p, p);
+        }
+    }
+    let targets: IpSet = if given.is_empty() && !args.targets.has_source() {
         let mut all = scope.allowed_addresses(kinds[0]);
         for k in &kinds[1..] {
             let other = scope.allowed_addresses(*k);
@@ -348,7 +508,12 @@ fn scan_inner(
         }
         all
     } else {
-        given.iter().map(|t| t.target.range).collect()
+        // An IPv4-mapped IPv6 target is scanned (and judged) as the IPv4
+        // address it stands for.
+        given
+            .iter()
+            .flat_map(|t| t.target.range.canonical_parts())
+            .collect()
     };
     if targets.is_empty() {
         return Err(Error::usage(
@@ -357,7 +522,11 @@ fn scan_inner(
         ));
     }
     let ports = match args.targets.port_set()? {
-        Some(p) => p,
+        Some(mut p) => {
+            p.union_with(&named_ports);
+            p
+        }
+        None if !named_ports.is_empty() => named_ports,
         None => {
             let allowed = scope.allowed_ports(ProbeKind::Syn);
             if allowed.len() < 65_535 {
@@ -392,32 +561,6 @@ fn scan_inner(
     if !refusals.is_empty() {
         return Err(Error::Refused(refusals));
     }
-    audit(
-        log,
-        "scope_accepted",
-        serde_json::json!({
-            "path": file.path.display().to_string(),
-            "sha256": file.sha256,
-            "engagement_id": scope.engagement.id,
-            "not_before": crate::scope::gate_time(scope.engagement.not_before),
-            "not_after": crate::scope::gate_time(scope.engagement.not_after),
-        }),
-    )?;
-    audit(
-        log,
-        "rate_applied",
-        serde_json::json!({ "rate": gate.rate(), "max_rate": scope.max_rate }),
-    )?;
-
-    // Open every output before the first packet: once the sockets are open
-    // the process holds no capabilities, and under sudo the run directory
-    // belongs to the invoking user, so nothing new can be created in it.
-    let pcap = create_in(dir, run_dir::PCAP)?;
-    let report_file = create_in(dir, run_dir::REPORT)?;
-    let ndjson: Box<dyn Write + Send> = Box::new(crate::scan::ndjson::NdjsonWriter::new(
-        create_in(dir, run_dir::RESULTS)?,
-    ));
-
     let config = ScanConfig {
         targets: targets.clone(),
         ports: ports.clone(),
@@ -425,7 +568,7 @@ fn scan_inner(
         dns_questions: questions.clone(),
         dns_port: 53,
         retries: args.retries,
-        wait: Duration::from_secs_f64(args.wait.max(0.0)),
+        wait: Duration::from_secs_f64(wait),
         seed: args.seed.unwrap_or_else(rand::random),
         shard,
         template: ProbeTemplate::default(),
@@ -445,21 +588,119 @@ fn scan_inner(
             None => 1,
         },
     };
-    // Ctrl-C (or SIGTERM): the first stops sending, runs the cooldown and
-    // writes everything; a second exits at once (the pcap holds whole records).
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, exit::RUNTIME, Arc::clone(&stop))
-            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)))
-            .map_err(|e| Error::runtime("cannot install the Ctrl-C handler", e))?;
+    // The budget covers the whole first pass, and the source is this
+    // host's (or a spoofed one the scope lists), or nothing is sent.
+    let planned = crate::scan::planned_probes(&config).map_err(|e| Error::Runtime {
+        context: "cannot plan the scan".into(),
+        source: Some(Box::new(e)),
+    })?;
+    gate.check_plan(planned)
+        .map_err(|r| Error::Refused(vec![r]))?;
+    if let Some(s) = args.source_ip {
+        gate.check_source(s).map_err(|r| Error::Refused(vec![r]))?;
     }
-    let outcome = run(&config, &gate, Some(pcap), Some(ndjson), &stop).map_err(|e| match e {
+    audit(
+        log,
+        "scope_accepted",
+        serde_json::json!({
+            "path": file.path.display().to_string(),
+            "sha256": file.sha256,
+            "engagement_id": scope.engagement.id,
+            "not_before": crate::scope::gate_time(scope.engagement.not_before),
+            "not_after": crate::scope::gate_time(scope.engagement.not_after),
+        }),
+    )?;
+    audit(
+        log,
+        "rate_applied",
+        serde_json::json!({ "rate": gate.rate(), "max_rate": scope.max_rate }),
+    )?;
+
+    // Open every output before the first packet: once the sockets are open
+    // the process holds no capabilities. The report is written under a
+    // temporary name and renamed when whole, so a report.json is never a
+    // truncated one (under sudo the process keeps the invoker's group,
+    // which may write in the run directory: privilege::drop_all).
+    let pcap = create_in(dir, run_dir::PCAP)?;
+    let report_file = create_in(dir, run_dir::REPORT_PARTIAL)?;
+    let results_file = create_in(dir, run_dir::RESULTS)?;
+    let watched = Watched::new(
+        dir,
+        &[
+            (run_dir::PCAP, &pcap),
+            (run_dir::RESULTS, &results_file),
+            (run_dir::REPORT_PARTIAL, &report_file),
+        ],
+    )?;
+    let ndjson: Box<dyn Write + Send> =
+        Box::new(crate::scan::ndjson::NdjsonWriter::new(results_file));
+
+    // Ctrl-C (or SIGTERM): the first stops sending (recorded in the audit
+    // log as it arrives), runs the cooldown and writes everything; a second
+    // exits at once (the pcap holds whole records; no report is left).
+    let stop = Arc::new(AtomicBool::new(false));
+    let interrupts = Interrupts::install(stop.clone(), dir.file(run_dir::REPORT_PARTIAL))?;
+    let mut recorded_interrupt = false;
+    let lost: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let done = AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        // The watcher holds the audit log while the scan runs: a signal is
+        // recorded when it arrives, and a run directory or file removed or
+        // moved stops the scan within a second.
+        let watcher = s.spawn(|| -> Result<(), Error> {
+            crate::net::privilege::drop_in_this_thread()
+                .map_err(|e| Error::runtime("cannot drop capabilities in the watcher", e))?;
+            let mut tick = 0u32;
+            while !done.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+                tick += 1;
+                if !recorded_interrupt && let Some((signal, at)) = interrupts.first() {
+                    audit(
+                        log,
+                        "interrupt_received",
+                        serde_json::json!({ "signal": signal, "received": at }),
+                    )?;
+                    recorded_interrupt = true;
+                }
+                if tick.is_multiple_of(4)
+                    && lost.lock().expect("lost lock").is_none()
+                    && let Some(what) = watched.first_lost()
+                {
+                    stop.store(true, Ordering::Relaxed);
+                    audit(log, "evidence_lost", serde_json::json!({ "what": what }))?;
+                    *lost.lock().expect("lost lock") = Some(what);
+                }
+            }
+            Ok(())
+        });
+        let outcome = run(&config, &gate, Some(pcap), Some(ndjson), &stop);
+        done.store(true, Ordering::Relaxed);
+        let watched = watcher.join().unwrap_or_else(|_| {
+            Err(Error::runtime(
+                "the evidence watcher failed",
+                std::io::Error::other("panic"),
+            ))
+        });
+        (outcome, watched)
+    });
+    let (outcome, watched_result) = result;
+    watched_result?;
+    let outcome = outcome.map_err(|e| match e {
         crate::scan::ScanError::Refused(r) => Error::Refused(vec![r]),
         other => Error::Runtime {
             context: "scan failed".into(),
             source: Some(Box::new(other)),
         },
     })?;
+    if let Some(what) = lost.into_inner().expect("lost lock") {
+        return Err(Error::Runtime {
+            context: format!(
+                "{what} during the scan: sending stopped after {} probes; what was written is in the files that were moved, if they were",
+                outcome.probes
+            ),
+            source: None,
+        });
+    }
     let finished = now_rfc3339();
 
     let mut hosts: Vec<HostReport> = Vec::new();
@@ -474,16 +715,35 @@ fn scan_inner(
     }
     let e = &scope.engagement;
 
-    // The run's events so far, then the files the scan wrote.
-    if outcome.interrupted {
+    // The run's events so far, then the files the scan wrote. An interrupt
+    // the watcher did not see (it came as the scan ended) is recorded now,
+    // with the time it arrived.
+    if !recorded_interrupt && let Some((signal, at)) = interrupts.first() {
         audit(
             log,
             "interrupt_received",
+            serde_json::json!({ "signal": signal, "received": at }),
+        )?;
+    }
+    if outcome.interrupted {
+        audit(
+            log,
+            "sending_stopped",
             serde_json::json!({ "probes_sent": outcome.counters.sent }),
         )?;
     }
     if let Some(e) = &outcome.output_error {
         audit(log, "output_failed", serde_json::json!({ "error": e }))?;
+    }
+    if let Some(stop) = &outcome.scope_stop {
+        audit(
+            log,
+            "scope_stopped",
+            serde_json::json!({
+                "reason": stop.refusal().to_string(),
+                "probes_sent": outcome.counters.sent,
+            }),
+        )?;
     }
     audit(
         log,
@@ -544,6 +804,10 @@ fn scan_inner(
         },
         "interrupted": outcome.interrupted,
         "output_error": outcome.output_error,
+        "planned_probes": planned,
+        "max_probes": scope.max_probes,
+        // Why the scope ended sending early, if it did.
+        "scope_stopped": outcome.scope_stop.as_ref().map(|s| s.refusal().to_string()),
         // Results may miss replies when the kernel dropped packets or an
         // output failed; say so where the results are read.
         "possibly_incomplete": outcome.counters.kernel_drops > 0 || outcome.output_error.is_some(),
@@ -562,8 +826,20 @@ fn scan_inner(
         "compliance": crate::evidence::compliance::CONTROLS,
         "capture_analysis": capture_analysis,
     });
-    write_report(report_file, &report, &hosts)
-        .map_err(|e| Error::runtime("cannot write the report", e))?;
+    if let Err(e) = write_report(report_file, &report, &hosts) {
+        // Never leave a partial report; when an output failed first (a full
+        // disk), that failure is the one to name.
+        let _ = std::fs::remove_file(dir.file(run_dir::REPORT_PARTIAL));
+        return Err(match &outcome.output_error {
+            Some(first) => Error::Runtime {
+                context: format!("{first}; then the report could not be written either ({e})"),
+                source: None,
+            },
+            None => Error::runtime("cannot write the report", e),
+        });
+    }
+    std::fs::rename(dir.file(run_dir::REPORT_PARTIAL), dir.file(run_dir::REPORT))
+        .map_err(|e| Error::runtime("cannot put the finished report in place", e))?;
     let (report_sha256, _) = file_written(log, dir, run_dir::REPORT)?;
 
     {
@@ -624,6 +900,19 @@ fn scan_inner(
             "sonde: warning: the kernel dropped {} packets the sniffer could not take in time; results may be incomplete (try a lower --rate)",
             outcome.counters.kernel_drops
         );
+    }
+    match &outcome.scope_stop {
+        Some(crate::scan::ScopeStop::WindowClosed(r)) => {
+            eprintln!(
+                "sonde: stopped by the scope after {} probes: {r}; the pcap, results and report hold everything sent and received",
+                outcome.probes
+            );
+            return Ok(exit::REFUSED);
+        }
+        Some(crate::scan::ScopeStop::BudgetSpent(r)) => {
+            eprintln!("sonde: note: retries stopped early: {r} (the first pass was sent whole)")
+        }
+        None => {}
     }
     if outcome.interrupted {
         eprintln!(

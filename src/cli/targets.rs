@@ -57,7 +57,15 @@ impl TargetArgs {
         }
     }
 
-    /// Every target from the command line and -iL, resolved.
+    /// Whether any target source was given (targets or -iL), even one that
+    /// turned out empty: "no targets" means "everything the scope allows"
+    /// only when none was.
+    pub fn has_source(&self) -> bool {
+        !self.targets.is_empty() || self.input_list.is_some()
+    }
+
+    /// Every target from the command line and -iL, resolved. An -iL file
+    /// without a target is an error, never "no targets given".
     pub fn resolve(
         &self,
         resolver: &dyn Resolver,
@@ -77,7 +85,17 @@ impl TargetArgs {
                 what: format!("target list {}", path.display()),
                 source,
             })?;
-            for (word, spec) in parse_target_list(&text, &path.display().to_string())? {
+            let listed = parse_target_list(&text, &path.display().to_string())?;
+            if listed.is_empty() {
+                return Err(Error::usage(
+                    format!(
+                        "target list {} holds no target (it is empty or only comments)",
+                        path.display()
+                    ),
+                    "list targets in the file, one or more per line; an empty list never means the whole scope",
+                ));
+            }
+            for (word, spec) in listed {
                 specs.push((word, spec, None));
             }
         }

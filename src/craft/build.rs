@@ -295,6 +295,21 @@ pub fn build(
             )
             .hint(format!("e.g. ip(dst=198.18.1.5)/{what}(...)"))
         };
+        // A length field that cannot hold what it measures is an error,
+        // unless the spec sets that field itself (a deliberate lie).
+        let too_long = |field: &str, len: usize, max: usize| {
+            SpecError::new(
+                spec,
+                l.at,
+                format!(
+                    "{}(...): {len} bytes do not fit its {field} field (at most {max})",
+                    l.name
+                ),
+            )
+            .hint(format!(
+                "carry less payload, or set {field}= yourself to send a wrong length on purpose"
+            ))
+        };
         let bytes: Vec<u8> = match l.name.as_str() {
             "raw" => raw(&mut a)?,
             "dns" => dns(&mut a)?,
@@ -302,7 +317,11 @@ pub fn build(
                 let c = ctx.ok_or_else(|| need_ip("udp"))?;
                 let sport = a.u16("sport")?.unwrap_or(53);
                 let dport = a.u16("dport")?.unwrap_or(53);
-                let len = a.u16("len")?.unwrap_or((8 + payload.len()) as u16);
+                let len = match a.u16("len")? {
+                    Some(n) => n,
+                    None => u16::try_from(8 + payload.len())
+                        .map_err(|_| too_long("len", 8 + payload.len(), 65535))?,
+                };
                 let mut b = Vec::with_capacity(8 + payload.len());
                 b.extend_from_slice(&sport.to_be_bytes());
                 b.extend_from_slice(&dport.to_be_bytes());
@@ -490,9 +509,11 @@ pub fn build(
                 if rf {
                     b[6] |= 0x80;
                 }
-                let total = a
-                    .u16("len")?
-                    .unwrap_or((hlen + payload.len()).min(65535) as u16);
+                let total = match a.u16("len")? {
+                    Some(n) => n,
+                    None => u16::try_from(hlen + payload.len())
+                        .map_err(|_| too_long("len", hlen + payload.len(), 65535))?,
+                };
                 b[2..4].copy_from_slice(&total.to_be_bytes());
                 if let Some(v) = a.num("version", 15)? {
                     b[0] = (b[0] & 0x0f) | ((v as u8) << 4);
@@ -525,7 +546,11 @@ pub fn build(
                 let h = Ipv6Header {
                     traffic_class: a.u8("tc")?.unwrap_or(0),
                     flow_label: fl,
-                    payload_length: a.u16("plen")?.unwrap_or(payload.len().min(65535) as u16),
+                    payload_length: match a.u16("plen")? {
+                        Some(n) => n,
+                        None => u16::try_from(payload.len())
+                            .map_err(|_| too_long("plen", payload.len(), 65535))?,
+                    },
                     next_header: IpNumber(match a.u8("nh")? {
                         Some(n) => n,
                         None => next_proto.unwrap_or(59),
@@ -736,6 +761,9 @@ fn icmp_type(v: &str, v6: bool) -> Option<u8> {
         .map(|(_, t)| *t)
 }
 
+/// The most `raw(file=...)` reads: the largest payload an IP packet has.
+const MAX_RAW_FILE: usize = 65_535;
+
 fn raw(a: &mut Args) -> Result<Vec<u8>, SpecError> {
     let mut out = Vec::new();
     if let Some(h) = a.hex("hex")? {
@@ -745,8 +773,23 @@ fn raw(a: &mut Args) -> Result<Vec<u8>, SpecError> {
         out.extend_from_slice(f.value.as_bytes());
     }
     if let Some(f) = a.get("file") {
-        let data = std::fs::read(&f.value)
+        // Read with a bound: /dev/zero or a 2 GB file must not fill memory.
+        // No packet carries more than 65,535 bytes of payload.
+        use std::io::Read;
+        let mut data = Vec::new();
+        std::fs::File::open(&f.value)
+            .and_then(|file| file.take(MAX_RAW_FILE as u64 + 1).read_to_end(&mut data))
             .map_err(|e| a.err(f, "a readable file", &format!("{}: {e}", f.value)))?;
+        if data.len() > MAX_RAW_FILE {
+            return Err(a.err(
+                f,
+                &format!("a file of at most {MAX_RAW_FILE} bytes (the largest IP payload)"),
+                &format!(
+                    "{} holds more; cut it, e.g. head -c 1400 FILE > part",
+                    f.value
+                ),
+            ));
+        }
         out.extend_from_slice(&data);
     }
     let pattern = a.hex("pattern")?;

@@ -13,6 +13,9 @@ pub const RESULTS: &str = "results.ndjson";
 pub const AUDIT: &str = "audit.jsonl";
 /// The run's report: scan results, the capture's analysis, hashes.
 pub const REPORT: &str = "report.json";
+/// The report while it is written; renamed to [`REPORT`] when whole, so a
+/// `report.json` is never a truncated one.
+pub const REPORT_PARTIAL: &str = "report.json.partial";
 
 /// A run directory that exists and held nothing when the run began.
 #[derive(Clone, Debug)]

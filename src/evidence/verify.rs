@@ -11,7 +11,7 @@ use serde::de::IgnoredAny;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::run_dir::{AUDIT, REPORT};
+use super::run_dir::{AUDIT, PCAP, REPORT, RESULTS};
 use super::{file_sha256, verify_chain};
 
 /// How one check came out.
@@ -181,6 +181,20 @@ pub fn verify_anchored(path: &Path, anchors: &Anchors) -> std::io::Result<Vec<Fi
     };
     let audit = check_audit(&log, &dir, &mut findings);
     if log == dir.join(AUDIT) {
+        // A run the scope accepted created its capture and results before
+        // the first packet, whatever happened after: neither may be gone,
+        // recorded or not (a file removed mid-run leaves no record).
+        if audit.accepted {
+            for name in [PCAP, RESULTS] {
+                if !audit.written.iter().any(|w| w == name) && !dir.join(name).exists() {
+                    findings.push(Finding {
+                        status: Status::Missing,
+                        subject: name.to_string(),
+                        detail: "the run created it before its first packet, and it is gone".into(),
+                    });
+                }
+            }
+        }
         check_report(&dir, &audit, &mut findings);
     }
     if let Some(want) = &anchors.report_sha256 {
@@ -226,6 +240,8 @@ struct AuditView {
     /// Names of files the log records as written.
     written: Vec<String>,
     exit_status: Option<i64>,
+    /// The scope accepted the run, so it created its output files.
+    accepted: bool,
 }
 
 fn hash_file(
@@ -324,6 +340,9 @@ fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
     for (i, r) in records.iter().enumerate() {
         if r["event"] == "run_finished" {
             view.exit_status = r["exit_status"].as_i64();
+        }
+        if r["event"] == "scope_accepted" {
+            view.accepted = true;
         }
         if r["event"] != "file_written" {
             continue;

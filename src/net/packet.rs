@@ -93,6 +93,11 @@ pub enum SendRefusal {
     },
     /// The next hop is for another target.
     WrongNextHop { permit: IpAddr, hop: IpAddr },
+    /// The packet's source is not the one the permit was issued for.
+    WrongSource {
+        permit: IpAddr,
+        packet: Option<IpAddr>,
+    },
 }
 
 impl std::fmt::Display for SendRefusal {
@@ -105,6 +110,10 @@ impl std::fmt::Display for SendRefusal {
             SendRefusal::WrongNextHop { permit, hop } => {
                 write!(f, "a permit for {permit} was given the next hop of {hop}")
             }
+            SendRefusal::WrongSource { permit, packet } => write!(
+                f,
+                "a permit for source {permit} cannot send a packet from {packet:?}"
+            ),
         }
     }
 }
@@ -116,6 +125,34 @@ fn destination(ip: &[u8]) -> Option<IpAddr> {
         6 => Some(IpAddr::from(<[u8; 16]>::try_from(ip.get(24..40)?).ok()?)),
         _ => None,
     }
+}
+
+/// The source address of an IP packet, if it has one.
+fn source(ip: &[u8]) -> Option<IpAddr> {
+    match ip.first()? >> 4 {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(ip.get(12..16)?).ok()?)),
+        6 => Some(IpAddr::from(<[u8; 16]>::try_from(ip.get(8..24)?).ok()?)),
+        _ => None,
+    }
+}
+
+/// The packet must go where the permit says, from where the permit says.
+fn check_addresses(permit: &Permit, ip_packet: &[u8]) -> Result<(), SendRefusal> {
+    let dst = destination(ip_packet);
+    if dst != Some(permit.dst()) {
+        return Err(SendRefusal::NotPermitted {
+            permit: permit.dst(),
+            packet: dst,
+        });
+    }
+    let src = source(ip_packet);
+    if src != Some(permit.src()) {
+        return Err(SendRefusal::WrongSource {
+            permit: permit.src(),
+            packet: src,
+        });
+    }
+    Ok(())
 }
 
 /// Batches Ethernet frames and sends them with sendmmsg.
@@ -149,13 +186,7 @@ impl RawSender {
         hop: &NextHop,
         ip_packet: &[u8],
     ) -> Result<(), SendRefusal> {
-        let dst = destination(ip_packet);
-        if dst != Some(permit.dst()) {
-            return Err(SendRefusal::NotPermitted {
-                permit: permit.dst(),
-                packet: dst,
-            });
-        }
+        check_addresses(&permit, ip_packet)?;
         if hop.target != permit.dst() {
             return Err(SendRefusal::WrongNextHop {
                 permit: permit.dst(),
@@ -268,13 +299,7 @@ impl RawIpSender {
         permit: Permit,
         ip_packet: &[u8],
     ) -> Result<io::Result<()>, SendRefusal> {
-        let dst = destination(ip_packet);
-        if dst != Some(permit.dst()) {
-            return Err(SendRefusal::NotPermitted {
-                permit: permit.dst(),
-                packet: dst,
-            });
-        }
+        check_addresses(&permit, ip_packet)?;
         let rc = match permit.dst() {
             IpAddr::V4(a) => {
                 // SAFETY: sockaddr_in is plain data; zeroed is valid.

@@ -19,6 +19,29 @@ use caps::CapSet;
 /// permitted set no longer grants anyway, and nothing can regain a
 /// capability that is in no set.
 pub fn drop_all() -> io::Result<()> {
+    drop_in_this_thread()
+}
+
+/// Under sudo, take the invoking user's group as the only supplementary
+/// group: the run directory is the user's and writable by that group
+/// (`share_with_invoker_group`), so the finished report can be renamed into
+/// place after every capability is gone. Call it before starting any
+/// thread: glibc applies setgroups to every thread and aborts the process
+/// when a thread that already dropped CAP_SETGID cannot follow.
+pub fn keep_invoker_group() -> io::Result<()> {
+    if let Some((_, gid)) = invoker() {
+        // SAFETY: one gid_t, valid for the call.
+        if unsafe { libc::setgroups(1, &gid) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Clear every capability set of the calling thread only: for a helper
+/// thread started before the sockets are open (signals, the evidence
+/// watcher), which needs none and must not keep the ones it inherited.
+pub fn drop_in_this_thread() -> io::Result<()> {
     let err = |e: caps::errors::CapsError| io::Error::other(e.to_string());
     caps::clear(None, CapSet::Ambient).map_err(err)?;
     caps::clear(None, CapSet::Inheritable).map_err(err)?;
@@ -38,9 +61,25 @@ pub fn effective() -> io::Result<Vec<String>> {
 /// Under sudo, give `path` to the user who ran sudo (SUDO_UID/SUDO_GID), so
 /// evidence files are theirs; otherwise leave it. Call before `drop_all`.
 pub fn chown_to_invoker(path: &Path) -> io::Result<()> {
-    let parse = |v: &str| std::env::var(v).ok().and_then(|s| s.parse::<u32>().ok());
-    let (Some(uid), Some(gid)) = (parse("SUDO_UID"), parse("SUDO_GID")) else {
+    let Some((uid, gid)) = invoker() else {
         return Ok(());
     };
     std::os::unix::fs::chown(path, Some(uid), Some(gid))
+}
+
+/// Under sudo, let the invoking user's group write in the directory `path`
+/// (mode g+w): sonde keeps that group when it drops every capability.
+pub fn share_with_invoker_group(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if invoker().is_none() {
+        return Ok(());
+    }
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o070))
+}
+
+/// The user who ran sudo (SUDO_UID, SUDO_GID), if sonde runs under sudo.
+fn invoker() -> Option<(u32, u32)> {
+    let parse = |v: &str| std::env::var(v).ok().and_then(|s| s.parse::<u32>().ok());
+    Some((parse("SUDO_UID")?, parse("SUDO_GID")?))
 }

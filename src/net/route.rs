@@ -168,6 +168,48 @@ pub fn route_to(target: IpAddr) -> Result<(u32, Option<IpAddr>, IpAddr), RouteEr
     Ok((oif, gateway, source))
 }
 
+/// The index of the interface named `name` in this network namespace.
+pub fn interface_index(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: c is a valid NUL-terminated string for the call's duration.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+/// Every address this host owns, as the kernel's local routing table says:
+/// interface addresses, 127.0.0.0/8 and AnyIP blocks (`ip route add local
+/// BLOCK dev lo`), IPv4 and IPv6. The gate lets packets carry these as
+/// their source; replies to them come back here.
+pub fn local_addresses() -> Result<crate::target::IpSet, RouteError> {
+    use netlink_packet_route::route::RouteType;
+    let mut ranges = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family;
+        for m in ask(
+            RouteNetlinkMessage::GetRoute(msg),
+            NLM_F_DUMP | NLM_F_REQUEST,
+        )? {
+            let RouteNetlinkMessage::NewRoute(r) = m else {
+                continue;
+            };
+            if r.header.kind != RouteType::Local {
+                continue;
+            }
+            let prefix = r.header.destination_prefix_length;
+            for a in &r.attributes {
+                if let RouteAttribute::Destination(d) = a
+                    && let Some(ip) = addr(d.clone())
+                    && let Ok(range) = crate::target::AddrRange::cidr(ip, prefix)
+                {
+                    ranges.push(range);
+                }
+            }
+        }
+    }
+    Ok(ranges.into_iter().collect())
+}
+
 fn addr(a: RouteAddress) -> Option<IpAddr> {
     match a {
         RouteAddress::Inet(v) => Some(IpAddr::V4(v)),

@@ -53,6 +53,25 @@ impl DnsQuestion {
         if name.is_empty() {
             return Err(format!("{s:?} has no name to ask about"));
         }
+        // What DNS allows (RFC 1035 2.3.4), checked before any run starts.
+        let trimmed = name.strip_suffix('.').unwrap_or(name);
+        if let Some(label) = trimmed.split('.').find(|l| l.is_empty() || l.len() > 63) {
+            return Err(if label.is_empty() {
+                format!("{name:?} has an empty label (two dots in a row, or a leading dot)")
+            } else {
+                format!(
+                    "label {:?} of {name:?} is {} bytes long; DNS labels hold at most 63",
+                    crate::text::visible(label),
+                    label.len()
+                )
+            });
+        }
+        if trimmed.len() > 253 {
+            return Err(format!(
+                "{name:?} is {} bytes long; DNS names hold at most 253",
+                trimmed.len()
+            ));
+        }
         Ok(DnsQuestion {
             name: name.to_string(),
             qtype,

@@ -118,6 +118,8 @@ pub struct ScanOutcome {
     /// An output could not be written (a full disk): sending stopped, and
     /// the pcap was cut back to its last whole record.
     pub output_error: Option<String>,
+    /// The scope ended sending early (window closed, budget spent in retries).
+    pub scope_stop: Option<ScopeStop>,
 }
 
 /// Why a scan stopped.
@@ -216,8 +218,71 @@ struct Shared {
     /// pcap is cut back to its last whole record.
     output_error: Mutex<Option<String>>,
     output_failed: AtomicBool,
+    /// The scope ended sending: the window closed or the budget ran out.
+    scope_stop: Mutex<Option<ScopeStop>>,
+    scope_stopped: AtomicBool,
     /// NAME:TYPE of each DNS question, by index.
     questions: Vec<Arc<str>>,
+}
+
+/// The index space of each probe kind the scan sends.
+fn index_spaces(config: &ScanConfig) -> Result<Vec<(ProbeKind, IndexSpace)>, ScanError> {
+    config
+        .kinds
+        .iter()
+        .map(|&k| {
+            let ports = match k {
+                ProbeKind::Syn => Some(config.ports.clone()),
+                // DNS: the "port" dimension is the question (1-based, as
+                // port sets start at 1); every DNS probe goes to dns_port.
+                ProbeKind::Dns => {
+                    let mut slots = PortSet::new();
+                    slots.insert(1, config.dns_questions.len().max(1) as u16);
+                    Some(slots)
+                }
+                ProbeKind::Icmp => None,
+            };
+            IndexSpace::new(&config.targets, ports.as_ref())
+                .map(|s| (k, s))
+                .map_err(ScanError::Index)
+        })
+        .collect()
+}
+
+/// The probes of this machine's shard in the first pass: what the scan
+/// plans to send, and what the scope's budget must cover before the first
+/// packet. Retries resend unanswered probes from what the budget has left.
+pub fn planned_probes(config: &ScanConfig) -> Result<u64, ScanError> {
+    let shard = config.shard;
+    Ok(index_spaces(config)?
+        .iter()
+        .map(|(_, s)| {
+            let n = s.len();
+            if n > shard.index {
+                (n - shard.index).div_ceil(shard.count)
+            } else {
+                0
+            }
+        })
+        .sum())
+}
+
+/// Why the scope ended a run before its plan was done.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScopeStop {
+    /// The validity window closed (`not_after`) while sending.
+    WindowClosed(Refusal),
+    /// The budget ran out during the retry passes: the first pass was sent
+    /// whole, some unanswered probes were not sent again.
+    BudgetSpent(Refusal),
+}
+
+impl ScopeStop {
+    pub fn refusal(&self) -> &Refusal {
+        match self {
+            ScopeStop::WindowClosed(r) | ScopeStop::BudgetSpent(r) => r,
+        }
+    }
 }
 
 /// Run a scan. Every probe passes `gate`; `pcap` and `ndjson` receive the
@@ -233,26 +298,13 @@ pub fn run(
     if config.dns_questions.is_empty() || config.dns_questions.len() > MAX_DNS_QUESTIONS {
         return Err(ScanError::Questions(config.dns_questions.len()));
     }
-    let spaces: Vec<(ProbeKind, IndexSpace)> = config
-        .kinds
-        .iter()
-        .map(|&k| {
-            let ports = match k {
-                ProbeKind::Syn => Some(config.ports.clone()),
-                // DNS: the "port" dimension is the question (1-based, as
-                // port sets start at 1); every DNS probe goes to dns_port.
-                ProbeKind::Dns => {
-                    let mut slots = PortSet::new();
-                    slots.insert(1, config.dns_questions.len() as u16);
-                    Some(slots)
-                }
-                ProbeKind::Icmp => None,
-            };
-            IndexSpace::new(&config.targets, ports.as_ref())
-                .map(|s| (k, s))
-                .map_err(ScanError::Index)
-        })
-        .collect::<Result<_, _>>()?;
+    let spaces = index_spaces(config)?;
+    // The whole first pass fits the budget, or nothing is sent.
+    gate.check_plan(planned_probes(config)?)
+        .map_err(ScanError::Refused)?;
+    if let Some(s) = config.source {
+        gate.check_source(s).map_err(ScanError::Refused)?;
+    }
 
     // Routes: one kernel question per route, not per target (RouteCache
     // explains why that is exact); no per-target state, so a /8 costs no
@@ -336,6 +388,8 @@ pub fn run(
         stop: AtomicBool::new(false),
         output_error: Mutex::new(None),
         output_failed: AtomicBool::new(false),
+        scope_stop: Mutex::new(None),
+        scope_stopped: AtomicBool::new(false),
         questions: config
             .dns_questions
             .iter()
@@ -502,6 +556,7 @@ pub fn run(
                 }
                 if stop_sending.load(Ordering::Relaxed)
                     || shared.output_failed.load(Ordering::Relaxed)
+                    || shared.scope_stopped.load(Ordering::Relaxed)
                 {
                     break 'passes;
                 }
@@ -579,7 +634,9 @@ pub fn run(
         );
     }
     let interrupted = stop_sending.load(Ordering::Relaxed);
+    let scope_stop = shared.scope_stop.lock().expect("scope stop lock").take();
     Ok(ScanOutcome {
+        scope_stop,
         results,
         counters,
         sniffer: sniffer_stats,
@@ -634,6 +691,7 @@ where
                 // Checked every batch (about 10 ms of traffic).
                 if self.stop_sending.load(Ordering::Relaxed)
                     || self.shared.output_failed.load(Ordering::Relaxed)
+                    || self.shared.scope_stopped.load(Ordering::Relaxed)
                 {
                     break;
                 }
@@ -652,10 +710,25 @@ where
                         pass + 1
                     );
                 }
-                let mut batch = self
-                    .gate
-                    .reserve(self.gate.burst())
-                    .map_err(ScanError::Refused)?;
+                let mut batch = match self.gate.reserve(self.gate.burst()) {
+                    Ok(b) => b,
+                    // The scope's limits end the run, not the process:
+                    // sending stops, the cooldown and the evidence follow.
+                    Err(r @ (Refusal::Expired { .. } | Refusal::BudgetExhausted { .. })) => {
+                        let stop = match r {
+                            Refusal::Expired { .. } => ScopeStop::WindowClosed(r),
+                            _ => ScopeStop::BudgetSpent(r),
+                        };
+                        self.shared
+                            .scope_stop
+                            .lock()
+                            .expect("scope stop lock")
+                            .get_or_insert(stop);
+                        self.shared.scope_stopped.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(r) => return Err(ScanError::Refused(r)),
+                };
                 // Counted per batch, not per probe: the counters are shared
                 // by every sending thread.
                 let (mut new, mut again) = (0u64, 0u64);
@@ -684,14 +757,14 @@ where
                     } else {
                         again += 1;
                     }
-                    let permit = batch
-                        .permit(target, port, kind)
-                        .map_err(ScanError::Refused)?;
                     let path = (self.path_for)(routes, target)?;
                     let source = match &path {
                         Path::Frame(hop) => hop.source,
                         Path::Kernel { source } => *source,
                     };
+                    let permit = batch
+                        .permit(source, target, port, kind)
+                        .map_err(ScanError::Refused)?;
                     let mut marks = self.key.marks(source, target, port.unwrap_or(0), kind);
                     marks.dns_id = marks.dns_id_for(question);
                     let probe = Probe {

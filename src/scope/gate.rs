@@ -22,8 +22,8 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
 use time::OffsetDateTime;
 
-use super::{ProbeKind, Rule, Scope};
-use crate::target::{AddrRange, IpSet};
+use super::{ProbeKind, Rule, RuleKind, Scope};
+use crate::target::{AddrRange, IpSet, PortSet, canonical_ip};
 
 /// Networks no scope can open: "this network", broadcast, multicast and
 /// reserved space. Probing them reaches hosts nobody listed.
@@ -97,6 +97,16 @@ pub enum Refusal {
     },
     BudgetExhausted {
         max_probes: u64,
+    },
+    /// The run would need more probes than the scope's budget.
+    BudgetTooSmall {
+        planned: u64,
+        max_probes: u64,
+    },
+    /// A packet's source is not one of this host's addresses, and the scope
+    /// does not list it in `spoof_sources`: the replies would go elsewhere.
+    SourceNotAllowed {
+        source: IpAddr,
     },
     AllowanceSpent,
 }
@@ -179,6 +189,20 @@ impl fmt::Display for Refusal {
             BudgetExhausted { max_probes } => {
                 write!(f, "the scope's budget of {max_probes} probes is spent")
             }
+            BudgetTooSmall {
+                planned,
+                max_probes,
+            } => write!(
+                f,
+                "this run plans {planned} probes and the scope's budget (max_probes) is {max_probes}: \
+                 narrow the targets or ports, or split the run across scopes that authorize it"
+            ),
+            SourceNotAllowed { source } => write!(
+                f,
+                "source address {source} is not an address of this host, so the targets' replies would go \
+                 to another host; a scope allows spoofed sources only by listing them in spoof_sources \
+                 (inside its allow rules)"
+            ),
             AllowanceSpent => write!(f, "the reserved allowance is spent; reserve again"),
         }
     }
@@ -208,12 +232,17 @@ impl Decision {
 #[must_use = "a permit is leave to send one packet"]
 #[derive(Debug, PartialEq, Eq)]
 pub struct Permit {
+    src: IpAddr,
     dst: IpAddr,
     port: Option<u16>,
     kind: ProbeKind,
 }
 
 impl Permit {
+    /// The source address the packet must carry.
+    pub fn src(&self) -> IpAddr {
+        self.src
+    }
     pub fn dst(&self) -> IpAddr {
         self.dst
     }
@@ -236,9 +265,10 @@ impl Allowance<'_> {
         self.remaining
     }
 
-    /// Leave to send one packet, if the scope allows it.
+    /// Leave to send one packet from `src` to `dst`, if the scope allows it.
     pub fn permit(
         &mut self,
+        src: IpAddr,
         dst: IpAddr,
         port: Option<u16>,
         kind: ProbeKind,
@@ -246,6 +276,7 @@ impl Allowance<'_> {
         if self.remaining == 0 {
             return Err(Refusal::AllowanceSpent);
         }
+        self.gate.check_source(src)?;
         if !self.gate.allows(dst, port, kind) {
             return Err(match self.gate.decide_addr(dst, port, kind) {
                 Decision::Refused(r) => r,
@@ -256,7 +287,163 @@ impl Allowance<'_> {
         }
         self.remaining -= 1;
         self.gate.issued.fetch_add(1, Ordering::Relaxed);
-        Ok(Permit { dst, port, kind })
+        Ok(Permit {
+            src,
+            dst,
+            port,
+            kind,
+        })
+    }
+}
+
+impl Drop for Allowance<'_> {
+    /// What was reserved and not spent goes back to the budget.
+    fn drop(&mut self) {
+        if self.remaining > 0 {
+            self.gate
+                .reserved
+                .fetch_sub(u64::from(self.remaining), Ordering::AcqRel);
+        }
+    }
+}
+
+/// The rules of a scope indexed for the per-packet question: per probe
+/// kind, the addresses denied or allowed on every port as one set, and the
+/// port-limited rules grouped by port list, so thousands of rules cost a
+/// few binary searches per packet, not a walk over every rule.
+struct RuleIndex {
+    kinds: [KindRules; 3],
+}
+
+#[derive(Default)]
+struct KindRules {
+    deny_all_ports: IpSet,
+    deny_by_ports: ByPort,
+    allow_all_ports: IpSet,
+    allow_by_ports: ByPort,
+}
+
+/// Port-limited rules as the addresses they cover on each stretch of ports
+/// where the same rules apply: one binary search for the port, one for the
+/// address, however many rules there are.
+#[derive(Default)]
+struct ByPort {
+    /// First port of each stretch, ascending; the stretch runs to the next.
+    starts: Vec<u32>,
+    /// Addresses covered on each stretch.
+    sets: Vec<IpSet>,
+}
+
+impl ByPort {
+    fn new(groups: Vec<(PortSet, IpSet)>) -> ByPort {
+        let mut bounds: Vec<u32> = vec![1, 65_536];
+        for (ports, _) in &groups {
+            for &(lo, hi) in ports.ranges() {
+                bounds.push(u32::from(lo));
+                bounds.push(u32::from(hi) + 1);
+            }
+        }
+        bounds.sort_unstable();
+        bounds.dedup();
+        bounds.pop(); // 65,536 ends the last stretch
+        // Sweep the stretches in order, keeping the groups whose ports
+        // cover the current one (a group's ranges are disjoint, so it
+        // enters and leaves once per range).
+        let mut events: Vec<(u32, bool, usize)> = Vec::new();
+        for (g, (ports, _)) in groups.iter().enumerate() {
+            for &(lo, hi) in ports.ranges() {
+                events.push((u32::from(lo), true, g));
+                events.push((u32::from(hi) + 1, false, g));
+            }
+        }
+        events.sort_unstable();
+        let mut active = std::collections::BTreeSet::new();
+        let mut next = 0;
+        let sets = bounds
+            .iter()
+            .map(|&start| {
+                while next < events.len() && events[next].0 <= start {
+                    let (_, enters, g) = events[next];
+                    if enters {
+                        active.insert(g);
+                    } else {
+                        active.remove(&g);
+                    }
+                    next += 1;
+                }
+                active
+                    .iter()
+                    .flat_map(|&g| groups[g].1.ranges())
+                    .collect::<IpSet>()
+            })
+            .collect();
+        ByPort {
+            starts: bounds,
+            sets,
+        }
+    }
+
+    fn contains(&self, port: Option<u16>, dst: IpAddr) -> bool {
+        let Some(port) = port else { return false };
+        let i = self.starts.partition_point(|&s| s <= u32::from(port));
+        i > 0 && self.sets[i - 1].contains(dst)
+    }
+}
+
+impl RuleIndex {
+    fn new(scope: &Scope) -> RuleIndex {
+        let kinds = ProbeKind::ALL.map(|kind| {
+            let mut k = KindRules::default();
+            let mut deny_all = Vec::new();
+            let mut allow_all = Vec::new();
+            let mut deny_ports: std::collections::HashMap<&PortSet, Vec<AddrRange>> =
+                Default::default();
+            let mut allow_ports: std::collections::HashMap<&PortSet, Vec<AddrRange>> =
+                Default::default();
+            for r in scope.deny.iter().chain(&scope.allow) {
+                if r.probes.is_some_and(|p| !p.contains(kind)) {
+                    continue;
+                }
+                // As Rule::applies_to: a port list narrows syn and dns; for
+                // icmp an allow rule's list does not matter, a deny rule
+                // with one does not apply.
+                let (all, by_ports) = match r.kind {
+                    RuleKind::Deny => (&mut deny_all, &mut deny_ports),
+                    RuleKind::Allow => (&mut allow_all, &mut allow_ports),
+                };
+                match &r.ports {
+                    None => all.extend(r.targets.ranges()),
+                    Some(_) if !kind.has_port() && r.kind == RuleKind::Allow => {
+                        all.extend(r.targets.ranges())
+                    }
+                    Some(_) if !kind.has_port() => {}
+                    Some(p) => by_ports.entry(p).or_default().extend(r.targets.ranges()),
+                }
+            }
+            k.deny_all_ports = deny_all.into_iter().collect();
+            k.allow_all_ports = allow_all.into_iter().collect();
+            k.deny_by_ports = ByPort::new(
+                deny_ports
+                    .into_iter()
+                    .map(|(p, r)| (p.clone(), r.into_iter().collect()))
+                    .collect(),
+            );
+            k.allow_by_ports = ByPort::new(
+                allow_ports
+                    .into_iter()
+                    .map(|(p, r)| (p.clone(), r.into_iter().collect()))
+                    .collect(),
+            );
+            k
+        });
+        RuleIndex { kinds }
+    }
+
+    fn allows(&self, dst: IpAddr, port: Option<u16>, kind: ProbeKind) -> bool {
+        let k = &self.kinds[kind as usize];
+        !k.deny_all_ports.contains(dst)
+            && !k.deny_by_ports.contains(port, dst)
+            && (k.allow_all_ports.contains(dst) || k.allow_by_ports.contains(port, dst))
     }
 }
 
@@ -269,7 +456,17 @@ pub struct ScopeGate {
     rate: f64,
     burst: u32,
     limiter: RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock>,
+    /// Permits issued.
     issued: AtomicU64,
+    /// Permits issued plus those held in live allowances: what the budget
+    /// is charged, so no number of threads can reserve past it.
+    reserved: AtomicU64,
+    index: RuleIndex,
+    /// Addresses this host sends from (its own), set by the caller that
+    /// knows them; empty until then, so no permit is issued.
+    local_sources: IpSet,
+    /// The scope's `spoof_sources` that its allow rules also cover.
+    spoof_sources: IpSet,
     now: Now,
 }
 
@@ -317,15 +514,65 @@ impl ScopeGate {
         let quota = Quota::with_period(period)
             .expect("period is positive")
             .allow_burst(NonZeroU32::new(burst).expect("burst is at least 1"));
+        let mut spoof_sources = scope.spoof_sources.clone();
+        let mut allowed = IpSet::new();
+        for kind in ProbeKind::ALL {
+            allowed.union_with(&scope.allowed_addresses(kind));
+        }
+        let mut outside = spoof_sources.clone();
+        outside.subtract(&allowed);
+        spoof_sources.subtract(&outside);
         Ok(ScopeGate {
             hard_deny: hard_deny_set(),
+            index: RuleIndex::new(&scope),
             scope,
             rate,
             burst,
             limiter: RateLimiter::direct(quota),
             issued: AtomicU64::new(0),
+            reserved: AtomicU64::new(0),
+            local_sources: IpSet::new(),
+            spoof_sources,
             now,
         })
+    }
+
+    /// The addresses of this host (`net::route::local_addresses`): packets
+    /// may carry these as their source. Any other source needs the scope's
+    /// `spoof_sources`.
+    pub fn with_local_sources(mut self, local: IpSet) -> ScopeGate {
+        self.local_sources = local.canonical();
+        self
+    }
+
+    /// Whether a packet may carry `src` as its source address: one of this
+    /// host's, or one the scope's `spoof_sources` lists inside its allow rules.
+    pub fn check_source(&self, src: IpAddr) -> Result<(), Refusal> {
+        let c = canonical_ip(src);
+        if self.local_sources.contains(c) || self.spoof_sources.contains(c) {
+            Ok(())
+        } else {
+            Err(Refusal::SourceNotAllowed { source: src })
+        }
+    }
+
+    /// Refuse a run that plans more probes than the scope's budget, before
+    /// its first packet.
+    pub fn check_plan(&self, planned: u64) -> Result<(), Refusal> {
+        match self.scope.max_probes {
+            Some(max) if planned > max => Err(Refusal::BudgetTooSmall {
+                planned,
+                max_probes: max,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Probes the budget still allows (`None`: no budget).
+    pub fn budget_left(&self) -> Option<u64> {
+        self.scope
+            .max_probes
+            .map(|m| m.saturating_sub(self.reserved.load(Ordering::Acquire)))
     }
 
     pub fn scope(&self) -> &Scope {
@@ -371,13 +618,40 @@ impl ScopeGate {
     pub fn reserve(&self, n: u32) -> Result<Allowance<'_>, Refusal> {
         self.check_window(self.now())?;
         let mut n = n.clamp(1, self.burst);
-        if let Some(max) = self.scope.max_probes {
-            let left = max.saturating_sub(self.issued());
-            if left == 0 {
-                return Err(Refusal::BudgetExhausted { max_probes: max });
+        match self.scope.max_probes {
+            // Charged before the packets exist, atomically: two threads
+            // never both see the same probes left.
+            Some(max) => {
+                let mut taken = self.reserved.load(Ordering::Acquire);
+                loop {
+                    let left = max.saturating_sub(taken);
+                    if left == 0 {
+                        return Err(Refusal::BudgetExhausted { max_probes: max });
+                    }
+                    let want = n.min(u32::try_from(left).unwrap_or(u32::MAX));
+                    match self.reserved.compare_exchange_weak(
+                        taken,
+                        taken + u64::from(want),
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => {
+                            n = want;
+                            break;
+                        }
+                        Err(now) => taken = now,
+                    }
+                }
             }
-            n = n.min(u32::try_from(left).unwrap_or(u32::MAX));
+            None => {
+                self.reserved.fetch_add(u64::from(n), Ordering::AcqRel);
+            }
         }
+        // From here the allowance exists and its Drop returns what is unused.
+        let allowance = Allowance {
+            gate: self,
+            remaining: n,
+        };
         let cells = NonZeroU32::new(n).expect("n is at least 1");
         let clock = DefaultClock::default();
         loop {
@@ -387,26 +661,17 @@ impl ScopeGate {
                 Err(_) => unreachable!("n is clamped to the burst size"),
             }
         }
-        Ok(Allowance {
-            gate: self,
-            remaining: n,
-        })
+        Ok(allowance)
     }
 
     /// The per-packet question, answered without allocating: the same
     /// decision as [`ScopeGate::decide`] for one address, minus the words.
     pub fn allows(&self, dst: IpAddr, port: Option<u16>, kind: ProbeKind) -> bool {
-        let s = &self.scope;
+        let dst = canonical_ip(dst);
         !self.hard_deny.contains(dst)
-            && s.probes.contains(kind)
+            && self.scope.probes.contains(kind)
             && (port.is_some() || !kind.has_port())
-            && !s
-                .deny
-                .iter()
-                .any(|r| r.applies_to(kind, port) && r.targets.contains(dst))
-            && s.allow
-                .iter()
-                .any(|r| r.applies_to(kind, port) && r.targets.contains(dst))
+            && self.index.allows(dst, port, kind)
     }
 
     /// The decision for one address, without time or rate: allowed, or why not.
@@ -416,7 +681,30 @@ impl ScopeGate {
 
     /// The decision for every address of `range` at once; `label` names the
     /// target in a refusal. Allowed only if every address is allowed.
+    /// IPv4-mapped and IPv4-compatible IPv6 addresses are judged as the
+    /// IPv4 addresses they stand for.
     pub fn decide(
+        &self,
+        range: AddrRange,
+        port: Option<u16>,
+        kind: ProbeKind,
+        label: &str,
+    ) -> Decision {
+        let mut first = None;
+        for part in range.canonical_parts() {
+            match self.decide_canonical(part, port, kind, label) {
+                Decision::Allowed { rule } => {
+                    first.get_or_insert(rule);
+                }
+                refused => return refused,
+            }
+        }
+        Decision::Allowed {
+            rule: first.unwrap_or_default(),
+        }
+    }
+
+    fn decide_canonical(
         &self,
         range: AddrRange,
         port: Option<u16>,

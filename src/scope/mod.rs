@@ -21,10 +21,16 @@
 //! targets = ["127.0.0.0/8"]
 //! ports = "1-1024"
 //! "#, "doc.toml").unwrap();
-//! let gate = ScopeGate::new(scope, None).unwrap();
+//! // The gate is told this host's addresses: packets carry one of them as
+//! // their source (or one the scope lists in spoof_sources).
+//! let here = "127.0.0.1".parse().unwrap();
+//! let local = [sonde::target::AddrRange::single(here)].into_iter().collect();
+//! let gate = ScopeGate::new(scope, None).unwrap().with_local_sources(local);
 //! let mut batch = gate.reserve(2).unwrap();
-//! assert!(batch.permit("127.0.0.1".parse().unwrap(), Some(22), ProbeKind::Syn).is_ok());
-//! assert!(batch.permit("127.0.0.1".parse().unwrap(), Some(8080), ProbeKind::Syn).is_err());
+//! assert!(batch.permit(here, "127.0.0.1".parse().unwrap(), Some(22), ProbeKind::Syn).is_ok());
+//! assert!(batch.permit(here, "127.0.0.1".parse().unwrap(), Some(8080), ProbeKind::Syn).is_err());
+//! // Not this host's address: the replies would go to someone else.
+//! assert!(batch.permit("127.0.0.9".parse().unwrap(), "127.0.0.1".parse().unwrap(), Some(22), ProbeKind::Syn).is_err());
 //! ```
 
 mod gate;
@@ -217,6 +223,9 @@ pub struct Scope {
     pub probes: ProbeKinds,
     pub allow: Vec<Rule>,
     pub deny: Vec<Rule>,
+    /// Source addresses a packet may carry although they are not this
+    /// host's (`spoof_sources`); empty unless the file lists them.
+    pub spoof_sources: IpSet,
 }
 
 impl Scope {

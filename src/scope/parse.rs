@@ -58,6 +58,7 @@ struct RawScope {
     engagement: RawEngagement,
     limits: RawLimits,
     probes: Option<Spanned<Vec<Spanned<String>>>>,
+    spoof_sources: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     allow: Vec<Spanned<RawRule>>,
     #[serde(default)]
@@ -144,7 +145,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scope, ScopeError> {
     let raw: RawScope = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         let message = e.message().trim().to_string();
-        let top_level = ["probes", "allow", "deny", "engagement", "limits"];
+        let top_level = ["probes", "spoof_sources", "allow", "deny", "engagement", "limits"];
         // The unknown key's own name: "unknown field `x`, expected ...".
         let unknown = message
             .strip_prefix("unknown field `")
@@ -158,6 +159,12 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scope, ScopeError> {
             "a scope needs [engagement] (id, client, authorized_by, contact, not_before, not_after), \
              [limits] (max_rate) and at least one [[allow]] table with targets"
                 .to_string()
+        } else if message.contains("i128") || message.contains("out of range") || message.contains("overflow") {
+            return cx.error(
+                span,
+                "this number is too large (whole numbers in a scope file go up to 9223372036854775807)",
+                "max_rate is packets per second and max_probes a count of probes, e.g. max_rate = 1000",
+            );
         } else if message.contains("invalid type") {
             format!("the value has the wrong type; {DOC_HINT}")
         } else {
@@ -228,18 +235,57 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scope, ScopeError> {
             "scopes are default deny; add an [[allow]] table with the targets you are authorized to probe",
         ));
     }
+    // Each rule's line is that of its own [[allow]]/[[deny]] header, found
+    // in one pass over the file (not one pass per rule).
+    let (mut allow_lines, mut deny_lines) = (Vec::new(), Vec::new());
+    for (n, l) in text.lines().enumerate() {
+        if let Some((name, _)) = l
+            .trim_start()
+            .strip_prefix("[[")
+            .and_then(|rest| rest.split_once("]]"))
+        {
+            match name.trim() {
+                "allow" => allow_lines.push(n + 1),
+                "deny" => deny_lines.push(n + 1),
+                _ => {}
+            }
+        }
+    }
     let allow = raw
         .allow
         .iter()
         .enumerate()
-        .map(|(i, r)| rule(&cx, r, RuleKind::Allow, i, probes))
+        .map(|(i, r)| rule(&cx, r, RuleKind::Allow, i, probes, allow_lines.get(i)))
         .collect::<Result<Vec<_>, _>>()?;
     let deny = raw
         .deny
         .iter()
         .enumerate()
-        .map(|(i, r)| rule(&cx, r, RuleKind::Deny, i, probes))
+        .map(|(i, r)| rule(&cx, r, RuleKind::Deny, i, probes, deny_lines.get(i)))
         .collect::<Result<Vec<_>, _>>()?;
+
+    let mut spoof_sources = IpSet::new();
+    if let Some(list) = &raw.spoof_sources {
+        let mut allowed = IpSet::new();
+        for r in &allow {
+            allowed.union_with(&r.targets);
+        }
+        for t in list.get_ref() {
+            let range = target(&cx, t)?;
+            let set: IpSet = range.canonical_parts().into_iter().collect();
+            if let Some(outside) = set.ranges().find_map(|r| allowed.first_missing(r)) {
+                return Err(cx.error(
+                    t.span(),
+                    format!(
+                        "spoof source {:?} is not inside the scope's allow rules ({outside} is not allowed)",
+                        t.get_ref()
+                    ),
+                    "a spoofed source receives the replies: list only addresses the scope also authorizes",
+                ));
+            }
+            spoof_sources.union_with(&set);
+        }
+    }
 
     Ok(Scope {
         engagement: Engagement {
@@ -256,6 +302,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scope, ScopeError> {
         probes,
         allow,
         deny,
+        spoof_sources,
     })
 }
 
@@ -306,26 +353,14 @@ fn rule(
     kind: RuleKind,
     index: usize,
     scope_probes: ProbeKinds,
+    header_line: Option<&usize>,
 ) -> Result<Rule, ScopeError> {
     let r = raw.get_ref();
     let table = match kind {
         RuleKind::Allow => "allow",
         RuleKind::Deny => "deny",
     };
-    // A rule's line is that of its own `[[allow]]`/`[[deny]]` header: the
-    // index-th such header in the file.
-    let line = cx
-        .text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| {
-            let l = l.trim_start();
-            l.strip_prefix("[[")
-                .and_then(|rest| rest.split_once("]]"))
-                .is_some_and(|(name, _)| name.trim() == table)
-        })
-        .nth(index)
-        .map_or_else(|| cx.line_of(raw.span().start), |(n, _)| n + 1);
+    let line = header_line.map_or_else(|| cx.line_of(raw.span().start), |l| *l);
     if r.targets.get_ref().is_empty() {
         return Err(cx.error(
             r.targets.span(),
@@ -333,13 +368,15 @@ fn rule(
             "list addresses, CIDR blocks or ranges",
         ));
     }
-    let mut targets = IpSet::new();
+    // IPv4-mapped and -compatible IPv6 blocks are kept as the IPv4
+    // addresses they stand for, as the gate judges them.
+    let mut ranges = Vec::new();
     let mut target_text = Vec::new();
     for t in r.targets.get_ref() {
-        let range = target(cx, t)?;
-        targets.insert(range);
+        ranges.extend(target(cx, t)?.canonical_parts());
         target_text.push(t.get_ref().clone());
     }
+    let targets: IpSet = ranges.into_iter().collect();
     let ports = match &r.ports {
         None => None,
         Some(v) => Some(ports(cx, v)?),
@@ -390,20 +427,53 @@ fn target(cx: &Ctx, t: &Spanned<String>) -> Result<AddrRange, ScopeError> {
 fn ports(cx: &Ctx, v: &Spanned<toml::Value>) -> Result<PortSet, ScopeError> {
     let hint =
         "ports = \"22,80,1000-2000\" or ports = [22, 80, \"1000-2000\"]; ports run from 1 to 65535";
-    let mut text = String::new();
+    let mut set = PortSet::new();
+    // One item: a port number 1-65535, or a string of ports and closed
+    // ranges. Open ranges (nmap's -1024) and "-" are not taken here: in a
+    // scope file they read like a negative number or a typo.
+    let item = |text: &str, span: Range<usize>| -> Result<PortSet, ScopeError> {
+        let mut set = PortSet::new();
+        for part in text.split(',') {
+            let p = part.trim();
+            let open = p.starts_with('-') || p.ends_with('-');
+            if p.is_empty() || open {
+                return Err(cx.error(
+                    span.clone(),
+                    format!("port range {p:?} is not a port or a closed range"),
+                    "write both ends of a range, e.g. \"1-1024\"",
+                ));
+            }
+            let parsed = PortSet::parse(p).map_err(|e| {
+                cx.error(
+                    span.clone(),
+                    format!("port {:?}: {}", e.item, e.message),
+                    hint,
+                )
+            })?;
+            set.union_with(&parsed);
+        }
+        Ok(set)
+    };
     match v.get_ref() {
-        toml::Value::String(s) => text.push_str(s),
+        toml::Value::String(s) if s.trim().is_empty() => {}
+        toml::Value::String(s) => set = item(s, v.span())?,
         toml::Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    text.push(',');
-                }
-                match item {
-                    toml::Value::Integer(n) => text.push_str(&n.to_string()),
-                    toml::Value::String(s) if !s.contains(',') => text.push_str(s),
+            let spans = array_item_spans(cx.text, v.span());
+            for (i, value) in items.iter().enumerate() {
+                let span = spans.get(i).cloned().unwrap_or_else(|| v.span());
+                match value {
+                    toml::Value::Integer(n) if (1..=65535).contains(n) => {
+                        set.insert(*n as u16, *n as u16)
+                    }
+                    toml::Value::Integer(n) => {
+                        return Err(cx.error(span, format!("port {n} is outside 1-65535"), hint));
+                    }
+                    toml::Value::String(s) if !s.trim().is_empty() => {
+                        set.union_with(&item(s, span)?)
+                    }
                     other => {
                         return Err(cx.error(
-                            v.span(),
+                            span,
                             format!(
                                 "port list item {other} is neither a port number nor a range string"
                             ),
@@ -421,13 +491,55 @@ fn ports(cx: &Ctx, v: &Spanned<toml::Value>) -> Result<PortSet, ScopeError> {
             ));
         }
     }
-    if text.trim().is_empty() {
+    if set.is_empty() {
         return Err(cx.error(
             v.span(),
             "the port list is empty",
             "leave ports out to allow every port, or list them",
         ));
     }
-    PortSet::parse(&text)
-        .map_err(|e| cx.error(v.span(), format!("port {:?}: {}", e.item, e.message), hint))
+    Ok(set)
+}
+
+/// The byte spans of the items of the TOML array at `span`, in order, for
+/// errors that point at one item (toml gives spans for the array only).
+fn array_item_spans(text: &str, span: Range<usize>) -> Vec<Range<usize>> {
+    let bytes = text.as_bytes();
+    let end = span.end.min(bytes.len());
+    let mut out = Vec::new();
+    let mut i = span.start;
+    if bytes.get(i) != Some(&b'[') {
+        return out;
+    }
+    i += 1;
+    while i < end {
+        match bytes[i] {
+            b' ' | b'\t' | b'\r' | b'\n' | b',' => i += 1,
+            b'#' => {
+                while i < end && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b']' => break,
+            q @ (b'"' | b'\'') => {
+                let start = i;
+                i += 1;
+                while i < end && bytes[i] != q {
+                    i += if q == b'"' && bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i = (i + 1).min(end);
+                out.push(start..i);
+            }
+            _ => {
+                let start = i;
+                while i < end
+                    && !matches!(bytes[i], b',' | b']' | b' ' | b'\t' | b'\r' | b'\n' | b'#')
+                {
+                    i += 1;
+                }
+                out.push(start..i);
+            }
+        }
+    }
+    out
 }

@@ -7,5 +7,5 @@ pub mod range;
 pub mod spec;
 
 pub use ports::{PortError, PortSet};
-pub use range::{AddrRange, Family, IpSet, RangeError};
+pub use range::{AddrRange, Family, IpSet, RangeError, canonical_ip};
 pub use spec::{ResolvedTarget, Resolver, SystemResolver, TargetError, TargetSpec};

@@ -53,6 +53,28 @@ pub fn addr_value(ip: IpAddr) -> u128 {
     }
 }
 
+/// IPv6 addresses that carry an IPv4 address: IPv4-mapped `::ffff:a.b.c.d`.
+const MAPPED: (u128, u128) = (0xffff_0000_0000, 0xffff_ffff_ffff);
+/// The deprecated IPv4-compatible form `::a.b.c.d`, less `::` and `::1`
+/// (the unspecified and loopback addresses, which are IPv6's own).
+const COMPATIBLE: (u128, u128) = (2, 0xffff_ffff);
+
+/// The address a packet to `ip` would really reach: an IPv4-mapped or
+/// IPv4-compatible IPv6 address stands for its IPv4 address, so rules are
+/// judged on that (a deny rule for 198.18.1.2 must also stop
+/// `::ffff:198.18.1.2`). Every other address is returned as it is.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    if let IpAddr::V6(a) = ip {
+        let v = u128::from(a);
+        for (lo, hi) in [MAPPED, COMPATIBLE] {
+            if (lo..=hi).contains(&v) {
+                return IpAddr::V4(Ipv4Addr::from((v - lo + (lo & 0xffff_ffff)) as u32));
+            }
+        }
+    }
+    ip
+}
+
 /// An inclusive range of addresses of one family: `start..=end`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AddrRange {
@@ -161,6 +183,45 @@ impl AddrRange {
         Family::of(ip) == self.family && (self.start..=self.end).contains(&addr_value(ip))
     }
 
+    /// The range with its IPv4-mapped and IPv4-compatible parts (see
+    /// [`canonical_ip`]) given as the IPv4 ranges they stand for: one to
+    /// five ranges that cover exactly the addresses the range reaches.
+    pub fn canonical_parts(&self) -> Vec<AddrRange> {
+        if self.family == Family::V4 {
+            return vec![*self];
+        }
+        let mut rest = vec![(self.start, self.end)];
+        let mut out = Vec::new();
+        for (lo, hi) in [MAPPED, COMPATIBLE] {
+            let mut next = Vec::new();
+            for (s, e) in rest {
+                if e < lo || s > hi {
+                    next.push((s, e));
+                    continue;
+                }
+                let (a, b) = (s.max(lo), e.min(hi));
+                let base = lo & 0xffff_ffff;
+                out.push(AddrRange::from_values(
+                    Family::V4,
+                    a - lo + base,
+                    b - lo + base,
+                ));
+                if s < a {
+                    next.push((s, a - 1));
+                }
+                if e > b {
+                    next.push((b + 1, e));
+                }
+            }
+            rest = next;
+        }
+        out.extend(
+            rest.into_iter()
+                .map(|(s, e)| AddrRange::from_values(Family::V6, s, e)),
+        );
+        out
+    }
+
     /// The `i`-th address of the range, if there is one.
     pub fn nth(&self, i: u128) -> Option<IpAddr> {
         let v = self.start.checked_add(i)?;
@@ -258,9 +319,20 @@ impl IpSet {
     }
 
     pub fn union_with(&mut self, other: &IpSet) {
+        if other.v4.len() + other.v6.len() > 8 {
+            // Many ranges at once: sort and merge, not one insert each.
+            *self = self.ranges().chain(other.ranges()).collect();
+            return;
+        }
         for r in other.ranges() {
             self.insert(r);
         }
+    }
+
+    /// The set with every IPv4-mapped or IPv4-compatible IPv6 address
+    /// replaced by the IPv4 address it stands for ([`canonical_ip`]).
+    pub fn canonical(&self) -> IpSet {
+        self.ranges().flat_map(|r| r.canonical_parts()).collect()
     }
 
     pub fn subtract(&mut self, other: &IpSet) {
@@ -333,10 +405,23 @@ impl IpSet {
 }
 
 impl FromIterator<AddrRange> for IpSet {
+    /// Sorts and merges once: linear after the sort, where inserting one
+    /// range at a time is quadratic (a scope with 40,000 rules).
     fn from_iter<I: IntoIterator<Item = AddrRange>>(iter: I) -> IpSet {
         let mut set = IpSet::new();
         for r in iter {
-            set.insert(r);
+            set.family_mut(r.family).push((r.start, r.end));
+        }
+        for list in [&mut set.v4, &mut set.v6] {
+            list.sort_unstable();
+            let mut merged: Vec<(u128, u128)> = Vec::with_capacity(list.len());
+            for &(s, e) in list.iter() {
+                match merged.last_mut() {
+                    Some(last) if s <= last.1.saturating_add(1) => last.1 = last.1.max(e),
+                    _ => merged.push((s, e)),
+                }
+            }
+            *list = merged;
         }
         set
     }
@@ -376,6 +461,43 @@ mod tests {
         assert!(s.intersects(r));
         assert_eq!(s.first_missing(r), Some(ip("198.18.0.128")));
         assert_eq!(s.first_common(r), Some(ip("198.18.0.100")));
+    }
+
+    #[test]
+    fn mapped_and_compatible_forms_stand_for_their_ipv4_address() {
+        assert_eq!(canonical_ip(ip("::ffff:198.18.128.2")), ip("198.18.128.2"));
+        assert_eq!(canonical_ip(ip("::198.18.128.2")), ip("198.18.128.2"));
+        assert_eq!(canonical_ip(ip("::1")), ip("::1"));
+        assert_eq!(canonical_ip(ip("::")), ip("::"));
+        assert_eq!(canonical_ip(ip("2001:db8::1")), ip("2001:db8::1"));
+        let all = AddrRange::cidr(ip("::"), 0).unwrap().canonical_parts();
+        let set: IpSet = all.into_iter().collect();
+        assert!(set.contains(ip("198.18.128.2")));
+        assert!(!set.contains(ip("::ffff:198.18.128.2")));
+        assert!(!set.contains(ip("::198.18.128.2")));
+        assert!(set.contains(ip("::1")) && set.contains(ip("::")));
+        assert!(set.contains(ip("2001:db8::1")));
+        assert_eq!(set.count(Family::V4), 1 << 32);
+        let mapped = AddrRange::cidr(ip("::ffff:198.18.0.0"), 112).unwrap();
+        assert_eq!(
+            mapped.canonical_parts(),
+            vec![AddrRange::cidr(ip("198.18.0.0"), 16).unwrap()]
+        );
+    }
+
+    #[test]
+    fn collecting_many_ranges_merges_as_inserting_does() {
+        let ranges: Vec<AddrRange> = (0..300u32)
+            .map(|i| {
+                let a = IpAddr::V4(Ipv4Addr::from(0xc612_0000 + (i * 7919) % 4096));
+                AddrRange::new(a, a).unwrap()
+            })
+            .collect();
+        let mut one_by_one = IpSet::new();
+        for r in &ranges {
+            one_by_one.insert(*r);
+        }
+        assert_eq!(ranges.into_iter().collect::<IpSet>(), one_by_one);
     }
 
     #[test]
