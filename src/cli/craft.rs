@@ -49,11 +49,22 @@ pub struct CraftArgs {
     pub count: u64,
 
     /// Seconds between sends (with --send).
-    #[arg(long, short = 'i', default_value_t = 1.0, value_name = "SECS")]
+    #[arg(
+        long,
+        short = 'i',
+        default_value_t = 1.0,
+        value_name = "SECS",
+        allow_hyphen_values = true
+    )]
     pub interval: f64,
 
     /// Seconds to wait for replies after the last send.
-    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        value_name = "SECS",
+        allow_hyphen_values = true
+    )]
     pub wait: f64,
 
     /// Evidence of --send: every packet sent and every reply.

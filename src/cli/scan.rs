@@ -44,7 +44,12 @@ pub struct ScanArgs {
     pub retries: u32,
 
     /// Seconds to wait for late replies after the last probe.
-    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 2.0,
+        allow_hyphen_values = true
+    )]
     pub wait: f64,
 
     /// Seed of the probe order (default: random); the same seed, the same order.

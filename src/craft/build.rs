@@ -311,7 +311,12 @@ pub fn build(
             ))
         };
         let bytes: Vec<u8> = match l.name.as_str() {
-            "raw" => raw(&mut a)?,
+            // Raw bytes, then whatever layers follow (as Scapy's Raw/Raw).
+            "raw" => {
+                let mut b = raw(&mut a)?;
+                b.extend_from_slice(&payload);
+                b
+            }
             "dns" => dns(&mut a)?,
             "udp" => {
                 let c = ctx.ok_or_else(|| need_ip("udp"))?;

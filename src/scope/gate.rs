@@ -626,7 +626,15 @@ impl ScopeGate {
                 loop {
                     let left = max.saturating_sub(taken);
                     if left == 0 {
-                        return Err(Refusal::BudgetExhausted { max_probes: max });
+                        if self.issued() >= max {
+                            return Err(Refusal::BudgetExhausted { max_probes: max });
+                        }
+                        // Another thread holds the rest in an allowance it
+                        // may not spend; what it leaves comes back when its
+                        // batch ends (about 10 ms).
+                        std::thread::sleep(Duration::from_micros(500));
+                        taken = self.reserved.load(Ordering::Acquire);
+                        continue;
                     }
                     let want = n.min(u32::try_from(left).unwrap_or(u32::MAX));
                     match self.reserved.compare_exchange_weak(
