@@ -649,6 +649,15 @@ mod tests {
     }
 
     #[test]
+    fn bidi_and_control_characters_are_shown_not_obeyed() {
+        assert_eq!(
+            escape("ENG-\u{202E}txt.exe\u{1b}[2J<"),
+            "ENG-\\u{202e}txt.exe\\u{1b}[2J&lt;"
+        );
+        assert_eq!(escape("line\nbreak\ttab"), "line\nbreak\ttab");
+    }
+
+    #[test]
     fn text_from_the_capture_is_escaped() {
         let a = serde_json::json!({
             "sonde_version": "x",
