@@ -859,6 +859,7 @@ fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
             "run_started",
             "scope_accepted",
             "rate_applied",
+            "neighbour_discovery",
             "cooldown",
             "file_written",
             "file_written",
@@ -876,12 +877,12 @@ fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
         ))
     };
     assert!(
-        out.contains(&format!("audit log head {head} after 8 records")),
+        out.contains(&format!("audit log head {head} after 9 records")),
         "{out}"
     );
     assert_eq!(records[1]["sha256"], scope_sha.as_str());
-    assert_eq!(r["audit"]["records"], 6, "the report saw six records");
-    assert_eq!(records[6]["path"], "report.json");
+    assert_eq!(r["audit"]["records"], 7, "the report saw seven records");
+    assert_eq!(records[7]["path"], "report.json");
 
     // sonde verify, on the directory and on the report.
     let verify = |path: &std::path::Path| {

@@ -378,7 +378,7 @@ fn permits_need_an_allowance_and_stop_when_the_window_closes() {
     let p = batch.permit(SRC, dst, Some(80), ProbeKind::Syn).unwrap();
     assert_eq!(
         (p.dst(), p.port(), p.kind()),
-        (dst, Some(80), ProbeKind::Syn)
+        (dst, Some(80), Some(ProbeKind::Syn))
     );
     assert!(
         batch

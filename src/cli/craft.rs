@@ -349,7 +349,14 @@ fn send(
     let (ifindex, _, _) = routes
         .route(dst)
         .map_err(|e| Error::runtime("cannot route the packet", e))?;
+    let loopback = !routes
+        .link(ifindex)
+        .map_err(|e| Error::runtime("cannot read the interface", e))?
+        .resolves_neighbours;
     let hop = match routes.resolve(dst) {
+        // Loopback goes through the kernel's raw IP socket: IPv4 to
+        // 127.0.0.0/8 injected as a frame is dropped as a martian.
+        Ok(_) if loopback => None,
         Ok(mut h) => {
             h.source = src;
             Some(h)

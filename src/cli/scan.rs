@@ -740,6 +740,31 @@ fn scan_inner(
     if let Some(e) = &outcome.output_error {
         audit(log, "output_failed", serde_json::json!({ "error": e }))?;
     }
+    let discovery = &outcome.neighbours;
+    let down: Vec<serde_json::Value> = [
+        ("no-arp-reply", &discovery.no_arp_reply),
+        ("no-nd-reply", &discovery.no_nd_reply),
+    ]
+    .into_iter()
+    .filter(|(_, set)| !set.is_empty())
+    .map(|(reason, set)| {
+        serde_json::json!({
+            "reason": reason,
+            "count": u64::try_from(
+                set.count(crate::target::Family::V4) + set.count(crate::target::Family::V6)
+            )
+            .unwrap_or(u64::MAX),
+            "addresses": set.ranges().map(|r| r.to_string()).collect::<Vec<_>>(),
+        })
+    })
+    .collect();
+    let neighbour_discovery = serde_json::json!({
+        "asked": discovery.asked,
+        "answered": discovery.answered,
+        "requests_sent": discovery.requests_sent,
+        "down": down,
+    });
+    audit(log, "neighbour_discovery", neighbour_discovery.clone())?;
     if let Some(stop) = &outcome.scope_stop {
         audit(
             log,
@@ -817,6 +842,9 @@ fn scan_inner(
         // output failed; say so where the results are read.
         "possibly_incomplete": outcome.counters.kernel_drops > 0 || outcome.output_error.is_some(),
         "counters": outcome.counters,
+        // The scan's own ARP/NDP before the first probe: next hops asked
+        // for, and the targets found down (folded into address ranges).
+        "neighbour_discovery": neighbour_discovery,
         "probes": outcome.probes,
         "unanswered": outcome.unanswered.iter().map(|(k, v)| (k.name(), *v)).collect::<std::collections::BTreeMap<_, _>>(),
         "files": files,
@@ -861,6 +889,25 @@ fn scan_inner(
             file.path.display()
         )
         .map_err(write_err)?;
+        for d in &down {
+            let addresses = d["addresses"].as_array().map_or(0, Vec::len);
+            let shown: Vec<&str> = d["addresses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .take(8)
+                .filter_map(|a| a.as_str())
+                .collect();
+            writeln!(
+                out,
+                "{} hosts down ({}, not probed): {}{}",
+                d["count"],
+                d["reason"].as_str().unwrap_or(""),
+                shown.join(", "),
+                if addresses > shown.len() { ", ..." } else { "" }
+            )
+            .map_err(write_err)?;
+        }
         for h in &hosts {
             let open: Vec<String> = h
                 .results

@@ -7,12 +7,18 @@
 //! the permit's address: a permit for one target cannot carry a packet to
 //! another.
 //!
-//! [`RawIpSender`] is the path for next hops whose MAC is unknown: the
-//! kernel resolves them, sonde sends no ARP/NDP of its own.
+//! ARP requests and neighbour solicitations (`probe::neighbour`) go out
+//! through the same sender under neighbour permits, which name the address
+//! asked about; the sender checks the frame asks about that address.
+//!
+//! [`RawIpSender`] is the scan's path on loopback (where the kernel drops
+//! IPv4 to 127.0.0.0/8 injected as frames) and `craft`'s for next hops
+//! whose MAC is unknown.
 //!
 //! The sniffer reads every frame of one interface through a kernel BPF
 //! filter that keeps only IP packets addressed to our source address (the
-//! replies), and reads the kernel's drop counter (PACKET_STATISTICS).
+//! replies) and ARP about our IPv4 address (neighbour discovery's
+//! answers), and reads the kernel's drop counter (PACKET_STATISTICS).
 
 use std::io;
 use std::net::IpAddr;
@@ -139,7 +145,7 @@ fn source(ip: &[u8]) -> Option<IpAddr> {
 /// The packet must go where the permit says, from where the permit says.
 fn check_addresses(permit: &Permit, ip_packet: &[u8]) -> Result<(), SendRefusal> {
     let dst = destination(ip_packet);
-    if dst != Some(permit.dst()) {
+    if dst != Some(permit.dst()) || permit.is_neighbour_request() {
         return Err(SendRefusal::NotPermitted {
             permit: permit.dst(),
             packet: dst,
@@ -210,6 +216,37 @@ impl RawSender {
         Ok(())
     }
 
+    /// Queue one whole neighbour request frame (ARP request, neighbour
+    /// solicitation, from `probe::neighbour::request`) under a neighbour
+    /// permit: it must ask about the permit's address, from its source.
+    pub fn queue_neighbour_request(
+        &mut self,
+        permit: Permit,
+        frame: &[u8],
+    ) -> Result<(), SendRefusal> {
+        let asked = crate::probe::neighbour::asked(frame);
+        if !permit.is_neighbour_request() || asked.map(|(_, t)| t) != Some(permit.dst()) {
+            return Err(SendRefusal::NotPermitted {
+                permit: permit.dst(),
+                packet: asked.map(|(_, t)| t),
+            });
+        }
+        if asked.map(|(s, _)| s) != Some(permit.src()) {
+            return Err(SendRefusal::WrongSource {
+                permit: permit.src(),
+                packet: asked.map(|(s, _)| s),
+            });
+        }
+        if self.queued == self.frames.len() {
+            self.frames.push(Vec::with_capacity(128));
+        }
+        let f = &mut self.frames[self.queued];
+        f.clear();
+        f.extend_from_slice(frame);
+        self.queued += 1;
+        Ok(())
+    }
+
     /// The frames queued and not yet sent.
     pub fn pending(&self) -> impl Iterator<Item = &[u8]> {
         self.frames[..self.queued].iter().map(Vec::as_slice)
@@ -263,9 +300,9 @@ impl RawSender {
 
 /// Sends whole IP packets through a raw IP socket (IPPROTO_RAW, the header
 /// is ours): the kernel routes them and resolves the next hop's MAC itself,
-/// as for any traffic. The path for next hops whose MAC sonde does not know
-/// (on-link targets nobody has talked to yet): sonde never crafts ARP or
-/// neighbour solicitations. Slower than [`RawSender`], one syscall a packet.
+/// as for any traffic. The scan uses it on loopback only (nothing to
+/// resolve there, so it never waits); `craft` for a next hop whose MAC is
+/// unknown. Slower than [`RawSender`], one syscall a packet.
 pub struct RawIpSender {
     v4: Option<OwnedFd>,
     v6: Option<OwnedFd>,
@@ -456,7 +493,7 @@ impl Sniffer {
 }
 
 /// Classic BPF: accept an Ethernet frame carrying IPv4 to `ours`' IPv4
-/// address or IPv6 to its IPv6 address, drop everything else.
+/// address, ARP about it, or IPv6 to its IPv6 address; drop everything else.
 pub fn filter_to(ours: &[IpAddr]) -> Vec<libc::sock_filter> {
     const LD_H_ABS: u16 = 0x28;
     const LD_W_ABS: u16 = 0x20;
@@ -477,12 +514,21 @@ pub fn filter_to(ours: &[IpAddr]) -> Vec<libc::sock_filter> {
         Accept,
         Drop,
         V6,
+        ArpEnd,
     }
-    // Layout: load the EtherType; the IPv4 test; the IPv6 test; accept; drop.
+    // Layout: load the EtherType; the ARP test (replies to our neighbour
+    // requests: ARP addressed to our IPv4 address); the IPv4 test; the IPv6
+    // test (neighbour advertisements are IPv6 to us); accept; drop.
     // Built with symbolic targets first, then the jumps are made relative.
     let mut p = vec![op(LD_H_ABS, 0, 0, 12)];
     let mut body: Vec<(u16, u32, Target, Target)> = Vec::new(); // (code, k, if true, if false)
+    let mut arp_end = 0;
     if let Some(a) = v4 {
+        body.push((JEQ_K, 0x0806, Target::Next, Target::ArpEnd));
+        body.push((LD_W_ABS, 38, Target::Next, Target::Next)); // ARP target protocol address
+        body.push((JEQ_K, a, Target::Accept, Target::Drop));
+        arp_end = body.len();
+        body.push((LD_H_ABS, 12, Target::Next, Target::Next)); // the EtherType again
         body.push((JEQ_K, 0x0800, Target::Next, Target::V6));
         body.push((LD_W_ABS, 30, Target::Next, Target::Next)); // IPv4 destination (untagged frames)
         body.push((JEQ_K, a, Target::Accept, Target::Drop));
@@ -514,6 +560,7 @@ pub fn filter_to(ours: &[IpAddr]) -> Vec<libc::sock_filter> {
                 Target::Drop => drop,
                 Target::V6 if v6.is_some() => v6_start,
                 Target::V6 => drop,
+                Target::ArpEnd => arp_end,
             };
             (to - i - 1) as u8
         };
@@ -537,4 +584,102 @@ pub fn filter_to(ours: &[IpAddr]) -> Vec<libc::sock_filter> {
     ];
     program.extend(p);
     program
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run a classic BPF program the way the kernel does for the few
+    /// instructions `filter_to` uses; `outgoing` is the packet type the
+    /// ancillary load reads.
+    fn run(program: &[libc::sock_filter], frame: &[u8], outgoing: bool) -> bool {
+        let mut acc: u32 = 0;
+        let mut pc = 0usize;
+        loop {
+            let i = program[pc];
+            pc += 1;
+            match i.code {
+                0x28 => {
+                    let k = i.k as usize;
+                    let Some(b) = frame.get(k..k + 2) else {
+                        return false;
+                    };
+                    acc = u32::from(u16::from_be_bytes([b[0], b[1]]));
+                }
+                0x20 if i.k == 0xffff_f000 + 4 => acc = if outgoing { 4 } else { 0 },
+                0x20 => {
+                    let k = i.k as usize;
+                    let Some(b) = frame.get(k..k + 4) else {
+                        return false;
+                    };
+                    acc = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                }
+                0x15 => pc += usize::from(if acc == i.k { i.jt } else { i.jf }),
+                0x06 => return i.k != 0,
+                other => panic!("unexpected BPF code {other:#x}"),
+            }
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_filter_keeps_ip_to_us_and_arp_about_us_only() {
+        use crate::probe::neighbour::request;
+        let ours = [ip("198.18.0.2"), ip("2001:db8::2")];
+        let program = filter_to(&ours);
+        let me = [2, 0, 0, 0, 0, 2];
+        let mut frame = Vec::new();
+        // Another host asking for our address: ARP about us is kept.
+        request(
+            &mut frame,
+            [2, 0, 0, 0, 0, 9],
+            ip("198.18.0.9"),
+            ip("198.18.0.2"),
+        );
+        assert!(run(&program, &frame, false));
+        // ARP about someone else is not; nor what we send ourselves.
+        request(&mut frame, me, ip("198.18.0.2"), ip("198.18.0.10"));
+        assert!(!run(&program, &frame, false));
+        request(
+            &mut frame,
+            [2, 0, 0, 0, 0, 9],
+            ip("198.18.0.9"),
+            ip("198.18.0.2"),
+        );
+        assert!(!run(&program, &frame, true));
+        // IPv4 and IPv6 to us are kept, to others not.
+        let eth = |ty: [u8; 2], ip: &[u8]| {
+            let mut f = vec![0u8; 12];
+            f.extend_from_slice(&ty);
+            f.extend_from_slice(ip);
+            f
+        };
+        let mut v4 = vec![0x45u8; 20];
+        v4[16..20].copy_from_slice(&[198, 18, 0, 2]);
+        assert!(run(&program, &eth([8, 0], &v4), false));
+        v4[19] = 3;
+        assert!(!run(&program, &eth([8, 0], &v4), false));
+        let mut v6 = vec![0x60u8; 40];
+        v6[24..40].copy_from_slice(&ip6("2001:db8::2"));
+        assert!(run(&program, &eth([0x86, 0xdd], &v6), false));
+        v6[39] = 3;
+        assert!(!run(&program, &eth([0x86, 0xdd], &v6), false));
+        // Only IPv6 ours: ARP and IPv4 are dropped.
+        let v6_only = filter_to(&[ip("2001:db8::2")]);
+        request(
+            &mut frame,
+            [2, 0, 0, 0, 0, 9],
+            ip("198.18.0.9"),
+            ip("198.18.0.2"),
+        );
+        assert!(!run(&v6_only, &frame, false));
+    }
+
+    fn ip6(s: &str) -> [u8; 16] {
+        s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+    }
 }

@@ -3,12 +3,12 @@
 //! count) and the next hop's MAC from the kernel's neighbour table
 //! (RTM_GETNEIGH). Reading these tables sends nothing.
 //!
-//! A missing or unresolved neighbour is an error naming the next hop: sonde
-//! does not send ARP or neighbour solicitations itself (IPv6 solicitations
-//! go to ff02::1:ff00:0/104, which the hard deny covers). The scanner sends
-//! to such next hops through `packet::RawIpSender`, letting the kernel
-//! resolve them as it does for any traffic. Wrong next-hop MACs are masscan's and zmap's most
-//! reported bug; on-link targets use their own MAC, routed ones the gateway's.
+//! The kernel's neighbour table is the warm start: the scan asks for the
+//! rest itself (`scan::neighbours`, ARP and neighbour solicitations under
+//! the gate) and teaches its [`RouteCache`] the answers. A next hop still
+//! unknown is an error naming it. Wrong next-hop MACs are masscan's and
+//! zmap's most reported bug; on-link targets use their own MAC, routed ones
+//! the gateway's.
 
 use std::net::IpAddr;
 
@@ -66,7 +66,7 @@ impl std::fmt::Display for RouteError {
             } => write!(
                 f,
                 "the MAC address of {next_hop} (next hop to {target} on {ifname}) is not in the neighbour table; \
-                 sonde does not send ARP or neighbour solicitations itself: resolve it first (e.g. ping {next_hop})"
+                 it answered no ARP request or neighbour solicitation, or the scope does not cover it (a gateway outside the scope is not asked: ping {next_hop} to let the system resolve it)"
             ),
             RouteError::Interface { ifindex, reason } => write!(f, "interface {ifindex}: {reason}"),
         }
@@ -277,6 +277,22 @@ pub fn neighbours() -> Result<Vec<Neighbour>, RouteError> {
 /// An interface's name and MAC address (RTM_GETLINK: right in any network
 /// namespace, unlike /sys, which shows the namespace it was mounted in).
 pub fn interface(ifindex: u32) -> Result<(String, [u8; 6]), RouteError> {
+    link(ifindex).map(|l| (l.name, l.mac))
+}
+
+/// What the scanner needs to know of an interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub name: String,
+    pub mac: [u8; 6],
+    /// Next hops on it have MAC addresses to resolve (ARP/NDP): false for
+    /// loopback and NOARP links, where frames carry any MAC.
+    pub resolves_neighbours: bool,
+}
+
+/// An interface's name, MAC address and whether it resolves neighbours.
+pub fn link(ifindex: u32) -> Result<Link, RouteError> {
+    use netlink_packet_route::link::LinkFlags;
     use netlink_packet_route::link::{LinkAttribute, LinkMessage};
     let mut msg = LinkMessage::default();
     msg.header.index = ifindex;
@@ -293,9 +309,9 @@ pub fn interface(ifindex: u32) -> Result<(String, [u8; 6]), RouteError> {
         });
     };
     let (mut name, mut mac) = (None, None);
-    for a in link.attributes {
+    for a in &link.attributes {
         match a {
-            LinkAttribute::IfName(n) => name = Some(n),
+            LinkAttribute::IfName(n) => name = Some(n.clone()),
             LinkAttribute::Address(a) if a.len() == 6 => {
                 mac = Some([a[0], a[1], a[2], a[3], a[4], a[5]])
             }
@@ -307,7 +323,13 @@ pub fn interface(ifindex: u32) -> Result<(String, [u8; 6]), RouteError> {
         ifindex,
         reason: format!("{name} has no Ethernet address (loopback or a tunnel?)"),
     })?;
-    Ok((name, mac))
+    let flags = link.header.flags;
+    Ok(Link {
+        name,
+        mac,
+        resolves_neighbours: !flags.contains(LinkFlags::Loopback)
+            && !flags.contains(LinkFlags::Noarp),
+    })
 }
 
 /// `02:00:5e:10:ff:0a` to bytes.
@@ -364,7 +386,8 @@ pub struct RouteCache {
     /// Ask the kernel for every target: policy routing is in use.
     per_target: bool,
     decided: std::collections::HashMap<(bool, u128, u8), Decision>,
-    interfaces: std::collections::HashMap<u32, [u8; 6]>,
+    interfaces: std::collections::HashMap<u32, Link>,
+    /// The kernel's neighbour table at load, then what the scan learns itself.
     neighbours: std::collections::HashMap<(u32, IpAddr), [u8; 6]>,
     /// Questions put to the kernel (for tests and the report).
     pub kernel_lookups: u64,
@@ -502,24 +525,53 @@ impl RouteCache {
         Ok(d)
     }
 
-    /// Everything needed to put a frame for `target` on the wire.
+    /// The interface `ifindex`, read once.
+    pub fn link(&mut self, ifindex: u32) -> Result<&Link, RouteError> {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.interfaces.entry(ifindex) {
+            e.insert(link(ifindex)?);
+        }
+        Ok(&self.interfaces[&ifindex])
+    }
+
+    /// Where a frame for `target` goes first: the interface, the next hop
+    /// (the gateway, or the target itself on its link) and the source.
+    pub fn next_hop(&mut self, target: IpAddr) -> Result<(u32, IpAddr, IpAddr), RouteError> {
+        let (ifindex, gateway, source) = self.route(target)?;
+        Ok((ifindex, gateway.unwrap_or(target), source))
+    }
+
+    /// The MAC of `next_hop` on `ifindex`, if it is known (the kernel's
+    /// table at load, or [`RouteCache::learn`]); the zero address on links
+    /// that resolve no neighbours (loopback).
+    pub fn neighbour_mac(
+        &mut self,
+        ifindex: u32,
+        next_hop: IpAddr,
+    ) -> Result<Option<[u8; 6]>, RouteError> {
+        if !self.link(ifindex)?.resolves_neighbours {
+            return Ok(Some([0; 6]));
+        }
+        Ok(self.neighbours.get(&(ifindex, next_hop)).copied())
+    }
+
+    /// Remember `ip`'s MAC on `ifindex`, learned from its ARP reply or
+    /// neighbour advertisement.
+    pub fn learn(&mut self, ifindex: u32, ip: IpAddr, mac: [u8; 6]) {
+        self.neighbours.insert((ifindex, ip), mac);
+    }
+
+    /// Everything needed to put a frame for `target` on the wire. A next
+    /// hop whose MAC is unknown is an error naming it (built from cached
+    /// names: no kernel question per target).
     pub fn resolve(&mut self, target: IpAddr) -> Result<NextHop, RouteError> {
         let (ifindex, gateway, source) = self.route(target)?;
-        let source_mac = match self.interfaces.get(&ifindex) {
-            Some(m) => *m,
-            None => {
-                let (_, m) = interface(ifindex)?;
-                self.interfaces.insert(ifindex, m);
-                m
-            }
-        };
         let next_hop = gateway.unwrap_or(target);
-        let Some(&next_hop_mac) = self.neighbours.get(&(ifindex, next_hop)) else {
-            let ifname = interface(ifindex).map_or_else(|_| format!("if{ifindex}"), |(n, _)| n);
+        let source_mac = self.link(ifindex)?.mac;
+        let Some(next_hop_mac) = self.neighbour_mac(ifindex, next_hop)? else {
             return Err(RouteError::NeighbourUnknown {
                 target,
                 next_hop,
-                ifname,
+                ifname: self.link(ifindex)?.name.clone(),
             });
         };
         Ok(NextHop {

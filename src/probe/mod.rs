@@ -4,6 +4,7 @@
 pub mod build;
 pub mod classify;
 pub mod cookie;
+pub mod neighbour;
 
 pub use build::{DnsQuestion, Probe, ProbeTemplate, build, qtype_name};
 pub use classify::{Classified, Reply, Verdict, classify};

@@ -11,6 +11,7 @@
 //! are written to the evidence pcap (raw IP link type) as they go.
 
 pub mod ndjson;
+pub mod neighbours;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -96,7 +97,9 @@ impl Serialize for CaptureTime {
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Counters {
     pub sent: u64,
-    pub sent_via_kernel: u64,
+    /// Probes not sent because their target answered no ARP request or
+    /// neighbour solicitation (down).
+    pub skipped_down: u64,
     pub received: u64,
     pub matched: u64,
     pub invalid: u64,
@@ -120,6 +123,8 @@ pub struct ScanOutcome {
     pub output_error: Option<String>,
     /// The scope ended sending early (window closed, budget spent in retries).
     pub scope_stop: Option<ScopeStop>,
+    /// What the scan's own ARP/NDP found before the first probe.
+    pub neighbours: neighbours::Discovery,
 }
 
 /// Why a scan stopped.
@@ -140,6 +145,12 @@ pub enum ScanError {
     SourceFamily {
         source: IpAddr,
         target: IpAddr,
+    },
+    /// The gateway in front of the targets answered no ARP request or
+    /// neighbour solicitation.
+    GatewayDown {
+        gateway: IpAddr,
+        ifname: String,
     },
 }
 
@@ -175,6 +186,10 @@ impl std::fmt::Display for ScanError {
                     "--source-ip {source} cannot reach {target}: the address families differ"
                 )
             }
+            ScanError::GatewayDown { gateway, ifname } => write!(
+                f,
+                "the gateway {gateway} on {ifname} answered no ARP request or neighbour solicitation: no target behind it can be reached"
+            ),
         }
     }
 }
@@ -190,8 +205,15 @@ const MAX_TIMED_PROBES: usize = 100_000;
 /// Where a probe for one target goes.
 #[derive(Clone)]
 enum Path {
+    /// A whole frame to the next hop's MAC over AF_PACKET.
     Frame(NextHop),
-    Kernel { source: IpAddr },
+    /// Loopback: through the kernel's raw IP socket, since the kernel
+    /// drops IPv4 to 127.0.0.0/8 injected below its routing (a martian
+    /// destination). There is no neighbour to wait for on loopback, so
+    /// this path never blocks.
+    Loopback { source: IpAddr },
+    /// The target answered no ARP request or neighbour solicitation.
+    Down,
 }
 
 #[derive(Default)]
@@ -218,6 +240,8 @@ struct Shared {
     /// pcap is cut back to its last whole record.
     output_error: Mutex<Option<String>>,
     output_failed: AtomicBool,
+    /// ARP replies and neighbour advertisements, for discovery.
+    answers: neighbours::Answers,
     /// The scope ended sending: the window closed or the budget ran out.
     scope_stop: Mutex<Option<ScopeStop>>,
     scope_stopped: AtomicBool,
@@ -299,6 +323,17 @@ pub fn run(
         return Err(ScanError::Questions(config.dns_questions.len()));
     }
     let spaces = index_spaces(config)?;
+    if let Some(s) = config.source
+        && let Some(r) = config
+            .targets
+            .ranges()
+            .find(|r| r.family() != crate::target::Family::of(s))
+    {
+        return Err(ScanError::SourceFamily {
+            source: s,
+            target: r.first(),
+        });
+    }
     // The whole first pass fits the budget, or nothing is sent.
     gate.check_plan(planned_probes(config)?)
         .map_err(ScanError::Refused)?;
@@ -346,6 +381,17 @@ pub fn run(
         {
             return Err(ScanError::SourceFamily { source: s, target });
         }
+        let (hop_ifindex, _, route_source) = routes.next_hop(target).map_err(ScanError::Route)?;
+        if hop_ifindex == ifindex
+            && !routes
+                .link(ifindex)
+                .map_err(ScanError::Route)?
+                .resolves_neighbours
+        {
+            return Ok(Path::Loopback {
+                source: config.source.unwrap_or(route_source),
+            });
+        }
         Ok(match routes.resolve(target) {
             // A range can span routes: the part through another interface
             // is found here, before its first probe.
@@ -360,12 +406,9 @@ pub fn run(
                 hop.source = config.source.unwrap_or(hop.source);
                 Path::Frame(hop)
             }
-            Err(RouteError::NeighbourUnknown { .. }) => {
-                let (_, _, source) = routes.route(target).map_err(ScanError::Route)?;
-                Path::Kernel {
-                    source: config.source.unwrap_or(source),
-                }
-            }
+            // Discovery asked for every unknown next hop before the first
+            // probe: one still unknown is a target that did not answer.
+            Err(RouteError::NeighbourUnknown { .. }) => Path::Down,
             Err(e) => return Err(ScanError::Route(e)),
         })
     };
@@ -390,6 +433,7 @@ pub fn run(
         output_failed: AtomicBool::new(false),
         scope_stop: Mutex::new(None),
         scope_stopped: AtomicBool::new(false),
+        answers: Mutex::new(Vec::new()),
         questions: config
             .dns_questions
             .iter()
@@ -445,6 +489,11 @@ pub fn run(
                     let Ok(Some(f)) = sniffer.next(&mut frame) else {
                         continue;
                     };
+                    // An ARP reply or neighbour advertisement: for discovery.
+                    if let Some(answer) = crate::probe::neighbour::answer(f) {
+                        shared.answers.lock().expect("answers lock").push(answer);
+                        continue;
+                    }
                     let ip = f.get(14..).unwrap_or(&[]);
                     let at = crate::analyze::stats::now_nanos();
                     let verdict = classify(ip, &key);
@@ -489,13 +538,31 @@ pub fn run(
         .sum();
     let started = Instant::now();
     let sent = AtomicU64::new(0);
-    let sent_via_kernel = AtomicU64::new(0);
+    let skipped_down = AtomicU64::new(0);
     let retried = AtomicU64::new(0);
     let mut route_caches: Vec<route::RouteCache> = (1..senders)
         .map(|_| route::RouteCache::load().map_err(ScanError::Route))
         .collect::<Result<_, _>>()?;
     route_caches.insert(0, routes);
+    let mut discovery = neighbours::Discovery::default();
     let outcome: Result<(), ScanError> = (|| {
+        // The MAC of every next hop the kernel does not know, asked for by
+        // sonde itself before the first probe; every sending thread's
+        // routes learn the answers.
+        discovery = neighbours::discover(
+            &config.targets,
+            &mut route_caches[0],
+            gate,
+            &mut sockets[0].0,
+            &shared.answers,
+            stop_sending,
+            config.source,
+        )?;
+        for routes in &mut route_caches[1..] {
+            for &(ifindex, ip, mac) in &discovery.learned {
+                routes.learn(ifindex, ip, mac);
+            }
+        }
         'passes: for pass in 0..=config.retries {
             for (kind, space) in &spaces {
                 let order = Permutation::new(
@@ -524,7 +591,7 @@ pub fn run(
                                 probes: &probes,
                                 probed: &probed,
                                 sent: &sent,
-                                sent_via_kernel: &sent_via_kernel,
+                                skipped_down: &skipped_down,
                                 retried: &retried,
                                 progress: (config.progress && t == 0).then_some((started, total)),
                             };
@@ -607,7 +674,7 @@ pub fn run(
     let output_error = shared.output_error.lock().expect("error lock").take();
 
     counters.sent = sent.load(Ordering::Relaxed);
-    counters.sent_via_kernel = sent_via_kernel.load(Ordering::Relaxed);
+    counters.skipped_down = skipped_down.load(Ordering::Relaxed);
     counters.retried = retried.load(Ordering::Relaxed);
     counters.received = shared.received.load(Ordering::Relaxed);
     counters.matched = shared.matched.load(Ordering::Relaxed);
@@ -637,6 +704,7 @@ pub fn run(
     let scope_stop = shared.scope_stop.lock().expect("scope stop lock").take();
     Ok(ScanOutcome {
         scope_stop,
+        neighbours: discovery,
         results,
         counters,
         sniffer: sniffer_stats,
@@ -658,7 +726,7 @@ struct Worker<'a, P> {
     probes: &'a AtomicU64,
     probed: &'a [AtomicU64; 3],
     sent: &'a AtomicU64,
-    sent_via_kernel: &'a AtomicU64,
+    skipped_down: &'a AtomicU64,
     retried: &'a AtomicU64,
     /// Print the progress line (one thread does): the start and the total.
     progress: Option<(Instant, u64)>,
@@ -682,7 +750,7 @@ where
         pass: u32,
     ) -> Result<(), ScanError> {
         let config = self.config;
-        let sent_before = (frames.sent, kernel.sent);
+        let sent_before = frames.sent + kernel.sent;
         let mut buf = Vec::with_capacity(128);
         let mut last_progress = Instant::now();
         let mut walk = share.walk(order).peekable();
@@ -731,7 +799,7 @@ where
                 };
                 // Counted per batch, not per probe: the counters are shared
                 // by every sending thread.
-                let (mut new, mut again) = (0u64, 0u64);
+                let (mut new, mut again, mut down) = (0u64, 0u64, 0u64);
                 while batch.remaining() > 0 {
                     let Some(i) = walk.next() else { break };
                     let (target, slot) = space.get(i);
@@ -760,7 +828,16 @@ where
                     let path = (self.path_for)(routes, target)?;
                     let source = match &path {
                         Path::Frame(hop) => hop.source,
-                        Path::Kernel { source } => *source,
+                        Path::Loopback { source } => *source,
+                        Path::Down => {
+                            if pass == 0 {
+                                new -= 1;
+                                down += 1;
+                            } else {
+                                again -= 1;
+                            }
+                            continue;
+                        }
                     };
                     let permit = batch
                         .permit(source, target, port, kind)
@@ -801,17 +878,17 @@ where
                         Path::Frame(hop) => frames.queue(permit, hop, &buf).map_err(|r| {
                             ScanError::Io("sender", std::io::Error::other(r.to_string()))
                         })?,
-                        Path::Kernel { .. } => {
-                            kernel
-                                .send(permit, &buf)
-                                .map_err(|r| {
-                                    ScanError::Io("sender", std::io::Error::other(r.to_string()))
-                                })?
-                                .map_err(|e| ScanError::Io("cannot send", e))?;
-                        }
+                        Path::Loopback { .. } => kernel
+                            .send(permit, &buf)
+                            .map_err(|r| {
+                                ScanError::Io("sender", std::io::Error::other(r.to_string()))
+                            })?
+                            .map_err(|e| ScanError::Io("cannot send", e))?,
+                        Path::Down => unreachable!("skipped above"),
                     }
                 }
                 self.probes.fetch_add(new, Ordering::Relaxed);
+                self.skipped_down.fetch_add(down, Ordering::Relaxed);
                 self.probed[kind as usize].fetch_add(new, Ordering::Relaxed);
                 self.retried.fetch_add(again, Ordering::Relaxed);
                 frames
@@ -821,12 +898,8 @@ where
             Ok(())
         })();
         // The sockets live across passes: count this call's sends only.
-        self.sent.fetch_add(
-            frames.sent + kernel.sent - sent_before.0 - sent_before.1,
-            Ordering::Relaxed,
-        );
-        self.sent_via_kernel
-            .fetch_add(kernel.sent - sent_before.1, Ordering::Relaxed);
+        self.sent
+            .fetch_add(frames.sent + kernel.sent - sent_before, Ordering::Relaxed);
         result
     }
 }

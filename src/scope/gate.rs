@@ -235,7 +235,8 @@ pub struct Permit {
     src: IpAddr,
     dst: IpAddr,
     port: Option<u16>,
-    kind: ProbeKind,
+    /// `None`: an ARP request or neighbour solicitation asking for `dst`.
+    kind: Option<ProbeKind>,
 }
 
 impl Permit {
@@ -249,8 +250,14 @@ impl Permit {
     pub fn port(&self) -> Option<u16> {
         self.port
     }
-    pub fn kind(&self) -> ProbeKind {
+    /// The probe's kind; `None` for a neighbour request.
+    pub fn kind(&self) -> Option<ProbeKind> {
         self.kind
+    }
+    /// Leave to ask for `dst`'s MAC (ARP request, neighbour solicitation),
+    /// not to probe it.
+    pub fn is_neighbour_request(&self) -> bool {
+        self.kind.is_none()
     }
 }
 
@@ -258,6 +265,9 @@ impl Permit {
 pub struct Allowance<'g> {
     gate: &'g ScopeGate,
     remaining: u32,
+    /// Reserved for neighbour requests ([`ScopeGate::reserve_neighbour_requests`]):
+    /// paced like probes, not charged to the probe budget.
+    neighbour: bool,
 }
 
 impl Allowance<'_> {
@@ -273,7 +283,7 @@ impl Allowance<'_> {
         port: Option<u16>,
         kind: ProbeKind,
     ) -> Result<Permit, Refusal> {
-        if self.remaining == 0 {
+        if self.remaining == 0 || self.neighbour {
             return Err(Refusal::AllowanceSpent);
         }
         self.gate.check_source(src)?;
@@ -291,7 +301,34 @@ impl Allowance<'_> {
             src,
             dst,
             port,
-            kind,
+            kind: Some(kind),
+        })
+    }
+
+    /// Leave to send one ARP request or neighbour solicitation from `src`
+    /// asking for `dst`'s MAC: only for an address the scope lets sonde
+    /// probe in some way (`ScopeGate::allows_neighbour_request`).
+    pub fn permit_neighbour_request(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> Result<Permit, Refusal> {
+        if self.remaining == 0 || !self.neighbour {
+            return Err(Refusal::AllowanceSpent);
+        }
+        self.gate.check_source(src)?;
+        if !self.gate.allows_neighbour_request(dst) {
+            return Err(Refusal::NotCovered {
+                target: format!("{dst} (ARP/neighbour solicitation)"),
+                address: dst,
+            });
+        }
+        self.remaining -= 1;
+        Ok(Permit {
+            src,
+            dst,
+            port: None,
+            kind: None,
         })
     }
 }
@@ -299,7 +336,7 @@ impl Allowance<'_> {
 impl Drop for Allowance<'_> {
     /// What was reserved and not spent goes back to the budget.
     fn drop(&mut self) {
-        if self.remaining > 0 {
+        if self.remaining > 0 && !self.neighbour {
             self.gate
                 .reserved
                 .fetch_sub(u64::from(self.remaining), Ordering::AcqRel);
@@ -383,6 +420,11 @@ impl ByPort {
         }
     }
 
+    /// Whether every port's stretch denies `dst`.
+    fn covers_every_port(&self, dst: IpAddr) -> bool {
+        !self.starts.is_empty() && self.starts[0] == 1 && self.sets.iter().all(|s| s.contains(dst))
+    }
+
     fn contains(&self, port: Option<u16>, dst: IpAddr) -> bool {
         let Some(port) = port else { return false };
         let i = self.starts.partition_point(|&s| s <= u32::from(port));
@@ -437,6 +479,26 @@ impl RuleIndex {
             k
         });
         RuleIndex { kinds }
+    }
+
+    /// Whether some port (any, for ICMP) of `dst` may be probed with `kind`.
+    fn allows_some_port(&self, dst: IpAddr, kind: ProbeKind) -> bool {
+        let k = &self.kinds[kind as usize];
+        if k.deny_all_ports.contains(dst) {
+            return false;
+        }
+        if k.allow_all_ports.contains(dst) {
+            // Allowed on every port it is not denied on: a port-limited
+            // deny rule cannot cover all 65,535 (it would be port-less).
+            return !kind.has_port() || !k.deny_by_ports.covers_every_port(dst);
+        }
+        k.allow_by_ports
+            .starts
+            .iter()
+            .zip(&k.allow_by_ports.sets)
+            .any(|(&start, set)| {
+                set.contains(dst) && !k.deny_by_ports.contains(Some(start as u16), dst)
+            })
     }
 
     fn allows(&self, dst: IpAddr, port: Option<u16>, kind: ProbeKind) -> bool {
@@ -659,6 +721,7 @@ impl ScopeGate {
         let allowance = Allowance {
             gate: self,
             remaining: n,
+            neighbour: false,
         };
         let cells = NonZeroU32::new(n).expect("n is at least 1");
         let clock = DefaultClock::default();
@@ -670,6 +733,40 @@ impl ScopeGate {
             }
         }
         Ok(allowance)
+    }
+
+    /// Reserve up to `n` neighbour requests (ARP, neighbour solicitations):
+    /// the window is checked and the rate ceiling paces them with the
+    /// probes, but they are not probes and leave the probe budget alone.
+    pub fn reserve_neighbour_requests(&self, n: u32) -> Result<Allowance<'_>, Refusal> {
+        self.check_window(self.now())?;
+        let n = n.clamp(1, self.burst);
+        let cells = NonZeroU32::new(n).expect("n is at least 1");
+        let clock = DefaultClock::default();
+        loop {
+            match self.limiter.check_n(cells) {
+                Ok(Ok(())) => break,
+                Ok(Err(not_until)) => std::thread::sleep(not_until.wait_time_from(clock.now())),
+                Err(_) => unreachable!("n is clamped to the burst size"),
+            }
+        }
+        Ok(Allowance {
+            gate: self,
+            remaining: n,
+            neighbour: true,
+        })
+    }
+
+    /// Whether sonde may ask for `dst`'s MAC: the scope lets it probe `dst`
+    /// with some kind on some port (and no hard deny covers it).
+    pub fn allows_neighbour_request(&self, dst: IpAddr) -> bool {
+        let dst = canonical_ip(dst);
+        !self.hard_deny.contains(dst)
+            && self
+                .scope
+                .probes
+                .iter()
+                .any(|kind| self.index.allows_some_port(dst, kind))
     }
 
     /// The per-packet question, answered without allocating: the same

@@ -1,0 +1,186 @@
+//! The scan's own neighbour discovery, before the first probe.
+//!
+//! Every target's next hop (the target itself on a directly connected link,
+//! else its gateway) needs a MAC address before a frame can be built. The
+//! kernel's neighbour table is only a warm start: for the rest sonde sends
+//! ARP requests and neighbour solicitations itself, each under a permit for
+//! the address it asks about, paced by the same gate, in up to three rounds
+//! ([`ROUND_WAITS`]). The receive thread hands the answers over. A target
+//! that never answers is down (`no-arp-reply`, `no-nd-reply`) and gets no
+//! probe; nothing ever waits in the kernel's neighbour queue.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::ScanError;
+use crate::net::packet::RawSender;
+use crate::net::route::{RouteCache, RouteError};
+use crate::probe::neighbour;
+use crate::scope::ScopeGate;
+use crate::target::IpSet;
+
+/// How long each round waits for answers after its last request: a live
+/// host on the link answers within a millisecond; the later rounds are for
+/// requests or answers that were lost.
+pub const ROUND_WAITS: [Duration; 3] = [
+    Duration::from_millis(300),
+    Duration::from_millis(500),
+    Duration::from_millis(1000),
+];
+
+/// Answers the receive thread has seen: (address, MAC).
+pub(super) type Answers = Mutex<Vec<(IpAddr, [u8; 6])>>;
+
+/// What discovery found.
+#[derive(Clone, Debug, Default)]
+pub struct Discovery {
+    /// Next hops whose MAC sonde asked for itself.
+    pub asked: u64,
+    /// Of those, the ones that answered.
+    pub answered: u64,
+    /// Requests sent (every round).
+    pub requests_sent: u64,
+    /// Targets that answered no ARP request: down, not probed.
+    pub no_arp_reply: IpSet,
+    /// Targets that answered no neighbour solicitation: down, not probed.
+    pub no_nd_reply: IpSet,
+    /// What was learned: (interface, address, MAC).
+    pub learned: Vec<(u32, IpAddr, [u8; 6])>,
+}
+
+impl Discovery {
+    /// Whether `target` is down (answered no request).
+    pub fn is_down(&self, target: IpAddr) -> bool {
+        self.no_arp_reply.contains(target) || self.no_nd_reply.contains(target)
+    }
+}
+
+/// Find the MAC of every next hop of `targets` that `routes` does not know,
+/// learning each answer into `routes`. `source` overrides the route's
+/// source address (it must be ours or a spoofed source the scope allows).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn discover(
+    targets: &IpSet,
+    routes: &mut RouteCache,
+    gate: &ScopeGate,
+    sender: &mut RawSender,
+    answers: &Answers,
+    stop: &AtomicBool,
+    source: Option<IpAddr>,
+) -> Result<Discovery, ScanError> {
+    // The next hops to ask for: address -> (interface, our source, is a
+    // gateway). A gateway is asked for once, whatever number of targets lie
+    // behind it.
+    let mut pending: HashMap<IpAddr, (u32, IpAddr, bool)> = HashMap::new();
+    for range in targets.ranges() {
+        for i in 0..range.len() {
+            let Some(target) = range.nth(i) else { break };
+            let (ifindex, next_hop, route_source) =
+                routes.next_hop(target).map_err(ScanError::Route)?;
+            if routes
+                .neighbour_mac(ifindex, next_hop)
+                .map_err(ScanError::Route)?
+                .is_none()
+            {
+                let from = source
+                    .filter(|s| s.is_ipv4() == target.is_ipv4())
+                    .unwrap_or(route_source);
+                pending.insert(next_hop, (ifindex, from, next_hop != target));
+            }
+        }
+    }
+    let mut found = Discovery {
+        asked: pending.len() as u64,
+        ..Discovery::default()
+    };
+    let mut frame = Vec::with_capacity(86);
+    for wait in ROUND_WAITS {
+        if pending.is_empty() || stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let mut asks: Vec<(IpAddr, u32, IpAddr, bool)> = pending
+            .iter()
+            .map(|(hop, (ifindex, src, gw))| (*hop, *ifindex, *src, *gw))
+            .collect();
+        asks.sort_unstable();
+        let mut asks = asks.into_iter().peekable();
+        while asks.peek().is_some() && !stop.load(Ordering::Relaxed) {
+            let mut batch = gate
+                .reserve_neighbour_requests(gate.burst())
+                .map_err(ScanError::Refused)?;
+            while batch.remaining() > 0 {
+                let Some((next_hop, ifindex, src, is_gateway)) = asks.next() else {
+                    break;
+                };
+                let permit = match batch.permit_neighbour_request(src, next_hop) {
+                    Ok(p) => p,
+                    // A gateway the scope does not cover may not be asked:
+                    // the kernel must know it (any traffic through it, or a
+                    // ping, resolves it).
+                    Err(_) if is_gateway => {
+                        return Err(ScanError::Route(RouteError::NeighbourUnknown {
+                            target: next_hop,
+                            next_hop,
+                            ifname: routes
+                                .link(ifindex)
+                                .map_or_else(|_| format!("if{ifindex}"), |l| l.name.clone()),
+                        }));
+                    }
+                    Err(r) => return Err(ScanError::Refused(r)),
+                };
+                let mac = routes.link(ifindex).map_err(ScanError::Route)?.mac;
+                neighbour::request(&mut frame, mac, src, next_hop);
+                sender
+                    .queue_neighbour_request(permit, &frame)
+                    .map_err(|r| ScanError::Io("sender", std::io::Error::other(r.to_string())))?;
+                found.requests_sent += 1;
+            }
+            sender
+                .flush()
+                .map_err(|e| ScanError::Io("cannot send", e))?;
+        }
+        // Wait for this round's answers; stop early once every next hop
+        // answered, or on Ctrl-C.
+        let until = Instant::now() + wait;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            for (ip, mac) in std::mem::take(&mut *answers.lock().expect("answers lock")) {
+                if let Some((ifindex, _, _)) = pending.remove(&ip) {
+                    routes.learn(ifindex, ip, mac);
+                    found.learned.push((ifindex, ip, mac));
+                    found.answered += 1;
+                }
+            }
+            if pending.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    if stop.load(Ordering::Relaxed) {
+        return Ok(found);
+    }
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for (next_hop, (ifindex, _, is_gateway)) in pending {
+        if is_gateway {
+            return Err(ScanError::GatewayDown {
+                gateway: next_hop,
+                ifname: routes
+                    .link(ifindex)
+                    .map_or_else(|_| format!("if{ifindex}"), |l| l.name.clone()),
+            });
+        }
+        let single = crate::target::AddrRange::single(next_hop);
+        if next_hop.is_ipv4() {
+            v4.push(single);
+        } else {
+            v6.push(single);
+        }
+    }
+    // Collected at once: sorting and merging, not an insert per address.
+    found.no_arp_reply = v4.into_iter().collect();
+    found.no_nd_reply = v6.into_iter().collect();
+    Ok(found)
+}
