@@ -750,3 +750,36 @@ proptest! {
         }
     }
 }
+
+/// Regression (issue 15): a sending thread waiting on a slow rate ignored
+/// Ctrl-C for as long as the wait. `reserve_unless` asks whether to stop at
+/// least every `MAX_WAIT` and gives the budget back when it does.
+#[test]
+fn a_wait_for_the_rate_ceiling_ends_when_told_to_stop() {
+    let text = SCOPE.replace("max_rate = 500", "max_rate = 500\nmax_probes = 10");
+    let scope = Scope::from_toml(&text, "t").unwrap();
+    // Half a packet a second: the second reservation would wait 2 s.
+    let gate = local(ScopeGate::with_clock(scope, Some(0.5), Arc::new(|| INSIDE)).unwrap());
+    let first = gate.reserve_unless(1, &|| false).unwrap().unwrap();
+    drop(first);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        let waited = gate
+            .reserve_unless(1, &|| stop.load(std::sync::atomic::Ordering::Relaxed))
+            .unwrap();
+        assert!(waited.is_none(), "stopped, not granted");
+    });
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    // Nothing was issued, and what was reserved went back to the budget.
+    assert_eq!(gate.issued(), 0);
+    assert_eq!(gate.budget_left(), Some(10));
+}

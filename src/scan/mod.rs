@@ -10,6 +10,7 @@
 //! probe. Retries resend only probes without a reply. Probes and replies
 //! are written to the evidence pcap (raw IP link type) as they go.
 
+pub mod correlate;
 pub mod ndjson;
 pub mod neighbours;
 
@@ -27,12 +28,11 @@ use crate::net::route::{self, NextHop, RouteError};
 use crate::pcap::PcapWriter;
 use crate::pcap::writer::LINKTYPE_RAW;
 use crate::probe::cookie::MAX_DNS_QUESTIONS;
-use crate::probe::{
-    Classified, CookieKey, DnsQuestion, Probe, ProbeTemplate, Reply, Verdict, build, classify,
-};
+use crate::probe::{CookieKey, DnsQuestion, Probe, ProbeTemplate, Verdict, build};
 use crate::scope::{ProbeKind, Refusal, ScopeGate};
 use crate::target::index::{IndexSpace, Permutation, Shard};
 use crate::target::{IpSet, PortSet};
+use correlate::{Correlation, Correlator};
 
 /// What to scan and how.
 pub struct ScanConfig {
@@ -197,7 +197,7 @@ impl std::fmt::Display for ScanError {
 impl std::error::Error for ScanError {}
 
 /// A probe: target, port, kind and DNS question index (0 for other kinds).
-type Key = (IpAddr, Option<u16>, ProbeKind, u8);
+type Key = correlate::ProbeKey;
 
 /// Probes whose send time is kept for `rtt_us` (later ones report none).
 const MAX_TIMED_PROBES: usize = 100_000;
@@ -216,25 +216,17 @@ enum Path {
     Down,
 }
 
-#[derive(Default)]
-struct Replies {
-    answered: std::collections::HashSet<Key, foldhash::fast::RandomState>,
-    results: Vec<ScanResult>,
-}
-
 struct Shared {
-    /// The probes answered, and their results in arrival order: a set of
-    /// small keys plus a list costs half of a map holding the results.
-    replies: Mutex<Replies>,
-    first_sent: Mutex<HashMap<Key, Instant>>,
-    /// How many probes first_sent holds (read without its lock).
-    timed: std::sync::atomic::AtomicUsize,
+    /// The receive side's core: which probes are answered, send times for
+    /// round trips, counters. Senders consult it for retries and the first
+    /// probes' send times.
+    correlator: Mutex<Correlator>,
+    /// The correlator keeps no more send times: senders stop offering them.
+    timed_full: AtomicBool,
     pcap: Option<Mutex<PcapWriter<std::fs::File>>>,
     ndjson: Option<Mutex<Box<dyn Write + Send>>>,
-    received: AtomicU64,
+    /// Results so far, for the progress line.
     matched: AtomicU64,
-    invalid: AtomicU64,
-    duplicates: AtomicU64,
     stop: AtomicBool,
     /// The first output that failed (a full disk): sending stops, and the
     /// pcap is cut back to its last whole record.
@@ -245,8 +237,6 @@ struct Shared {
     /// The scope ended sending: the window closed or the budget ran out.
     scope_stop: Mutex<Option<ScopeStop>>,
     scope_stopped: AtomicBool,
-    /// NAME:TYPE of each DNS question, by index.
-    questions: Vec<Arc<str>>,
 }
 
 /// The index space of each probe kind the scan sends.
@@ -412,10 +402,19 @@ pub fn run(
             Err(e) => return Err(ScanError::Route(e)),
         })
     };
+    let questions: Vec<Arc<str>> = config
+        .dns_questions
+        .iter()
+        .map(|q| Arc::from(format!("{}:{}", q.name, crate::probe::qtype_name(q.qtype))))
+        .collect();
     let shared = Arc::new(Shared {
-        replies: Mutex::new(Replies::default()),
-        first_sent: Mutex::new(HashMap::new()),
-        timed: std::sync::atomic::AtomicUsize::new(0),
+        correlator: Mutex::new(Correlator::new(
+            key,
+            config.targets.clone(),
+            questions,
+            MAX_TIMED_PROBES,
+        )),
+        timed_full: AtomicBool::new(false),
         pcap: match pcap {
             Some(f) => Some(Mutex::new(
                 PcapWriter::new(f, LINKTYPE_RAW, 65535)
@@ -424,21 +423,13 @@ pub fn run(
             None => None,
         },
         ndjson: ndjson.map(Mutex::new),
-        received: AtomicU64::new(0),
         matched: AtomicU64::new(0),
-        invalid: AtomicU64::new(0),
-        duplicates: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         output_error: Mutex::new(None),
         output_failed: AtomicBool::new(false),
         scope_stop: Mutex::new(None),
         scope_stopped: AtomicBool::new(false),
         answers: Mutex::new(Vec::new()),
-        questions: config
-            .dns_questions
-            .iter()
-            .map(|q| Arc::from(format!("{}:{}", q.name, crate::probe::qtype_name(q.qtype))))
-            .collect(),
     });
 
     let mut sniffer = Sniffer::open_with_queue(
@@ -467,11 +458,11 @@ pub fn run(
         .map_err(|e| ScanError::Io("cannot drop capabilities after opening the sockets", e))?;
     let receiver = {
         let shared = shared.clone();
-        let targets = config.targets.clone();
         std::thread::Builder::new()
             .name("sonde-sniff".into())
             .spawn(move || {
                 let mut frame = vec![0u8; 65536];
+                let mut results: Vec<ScanResult> = Vec::new();
                 let mut flushed = Instant::now();
                 while !shared.stop.load(Ordering::Relaxed) {
                     if flushed.elapsed() >= Duration::from_millis(500) {
@@ -496,32 +487,33 @@ pub fn run(
                     }
                     let ip = f.get(14..).unwrap_or(&[]);
                     let at = crate::analyze::stats::now_nanos();
-                    let verdict = classify(ip, &key);
-                    // On loopback our own probes come back in: the sender
-                    // recorded them already.
-                    if matches!(verdict, Classified::OwnProbe) {
-                        continue;
-                    }
-                    shared.received.fetch_add(1, Ordering::Relaxed);
+                    let seen = shared
+                        .correlator
+                        .lock()
+                        .expect("correlator lock")
+                        .on_packet(ip, at);
                     // The evidence keeps packets from the targets and anything about
                     // our probes (ICMP errors from routers); other traffic to us is
-                    // counted, not recorded.
-                    let from_target = source_of(ip).is_some_and(|s| targets.contains(s));
+                    // counted, not recorded. Our own probes (loopback) were
+                    // recorded by the sender.
                     if let Some(p) = &shared.pcap
-                        && (from_target || !matches!(verdict, Classified::Unrelated))
+                        && seen.is_evidence()
                     {
                         let r = p.lock().expect("pcap lock").write(at, ip);
                         shared.check_pcap(r);
                     }
-                    match verdict {
-                        Classified::Reply(r) => record(&shared, r, at),
-                        Classified::Invalid(_) => {
-                            shared.invalid.fetch_add(1, Ordering::Relaxed);
+                    if let Correlation::Matched(result) = seen {
+                        shared.matched.fetch_add(1, Ordering::Relaxed);
+                        if let Some(n) = &shared.ndjson
+                            && let Ok(line) = serde_json::to_string(&result)
+                        {
+                            let r = writeln!(n.lock().expect("ndjson lock"), "{line}");
+                            shared.check_output("the NDJSON results", r);
                         }
-                        Classified::Unrelated | Classified::OwnProbe => {}
+                        results.push(result);
                     }
                 }
-                sniffer.stats().unwrap_or_default()
+                (sniffer.stats().unwrap_or_default(), results)
             })
             .map_err(|e| ScanError::Io("cannot start the receiving thread", e))?
     };
@@ -636,9 +628,15 @@ pub fn run(
             if shared.output_failed.load(Ordering::Relaxed) {
                 break 'passes;
             }
-            // Give replies to this pass time before deciding what to retry.
+            // Give replies to this pass time before deciding what to retry
+            // (in slices: a Ctrl-C stops the scan, not the nap).
             if pass < config.retries {
-                std::thread::sleep(config.wait.min(Duration::from_secs(1)));
+                let until = Instant::now() + config.wait.min(Duration::from_secs(1));
+                while Instant::now() < until && !stop_sending.load(Ordering::Relaxed) {
+                    std::thread::sleep(
+                        crate::scope::MAX_WAIT.min(until.saturating_duration_since(Instant::now())),
+                    );
+                }
             }
         }
         Ok(())
@@ -661,7 +659,7 @@ pub fn run(
         std::thread::sleep(config.wait);
     }
     shared.stop.store(true, Ordering::Relaxed);
-    let sniffer_stats = receiver.join().unwrap_or_default();
+    let (sniffer_stats, mut results) = receiver.join().unwrap_or_default();
     if let Some(p) = &shared.pcap {
         let r = p.lock().expect("pcap lock").flush();
         shared.check_pcap(r);
@@ -676,15 +674,16 @@ pub fn run(
     counters.sent = sent.load(Ordering::Relaxed);
     counters.skipped_down = skipped_down.load(Ordering::Relaxed);
     counters.retried = retried.load(Ordering::Relaxed);
-    counters.received = shared.received.load(Ordering::Relaxed);
-    counters.matched = shared.matched.load(Ordering::Relaxed);
-    counters.invalid = shared.invalid.load(Ordering::Relaxed);
-    counters.duplicates = shared.duplicates.load(Ordering::Relaxed);
+    let received = shared
+        .correlator
+        .lock()
+        .expect("correlator lock")
+        .counters();
+    counters.received = received.received;
+    counters.matched = received.matched;
+    counters.invalid = received.invalid;
+    counters.duplicates = received.duplicates;
     counters.kernel_drops = sniffer_stats.dropped;
-    // Moved out, not copied: the map's memory is freed as the list is built.
-    let replies = std::mem::take(&mut *shared.replies.lock().expect("replies lock"));
-    drop(replies.answered);
-    let mut results = replies.results;
     results.sort_unstable_by(|a, b| {
         (a.target, a.port, a.probe, &a.question).cmp(&(b.target, b.port, b.probe, &b.question))
     });
@@ -778,8 +777,14 @@ where
                         pass + 1
                     );
                 }
-                let mut batch = match self.gate.reserve(self.gate.burst()) {
-                    Ok(b) => b,
+                let stop = || {
+                    self.stop_sending.load(Ordering::Relaxed)
+                        || self.shared.output_failed.load(Ordering::Relaxed)
+                        || self.shared.scope_stopped.load(Ordering::Relaxed)
+                };
+                let mut batch = match self.gate.reserve_unless(self.gate.burst(), &stop) {
+                    Ok(Some(b)) => b,
+                    Ok(None) => break,
                     // The scope's limits end the run, not the process:
                     // sending stops, the cooldown and the evidence follow.
                     Err(r @ (Refusal::Expired { .. } | Refusal::BudgetExhausted { .. })) => {
@@ -815,11 +820,10 @@ where
                         new += 1;
                     } else if self
                         .shared
-                        .replies
+                        .correlator
                         .lock()
-                        .expect("replies lock")
-                        .answered
-                        .contains(&k)
+                        .expect("correlator lock")
+                        .is_answered(&k)
                     {
                         continue;
                     } else {
@@ -860,12 +864,14 @@ where
                     .map_err(|e| {
                         ScanError::Io("cannot build a probe", std::io::Error::other(e.to_string()))
                     })?;
-                    if pass == 0 && self.shared.timed.load(Ordering::Relaxed) < MAX_TIMED_PROBES {
+                    if pass == 0 && !self.shared.timed_full.load(Ordering::Relaxed) {
                         // Send times for round-trip times, kept for a bounded number
                         // of probes: memory must not grow with the scan.
-                        let mut sent = self.shared.first_sent.lock().expect("sent lock");
-                        sent.entry(k).or_insert_with(Instant::now);
-                        self.shared.timed.store(sent.len(), Ordering::Relaxed);
+                        let mut c = self.shared.correlator.lock().expect("correlator lock");
+                        c.on_sent(k, crate::analyze::stats::now_nanos());
+                        if !c.wants_send_times() {
+                            self.shared.timed_full.store(true, Ordering::Relaxed);
+                        }
                     }
                     if let Some(p) = &self.shared.pcap {
                         let r = p
@@ -927,57 +933,4 @@ impl Shared {
         }
         self.check_output("the pcap", r);
     }
-}
-
-/// The source address of an IP packet.
-fn source_of(ip: &[u8]) -> Option<IpAddr> {
-    match ip.first()? >> 4 {
-        4 => Some(IpAddr::from(<[u8; 4]>::try_from(ip.get(12..16)?).ok()?)),
-        6 => Some(IpAddr::from(<[u8; 16]>::try_from(ip.get(8..24)?).ok()?)),
-        _ => None,
-    }
-}
-
-fn record(shared: &Shared, r: Reply, at: i64) {
-    let k: Key = (r.target, r.port, r.kind, r.question);
-    let question = match r.kind {
-        ProbeKind::Dns => match shared.questions.get(usize::from(r.question)) {
-            Some(q) => Some(q.clone()),
-            // The cookie bits matched but no such question was asked.
-            None => {
-                shared.invalid.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        },
-        _ => None,
-    };
-    let mut replies = shared.replies.lock().expect("replies lock");
-    if !replies.answered.insert(k) {
-        shared.duplicates.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    shared.matched.fetch_add(1, Ordering::Relaxed);
-    let rtt_us = shared
-        .first_sent
-        .lock()
-        .expect("sent lock")
-        .get(&k)
-        .map(|t| t.elapsed().as_micros() as u64);
-    let result = ScanResult {
-        target: r.target,
-        port: r.port,
-        probe: r.kind,
-        question,
-        verdict: r.verdict,
-        ttl: r.ttl,
-        rtt_us,
-        time: CaptureTime(at),
-    };
-    if let Some(n) = &shared.ndjson
-        && let Ok(line) = serde_json::to_string(&result)
-    {
-        let r = writeln!(n.lock().expect("ndjson lock"), "{line}");
-        shared.check_output("the NDJSON results", r);
-    }
-    replies.results.push(result);
 }

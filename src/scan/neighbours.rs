@@ -108,9 +108,12 @@ pub(super) fn discover(
         asks.sort_unstable();
         let mut asks = asks.into_iter().peekable();
         while asks.peek().is_some() && !stop.load(Ordering::Relaxed) {
-            let mut batch = gate
-                .reserve_neighbour_requests(gate.burst())
-                .map_err(ScanError::Refused)?;
+            let Some(mut batch) = gate
+                .reserve_neighbour_requests(gate.burst(), &|| stop.load(Ordering::Relaxed))
+                .map_err(ScanError::Refused)?
+            else {
+                break;
+            };
             while batch.remaining() > 0 {
                 let Some((next_hop, ifindex, src, is_gateway)) = asks.next() else {
                     break;

@@ -532,6 +532,9 @@ pub struct ScopeGate {
     now: Now,
 }
 
+/// The longest the gate sleeps before asking again whether to stop.
+pub const MAX_WAIT: Duration = Duration::from_millis(50);
+
 /// The rate used when neither the user nor the scope asks for less.
 pub const DEFAULT_RATE: f64 = 1000.0;
 
@@ -678,6 +681,18 @@ impl ScopeGate {
     /// window and the probe budget, then blocks until the rate ceiling has
     /// room. A run that outlives `not_after` is refused here.
     pub fn reserve(&self, n: u32) -> Result<Allowance<'_>, Refusal> {
+        Ok(self.reserve_unless(n, &|| false)?.expect("never stopped"))
+    }
+
+    /// As [`ScopeGate::reserve`], but gives up (`Ok(None)`) as soon as
+    /// `stop()` says so: it is asked at least every [`MAX_WAIT`] while the
+    /// gate waits for the rate ceiling or for budget other threads hold, so
+    /// a Ctrl-C is never kept waiting behind a slow rate.
+    pub fn reserve_unless(
+        &self,
+        n: u32,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<Allowance<'_>>, Refusal> {
         self.check_window(self.now())?;
         let mut n = n.clamp(1, self.burst);
         match self.scope.max_probes {
@@ -694,6 +709,9 @@ impl ScopeGate {
                         // Another thread holds the rest in an allowance it
                         // may not spend; what it leaves comes back when its
                         // batch ends (about 10 ms).
+                        if stop() {
+                            return Ok(None);
+                        }
                         std::thread::sleep(Duration::from_micros(500));
                         taken = self.reserved.load(Ordering::Acquire);
                         continue;
@@ -723,38 +741,43 @@ impl ScopeGate {
             remaining: n,
             neighbour: false,
         };
+        Ok(self.wait_for_rate(n, stop).then_some(allowance))
+    }
+
+    /// Wait until the rate ceiling has room for `n` packets, in slices of at
+    /// most [`MAX_WAIT`]; false when `stop()` said so first.
+    fn wait_for_rate(&self, n: u32, stop: &dyn Fn() -> bool) -> bool {
         let cells = NonZeroU32::new(n).expect("n is at least 1");
         let clock = DefaultClock::default();
         loop {
             match self.limiter.check_n(cells) {
-                Ok(Ok(())) => break,
-                Ok(Err(not_until)) => std::thread::sleep(not_until.wait_time_from(clock.now())),
+                Ok(Ok(())) => return true,
+                Ok(Err(not_until)) => {
+                    if stop() {
+                        return false;
+                    }
+                    std::thread::sleep(not_until.wait_time_from(clock.now()).min(MAX_WAIT));
+                }
                 Err(_) => unreachable!("n is clamped to the burst size"),
             }
         }
-        Ok(allowance)
     }
 
     /// Reserve up to `n` neighbour requests (ARP, neighbour solicitations):
     /// the window is checked and the rate ceiling paces them with the
     /// probes, but they are not probes and leave the probe budget alone.
-    pub fn reserve_neighbour_requests(&self, n: u32) -> Result<Allowance<'_>, Refusal> {
+    pub fn reserve_neighbour_requests(
+        &self,
+        n: u32,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<Allowance<'_>>, Refusal> {
         self.check_window(self.now())?;
         let n = n.clamp(1, self.burst);
-        let cells = NonZeroU32::new(n).expect("n is at least 1");
-        let clock = DefaultClock::default();
-        loop {
-            match self.limiter.check_n(cells) {
-                Ok(Ok(())) => break,
-                Ok(Err(not_until)) => std::thread::sleep(not_until.wait_time_from(clock.now())),
-                Err(_) => unreachable!("n is clamped to the burst size"),
-            }
-        }
-        Ok(Allowance {
+        Ok(self.wait_for_rate(n, stop).then_some(Allowance {
             gate: self,
             remaining: n,
             neighbour: true,
-        })
+        }))
     }
 
     /// Whether sonde may ask for `dst`'s MAC: the scope lets it probe `dst`

@@ -1,0 +1,360 @@
+//! The scan's receive-side core: every captured packet in, what it means
+//! for the scan out. No I/O and no clock of its own (quinn-proto's rule):
+//! times are passed in, so it is tested by feeding it bytes, without root.
+//!
+//! ```
+//! use sonde::probe::{CookieKey, Probe, ProbeTemplate, build};
+//! use sonde::scan::correlate::{Correlation, Correlator};
+//! use sonde::scope::ProbeKind;
+//! let key = CookieKey::random();
+//! let targets = [sonde::target::AddrRange::single("198.18.1.10".parse().unwrap())].into_iter().collect();
+//! let mut c = Correlator::new(key, targets, Vec::new(), 10);
+//! // Our own probe, seen again on the wire (as on loopback).
+//! let (src, dst) = ("198.18.0.2".parse().unwrap(), "198.18.1.10".parse().unwrap());
+//! let probe = Probe { kind: ProbeKind::Syn, src, dst, port: Some(22) };
+//! let mut buf = Vec::new();
+//! build(&mut buf, &probe, &key.marks(src, dst, 22, ProbeKind::Syn), &ProbeTemplate::default(), None).unwrap();
+//! assert!(matches!(c.on_packet(&buf, 0), Correlation::OwnProbe));
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{CaptureTime, ScanResult};
+use crate::probe::{Classified, CookieKey, classify};
+use crate::scope::ProbeKind;
+use crate::target::IpSet;
+
+/// One probe: target, port (the DNS server's for DNS), kind, and the DNS
+/// question's index (0 for other kinds).
+pub type ProbeKey = (IpAddr, Option<u16>, ProbeKind, u8);
+
+/// What one captured packet means for the scan.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Correlation {
+    /// The first valid reply to one of our probes: its result.
+    Matched(ScanResult),
+    /// Another valid reply to a probe already answered.
+    Duplicate,
+    /// It carries our probe's addresses but fails the cookie check (or
+    /// names a DNS question never asked): spoofed, stale or damaged.
+    Invalid,
+    /// One of our own probes, seen again (loopback shows both directions).
+    OwnProbe,
+    /// Nothing to do with our probes; `from_target` when a target sent it.
+    Unrelated { from_target: bool },
+}
+
+impl Correlation {
+    /// Whether the packet belongs in the evidence: anything from a target,
+    /// and anything about our probes (an ICMP error from a router).
+    pub fn is_evidence(&self) -> bool {
+        !matches!(
+            self,
+            Correlation::OwnProbe | Correlation::Unrelated { from_target: false }
+        )
+    }
+}
+
+/// What the receive side counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RecvCounters {
+    /// Packets seen, our own probes excluded.
+    pub received: u64,
+    pub matched: u64,
+    pub invalid: u64,
+    pub duplicates: u64,
+}
+
+/// Matches replies to probes: validates each by cookie, keeps the first per
+/// probe, and times it against the probe's first send.
+pub struct Correlator {
+    key: CookieKey,
+    targets: IpSet,
+    /// NAME:TYPE of each DNS question, by index.
+    questions: Vec<Arc<str>>,
+    answered: HashSet<ProbeKey, foldhash::fast::RandomState>,
+    /// First send time (ns) of the first `max_timed` probes: round-trip
+    /// times without memory that grows with the scan.
+    sent_at: HashMap<ProbeKey, i64, foldhash::fast::RandomState>,
+    max_timed: usize,
+    counters: RecvCounters,
+}
+
+impl Correlator {
+    pub fn new(
+        key: CookieKey,
+        targets: IpSet,
+        questions: Vec<Arc<str>>,
+        max_timed: usize,
+    ) -> Correlator {
+        Correlator {
+            key,
+            targets,
+            questions,
+            answered: HashSet::default(),
+            sent_at: HashMap::default(),
+            max_timed,
+            counters: RecvCounters::default(),
+        }
+    }
+
+    /// Whether the send time of another probe would be kept.
+    pub fn wants_send_times(&self) -> bool {
+        self.sent_at.len() < self.max_timed
+    }
+
+    /// A probe left at `now` (ns): its first send is kept for the round
+    /// trip, for the first `max_timed` probes.
+    pub fn on_sent(&mut self, probe: ProbeKey, now: i64) {
+        if self.sent_at.len() < self.max_timed {
+            self.sent_at.entry(probe).or_insert(now);
+        }
+    }
+
+    /// Whether `probe` has its result already (retries skip it).
+    pub fn is_answered(&self, probe: &ProbeKey) -> bool {
+        self.answered.contains(probe)
+    }
+
+    /// One IP packet captured at `now` (ns since the epoch).
+    pub fn on_packet(&mut self, ip: &[u8], now: i64) -> Correlation {
+        let verdict = classify(ip, &self.key);
+        if matches!(verdict, Classified::OwnProbe) {
+            return Correlation::OwnProbe;
+        }
+        self.counters.received += 1;
+        let r = match verdict {
+            Classified::Reply(r) => r,
+            Classified::Invalid(_) => {
+                self.counters.invalid += 1;
+                return Correlation::Invalid;
+            }
+            Classified::OwnProbe | Classified::Unrelated => {
+                let from_target = source_of(ip).is_some_and(|s| self.targets.contains(s));
+                return Correlation::Unrelated { from_target };
+            }
+        };
+        let question = match r.kind {
+            ProbeKind::Dns => match self.questions.get(usize::from(r.question)) {
+                Some(q) => Some(q.clone()),
+                // The cookie bits matched but no such question was asked.
+                None => {
+                    self.counters.invalid += 1;
+                    return Correlation::Invalid;
+                }
+            },
+            _ => None,
+        };
+        let probe: ProbeKey = (r.target, r.port, r.kind, r.question);
+        if !self.answered.insert(probe) {
+            self.counters.duplicates += 1;
+            return Correlation::Duplicate;
+        }
+        self.counters.matched += 1;
+        let rtt_us = self
+            .sent_at
+            .get(&probe)
+            .map(|&sent| (now.saturating_sub(sent).max(0) / 1000) as u64);
+        Correlation::Matched(ScanResult {
+            target: r.target,
+            port: r.port,
+            probe: r.kind,
+            question,
+            verdict: r.verdict,
+            ttl: r.ttl,
+            rtt_us,
+            time: CaptureTime(now),
+        })
+    }
+
+    pub fn counters(&self) -> RecvCounters {
+        self.counters
+    }
+}
+
+/// The source address of an IP packet.
+fn source_of(ip: &[u8]) -> Option<IpAddr> {
+    match ip.first()? >> 4 {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(ip.get(12..16)?).ok()?)),
+        6 => Some(IpAddr::from(<[u8; 16]>::try_from(ip.get(8..24)?).ok()?)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{DnsQuestion, Probe, ProbeTemplate, Verdict, build};
+    use crate::target::AddrRange;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    const US: &str = "198.18.0.2";
+    const TARGET: &str = "198.18.1.10";
+
+    fn correlator(key: &CookieKey) -> Correlator {
+        let targets = [AddrRange::single(ip(TARGET))].into_iter().collect();
+        Correlator::new(*key, targets, vec![Arc::from("example.com:A")], 2)
+    }
+
+    fn probe(key: &CookieKey, kind: ProbeKind, port: Option<u16>) -> Vec<u8> {
+        let p = Probe {
+            kind,
+            src: ip(US),
+            dst: ip(TARGET),
+            port,
+        };
+        let q = DnsQuestion {
+            name: "example.com".into(),
+            qtype: 1,
+        };
+        let mut buf = Vec::new();
+        build(
+            &mut buf,
+            &p,
+            &key.marks(ip(US), ip(TARGET), port.unwrap_or(0), kind),
+            &ProbeTemplate::default(),
+            Some(&q),
+        )
+        .unwrap();
+        buf
+    }
+
+    /// The target's answer to a SYN probe: SYN-ACK (open) or RST (closed),
+    /// acknowledging the probe's sequence number (+1), as a stack does.
+    fn tcp_answer(syn: &[u8], flags: u8) -> Vec<u8> {
+        let mut r = syn.to_vec();
+        // Swap addresses and ports.
+        r[12..16].copy_from_slice(&syn[16..20]);
+        r[16..20].copy_from_slice(&syn[12..16]);
+        r[20..22].copy_from_slice(&syn[22..24]);
+        r[22..24].copy_from_slice(&syn[20..22]);
+        let seq = u32::from_be_bytes([syn[24], syn[25], syn[26], syn[27]]);
+        r[24..28].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+        r[28..32].copy_from_slice(&seq.wrapping_add(1).to_be_bytes());
+        r[33] = flags;
+        checksums(&mut r);
+        r
+    }
+
+    fn checksums(ip: &mut [u8]) {
+        use etherparse::checksum::Sum16BitWords;
+        ip[10..12].copy_from_slice(&[0, 0]);
+        let h = Sum16BitWords::new()
+            .add_slice(&ip[..20])
+            .ones_complement()
+            .to_be();
+        ip[10..12].copy_from_slice(&h.to_be_bytes());
+        let len = ip.len() - 20;
+        ip[36..38].copy_from_slice(&[0, 0]);
+        let t = Sum16BitWords::new()
+            .add_slice(&ip[12..20])
+            .add_2bytes([0, 6])
+            .add_2bytes((len as u16).to_be_bytes())
+            .add_slice(&ip[20..])
+            .ones_complement()
+            .to_be();
+        ip[36..38].copy_from_slice(&t.to_be_bytes());
+    }
+
+    #[test]
+    fn a_syn_ack_is_open_once_then_a_duplicate_and_times_its_round_trip() {
+        let key = CookieKey::random();
+        let mut c = correlator(&key);
+        let syn = probe(&key, ProbeKind::Syn, Some(22));
+        c.on_sent((ip(TARGET), Some(22), ProbeKind::Syn, 0), 1_000_000);
+        assert_eq!(c.on_packet(&syn, 1_000_100), Correlation::OwnProbe);
+        let answer = tcp_answer(&syn, 0x12);
+        let Correlation::Matched(r) = c.on_packet(&answer, 1_250_000) else {
+            panic!("no match");
+        };
+        assert_eq!(
+            (r.target, r.port, r.probe, r.verdict, r.rtt_us),
+            (
+                ip(TARGET),
+                Some(22),
+                ProbeKind::Syn,
+                Verdict::Open,
+                Some(250)
+            )
+        );
+        assert_eq!(c.on_packet(&answer, 1_300_000), Correlation::Duplicate);
+        assert!(c.is_answered(&(ip(TARGET), Some(22), ProbeKind::Syn, 0)));
+        assert_eq!(
+            c.counters(),
+            RecvCounters {
+                received: 2,
+                matched: 1,
+                invalid: 0,
+                duplicates: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_rst_is_closed_and_a_forged_ack_is_invalid() {
+        let key = CookieKey::random();
+        let mut c = correlator(&key);
+        let syn = probe(&key, ProbeKind::Syn, Some(23));
+        let rst = tcp_answer(&syn, 0x14);
+        let Correlation::Matched(r) = c.on_packet(&rst, 5) else {
+            panic!("no match");
+        };
+        assert_eq!(r.verdict, Verdict::Closed);
+        assert_eq!(r.rtt_us, None, "never sent as far as the correlator knows");
+        // An answer to our probe's ports whose acknowledgment is not the
+        // probe's cookie + 1: a blind guess, or a stale connection.
+        let mut forged = tcp_answer(&probe(&key, ProbeKind::Syn, Some(80)), 0x12);
+        forged[31] ^= 0x55;
+        checksums(&mut forged);
+        assert_eq!(c.on_packet(&forged, 6), Correlation::Invalid);
+        assert!(Correlation::Invalid.is_evidence());
+        // A reply to a probe made with another key is not about ours.
+        let other = CookieKey::random();
+        let stranger = tcp_answer(&probe(&other, ProbeKind::Syn, Some(80)), 0x12);
+        assert!(matches!(
+            c.on_packet(&stranger, 7),
+            Correlation::Unrelated { .. } | Correlation::Invalid
+        ));
+    }
+
+    #[test]
+    fn other_traffic_is_unrelated_and_kept_only_from_targets() {
+        let key = CookieKey::random();
+        let mut c = correlator(&key);
+        let mut syn = probe(&key, ProbeKind::Syn, Some(22));
+        // A SYN from a target to us is no answer to anything.
+        syn[12..16].copy_from_slice(&[198, 18, 1, 10]);
+        syn[16..20].copy_from_slice(&[198, 18, 0, 2]);
+        checksums(&mut syn);
+        let got = c.on_packet(&syn, 0);
+        assert_eq!(got, Correlation::Unrelated { from_target: true });
+        assert!(got.is_evidence());
+        syn[12..16].copy_from_slice(&[198, 18, 9, 9]);
+        checksums(&mut syn);
+        let got = c.on_packet(&syn, 0);
+        assert_eq!(got, Correlation::Unrelated { from_target: false });
+        assert!(!got.is_evidence());
+        assert_eq!(
+            c.on_packet(&[0x45, 0], 0),
+            Correlation::Unrelated { from_target: false }
+        );
+    }
+
+    #[test]
+    fn send_times_are_kept_for_the_first_probes_only() {
+        let key = CookieKey::random();
+        let mut c = correlator(&key);
+        for port in 1..=5 {
+            c.on_sent((ip(TARGET), Some(port), ProbeKind::Syn, 0), 0);
+        }
+        assert!(!c.wants_send_times());
+        assert_eq!(c.sent_at.len(), 2, "bounded by max_timed");
+    }
+}
