@@ -199,6 +199,9 @@ impl std::error::Error for ScanError {}
 /// A probe: target, port, kind and DNS question index (0 for other kinds).
 type Key = correlate::ProbeKey;
 
+/// The pause between a pass and the retry pass after it (at most --wait).
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
 /// Probes whose send time is kept for `rtt_us` (later ones report none).
 const MAX_TIMED_PROBES: usize = 100_000;
 
@@ -628,10 +631,13 @@ pub fn run(
             if shared.output_failed.load(Ordering::Relaxed) {
                 break 'passes;
             }
-            // Give replies to this pass time before deciding what to retry
-            // (in slices: a Ctrl-C stops the scan, not the nap).
+            // Give replies to this pass's last probes time before deciding
+            // what to retry: a quarter second covers any LAN and most
+            // routed round trips; a later reply still counts, its probe is
+            // merely sent twice. (In slices: a Ctrl-C stops the scan, not
+            // the nap.)
             if pass < config.retries {
-                let until = Instant::now() + config.wait.min(Duration::from_secs(1));
+                let until = Instant::now() + config.wait.min(RETRY_PAUSE);
                 while Instant::now() < until && !stop_sending.load(Ordering::Relaxed) {
                     std::thread::sleep(
                         crate::scope::MAX_WAIT.min(until.saturating_duration_since(Instant::now())),

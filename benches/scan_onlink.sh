@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# On-link scan benchmark (issue 15): targets on the scanner's own link, the
+# ordinary internal engagement, where sonde must resolve every target's MAC
+# itself. Needs root; sends only inside the two namespaces it creates and
+# removes.
+#
+#   sudo bash benches/scan_onlink.sh
+#
+# The lab: namespace sonde-os (the scanner, veth os 198.19.255.254/15) and
+# sonde-ot (the targets, veth ot 198.19.255.253/15), one link, no router.
+# On ot: 198.18.1.1-150 live (listeners on 22, 80, 443, 8080 make those
+# open, every other port answers RST), 198.18.1.151-200 silent (they answer
+# ARP, iptables drops everything else: filtered), 198.18.1.201-254 absent;
+# and 198.18.X.7 for X = 2..255 live, so 198.18.0.0/16 is a sparse range
+# of 404 live addresses among 65,536. The scanner's kernel RSTs are left on,
+# as on a real scanner host.
+#
+# Two scans, whole-run wall time (start to exit, evidence and report
+# included for sonde), peers in the same run:
+#   dense:  198.18.1.0/24 x 1-1024,8080 (261,375 probes): sonde and
+#           nmap -sS -n --min-rate 100000 -T5 (its ARP ping finds the live
+#           and silent hosts); both compared with the ground truth.
+#   sparse: 198.18.0.0/16 x 1-20,22 (1,376,256 probes, 404 x 21 reach a
+#           host): sonde and masscan (its frames go to the target side's
+#           MAC, which owns every address); port 22 compared with the truth.
+# RATE (default 100000) is asked of every tool.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "benches/scan_onlink.sh needs root (network namespaces)" >&2; exit 1; }
+RATE=${RATE:-100000}
+S=sonde-os
+T=sonde-ot
+
+need=()
+command -v nmap >/dev/null || need+=(nmap)
+command -v masscan >/dev/null || need+=(masscan)
+command -v ip >/dev/null || need+=(iproute2)
+command -v iptables >/dev/null || need+=(iptables)
+[ -x /usr/bin/time ] || need+=(time)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release --quiet
+sonde=$PWD/target/release/sonde
+
+teardown() {
+  ip netns pids $T 2>/dev/null | xargs -r kill 2>/dev/null || true
+  ip netns del $S 2>/dev/null || true
+  ip netns del $T 2>/dev/null || true
+  if [ -n "${work:-}" ]; then rm -rf "$work"; fi
+}
+trap teardown EXIT
+teardown
+work=$(mktemp -d)
+
+ip netns add $S
+ip netns add $T
+ip link add os netns $S type veth peer name ot netns $T
+ip -n $S addr add 198.19.255.254/15 dev os
+{
+  echo "addr add 198.19.255.253/15 dev ot"
+  for i in $(seq 1 200); do echo "addr add 198.18.1.$i/15 dev ot"; done
+  for x in $(seq 2 255); do echo "addr add 198.18.$x.7/15 dev ot"; done
+} | ip -n $T -batch -
+for ns in $S $T; do
+  ip -n $ns link set lo up
+  ip netns exec $ns sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+done
+ip -n $S link set os up
+ip -n $T link set ot up
+ip netns exec $T sysctl -qw net.ipv4.tcp_syncookies=2
+ip netns exec $T sysctl -qw net.core.somaxconn=65535
+# Only this host's own address answers ARP for it (no ARP flux).
+ip netns exec $T sysctl -qw net.ipv4.conf.all.arp_ignore=1
+ip netns exec $T iptables -A INPUT -m iprange --dst-range 198.18.1.151-198.18.1.200 -j DROP
+for p in 22 80 443 8080; do
+  ip netns exec $T python3 -c "
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('0.0.0.0', $p)); s.listen(65535); time.sleep(100000)" &
+done
+sleep 0.5
+target_mac=$(ip -n $T -o link show ot | sed -E 's/.*link\/ether ([0-9a-f:]+).*/\1/')
+
+# Whole-run wall time and peak memory of "$@" in the scanner namespace.
+run() {
+  local out=$1 limit=$2
+  shift 2
+  local start end rc=0
+  start=$(date +%s.%N)
+  /usr/bin/time -f '%M' -o "$work/rss" ip netns exec $S timeout -k 5 -s INT "$limit" "$@" \
+    >"$out" 2>"$work/stderr" || rc=$?
+  end=$(date +%s.%N)
+  [ $rc = 0 ] || echo "  (exit status $rc: $(tr '\r' '\n' <"$work/stderr" | grep -v '^ *$' | tail -1))" >&2
+  echo "$(awk "BEGIN { printf \"%.2f\", $end - $start }") $(($(tail -1 "$work/rss") / 1024))"
+}
+
+# The open (address, port) pairs of the ground truth, for a port list.
+truth_dense() { for i in $(seq 1 150); do for p in 22 80 443 8080; do echo "198.18.1.$i $p"; done; done; }
+sonde_open() { python3 -c "
+import json, sys
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    if r.get('state') == 'open': print(r['target'], r['port'])" "$1" | sort -u; }
+
+echo "dense on-link: 198.18.1.0/24 x 1-1024,8080 at --rate $RATE"
+printf '%-44s %8s %8s %8s %s\n' tool seconds "rss MB" open exact
+truth_dense | sort -u >"$work/truth"
+
+for rate in "$RATE" "${FASTEST:-1000000}"; do
+  rm -rf "$work/dense"
+  read -r secs mb <<<"$(run "$work/sonde.out" 300 "$sonde" scan --scope scopes/lab.toml 198.18.1.0/24 \
+    -p 1-1024,8080 --rate "$rate" --wait 1 --quiet -o "$work/dense")"
+  sonde_open "$work/dense/results.ndjson" >"$work/sonde-open"
+  exact=$(cmp -s "$work/truth" "$work/sonde-open" && echo yes || echo NO)
+  down=$(python3 -c "import json; r=json.load(open('$work/dense/report.json')); print(sum(d['count'] for d in r['neighbour_discovery']['down']))")
+  printf '%-44s %8s %8s %8s %s\n' "sonde --rate $rate" "$secs" "$mb" "$(wc -l <"$work/sonde-open")" "$exact ($down down: no-arp-reply)"
+  [ "$rate" = "$RATE" ] && sonde_dense=$secs
+  sonde_fastest=$secs
+done
+
+read -r secs mb <<<"$(run "$work/nmap.out" 300 nmap -sS -n --min-rate "$RATE" -T5 -p 1-1024,8080 \
+  198.18.1.0/24 -oG "$work/nmap.gnmap")"
+python3 - "$work/nmap.gnmap" <<'PY' | sort -u >"$work/nmap-open"
+import re, sys
+for line in open(sys.argv[1]):
+    m = re.match(r"Host: (\S+) .*Ports: (.*)", line)
+    if m:
+        for p in m.group(2).split(","):
+            f = p.strip().split("/")
+            if len(f) > 2 and f[1] == "open":
+                print(m.group(1), f[0])
+PY
+exact=$(cmp -s "$work/truth" "$work/nmap-open" && echo yes || echo NO)
+printf '%-44s %8s %8s %8s %s\n' "nmap -sS --min-rate $RATE -T5" "$secs" "$mb" "$(wc -l <"$work/nmap-open")" "$exact"
+nmap_dense=$secs
+echo "sonde / nmap whole-run time: $(awk "BEGIN { printf \"%.2f\", $sonde_dense / $nmap_dense }") at the same rate," \
+  "$(awk "BEGIN { printf \"%.2f\", $sonde_fastest / $nmap_dense }") at sonde's fastest (target: at most 0.5)"
+
+echo
+echo "sparse on-link: 198.18.0.0/16 x 1-20,22 at --rate $RATE (404 live addresses)"
+printf '%-44s %8s %8s %8s %s\n' tool seconds "rss MB" "22 open" recall
+live22=$((150 + 254))
+read -r secs mb <<<"$(run "$work/sonde.out" 600 "$sonde" scan --scope scopes/lab.toml 198.18.0.0/16 \
+  -p 1-20,22 --rate "$RATE" --wait 1 --retries 0 --quiet -o "$work/sparse")"
+found=$(sonde_open "$work/sparse/results.ndjson" | awk '$2 == 22' | wc -l)
+printf '%-44s %8s %8s %8s %s\n' "sonde" "$secs" "$mb" "$found" "$(awk "BEGIN { printf \"%.1f%%\", 100 * $found / $live22 }")"
+sonde_sparse=$secs
+read -r secs mb <<<"$(run "$work/masscan.out" 120 masscan 198.18.0.0/16 -p 1-20,22 --rate "$RATE" \
+  --wait 1 -e os --router-mac "$target_mac" --adapter-ip 198.19.255.254 -oL "$work/masscan.txt")"
+found=$(awk '$1 == "open" && $3 == 22' "$work/masscan.txt" | sort -u | wc -l)
+printf '%-44s %8s %8s %8s %s\n' "masscan (frames to the target side's MAC)" "$secs" "$mb" "$found" "$(awk "BEGIN { printf \"%.1f%%\", 100 * $found / $live22 }")"
+echo "sonde / masscan whole-run time: $(awk "BEGIN { printf \"%.2f\", $sonde_sparse / $secs }") (target: at most 0.5, i.e. 2x the rate)"
