@@ -210,3 +210,68 @@ fn on_link_ipv6_hosts_are_resolved_by_neighbour_solicitation() {
     );
     assert_eq!(tshark_count(&capture, "ipv6.dst==2001:db8::5"), 0);
 }
+
+/// Rate honesty (issue 15): a rate one sending thread cannot reach is said
+/// once on stderr and recorded, with the stage that held it back.
+#[test]
+fn a_rate_the_senders_cannot_reach_is_reported_with_its_stage() {
+    use std::io::Read;
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut child = lab
+        .sonde_command()
+        .args([
+            "scan",
+            "--scope",
+            "scopes/lab.toml",
+            "198.18.1.0/24",
+            "-p-",
+            "--rate",
+            "2000000",
+            "--senders",
+            "1",
+            "--wait",
+            "0.3",
+            "-o",
+            run.to_str().unwrap(),
+        ])
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut buf = [0u8; 256];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if text.contains("below 90%") {
+                break;
+            }
+        }
+        (text, stderr)
+    });
+    let started = std::time::Instant::now();
+    while !reader.is_finished() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no shortfall reported"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (text, _stderr) = reader.join().unwrap();
+    assert!(text.contains("the limit is the sending threads"), "{text}");
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    child.wait().unwrap();
+    let r = report_json(&run.join("report.json"));
+    let short = &r["rate"]["shortfall"];
+    assert_eq!(short["stage"], "sender-cpu", "{short}");
+    assert_eq!(short["requested"], 2_000_000.0);
+    assert!(short["achieved"].as_f64().unwrap() < 1_800_000.0);
+    let audit = std::fs::read_to_string(run.join("audit.jsonl")).unwrap();
+    assert!(audit.contains("\"event\":\"rate_shortfall\""), "{audit}");
+}

@@ -765,6 +765,13 @@ fn scan_inner(
         "down": down,
     });
     audit(log, "neighbour_discovery", neighbour_discovery.clone())?;
+    if let Some(short) = &outcome.rate.shortfall {
+        audit(
+            log,
+            "rate_shortfall",
+            serde_json::to_value(short).unwrap_or_default(),
+        )?;
+    }
     if let Some(stop) = &outcome.scope_stop {
         audit(
             log,
@@ -842,6 +849,8 @@ fn scan_inner(
         // output failed; say so where the results are read.
         "possibly_incomplete": outcome.counters.kernel_drops > 0 || outcome.output_error.is_some(),
         "counters": outcome.counters,
+        // The rate asked for, the rate achieved, and what held it back.
+        "rate": outcome.rate,
         // The scan's own ARP/NDP before the first probe: next hops asked
         // for, and the targets found down (folded into address ranges).
         "neighbour_discovery": neighbour_discovery,
@@ -879,9 +888,11 @@ fn scan_inner(
         let c = &outcome.counters;
         writeln!(
             out,
-            "scanned {} probes ({} sent, {} replies, {} invalid, {} kernel drops) under {} ({})",
+            "scanned {} probes ({} sent at {:.0} pps of {:.0} asked, {} replies, {} invalid, {} kernel drops) under {} ({})",
             outcome.probes,
             c.sent,
+            outcome.rate.achieved,
+            outcome.rate.requested,
             c.matched,
             c.invalid,
             c.kernel_drops,

@@ -13,6 +13,7 @@
 pub mod correlate;
 pub mod ndjson;
 pub mod neighbours;
+pub mod progress;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -125,6 +126,24 @@ pub struct ScanOutcome {
     pub scope_stop: Option<ScopeStop>,
     /// What the scan's own ARP/NDP found before the first probe.
     pub neighbours: neighbours::Discovery,
+    /// The rate asked for and the rate achieved.
+    pub rate: RateReport,
+}
+
+/// The rate asked for, the rate achieved, and what held it back.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RateReport {
+    /// Packets per second the gate paced to.
+    pub requested: f64,
+    /// First-pass probes per second of the first pass (discovery and the
+    /// retries excluded): the rate the scan ran at.
+    pub achieved: f64,
+    /// Seconds of sending, every pass.
+    pub sending_seconds: f64,
+    /// Seconds of neighbour discovery before the first probe.
+    pub discovery_seconds: f64,
+    /// Set when the rate stayed below 90% of the requested one for 5 s.
+    pub shortfall: Option<progress::RateShortfall>,
 }
 
 /// Why a scan stopped.
@@ -228,8 +247,15 @@ struct Shared {
     timed_full: AtomicBool,
     pcap: Option<Mutex<PcapWriter<std::fs::File>>>,
     ndjson: Option<Mutex<Box<dyn Write + Send>>>,
-    /// Results so far, for the progress line.
+    /// Results so far, and open ports among them, for the progress line.
     matched: AtomicU64,
+    open: AtomicU64,
+    /// The receive side's kernel drops so far (updated twice a second).
+    drops: AtomicU64,
+    /// The first pass is being sent (the rate is watched then only).
+    first_pass: AtomicBool,
+    /// The rate fell short of the one asked for (reported once).
+    shortfall: Mutex<Option<progress::RateShortfall>>,
     stop: AtomicBool,
     /// The first output that failed (a full disk): sending stops, and the
     /// pcap is cut back to its last whole record.
@@ -427,6 +453,10 @@ pub fn run(
         },
         ndjson: ndjson.map(Mutex::new),
         matched: AtomicU64::new(0),
+        open: AtomicU64::new(0),
+        drops: AtomicU64::new(0),
+        first_pass: AtomicBool::new(false),
+        shortfall: Mutex::new(None),
         stop: AtomicBool::new(false),
         output_error: Mutex::new(None),
         output_failed: AtomicBool::new(false),
@@ -478,6 +508,9 @@ pub fn run(
                             let r = n.lock().expect("ndjson lock").flush();
                             shared.check_output("the NDJSON results", r);
                         }
+                        if let Ok(stats) = sniffer.stats() {
+                            shared.drops.store(stats.dropped, Ordering::Relaxed);
+                        }
                         flushed = Instant::now();
                     }
                     let Ok(Some(f)) = sniffer.next(&mut frame) else {
@@ -507,6 +540,9 @@ pub fn run(
                     }
                     if let Correlation::Matched(result) = seen {
                         shared.matched.fetch_add(1, Ordering::Relaxed);
+                        if result.verdict == Verdict::Open {
+                            shared.open.fetch_add(1, Ordering::Relaxed);
+                        }
                         if let Some(n) = &shared.ndjson
                             && let Ok(line) = serde_json::to_string(&result)
                         {
@@ -540,6 +576,10 @@ pub fn run(
         .collect::<Result<_, _>>()?;
     route_caches.insert(0, routes);
     let mut discovery = neighbours::Discovery::default();
+    let discovery_started = Instant::now();
+    let mut discovery_seconds = 0.0;
+    let sending_seconds = Mutex::new(0.0f64);
+    let first_pass_seconds = Mutex::new(0.0f64);
     let outcome: Result<(), ScanError> = (|| {
         // The MAC of every next hop the kernel does not know, asked for by
         // sonde itself before the first probe; every sending thread's
@@ -553,99 +593,146 @@ pub fn run(
             stop_sending,
             config.source,
         )?;
+        discovery_seconds = discovery_started.elapsed().as_secs_f64();
         for routes in &mut route_caches[1..] {
             for &(ifindex, ip, mac) in &discovery.learned {
                 routes.learn(ifindex, ip, mac);
             }
         }
-        'passes: for pass in 0..=config.retries {
-            for (kind, space) in &spaces {
-                let order = Permutation::new(
-                    space.len(),
-                    config.seed ^ (*kind as u64).wrapping_mul(0x9e37_79b9),
-                );
-                let results: Vec<Result<(), ScanError>> = std::thread::scope(|scope| {
-                    let handles: Vec<_> = route_caches
-                        .iter_mut()
-                        .zip(sockets.iter_mut())
-                        .enumerate()
-                        .map(|(t, (routes, (frames, kernel)))| {
-                            // Thread t of T takes every T-th position of this
-                            // machine's shard: a finer shard of the same permutation.
-                            let share = Shard {
-                                index: config.shard.index + config.shard.count * t as u64,
-                                count: config.shard.count * senders as u64,
-                            };
-                            let worker = Worker {
-                                config,
-                                gate,
-                                key: &key,
-                                shared: &shared,
-                                path_for: &path_for,
-                                stop_sending,
-                                probes: &probes,
-                                probed: &probed,
-                                sent: &sent,
-                                skipped_down: &skipped_down,
-                                retried: &retried,
-                                progress: (config.progress && t == 0).then_some((started, total)),
-                            };
-                            let order = &order;
-                            std::thread::Builder::new()
-                                .name(format!("sonde-send-{t}"))
-                                .spawn_scoped(scope, move || {
-                                    worker.send(
-                                        routes, frames, kernel, *kind, space, order, share, pass,
-                                    )
+        let sending_started = Instant::now();
+        let watch_done = AtomicBool::new(false);
+        let sent_all = std::thread::scope(|sc| {
+            // Rate honesty: a thread watching the first pass's rate.
+            sc.spawn(|| {
+                let _ = crate::net::privilege::drop_in_this_thread();
+                let mut watch = progress::RateWatch::new(gate.rate());
+                while !watch_done.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if !shared.first_pass.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let sample = progress::Sample {
+                        at: sending_started.elapsed().as_nanos() as i64,
+                        sent: probes.load(Ordering::Relaxed),
+                        paced_ns: gate.paced_nanos(),
+                        drops: shared.drops.load(Ordering::Relaxed),
+                    };
+                    if let Some(short) = watch.sample(sample) {
+                        eprintln!(
+                            "\rsonde: note: sending at {:.0} pps, below 90% of the {:.0} pps asked for, for 5 s; the limit is {}",
+                            short.achieved,
+                            short.requested,
+                            short.stage.describe()
+                        );
+                        *shared.shortfall.lock().expect("shortfall lock") = Some(short);
+                    }
+                }
+            });
+            let sent_all = (|| -> Result<(), ScanError> {
+                'passes: for pass in 0..=config.retries {
+                    shared.first_pass.store(pass == 0, Ordering::Relaxed);
+                    for (kind, space) in &spaces {
+                        let order = Permutation::new(
+                            space.len(),
+                            config.seed ^ (*kind as u64).wrapping_mul(0x9e37_79b9),
+                        );
+                        let results: Vec<Result<(), ScanError>> = std::thread::scope(|scope| {
+                            let handles: Vec<_> = route_caches
+                                .iter_mut()
+                                .zip(sockets.iter_mut())
+                                .enumerate()
+                                .map(|(t, (routes, (frames, kernel)))| {
+                                    // Thread t of T takes every T-th position of this
+                                    // machine's shard: a finer shard of the same permutation.
+                                    let share = Shard {
+                                        index: config.shard.index + config.shard.count * t as u64,
+                                        count: config.shard.count * senders as u64,
+                                    };
+                                    let worker = Worker {
+                                        config,
+                                        gate,
+                                        key: &key,
+                                        shared: &shared,
+                                        path_for: &path_for,
+                                        stop_sending,
+                                        probes: &probes,
+                                        probed: &probed,
+                                        sent: &sent,
+                                        skipped_down: &skipped_down,
+                                        retried: &retried,
+                                        progress: (config.progress && t == 0)
+                                            .then_some((started, total)),
+                                    };
+                                    let order = &order;
+                                    std::thread::Builder::new()
+                                        .name(format!("sonde-send-{t}"))
+                                        .spawn_scoped(scope, move || {
+                                            worker.send(
+                                                routes, frames, kernel, *kind, space, order, share,
+                                                pass,
+                                            )
+                                        })
                                 })
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| match h {
-                            Ok(h) => h.join().unwrap_or_else(|_| {
-                                Err(ScanError::Io(
-                                    "a sending thread failed",
-                                    std::io::Error::other("panic"),
-                                ))
-                            }),
-                            Err(e) => Err(ScanError::Io("cannot start a sending thread", e)),
-                        })
-                        .collect()
-                });
-                for r in results {
-                    r?;
+                                .collect();
+                            handles
+                                .into_iter()
+                                .map(|h| match h {
+                                    Ok(h) => h.join().unwrap_or_else(|_| {
+                                        Err(ScanError::Io(
+                                            "a sending thread failed",
+                                            std::io::Error::other("panic"),
+                                        ))
+                                    }),
+                                    Err(e) => {
+                                        Err(ScanError::Io("cannot start a sending thread", e))
+                                    }
+                                })
+                                .collect()
+                        });
+                        for r in results {
+                            r?;
+                        }
+                        if stop_sending.load(Ordering::Relaxed)
+                            || shared.output_failed.load(Ordering::Relaxed)
+                            || shared.scope_stopped.load(Ordering::Relaxed)
+                        {
+                            break 'passes;
+                        }
+                    }
+                    if pass == 0 {
+                        *first_pass_seconds.lock().expect("first pass lock") =
+                            sending_started.elapsed().as_secs_f64();
+                    }
+                    // The pass's probes reach the disk before its replies are waited for.
+                    if let Some(p) = &shared.pcap {
+                        let r = p.lock().expect("pcap lock").flush();
+                        shared.check_pcap(r);
+                    }
+                    if shared.output_failed.load(Ordering::Relaxed) {
+                        break 'passes;
+                    }
+                    // Give replies to this pass's last probes time before deciding
+                    // what to retry: a quarter second covers any LAN and most
+                    // routed round trips; a later reply still counts, its probe is
+                    // merely sent twice. (In slices: a Ctrl-C stops the scan, not
+                    // the nap.)
+                    if pass < config.retries {
+                        let until = Instant::now() + config.wait.min(RETRY_PAUSE);
+                        while Instant::now() < until && !stop_sending.load(Ordering::Relaxed) {
+                            std::thread::sleep(
+                                crate::scope::MAX_WAIT
+                                    .min(until.saturating_duration_since(Instant::now())),
+                            );
+                        }
+                    }
                 }
-                if stop_sending.load(Ordering::Relaxed)
-                    || shared.output_failed.load(Ordering::Relaxed)
-                    || shared.scope_stopped.load(Ordering::Relaxed)
-                {
-                    break 'passes;
-                }
-            }
-            // The pass's probes reach the disk before its replies are waited for.
-            if let Some(p) = &shared.pcap {
-                let r = p.lock().expect("pcap lock").flush();
-                shared.check_pcap(r);
-            }
-            if shared.output_failed.load(Ordering::Relaxed) {
-                break 'passes;
-            }
-            // Give replies to this pass's last probes time before deciding
-            // what to retry: a quarter second covers any LAN and most
-            // routed round trips; a later reply still counts, its probe is
-            // merely sent twice. (In slices: a Ctrl-C stops the scan, not
-            // the nap.)
-            if pass < config.retries {
-                let until = Instant::now() + config.wait.min(RETRY_PAUSE);
-                while Instant::now() < until && !stop_sending.load(Ordering::Relaxed) {
-                    std::thread::sleep(
-                        crate::scope::MAX_WAIT.min(until.saturating_duration_since(Instant::now())),
-                    );
-                }
-            }
-        }
-        Ok(())
+                Ok(())
+            })();
+            watch_done.store(true, Ordering::Relaxed);
+            sent_all
+        });
+        *sending_seconds.lock().expect("sending lock") = sending_started.elapsed().as_secs_f64();
+        sent_all
     })();
     let probes = probes.load(Ordering::Relaxed);
     let probed: HashMap<ProbeKind, u64> = [ProbeKind::Syn, ProbeKind::Icmp, ProbeKind::Dns]
@@ -707,7 +794,21 @@ pub fn run(
     }
     let interrupted = stop_sending.load(Ordering::Relaxed);
     let scope_stop = shared.scope_stop.lock().expect("scope stop lock").take();
+    let sending_seconds = sending_seconds.into_inner().expect("sending lock");
+    let first_pass = first_pass_seconds.into_inner().expect("first pass lock");
+    let rate = RateReport {
+        requested: gate.rate(),
+        achieved: if first_pass > 0.0 {
+            probes as f64 / first_pass
+        } else {
+            0.0
+        },
+        sending_seconds,
+        discovery_seconds,
+        shortfall: shared.shortfall.lock().expect("shortfall lock").take(),
+    };
     Ok(ScanOutcome {
+        rate,
         scope_stop,
         neighbours: discovery,
         results,
@@ -776,10 +877,12 @@ where
                     let secs = started.elapsed().as_secs_f64();
                     let rate = probes as f64 / secs.max(1e-9);
                     let found = self.shared.matched.load(Ordering::Relaxed);
+                    let open = self.shared.open.load(Ordering::Relaxed);
                     let eta = total.saturating_sub(probes) as f64 / rate.max(1.0);
                     eprint!(
-                        "\r{:5.1}% {probes}/{total} probes, {rate:.0} pps, {found} found, ETA {eta:.0} s (pass {})   ",
+                        "\r{:5.1}% {probes}/{total} probes, {rate:.0} pps achieved, {open} open ports, {} other replies, ETA {eta:.0} s (pass {})   ",
                         100.0 * probes as f64 / total.max(1) as f64,
+                        found.saturating_sub(open),
                         pass + 1
                     );
                 }

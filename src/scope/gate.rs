@@ -520,6 +520,8 @@ pub struct ScopeGate {
     limiter: RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock>,
     /// Permits issued.
     issued: AtomicU64,
+    /// Time spent waiting for the rate ceiling (all threads), ns.
+    paced_ns: AtomicU64,
     /// Permits issued plus those held in live allowances: what the budget
     /// is charged, so no number of threads can reserve past it.
     reserved: AtomicU64,
@@ -595,6 +597,7 @@ impl ScopeGate {
             burst,
             limiter: RateLimiter::direct(quota),
             issued: AtomicU64::new(0),
+            paced_ns: AtomicU64::new(0),
             reserved: AtomicU64::new(0),
             local_sources: IpSet::new(),
             spoof_sources,
@@ -756,11 +759,21 @@ impl ScopeGate {
                     if stop() {
                         return false;
                     }
-                    std::thread::sleep(not_until.wait_time_from(clock.now()).min(MAX_WAIT));
+                    let nap = not_until.wait_time_from(clock.now()).min(MAX_WAIT);
+                    std::thread::sleep(nap);
+                    self.paced_ns
+                        .fetch_add(nap.as_nanos() as u64, Ordering::Relaxed);
                 }
                 Err(_) => unreachable!("n is clamped to the burst size"),
             }
         }
+    }
+
+    /// Nanoseconds sending threads have slept waiting for the rate ceiling,
+    /// summed over threads: near zero while sending falls short of the
+    /// rate means the senders, not the gate, are the limit.
+    pub fn paced_nanos(&self) -> u64 {
+        self.paced_ns.load(Ordering::Relaxed)
     }
 
     /// Reserve up to `n` neighbour requests (ARP, neighbour solicitations):

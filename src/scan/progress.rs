@@ -1,0 +1,196 @@
+//! Rate honesty: is the scan sending at the rate asked for, and if not,
+//! which stage holds it back. Pure: fed samples of the counters with their
+//! times, so it is tested without a network.
+
+use std::collections::VecDeque;
+
+use serde::Serialize;
+
+/// How long the achieved rate must stay below 90% of the requested one
+/// before it is reported.
+pub const SHORTFALL_AFTER_NS: i64 = 5_000_000_000;
+/// The window the achieved rate is measured over.
+pub const WINDOW_NS: i64 = 1_000_000_000;
+
+/// What limited the rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LimitingStage {
+    /// The sending threads never waited for the gate: they (their CPU,
+    /// the kernel's send path) are the limit. More `--senders` may help.
+    SenderCpu,
+    /// The kernel dropped replies the receive thread did not take in time.
+    ReceiverDrops,
+    /// The threads waited for the gate and still fell short: bursts lost to
+    /// scheduling on a loaded machine.
+    Pacing,
+}
+
+impl LimitingStage {
+    pub fn describe(self) -> &'static str {
+        match self {
+            LimitingStage::SenderCpu => {
+                "the sending threads (CPU or the kernel's send path; more --senders may help)"
+            }
+            LimitingStage::ReceiverDrops => "the receive side (the kernel dropped replies)",
+            LimitingStage::Pacing => "pacing on a loaded machine (the threads waited for the gate)",
+        }
+    }
+}
+
+/// A rate that stayed below 90% of the requested one for 5 seconds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RateShortfall {
+    pub requested: f64,
+    /// Probes per second over the last second when it was noticed.
+    pub achieved: f64,
+    pub stage: LimitingStage,
+    /// Seconds after sending began.
+    pub after_seconds: f64,
+}
+
+/// One reading of the counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sample {
+    /// Nanoseconds on any monotonic clock.
+    pub at: i64,
+    /// Probes sent so far (first pass).
+    pub sent: u64,
+    /// `ScopeGate::paced_nanos` so far.
+    pub paced_ns: u64,
+    /// Kernel drops on the receive side so far.
+    pub drops: u64,
+}
+
+/// Watches samples; reports a shortfall once.
+pub struct RateWatch {
+    requested: f64,
+    started: Option<i64>,
+    window: VecDeque<Sample>,
+    below_since: Option<i64>,
+    reported: bool,
+}
+
+impl RateWatch {
+    pub fn new(requested: f64) -> RateWatch {
+        RateWatch {
+            requested,
+            started: None,
+            window: VecDeque::new(),
+            below_since: None,
+            reported: false,
+        }
+    }
+
+    /// The achieved rate over the last window, once a window is full.
+    pub fn achieved(&self) -> Option<f64> {
+        let (first, last) = (self.window.front()?, self.window.back()?);
+        let span = last.at - first.at;
+        (span >= WINDOW_NS).then(|| (last.sent - first.sent) as f64 * 1e9 / span as f64)
+    }
+
+    /// Take a sample; returns the shortfall the first time it is found.
+    pub fn sample(&mut self, s: Sample) -> Option<RateShortfall> {
+        let started = *self.started.get_or_insert(s.at);
+        self.window.push_back(s);
+        while self
+            .window
+            .get(1)
+            .is_some_and(|second| s.at - second.at >= WINDOW_NS)
+        {
+            self.window.pop_front();
+        }
+        let achieved = self.achieved()?;
+        if achieved >= 0.9 * self.requested {
+            self.below_since = None;
+            return None;
+        }
+        let since = *self.below_since.get_or_insert(s.at);
+        if self.reported || s.at - since < SHORTFALL_AFTER_NS {
+            return None;
+        }
+        self.reported = true;
+        let first = self.window.front().expect("a full window");
+        let span = (s.at - first.at) as f64;
+        let stage = if s.drops > first.drops {
+            LimitingStage::ReceiverDrops
+        } else if ((s.paced_ns - first.paced_ns) as f64) < 0.05 * span {
+            LimitingStage::SenderCpu
+        } else {
+            LimitingStage::Pacing
+        };
+        Some(RateShortfall {
+            requested: self.requested,
+            achieved,
+            stage,
+            after_seconds: (s.at - started) as f64 / 1e9,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Samples every 100 ms at `pps`, the gate waiting `paced` of the time.
+    fn feed(
+        w: &mut RateWatch,
+        from: i64,
+        secs: i64,
+        pps: u64,
+        paced: f64,
+        drops: u64,
+    ) -> Vec<RateShortfall> {
+        let mut out = Vec::new();
+        for i in 0..=secs * 10 {
+            let at = from + i * 100_000_000;
+            let s = Sample {
+                at,
+                sent: (at as u64 / 1_000_000) * pps / 1000,
+                paced_ns: (at as f64 * paced) as u64,
+                drops: drops * (at as u64 / 1_000_000_000),
+            };
+            out.extend(w.sample(s));
+        }
+        out
+    }
+
+    #[test]
+    fn on_rate_nothing_is_reported() {
+        let mut w = RateWatch::new(100_000.0);
+        assert!(feed(&mut w, 0, 30, 100_000, 0.5, 0).is_empty());
+        assert!((w.achieved().unwrap() - 100_000.0).abs() < 1_000.0);
+    }
+
+    #[test]
+    fn five_seconds_below_ninety_percent_is_reported_once_with_its_stage() {
+        let mut w = RateWatch::new(100_000.0);
+        let got = feed(&mut w, 0, 20, 60_000, 0.0, 0);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].stage, LimitingStage::SenderCpu);
+        assert!((got[0].achieved - 60_000.0).abs() < 1_000.0);
+        assert!(
+            (5.9..=6.2).contains(&got[0].after_seconds),
+            "{}",
+            got[0].after_seconds
+        );
+
+        let mut w = RateWatch::new(100_000.0);
+        assert_eq!(
+            feed(&mut w, 0, 20, 60_000, 0.5, 3)[0].stage,
+            LimitingStage::ReceiverDrops
+        );
+        let mut w = RateWatch::new(100_000.0);
+        assert_eq!(
+            feed(&mut w, 0, 20, 60_000, 0.5, 0)[0].stage,
+            LimitingStage::Pacing
+        );
+    }
+
+    #[test]
+    fn a_short_dip_is_not_a_shortfall() {
+        let mut w = RateWatch::new(1_000.0);
+        assert!(feed(&mut w, 0, 3, 500, 0.0, 0).is_empty());
+        assert!(feed(&mut w, 3_100_000_000, 10, 1_000, 0.5, 0).is_empty());
+    }
+}
