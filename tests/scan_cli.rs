@@ -7,7 +7,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::evidence::{report_json, tshark_count};
+use support::evidence::{folded, report_json, tshark_count};
 use support::lab::*;
 
 #[test]
@@ -59,6 +59,7 @@ fn scan_writes_results_ndjson_report_and_evidence() {
         r["possibly_incomplete"], false,
         "no drops, no failed output"
     );
+    // Findings in full; closed ports folded, with their ranges.
     let states: Vec<String> = r["hosts"][0]["results"]
         .as_array()
         .unwrap()
@@ -66,13 +67,19 @@ fn scan_writes_results_ndjson_report_and_evidence() {
         .map(|x| format!("{}:{}", x["port"], x["state"]))
         .collect();
     assert!(
-        states.contains(&"22:\"open\"".to_string())
-            && states.contains(&"23:\"closed\"".to_string()),
+        states.contains(&"22:\"open\"".to_string()) && states.contains(&"null:\"up\"".to_string()),
         "{states:?}"
     );
+    assert_eq!(
+        r["hosts"][0]["not_shown"],
+        serde_json::json!([{"probe": "syn", "state": "closed", "reason": "rst", "count": 1, "ports": "23"}])
+    );
+    // The NDJSON records every reply but closed ports (--record answered).
     let lines = std::fs::read_to_string(&ndjson).unwrap();
     let matched = r["counters"]["matched"].as_u64().unwrap();
-    assert_eq!(lines.lines().count() as u64, matched);
+    assert_eq!(lines.lines().count() as u64, matched - folded(&r, "closed"));
+    assert!(!lines.contains("\"closed\""), "{lines}");
+    assert_eq!(r["parameters"]["record"], "answered");
     // The evidence: every probe sent and every reply, readable by tshark.
     let sent = r["counters"]["sent"].as_u64().unwrap() as usize;
     let received = r["counters"]["received"].as_u64().unwrap() as usize;
@@ -264,7 +271,10 @@ fn interrupting_a_scan_keeps_valid_evidence() {
         "every probe sent is in the evidence"
     );
     let lines = std::fs::read_to_string(&ndjson).unwrap().lines().count() as u64;
-    assert_eq!(lines, r["counters"]["matched"].as_u64().unwrap());
+    assert_eq!(
+        lines,
+        r["counters"]["matched"].as_u64().unwrap() - folded(&r, "closed")
+    );
 
     let (code, took, pcap, _, _) = run("twice", 2);
     assert_ne!(code, Some(0));
@@ -859,6 +869,7 @@ fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
             "run_started",
             "scope_accepted",
             "rate_applied",
+            "recording",
             "neighbour_discovery",
             "cooldown",
             "file_written",
@@ -877,12 +888,12 @@ fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
         ))
     };
     assert!(
-        out.contains(&format!("audit log head {head} after 9 records")),
+        out.contains(&format!("audit log head {head} after 10 records")),
         "{out}"
     );
     assert_eq!(records[1]["sha256"], scope_sha.as_str());
-    assert_eq!(r["audit"]["records"], 7, "the report saw seven records");
-    assert_eq!(records[7]["path"], "report.json");
+    assert_eq!(r["audit"]["records"], 8, "the report saw eight records");
+    assert_eq!(records[8]["path"], "report.json");
 
     // sonde verify, on the directory and on the report.
     let verify = |path: &std::path::Path| {

@@ -62,6 +62,8 @@ fn ground_truth_at(rate: f64, ports: &str) {
         // the ground truth exactly.
         senders: if rate >= 50_000.0 { 2 } else { 1 },
         sniffer_queue: sonde::net::packet::Sniffer::DEFAULT_QUEUE,
+        record: sonde::scan::hosts::RecordMode::All,
+        keep_results: true,
     };
     let outcome = lab.in_scanner(move || {
         run(
@@ -151,6 +153,8 @@ fn dns_probes_get_the_lab_resolver_answer() {
         source: None,
         senders: 1,
         sniffer_queue: sonde::net::packet::Sniffer::DEFAULT_QUEUE,
+        record: sonde::scan::hosts::RecordMode::All,
+        keep_results: true,
     };
     let outcome = lab.in_scanner(move || {
         run(

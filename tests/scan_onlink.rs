@@ -37,6 +37,8 @@ fn on_link_hosts_are_resolved_by_our_own_arp_and_silent_ones_are_down() {
         "100000",
         "--wait",
         "0.5",
+        "--record",
+        "all",
         "-o",
         run.to_str().unwrap(),
     ]);

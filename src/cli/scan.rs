@@ -17,7 +17,8 @@ use crate::evidence::RunDir;
 use crate::evidence::run_dir::{self, RunDirError};
 use crate::probe::cookie::MAX_DNS_QUESTIONS;
 use crate::probe::{DnsQuestion, ProbeTemplate};
-use crate::scan::{ScanConfig, ScanResult, run};
+use crate::scan::hosts::{HostResults, RecordMode};
+use crate::scan::{ScanConfig, run};
 use crate::scope::{Decision, ProbeKind, ScopeGate};
 use crate::target::index::Shard;
 use crate::target::{IpSet, PortSet, SystemResolver};
@@ -89,23 +90,29 @@ pub struct ScanArgs {
     #[arg(long = "sniffer-buffer", value_name = "SIZE", value_parser = parse_size)]
     pub sniffer_buffer: Option<usize>,
 
+    /// What results.ndjson records: open (open ports, echo replies, DNS
+    /// answers), answered (every reply but closed ports, which the report
+    /// counts per host; the default), or all.
+    #[arg(long, value_name = "MODE", default_value = "answered")]
+    pub record: RecordMode,
+
     /// Source address of every probe (default: the route's); replies must come back to it.
     #[arg(long = "source-ip", value_name = "IP")]
     pub source_ip: Option<std::net::IpAddr>,
 }
 
 /// Write `head` (a JSON object) with a `hosts` member added, streaming the
-/// hosts: a scan's report can hold millions of results.
+/// hosts: findings in full, the rest folded per host.
 fn write_report(
     file: std::fs::File,
     head: &serde_json::Value,
-    hosts: &[HostReport],
+    hosts: &[HostResults],
 ) -> std::io::Result<()> {
     #[derive(Serialize)]
     struct Report<'a> {
         #[serde(flatten)]
         head: &'a serde_json::Value,
-        hosts: &'a [HostReport<'a>],
+        hosts: &'a [HostResults],
     }
     let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
     serde_json::to_writer_pretty(&mut w, &Report { head, hosts })?;
@@ -141,12 +148,6 @@ fn parse_size(s: &str) -> Result<usize, String> {
         Some(b) if (4096..=1 << 30).contains(&b) => Ok(b),
         _ => Err(format!("{s:?}: between 4k and 1024m")),
     }
-}
-
-#[derive(Serialize)]
-struct HostReport<'a> {
-    address: String,
-    results: Vec<&'a ScanResult>,
 }
 
 /// SIGINT and SIGTERM during a scan: the first stops sending (the flag the
@@ -580,6 +581,8 @@ fn scan_inner(
         progress: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         interface: args.interface.clone(),
         source: args.source_ip,
+        record: args.record,
+        keep_results: false,
         sniffer_queue: args
             .sniffer_buffer
             .unwrap_or(crate::net::packet::Sniffer::DEFAULT_QUEUE),
@@ -619,6 +622,14 @@ fn scan_inner(
         log,
         "rate_applied",
         serde_json::json!({ "rate": gate.rate(), "max_rate": scope.max_rate }),
+    )?;
+    audit(
+        log,
+        "recording",
+        serde_json::json!({
+            "results_ndjson": args.record,
+            "report_hosts": "findings in full; closed, filtered and unreachable ports counted per host",
+        }),
     )?;
 
     // Open every output before the first packet: once the sockets are open
@@ -708,16 +719,7 @@ fn scan_inner(
     }
     let finished = now_rfc3339();
 
-    let mut hosts: Vec<HostReport> = Vec::new();
-    for r in &outcome.results {
-        match hosts.last_mut() {
-            Some(h) if h.address == r.target.to_string() => h.results.push(r),
-            _ => hosts.push(HostReport {
-                address: r.target.to_string(),
-                results: vec![r],
-            }),
-        }
-    }
+    let hosts = &outcome.hosts;
     let e = &scope.engagement;
 
     // The run's events so far, then the files the scan wrote. An interrupt
@@ -837,6 +839,7 @@ fn scan_inner(
             "interface": args.interface,
             "source_ip": args.source_ip,
             "senders": config.senders,
+            "record": config.record,
             "sniffer_buffer": config.sniffer_queue,
         },
         "interrupted": outcome.interrupted,
@@ -868,7 +871,7 @@ fn scan_inner(
         "compliance": crate::evidence::compliance::CONTROLS,
         "capture_analysis": capture_analysis,
     });
-    if let Err(e) = write_report(report_file, &report, &hosts) {
+    if let Err(e) = write_report(report_file, &report, hosts) {
         // Never leave a partial report; when an output failed first (a full
         // disk), that failure is the one to name.
         let _ = std::fs::remove_file(dir.file(run_dir::REPORT_PARTIAL));
@@ -919,27 +922,43 @@ fn scan_inner(
             )
             .map_err(write_err)?;
         }
-        for h in &hosts {
-            let open: Vec<String> = h
-                .results
+        // Hosts with findings, one line each, and what is not shown, as
+        // nmap does ("Not shown: 998 closed ports").
+        let mut quiet_hosts = 0usize;
+        for h in hosts {
+            let open: Vec<String> = h.open_ports().map(|p| p.to_string()).collect();
+            let up = h.answers_ping();
+            if open.is_empty() && !up {
+                quiet_hosts += 1;
+                continue;
+            }
+            let not_shown: Vec<String> = h
+                .not_shown
                 .iter()
-                .filter(|r| matches!(r.verdict, crate::probe::Verdict::Open))
-                .filter_map(|r| r.port.map(|p| p.to_string()))
+                .map(|f| format!("{} {} {} ({})", f.count, f.probe, f.state, f.reason))
                 .collect();
-            let up = h
-                .results
-                .iter()
-                .any(|r| matches!(r.verdict, crate::probe::Verdict::Up));
             writeln!(
                 out,
-                "{}: {}{}",
+                "{}: {}{}{}",
                 h.address,
                 if open.is_empty() {
                     "no open ports".to_string()
                 } else {
                     format!("open {}", open.join(","))
                 },
-                if up { "; answers ping" } else { "" }
+                if up { "; answers ping" } else { "" },
+                if not_shown.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not shown: {}", not_shown.join(", "))
+                }
+            )
+            .map_err(write_err)?;
+        }
+        if quiet_hosts > 0 {
+            writeln!(
+                out,
+                "{quiet_hosts} hosts answered with closed, filtered or unreachable ports only (folded in report.json)"
             )
             .map_err(write_err)?;
         }

@@ -161,6 +161,16 @@ impl<'de> Visitor<'de> for HostVisitor {
             match key.as_str() {
                 "address" => row.address = map.next_value()?,
                 "results" => map.next_value_seed(ResultsSeed(&mut row))?,
+                // The folded form: counts of what is not listed.
+                "not_shown" => {
+                    for f in map.next_value::<Vec<FoldedLite>>()? {
+                        match f.state.as_str() {
+                            "closed" => row.closed += f.count,
+                            "filtered" => row.filtered += f.count,
+                            _ => {}
+                        }
+                    }
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -168,6 +178,13 @@ impl<'de> Visitor<'de> for HostVisitor {
         }
         Ok(row)
     }
+}
+
+/// One folded group of a host's results, as the page uses it.
+#[derive(Deserialize)]
+struct FoldedLite {
+    state: String,
+    count: u64,
 }
 
 /// One result, only the fields the page uses; the rest is skipped.
@@ -227,12 +244,21 @@ mod tests {
                 {"target": "198.18.1.10", "port": 23, "probe": "syn", "state": "closed"},
                 {"target": "198.18.1.10", "probe": "icmp", "state": "up"}]},
             {"address": "198.18.1.11", "results": [
-                {"port": 80, "state": "filtered"}]}
+                {"port": 80, "state": "filtered"}]},
+            {"address": "198.18.1.12", "results": [
+                {"port": 22, "probe": "syn", "state": "open"}],
+             "not_shown": [{"probe": "syn", "state": "closed", "reason": "rst", "count": 998, "ports": "1-21,23-999"},
+                           {"probe": "syn", "state": "filtered", "reason": "icmp 3/13", "count": 2, "ports": null}]}
         ], "z": [2]}"#;
         let p = PageInput::from_slice(text).unwrap();
         assert_eq!(p.doc, serde_json::json!({"a": 1, "z": [2]}));
         let h = p.hosts.unwrap();
-        assert_eq!((h.answered, h.with_open, h.rows.len()), (1, 1, 1));
+        assert_eq!((h.answered, h.with_open, h.rows.len()), (2, 2, 2));
+        assert_eq!(
+            (h.rows[1].closed, h.rows[1].filtered),
+            (998, 2),
+            "the folded form"
+        );
         assert_eq!(h.rows[0].open, [22]);
         assert_eq!((h.rows[0].closed, h.rows[0].up), (1, true));
         let v: Value = serde_json::from_slice(text).unwrap();

@@ -11,6 +11,7 @@
 //! are written to the evidence pcap (raw IP link type) as they go.
 
 pub mod correlate;
+pub mod hosts;
 pub mod ndjson;
 pub mod neighbours;
 pub mod progress;
@@ -60,6 +61,11 @@ pub struct ScanConfig {
     pub senders: usize,
     /// The sniffer's receive queue in bytes (Sniffer::DEFAULT_QUEUE).
     pub sniffer_queue: usize,
+    /// Which results the NDJSON stream records.
+    pub record: hosts::RecordMode,
+    /// Keep every result in memory for `ScanOutcome::results` (tests and
+    /// library callers; the CLI folds per host and keeps none).
+    pub keep_results: bool,
 }
 
 /// One result: the first valid reply to a probe.
@@ -111,7 +117,10 @@ pub struct Counters {
 
 /// Everything a scan produced.
 pub struct ScanOutcome {
+    /// Every result, sorted; empty unless `ScanConfig::keep_results`.
     pub results: Vec<ScanResult>,
+    /// The results folded per host: findings in full, the rest counted.
+    pub hosts: Vec<hosts::HostResults>,
     pub counters: Counters,
     pub sniffer: SnifferStats,
     /// Probes without a reply, per kind.
@@ -491,11 +500,15 @@ pub fn run(
         .map_err(|e| ScanError::Io("cannot drop capabilities after opening the sockets", e))?;
     let receiver = {
         let shared = shared.clone();
+        let (record, keep_results) = (config.record, config.keep_results);
         std::thread::Builder::new()
             .name("sonde-sniff".into())
             .spawn(move || {
                 let mut frame = vec![0u8; 65536];
+                // Folded per host as they come (memory grows with findings);
+                // every result is kept only when the caller asks.
                 let mut results: Vec<ScanResult> = Vec::new();
+                let mut hosts = hosts::HostTable::new();
                 let mut flushed = Instant::now();
                 while !shared.stop.load(Ordering::Relaxed) {
                     if flushed.elapsed() >= Duration::from_millis(500) {
@@ -544,15 +557,19 @@ pub fn run(
                             shared.open.fetch_add(1, Ordering::Relaxed);
                         }
                         if let Some(n) = &shared.ndjson
+                            && record.records(&result.verdict)
                             && let Ok(line) = serde_json::to_string(&result)
                         {
                             let r = writeln!(n.lock().expect("ndjson lock"), "{line}");
                             shared.check_output("the NDJSON results", r);
                         }
-                        results.push(result);
+                        if keep_results {
+                            results.push(result.clone());
+                        }
+                        hosts.add(result);
                     }
                 }
-                (sniffer.stats().unwrap_or_default(), results)
+                (sniffer.stats().unwrap_or_default(), results, hosts)
             })
             .map_err(|e| ScanError::Io("cannot start the receiving thread", e))?
     };
@@ -752,7 +769,7 @@ pub fn run(
         std::thread::sleep(config.wait);
     }
     shared.stop.store(true, Ordering::Relaxed);
-    let (sniffer_stats, mut results) = receiver.join().unwrap_or_default();
+    let (sniffer_stats, mut results, hosts) = receiver.join().unwrap_or_default();
     if let Some(p) = &shared.pcap {
         let r = p.lock().expect("pcap lock").flush();
         shared.check_pcap(r);
@@ -782,7 +799,7 @@ pub fn run(
     });
     let mut unanswered = HashMap::new();
     for (kind, _) in &spaces {
-        let answered = results.iter().filter(|r| r.probe == *kind).count() as u64;
+        let answered = hosts.answered(*kind);
         unanswered.insert(
             *kind,
             probed
@@ -808,6 +825,7 @@ pub fn run(
         shortfall: shared.shortfall.lock().expect("shortfall lock").take(),
     };
     Ok(ScanOutcome {
+        hosts: hosts.into_hosts(),
         rate,
         scope_stop,
         neighbours: discovery,

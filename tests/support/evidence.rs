@@ -48,3 +48,16 @@ pub fn report_json(path: &Path) -> serde_json::Value {
     );
     r
 }
+
+/// How many results of `state` a scan report folded into its hosts'
+/// `not_shown` counts.
+pub fn folded(report: &serde_json::Value, state: &str) -> u64 {
+    report["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|h| h["not_shown"].as_array().into_iter().flatten())
+        .filter(|f| f["state"] == state)
+        .map(|f| f["count"].as_u64().unwrap())
+        .sum()
+}

@@ -1,0 +1,304 @@
+//! Results folded per host as they arrive, as nmap does: what a host
+//! answers positively (open ports, echo replies, DNS answers) is kept in
+//! full; everything else (closed ports, ICMP-filtered and unreachable ones)
+//! becomes counts and port ranges by probe kind, state and reason. So the
+//! report and the memory behind it grow with findings, not with every
+//! closed port (issue 19); the NDJSON keeps the per-probe results that
+//! `--record` asks for.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::ScanResult;
+use crate::probe::Verdict;
+use crate::scope::ProbeKind;
+use crate::target::PortSet;
+
+/// Port ranges kept per folded group; a group scattered over more ranges
+/// keeps its count only (a top-1000 scan's closed ports on a /16 would
+/// otherwise hold hundreds of ranges per host).
+pub const MAX_FOLDED_RANGES: usize = 64;
+
+/// Which per-probe results the NDJSON stream records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordMode {
+    /// Positive findings only: open ports, echo replies, DNS answers.
+    Open,
+    /// Every reply but a closed port's RST (counted per host in the
+    /// report): the default, since closed ports are most of a scan's
+    /// replies and the least of its findings.
+    #[default]
+    Answered,
+    /// Every reply.
+    All,
+}
+
+impl RecordMode {
+    pub fn records(self, verdict: &Verdict) -> bool {
+        match self {
+            RecordMode::All => true,
+            RecordMode::Answered => !matches!(verdict, Verdict::Closed),
+            RecordMode::Open => is_finding(verdict),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordMode::Open => "open",
+            RecordMode::Answered => "answered",
+            RecordMode::All => "all",
+        }
+    }
+}
+
+impl std::str::FromStr for RecordMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<RecordMode, String> {
+        match s {
+            "open" => Ok(RecordMode::Open),
+            "answered" => Ok(RecordMode::Answered),
+            "all" => Ok(RecordMode::All),
+            other => Err(format!(
+                "{other:?} is not a record mode: open, answered (the default) or all"
+            )),
+        }
+    }
+}
+
+/// A positive answer, kept in full.
+pub fn is_finding(verdict: &Verdict) -> bool {
+    matches!(
+        verdict,
+        Verdict::Open | Verdict::Up | Verdict::DnsAnswer { .. }
+    )
+}
+
+/// Results of one kind, state and reason on one host, folded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Folded {
+    pub probe: ProbeKind,
+    pub state: &'static str,
+    /// `rst`, or `icmp TYPE/CODE`.
+    pub reason: String,
+    pub count: u64,
+    /// The ports as ranges (`1-21,23-79`); `None` when they were scattered
+    /// over more than [`MAX_FOLDED_RANGES`] ranges, or for ICMP.
+    #[serde(serialize_with = "ports_text")]
+    pub ports: Option<PortSet>,
+}
+
+fn ports_text<S: serde::Serializer>(p: &Option<PortSet>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_str(&p.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+/// One host's results.
+#[derive(Clone, Debug, Serialize)]
+pub struct HostResults {
+    pub address: IpAddr,
+    /// Positive findings in full, sorted by port, kind and question.
+    pub results: Vec<ScanResult>,
+    /// Everything else, folded.
+    pub not_shown: Vec<Folded>,
+}
+
+impl HostResults {
+    pub fn open_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.results
+            .iter()
+            .filter(|r| r.verdict == Verdict::Open)
+            .filter_map(|r| r.port)
+    }
+
+    pub fn answers_ping(&self) -> bool {
+        self.results.iter().any(|r| r.verdict == Verdict::Up)
+    }
+}
+
+/// Every host's results, folded as they arrive.
+#[derive(Default)]
+pub struct HostTable {
+    hosts: BTreeMap<IpAddr, HostResults>,
+    /// Results per probe kind (for the unanswered counts).
+    answered: [u64; 3],
+}
+
+impl HostTable {
+    pub fn new() -> HostTable {
+        HostTable::default()
+    }
+
+    pub fn add(&mut self, r: ScanResult) {
+        self.answered[r.probe as usize] += 1;
+        let host = self.hosts.entry(r.target).or_insert_with(|| HostResults {
+            address: r.target,
+            results: Vec::new(),
+            not_shown: Vec::new(),
+        });
+        if is_finding(&r.verdict) {
+            host.results.push(r);
+            return;
+        }
+        let (state, reason) = match r.verdict {
+            Verdict::Closed => ("closed", "rst".to_string()),
+            Verdict::Filtered {
+                icmp_type,
+                icmp_code,
+            } => ("filtered", format!("icmp {icmp_type}/{icmp_code}")),
+            Verdict::Unreachable {
+                icmp_type,
+                icmp_code,
+            } => ("unreachable", format!("icmp {icmp_type}/{icmp_code}")),
+            Verdict::Open | Verdict::Up | Verdict::DnsAnswer { .. } => unreachable!("findings"),
+        };
+        let group = match host
+            .not_shown
+            .iter_mut()
+            .find(|g| g.probe == r.probe && g.state == state && g.reason == reason)
+        {
+            Some(g) => g,
+            None => {
+                host.not_shown.push(Folded {
+                    probe: r.probe,
+                    state,
+                    reason,
+                    count: 0,
+                    ports: Some(PortSet::new()),
+                });
+                host.not_shown.last_mut().expect("pushed")
+            }
+        };
+        group.count += 1;
+        match (r.port, group.ports.as_mut()) {
+            (Some(p), Some(ports)) => {
+                ports.insert(p, p);
+                if ports.ranges().len() > MAX_FOLDED_RANGES {
+                    group.ports = None;
+                }
+            }
+            (None, _) => group.ports = None,
+            _ => {}
+        }
+    }
+
+    /// Results per probe kind.
+    pub fn answered(&self, kind: ProbeKind) -> u64 {
+        self.answered[kind as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    /// The hosts in address order, findings sorted.
+    pub fn into_hosts(self) -> Vec<HostResults> {
+        self.hosts
+            .into_values()
+            .map(|mut h| {
+                h.results.sort_unstable_by(|a, b| {
+                    (a.port, a.probe, &a.question).cmp(&(b.port, b.probe, &b.question))
+                });
+                h.not_shown.sort_unstable_by(|a, b| {
+                    (a.probe, a.state, &a.reason).cmp(&(b.probe, b.state, &b.reason))
+                });
+                h
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::CaptureTime;
+
+    fn result(port: Option<u16>, probe: ProbeKind, verdict: Verdict) -> ScanResult {
+        ScanResult {
+            target: "198.18.1.10".parse().unwrap(),
+            port,
+            probe,
+            question: None,
+            verdict,
+            ttl: 64,
+            rtt_us: None,
+            time: CaptureTime(0),
+        }
+    }
+
+    #[test]
+    fn findings_are_kept_and_the_rest_folded_by_state_and_reason() {
+        let mut t = HostTable::new();
+        for p in (1..=1000u16).filter(|p| *p != 22) {
+            t.add(result(Some(p), ProbeKind::Syn, Verdict::Closed));
+        }
+        t.add(result(Some(22), ProbeKind::Syn, Verdict::Open));
+        t.add(result(None, ProbeKind::Icmp, Verdict::Up));
+        let filtered = Verdict::Filtered {
+            icmp_type: 3,
+            icmp_code: 13,
+        };
+        t.add(result(Some(3306), ProbeKind::Syn, filtered));
+        t.add(result(Some(3307), ProbeKind::Syn, filtered));
+        assert_eq!(t.answered(ProbeKind::Syn), 1002);
+        let hosts = t.into_hosts();
+        assert_eq!(hosts.len(), 1);
+        let h = &hosts[0];
+        assert_eq!(h.open_ports().collect::<Vec<_>>(), [22]);
+        assert!(h.answers_ping());
+        assert_eq!(h.not_shown.len(), 2);
+        let closed = &h.not_shown[0];
+        assert_eq!(
+            (closed.state, closed.reason.as_str(), closed.count),
+            ("closed", "rst", 999)
+        );
+        assert_eq!(closed.ports.as_ref().unwrap().to_string(), "1-21,23-1000");
+        let f = &h.not_shown[1];
+        assert_eq!(
+            (f.state, f.reason.as_str(), f.count),
+            ("filtered", "icmp 3/13", 2)
+        );
+        assert_eq!(f.ports.as_ref().unwrap().to_string(), "3306-3307");
+        let json = serde_json::to_value(h).unwrap();
+        assert_eq!(json["not_shown"][0]["ports"], "1-21,23-1000");
+    }
+
+    #[test]
+    fn scattered_ports_keep_their_count_only() {
+        let mut t = HostTable::new();
+        for p in (1..=400u16).map(|p| p * 3) {
+            t.add(result(Some(p), ProbeKind::Syn, Verdict::Closed));
+        }
+        let h = &t.into_hosts()[0];
+        assert_eq!(h.not_shown[0].count, 400);
+        assert_eq!(h.not_shown[0].ports, None);
+        assert_eq!(
+            serde_json::to_value(h).unwrap()["not_shown"][0]["ports"],
+            serde_json::Value::Null
+        );
+    }
+
+    #[test]
+    fn record_modes() {
+        let closed = Verdict::Closed;
+        let filtered = Verdict::Filtered {
+            icmp_type: 3,
+            icmp_code: 1,
+        };
+        assert!(RecordMode::All.records(&closed));
+        assert!(!RecordMode::Answered.records(&closed));
+        assert!(RecordMode::Answered.records(&filtered));
+        assert!(!RecordMode::Open.records(&filtered));
+        assert!(RecordMode::Open.records(&Verdict::Open));
+        assert_eq!("answered".parse::<RecordMode>(), Ok(RecordMode::default()));
+        assert!("some".parse::<RecordMode>().is_err());
+    }
+}
