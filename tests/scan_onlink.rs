@@ -249,7 +249,11 @@ fn a_rate_the_senders_cannot_reach_is_reported_with_its_stage() {
                 break;
             }
             text.push_str(&String::from_utf8_lossy(&buf[..n]));
-            if text.contains("below 90%") {
+            // The whole line: it may arrive in pieces.
+            if text
+                .find("below 90%")
+                .is_some_and(|at| text[at..].contains('\n'))
+            {
                 break;
             }
         }
