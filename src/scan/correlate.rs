@@ -27,6 +27,78 @@ use super::{CaptureTime, ScanResult};
 use crate::probe::{Classified, CookieKey, classify};
 use crate::scope::ProbeKind;
 use crate::target::IpSet;
+use crate::target::index::IndexSpace;
+
+/// The largest answered-bitmap kept (bits over every probe of the scan);
+/// larger scans keep a set of the probes answered instead. Zeroed memory
+/// is only mapped, so what a sparse scan touches is what it costs.
+const MAX_BITMAP_BYTES: u64 = 4 << 30;
+
+/// Which probes have their result: one bit per probe of the scan's index
+/// spaces (a /16 x 1,000 ports: 8 MB, where a set of keys took 30 bytes
+/// per reply), or a set when no spaces were given or they are too large.
+enum Answered {
+    Set(HashSet<ProbeKey, foldhash::fast::RandomState>),
+    Bits(Vec<(ProbeKind, IndexSpace, Vec<u64>)>),
+}
+
+impl Answered {
+    fn for_spaces(spaces: Vec<(ProbeKind, IndexSpace)>) -> Answered {
+        let bytes: u64 = spaces.iter().map(|(_, s)| s.len().div_ceil(8)).sum();
+        if spaces.is_empty() || bytes > MAX_BITMAP_BYTES {
+            return Answered::Set(HashSet::default());
+        }
+        Answered::Bits(
+            spaces
+                .into_iter()
+                .map(|(k, s)| {
+                    let words = s.len().div_ceil(64) as usize;
+                    (k, s, vec![0u64; words])
+                })
+                .collect(),
+        )
+    }
+
+    /// Where `probe`'s bit is: (space, word, mask).
+    fn locate(
+        spaces: &[(ProbeKind, IndexSpace, Vec<u64>)],
+        probe: &ProbeKey,
+    ) -> Option<(usize, usize, u64)> {
+        let (target, port, kind, question) = *probe;
+        let s = spaces.iter().position(|(k, _, _)| *k == kind)?;
+        // A DNS probe's "port" dimension is its question, from 1.
+        let slot = match kind {
+            ProbeKind::Dns => Some(u16::from(question) + 1),
+            _ => port,
+        };
+        let i = spaces[s].1.index_of(target, slot)?;
+        Some((s, (i / 64) as usize, 1u64 << (i % 64)))
+    }
+
+    /// Mark `probe` answered: `Some(true)` the first time, `Some(false)`
+    /// after, `None` for a probe outside the scan.
+    fn insert(&mut self, probe: ProbeKey) -> Option<bool> {
+        match self {
+            Answered::Set(set) => Some(set.insert(probe)),
+            Answered::Bits(spaces) => {
+                let (s, w, m) = Answered::locate(spaces, &probe)?;
+                let word = &mut spaces[s].2[w];
+                let new = *word & m == 0;
+                *word |= m;
+                Some(new)
+            }
+        }
+    }
+
+    fn contains(&self, probe: &ProbeKey) -> bool {
+        match self {
+            Answered::Set(set) => set.contains(probe),
+            Answered::Bits(spaces) => {
+                Answered::locate(spaces, probe).is_some_and(|(s, w, m)| spaces[s].2[w] & m != 0)
+            }
+        }
+    }
+}
 
 /// One probe: target, port (the DNS server's for DNS), kind, and the DNS
 /// question's index (0 for other kinds).
@@ -76,7 +148,7 @@ pub struct Correlator {
     targets: IpSet,
     /// NAME:TYPE of each DNS question, by index.
     questions: Vec<Arc<str>>,
-    answered: HashSet<ProbeKey, foldhash::fast::RandomState>,
+    answered: Answered,
     /// First send time (ns) of the first `max_timed` probes: round-trip
     /// times without memory that grows with the scan.
     sent_at: HashMap<ProbeKey, i64, foldhash::fast::RandomState>,
@@ -95,11 +167,18 @@ impl Correlator {
             key,
             targets,
             questions,
-            answered: HashSet::default(),
+            answered: Answered::Set(HashSet::default()),
             sent_at: HashMap::default(),
             max_timed,
             counters: RecvCounters::default(),
         }
+    }
+
+    /// Keep which probes are answered as one bit per probe of these index
+    /// spaces (the scan's), instead of a set that grows with every reply.
+    pub fn with_spaces(mut self, spaces: Vec<(ProbeKind, IndexSpace)>) -> Correlator {
+        self.answered = Answered::for_spaces(spaces);
+        self
     }
 
     /// Whether the send time of another probe would be kept.
@@ -150,9 +229,17 @@ impl Correlator {
             _ => None,
         };
         let probe: ProbeKey = (r.target, r.port, r.kind, r.question);
-        if !self.answered.insert(probe) {
-            self.counters.duplicates += 1;
-            return Correlation::Duplicate;
+        match self.answered.insert(probe) {
+            Some(true) => {}
+            Some(false) => {
+                self.counters.duplicates += 1;
+                return Correlation::Duplicate;
+            }
+            // The cookie holds, but the scan never sent that probe.
+            None => {
+                self.counters.invalid += 1;
+                return Correlation::Invalid;
+            }
         }
         self.counters.matched += 1;
         let rtt_us = self
@@ -344,6 +431,35 @@ mod tests {
         assert_eq!(
             c.on_packet(&[0x45, 0], 0),
             Correlation::Unrelated { from_target: false }
+        );
+    }
+
+    #[test]
+    fn a_bitmap_over_the_scans_probes_answers_as_the_set_does() {
+        let key = CookieKey::random();
+        let targets: IpSet = [AddrRange::single(ip(TARGET))].into_iter().collect();
+        let ports = crate::target::PortSet::parse("22,23,80").unwrap();
+        let spaces = vec![(
+            ProbeKind::Syn,
+            IndexSpace::new(&targets, Some(&ports)).unwrap(),
+        )];
+        let mut c = correlator(&key).with_spaces(spaces);
+        let syn = probe(&key, ProbeKind::Syn, Some(23));
+        assert!(matches!(
+            c.on_packet(&tcp_answer(&syn, 0x14), 1),
+            Correlation::Matched(_)
+        ));
+        assert_eq!(
+            c.on_packet(&tcp_answer(&syn, 0x14), 2),
+            Correlation::Duplicate
+        );
+        assert!(c.is_answered(&(ip(TARGET), Some(23), ProbeKind::Syn, 0)));
+        assert!(!c.is_answered(&(ip(TARGET), Some(22), ProbeKind::Syn, 0)));
+        // A valid answer to a port the scan never probed is no result.
+        let other = probe(&key, ProbeKind::Syn, Some(443));
+        assert_eq!(
+            c.on_packet(&tcp_answer(&other, 0x12), 3),
+            Correlation::Invalid
         );
     }
 

@@ -446,12 +446,10 @@ pub fn run(
         .map(|q| Arc::from(format!("{}:{}", q.name, crate::probe::qtype_name(q.qtype))))
         .collect();
     let shared = Arc::new(Shared {
-        correlator: Mutex::new(Correlator::new(
-            key,
-            config.targets.clone(),
-            questions,
-            MAX_TIMED_PROBES,
-        )),
+        correlator: Mutex::new(
+            Correlator::new(key, config.targets.clone(), questions, MAX_TIMED_PROBES)
+                .with_spaces(spaces.clone()),
+        ),
         timed_full: AtomicBool::new(false),
         pcap: match pcap {
             Some(f) => Some(Mutex::new(

@@ -90,6 +90,23 @@ impl IndexSpace {
         self.len() == 0
     }
 
+    /// The index of `addr` and `port` (the inverse of [`IndexSpace::get`]),
+    /// if both are in the space; `port` is ignored by a space without ports.
+    pub fn index_of(&self, addr: IpAddr, port: Option<u16>) -> Option<u64> {
+        let family = super::Family::of(addr);
+        let v = super::range::addr_value(addr);
+        let r = self
+            .ranges
+            .partition_point(|r| (r.family(), r.end_value()) < (family, v));
+        let range = self.ranges.get(r).filter(|r| r.contains(addr))?;
+        let rank = self.starts[r] + u64::try_from(v - range.start_value()).ok()?;
+        if self.ports.is_empty() {
+            return Some(rank);
+        }
+        let p = self.ports.binary_search(&port?).ok()? as u64;
+        Some(rank * self.ports.len() as u64 + p)
+    }
+
     /// The address and port (if the space has ports) at index `i < len()`.
     pub fn get(&self, i: u64) -> (IpAddr, Option<u16>) {
         let per = self.ports.len().max(1) as u64;
@@ -195,6 +212,41 @@ impl Shard {
         (self.index..order.n)
             .step_by(self.count as usize)
             .map(|pos| order.apply(pos))
+    }
+}
+
+#[cfg(test)]
+mod index_of_tests {
+    use super::*;
+
+    #[test]
+    fn index_of_inverts_get() {
+        let set: IpSet = [
+            AddrRange::cidr("198.18.0.0".parse().unwrap(), 30).unwrap(),
+            AddrRange::new("198.18.5.1".parse().unwrap(), "198.18.5.3".parse().unwrap()).unwrap(),
+            AddrRange::cidr("2001:db8::".parse().unwrap(), 126).unwrap(),
+        ]
+        .into_iter()
+        .collect();
+        let ports = PortSet::parse("22,80,1000-1002").unwrap();
+        let space = IndexSpace::new(&set, Some(&ports)).unwrap();
+        for i in 0..space.len() {
+            let (a, p) = space.get(i);
+            assert_eq!(space.index_of(a, p), Some(i), "{a} {p:?}");
+        }
+        assert_eq!(
+            space.index_of("198.18.5.4".parse().unwrap(), Some(22)),
+            None
+        );
+        assert_eq!(
+            space.index_of("198.18.0.1".parse().unwrap(), Some(23)),
+            None
+        );
+        assert_eq!(space.index_of("198.18.0.1".parse().unwrap(), None), None);
+        let pings = IndexSpace::new(&set, None).unwrap();
+        for i in 0..pings.len() {
+            assert_eq!(pings.index_of(pings.get(i).0, None), Some(i));
+        }
     }
 }
 
