@@ -184,6 +184,30 @@ fn horizontal_sweep() {
     assert!(!has(&sweep(49), "port_scan", Some("horizontal")));
 }
 
+/// Regression (issue 19): a sweep's hosts were kept per (source, protocol,
+/// port) up to 65,536, so a /16 scan on 100 ports held 6.5M addresses in
+/// the analysis of its own capture. Counted exactly up to 4,096, then "at
+/// least".
+#[test]
+fn a_wide_sweep_counts_hosts_up_to_a_bound() {
+    let mut c = Capture::default();
+    for h in 0..5000u32 {
+        let dst = std::net::Ipv4Addr::from(0xc613_0000 + h).to_string();
+        c.push(
+            i64::from(h) * 1000,
+            tcp("198.18.0.2", &dst, 40000, 22, SYN, &[]),
+        );
+    }
+    let r = c.analyze();
+    let finding = r
+        .anomalies
+        .iter()
+        .find(|a| a.kind == "port_scan" && a.subtype.as_deref() == Some("horizontal"))
+        .expect("a horizontal scan");
+    let text = serde_json::to_string(finding).unwrap();
+    assert!(text.contains("at least 4096"), "{text}");
+}
+
 /// A base32-ish label of `len` characters, different for each `i`.
 fn noise(i: u64, len: usize) -> String {
     const ALPHA: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
