@@ -202,7 +202,7 @@ fn a_wide_sweep_counts_hosts_up_to_a_bound() {
     let finding = r
         .anomalies
         .iter()
-        .find(|a| a.kind == "port_scan" && a.subtype.as_deref() == Some("horizontal"))
+        .find(|a| a.kind == "port_scan" && a.subtype == Some("horizontal"))
         .expect("a horizontal scan");
     let text = serde_json::to_string(finding).unwrap();
     assert!(text.contains("at least 4096"), "{text}");
