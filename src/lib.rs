@@ -16,5 +16,6 @@ pub mod scan;
 pub mod scope;
 pub mod target;
 pub mod text;
+pub mod wire;
 
 pub use error::{Error, Result};

@@ -126,20 +126,12 @@ impl std::fmt::Display for SendRefusal {
 
 /// The destination address of an IP packet, if it has one.
 fn destination(ip: &[u8]) -> Option<IpAddr> {
-    match ip.first()? >> 4 {
-        4 => Some(IpAddr::from(<[u8; 4]>::try_from(ip.get(16..20)?).ok()?)),
-        6 => Some(IpAddr::from(<[u8; 16]>::try_from(ip.get(24..40)?).ok()?)),
-        _ => None,
-    }
+    crate::wire::ip::IpPacket::parse(ip).ok().map(|p| p.dst())
 }
 
 /// The source address of an IP packet, if it has one.
 fn source(ip: &[u8]) -> Option<IpAddr> {
-    match ip.first()? >> 4 {
-        4 => Some(IpAddr::from(<[u8; 4]>::try_from(ip.get(12..16)?).ok()?)),
-        6 => Some(IpAddr::from(<[u8; 16]>::try_from(ip.get(8..24)?).ok()?)),
-        _ => None,
-    }
+    crate::wire::ip::IpPacket::parse(ip).ok().map(|p| p.src())
 }
 
 /// The packet must go where the permit says, from where the permit says.

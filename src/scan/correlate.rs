@@ -265,11 +265,7 @@ impl Correlator {
 
 /// The source address of an IP packet.
 fn source_of(ip: &[u8]) -> Option<IpAddr> {
-    match ip.first()? >> 4 {
-        4 => Some(IpAddr::from(<[u8; 4]>::try_from(ip.get(12..16)?).ok()?)),
-        6 => Some(IpAddr::from(<[u8; 16]>::try_from(ip.get(8..24)?).ok()?)),
-        _ => None,
-    }
+    crate::wire::ip::IpPacket::parse(ip).ok().map(|p| p.src())
 }
 
 #[cfg(test)]
