@@ -433,21 +433,7 @@ fn scan_takes_bracketed_ipv6_with_a_port() {
 
 // ---- Inputs refused before anything is sent (no lab needed) ----
 
-use support::cli::sonde as sonde_here;
-
-/// `sonde` from the crate's directory (for scopes/…).
-fn sonde(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sonde"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::cli::{sonde as sonde_here, sonde_in_crate as sonde};
 
 #[test]
 fn infinite_huge_or_nan_durations_are_input_errors_not_panics() {

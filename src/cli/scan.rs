@@ -193,6 +193,19 @@ impl Interrupts {
     fn first(&self) -> Option<(i32, String)> {
         self.first.lock().expect("signal lock").clone()
     }
+
+    /// Record the first signal in the audit log, if one came: whether it did.
+    fn record(&self, log: &mut Audit) -> Result<bool, Error> {
+        let Some((signal, at)) = self.first() else {
+            return Ok(false);
+        };
+        audit(
+            log,
+            "interrupt_received",
+            serde_json::json!({ "signal": signal, "received": at }),
+        )?;
+        Ok(true)
+    }
 }
 
 /// The run directory and the files a scan writes, as they were created:
@@ -670,13 +683,8 @@ fn scan_inner(
             while !done.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(50));
                 tick += 1;
-                if !recorded_interrupt && let Some((signal, at)) = interrupts.first() {
-                    audit(
-                        log,
-                        "interrupt_received",
-                        serde_json::json!({ "signal": signal, "received": at }),
-                    )?;
-                    recorded_interrupt = true;
+                if !recorded_interrupt {
+                    recorded_interrupt = interrupts.record(log)?;
                 }
                 if tick.is_multiple_of(4)
                     && lost.lock().expect("lost lock").is_none()
@@ -725,12 +733,8 @@ fn scan_inner(
     // The run's events so far, then the files the scan wrote. An interrupt
     // the watcher did not see (it came as the scan ended) is recorded now,
     // with the time it arrived.
-    if !recorded_interrupt && let Some((signal, at)) = interrupts.first() {
-        audit(
-            log,
-            "interrupt_received",
-            serde_json::json!({ "signal": signal, "received": at }),
-        )?;
+    if !recorded_interrupt {
+        interrupts.record(log)?;
     }
     if outcome.interrupted {
         audit(
