@@ -22,7 +22,7 @@
 # gets a time limit (2x its expected duration + 30 s); masscan 1.3.2 can
 # hang in its final wait, and is stopped with SIGINT then.
 #
-# Settings: RATES (sonde and masscan, space separated; default
+# Settings: KEEP_RSTS=1 (leave the scanner kernel's RSTs on); RATES (sonde and masscan, space separated; default
 # "100000 max"), where "max" asks for 10,000,000 pps; ACCURACY_RATES for the
 # ±5% rate check on smaller scans (default "100 1000 10000 100000 300000").
 set -euo pipefail
@@ -76,8 +76,11 @@ ip -n $S route add $NET via 198.18.0.1
 ip -n $T route add local $NET dev lo
 ip netns exec $T sysctl -qw net.ipv4.tcp_syncookies=2
 ip netns exec $T sysctl -qw net.core.somaxconn=65535
-# The scanner's kernel would answer every SYN-ACK with a RST.
-ip netns exec $S iptables -A OUTPUT -p tcp --tcp-flags RST RST -j DROP
+# The scanner's kernel would answer every SYN-ACK with a RST. KEEP_RSTS=1
+# leaves them on, as on a real scanner host (issue 15's routed topology).
+if [ -z "${KEEP_RSTS:-}" ]; then
+  ip netns exec $S iptables -A OUTPUT -p tcp --tcp-flags RST RST -j DROP
+fi
 for p in $OPEN_PORTS; do
   ip netns exec $T python3 -c "
 import socket, time
