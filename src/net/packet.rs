@@ -379,6 +379,30 @@ impl RawIpSender {
     }
 }
 
+/// Buffers for [`Sniffer::next_batch`]: frames received in one call.
+pub struct RecvBatch {
+    bufs: Vec<Vec<u8>>,
+    lens: Vec<usize>,
+}
+
+impl RecvBatch {
+    /// `slots` frames of up to `frame` bytes each (longer ones are cut).
+    pub fn new(slots: usize, frame: usize) -> RecvBatch {
+        RecvBatch {
+            bufs: (0..slots.max(1)).map(|_| vec![0u8; frame]).collect(),
+            lens: Vec::with_capacity(slots),
+        }
+    }
+
+    /// The frames of the last call.
+    pub fn frames(&self) -> impl Iterator<Item = &[u8]> {
+        self.bufs
+            .iter()
+            .zip(&self.lens)
+            .map(|(b, &n)| &b[..n.min(b.len())])
+    }
+}
+
 /// Kernel counters of a sniffer socket.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SnifferStats {
@@ -462,6 +486,62 @@ impl Sniffer {
             };
         }
         Ok(Some(&buf[..n as usize]))
+    }
+
+    /// Up to `batch.capacity()` frames in one recvmmsg: waits (up to the
+    /// timeout) for the first, then takes what is already queued. Returns
+    /// how many; `Ok(0)` when the timeout passed.
+    pub fn next_batch(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
+        let slots = batch.bufs.len();
+        let mut iovs: Vec<libc::iovec> = batch
+            .bufs
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = iovs
+            .iter_mut()
+            .map(|iov| {
+                // SAFETY: msghdr is plain data; zeroed is valid.
+                let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+                h.msg_iov = iov;
+                h.msg_iovlen = 1;
+                libc::mmsghdr {
+                    msg_hdr: h,
+                    msg_len: 0,
+                }
+            })
+            .collect();
+        // SAFETY: msgs and the iovecs they point to are valid for `slots`
+        // entries and outlive the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                slots as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => {
+                    batch.lens.clear();
+                    Ok(0)
+                }
+                _ => Err(e),
+            };
+        }
+        batch.lens.clear();
+        batch
+            .lens
+            .extend(msgs[..n as usize].iter().map(|m| m.msg_len as usize));
+        Ok(n as usize)
     }
 
     /// Add the kernel's counters since the last call (reading resets them).

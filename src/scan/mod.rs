@@ -502,7 +502,8 @@ pub fn run(
         std::thread::Builder::new()
             .name("sonde-sniff".into())
             .spawn(move || {
-                let mut frame = vec![0u8; 65536];
+                let mut batch = crate::net::packet::RecvBatch::new(64, 65536);
+                let mut seen: Vec<(usize, Correlation)> = Vec::with_capacity(64);
                 // Folded per host as they come (memory grows with findings);
                 // every result is kept only when the caller asks.
                 let mut results: Vec<ScanResult> = Vec::new();
@@ -524,47 +525,70 @@ pub fn run(
                         }
                         flushed = Instant::now();
                     }
-                    let Ok(Some(f)) = sniffer.next(&mut frame) else {
-                        continue;
-                    };
-                    // An ARP reply or neighbour advertisement: for discovery.
-                    if let Some(answer) = crate::probe::neighbour::answer(f) {
-                        shared.answers.lock().expect("answers lock").push(answer);
+                    // A batch of frames per system call, and per batch one
+                    // turn of each lock (correlator, pcap, NDJSON), not one
+                    // per reply.
+                    if !matches!(sniffer.next_batch(&mut batch), Ok(n) if n > 0) {
                         continue;
                     }
-                    let ip = f.get(14..).unwrap_or(&[]);
                     let at = crate::analyze::stats::now_nanos();
-                    let seen = shared
-                        .correlator
-                        .lock()
-                        .expect("correlator lock")
-                        .on_packet(ip, at);
+                    seen.clear();
+                    {
+                        let mut c = shared.correlator.lock().expect("correlator lock");
+                        for (i, f) in batch.frames().enumerate() {
+                            // An ARP reply or neighbour advertisement: for discovery.
+                            if let Some(answer) = crate::probe::neighbour::answer(f) {
+                                shared.answers.lock().expect("answers lock").push(answer);
+                                continue;
+                            }
+                            let ip = f.get(14..).unwrap_or(&[]);
+                            seen.push((i, c.on_packet(ip, at)));
+                        }
+                    }
                     // The evidence keeps packets from the targets and anything about
                     // our probes (ICMP errors from routers); other traffic to us is
                     // counted, not recorded. Our own probes (loopback) were
                     // recorded by the sender.
                     if let Some(p) = &shared.pcap
-                        && seen.is_evidence()
+                        && seen.iter().any(|(_, c)| c.is_evidence())
                     {
-                        let r = p.lock().expect("pcap lock").write(at, ip);
+                        let frames: Vec<&[u8]> = batch.frames().collect();
+                        let mut w = p.lock().expect("pcap lock");
+                        let mut r = Ok(());
+                        for (i, c) in &seen {
+                            if c.is_evidence() && r.is_ok() {
+                                r = w.write(at, frames[*i].get(14..).unwrap_or(&[]));
+                            }
+                        }
+                        drop(w);
                         shared.check_pcap(r);
                     }
-                    if let Correlation::Matched(result) = seen {
+                    let mut lines = String::new();
+                    for (_, c) in seen.drain(..) {
+                        let Correlation::Matched(result) = c else {
+                            continue;
+                        };
                         shared.matched.fetch_add(1, Ordering::Relaxed);
                         if result.verdict == Verdict::Open {
                             shared.open.fetch_add(1, Ordering::Relaxed);
                         }
-                        if let Some(n) = &shared.ndjson
+                        if shared.ndjson.is_some()
                             && record.records(&result.verdict)
                             && let Ok(line) = serde_json::to_string(&result)
                         {
-                            let r = writeln!(n.lock().expect("ndjson lock"), "{line}");
-                            shared.check_output("the NDJSON results", r);
+                            lines.push_str(&line);
+                            lines.push('\n');
                         }
                         if keep_results {
                             results.push(result.clone());
                         }
                         hosts.add(result);
+                    }
+                    if let Some(n) = &shared.ndjson
+                        && !lines.is_empty()
+                    {
+                        let r = n.lock().expect("ndjson lock").write_all(lines.as_bytes());
+                        shared.check_output("the NDJSON results", r);
                     }
                 }
                 (sniffer.stats().unwrap_or_default(), results, hosts)
