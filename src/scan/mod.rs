@@ -15,6 +15,7 @@ pub mod hosts;
 pub mod ndjson;
 pub mod neighbours;
 pub mod progress;
+mod recv;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -34,7 +35,7 @@ use crate::probe::{CookieKey, DnsQuestion, Probe, ProbeTemplate, Verdict, build}
 use crate::scope::{ProbeKind, Refusal, ScopeGate};
 use crate::target::index::{IndexSpace, Permutation, Shard};
 use crate::target::{IpSet, PortSet};
-use correlate::{Correlation, Correlator};
+use correlate::Correlator;
 
 /// What to scan and how.
 pub struct ScanConfig {
@@ -472,7 +473,7 @@ pub fn run(
         answers: Mutex::new(Vec::new()),
     });
 
-    let mut sniffer = Sniffer::open_with_queue(
+    let sniffer = Sniffer::open_with_queue(
         ifindex,
         &sources,
         Duration::from_millis(50),
@@ -501,98 +502,7 @@ pub fn run(
         let (record, keep_results) = (config.record, config.keep_results);
         std::thread::Builder::new()
             .name("sonde-sniff".into())
-            .spawn(move || {
-                let mut batch = crate::net::packet::RecvBatch::new(64, 65536);
-                let mut seen: Vec<(usize, Correlation)> = Vec::with_capacity(64);
-                // Folded per host as they come (memory grows with findings);
-                // every result is kept only when the caller asks.
-                let mut results: Vec<ScanResult> = Vec::new();
-                let mut hosts = hosts::HostTable::new();
-                let mut flushed = Instant::now();
-                while !shared.stop.load(Ordering::Relaxed) {
-                    if flushed.elapsed() >= Duration::from_millis(500) {
-                        // Evidence reaches the disk as the scan goes.
-                        if let Some(p) = &shared.pcap {
-                            let r = p.lock().expect("pcap lock").flush();
-                            shared.check_pcap(r);
-                        }
-                        if let Some(n) = &shared.ndjson {
-                            let r = n.lock().expect("ndjson lock").flush();
-                            shared.check_output("the NDJSON results", r);
-                        }
-                        if let Ok(stats) = sniffer.stats() {
-                            shared.drops.store(stats.dropped, Ordering::Relaxed);
-                        }
-                        flushed = Instant::now();
-                    }
-                    // A batch of frames per system call, and per batch one
-                    // turn of each lock (correlator, pcap, NDJSON), not one
-                    // per reply.
-                    if !matches!(sniffer.next_batch(&mut batch), Ok(n) if n > 0) {
-                        continue;
-                    }
-                    let at = crate::analyze::stats::now_nanos();
-                    seen.clear();
-                    {
-                        let mut c = shared.correlator.lock().expect("correlator lock");
-                        for (i, f) in batch.frames().enumerate() {
-                            // An ARP reply or neighbour advertisement: for discovery.
-                            if let Some(answer) = crate::probe::neighbour::answer(f) {
-                                shared.answers.lock().expect("answers lock").push(answer);
-                                continue;
-                            }
-                            let ip = f.get(14..).unwrap_or(&[]);
-                            seen.push((i, c.on_packet(ip, at)));
-                        }
-                    }
-                    // The evidence keeps packets from the targets and anything about
-                    // our probes (ICMP errors from routers); other traffic to us is
-                    // counted, not recorded. Our own probes (loopback) were
-                    // recorded by the sender.
-                    if let Some(p) = &shared.pcap
-                        && seen.iter().any(|(_, c)| c.is_evidence())
-                    {
-                        let frames: Vec<&[u8]> = batch.frames().collect();
-                        let mut w = p.lock().expect("pcap lock");
-                        let mut r = Ok(());
-                        for (i, c) in &seen {
-                            if c.is_evidence() && r.is_ok() {
-                                r = w.write(at, frames[*i].get(14..).unwrap_or(&[]));
-                            }
-                        }
-                        drop(w);
-                        shared.check_pcap(r);
-                    }
-                    let mut lines = String::new();
-                    for (_, c) in seen.drain(..) {
-                        let Correlation::Matched(result) = c else {
-                            continue;
-                        };
-                        shared.matched.fetch_add(1, Ordering::Relaxed);
-                        if result.verdict == Verdict::Open {
-                            shared.open.fetch_add(1, Ordering::Relaxed);
-                        }
-                        if shared.ndjson.is_some()
-                            && record.records(&result.verdict)
-                            && let Ok(line) = serde_json::to_string(&result)
-                        {
-                            lines.push_str(&line);
-                            lines.push('\n');
-                        }
-                        if keep_results {
-                            results.push(result.clone());
-                        }
-                        hosts.add(result);
-                    }
-                    if let Some(n) = &shared.ndjson
-                        && !lines.is_empty()
-                    {
-                        let r = n.lock().expect("ndjson lock").write_all(lines.as_bytes());
-                        shared.check_output("the NDJSON results", r);
-                    }
-                }
-                (sniffer.stats().unwrap_or_default(), results, hosts)
-            })
+            .spawn(move || recv::receive(&shared, sniffer, record, keep_results))
             .map_err(|e| ScanError::Io("cannot start the receiving thread", e))?
     };
 
