@@ -16,6 +16,7 @@ pub mod ndjson;
 pub mod neighbours;
 pub mod progress;
 mod recv;
+mod send;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -31,7 +32,7 @@ use crate::net::route::{self, NextHop, RouteError};
 use crate::pcap::PcapWriter;
 use crate::pcap::writer::LINKTYPE_RAW;
 use crate::probe::cookie::MAX_DNS_QUESTIONS;
-use crate::probe::{CookieKey, DnsQuestion, Probe, ProbeTemplate, Verdict, build};
+use crate::probe::{CookieKey, DnsQuestion, ProbeTemplate, Verdict};
 use crate::scope::{ProbeKind, Refusal, ScopeGate};
 use crate::target::index::{IndexSpace, Permutation, Shard};
 use crate::target::{IpSet, PortSet};
@@ -597,7 +598,7 @@ pub fn run(
                                         index: config.shard.index + config.shard.count * t as u64,
                                         count: config.shard.count * senders as u64,
                                     };
-                                    let worker = Worker {
+                                    let worker = send::Worker {
                                         config,
                                         gate,
                                         key: &key,
@@ -617,8 +618,15 @@ pub fn run(
                                         .name(format!("sonde-send-{t}"))
                                         .spawn_scoped(scope, move || {
                                             worker.send(
-                                                routes, frames, kernel, *kind, space, order, share,
-                                                pass,
+                                                routes,
+                                                (frames, kernel),
+                                                send::Job {
+                                                    kind: *kind,
+                                                    space,
+                                                    order,
+                                                    share,
+                                                    pass,
+                                                },
                                             )
                                         })
                                 })
@@ -769,204 +777,6 @@ pub fn run(
         interrupted,
         output_error,
     })
-}
-
-/// One sending thread's view of the scan.
-struct Worker<'a, P> {
-    config: &'a ScanConfig,
-    gate: &'a ScopeGate,
-    key: &'a CookieKey,
-    shared: &'a Shared,
-    path_for: &'a P,
-    stop_sending: &'a AtomicBool,
-    probes: &'a AtomicU64,
-    probed: &'a [AtomicU64; 3],
-    sent: &'a AtomicU64,
-    skipped_down: &'a AtomicU64,
-    retried: &'a AtomicU64,
-    /// Print the progress line (one thread does): the start and the total.
-    progress: Option<(Instant, u64)>,
-}
-
-impl<P> Worker<'_, P>
-where
-    P: Fn(&mut route::RouteCache, IpAddr) -> Result<Path, ScanError> + Sync,
-{
-    /// Send this thread's share of one kind's probes for one pass.
-    #[allow(clippy::too_many_arguments)]
-    fn send(
-        &self,
-        routes: &mut route::RouteCache,
-        frames: &mut RawSender,
-        kernel: &mut RawIpSender,
-        kind: ProbeKind,
-        space: &IndexSpace,
-        order: &Permutation,
-        share: Shard,
-        pass: u32,
-    ) -> Result<(), ScanError> {
-        let config = self.config;
-        let sent_before = frames.sent + kernel.sent;
-        let mut buf = Vec::with_capacity(128);
-        let mut last_progress = Instant::now();
-        let mut walk = share.walk(order).peekable();
-        let result = (|| {
-            while walk.peek().is_some() {
-                // Checked every batch (about 10 ms of traffic).
-                if self.stop_sending.load(Ordering::Relaxed)
-                    || self.shared.output_failed.load(Ordering::Relaxed)
-                    || self.shared.scope_stopped.load(Ordering::Relaxed)
-                {
-                    break;
-                }
-                if let Some((started, total)) = self.progress
-                    && last_progress.elapsed() >= Duration::from_secs(1)
-                {
-                    last_progress = Instant::now();
-                    let probes = self.probes.load(Ordering::Relaxed);
-                    let secs = started.elapsed().as_secs_f64();
-                    let rate = probes as f64 / secs.max(1e-9);
-                    let found = self.shared.matched.load(Ordering::Relaxed);
-                    let open = self.shared.open.load(Ordering::Relaxed);
-                    let eta = total.saturating_sub(probes) as f64 / rate.max(1.0);
-                    eprint!(
-                        "\r{:5.1}% {probes}/{total} probes, {rate:.0} pps achieved, {open} open ports, {} other replies, ETA {eta:.0} s (pass {})   ",
-                        100.0 * probes as f64 / total.max(1) as f64,
-                        found.saturating_sub(open),
-                        pass + 1
-                    );
-                }
-                let stop = || {
-                    self.stop_sending.load(Ordering::Relaxed)
-                        || self.shared.output_failed.load(Ordering::Relaxed)
-                        || self.shared.scope_stopped.load(Ordering::Relaxed)
-                };
-                let mut batch = match self.gate.reserve_unless(self.gate.burst(), &stop) {
-                    Ok(Some(b)) => b,
-                    Ok(None) => break,
-                    // The scope's limits end the run, not the process:
-                    // sending stops, the cooldown and the evidence follow.
-                    Err(r @ (Refusal::Expired { .. } | Refusal::BudgetExhausted { .. })) => {
-                        let stop = match r {
-                            Refusal::Expired { .. } => ScopeStop::WindowClosed(r),
-                            _ => ScopeStop::BudgetSpent(r),
-                        };
-                        self.shared
-                            .scope_stop
-                            .lock()
-                            .expect("scope stop lock")
-                            .get_or_insert(stop);
-                        self.shared.scope_stopped.store(true, Ordering::Relaxed);
-                        break;
-                    }
-                    Err(r) => return Err(ScanError::Refused(r)),
-                };
-                // Counted per batch, not per probe: the counters are shared
-                // by every sending thread.
-                let (mut new, mut again, mut down) = (0u64, 0u64, 0u64);
-                while batch.remaining() > 0 {
-                    let Some(i) = walk.next() else { break };
-                    let (target, slot) = space.get(i);
-                    let (port, question) = match kind {
-                        ProbeKind::Dns => (
-                            Some(config.dns_port),
-                            slot.unwrap_or(1).saturating_sub(1) as u8,
-                        ),
-                        _ => (slot, 0),
-                    };
-                    let k: Key = (target, port, kind, question);
-                    if pass == 0 {
-                        new += 1;
-                    } else if self
-                        .shared
-                        .correlator
-                        .lock()
-                        .expect("correlator lock")
-                        .is_answered(&k)
-                    {
-                        continue;
-                    } else {
-                        again += 1;
-                    }
-                    let path = (self.path_for)(routes, target)?;
-                    let source = match &path {
-                        Path::Frame(hop) => hop.source,
-                        Path::Loopback { source } => *source,
-                        Path::Down => {
-                            if pass == 0 {
-                                new -= 1;
-                                down += 1;
-                            } else {
-                                again -= 1;
-                            }
-                            continue;
-                        }
-                    };
-                    let permit = batch
-                        .permit(source, target, port, kind)
-                        .map_err(ScanError::Refused)?;
-                    let mut marks = self.key.marks(source, target, port.unwrap_or(0), kind);
-                    marks.dns_id = marks.dns_id_for(question);
-                    let probe = Probe {
-                        kind,
-                        src: source,
-                        dst: target,
-                        port,
-                    };
-                    build(
-                        &mut buf,
-                        &probe,
-                        &marks,
-                        &config.template,
-                        config.dns_questions.get(usize::from(question)),
-                    )
-                    .map_err(|e| {
-                        ScanError::Io("cannot build a probe", std::io::Error::other(e.to_string()))
-                    })?;
-                    if pass == 0 && !self.shared.timed_full.load(Ordering::Relaxed) {
-                        // Send times for round-trip times, kept for a bounded number
-                        // of probes: memory must not grow with the scan.
-                        let mut c = self.shared.correlator.lock().expect("correlator lock");
-                        c.on_sent(k, crate::analyze::stats::now_nanos());
-                        if !c.wants_send_times() {
-                            self.shared.timed_full.store(true, Ordering::Relaxed);
-                        }
-                    }
-                    if let Some(p) = &self.shared.pcap {
-                        let r = p
-                            .lock()
-                            .expect("pcap lock")
-                            .write(crate::analyze::stats::now_nanos(), &buf);
-                        self.shared.check_pcap(r);
-                    }
-                    match &path {
-                        Path::Frame(hop) => frames.queue(permit, hop, &buf).map_err(|r| {
-                            ScanError::Io("sender", std::io::Error::other(r.to_string()))
-                        })?,
-                        Path::Loopback { .. } => kernel
-                            .send(permit, &buf)
-                            .map_err(|r| {
-                                ScanError::Io("sender", std::io::Error::other(r.to_string()))
-                            })?
-                            .map_err(|e| ScanError::Io("cannot send", e))?,
-                        Path::Down => unreachable!("skipped above"),
-                    }
-                }
-                self.probes.fetch_add(new, Ordering::Relaxed);
-                self.skipped_down.fetch_add(down, Ordering::Relaxed);
-                self.probed[kind as usize].fetch_add(new, Ordering::Relaxed);
-                self.retried.fetch_add(again, Ordering::Relaxed);
-                frames
-                    .flush()
-                    .map_err(|e| ScanError::Io("cannot send", e))?;
-            }
-            Ok(())
-        })();
-        // The sockets live across passes: count this call's sends only.
-        self.sent
-            .fetch_add(frames.sent + kernel.sent - sent_before, Ordering::Relaxed);
-        result
-    }
 }
 
 impl Shared {

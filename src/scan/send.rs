@@ -1,0 +1,223 @@
+//! The sending threads: each walks its share of a probe kind's keyed
+//! order, takes permits from the gate in batches, builds each probe and
+//! hands it to the frame sender (or, on loopback, the raw IP socket).
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{Key, Path, ScanConfig, ScanError, ScopeStop, Shared};
+use crate::net::packet::{RawIpSender, RawSender};
+use crate::net::route;
+use crate::probe::{CookieKey, Probe, build};
+use crate::scope::{ProbeKind, Refusal, ScopeGate};
+use crate::target::index::{IndexSpace, Permutation, Shard};
+
+/// One pass of one probe kind, for one sending thread.
+pub(super) struct Job<'a> {
+    pub kind: ProbeKind,
+    pub space: &'a IndexSpace,
+    pub order: &'a Permutation,
+    /// This thread's share of the permutation.
+    pub share: Shard,
+    pub pass: u32,
+}
+
+/// One sending thread's view of the scan.
+pub(super) struct Worker<'a, P> {
+    pub(super) config: &'a ScanConfig,
+    pub(super) gate: &'a ScopeGate,
+    pub(super) key: &'a CookieKey,
+    pub(super) shared: &'a Shared,
+    pub(super) path_for: &'a P,
+    pub(super) stop_sending: &'a AtomicBool,
+    pub(super) probes: &'a AtomicU64,
+    pub(super) probed: &'a [AtomicU64; 3],
+    pub(super) sent: &'a AtomicU64,
+    pub(super) skipped_down: &'a AtomicU64,
+    pub(super) retried: &'a AtomicU64,
+    /// Print the progress line (one thread does): the start and the total.
+    pub(super) progress: Option<(Instant, u64)>,
+}
+
+impl<P> Worker<'_, P>
+where
+    P: Fn(&mut route::RouteCache, IpAddr) -> Result<Path, ScanError> + Sync,
+{
+    /// Send this thread's share of one kind's probes for one pass.
+    pub(super) fn send(
+        &self,
+        routes: &mut route::RouteCache,
+        (frames, kernel): (&mut RawSender, &mut RawIpSender),
+        job: Job<'_>,
+    ) -> Result<(), ScanError> {
+        let Job {
+            kind,
+            space,
+            order,
+            share,
+            pass,
+        } = job;
+        let config = self.config;
+        let sent_before = frames.sent + kernel.sent;
+        let mut buf = Vec::with_capacity(128);
+        let mut last_progress = Instant::now();
+        let mut walk = share.walk(order).peekable();
+        let result = (|| {
+            while walk.peek().is_some() {
+                // Checked every batch (about 10 ms of traffic).
+                if self.stop_sending.load(Ordering::Relaxed)
+                    || self.shared.output_failed.load(Ordering::Relaxed)
+                    || self.shared.scope_stopped.load(Ordering::Relaxed)
+                {
+                    break;
+                }
+                if let Some((started, total)) = self.progress
+                    && last_progress.elapsed() >= Duration::from_secs(1)
+                {
+                    last_progress = Instant::now();
+                    let probes = self.probes.load(Ordering::Relaxed);
+                    let secs = started.elapsed().as_secs_f64();
+                    let rate = probes as f64 / secs.max(1e-9);
+                    let found = self.shared.matched.load(Ordering::Relaxed);
+                    let open = self.shared.open.load(Ordering::Relaxed);
+                    let eta = total.saturating_sub(probes) as f64 / rate.max(1.0);
+                    eprint!(
+                        "\r{:5.1}% {probes}/{total} probes, {rate:.0} pps achieved, {open} open ports, {} other replies, ETA {eta:.0} s (pass {})   ",
+                        100.0 * probes as f64 / total.max(1) as f64,
+                        found.saturating_sub(open),
+                        pass + 1
+                    );
+                }
+                let stop = || {
+                    self.stop_sending.load(Ordering::Relaxed)
+                        || self.shared.output_failed.load(Ordering::Relaxed)
+                        || self.shared.scope_stopped.load(Ordering::Relaxed)
+                };
+                let mut batch = match self.gate.reserve_unless(self.gate.burst(), &stop) {
+                    Ok(Some(b)) => b,
+                    Ok(None) => break,
+                    // The scope's limits end the run, not the process:
+                    // sending stops, the cooldown and the evidence follow.
+                    Err(r @ (Refusal::Expired { .. } | Refusal::BudgetExhausted { .. })) => {
+                        let stop = match r {
+                            Refusal::Expired { .. } => ScopeStop::WindowClosed(r),
+                            _ => ScopeStop::BudgetSpent(r),
+                        };
+                        self.shared
+                            .scope_stop
+                            .lock()
+                            .expect("scope stop lock")
+                            .get_or_insert(stop);
+                        self.shared.scope_stopped.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(r) => return Err(ScanError::Refused(r)),
+                };
+                // Counted per batch, not per probe: the counters are shared
+                // by every sending thread.
+                let (mut new, mut again, mut down) = (0u64, 0u64, 0u64);
+                while batch.remaining() > 0 {
+                    let Some(i) = walk.next() else { break };
+                    let (target, slot) = space.get(i);
+                    let (port, question) = match kind {
+                        ProbeKind::Dns => (
+                            Some(config.dns_port),
+                            slot.unwrap_or(1).saturating_sub(1) as u8,
+                        ),
+                        _ => (slot, 0),
+                    };
+                    let k: Key = (target, port, kind, question);
+                    if pass == 0 {
+                        new += 1;
+                    } else if self
+                        .shared
+                        .correlator
+                        .lock()
+                        .expect("correlator lock")
+                        .is_answered(&k)
+                    {
+                        continue;
+                    } else {
+                        again += 1;
+                    }
+                    let path = (self.path_for)(routes, target)?;
+                    let source = match &path {
+                        Path::Frame(hop) => hop.source,
+                        Path::Loopback { source } => *source,
+                        Path::Down => {
+                            if pass == 0 {
+                                new -= 1;
+                                down += 1;
+                            } else {
+                                again -= 1;
+                            }
+                            continue;
+                        }
+                    };
+                    let permit = batch
+                        .permit(source, target, port, kind)
+                        .map_err(ScanError::Refused)?;
+                    let mut marks = self.key.marks(source, target, port.unwrap_or(0), kind);
+                    marks.dns_id = marks.dns_id_for(question);
+                    let probe = Probe {
+                        kind,
+                        src: source,
+                        dst: target,
+                        port,
+                    };
+                    build(
+                        &mut buf,
+                        &probe,
+                        &marks,
+                        &config.template,
+                        config.dns_questions.get(usize::from(question)),
+                    )
+                    .map_err(|e| {
+                        ScanError::Io("cannot build a probe", std::io::Error::other(e.to_string()))
+                    })?;
+                    if pass == 0 && !self.shared.timed_full.load(Ordering::Relaxed) {
+                        // Send times for round-trip times, kept for a bounded number
+                        // of probes: memory must not grow with the scan.
+                        let mut c = self.shared.correlator.lock().expect("correlator lock");
+                        c.on_sent(k, crate::analyze::stats::now_nanos());
+                        if !c.wants_send_times() {
+                            self.shared.timed_full.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    if let Some(p) = &self.shared.pcap {
+                        let r = p
+                            .lock()
+                            .expect("pcap lock")
+                            .write(crate::analyze::stats::now_nanos(), &buf);
+                        self.shared.check_pcap(r);
+                    }
+                    match &path {
+                        Path::Frame(hop) => frames.queue(permit, hop, &buf).map_err(|r| {
+                            ScanError::Io("sender", std::io::Error::other(r.to_string()))
+                        })?,
+                        Path::Loopback { .. } => kernel
+                            .send(permit, &buf)
+                            .map_err(|r| {
+                                ScanError::Io("sender", std::io::Error::other(r.to_string()))
+                            })?
+                            .map_err(|e| ScanError::Io("cannot send", e))?,
+                        Path::Down => unreachable!("skipped above"),
+                    }
+                }
+                self.probes.fetch_add(new, Ordering::Relaxed);
+                self.skipped_down.fetch_add(down, Ordering::Relaxed);
+                self.probed[kind as usize].fetch_add(new, Ordering::Relaxed);
+                self.retried.fetch_add(again, Ordering::Relaxed);
+                frames
+                    .flush()
+                    .map_err(|e| ScanError::Io("cannot send", e))?;
+            }
+            Ok(())
+        })();
+        // The sockets live across passes: count this call's sends only.
+        self.sent
+            .fetch_add(frames.sent + kernel.sent - sent_before, Ordering::Relaxed);
+        result
+    }
+}
