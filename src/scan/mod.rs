@@ -704,9 +704,15 @@ pub fn run(
         );
     }
     // Cooldown for late replies, then stop the receiver: also after an error,
-    // so whatever was captured is kept.
+    // so whatever was captured is kept. It ends early when every probe sent
+    // has its result: nothing is outstanding, only duplicates could come.
     if outcome.is_ok() && !shared.output_failed.load(Ordering::Relaxed) {
-        std::thread::sleep(config.wait);
+        let until = Instant::now() + config.wait;
+        while Instant::now() < until && shared.matched.load(Ordering::Relaxed) < probes {
+            std::thread::sleep(
+                Duration::from_millis(10).min(until.saturating_duration_since(Instant::now())),
+            );
+        }
     }
     shared.stop.store(true, Ordering::Relaxed);
     let (sniffer_stats, mut results, hosts) = receiver.join().unwrap_or_default();
