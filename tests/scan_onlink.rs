@@ -281,3 +281,49 @@ fn a_rate_the_senders_cannot_reach_is_reported_with_its_stage() {
     let audit = std::fs::read_to_string(run.join("audit.jsonl")).unwrap();
     assert!(audit.contains("\"event\":\"rate_shortfall\""), "{audit}");
 }
+
+/// craft --send to a host on the link that the kernel has not resolved:
+/// sonde asks for its MAC itself, under the gate, then sends the frame; an
+/// absent host is an error and gets nothing.
+#[test]
+fn craft_resolves_an_on_link_destination_itself() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("target.pcap");
+    let tshark = lab.capture_target_side("vt", &capture);
+    let (code, out, err) = lab.sonde(&[
+        "craft",
+        "ip(dst=198.18.0.12)/tcp(dport=22,flags=S)",
+        "--send",
+        "--scope",
+        "scopes/lab.toml",
+        "--wait",
+        "0.5",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("ip=198.18.0.12") && out.contains("flags=SA"),
+        "{out}"
+    );
+    let (code, out, err) = lab.sonde(&[
+        "craft",
+        "ip(dst=198.18.0.50)/tcp(dport=22,flags=S)",
+        "--send",
+        "--scope",
+        "scopes/lab.toml",
+        "--wait",
+        "0.2",
+    ]);
+    tshark.stop();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("198.18.0.50 (the next hop to 198.18.0.50) answered no ARP request"),
+        "{err}"
+    );
+    assert_eq!(
+        tshark_count(&capture, "arp.opcode==1 && arp.dst.proto_ipv4==198.18.0.50"),
+        3
+    );
+    assert_eq!(tshark_count(&capture, "ip.dst==198.18.0.50"), 0);
+    assert!(tshark_count(&capture, "arp.opcode==1 && arp.dst.proto_ipv4==198.18.0.12") >= 1);
+}

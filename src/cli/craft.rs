@@ -301,6 +301,73 @@ fn kind_of(c: &Crafted) -> Result<(ProbeKind, Option<u16>), Error> {
     }
 }
 
+/// Resolve `dst`'s next hop with our own ARP request or neighbour
+/// solicitation (three rounds, as the scan's discovery): the frame's next
+/// hop, or `None` to leave it to the kernel (a spoofed source, or a next
+/// hop the scope does not let sonde ask about). A next hop that never
+/// answers is an error: nothing can be sent to it.
+fn ask_next_hop(
+    gate: &ScopeGate,
+    routes: &mut RouteCache,
+    frames: &mut RawSender,
+    sniffer: &mut Sniffer,
+    buf: &mut [u8],
+    dst: IpAddr,
+    src: IpAddr,
+) -> Result<Option<route::NextHop>, Error> {
+    let (ifindex, next_hop, route_source) = routes
+        .next_hop(dst)
+        .map_err(|e| Error::runtime("cannot route the packet", e))?;
+    if src != route_source || !gate.allows_neighbour_request(next_hop) {
+        return Ok(None);
+    }
+    let mac = routes
+        .link(ifindex)
+        .map_err(|e| Error::runtime("cannot read the interface", e))?
+        .mac;
+    let mut request = Vec::with_capacity(86);
+    crate::probe::neighbour::request(&mut request, mac, src, next_hop);
+    for wait in crate::scan::neighbours::ROUND_WAITS {
+        let Some(mut batch) = gate
+            .reserve_neighbour_requests(1, &|| false)
+            .map_err(|r| Error::Refused(vec![r]))?
+        else {
+            continue;
+        };
+        let permit = batch
+            .permit_neighbour_request(src, next_hop)
+            .map_err(|r| Error::Refused(vec![r]))?;
+        frames
+            .queue_neighbour_request(permit, &request)
+            .map_err(|r| Error::runtime("cannot send", std::io::Error::other(r.to_string())))?;
+        frames
+            .flush()
+            .map_err(|e| Error::runtime("cannot send", e))?;
+        let asked = Instant::now();
+        while asked.elapsed() < wait {
+            let Ok(Some(f)) = sniffer.next(buf) else {
+                continue;
+            };
+            if let Some((ip, mac)) = crate::probe::neighbour::answer(f)
+                && ip == next_hop
+            {
+                routes.learn(ifindex, ip, mac);
+                let mut hop = routes
+                    .resolve(dst)
+                    .map_err(|e| Error::runtime("cannot route the packet", e))?;
+                hop.source = src;
+                return Ok(Some(hop));
+            }
+        }
+    }
+    Err(Error::Runtime {
+        context: format!(
+            "{next_hop} (the next hop to {dst}) answered no ARP request or neighbour solicitation: nothing was sent"
+        ),
+        source: None,
+    })
+}
+
 fn send(
     args: &CraftArgs,
     crafted: &Crafted,
@@ -386,10 +453,24 @@ fn send(
     // Every socket is open: no capability is needed from here on.
     crate::net::privilege::drop_all()
         .map_err(|e| Error::runtime("cannot drop capabilities after opening the sockets", e))?;
-    let (mut sent, mut replies) = (0u64, 0u64);
     let mut frame = vec![0u8; 65536];
+    // A next hop the kernel does not know: ask for it ourselves, under the
+    // gate, as the scan does; the kernel's path stays for a spoofed source
+    // (the answer would go elsewhere) and a gateway outside the scope.
+    let hop = match hop {
+        None if !loopback => ask_next_hop(
+            &gate,
+            &mut routes,
+            &mut frames,
+            &mut sniffer,
+            &mut frame,
+            dst,
+            src,
+        )?,
+        hop => hop,
+    };
+    let (mut sent, mut replies) = (0u64, 0u64);
     for n in 0..args.count {
-        let sent_at = Instant::now();
         // The fragments of one packet can outnumber one allowance (its
         // burst is about 10 ms of the pace): reserve again as it runs out.
         let mut batch = None;
@@ -427,6 +508,9 @@ fn send(
         frames
             .flush()
             .map_err(|e| Error::runtime("cannot send", e))?;
+        // Timed from when the packet left, not from before the gate paced
+        // it (a neighbour request may have taken the last token).
+        let sent_at = Instant::now();
         sent += packets.len() as u64;
         // Listen until the next send (or the final wait).
         let listen = if n + 1 < args.count {
