@@ -301,10 +301,19 @@ fn progress_line_only_on_a_terminal() {
     let bin = env!("CARGO_BIN_EXE_sonde");
     let scan =
         format!("{bin} scan --scope scopes/lab.toml 198.18.1.0/26 -p 1-50 --rate 1500 --wait 0.2");
+    // Each run in a directory of its own, never in the crate's.
+    let runs = tempfile::tempdir().unwrap();
     let on_tty = |extra: &str| {
+        let run = runs
+            .path()
+            .join(if extra.is_empty() { "shown" } else { "quiet" });
         let out = lab
             .scanner_command("script")
-            .args(["-qec", &format!("{scan} {extra}"), "/dev/null"])
+            .args([
+                "-qec",
+                &format!("{scan} {extra} -o {}", run.display()),
+                "/dev/null",
+            ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .expect("script (util-linux)");

@@ -491,6 +491,7 @@ fn rates_that_are_not_positive_numbers_are_named_as_such() {
             "--rate {rate}: {err}"
         );
     }
+    let dir = tempfile::tempdir().unwrap();
     let (code, _, err) = sonde(&[
         "scan",
         "--scope",
@@ -498,6 +499,8 @@ fn rates_that_are_not_positive_numbers_are_named_as_such() {
         "127.0.0.1",
         "--rate",
         "999999999",
+        "-o",
+        dir.path().join("refused").to_str().unwrap(),
     ]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("ceiling"), "{err}");
