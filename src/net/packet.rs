@@ -153,6 +153,23 @@ fn check_addresses(permit: &Permit, ip_packet: &[u8]) -> Result<(), SendRefusal>
     Ok(())
 }
 
+/// One message header per buffer, for sendmmsg and recvmmsg: each points at
+/// its iovec, so `iovs` must outlive the headers' use.
+fn message_headers(iovs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    iovs.iter_mut()
+        .map(|iov| {
+            // SAFETY: msghdr is plain data; zeroed is valid.
+            let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+            h.msg_iov = iov;
+            h.msg_iovlen = 1;
+            libc::mmsghdr {
+                msg_hdr: h,
+                msg_len: 0,
+            }
+        })
+        .collect()
+}
+
 /// Batches Ethernet frames and sends them with sendmmsg.
 pub struct RawSender {
     fd: OwnedFd,
@@ -255,19 +272,7 @@ impl RawSender {
                     iov_len: f.len(),
                 })
                 .collect();
-            let mut msgs: Vec<libc::mmsghdr> = iovs
-                .iter_mut()
-                .map(|iov| {
-                    // SAFETY: msghdr is plain data; zeroed is valid.
-                    let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-                    h.msg_iov = iov;
-                    h.msg_iovlen = 1;
-                    libc::mmsghdr {
-                        msg_hdr: h,
-                        msg_len: 0,
-                    }
-                })
-                .collect();
+            let mut msgs = message_headers(&mut iovs);
             // SAFETY: msgs and the iovecs and frames they point to live until the call returns.
             let n = unsafe {
                 libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as u32, 0)
@@ -501,19 +506,7 @@ impl Sniffer {
                 iov_len: b.len(),
             })
             .collect();
-        let mut msgs: Vec<libc::mmsghdr> = iovs
-            .iter_mut()
-            .map(|iov| {
-                // SAFETY: msghdr is plain data; zeroed is valid.
-                let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-                h.msg_iov = iov;
-                h.msg_iovlen = 1;
-                libc::mmsghdr {
-                    msg_hdr: h,
-                    msg_len: 0,
-                }
-            })
-            .collect();
+        let mut msgs = message_headers(&mut iovs);
         // SAFETY: msgs and the iovecs they point to are valid for `slots`
         // entries and outlive the call.
         let n = unsafe {

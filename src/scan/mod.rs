@@ -716,14 +716,7 @@ pub fn run(
     }
     shared.stop.store(true, Ordering::Relaxed);
     let (sniffer_stats, mut results, hosts) = receiver.join().unwrap_or_default();
-    if let Some(p) = &shared.pcap {
-        let r = p.lock().expect("pcap lock").flush();
-        shared.check_pcap(r);
-    }
-    if let Some(n) = &shared.ndjson {
-        let r = n.lock().expect("ndjson lock").flush();
-        shared.check_output("the NDJSON results", r);
-    }
+    shared.flush_outputs();
     outcome?;
     let output_error = shared.output_error.lock().expect("error lock").take();
 
@@ -786,6 +779,19 @@ pub fn run(
 }
 
 impl Shared {
+    /// Hand the pcap and the NDJSON results to the disk (a failure is
+    /// noted as any other output failure).
+    fn flush_outputs(&self) {
+        if let Some(p) = &self.pcap {
+            let r = p.lock().expect("pcap lock").flush();
+            self.check_pcap(r);
+        }
+        if let Some(n) = &self.ndjson {
+            let r = n.lock().expect("ndjson lock").flush();
+            self.check_output("the NDJSON results", r);
+        }
+    }
+
     /// Note a failed output write: the first failure is kept and stops the
     /// scan (the evidence must not silently miss what was sent).
     fn check_output(&self, what: &str, r: std::io::Result<()>) {

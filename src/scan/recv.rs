@@ -29,14 +29,7 @@ pub(super) fn receive(
     while !shared.stop.load(Ordering::Relaxed) {
         if flushed.elapsed() >= Duration::from_millis(500) {
             // Evidence reaches the disk as the scan goes.
-            if let Some(p) = &shared.pcap {
-                let r = p.lock().expect("pcap lock").flush();
-                shared.check_pcap(r);
-            }
-            if let Some(n) = &shared.ndjson {
-                let r = n.lock().expect("ndjson lock").flush();
-                shared.check_output("the NDJSON results", r);
-            }
+            shared.flush_outputs();
             if let Ok(stats) = sniffer.stats() {
                 shared.drops.store(stats.dropped, Ordering::Relaxed);
             }
