@@ -69,8 +69,7 @@ fn ground_truth_at(rate: f64, ports: &str) {
         run(
             &config,
             &gate(rate),
-            None,
-            None,
+            Default::default(),
             &std::sync::atomic::AtomicBool::new(false),
         )
         .unwrap()
@@ -160,8 +159,7 @@ fn dns_probes_get_the_lab_resolver_answer() {
         run(
             &config,
             &gate(100.0),
-            None,
-            None,
+            Default::default(),
             &std::sync::atomic::AtomicBool::new(false),
         )
         .unwrap()

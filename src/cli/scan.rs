@@ -13,8 +13,8 @@ use super::scope::{judge, load_scope};
 use super::targets::TargetArgs;
 use super::write_err;
 use crate::error::{Error, exit};
-use crate::evidence::RunDir;
 use crate::evidence::run_dir::{self, RunDirError};
+use crate::evidence::{EvidenceMode, RunDir};
 use crate::probe::cookie::MAX_DNS_QUESTIONS;
 use crate::probe::{DnsQuestion, ProbeTemplate};
 use crate::scan::hosts::{HostResults, RecordMode};
@@ -95,6 +95,13 @@ pub struct ScanArgs {
     /// counts per host; the default), or all.
     #[arg(long, value_name = "MODE", default_value = "answered")]
     pub record: RecordMode,
+
+    /// What the evidence keeps of the probes sent: full (every probe and
+    /// reply in capture.pcap; the default) or compact (the replies in
+    /// capture.pcap, the probes in sent.jsonl as what regenerates them
+    /// exactly, hash-chained; `sonde verify` rebuilds them).
+    #[arg(long, value_name = "MODE", default_value = "full")]
+    pub evidence: EvidenceMode,
 
     /// Source address of every probe (default: the route's); replies must come back to it.
     #[arg(long = "source-ip", value_name = "IP")]
@@ -642,6 +649,11 @@ fn scan_inner(
         serde_json::json!({
             "results_ndjson": args.record,
             "report_hosts": "findings in full; closed, filtered and unreachable ports counted per host",
+            "evidence": args.evidence,
+            "capture_pcap": match args.evidence {
+                EvidenceMode::Full => "every probe and every reply",
+                EvidenceMode::Compact => "every reply; the probes are in sent.jsonl",
+            },
         }),
     )?;
 
@@ -653,14 +665,19 @@ fn scan_inner(
     let pcap = create_in(dir, run_dir::PCAP)?;
     let report_file = create_in(dir, run_dir::REPORT_PARTIAL)?;
     let results_file = create_in(dir, run_dir::RESULTS)?;
-    let watched = Watched::new(
-        dir,
-        &[
-            (run_dir::PCAP, &pcap),
-            (run_dir::RESULTS, &results_file),
-            (run_dir::REPORT_PARTIAL, &report_file),
-        ],
-    )?;
+    let sent_log = match args.evidence {
+        EvidenceMode::Compact => Some(create_in(dir, run_dir::SENT)?),
+        EvidenceMode::Full => None,
+    };
+    let mut watched_files = vec![
+        (run_dir::PCAP, &pcap),
+        (run_dir::RESULTS, &results_file),
+        (run_dir::REPORT_PARTIAL, &report_file),
+    ];
+    if let Some(f) = &sent_log {
+        watched_files.push((run_dir::SENT, f));
+    }
+    let watched = Watched::new(dir, &watched_files)?;
     let ndjson: Box<dyn Write + Send> =
         Box::new(crate::scan::ndjson::NdjsonWriter::new(results_file));
 
@@ -697,7 +714,12 @@ fn scan_inner(
             }
             Ok(())
         });
-        let outcome = run(&config, &gate, Some(pcap), Some(ndjson), &stop);
+        let outputs = crate::scan::ScanOutputs {
+            pcap: Some(pcap),
+            ndjson: Some(ndjson),
+            sent_log,
+        };
+        let outcome = run(&config, &gate, outputs, &stop);
         done.store(true, Ordering::Relaxed);
         let watched = watcher.join().unwrap_or_else(|_| {
             Err(Error::runtime(
@@ -794,7 +816,11 @@ fn scan_inner(
         serde_json::json!({ "seconds": config.wait.as_secs_f64() }),
     )?;
     let mut files = Vec::new();
-    for (name, role) in [(run_dir::PCAP, "pcap"), (run_dir::RESULTS, "results")] {
+    let mut written = vec![(run_dir::PCAP, "pcap"), (run_dir::RESULTS, "results")];
+    if args.evidence == EvidenceMode::Compact {
+        written.push((run_dir::SENT, "sent-probes"));
+    }
+    for (name, role) in written {
         let written = file_written(log, dir, name)?;
         files.push(serde_json::json!({
             "name": name, "role": role, "sha256": written.0, "size": written.1,
@@ -844,6 +870,7 @@ fn scan_inner(
             "source_ip": args.source_ip,
             "senders": config.senders,
             "record": config.record,
+            "evidence": args.evidence,
             "sniffer_buffer": config.sniffer_queue,
         },
         "interrupted": outcome.interrupted,

@@ -6,7 +6,43 @@
 pub mod audit;
 pub mod compliance;
 pub mod run_dir;
+pub mod sent_log;
 pub mod verify;
+
+/// What a scan's evidence keeps of the probes it sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvidenceMode {
+    /// Every probe and every reply in the pcap (the default: any tool
+    /// reads it, and it shows the bytes as they left).
+    #[default]
+    Full,
+    /// The replies in the pcap; the probes as what regenerates them
+    /// exactly, hash-chained ([`sent_log`]), which `sonde verify` rebuilds.
+    Compact,
+}
+
+impl EvidenceMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            EvidenceMode::Full => "full",
+            EvidenceMode::Compact => "compact",
+        }
+    }
+}
+
+impl std::str::FromStr for EvidenceMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<EvidenceMode, String> {
+        match s {
+            "full" => Ok(EvidenceMode::Full),
+            "compact" => Ok(EvidenceMode::Compact),
+            other => Err(format!(
+                "{other:?} is not an evidence mode: full (every probe and reply in the pcap; the default) or compact (replies in the pcap, probes in sent.jsonl)"
+            )),
+        }
+    }
+}
 
 pub use audit::{AuditLog, ChainProblem, GENESIS, verify_chain};
 pub use run_dir::RunDir;

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 /// Every packet sent and received (pcap).
 pub const PCAP: &str = "capture.pcap";
+/// Compact evidence: what regenerates every probe sent, hash-chained
+/// (`sent_log`); the pcap then holds the replies only.
+pub const SENT: &str = "sent.jsonl";
 /// One JSON line per result, written as results arrive.
 pub const RESULTS: &str = "results.ndjson";
 /// The hash-chained audit log (JSON Lines).

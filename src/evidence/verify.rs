@@ -11,7 +11,7 @@ use serde::de::IgnoredAny;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::run_dir::{AUDIT, PCAP, REPORT, RESULTS};
+use super::run_dir::{AUDIT, PCAP, REPORT, RESULTS, SENT};
 use super::{file_sha256, verify_chain};
 
 /// How one check came out.
@@ -196,6 +196,9 @@ pub fn verify_anchored(path: &Path, anchors: &Anchors) -> std::io::Result<Vec<Fi
             }
         }
         check_report(&dir, &audit, &mut findings);
+        if audit.written.iter().any(|w| w == SENT) || dir.join(SENT).exists() {
+            check_sent_log(&dir.join(SENT), &mut findings);
+        }
     }
     if let Some(want) = &anchors.report_sha256 {
         hash_file(
@@ -370,6 +373,49 @@ fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
         view.written.push(name.to_string());
     }
     view
+}
+
+/// Compact evidence: rebuild every probe the sent-probe log records and
+/// check its hash chain.
+fn check_sent_log(path: &Path, out: &mut Vec<Finding>) {
+    let subject = SENT.to_string();
+    let replay = match std::fs::File::open(path)
+        .and_then(|f| super::sent_log::replay(std::io::BufReader::with_capacity(1 << 16, f)))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            out.push(Finding {
+                status: Status::Missing,
+                subject,
+                detail: format!("the sent-probe log cannot be read: {e}"),
+            });
+            return;
+        }
+    };
+    for p in &replay.problems {
+        out.push(Finding {
+            status: Status::Broken,
+            subject: subject.clone(),
+            detail: p.clone(),
+        });
+    }
+    if replay.more_problems > 0 {
+        out.push(Finding {
+            status: Status::Broken,
+            subject: subject.clone(),
+            detail: format!("{} more problems", replay.more_problems),
+        });
+    }
+    if replay.problems.is_empty() {
+        out.push(Finding {
+            status: Status::Ok,
+            subject,
+            detail: format!(
+                "{} probes rebuilt from the plan and the revealed key, {} batches, chain holds",
+                replay.probes, replay.records
+            ),
+        });
+    }
 }
 
 fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {

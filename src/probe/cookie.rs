@@ -68,6 +68,23 @@ impl CookieKey {
         CookieKey { k0, k1 }
     }
 
+    /// The key's 16 bytes (k0 then k1, little-endian): revealed in a
+    /// compact run's sent-probe log once the run ends.
+    pub fn to_bytes(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.k0.to_le_bytes());
+        b[8..].copy_from_slice(&self.k1.to_le_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: [u8; 16]) -> CookieKey {
+        let (k0, k1) = b.split_at(8);
+        CookieKey {
+            k0: u64::from_le_bytes(k0.try_into().expect("8 bytes")),
+            k1: u64::from_le_bytes(k1.try_into().expect("8 bytes")),
+        }
+    }
+
     /// The marks for a probe of `kind` from `src` to `dst` (and `port`; 0 for ICMP).
     pub fn marks(&self, src: IpAddr, dst: IpAddr, port: u16, kind: ProbeKind) -> Marks {
         let mut h = SipHasher24::new_with_keys(self.k0, self.k1);

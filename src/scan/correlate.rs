@@ -37,6 +37,7 @@ const MAX_BITMAP_BYTES: u64 = 4 << 30;
 /// Which probes have their result: one bit per probe of the scan's index
 /// spaces (a /16 x 1,000 ports: 8 MB, where a set of keys took 30 bytes
 /// per reply), or a set when no spaces were given or they are too large.
+#[derive(Clone)]
 enum Answered {
     Set(HashSet<ProbeKey, foldhash::fast::RandomState>),
     Bits(Vec<(ProbeKind, IndexSpace, Vec<u64>)>),
@@ -97,6 +98,15 @@ impl Answered {
                 Answered::locate(spaces, probe).is_some_and(|(s, w, m)| spaces[s].2[w] & m != 0)
             }
         }
+    }
+}
+
+/// Which probes had their result when a retry pass began.
+pub struct AnsweredSnapshot(Answered);
+
+impl AnsweredSnapshot {
+    pub fn is_answered(&self, probe: &ProbeKey) -> bool {
+        self.0.contains(probe)
     }
 }
 
@@ -197,6 +207,23 @@ impl Correlator {
     /// Whether `probe` has its result already (retries skip it).
     pub fn is_answered(&self, probe: &ProbeKey) -> bool {
         self.answered.contains(probe)
+    }
+
+    /// Probes of one batch left at the times given: as [`on_sent`] for
+    /// each, under one lock of the caller's.
+    ///
+    /// [`on_sent`]: Correlator::on_sent
+    pub fn on_sent_batch(&mut self, sent: impl IntoIterator<Item = (ProbeKey, i64)>) {
+        for (probe, at) in sent {
+            self.on_sent(probe, at);
+        }
+    }
+
+    /// A copy of which probes have their result, for the senders of a
+    /// retry pass: they consult it without the receive side's lock (a
+    /// reply arriving after the copy only costs one more probe).
+    pub fn answered_snapshot(&self) -> AnsweredSnapshot {
+        AnsweredSnapshot(self.answered.clone())
     }
 
     /// One IP packet captured at `now` (ns since the epoch).

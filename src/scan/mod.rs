@@ -17,6 +17,7 @@ pub mod neighbours;
 pub mod progress;
 mod recv;
 mod send;
+mod writer;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -27,14 +28,16 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::evidence::sent_log::{PlanParts, SentLogHeader, SentLogWriter};
 use crate::net::packet::{RawIpSender, RawSender, Sniffer, SnifferStats};
 use crate::net::route::{self, NextHop, RouteError};
 use crate::pcap::PcapWriter;
 use crate::pcap::writer::LINKTYPE_RAW;
 use crate::probe::cookie::MAX_DNS_QUESTIONS;
+use crate::probe::plan::ProbePlan;
 use crate::probe::{CookieKey, DnsQuestion, ProbeTemplate, Verdict};
 use crate::scope::{ProbeKind, Refusal, ScopeGate};
-use crate::target::index::{IndexSpace, Permutation, Shard};
+use crate::target::index::Shard;
 use crate::target::{IpSet, PortSet};
 use correlate::Correlator;
 
@@ -256,8 +259,6 @@ struct Shared {
     correlator: Mutex<Correlator>,
     /// The correlator keeps no more send times: senders stop offering them.
     timed_full: AtomicBool,
-    pcap: Option<Mutex<PcapWriter<std::fs::File>>>,
-    ndjson: Option<Mutex<Box<dyn Write + Send>>>,
     /// Results so far, and open ports among them, for the progress line.
     matched: AtomicU64,
     open: AtomicU64,
@@ -269,7 +270,7 @@ struct Shared {
     shortfall: Mutex<Option<progress::RateShortfall>>,
     stop: AtomicBool,
     /// The first output that failed (a full disk): sending stops, and the
-    /// pcap is cut back to its last whole record.
+    /// pcap is cut back to its last whole record (by the writer thread).
     output_error: Mutex<Option<String>>,
     output_failed: AtomicBool,
     /// ARP replies and neighbour advertisements, for discovery.
@@ -279,28 +280,17 @@ struct Shared {
     scope_stopped: AtomicBool,
 }
 
-/// The index space of each probe kind the scan sends.
-fn index_spaces(config: &ScanConfig) -> Result<Vec<(ProbeKind, IndexSpace)>, ScanError> {
-    config
-        .kinds
-        .iter()
-        .map(|&k| {
-            let ports = match k {
-                ProbeKind::Syn => Some(config.ports.clone()),
-                // DNS: the "port" dimension is the question (1-based, as
-                // port sets start at 1); every DNS probe goes to dns_port.
-                ProbeKind::Dns => {
-                    let mut slots = PortSet::new();
-                    slots.insert(1, config.dns_questions.len().max(1) as u16);
-                    Some(slots)
-                }
-                ProbeKind::Icmp => None,
-            };
-            IndexSpace::new(&config.targets, ports.as_ref())
-                .map(|s| (k, s))
-                .map_err(ScanError::Index)
-        })
-        .collect()
+/// What the scan sends: each probe kind's index space and keyed order.
+fn plan(config: &ScanConfig) -> Result<ProbePlan, ScanError> {
+    ProbePlan::new(
+        &config.targets,
+        &config.ports,
+        &config.kinds,
+        config.dns_questions.len(),
+        config.dns_port,
+        config.seed,
+    )
+    .map_err(ScanError::Index)
 }
 
 /// The probes of this machine's shard in the first pass: what the scan
@@ -308,10 +298,11 @@ fn index_spaces(config: &ScanConfig) -> Result<Vec<(ProbeKind, IndexSpace)>, Sca
 /// packet. Retries resend unanswered probes from what the budget has left.
 pub fn planned_probes(config: &ScanConfig) -> Result<u64, ScanError> {
     let shard = config.shard;
-    Ok(index_spaces(config)?
+    Ok(plan(config)?
+        .kinds()
         .iter()
-        .map(|(_, s)| {
-            let n = s.len();
+        .map(|k| {
+            let n = k.len();
             if n > shard.index {
                 (n - shard.index).div_ceil(shard.count)
             } else {
@@ -339,20 +330,37 @@ impl ScopeStop {
     }
 }
 
-/// Run a scan. Every probe passes `gate`; `pcap` and `ndjson` receive the
-/// evidence and the results as they happen.
+/// Where a scan's evidence and results go, each optional.
+#[derive(Default)]
+pub struct ScanOutputs {
+    /// The capture (pcap, raw IP): every probe and every reply, or with
+    /// `sent_log` the replies only.
+    pub pcap: Option<std::fs::File>,
+    /// One JSON line per result that `ScanConfig::record` asks for.
+    pub ndjson: Option<Box<dyn Write + Send>>,
+    /// Compact evidence: the sent probes as what regenerates them
+    /// (`evidence::sent_log`), instead of a pcap record each.
+    pub sent_log: Option<std::fs::File>,
+}
+
+/// Run a scan. Every probe passes `gate`; `outputs` receive the evidence
+/// and the results as they happen.
 pub fn run(
     config: &ScanConfig,
     gate: &ScopeGate,
-    pcap: Option<std::fs::File>,
-    ndjson: Option<Box<dyn Write + Send>>,
+    outputs: ScanOutputs,
     stop_sending: &AtomicBool,
 ) -> Result<ScanOutcome, ScanError> {
     let key = CookieKey::random();
     if config.dns_questions.is_empty() || config.dns_questions.len() > MAX_DNS_QUESTIONS {
         return Err(ScanError::Questions(config.dns_questions.len()));
     }
-    let spaces = index_spaces(config)?;
+    let plan = plan(config)?;
+    let spaces: Vec<(ProbeKind, crate::target::index::IndexSpace)> = plan
+        .kinds()
+        .iter()
+        .map(|k| (k.kind, k.space.clone()))
+        .collect();
     if let Some(s) = config.source
         && let Some(r) = config
             .targets
@@ -453,14 +461,6 @@ pub fn run(
                 .with_spaces(spaces.clone()),
         ),
         timed_full: AtomicBool::new(false),
-        pcap: match pcap {
-            Some(f) => Some(Mutex::new(
-                PcapWriter::new(f, LINKTYPE_RAW, 65535)
-                    .map_err(|e| ScanError::Io("cannot write the pcap", e))?,
-            )),
-            None => None,
-        },
-        ndjson: ndjson.map(Mutex::new),
         matched: AtomicU64::new(0),
         open: AtomicU64::new(0),
         drops: AtomicU64::new(0),
@@ -473,6 +473,40 @@ pub fn run(
         scope_stopped: AtomicBool::new(false),
         answers: Mutex::new(Vec::new()),
     });
+
+    let sinks = writer::Sinks {
+        pcap: match outputs.pcap {
+            Some(f) => Some(
+                PcapWriter::new(f, LINKTYPE_RAW, 65535)
+                    .map_err(|e| ScanError::Io("cannot write the pcap", e))?,
+            ),
+            None => None,
+        },
+        ndjson: outputs.ndjson,
+        sent_log: match outputs.sent_log {
+            Some(f) => {
+                let header = SentLogHeader::new(
+                    &PlanParts {
+                        targets: &config.targets,
+                        ports: &config.ports,
+                        kinds: &config.kinds,
+                        dns_questions: &config.dns_questions,
+                        dns_port: config.dns_port,
+                        seed: config.seed,
+                        shard: config.shard,
+                        template: config.template,
+                    },
+                    &key,
+                );
+                Some(
+                    SentLogWriter::new(f, &header)
+                        .map_err(|e| ScanError::Io("cannot write the sent-probe log", e))?,
+                )
+            }
+            None => None,
+        },
+        key,
+    };
 
     let sniffer = Sniffer::open_with_queue(
         ifindex,
@@ -498,12 +532,16 @@ pub fn run(
         .collect::<Result<_, _>>()?;
     crate::net::privilege::drop_all()
         .map_err(|e| ScanError::Io("cannot drop capabilities after opening the sockets", e))?;
+    let (outputs, writer) = sinks
+        .start(shared.clone())
+        .map_err(|e| ScanError::Io("cannot start the evidence writer", e))?;
     let receiver = {
         let shared = shared.clone();
+        let outputs = outputs.clone();
         let (record, keep_results) = (config.record, config.keep_results);
         std::thread::Builder::new()
             .name("sonde-sniff".into())
-            .spawn(move || recv::receive(&shared, sniffer, record, keep_results))
+            .spawn(move || recv::receive(&shared, &outputs, sniffer, record, keep_results))
             .map_err(|e| ScanError::Io("cannot start the receiving thread", e))?
     };
 
@@ -513,9 +551,10 @@ pub fn run(
     let mut counters = Counters::default();
     let probes = AtomicU64::new(0);
     let probed: [AtomicU64; 3] = Default::default();
-    let total: u64 = spaces
+    let total: u64 = plan
+        .kinds()
         .iter()
-        .map(|(_, s)| s.len().div_ceil(config.shard.count))
+        .map(|k| k.len().div_ceil(config.shard.count))
         .sum();
     let started = Instant::now();
     let sent = AtomicU64::new(0);
@@ -581,11 +620,15 @@ pub fn run(
             let sent_all = (|| -> Result<(), ScanError> {
                 'passes: for pass in 0..=config.retries {
                     shared.first_pass.store(pass == 0, Ordering::Relaxed);
-                    for (kind, space) in &spaces {
-                        let order = Permutation::new(
-                            space.len(),
-                            config.seed ^ (*kind as u64).wrapping_mul(0x9e37_79b9),
-                        );
+                    // A retry pass skips what was answered before it began.
+                    let answered = (pass > 0).then(|| {
+                        shared
+                            .correlator
+                            .lock()
+                            .expect("correlator lock")
+                            .answered_snapshot()
+                    });
+                    for kind_plan in plan.kinds() {
                         let results: Vec<Result<(), ScanError>> = std::thread::scope(|scope| {
                             let handles: Vec<_> = route_caches
                                 .iter_mut()
@@ -603,6 +646,7 @@ pub fn run(
                                         gate,
                                         key: &key,
                                         shared: &shared,
+                                        outputs: &outputs,
                                         path_for: &path_for,
                                         stop_sending,
                                         probes: &probes,
@@ -613,7 +657,7 @@ pub fn run(
                                         progress: (config.progress && t == 0)
                                             .then_some((started, total)),
                                     };
-                                    let order = &order;
+                                    let answered = answered.as_ref();
                                     std::thread::Builder::new()
                                         .name(format!("sonde-send-{t}"))
                                         .spawn_scoped(scope, move || {
@@ -621,11 +665,10 @@ pub fn run(
                                                 routes,
                                                 (frames, kernel),
                                                 send::Job {
-                                                    kind: *kind,
-                                                    space,
-                                                    order,
+                                                    plan: kind_plan,
                                                     share,
                                                     pass,
+                                                    answered,
                                                 },
                                             )
                                         })
@@ -661,10 +704,7 @@ pub fn run(
                             sending_started.elapsed().as_secs_f64();
                     }
                     // The pass's probes reach the disk before its replies are waited for.
-                    if let Some(p) = &shared.pcap {
-                        let r = p.lock().expect("pcap lock").flush();
-                        shared.check_pcap(r);
-                    }
+                    outputs.flush();
                     if shared.output_failed.load(Ordering::Relaxed) {
                         break 'passes;
                     }
@@ -716,7 +756,15 @@ pub fn run(
     }
     shared.stop.store(true, Ordering::Relaxed);
     let (sniffer_stats, mut results, hosts) = receiver.join().unwrap_or_default();
-    shared.flush_outputs();
+    // The last handle gone, the writer empties its queue, flushes, reveals
+    // the key of a compact run's sent-probe log, and ends.
+    drop(outputs);
+    if writer.join().is_err() {
+        shared.check_output(
+            "the evidence",
+            Err(std::io::Error::other("the writer thread failed")),
+        );
+    }
     outcome?;
     let output_error = shared.output_error.lock().expect("error lock").take();
 
@@ -779,17 +827,9 @@ pub fn run(
 }
 
 impl Shared {
-    /// Hand the pcap and the NDJSON results to the disk (a failure is
-    /// noted as any other output failure).
-    fn flush_outputs(&self) {
-        if let Some(p) = &self.pcap {
-            let r = p.lock().expect("pcap lock").flush();
-            self.check_pcap(r);
-        }
-        if let Some(n) = &self.ndjson {
-            let r = n.lock().expect("ndjson lock").flush();
-            self.check_output("the NDJSON results", r);
-        }
+    /// Whether an output failed (sending stops).
+    fn output_failed(&self) -> bool {
+        self.output_failed.load(Ordering::Relaxed)
     }
 
     /// Note a failed output write: the first failure is kept and stops the
@@ -802,16 +842,5 @@ impl Shared {
             }
             self.output_failed.store(true, Ordering::Relaxed);
         }
-    }
-
-    /// As `check_output`, and cut the pcap back to its last whole record.
-    fn check_pcap(&self, r: std::io::Result<()>) {
-        // Called with the pcap lock released; take it to cut.
-        if r.is_err()
-            && let Some(p) = &self.pcap
-        {
-            let _ = p.lock().expect("pcap lock").cut_to_whole_records();
-        }
-        self.check_output("the pcap", r);
     }
 }

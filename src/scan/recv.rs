@@ -1,12 +1,12 @@
 //! The receive thread: frames in batches from the sniffer, through the
 //! correlator, into the evidence, the NDJSON stream and the per-host table.
 
-use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::correlate::Correlation;
 use super::hosts::{HostTable, RecordMode};
+use super::writer::{Batch, Frames, Outputs};
 use super::{ScanResult, Shared};
 use crate::net::packet::{RecvBatch, Sniffer, SnifferStats};
 use crate::probe::Verdict;
@@ -15,6 +15,7 @@ use crate::probe::Verdict;
 /// `keep_results`, and the results folded per host.
 pub(super) fn receive(
     shared: &Shared,
+    outputs: &Outputs,
     mut sniffer: Sniffer,
     record: RecordMode,
     keep_results: bool,
@@ -25,19 +26,17 @@ pub(super) fn receive(
     // every result is kept only when the caller asks.
     let mut results: Vec<ScanResult> = Vec::new();
     let mut hosts = HostTable::new();
-    let mut flushed = Instant::now();
+    let mut counted = Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
-        if flushed.elapsed() >= Duration::from_millis(500) {
-            // Evidence reaches the disk as the scan goes.
-            shared.flush_outputs();
+        if counted.elapsed() >= Duration::from_millis(500) {
             if let Ok(stats) = sniffer.stats() {
                 shared.drops.store(stats.dropped, Ordering::Relaxed);
             }
-            flushed = Instant::now();
+            counted = Instant::now();
         }
-        // A batch of frames per system call, and per batch one
-        // turn of each lock (correlator, pcap, NDJSON), not one
-        // per reply.
+        // A batch of frames per system call, one turn of the
+        // correlator's lock per batch, and one message to the
+        // evidence writer, not one per reply.
         if !matches!(sniffer.next_batch(&mut batch), Ok(n) if n > 0) {
             continue;
         }
@@ -59,19 +58,15 @@ pub(super) fn receive(
         // our probes (ICMP errors from routers); other traffic to us is
         // counted, not recorded. Our own probes (loopback) were
         // recorded by the sender.
-        if let Some(p) = &shared.pcap
-            && seen.iter().any(|(_, c)| c.is_evidence())
-        {
+        if outputs.records_replies && seen.iter().any(|(_, c)| c.is_evidence()) {
             let frames: Vec<&[u8]> = batch.frames().collect();
-            let mut w = p.lock().expect("pcap lock");
-            let mut r = Ok(());
+            let mut evidence = Frames::with_capacity(seen.len());
             for (i, c) in &seen {
-                if c.is_evidence() && r.is_ok() {
-                    r = w.write(at, frames[*i].get(14..).unwrap_or(&[]));
+                if c.is_evidence() {
+                    evidence.push(at, frames[*i].get(14..).unwrap_or(&[]));
                 }
             }
-            drop(w);
-            shared.check_pcap(r);
+            outputs.send(Batch::Replies(evidence));
         }
         let mut lines = String::new();
         for (_, c) in seen.drain(..) {
@@ -82,7 +77,7 @@ pub(super) fn receive(
             if result.verdict == Verdict::Open {
                 shared.open.fetch_add(1, Ordering::Relaxed);
             }
-            if shared.ndjson.is_some()
+            if outputs.records_results
                 && record.records(&result.verdict)
                 && let Ok(line) = serde_json::to_string(&result)
             {
@@ -94,11 +89,8 @@ pub(super) fn receive(
             }
             hosts.add(result);
         }
-        if let Some(n) = &shared.ndjson
-            && !lines.is_empty()
-        {
-            let r = n.lock().expect("ndjson lock").write_all(lines.as_bytes());
-            shared.check_output("the NDJSON results", r);
+        if !lines.is_empty() {
+            outputs.send(Batch::Results(lines));
         }
     }
     (sniffer.stats().unwrap_or_default(), results, hosts)

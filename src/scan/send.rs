@@ -1,26 +1,32 @@
 //! The sending threads: each walks its share of a probe kind's keyed
 //! order, takes permits from the gate in batches, builds each probe and
 //! hands it to the frame sender (or, on loopback, the raw IP socket).
+//! Nothing shared is locked per probe: a batch's probes go to the evidence
+//! writer as one message, its send times to the correlator under one lock,
+//! and a retry pass reads a copy of what was answered.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::correlate::AnsweredSnapshot;
+use super::writer::{Batch, Frames, Outputs, SentBatch};
 use super::{Key, Path, ScanConfig, ScanError, ScopeStop, Shared};
 use crate::net::packet::{RawIpSender, RawSender};
 use crate::net::route;
+use crate::probe::plan::KindPlan;
 use crate::probe::{CookieKey, Probe, build};
-use crate::scope::{ProbeKind, Refusal, ScopeGate};
-use crate::target::index::{IndexSpace, Permutation, Shard};
+use crate::scope::{Refusal, ScopeGate};
+use crate::target::index::Shard;
 
 /// One pass of one probe kind, for one sending thread.
 pub(super) struct Job<'a> {
-    pub kind: ProbeKind,
-    pub space: &'a IndexSpace,
-    pub order: &'a Permutation,
+    pub plan: &'a KindPlan,
     /// This thread's share of the permutation.
     pub share: Shard,
     pub pass: u32,
+    /// Retry passes: which probes had their result when the pass began.
+    pub answered: Option<&'a AnsweredSnapshot>,
 }
 
 /// One sending thread's view of the scan.
@@ -29,6 +35,7 @@ pub(super) struct Worker<'a, P> {
     pub(super) gate: &'a ScopeGate,
     pub(super) key: &'a CookieKey,
     pub(super) shared: &'a Shared,
+    pub(super) outputs: &'a Outputs,
     pub(super) path_for: &'a P,
     pub(super) stop_sending: &'a AtomicBool,
     pub(super) probes: &'a AtomicU64,
@@ -52,17 +59,18 @@ where
         job: Job<'_>,
     ) -> Result<(), ScanError> {
         let Job {
-            kind,
-            space,
-            order,
+            plan,
             share,
             pass,
+            answered,
         } = job;
+        let kind = plan.kind;
         let config = self.config;
         let sent_before = frames.sent + kernel.sent;
         let mut buf = Vec::with_capacity(128);
         let mut last_progress = Instant::now();
-        let mut walk = share.walk(order).peekable();
+        let mut walk = share.positions(plan.len()).peekable();
+        let mut timed: Vec<(Key, i64)> = Vec::new();
         let result = (|| {
             while walk.peek().is_some() {
                 // Checked every batch (about 10 ms of traffic).
@@ -117,26 +125,27 @@ where
                 // Counted per batch, not per probe: the counters are shared
                 // by every sending thread.
                 let (mut new, mut again, mut down) = (0u64, 0u64, 0u64);
+                let wanted = batch.remaining() as usize;
+                let mut sent = SentBatch {
+                    kind,
+                    pass,
+                    step: share.count,
+                    frames: Frames::with_capacity(if self.outputs.records_sent {
+                        wanted
+                    } else {
+                        0
+                    }),
+                    origins: Vec::new(),
+                };
+                let timing = pass == 0 && !self.shared.timed_full.load(Ordering::Relaxed);
                 while batch.remaining() > 0 {
-                    let Some(i) = walk.next() else { break };
-                    let (target, slot) = space.get(i);
-                    let (port, question) = match kind {
-                        ProbeKind::Dns => (
-                            Some(config.dns_port),
-                            slot.unwrap_or(1).saturating_sub(1) as u8,
-                        ),
-                        _ => (slot, 0),
-                    };
+                    let Some(position) = walk.next() else { break };
+                    let p = plan.at_position(position);
+                    let (target, port, question) = (p.target, p.port, p.question);
                     let k: Key = (target, port, kind, question);
                     if pass == 0 {
                         new += 1;
-                    } else if self
-                        .shared
-                        .correlator
-                        .lock()
-                        .expect("correlator lock")
-                        .is_answered(&k)
-                    {
+                    } else if answered.is_some_and(|a| a.is_answered(&k)) {
                         continue;
                     } else {
                         again += 1;
@@ -176,21 +185,13 @@ where
                     .map_err(|e| {
                         ScanError::Io("cannot build a probe", std::io::Error::other(e.to_string()))
                     })?;
-                    if pass == 0 && !self.shared.timed_full.load(Ordering::Relaxed) {
-                        // Send times for round-trip times, kept for a bounded number
-                        // of probes: memory must not grow with the scan.
-                        let mut c = self.shared.correlator.lock().expect("correlator lock");
-                        c.on_sent(k, crate::analyze::stats::now_nanos());
-                        if !c.wants_send_times() {
-                            self.shared.timed_full.store(true, Ordering::Relaxed);
-                        }
+                    let at = crate::analyze::stats::now_nanos();
+                    if timing {
+                        timed.push((k, at));
                     }
-                    if let Some(p) = &self.shared.pcap {
-                        let r = p
-                            .lock()
-                            .expect("pcap lock")
-                            .write(crate::analyze::stats::now_nanos(), &buf);
-                        self.shared.check_pcap(r);
+                    if self.outputs.records_sent {
+                        sent.frames.push(at, &buf);
+                        sent.origins.push((position, source));
                     }
                     match &path {
                         Path::Frame(hop) => frames.queue(permit, hop, &buf).map_err(|r| {
@@ -209,6 +210,21 @@ where
                 self.skipped_down.fetch_add(down, Ordering::Relaxed);
                 self.probed[kind as usize].fetch_add(new, Ordering::Relaxed);
                 self.retried.fetch_add(again, Ordering::Relaxed);
+                if !timed.is_empty() {
+                    // Send times for round-trip times, kept for a bounded
+                    // number of probes: memory must not grow with the scan.
+                    let mut c = self.shared.correlator.lock().expect("correlator lock");
+                    c.on_sent_batch(timed.drain(..));
+                    if !c.wants_send_times() {
+                        self.shared.timed_full.store(true, Ordering::Relaxed);
+                    }
+                }
+                // The batch's evidence is handed over before its frames
+                // leave (at the flush below), so in the pcap a probe comes
+                // before its reply, as on the wire.
+                if !sent.frames.is_empty() && !self.outputs.send(Batch::Sent(sent)) {
+                    break;
+                }
                 frames
                     .flush()
                     .map_err(|e| ScanError::Io("cannot send", e))?;

@@ -209,9 +209,16 @@ impl Shard {
 
     /// The indices this shard visits, in order.
     pub fn walk<'a>(&self, order: &'a Permutation) -> impl Iterator<Item = u64> + 'a {
-        (self.index..order.n)
-            .step_by(self.count as usize)
-            .map(|pos| order.apply(pos))
+        self.positions(order.n).map(|pos| order.apply(pos))
+    }
+
+    /// The positions of the order (of `n`) this shard visits: `index`,
+    /// `index + count`, ...
+    pub fn positions(&self, n: u64) -> impl Iterator<Item = u64> + use<> {
+        let (start, step) = (self.index, self.count);
+        std::iter::successors((start < n).then_some(start), move |&p| {
+            p.checked_add(step).filter(|&q| q < n)
+        })
     }
 }
 

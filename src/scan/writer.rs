@@ -1,0 +1,268 @@
+//! The evidence writer: one thread owns the pcap, the NDJSON results and
+//! (compact evidence) the sent-probe log. The sending threads and the
+//! receive thread hand it whole batches over a bounded channel, so nothing
+//! on the per-probe path takes a lock, and a slow disk slows the scan
+//! (the channel fills) rather than losing evidence.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::time::{Duration, Instant};
+
+use super::Shared;
+use crate::evidence::sent_log::{BatchDigest, SentLogWriter, runs};
+use crate::pcap::PcapWriter;
+use crate::probe::CookieKey;
+use crate::scope::ProbeKind;
+
+/// Batches waiting for the writer; beyond this a sender waits.
+const QUEUE: usize = 256;
+
+/// How often the outputs reach the disk while the scan runs.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+/// Whole IP packets, back to back, with the time each was captured or built.
+#[derive(Default)]
+pub(super) struct Frames {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    times: Vec<i64>,
+}
+
+impl Frames {
+    pub fn with_capacity(frames: usize) -> Frames {
+        Frames {
+            bytes: Vec::with_capacity(frames * 80),
+            ends: Vec::with_capacity(frames),
+            times: Vec::with_capacity(frames),
+        }
+    }
+
+    pub fn push(&mut self, at: i64, frame: &[u8]) {
+        self.bytes.extend_from_slice(frame);
+        self.ends.push(self.bytes.len());
+        self.times.push(at);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &[u8])> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .zip(self.times.iter().copied())
+            .map(|((s, e), t)| (t, &self.bytes[s..e]))
+    }
+}
+
+/// Probes one sender built in one batch, and where in the plan each came from.
+pub(super) struct SentBatch {
+    pub kind: ProbeKind,
+    pub pass: u32,
+    /// The stride between this thread's positions.
+    pub step: u64,
+    pub frames: Frames,
+    /// Per frame: its position in the kind's order and its source.
+    pub origins: Vec<(u64, IpAddr)>,
+}
+
+pub(super) enum Batch {
+    Sent(SentBatch),
+    /// Captured packets that are evidence (replies, ICMP errors about probes).
+    Replies(Frames),
+    /// NDJSON lines.
+    Results(String),
+    /// Reach the disk, then answer.
+    Flush(SyncSender<()>),
+}
+
+/// The handle senders and the receive thread write through.
+#[derive(Clone)]
+pub(super) struct Outputs {
+    tx: SyncSender<Batch>,
+    /// Whether there is a pcap of the sent probes (full evidence) or a
+    /// sent-probe log (compact): senders skip copying frames for neither.
+    pub records_sent: bool,
+    /// Whether there is a pcap for replies.
+    pub records_replies: bool,
+    /// Whether there is an NDJSON stream of results.
+    pub records_results: bool,
+}
+
+impl Outputs {
+    /// Hand a batch over; `false` once the writer is gone (its failure is
+    /// in `Shared::output_error`).
+    pub fn send(&self, b: Batch) -> bool {
+        self.tx.send(b).is_ok()
+    }
+
+    /// Wait until everything handed over so far is on the disk.
+    pub fn flush(&self) {
+        let (ack, done) = sync_channel(1);
+        if self.tx.send(Batch::Flush(ack)).is_ok() {
+            let _ = done.recv();
+        }
+    }
+}
+
+/// Where the evidence goes.
+pub(super) struct Sinks {
+    pub pcap: Option<PcapWriter<std::fs::File>>,
+    pub ndjson: Option<Box<dyn Write + Send>>,
+    /// Compact evidence: the sent probes go here, not into the pcap.
+    pub sent_log: Option<SentLogWriter<std::fs::File>>,
+    /// Revealed at the end of the sent-probe log.
+    pub key: CookieKey,
+}
+
+impl Sinks {
+    /// Start the writer thread: the handle to write through, and the
+    /// thread, which ends when every handle is dropped.
+    pub fn start(
+        self,
+        shared: std::sync::Arc<Shared>,
+    ) -> std::io::Result<(Outputs, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = sync_channel(QUEUE);
+        let outputs = Outputs {
+            tx,
+            records_sent: self.pcap.is_some() || self.sent_log.is_some(),
+            records_replies: self.pcap.is_some(),
+            records_results: self.ndjson.is_some(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("sonde-write".into())
+            .spawn(move || {
+                let _ = crate::net::privilege::drop_in_this_thread();
+                self.run(rx, &shared)
+            })?;
+        Ok((outputs, handle))
+    }
+
+    fn run(mut self, rx: Receiver<Batch>, shared: &Shared) {
+        let mut flushed = Instant::now();
+        loop {
+            let b = match rx.recv_timeout(FLUSH_EVERY) {
+                Ok(b) => Some(b),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            match b {
+                // After a failure, batches are taken and dropped: the
+                // senders have stopped and must not wait on a full queue.
+                Some(_) if shared.output_failed() => {}
+                Some(Batch::Sent(s)) => self.sent(s, shared),
+                Some(Batch::Replies(f)) => self.pcap(&f, shared),
+                Some(Batch::Results(lines)) => {
+                    if let Some(n) = &mut self.ndjson {
+                        let r = n.write_all(lines.as_bytes());
+                        shared.check_output("the NDJSON results", r);
+                    }
+                }
+                Some(Batch::Flush(ack)) => {
+                    self.flush(shared);
+                    flushed = Instant::now();
+                    let _ = ack.send(());
+                }
+                None => {}
+            }
+            if flushed.elapsed() >= FLUSH_EVERY {
+                self.flush(shared);
+                flushed = Instant::now();
+            }
+        }
+        self.flush(shared);
+        if let Some(log) = self.sent_log.take()
+            && !shared.output_failed()
+        {
+            let r = log.finish(&self.key).map(drop);
+            shared.check_output("the sent-probe log", r);
+        }
+    }
+
+    fn sent(&mut self, s: SentBatch, shared: &Shared) {
+        if self.pcap.is_some() && self.sent_log.is_none() {
+            self.pcap(&s.frames, shared);
+            return;
+        }
+        let Some(log) = &mut self.sent_log else {
+            return;
+        };
+        // One record per source address (a batch has one, unless the
+        // targets' routes give several).
+        let mut frames = s.frames.iter().zip(&s.origins).peekable();
+        let mut r = Ok(());
+        while let Some(((t, first), &(pos, src))) = frames.next() {
+            let mut digest = BatchDigest::default();
+            digest.add(first);
+            let mut positions = vec![pos];
+            while let Some(((_, f), (p, _))) = frames.next_if(|(_, (_, s))| *s == src) {
+                digest.add(f);
+                positions.push(*p);
+            }
+            r = log.record(
+                t,
+                s.kind,
+                s.pass,
+                src,
+                s.step,
+                runs(positions, s.step),
+                digest,
+            );
+            if r.is_err() {
+                break;
+            }
+        }
+        shared.check_output("the sent-probe log", r);
+    }
+
+    fn pcap(&mut self, frames: &Frames, shared: &Shared) {
+        let Some(p) = &mut self.pcap else { return };
+        let mut r = Ok(());
+        for (t, f) in frames.iter() {
+            r = p.write(t, f);
+            if r.is_err() {
+                break;
+            }
+        }
+        if r.is_err() {
+            let _ = p.cut_to_whole_records();
+        }
+        shared.check_output("the pcap", r);
+    }
+
+    fn flush(&mut self, shared: &Shared) {
+        if let Some(p) = &mut self.pcap {
+            let r = p.flush();
+            if r.is_err() {
+                let _ = p.cut_to_whole_records();
+            }
+            shared.check_output("the pcap", r);
+        }
+        if let Some(n) = &mut self.ndjson {
+            let r = n.flush();
+            shared.check_output("the NDJSON results", r);
+        }
+        if let Some(l) = &mut self.sent_log {
+            let r = l.flush();
+            shared.check_output("the sent-probe log", r);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_keep_each_packet_and_its_time() {
+        let mut f = Frames::with_capacity(2);
+        f.push(5, b"abc");
+        f.push(7, b"");
+        f.push(9, b"de");
+        let got: Vec<(i64, &[u8])> = f.iter().collect();
+        assert_eq!(got, vec![(5, &b"abc"[..]), (7, &b""[..]), (9, &b"de"[..])]);
+        assert!(!f.is_empty());
+    }
+}
