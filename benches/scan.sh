@@ -25,6 +25,9 @@
 # Settings: KEEP_RSTS=1 (leave the scanner kernel's RSTs on); RATES (sonde and masscan, space separated; default
 # "100000 max"), where "max" asks for 10,000,000 pps; ACCURACY_RATES for the
 # ±5% rate check on smaller scans (default "100 1000 10000 100000 300000").
+# GROWTH (issue 19's growth table: port counts, default "24 100 1000"; empty
+# to skip), GROWTH_RATE (default 300000), GROWTH_PEERS (default "masscan
+# zmap"; empty for sonde alone), ONLY_GROWTH=1 (skip everything else).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "benches/scan.sh needs root (network namespaces)" >&2; exit 1; }
@@ -102,7 +105,7 @@ fi
 # and every SYN to a closed one a RST (Tcp OutRsts); the RSTs a scanner
 # sends to SYN-ACKs get no answer. Sampled every 10 ms from the target
 # namespace's own /proc/net counters, the same way for every tool; prints
-# "probes seconds pps max_rss_kb". TIMEOUT seconds at most per tool.
+# "probes seconds pps max_rss_kb whole_run_seconds". TIMEOUT seconds at most per tool.
 measure() {
   local out=$1 limit=$2
   shift 2
@@ -125,10 +128,10 @@ PY
   sleep 0.3
   local rc=0
   # timeout inside: the tool's peak memory still reaches time when it is stopped
-  /usr/bin/time -f '%M' -o "$work/rss" ip netns exec $S timeout -k 5 -s INT "$limit" "$@" \
+  /usr/bin/time -f '%M %e' -o "$work/rss" ip netns exec $S timeout -k 5 -s INT "$limit" "$@" \
     >"$out" 2>"$work/stderr" || rc=$?
   # A tool stopped at its time limit (masscan) has no trustworthy peak memory.
-  if [ $rc = 124 ] || [ $rc = 137 ]; then echo -1 >"$work/rss"; fi
+  if [ $rc = 124 ] || [ $rc = 137 ]; then echo "-1 $(tail -1 "$work/rss" | cut -d' ' -f2)" >"$work/rss"; fi
   if [ $rc != 0 ]; then
     echo "  (exit status $rc$([ $rc = 124 ] && echo ', stopped at the time limit'):" \
       "$(tr '\r' '\n' <"$work/stderr" | grep -v '^ *$' | tail -1))" >&2
@@ -136,18 +139,18 @@ PY
   sleep 0.1
   kill $sampler
   wait $sampler 2>/dev/null || true
-  python3 - "$work/samples" "$(tail -1 "$work/rss")" <<'PY'
+  python3 - "$work/samples" $(tail -1 "$work/rss") <<'PY'
 import sys
 rows = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if len(l.split()) == 2]
 base, final = rows[0][1], rows[-1][1]
 moving = [i for i in range(1, len(rows)) if rows[i][1] != rows[i - 1][1]]
 if not moving:
-    print(0, 0, 0, sys.argv[2]); sys.exit()
+    print(0, 0, 0, sys.argv[2], sys.argv[3]); sys.exit()
 # from the sample before the first increase to the first sample at the final count
 t0 = rows[moving[0] - 1][0]
 t1 = rows[moving[-1]][0]
 n = final - base
-print(int(n), f"{t1 - t0:.3f}", int(n / max(t1 - t0, 1e-9)), sys.argv[2])
+print(int(n), f"{t1 - t0:.3f}", int(n / max(t1 - t0, 1e-9)), sys.argv[2], sys.argv[3])
 PY
 }
 
@@ -157,13 +160,92 @@ echo "lab: $NET x 21 ports ($((65536 * 21)) probes), ground truth $TRUTH open"
 printf '%-26s %10s %8s %10s %8s %8s\n' tool probes secs pps recall "rss MB"
 declare -A PPS
 report() { # name "probes secs pps rss" found
-  read -r n secs pps rss <<<"$2"
+  read -r n secs pps rss _ <<<"$2"
   PPS[$1]=$pps
   local mb=n/a
   [ "$rss" -ge 0 ] && mb=$((rss / 1024))
   printf '%-26s %10s %8s %10s %7s%% %8s\n' "$1" "$n" "$secs" "$pps" \
     "$(awk "BEGIN { printf \"%.2f\", 100 * $3 / $TRUTH }")" "$mb"
 }
+
+# Issue 19's growth table: memory and bytes written as the scan grows,
+# for each evidence mode and the peers' defaults; the open-port sets must
+# be equal (zmap scans one port: its port-80 set is compared with the
+# others' port-80 subset).
+growth_ports() { # N ports holding the open ones (22, 80, 443)
+  case $1 in
+    24) echo 1-22,80,443 ;;
+    100) echo 1-98,443,8080 ;;
+    1000) echo 1-998,8080,8443 ;;
+    *) echo "GROWTH: port counts are 24, 100 or 1000" >&2; exit 2 ;;
+  esac
+}
+# "count sha256" of a sorted "address port" list on stdin
+open_set() { sort -u | tee "$work/set" | wc -l | tr -d '\n'; echo " $(sha256sum <"$work/set" | cut -c1-12)"; }
+sonde_open() { python3 -c '
+import json, sys
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    if r.get("state") == "open" and (len(sys.argv) < 3 or r["port"] == int(sys.argv[2])):
+        print(r["target"], r["port"])' "$@"; }
+bytes_of() { [ -e "$1" ] && stat -c %s "$1" || echo 0; }
+mb() { awk "BEGIN { printf \"%.1f\", $1 / 1e6 }"; }
+growth() {
+  local rate=${GROWTH_RATE:-300000}
+  echo
+  echo "growth (issue 19): $NET x N ports, routed, kernel RSTs $([ -n "${KEEP_RSTS:-}" ] && echo on || echo dropped), --rate $rate"
+  printf '%-22s %6s %10s %8s %8s %11s %12s %12s %11s %s\n' tool ports probes "run s" "rss MB" "report MB" "results MB" "pcap MB" "sent MB" "open set (count sha)"
+  for n in $GROWTH; do
+    local ports probes limit
+    ports=$(growth_ports "$n")
+    probes=$((65536 * n))
+    limit=$((3 * probes / rate + 120))
+    for mode in full compact; do
+      rm -rf "$work/g"
+      m=$(measure "$work/sonde.out" $limit "$sonde" scan --scope scopes/lab.toml $NET \
+        -p "$ports" --rate "$rate" --retries 0 --wait 2 --quiet --evidence $mode -o "$work/g")
+      read -r _ _ _ rss secs <<<"$m"
+      printf '%-22s %6s %10s %8s %8s %11s %12s %12s %11s %s\n' "sonde --evidence $mode" "$n" "$probes" "$secs" \
+        "$((rss / 1024))" "$(mb "$(bytes_of "$work/g/report.json")")" \
+        "$(mb "$(bytes_of "$work/g/results.ndjson")")" "$(mb "$(bytes_of "$work/g/capture.pcap")")" \
+        "$(mb "$(bytes_of "$work/g/sent.jsonl")")" "$(sonde_open "$work/g/results.ndjson" | open_set) (port 80: $(sonde_open "$work/g/results.ndjson" 80 | open_set))"
+      python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+c = r["capture_analysis_cost"] or {}
+big = sorted(((len(json.dumps(v)), k) for k, v in r.items()), reverse=True)[:3]
+print("    analysis of its own pcap: %s frames, %s s wall, %s s cpu; largest report parts: %s" % (
+    c.get("frames"), c.get("wall_seconds"), c.get("cpu_seconds"),
+    ", ".join("%s %.1f MB" % (k, n / 1e6) for n, k in big)))' "$work/g/report.json" || true
+    done
+    for peer in ${GROWTH_PEERS-masscan zmap}; do
+      case $peer in
+        masscan)
+          # masscan 1.3.2 hangs in its final wait: a limit after sending.
+          m=$(measure "$work/masscan.out" $((2 * probes / rate + 30)) masscan $NET -p "$ports" --rate "$rate" \
+            --wait 2 -e bs --router-mac "$gw_mac" --adapter-ip 198.18.0.2 -oL "$work/masscan.txt")
+          read -r _ _ _ rss secs <<<"$m"
+          set=$(awk '/^open tcp/ { print $4, $3 }' "$work/masscan.txt" | open_set)
+          out=$(bytes_of "$work/masscan.txt") ;;
+        zmap)
+          : >"$work/zmap-allow"
+          m=$(measure "$work/zmap.out" $limit zmap -q -p 80 -P "$n" $NET -i bs \
+            -G "$gw_mac" -S 198.18.0.2 -b "$work/zmap-allow" -r "$rate" -c 2 -o "$work/zmap.txt" --disable-syslog)
+          read -r _ _ _ rss secs <<<"$m"
+          set="(port 80: $(awk '{ print $1, 80 }' "$work/zmap.txt" | open_set))"
+          out=$(bytes_of "$work/zmap.txt") ;;
+      esac
+      local rmb=n/a
+      [ "$rss" -ge 0 ] && rmb=$((rss / 1024))
+      printf '%-22s %6s %10s %8s %8s %11s %12s %12s %11s %s\n' "$peer" "$n" "$probes" "$secs" "$rmb" - "$(mb "$out")" - - "$set"
+    done
+  done
+}
+GROWTH=${GROWTH-"24 100 1000"}
+if [ -n "${ONLY_GROWTH:-}" ]; then
+  growth
+  exit 0
+fi
 
 for rate in $RATES; do
   r=$rate
@@ -226,7 +308,7 @@ for rate in $ACCURACY_RATES; do
   targets="198.19.0.0-$targets"
   m=$(measure "$work/sonde.out" $((probes * 2 / rate + 30)) "$sonde" scan --scope scopes/lab.toml "$targets" \
     -p $PORTS --rate "$rate" --retries 0 --wait 1 --quiet -o "$work/acc-$rate")
-  read -r n secs pps _ <<<"$m"
+  read -r n secs pps _ _ <<<"$m"
   # the counter's window spans n-1 intervals between probes
   achieved=$(awk "BEGIN { printf \"%.0f\", ($n - 1) / $secs }")
   dev=$(awk "BEGIN { printf \"%+.1f\", 100 * ($achieved - $rate) / $rate }")
@@ -235,3 +317,7 @@ for rate in $ACCURACY_RATES; do
   if [ -n "$lab_limit" ] && [ "$rate" -gt "$lab_limit" ]; then ok="above this lab's limit of $lab_limit pps"; fi
   printf '  requested %8s  achieved %8s  (%s%%) %s, %s probes\n' "$rate" "$achieved" "$dev" "$ok" "$n"
 done
+
+if [ -n "$GROWTH" ]; then
+  growth
+fi

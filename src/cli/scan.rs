@@ -293,18 +293,29 @@ fn file_written(log: &mut Audit, dir: &RunDir, name: &str) -> Result<(String, u6
 }
 
 /// The analysis report of the run's own pcap (null, with an audit record
-/// saying why, when it cannot be read).
-fn analyze_capture(dir: &RunDir, log: &mut Audit) -> Result<serde_json::Value, Error> {
+/// saying why, when it cannot be read), and what it cost: on a multi-GB
+/// capture it is a noticeable part of the run, so the report says so.
+fn analyze_capture(
+    dir: &RunDir,
+    log: &mut Audit,
+) -> Result<(serde_json::Value, serde_json::Value), Error> {
     let opts = crate::analyze::AnalyzeOptions::default();
-    match crate::analyze::analyze(&[dir.file(run_dir::PCAP)], &opts) {
-        Ok(mut report) => {
+    match crate::analyze::analyze_timed(&[dir.file(run_dir::PCAP)], &opts) {
+        Ok((mut report, t)) => {
             // Named as in the run directory, so the report does not depend
             // on where the directory was when the scan ran.
             for input in &mut report.input {
                 input.path = run_dir::PCAP.to_string();
             }
-            serde_json::to_value(&report)
-                .map_err(|e| Error::runtime("cannot encode the capture's analysis", e))
+            let cost = serde_json::json!({
+                "frames": t.frames,
+                "wall_seconds": (t.wall * 1000.0).round() / 1000.0,
+                "cpu_seconds": ((t.analysis_cpu + t.hashing_cpu) * 1000.0).round() / 1000.0,
+            });
+            audit(log, "capture_analyzed", cost.clone())?;
+            let value = serde_json::to_value(&report)
+                .map_err(|e| Error::runtime("cannot encode the capture's analysis", e))?;
+            Ok((value, cost))
         }
         Err(e) => {
             eprintln!(
@@ -316,7 +327,7 @@ fn analyze_capture(dir: &RunDir, log: &mut Audit) -> Result<serde_json::Value, E
                 "analysis_failed",
                 serde_json::json!({ "error": e.message }),
             )?;
-            Ok(serde_json::Value::Null)
+            Ok((serde_json::Value::Null, serde_json::Value::Null))
         }
     }
 }
@@ -828,7 +839,7 @@ fn scan_inner(
     }
 
     // The session's capture, analyzed like any other: what happened on the wire.
-    let capture_analysis = analyze_capture(dir, log)?;
+    let (capture_analysis, analysis_cost) = analyze_capture(dir, log)?;
 
     // The head is small; the hosts are streamed after it (write_report).
     let report = serde_json::json!({
@@ -901,6 +912,8 @@ fn scan_inner(
         },
         "compliance": crate::evidence::compliance::CONTROLS,
         "capture_analysis": capture_analysis,
+        // What analyzing the run's own capture took (null when it failed).
+        "capture_analysis_cost": analysis_cost,
     });
     if let Err(e) = write_report(report_file, &report, hosts) {
         // Never leave a partial report; when an output failed first (a full
