@@ -356,3 +356,105 @@ fn own_probes_coming_back_in_on_loopback_are_recognized() {
         }
     }
 }
+
+/// Every probe kind in both families, byte for byte as Scapy 2.5 builds the
+/// same fields (the marks of `key()`), e.g.:
+///
+/// ```text
+/// /usr/bin/python3 -c 'from scapy.all import *; print(raw(IP(src="198.18.0.2",
+///   dst="198.18.1.10",flags="DF",id=0)/TCP(sport=50646,dport=22,seq=2918666100,
+///   window=1024,flags="S",options=[("MSS",1460)])).hex())'
+/// ```
+///
+/// (ICMP: `ICMP(type=8,id=19163,seq=8298)/b"sonde authorized probe"`; DNS:
+/// `UDP(sport=53618,dport=53)/DNS(id=22240,rd=1,qd=DNSQR(qname=
+/// "www.lab.sonde.test",qtype="A"))`; IPv6 likewise with `IPv6(hlim=64)` and
+/// `ICMPv6EchoRequest(id=51271,seq=25027,data=...)`.) The wire views read
+/// the marks back.
+#[test]
+fn every_probe_kind_is_byte_identical_to_scapys() {
+    use sonde::wire::icmp::IcmpPacket;
+    use sonde::wire::ip::IpPacket;
+    use sonde::wire::tcp::{TcpPacket, flags};
+    use sonde::wire::udp::UdpPacket;
+    let golden = [
+        (
+            ProbeKind::Syn,
+            US4,
+            THEM4,
+            Some(22),
+            "4500002c000040004006ad9bc6120002c612010ac5d60016adf74f740000000060020400439d0000020405b4",
+        ),
+        (
+            ProbeKind::Icmp,
+            US4,
+            THEM4,
+            None,
+            "45000032000040004001ad9ac6120002c612010a08003c524adb206a736f6e646520617574686f72697a65642070726f6265",
+        ),
+        (
+            ProbeKind::Dns,
+            US4,
+            THEM4,
+            Some(53),
+            "45000040000040004011ad7cc6120002c612010ad1720035002cb1ee56e00100000100000000000003777777036c616205736f6e646504746573740000010001",
+        ),
+        (
+            ProbeKind::Syn,
+            US6,
+            THEM6,
+            Some(22),
+            "600000000018064020010db800000000000000000000000220010db8000100000000000000000010c7090016b008cb2a0000000060020400f64e0000020405b4",
+        ),
+        (
+            ProbeKind::Icmp,
+            US6,
+            THEM6,
+            None,
+            "60000000001e3a4020010db800000000000000000000000220010db80001000000000000000000108000a9aec84761c3736f6e646520617574686f72697a65642070726f6265",
+        ),
+        (
+            ProbeKind::Dns,
+            US6,
+            THEM6,
+            Some(53),
+            "60000000002c114020010db800000000000000000000000220010db80001000000000000000000109e060035002cfba672400100000100000000000003777777036c616205736f6e646504746573740000010001",
+        ),
+    ];
+    for (kind, us, them, port, want) in golden {
+        let bytes = probe(kind, us, them, port);
+        assert_eq!(hex::encode(&bytes), want, "{kind} {us} > {them}");
+        let m = key().marks(ip(us), ip(them), port.unwrap_or(0), kind);
+        let p = IpPacket::parse(&bytes).unwrap();
+        assert_eq!((p.src(), p.dst()), (ip(us), ip(them)));
+        let l4 = p.after_header();
+        match kind {
+            ProbeKind::Syn => {
+                let t = TcpPacket::new_checked(l4).unwrap();
+                assert_eq!(
+                    (
+                        t.src_port(),
+                        t.dst_port(),
+                        t.seq_number(),
+                        t.flags(),
+                        t.window()
+                    ),
+                    (m.source_port, 22, m.tcp_isn, flags::SYN, 1024)
+                );
+            }
+            ProbeKind::Icmp => {
+                let i = IcmpPacket::new_checked(l4).unwrap();
+                assert_eq!((i.echo_ident(), i.echo_seq_no()), (m.icmp_id, m.icmp_seq));
+                assert_eq!(i.payload(), sonde::probe::build::ECHO_PAYLOAD);
+            }
+            ProbeKind::Dns => {
+                let u = UdpPacket::new_checked(l4).unwrap();
+                assert_eq!((u.src_port(), u.dst_port()), (m.source_port, 53));
+                assert_eq!(
+                    u16::from_be_bytes([u.payload()[0], u.payload()[1]]),
+                    m.dns_id
+                );
+            }
+        }
+    }
+}

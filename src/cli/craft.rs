@@ -18,6 +18,8 @@ use crate::net::route::{self, RouteCache, RouteError};
 use crate::pcap::{LinkType, PcapWriter};
 use crate::scope::{Decision, ProbeKind, ScopeGate};
 use crate::target::AddrRange;
+use crate::wire::ethernet::EthernetFrame;
+use crate::wire::ip::IpPacket;
 
 #[derive(Debug, Args)]
 pub struct CraftArgs {
@@ -140,26 +142,31 @@ fn fragments_of(c: &Crafted, args: &CraftArgs) -> Result<Vec<Vec<u8>>, Error> {
     if args.fragment.is_none() && args.fragments.is_none() {
         return Ok(vec![c.bytes.clone()]);
     }
-    let start = if c.ethernet { 14 } else { 0 };
-    let ip = &c.bytes[start..];
-    let hlen = match ip.first().map(|b| b >> 4) {
-        Some(4) => usize::from(ip[0] & 0x0f) * 4,
-        Some(6) => 40,
-        _ => {
-            return Err(Error::usage(
-                "--fragment needs an IP packet",
-                "start the spec with ip(...) or ipv6(...)",
-            ));
-        }
+    let start = if c.ethernet {
+        EthernetFrame::<&[u8]>::HEADER_LEN
+    } else {
+        0
     };
-    let payload_len = ip.len().saturating_sub(hlen);
+    let ip = c.bytes.get(start..).unwrap_or(&[]);
+    let not_ip = || {
+        Error::usage(
+            "--fragment needs an IP packet",
+            "start the spec with ip(...) or ipv6(...)",
+        )
+    };
+    let parsed = IpPacket::parse(ip).map_err(|_| not_ip())?;
+    let payload_len = parsed.after_header().len();
+    let ident = match parsed {
+        IpPacket::V4(v) => v.ident(),
+        IpPacket::V6(_) => 0,
+    };
     let pieces = match (&args.fragment, &args.fragments) {
         (Some(size), _) => fragment::even(payload_len, *size),
         (_, Some(list)) => fragment::list(list, payload_len),
         _ => unreachable!("checked above"),
     }
     .map_err(|m| Error::usage(m, "docs/craft.md: Fragments"))?;
-    let id = u32::from(u16::from_be_bytes([ip[4], ip[5]])) ^ 0x5d00_0000;
+    let id = u32::from(ident) ^ 0x5d00_0000;
     let frags = fragment::split(ip, &pieces, id)
         .map_err(|m| Error::usage(m, "docs/craft.md: Fragments"))?;
     Ok(frags
@@ -182,40 +189,42 @@ fn dump(out: &mut dyn Write, ethernet: bool, bytes: &[u8]) -> std::io::Result<()
         },
         bytes,
     );
-    if ethernet {
+    if let (true, Ok(e)) = (ethernet, EthernetFrame::new_checked(bytes)) {
         writeln!(
             out,
             "ether  {} > {} type 0x{:04x}",
-            mac(&bytes[6..12]),
-            mac(&bytes[0..6]),
+            mac(&e.src_addr()),
+            mac(&e.dst_addr()),
             d.ether_type
         )?;
     }
     if let Some(ip) = d.ip {
         let net = d.net;
-        if d.ipv6 {
-            writeln!(
+        match IpPacket::parse(net) {
+            Ok(IpPacket::V6(v)) => writeln!(
                 out,
                 "ipv6   {} > {} next {} payload {} hop-limit {}",
                 ip.src,
                 ip.dst,
                 ip.proto,
                 ip.payload_len,
-                net.get(7).copied().unwrap_or(0)
-            )?;
-        } else {
-            writeln!(
+                v.hop_limit()
+            )?,
+            Ok(IpPacket::V4(v)) => writeln!(
                 out,
                 "ip     {} > {} proto {} len {} ttl {} id {} tos 0x{:02x} chksum 0x{:04x}",
                 ip.src,
                 ip.dst,
                 ip.proto,
-                u16::from_be_bytes([net[2], net[3]]),
-                net[8],
-                u16::from_be_bytes([net[4], net[5]]),
-                net[1],
-                u16::from_be_bytes([net[10], net[11]])
-            )?;
+                v.total_len(),
+                v.ttl(),
+                v.ident(),
+                v.tos(),
+                v.checksum()
+            )?,
+            // The dissector read an IP header there; a view that cannot
+            // is a version nibble the spec set on purpose.
+            Err(_) => writeln!(out, "ip     {} > {} proto {}", ip.src, ip.dst, ip.proto)?,
         }
         if let Some(f) = ip.fragment {
             writeln!(
@@ -523,7 +532,7 @@ fn send(
             let Ok(Some(f)) = sniffer.next(&mut frame) else {
                 continue;
             };
-            let ip = f.get(14..).unwrap_or(&[]);
+            let ip = crate::wire::ethernet::payload_of(f);
             if let Some(a) = reply::answers(crafted, ip) {
                 replies += 1;
                 answered = true;

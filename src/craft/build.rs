@@ -12,6 +12,10 @@ use etherparse::{
 };
 
 use super::spec::{Field, Layer, SpecError};
+use crate::wire::icmp::IcmpPacket;
+use crate::wire::ip::{IpPacket, Ipv4Packet, Ipv6Packet};
+use crate::wire::tcp::TcpPacket;
+use crate::wire::udp::UdpPacket;
 
 /// A built packet: the bytes from the first layer on, and what is needed
 /// to send it and match its replies.
@@ -340,7 +344,7 @@ pub fn build(
                         s => s,
                     },
                 };
-                b[6..8].copy_from_slice(&sum.to_be_bytes());
+                UdpPacket::new_unchecked(&mut b[..]).set_checksum(sum);
                 next_proto = Some(17);
                 b
             }
@@ -374,23 +378,21 @@ pub fn build(
                     })?;
                 }
                 let mut b = h.to_bytes().to_vec();
-                b[13] = flags as u8;
-                if flags > 0xff {
-                    b[12] |= 0x01; // the NS bit
-                }
+                let mut t = TcpPacket::new_unchecked(&mut b[..]);
+                t.set_flags(flags);
                 if let Some(r) = a.u8("reserved")? {
-                    b[12] = (b[12] & 0xf1) | ((r & 0x07) << 1);
+                    t.set_reserved(r);
                 }
                 if let Some(d) = a.num("dataofs", 15)? {
-                    b[12] = (b[12] & 0x0f) | ((d as u8) << 4);
+                    t.set_data_offset_words(d as u8);
                 }
-                b[16..18].copy_from_slice(&[0, 0]);
+                t.set_checksum(0);
                 b.extend_from_slice(&payload);
                 let sum = match a.u16("chksum")? {
                     Some(s) => s,
                     None => transport_checksum(c.src, c.dst, 6, &b),
                 };
-                b[16..18].copy_from_slice(&sum.to_be_bytes());
+                TcpPacket::new_unchecked(&mut b[..]).set_checksum(sum);
                 next_proto = Some(6);
                 b
             }
@@ -436,7 +438,7 @@ pub fn build(
                     None if v6 => transport_checksum(c.src, c.dst, 58, &b),
                     None => Sum16BitWords::new().add_slice(&b).ones_complement().to_be(),
                 };
-                b[2..4].copy_from_slice(&sum.to_be_bytes());
+                IcmpPacket::new_unchecked(&mut b[..]).set_checksum(sum);
                 next_proto = Some(if v6 { 58 } else { 1 });
                 b
             }
@@ -504,34 +506,38 @@ pub fn build(
                 }
                 let mut b = h.to_bytes().to_vec();
                 let hlen = b.len();
-                b[1] = a.u8("tos")?.unwrap_or(0);
-                if let Some(d) = a.num("dscp", 63)? {
-                    b[1] = (b[1] & 0x03) | ((d as u8) << 2);
-                }
-                if let Some(e) = a.num("ecn", 3)? {
-                    b[1] = (b[1] & 0xfc) | e as u8;
-                }
-                if rf {
-                    b[6] |= 0x80;
-                }
                 let total = match a.u16("len")? {
                     Some(n) => n,
                     None => u16::try_from(hlen + payload.len())
                         .map_err(|_| too_long("len", hlen + payload.len(), 65535))?,
                 };
-                b[2..4].copy_from_slice(&total.to_be_bytes());
-                if let Some(v) = a.num("version", 15)? {
-                    b[0] = (b[0] & 0x0f) | ((v as u8) << 4);
+                // Fields etherparse does not set, or sets right where a
+                // crafted packet may want them wrong.
+                let mut v = Ipv4Packet::new_unchecked(&mut b[..]);
+                v.set_tos(a.u8("tos")?.unwrap_or(0));
+                if let Some(d) = a.num("dscp", 63)? {
+                    v.set_dscp(d as u8);
+                }
+                if let Some(e) = a.num("ecn", 3)? {
+                    v.set_ecn(e as u8);
+                }
+                if rf {
+                    v.set_reserved_flag(true);
+                }
+                v.set_total_len(total);
+                if let Some(ver) = a.num("version", 15)? {
+                    v.set_version(ver as u8);
                 }
                 if let Some(ihl) = a.num("ihl", 15)? {
-                    b[0] = (b[0] & 0xf0) | ihl as u8;
+                    v.set_header_len_words(ihl as u8);
                 }
-                b[10..12].copy_from_slice(&[0, 0]);
+                v.set_checksum(0);
                 let sum = match a.u16("chksum")? {
                     Some(s) => s,
+                    // Over the header as built, whatever IHL now claims.
                     None => Sum16BitWords::new().add_slice(&b).ones_complement().to_be(),
                 };
-                b[10..12].copy_from_slice(&sum.to_be_bytes());
+                Ipv4Packet::new_unchecked(&mut b[..]).set_checksum(sum);
                 b.extend_from_slice(&payload);
                 next_proto = Some(4);
                 next_ether = Some(0x0800);
@@ -566,7 +572,7 @@ pub fn build(
                 };
                 let mut b = h.to_bytes().to_vec();
                 if let Some(v) = a.num("version", 15)? {
-                    b[0] = (b[0] & 0x0f) | ((v as u8) << 4);
+                    Ipv6Packet::new_unchecked(&mut b[..]).set_version(v as u8);
                 }
                 b.extend_from_slice(&payload);
                 next_proto = Some(41);
@@ -620,32 +626,41 @@ pub fn build(
 
 /// Read the outermost transport's identifying fields back from the bytes.
 fn transport_of(bytes: &[u8], layers: &[Layer]) -> Option<TransportKind> {
-    let start = if layers[0].name == "ether" { 14 } else { 0 };
-    let ip = bytes.get(start..)?;
-    let (proto, hlen) = match ip.first()? >> 4 {
-        4 => (*ip.get(9)?, usize::from(ip[0] & 0x0f) * 4),
-        6 => (*ip.get(6)?, 40),
-        _ => return None,
+    let ip = if layers[0].name == "ether" {
+        crate::wire::ethernet::payload_of(bytes)
+    } else {
+        bytes
     };
-    let t = ip.get(hlen..)?;
-    let u16at = |o: usize| t.get(o..o + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-    Some(match proto {
-        6 => TransportKind::Tcp {
-            sport: u16at(0)?,
-            dport: u16at(2)?,
-        },
-        17 => TransportKind::Udp {
-            sport: u16at(0)?,
-            dport: u16at(2)?,
-        },
-        1 => TransportKind::Icmp {
-            id: u16at(4)?,
-            seq: u16at(6)?,
-        },
-        58 => TransportKind::Icmpv6 {
-            id: u16at(4)?,
-            seq: u16at(6)?,
-        },
+    let ip = IpPacket::parse(ip).ok()?;
+    let t = ip.after_header();
+    let echo = || {
+        IcmpPacket::new_checked(t)
+            .map(|i| (i.echo_ident(), i.echo_seq_no()))
+            .ok()
+    };
+    Some(match ip.protocol() {
+        6 => {
+            let tcp = TcpPacket::new_checked(t).ok()?;
+            TransportKind::Tcp {
+                sport: tcp.src_port(),
+                dport: tcp.dst_port(),
+            }
+        }
+        17 => {
+            let udp = UdpPacket::new_checked(t).ok()?;
+            TransportKind::Udp {
+                sport: udp.src_port(),
+                dport: udp.dst_port(),
+            }
+        }
+        1 => {
+            let (id, seq) = echo()?;
+            TransportKind::Icmp { id, seq }
+        }
+        58 => {
+            let (id, seq) = echo()?;
+            TransportKind::Icmpv6 { id, seq }
+        }
         p => TransportKind::Other(p),
     })
 }

@@ -2,6 +2,8 @@
 //! or an explicit list of byte ranges of the IP payload (`--fragments
 //! OFF:LEN,...`), which may overlap or be tiny, for authorized IDS tests.
 
+use crate::wire::ip::{IpPacket, Ipv4Packet, Ipv6Packet};
+
 /// One fragment: a byte range of the IP payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Piece {
@@ -65,66 +67,65 @@ pub fn list(spec: &str, payload_len: usize) -> Result<Vec<Piece>, String> {
 /// lengths, flags and checksums set. `id` is the IPv6 fragment id (IPv4
 /// keeps its header's).
 pub fn split(packet: &[u8], pieces: &[Piece], id: u32) -> Result<Vec<Vec<u8>>, String> {
-    match packet.first().map(|b| b >> 4) {
-        Some(4) => {
-            let hlen = usize::from(packet[0] & 0x0f) * 4;
-            if hlen < 20 || packet.len() < hlen {
+    match IpPacket::parse(packet) {
+        Ok(IpPacket::V4(v)) => {
+            let hlen = v.claimed_header_len();
+            if hlen < Ipv4Packet::<&[u8]>::HEADER_LEN || packet.len() < hlen {
                 return Err("the IPv4 header is malformed; fragment a well-formed packet".into());
             }
-            let payload = &packet[hlen..];
-            let df = packet[6] & 0x40 != 0;
-            if df {
+            if v.dont_frag() {
                 return Err(
                     "the packet has DF set; fragmenting it contradicts the flag (drop flags=DF)"
                         .into(),
                 );
             }
+            let payload = &packet[hlen..];
             Ok(pieces
                 .iter()
                 .map(|p| {
                     let mut f = packet[..hlen].to_vec();
                     f.extend_from_slice(&payload[p.offset..p.offset + p.len]);
                     let total = f.len() as u16;
-                    f[2..4].copy_from_slice(&total.to_be_bytes());
                     let more = p.offset + p.len < payload.len();
                     let field = (p.offset / 8) as u16
                         | if more { 0x2000 } else { 0 }
-                        | (u16::from(packet[6] & 0x80) << 8);
-                    f[6..8].copy_from_slice(&field.to_be_bytes());
-                    f[10..12].copy_from_slice(&[0, 0]);
-                    let sum = etherparse::checksum::Sum16BitWords::new()
-                        .add_slice(&f[..hlen])
-                        .ones_complement()
-                        .to_be();
-                    f[10..12].copy_from_slice(&sum.to_be_bytes());
+                        | if v.reserved_flag() { 0x8000 } else { 0 };
+                    let mut h = Ipv4Packet::new_unchecked(&mut f[..]);
+                    h.set_total_len(total);
+                    h.set_flags_and_offset(field);
+                    h.fill_checksum();
                     f
                 })
                 .collect())
         }
-        Some(6) => {
-            if packet.len() < 40 {
-                return Err("the IPv6 header is cut short".into());
-            }
-            let next = packet[6];
-            let payload = &packet[40..];
+        Ok(IpPacket::V6(v)) => {
+            let next = v.next_header();
+            let payload = &packet[Ipv6Packet::<&[u8]>::HEADER_LEN..];
             Ok(pieces
                 .iter()
                 .map(|p| {
-                    let mut f = packet[..40].to_vec();
-                    f[6] = 44; // a Fragment header follows
+                    let mut f = packet[..Ipv6Packet::<&[u8]>::HEADER_LEN].to_vec();
                     let more = p.offset + p.len < payload.len();
                     let field = (p.offset as u16) & 0xfff8 | u16::from(more);
                     f.extend_from_slice(&[next, 0]);
                     f.extend_from_slice(&field.to_be_bytes());
                     f.extend_from_slice(&id.to_be_bytes());
                     f.extend_from_slice(&payload[p.offset..p.offset + p.len]);
-                    let plen = (f.len() - 40) as u16;
-                    f[4..6].copy_from_slice(&plen.to_be_bytes());
+                    let plen = (f.len() - Ipv6Packet::<&[u8]>::HEADER_LEN) as u16;
+                    let mut h = Ipv6Packet::new_unchecked(&mut f[..]);
+                    h.set_next_header(44); // a Fragment header follows
+                    h.set_payload_len(plen);
                     f
                 })
                 .collect())
         }
-        _ => Err("only IP packets can be fragmented".into()),
+        Err(_) if packet.first().map(|b| b >> 4) == Some(6) => {
+            Err("the IPv6 header is cut short".into())
+        }
+        Err(_) if packet.first().map(|b| b >> 4) == Some(4) => {
+            Err("the IPv4 header is malformed; fragment a well-formed packet".into())
+        }
+        Err(_) => Err("only IP packets can be fragmented".into()),
     }
 }
 

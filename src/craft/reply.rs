@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use etherparse::{LaxIpSlice, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 
 use super::build::{Crafted, TransportKind};
+use crate::wire::icmp::IcmpPacket;
+use crate::wire::tcp::TcpPacket;
 
 /// A reply to a crafted packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,7 +68,7 @@ pub fn answers(sent: &Crafted, reply: &[u8]) -> Option<Answer> {
                 "tcp {}>{} flags={} seq={} ack={} win={}",
                 t.source_port(),
                 t.destination_port(),
-                flag_letters(t.slice().get(13).copied().unwrap_or(0)),
+                flag_letters(TcpPacket::new_checked(t.slice()).map_or(0, |v| v.flags() as u8)),
                 t.sequence_number(),
                 t.acknowledgment_number(),
                 t.window_size()
@@ -89,7 +91,8 @@ pub fn answers(sent: &Crafted, reply: &[u8]) -> Option<Answer> {
                 let TransportKind::Icmp { id, seq } = kind else {
                     return None;
                 };
-                let (rid, rseq) = (be16(b, 4)?, be16(b, 6)?);
+                let echo = IcmpPacket::new_checked(b).ok()?;
+                let (rid, rseq) = (echo.echo_ident(), echo.echo_seq_no());
                 return (from == dst && rid == id && rseq == seq)
                     .then(|| format!("icmp echo-reply id={rid} icmp_seq={rseq}"))
                     .and_then(answer);
@@ -106,7 +109,8 @@ pub fn answers(sent: &Crafted, reply: &[u8]) -> Option<Answer> {
                 let TransportKind::Icmpv6 { id, seq } = kind else {
                     return None;
                 };
-                let (rid, rseq) = (be16(b, 4)?, be16(b, 6)?);
+                let echo = IcmpPacket::new_checked(b).ok()?;
+                let (rid, rseq) = (echo.echo_ident(), echo.echo_seq_no());
                 return (from == dst && rid == id && rseq == seq)
                     .then(|| format!("icmpv6 echo-reply id={rid} icmp_seq={rseq}"))
                     .and_then(answer);
@@ -119,14 +123,10 @@ pub fn answers(sent: &Crafted, reply: &[u8]) -> Option<Answer> {
     }
 }
 
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    b.get(at..at + 2).map(|x| u16::from_be_bytes([x[0], x[1]]))
-}
-
 /// Does an ICMP error's quote hold the start of `sent`'s IP packet?
 fn quotes(quote: &[u8], sent: &Crafted) -> bool {
     let ip = if sent.ethernet {
-        sent.bytes.get(14..).unwrap_or(&[])
+        crate::wire::ethernet::payload_of(&sent.bytes)
     } else {
         &sent.bytes[..]
     };

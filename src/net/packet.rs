@@ -215,11 +215,7 @@ impl RawSender {
         frame.clear();
         frame.extend_from_slice(&hop.next_hop_mac);
         frame.extend_from_slice(&hop.source_mac);
-        frame.extend_from_slice(if ip_packet[0] >> 4 == 6 {
-            &[0x86, 0xdd]
-        } else {
-            &[0x08, 0x00]
-        });
+        frame.extend_from_slice(&crate::wire::ethernet::ethertype_of_ip(ip_packet).to_be_bytes());
         frame.extend_from_slice(ip_packet);
         self.queued += 1;
         Ok(())

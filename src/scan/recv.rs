@@ -50,7 +50,7 @@ pub(super) fn receive(
                     shared.answers.lock().expect("answers lock").push(answer);
                     continue;
                 }
-                let ip = f.get(14..).unwrap_or(&[]);
+                let ip = crate::wire::ethernet::payload_of(f);
                 seen.push((i, c.on_packet(ip, at)));
             }
         }
@@ -63,7 +63,7 @@ pub(super) fn receive(
             let mut evidence = Frames::with_capacity(seen.len());
             for (i, c) in &seen {
                 if c.is_evidence() {
-                    evidence.push(at, frames[*i].get(14..).unwrap_or(&[]));
+                    evidence.push(at, crate::wire::ethernet::payload_of(frames[*i]));
                 }
             }
             outputs.send(Batch::Replies(evidence));

@@ -1,12 +1,15 @@
 //! The evidence writer: one thread owns the pcap, the NDJSON results and
 //! (compact evidence) the sent-probe log. The sending threads and the
-//! receive thread hand it whole batches over a bounded channel, so nothing
-//! on the per-probe path takes a lock, and a slow disk slows the scan
-//! (the channel fills) rather than losing evidence.
+//! receive thread hand it whole batches over a channel, so nothing on the
+//! per-probe path takes a lock. A slow disk slows the senders (at most
+//! [`QUEUE`] of their batches wait), never the receive thread: a receive
+//! thread waiting on the disk would let the kernel drop replies.
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
 use std::time::{Duration, Instant};
 
 use super::Shared;
@@ -15,8 +18,8 @@ use crate::pcap::PcapWriter;
 use crate::probe::CookieKey;
 use crate::scope::ProbeKind;
 
-/// Batches waiting for the writer; beyond this a sender waits.
-const QUEUE: usize = 256;
+/// Senders' batches waiting for the writer; beyond this a sender waits.
+pub const QUEUE: usize = 256;
 
 /// How often the outputs reach the disk while the scan runs.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
@@ -81,7 +84,9 @@ pub(super) enum Batch {
 /// The handle senders and the receive thread write through.
 #[derive(Clone)]
 pub(super) struct Outputs {
-    tx: SyncSender<Batch>,
+    tx: Sender<Batch>,
+    /// Senders' batches handed over and not yet written.
+    pending_sent: Arc<AtomicUsize>,
     /// Whether there is a pcap of the sent probes (full evidence) or a
     /// sent-probe log (compact): senders skip copying frames for neither.
     pub records_sent: bool,
@@ -93,8 +98,15 @@ pub(super) struct Outputs {
 
 impl Outputs {
     /// Hand a batch over; `false` once the writer is gone (its failure is
-    /// in `Shared::output_error`).
+    /// in `Shared::output_error`). A sender's batch waits while [`QUEUE`]
+    /// of them are not yet written; a reply batch never waits.
     pub fn send(&self, b: Batch) -> bool {
+        if matches!(b, Batch::Sent(_)) {
+            while self.pending_sent.load(Ordering::Acquire) >= QUEUE {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            self.pending_sent.fetch_add(1, Ordering::AcqRel);
+        }
         self.tx.send(b).is_ok()
     }
 
@@ -124,9 +136,11 @@ impl Sinks {
         self,
         shared: std::sync::Arc<Shared>,
     ) -> std::io::Result<(Outputs, std::thread::JoinHandle<()>)> {
-        let (tx, rx) = sync_channel(QUEUE);
+        let (tx, rx) = channel();
+        let pending_sent = Arc::new(AtomicUsize::new(0));
         let outputs = Outputs {
             tx,
+            pending_sent: pending_sent.clone(),
             records_sent: self.pcap.is_some() || self.sent_log.is_some(),
             records_replies: self.pcap.is_some(),
             records_results: self.ndjson.is_some(),
@@ -135,12 +149,12 @@ impl Sinks {
             .name("sonde-write".into())
             .spawn(move || {
                 let _ = crate::net::privilege::drop_in_this_thread();
-                self.run(rx, &shared)
+                self.run(rx, &shared, &pending_sent)
             })?;
         Ok((outputs, handle))
     }
 
-    fn run(mut self, rx: Receiver<Batch>, shared: &Shared) {
+    fn run(mut self, rx: Receiver<Batch>, shared: &Shared, pending_sent: &AtomicUsize) {
         let mut flushed = Instant::now();
         loop {
             let b = match rx.recv_timeout(FLUSH_EVERY) {
@@ -148,9 +162,15 @@ impl Sinks {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
+            if matches!(b, Some(Batch::Sent(_))) {
+                pending_sent.fetch_sub(1, Ordering::AcqRel);
+            }
             match b {
                 // After a failure, batches are taken and dropped: the
                 // senders have stopped and must not wait on a full queue.
+                Some(Batch::Flush(ack)) if shared.output_failed() => {
+                    let _ = ack.send(());
+                }
                 Some(_) if shared.output_failed() => {}
                 Some(Batch::Sent(s)) => self.sent(s, shared),
                 Some(Batch::Replies(f)) => self.pcap(&f, shared),

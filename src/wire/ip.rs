@@ -39,6 +39,11 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         self.buffer.as_ref()
     }
 
+    /// The header's length as IHL claims it (0 to 60), unchecked.
+    pub fn claimed_header_len(&self) -> usize {
+        usize::from(self.b()[0] & 0x0f) * 4
+    }
+
     /// The header's length from IHL, kept within 20 and the buffer.
     pub fn header_len(&self) -> usize {
         (usize::from(self.b()[0] & 0x0f) * 4).clamp(Self::HEADER_LEN, self.b().len())
@@ -46,6 +51,32 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
     pub fn total_len(&self) -> u16 {
         u16::from_be_bytes([self.b()[2], self.b()[3]])
+    }
+
+    pub fn tos(&self) -> u8 {
+        self.b()[1]
+    }
+
+    pub fn checksum(&self) -> u16 {
+        u16::from_be_bytes([self.b()[10], self.b()[11]])
+    }
+
+    pub fn ident(&self) -> u16 {
+        u16::from_be_bytes([self.b()[4], self.b()[5]])
+    }
+
+    /// The flags (reserved, DF, MF) and the fragment offset, as one field.
+    pub fn flags_and_offset(&self) -> u16 {
+        u16::from_be_bytes([self.b()[6], self.b()[7]])
+    }
+
+    pub fn dont_frag(&self) -> bool {
+        self.b()[6] & 0x40 != 0
+    }
+
+    /// The reserved ("evil") bit.
+    pub fn reserved_flag(&self) -> bool {
+        self.b()[6] & 0x80 != 0
     }
 
     pub fn ttl(&self) -> u8 {
@@ -68,6 +99,67 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn payload(&self) -> &[u8] {
         let end = usize::from(self.total_len()).clamp(self.header_len(), self.b().len());
         &self.b()[self.header_len()..end]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
+    fn m(&mut self) -> &mut [u8] {
+        self.buffer.as_mut()
+    }
+
+    /// The version nibble, whatever it should be (crafted packets).
+    pub fn set_version(&mut self, v: u8) {
+        let b = self.m();
+        b[0] = (b[0] & 0x0f) | ((v & 0x0f) << 4);
+    }
+
+    /// IHL in 32-bit words (0-15), whatever the header holds.
+    pub fn set_header_len_words(&mut self, words: u8) {
+        let b = self.m();
+        b[0] = (b[0] & 0xf0) | (words & 0x0f);
+    }
+
+    pub fn set_tos(&mut self, tos: u8) {
+        self.m()[1] = tos;
+    }
+
+    pub fn set_dscp(&mut self, dscp: u8) {
+        let b = self.m();
+        b[1] = (b[1] & 0x03) | ((dscp & 0x3f) << 2);
+    }
+
+    pub fn set_ecn(&mut self, ecn: u8) {
+        let b = self.m();
+        b[1] = (b[1] & 0xfc) | (ecn & 0x03);
+    }
+
+    pub fn set_total_len(&mut self, len: u16) {
+        self.m()[2..4].copy_from_slice(&len.to_be_bytes());
+    }
+
+    pub fn set_reserved_flag(&mut self, on: bool) {
+        let b = self.m();
+        b[6] = (b[6] & 0x7f) | if on { 0x80 } else { 0 };
+    }
+
+    pub fn set_flags_and_offset(&mut self, field: u16) {
+        self.m()[6..8].copy_from_slice(&field.to_be_bytes());
+    }
+
+    pub fn set_checksum(&mut self, sum: u16) {
+        self.m()[10..12].copy_from_slice(&sum.to_be_bytes());
+    }
+
+    /// Compute the header checksum over the header as IHL says (within
+    /// the buffer) and write it.
+    pub fn fill_checksum(&mut self) {
+        self.set_checksum(0);
+        let hlen = (usize::from(self.b()[0] & 0x0f) * 4).min(self.b().len());
+        let sum = etherparse::checksum::Sum16BitWords::new()
+            .add_slice(&self.b()[..hlen])
+            .ones_complement()
+            .to_be();
+        self.set_checksum(sum);
     }
 }
 
@@ -129,6 +221,22 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     }
 }
 
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
+    /// The version nibble, whatever it should be (crafted packets).
+    pub fn set_version(&mut self, v: u8) {
+        let b = self.buffer.as_mut();
+        b[0] = (b[0] & 0x0f) | ((v & 0x0f) << 4);
+    }
+
+    pub fn set_payload_len(&mut self, len: u16) {
+        self.buffer.as_mut()[4..6].copy_from_slice(&len.to_be_bytes());
+    }
+
+    pub fn set_next_header(&mut self, next: u8) {
+        self.buffer.as_mut()[6] = next;
+    }
+}
+
 /// An IP packet of either version, by its version nibble.
 #[derive(Clone, Copy, Debug)]
 pub enum IpPacket<'a> {
@@ -156,6 +264,30 @@ impl<'a> IpPacket<'a> {
         match self {
             IpPacket::V4(p) => IpAddr::V4(p.dst_addr()),
             IpPacket::V6(p) => IpAddr::V6(p.dst_addr()),
+        }
+    }
+
+    /// The protocol of what follows the fixed header (IPv6: the next
+    /// header, extension headers not followed).
+    pub fn protocol(&self) -> u8 {
+        match self {
+            IpPacket::V4(p) => p.protocol(),
+            IpPacket::V6(p) => p.next_header(),
+        }
+    }
+
+    /// Everything after the header, to the buffer's end (a crafted total
+    /// length does not cut it).
+    pub fn after_header(&self) -> &'a [u8] {
+        match self {
+            IpPacket::V4(p) => {
+                let b: &'a [u8] = p.buffer;
+                &b[p.header_len()..]
+            }
+            IpPacket::V6(p) => {
+                let b: &'a [u8] = p.buffer;
+                &b[Ipv6Packet::<&[u8]>::HEADER_LEN..]
+            }
         }
     }
 }

@@ -14,7 +14,11 @@
 //! assert!(IpPacket::parse(&packet[..19]).is_err());
 //! ```
 
+pub mod ethernet;
+pub mod icmp;
 pub mod ip;
+pub mod tcp;
+pub mod udp;
 
 /// The bytes are too short for the header they claim (or are not that
 /// header at all).
