@@ -13,7 +13,8 @@ use super::write_err;
 use crate::analyze::dissect::{Transport, dissect};
 use crate::craft::{Crafted, TransportKind, craft, fragment, reply};
 use crate::error::Error;
-use crate::net::packet::{RawIpSender, RawSender, Sniffer};
+use crate::net::link::{self, Link};
+use crate::net::packet::Sniffer;
 use crate::net::route::{self, RouteCache, RouteError};
 use crate::pcap::{LinkType, PcapWriter};
 use crate::scope::{Decision, ProbeKind, ScopeGate};
@@ -311,15 +312,14 @@ fn kind_of(c: &Crafted) -> Result<(ProbeKind, Option<u16>), Error> {
 }
 
 /// Resolve `dst`'s next hop with our own ARP request or neighbour
-/// solicitation (three rounds, as the scan's discovery): the frame's next
-/// hop, or `None` to leave it to the kernel (a spoofed source, or a next
-/// hop the scope does not let sonde ask about). A next hop that never
-/// answers is an error: nothing can be sent to it.
+/// solicitation (the scan's rounds): the frame's next hop, or `None` to
+/// leave it to the kernel (a spoofed source, or a next hop the scope does
+/// not let sonde ask about). A next hop that never answers is an error:
+/// nothing can be sent to it.
 fn ask_next_hop(
     gate: &ScopeGate,
     routes: &mut RouteCache,
-    frames: &mut RawSender,
-    sniffer: &mut Sniffer,
+    link: &mut Link,
     buf: &mut [u8],
     dst: IpAddr,
     src: IpAddr,
@@ -330,51 +330,35 @@ fn ask_next_hop(
     if src != route_source || !gate.allows_neighbour_request(next_hop) {
         return Ok(None);
     }
-    let mac = routes
-        .link(ifindex)
-        .map_err(|e| Error::runtime("cannot read the interface", e))?
-        .mac;
-    let mut request = Vec::with_capacity(86);
-    crate::probe::neighbour::request(&mut request, mac, src, next_hop);
-    for wait in crate::scan::neighbours::ROUND_WAITS {
-        let Some(mut batch) = gate
-            .reserve_neighbour_requests(1, &|| false)
-            .map_err(|r| Error::Refused(vec![r]))?
-        else {
-            continue;
-        };
-        let permit = batch
-            .permit_neighbour_request(src, next_hop)
-            .map_err(|r| Error::Refused(vec![r]))?;
-        frames
-            .queue_neighbour_request(permit, &request)
-            .map_err(|r| Error::runtime("cannot send", std::io::Error::other(r.to_string())))?;
-        frames
-            .flush()
-            .map_err(|e| Error::runtime("cannot send", e))?;
-        let asked = Instant::now();
-        while asked.elapsed() < wait {
-            let Ok(Some(f)) = sniffer.next(buf) else {
-                continue;
-            };
-            if let Some((ip, mac)) = crate::probe::neighbour::answer(f)
-                && ip == next_hop
-            {
-                routes.learn(ifindex, ip, mac);
-                let mut hop = routes
-                    .resolve(dst)
-                    .map_err(|e| Error::runtime("cannot route the packet", e))?;
-                hop.source = src;
-                return Ok(Some(hop));
-            }
+    let Link {
+        senders, sniffer, ..
+    } = link;
+    match link::ask_neighbour(
+        gate,
+        routes,
+        &mut senders[0],
+        sniffer,
+        buf,
+        ifindex,
+        src,
+        next_hop,
+    ) {
+        Ok(()) => {
+            let mut hop = routes
+                .resolve(dst)
+                .map_err(|e| Error::runtime("cannot route the packet", e))?;
+            hop.source = src;
+            Ok(Some(hop))
         }
+        Err(link::AskError::Refused(r)) => Err(Error::Refused(vec![r])),
+        Err(link::AskError::Silent { next_hop }) => Err(Error::Runtime {
+            context: format!(
+                "{next_hop} (the next hop to {dst}) answered no ARP request or neighbour solicitation: nothing was sent"
+            ),
+            source: None,
+        }),
+        Err(e) => Err(Error::runtime("cannot ask for the next hop", e)),
     }
-    Err(Error::Runtime {
-        context: format!(
-            "{next_hop} (the next hop to {dst}) answered no ARP request or neighbour solicitation: nothing was sent"
-        ),
-        source: None,
-    })
 }
 
 fn send(
@@ -440,12 +424,14 @@ fn send(
         Err(RouteError::NeighbourUnknown { .. }) => None,
         Err(e) => return Err(Error::runtime("cannot route the packet", e)),
     };
-    let mut sniffer = Sniffer::open(ifindex, &[src], Duration::from_millis(20))
-        .map_err(|e| Error::runtime("cannot open the sniffer (sonde needs CAP_NET_RAW)", e))?;
-    let mut frames =
-        RawSender::open(ifindex).map_err(|e| Error::runtime("cannot open the raw sender", e))?;
-    let mut kernel =
-        RawIpSender::open().map_err(|e| Error::runtime("cannot open the raw IP sender", e))?;
+    let mut link = Link::open(
+        ifindex,
+        &[src],
+        1,
+        Duration::from_millis(20),
+        Sniffer::DEFAULT_QUEUE,
+    )
+    .map_err(|(what, e)| Error::runtime(what, e))?;
     let mut pcap = match &args.pcap {
         Some(p) => {
             let f = std::fs::File::create(p)
@@ -467,16 +453,12 @@ fn send(
     // gate, as the scan does; the kernel's path stays for a spoofed source
     // (the answer would go elsewhere) and a gateway outside the scope.
     let hop = match hop {
-        None if !loopback => ask_next_hop(
-            &gate,
-            &mut routes,
-            &mut frames,
-            &mut sniffer,
-            &mut frame,
-            dst,
-            src,
-        )?,
+        None if !loopback => ask_next_hop(&gate, &mut routes, &mut link, &mut frame, dst, src)?,
         hop => hop,
+    };
+    let path = match hop {
+        Some(h) => link::Path::Frame(h),
+        None => link::Path::Kernel,
     };
     let (mut sent, mut replies) = (0u64, 0u64);
     for n in 0..args.count {
@@ -502,19 +484,11 @@ fn send(
                 w.write(crate::analyze::stats::now_nanos(), p)
                     .map_err(|e| Error::runtime("cannot write the pcap", e))?;
             }
-            match &hop {
-                Some(h) => frames.queue(permit, h, p).map_err(|r| {
-                    Error::runtime("cannot send", std::io::Error::other(r.to_string()))
-                })?,
-                None => kernel
-                    .send(permit, p)
-                    .map_err(|r| {
-                        Error::runtime("cannot send", std::io::Error::other(r.to_string()))
-                    })?
-                    .map_err(|e| Error::runtime("cannot send", e))?,
-            }
+            link.senders[0]
+                .send(permit, &path, p)
+                .map_err(|e| Error::runtime("cannot send", e))?;
         }
-        frames
+        link.senders[0]
             .flush()
             .map_err(|e| Error::runtime("cannot send", e))?;
         // Timed from when the packet left, not from before the gate paced
@@ -529,7 +503,7 @@ fn send(
         };
         let mut answered = false;
         while sent_at.elapsed() < listen {
-            let Ok(Some(f)) = sniffer.next(&mut frame) else {
+            let Ok(Some(f)) = link.sniffer.next(&mut frame) else {
                 continue;
             };
             let ip = crate::wire::ethernet::payload_of(f);

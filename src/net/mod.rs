@@ -1,6 +1,8 @@
-//! The only place with sockets: routes and neighbours now; the AF_PACKET
-//! sender and the sniffer come with the scanner.
+//! The only place with sockets: routes and neighbours (`route`), the
+//! AF_PACKET sender, the raw IP sender and the sniffer (`packet`), and one
+//! interface's sockets as `scan` and `craft` use them (`link`).
 
+pub mod link;
 pub mod packet;
 pub mod privilege;
 pub mod route;

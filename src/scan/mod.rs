@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::evidence::sent_log::{PlanParts, SentLogHeader, SentLogWriter};
-use crate::net::packet::{RawIpSender, RawSender, Sniffer, SnifferStats};
-use crate::net::route::{self, NextHop, RouteError};
+use crate::net::link::{self, Link};
+use crate::net::packet::SnifferStats;
+use crate::net::route::{self, RouteError};
 use crate::pcap::PcapWriter;
 use crate::pcap::writer::LINKTYPE_RAW;
 use crate::probe::cookie::MAX_DNS_QUESTIONS;
@@ -241,13 +242,12 @@ const MAX_TIMED_PROBES: usize = 100_000;
 /// Where a probe for one target goes.
 #[derive(Clone)]
 enum Path {
-    /// A whole frame to the next hop's MAC over AF_PACKET.
-    Frame(NextHop),
-    /// Loopback: through the kernel's raw IP socket, since the kernel
-    /// drops IPv4 to 127.0.0.0/8 injected below its routing (a martian
-    /// destination). There is no neighbour to wait for on loopback, so
-    /// this path never blocks.
-    Loopback { source: IpAddr },
+    /// How, and from which source: a whole frame to the next hop's MAC;
+    /// or on loopback, through the kernel's raw IP socket, since the
+    /// kernel drops IPv4 to 127.0.0.0/8 injected below its routing (a
+    /// martian destination). There is no neighbour to wait for on
+    /// loopback, so that path never blocks.
+    Reach { how: link::Path, source: IpAddr },
     /// The target answered no ARP request or neighbour solicitation.
     Down,
 }
@@ -426,7 +426,8 @@ pub fn run(
                 .map_err(ScanError::Route)?
                 .resolves_neighbours
         {
-            return Ok(Path::Loopback {
+            return Ok(Path::Reach {
+                how: link::Path::Kernel,
                 source: config.source.unwrap_or(route_source),
             });
         }
@@ -442,7 +443,10 @@ pub fn run(
             }
             Ok(mut hop) => {
                 hop.source = config.source.unwrap_or(hop.source);
-                Path::Frame(hop)
+                Path::Reach {
+                    source: hop.source,
+                    how: link::Path::Frame(hop),
+                }
             }
             // Discovery asked for every unknown next hop before the first
             // probe: one still unknown is a target that did not answer.
@@ -508,28 +512,22 @@ pub fn run(
         key,
     };
 
-    let sniffer = Sniffer::open_with_queue(
-        ifindex,
-        &sources,
-        Duration::from_millis(50),
-        config.sniffer_queue,
-    )
-    .map_err(|e| ScanError::Io("cannot open the sniffer (sonde needs CAP_NET_RAW)", e))?;
     // Every socket the scan will use, opened now: after this the process
     // needs no privilege, and gives every capability up before any thread
     // starts (threads inherit the set they are started with).
     let senders = config.senders.max(1);
-    let mut sockets: Vec<(RawSender, RawIpSender)> = (0..senders)
-        .map(|_| -> Result<_, ScanError> {
-            Ok((
-                RawSender::open(ifindex).map_err(|e| {
-                    ScanError::Io("cannot open the raw sender (sonde needs CAP_NET_RAW)", e)
-                })?,
-                RawIpSender::open()
-                    .map_err(|e| ScanError::Io("cannot open the raw IP sender", e))?,
-            ))
-        })
-        .collect::<Result<_, _>>()?;
+    let Link {
+        senders: mut sockets,
+        sniffer,
+        ..
+    } = Link::open(
+        ifindex,
+        &sources,
+        senders,
+        Duration::from_millis(50),
+        config.sniffer_queue,
+    )
+    .map_err(|(what, e)| ScanError::Io(what, e))?;
     crate::net::privilege::drop_all()
         .map_err(|e| ScanError::Io("cannot drop capabilities after opening the sockets", e))?;
     let (outputs, writer) = sinks
@@ -577,7 +575,7 @@ pub fn run(
             &config.targets,
             &mut route_caches[0],
             gate,
-            &mut sockets[0].0,
+            sockets[0].frames(),
             &shared.answers,
             stop_sending,
             config.source,
@@ -634,7 +632,7 @@ pub fn run(
                                 .iter_mut()
                                 .zip(sockets.iter_mut())
                                 .enumerate()
-                                .map(|(t, (routes, (frames, kernel)))| {
+                                .map(|(t, (routes, link))| {
                                     // Thread t of T takes every T-th position of this
                                     // machine's shard: a finer shard of the same permutation.
                                     let share = Shard {
@@ -663,7 +661,7 @@ pub fn run(
                                         .spawn_scoped(scope, move || {
                                             worker.send(
                                                 routes,
-                                                (frames, kernel),
+                                                link,
                                                 send::Job {
                                                     plan: kind_plan,
                                                     share,

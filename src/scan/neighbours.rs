@@ -22,15 +22,9 @@ use crate::probe::neighbour;
 use crate::scope::ScopeGate;
 use crate::target::IpSet;
 
-/// How long each round waits for answers after its last request: a live
-/// host on the link answers within a millisecond (nmap's ARP ping starts
-/// from a 100 ms timeout too); the later rounds are for requests or
-/// answers that were lost, and for hosts slow to wake.
-pub const ROUND_WAITS: [Duration; 3] = [
-    Duration::from_millis(100),
-    Duration::from_millis(250),
-    Duration::from_millis(500),
-];
+/// How long each round waits for answers after its last request (the same
+/// rounds as `craft`'s single next hop).
+pub use crate::net::link::ROUND_WAITS;
 
 /// Answers the receive thread has seen: (address, MAC).
 pub(super) type Answers = Mutex<Vec<(IpAddr, [u8; 6])>>;

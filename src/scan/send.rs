@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::correlate::AnsweredSnapshot;
 use super::writer::{Batch, Frames, Outputs, SentBatch};
 use super::{Key, Path, ScanConfig, ScanError, ScopeStop, Shared};
-use crate::net::packet::{RawIpSender, RawSender};
+use crate::net::link::LinkSender;
 use crate::net::route;
 use crate::probe::plan::KindPlan;
 use crate::probe::{CookieKey, Probe, build};
@@ -55,7 +55,7 @@ where
     pub(super) fn send(
         &self,
         routes: &mut route::RouteCache,
-        (frames, kernel): (&mut RawSender, &mut RawIpSender),
+        link: &mut LinkSender,
         job: Job<'_>,
     ) -> Result<(), ScanError> {
         let Job {
@@ -66,7 +66,7 @@ where
         } = job;
         let kind = plan.kind;
         let config = self.config;
-        let sent_before = frames.sent + kernel.sent;
+        let sent_before = link.sent();
         let mut buf = Vec::with_capacity(128);
         let mut last_progress = Instant::now();
         let mut walk = share.positions(plan.len()).peekable();
@@ -151,9 +151,8 @@ where
                         again += 1;
                     }
                     let path = (self.path_for)(routes, target)?;
-                    let source = match &path {
-                        Path::Frame(hop) => hop.source,
-                        Path::Loopback { source } => *source,
+                    let (how, source) = match &path {
+                        Path::Reach { how, source } => (how, *source),
                         Path::Down => {
                             if pass == 0 {
                                 new -= 1;
@@ -193,18 +192,9 @@ where
                         sent.frames.push(at, &buf);
                         sent.origins.push((position, source));
                     }
-                    match &path {
-                        Path::Frame(hop) => frames.queue(permit, hop, &buf).map_err(|r| {
-                            ScanError::Io("sender", std::io::Error::other(r.to_string()))
-                        })?,
-                        Path::Loopback { .. } => kernel
-                            .send(permit, &buf)
-                            .map_err(|r| {
-                                ScanError::Io("sender", std::io::Error::other(r.to_string()))
-                            })?
-                            .map_err(|e| ScanError::Io("cannot send", e))?,
-                        Path::Down => unreachable!("skipped above"),
-                    }
+                    link.send(permit, how, &buf).map_err(|e| {
+                        ScanError::Io("cannot send", std::io::Error::other(e.to_string()))
+                    })?;
                 }
                 self.probes.fetch_add(new, Ordering::Relaxed);
                 self.skipped_down.fetch_add(down, Ordering::Relaxed);
@@ -225,15 +215,13 @@ where
                 if !sent.frames.is_empty() && !self.outputs.send(Batch::Sent(sent)) {
                     break;
                 }
-                frames
-                    .flush()
-                    .map_err(|e| ScanError::Io("cannot send", e))?;
+                link.flush().map_err(|e| ScanError::Io("cannot send", e))?;
             }
             Ok(())
         })();
         // The sockets live across passes: count this call's sends only.
         self.sent
-            .fetch_add(frames.sent + kernel.sent - sent_before, Ordering::Relaxed);
+            .fetch_add(link.sent() - sent_before, Ordering::Relaxed);
         result
     }
 }
