@@ -186,8 +186,10 @@ fn horizontal_sweep() {
 
 /// Regression (issue 19): a sweep's hosts were kept per (source, protocol,
 /// port) up to 65,536, so a /16 scan on 100 ports held 6.5M addresses in
-/// the analysis of its own capture. Counted exactly up to 4,096, then "at
-/// least".
+/// the analysis of its own capture; and a /16 × 1,000 ports held 1,000
+/// ports for each of 65,536 pairs (the analysis peaked at 427 MB). Hosts
+/// are counted exactly up to 1,024 and ports up to 256, then "at least",
+/// and the sets are let go.
 #[test]
 fn a_wide_sweep_counts_hosts_up_to_a_bound() {
     let mut c = Capture::default();
@@ -205,7 +207,33 @@ fn a_wide_sweep_counts_hosts_up_to_a_bound() {
         .find(|a| a.kind == "port_scan" && a.subtype == Some("horizontal"))
         .expect("a horizontal scan");
     let text = serde_json::to_string(finding).unwrap();
-    assert!(text.contains("at least 4096"), "{text}");
+    assert!(text.contains("at least 1024 hosts"), "{text}");
+    assert_eq!(finding.evidence["distinct_targets"], 1024.0);
+    assert_eq!(finding.evidence["probes_syn"], 5000.0);
+}
+
+#[test]
+fn a_deep_vertical_scan_counts_ports_up_to_a_bound() {
+    let mut c = Capture::default();
+    for port in 1..=1000u16 {
+        c.push(
+            i64::from(port) * 1000,
+            tcp("198.18.0.2", "198.19.0.7", 40000, port, SYN, &[]),
+        );
+    }
+    let r = c.analyze();
+    let finding = r
+        .anomalies
+        .iter()
+        .find(|a| a.kind == "port_scan" && a.subtype == Some("vertical"))
+        .expect("a vertical scan");
+    assert!(
+        finding.summary.contains("at least 256 ports"),
+        "{}",
+        finding.summary
+    );
+    assert_eq!(finding.evidence["probes_syn"], 1000.0);
+    assert!(!finding.ports.is_empty() && finding.ports.len() <= 20);
 }
 
 /// A base32-ish label of `len` characters, different for each `i`.

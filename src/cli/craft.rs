@@ -429,7 +429,7 @@ fn send(
         &[src],
         1,
         Duration::from_millis(20),
-        Sniffer::DEFAULT_QUEUE,
+        (Sniffer::DEFAULT_QUEUE, false),
     )
     .map_err(|(what, e)| Error::runtime(what, e))?;
     let mut pcap = match &args.pcap {

@@ -93,17 +93,23 @@ pub struct Link {
 
 impl Link {
     /// Open `senders` senders and a sniffer for packets to `ours` on
-    /// `ifindex`, whose reads wait at most `poll` (the kernel queue is
-    /// `queue` bytes).
+    /// `ifindex`, whose reads wait at most `poll`, holding `queue` bytes:
+    /// in a TPACKET_V3 ring when `ring` (a scan: frames in blocks, kernel
+    /// timestamps), or in the socket's queue (`craft`: each frame read as
+    /// it comes, for round-trip times).
     pub fn open(
         ifindex: u32,
         ours: &[IpAddr],
         senders: usize,
         poll: Duration,
-        queue: usize,
+        (queue, ring): (usize, bool),
     ) -> Result<Link, (&'static str, io::Error)> {
-        let sniffer = Sniffer::open_with_queue(ifindex, ours, poll, queue)
-            .map_err(|e| ("cannot open the sniffer (sonde needs CAP_NET_RAW)", e))?;
+        let sniffer = if ring {
+            Sniffer::open_ring(ifindex, ours, poll, queue)
+        } else {
+            Sniffer::open_with_queue(ifindex, ours, poll, queue)
+        }
+        .map_err(|e| ("cannot open the sniffer (sonde needs CAP_NET_RAW)", e))?;
         let senders = (0..senders.max(1))
             .map(|_| {
                 Ok(LinkSender {

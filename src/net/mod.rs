@@ -5,4 +5,5 @@
 pub mod link;
 pub mod packet;
 pub mod privilege;
+mod ring;
 pub mod route;

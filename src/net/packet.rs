@@ -75,7 +75,12 @@ fn packet_socket(protocol: u16, ifindex: u32) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+pub(super) fn setsockopt<T>(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
     // SAFETY: value points to a T of the size passed.
     check(unsafe {
         libc::setsockopt(
@@ -380,29 +385,66 @@ impl RawIpSender {
     }
 }
 
-/// Buffers for [`Sniffer::next_batch`]: frames received in one call.
+/// Frames received in one [`Sniffer::next_batch`] call, with their times.
 pub struct RecvBatch {
+    /// recvmmsg's buffers (without a ring).
     bufs: Vec<Vec<u8>>,
-    lens: Vec<usize>,
+    data: Vec<u8>,
+    ends: Vec<usize>,
+    times: Vec<i64>,
 }
 
 impl RecvBatch {
-    /// `slots` frames of up to `frame` bytes each (longer ones are cut).
+    /// Room for `slots` frames of up to `frame` bytes per system call
+    /// without a ring (longer ones are cut); with a ring, a batch is a
+    /// whole block of any number of frames.
     pub fn new(slots: usize, frame: usize) -> RecvBatch {
         RecvBatch {
             bufs: (0..slots.max(1)).map(|_| vec![0u8; frame]).collect(),
-            lens: Vec::with_capacity(slots),
+            data: Vec::new(),
+            ends: Vec::new(),
+            times: Vec::new(),
         }
+    }
+
+    fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+        self.times.clear();
+    }
+
+    fn push(&mut self, frame: &[u8], nanos: i64) {
+        self.data.extend_from_slice(frame);
+        self.ends.push(self.data.len());
+        self.times.push(nanos);
     }
 
     /// The frames of the last call.
     pub fn frames(&self) -> impl Iterator<Item = &[u8]> {
-        self.bufs
-            .iter()
-            .zip(&self.lens)
-            .map(|(b, &n)| &b[..n.min(b.len())])
+        std::iter::once(0)
+            .chain(self.ends.iter().copied())
+            .zip(self.ends.iter().copied())
+            .map(|(s, e)| &self.data[s..e])
+    }
+
+    /// When each frame was captured (ns since the Unix epoch): the
+    /// kernel's time with a ring, the time of the call without.
+    pub fn times(&self) -> &[i64] {
+        &self.times
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
     }
 }
+
+/// How long a ring block may wait before the kernel hands it over partly
+/// filled: the latency a reply can gain at low rates.
+const RING_RETIRE: Duration = Duration::from_millis(10);
 
 /// Kernel counters of a sniffer socket.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -417,6 +459,12 @@ pub struct SnifferStats {
 pub struct Sniffer {
     fd: OwnedFd,
     stats: SnifferStats,
+    /// A TPACKET_V3 ring (the scan's receive thread), or none (`craft`:
+    /// one frame per call, timed when read).
+    ring: Option<super::ring::RxRing>,
+    timeout: Duration,
+    /// Frames of a ring block not yet handed out by `next`.
+    pending: std::collections::VecDeque<Vec<u8>>,
 }
 
 impl Sniffer {
@@ -470,11 +518,42 @@ impl Sniffer {
         Ok(Sniffer {
             fd,
             stats: SnifferStats::default(),
+            ring: None,
+            timeout,
+            pending: Default::default(),
         })
+    }
+
+    /// As `open_with_queue`, reading through a TPACKET_V3 ring of about
+    /// `queue` bytes whose blocks are handed over when full or after
+    /// `timeout` at the latest.
+    pub fn open_ring(
+        ifindex: u32,
+        ours: &[IpAddr],
+        timeout: Duration,
+        queue: usize,
+    ) -> io::Result<Sniffer> {
+        // The socket's own queue stays small: the ring holds the frames.
+        let mut s = Sniffer::open_with_queue(ifindex, ours, timeout, 1 << 20)?;
+        s.ring = Some(super::ring::RxRing::new(&s.fd, queue, RING_RETIRE)?);
+        Ok(s)
     }
 
     /// The next frame into `buf`; `Ok(None)` when the timeout passes.
     pub fn next<'b>(&mut self, buf: &'b mut [u8]) -> io::Result<Option<&'b [u8]>> {
+        if let Some(ring) = &mut self.ring {
+            if self.pending.is_empty() {
+                let pending = &mut self.pending;
+                ring.read_block(&self.fd, self.timeout, |f| {
+                    pending.push_back(f.data.to_vec())
+                })?;
+            }
+            return Ok(self.pending.pop_front().map(|f| {
+                let n = f.len().min(buf.len());
+                buf[..n].copy_from_slice(&f[..n]);
+                &buf[..n]
+            }));
+        }
         // SAFETY: buf is a valid buffer of its length.
         let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n < 0 {
@@ -489,10 +568,19 @@ impl Sniffer {
         Ok(Some(&buf[..n as usize]))
     }
 
-    /// Up to `batch.capacity()` frames in one recvmmsg: waits (up to the
-    /// timeout) for the first, then takes what is already queued. Returns
-    /// how many; `Ok(0)` when the timeout passed.
+    /// The next frames: with a ring, one whole block (waiting up to the
+    /// timeout for it); without, up to the batch's slots in one recvmmsg
+    /// (waiting for the first, then taking what is already queued).
+    /// Returns how many; `Ok(0)` when the timeout passed.
     pub fn next_batch(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
+        batch.clear();
+        if let Some(ring) = &mut self.ring {
+            while let Some(f) = self.pending.pop_front() {
+                batch.push(&f, crate::analyze::stats::now_nanos());
+            }
+            ring.read_block(&self.fd, self.timeout, |f| batch.push(f.data, f.nanos))?;
+            return Ok(batch.len());
+        }
         let slots = batch.bufs.len();
         let mut iovs: Vec<libc::iovec> = batch
             .bufs
@@ -519,17 +607,23 @@ impl Sniffer {
             return match e.kind() {
                 io::ErrorKind::WouldBlock
                 | io::ErrorKind::TimedOut
-                | io::ErrorKind::Interrupted => {
-                    batch.lens.clear();
-                    Ok(0)
-                }
+                | io::ErrorKind::Interrupted => Ok(0),
                 _ => Err(e),
             };
         }
-        batch.lens.clear();
-        batch
-            .lens
-            .extend(msgs[..n as usize].iter().map(|m| m.msg_len as usize));
+        let now = crate::analyze::stats::now_nanos();
+        for (i, m) in msgs[..n as usize].iter().enumerate() {
+            let len = (m.msg_len as usize).min(batch.bufs[i].len());
+            let RecvBatch {
+                bufs,
+                data,
+                ends,
+                times,
+            } = batch;
+            data.extend_from_slice(&bufs[i][..len]);
+            ends.push(data.len());
+            times.push(now);
+        }
         Ok(n as usize)
     }
 

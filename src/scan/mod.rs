@@ -525,7 +525,7 @@ pub fn run(
         &sources,
         senders,
         Duration::from_millis(50),
-        config.sniffer_queue,
+        (config.sniffer_queue, true),
     )
     .map_err(|(what, e)| ScanError::Io(what, e))?;
     crate::net::privilege::drop_all()

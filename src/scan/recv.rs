@@ -40,7 +40,10 @@ pub(super) fn receive(
         if !matches!(sniffer.next_batch(&mut batch), Ok(n) if n > 0) {
             continue;
         }
-        let at = crate::analyze::stats::now_nanos();
+        // When each frame was captured (the kernel's time, with the ring):
+        // round trips and the evidence's timestamps do not include how
+        // long a block waited to be read.
+        let times = batch.times();
         seen.clear();
         {
             let mut c = shared.correlator.lock().expect("correlator lock");
@@ -51,7 +54,7 @@ pub(super) fn receive(
                     continue;
                 }
                 let ip = crate::wire::ethernet::payload_of(f);
-                seen.push((i, c.on_packet(ip, at)));
+                seen.push((i, c.on_packet(ip, times[i])));
             }
         }
         // The evidence keeps packets from the targets and anything about
@@ -63,7 +66,7 @@ pub(super) fn receive(
             let mut evidence = Frames::with_capacity(seen.len());
             for (i, c) in &seen {
                 if c.is_evidence() {
-                    evidence.push(at, crate::wire::ethernet::payload_of(frames[*i]));
+                    evidence.push(times[*i], crate::wire::ethernet::payload_of(frames[*i]));
                 }
             }
             outputs.send(Batch::Replies(evidence));

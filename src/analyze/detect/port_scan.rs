@@ -54,13 +54,23 @@ fn probe_kind(f: &Flow) -> Option<usize> {
 }
 
 /// Destinations (ports or hosts) touched: four inline, a hash set beyond
-/// (most keys never see a second destination), counted up to a cap.
+/// (most keys never see a second destination), counted exactly up to a
+/// cap. At the cap the set is let go and a sample of [`SAMPLE`] kept: the
+/// count is "at least" from there, and memory stops growing with the
+/// capture (a /16 × 1,000-port scan's own capture held 65,536 pairs of up
+/// to 1,000 ports each, 300 MB, before).
 struct Touched<T> {
     inline: [Option<T>; 4],
     spill: Option<Box<HashSet<T>>>,
     cap: usize,
+    /// The set reached the cap: these are some of its values.
+    sample: Option<Vec<T>>,
     more: bool,
 }
+
+/// Values kept of a set that reached its cap (the report lists 20 ports,
+/// and hosts as ranges).
+const SAMPLE: usize = 64;
 
 impl<T: std::hash::Hash + Eq + Copy> Touched<T> {
     fn new(cap: usize) -> Self {
@@ -68,11 +78,15 @@ impl<T: std::hash::Hash + Eq + Copy> Touched<T> {
             inline: [None; 4],
             spill: None,
             cap,
+            sample: None,
             more: false,
         }
     }
 
     fn len(&self) -> usize {
+        if self.sample.is_some() {
+            return self.cap;
+        }
         match &self.spill {
             Some(s) => s.len(),
             None => self.inline.iter().filter(|x| x.is_some()).count(),
@@ -80,11 +94,18 @@ impl<T: std::hash::Hash + Eq + Copy> Touched<T> {
     }
 
     fn insert(&mut self, v: T) {
-        if let Some(set) = &mut self.spill {
-            if set.len() < self.cap {
-                set.insert(v);
-            } else if !set.contains(&v) {
+        if let Some(sample) = &self.sample {
+            // Whether v is new can no longer be told: the count is a floor.
+            if !sample.contains(&v) {
                 self.more = true;
+            }
+            return;
+        }
+        if let Some(set) = &mut self.spill {
+            set.insert(v);
+            if set.len() >= self.cap {
+                self.sample = Some(set.iter().take(SAMPLE).copied().collect());
+                self.spill = None;
             }
             return;
         }
@@ -101,6 +122,9 @@ impl<T: std::hash::Hash + Eq + Copy> Touched<T> {
     }
 
     fn values(&self) -> Vec<T> {
+        if let Some(sample) = &self.sample {
+            return sample.clone();
+        }
         match &self.spill {
             Some(s) => s.iter().copied().collect(),
             None => self.inline.iter().flatten().copied().collect(),
@@ -155,8 +179,11 @@ impl<T: std::hash::Hash + Eq + Copy> Probes<T> {
 /// no stealth probe are dropped first (a scan needs tens of targets).
 const MAX_KEYS: usize = 20_000;
 
-/// Hosts counted exactly per (source, protocol, port) in a horizontal scan.
-const MAX_HOSTS_PER_PORT: usize = 4_096;
+/// Hosts counted exactly per (source, protocol, port) in a horizontal
+/// scan, and ports per (source, destination) in a vertical one: many times
+/// the default thresholds (50), and never below twice a threshold given.
+const MAX_HOSTS_PER_PORT: usize = 1_024;
+const MAX_PORTS_PER_PAIR: usize = 256;
 
 fn prune<K: std::hash::Hash + Eq, T: std::hash::Hash + Eq + Copy>(
     map: &mut HashMap<K, Probes<T>>,
@@ -202,12 +229,10 @@ impl PortScan {
         } else {
             ((k.b().ip(), k.b_port), (k.a().ip(), k.a_port))
         };
-        // Every port of both protocols fits; hosts are counted exactly up to
-        // 4,096 per (source, protocol, port), "at least" beyond: a scan of a
-        // /16 on 100 ports kept 6.5M addresses (about 200 MB) here, and
-        // 4,096 is eighty times the threshold.
-        let cap_v = 2 * 65_536;
-        let cap_h = MAX_HOSTS_PER_PORT;
+        // Counted exactly up to a cap, "at least" beyond: a scan of a /16
+        // on 100 ports kept 6.5M addresses (about 200 MB) here.
+        let cap_v = MAX_PORTS_PER_PAIR.max(2 * self.t.min_ports_vertical as usize);
+        let cap_h = MAX_HOSTS_PER_PORT.max(2 * self.t.min_hosts_horizontal as usize);
         self.vertical
             .entry((client, server))
             .or_insert_with(|| Probes::new(cap_v, f.first_ns))
