@@ -899,6 +899,7 @@ fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
             "cooldown",
             "file_written",
             "file_written",
+            "capture_analyzed",
             "file_written",
             "run_finished"
         ],
@@ -913,12 +914,12 @@ fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
         ))
     };
     assert!(
-        out.contains(&format!("audit log head {head} after 10 records")),
+        out.contains(&format!("audit log head {head} after 11 records")),
         "{out}"
     );
     assert_eq!(records[1]["sha256"], scope_sha.as_str());
-    assert_eq!(r["audit"]["records"], 8, "the report saw eight records");
-    assert_eq!(records[8]["path"], "report.json");
+    assert_eq!(r["audit"]["records"], 9, "the report saw nine records");
+    assert_eq!(records[9]["path"], "report.json");
 
     // sonde verify, on the directory and on the report.
     let verify = |path: &std::path::Path| {
