@@ -152,3 +152,51 @@ read -r secs mb <<<"$(run "$work/masscan.out" 120 masscan 198.18.0.0/16 -p 1-20,
 found=$(awk '$1 == "open" && $3 == 22' "$work/masscan.txt" | sort -u | wc -l)
 printf '%-44s %8s %8s %8s %s\n' "masscan (frames to the target side's MAC)" "$secs" "$mb" "$found" "$(awk "BEGIN { printf \"%.1f%%\", 100 * $found / $live22 }")"
 echo "sonde / masscan whole-run time: $(awk "BEGIN { printf \"%.2f\", $sonde_sparse / $secs }") (target: at most 0.5, i.e. 2x the rate)"
+
+# Rate accuracy on the link: about 3 s of probes at each rate to the 150
+# live hosts (198.18.1.1-150 x enough ports), achieved rate from the target
+# side's counters (every SYN is answered: a SYN cookie on an open port, a
+# RST elsewhere), sampled every 10 ms, as benches/scan.sh does routed.
+ACCURACY_RATES=${ACCURACY_RATES:-"100 1000 10000 100000 300000"}
+echo
+echo "rate accuracy on the link (sonde, achieved vs requested, target within 5%):"
+for rate in $ACCURACY_RATES; do
+  probes=$((rate * 3))
+  [ $probes -lt 300 ] && probes=300
+  nports=$(((probes + 149) / 150))
+  ip netns exec $T python3 - "$work/samples" <<'PY' &
+import sys, time
+def count():
+    total = 0
+    for path, table, field in (("/proc/net/snmp", "Tcp:", "OutRsts"),
+                               ("/proc/net/netstat", "TcpExt:", "SyncookiesSent")):
+        rows = [l.split() for l in open(path) if l.startswith(table)]
+        total += int(rows[1][rows[0].index(field)])
+    return total
+with open(sys.argv[1], "w") as f:
+    while True:
+        f.write(f"{time.monotonic():.4f} {count()}\n")
+        f.flush()
+        time.sleep(0.01)
+PY
+  sampler=$!
+  sleep 0.3
+  rm -rf "$work/acc"
+  run "$work/acc.out" $((probes * 2 / rate + 30)) "$sonde" scan --scope scopes/lab.toml 198.18.1.1-150 \
+    -p "1-$nports" --rate "$rate" --retries 0 --wait 1 --quiet -o "$work/acc" >/dev/null
+  sleep 0.1
+  kill $sampler
+  wait $sampler 2>/dev/null || true
+  python3 - "$work/samples" "$rate" <<'PY'
+import sys
+rows = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if len(l.split()) == 2]
+rate = float(sys.argv[2])
+moving = [i for i in range(1, len(rows)) if rows[i][1] != rows[i - 1][1]]
+n = rows[-1][1] - rows[0][1]
+secs = rows[moving[-1]][0] - rows[moving[0] - 1][0] if moving else 0
+achieved = (n - 1) / secs if secs > 0 else 0
+dev = (achieved - rate) / rate
+print("  requested %8d  achieved %8.0f  (%+.1f%%) %s, %d probes" % (
+    rate, achieved, 100 * dev, "ok" if abs(dev) <= 0.05 else "OUTSIDE", n))
+PY
+done
