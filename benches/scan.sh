@@ -27,7 +27,8 @@
 # ±5% rate check on smaller scans (default "100 1000 10000 100000 300000").
 # GROWTH (issue 19's growth table: port counts, default "24 100 1000"; empty
 # to skip), GROWTH_RATE (default 300000), GROWTH_PEERS (default "masscan
-# zmap"; empty for sonde alone), ONLY_GROWTH=1 (skip everything else).
+# zmap"; empty for sonde alone), GROWTH_MODES (default "full compact"),
+# ONLY_GROWTH=1 (skip everything else).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "benches/scan.sh needs root (network namespaces)" >&2; exit 1; }
@@ -203,7 +204,7 @@ growth() {
     ports=$(growth_ports "$n")
     probes=$((65536 * n))
     limit=$((3 * probes / rate + 120))
-    for mode in full compact; do
+    for mode in ${GROWTH_MODES:-full compact}; do
       rm -rf "$work/g"
       m=$(measure "$work/sonde.out" $limit "$sonde" scan --scope scopes/lab.toml $NET \
         -p "$ports" --rate "$rate" --retries 0 --wait 2 --quiet --evidence $mode -o "$work/g")

@@ -687,12 +687,17 @@ fn interrupted_at_random_moments_twenty_times() {
             .wrapping_add(1442695040888963407);
         let delay = Duration::from_millis(150 + (seed >> 33) % 1200);
         let signal = if i % 2 == 0 { "-INT" } else { "-TERM" };
-        // Two topologies in turn: routed hosts, and hosts on the scanner's
-        // own link, where the first moments are neighbour discovery.
-        let (targets, ports, planned) = if i % 4 < 2 {
-            ("198.18.1.0/24", "1-40", 256 * 40)
-        } else {
-            ("198.18.0.8-198.18.0.40", "1-300", 33 * 300)
+        // Four topologies in turn: routed hosts; hosts on the scanner's own
+        // link, where the first moments are neighbour discovery; a sparse
+        // range on the link (10 live addresses of 256: mostly discovery
+        // rounds for silent ones); and IPv6 on the link (neighbour
+        // solicitations, one live address among 256; the scanner's own
+        // 2001:db8::2 left out).
+        let (targets, ports, planned) = match i % 4 {
+            0 => ("198.18.1.0/24", "1-40", 256 * 40),
+            1 => ("198.18.0.8-198.18.0.40", "1-300", 33 * 300),
+            2 => ("198.18.0.3-198.18.0.254", "1-300", 252 * 300),
+            _ => ("2001:db8::1 2001:db8::3-2001:db8::101", "1-300", 256 * 300),
         };
         let run = dir.path().join(i.to_string());
         let (pcap, report) = (run.join("capture.pcap"), run.join("report.json"));
@@ -702,7 +707,6 @@ fn interrupted_at_random_moments_twenty_times() {
                 "scan",
                 "--scope",
                 "scopes/lab.toml",
-                targets,
                 "-p",
                 ports,
                 "--rate",
@@ -710,6 +714,7 @@ fn interrupted_at_random_moments_twenty_times() {
                 "--wait",
                 "0.3",
             ])
+            .args(targets.split(' '))
             .args(["-o", run.to_str().unwrap()])
             .spawn()
             .unwrap();
@@ -747,7 +752,7 @@ fn interrupted_at_random_moments_twenty_times() {
                 "-r",
                 pcap.to_str().unwrap(),
                 "-Y",
-                "ip.src==198.18.0.2",
+                "ip.src==198.18.0.2 || ipv6.src==2001:db8::2",
                 "-T",
                 "fields",
                 "-e",

@@ -386,6 +386,10 @@ pub struct RouteCache {
     /// Ask the kernel for every target: policy routing is in use.
     per_target: bool,
     decided: std::collections::HashMap<(bool, u128, u8), Decision>,
+    /// Per-address answers where prefixes cannot be cached (IPv6, policy
+    /// routing): a scan asks once per address, not once per probe (every
+    /// port of an address has the same route). Cleared when full.
+    per_address: std::collections::HashMap<IpAddr, Decision>,
     interfaces: std::collections::HashMap<u32, Link>,
     /// The kernel's neighbour table at load, then what the scan learns itself.
     neighbours: std::collections::HashMap<(u32, IpAddr), [u8; 6]>,
@@ -394,6 +398,9 @@ pub struct RouteCache {
 }
 
 type Decision = (u32, Option<IpAddr>, IpAddr);
+
+/// Per-address route answers kept at most (about 4 MB).
+const MAX_PER_ADDRESS: usize = 1 << 16;
 
 fn bits(a: IpAddr) -> (bool, u128) {
     match a {
@@ -478,6 +485,7 @@ impl RouteCache {
             prefixes,
             per_target,
             decided: Default::default(),
+            per_address: Default::default(),
             interfaces: Default::default(),
             neighbours,
             kernel_lookups: 0,
@@ -512,8 +520,16 @@ impl RouteCache {
     /// The kernel's interface, gateway and source for `target`.
     pub fn route(&mut self, target: IpAddr) -> Result<Decision, RouteError> {
         if self.per_target || target.is_ipv6() {
+            if let Some(d) = self.per_address.get(&target) {
+                return Ok(*d);
+            }
             self.kernel_lookups += 1;
-            return route_to(target);
+            let d = route_to(target)?;
+            if self.per_address.len() >= MAX_PER_ADDRESS {
+                self.per_address.clear();
+            }
+            self.per_address.insert(target, d);
+            return Ok(d);
         }
         let key = self.key(target);
         if let Some(d) = self.decided.get(&key) {

@@ -510,6 +510,7 @@ pub fn run(
             None => None,
         },
         key,
+        open: Vec::new(),
     };
 
     // Every socket the scan will use, opened now: after this the process

@@ -138,7 +138,15 @@ where
                     origins: Vec::new(),
                 };
                 let timing = pass == 0 && !self.shared.timed_full.load(Ordering::Relaxed);
+                let mut walked = 0u32;
                 while batch.remaining() > 0 {
+                    // Positions of down targets take no permit: in a sparse
+                    // range a batch can walk many of them, so the stop is
+                    // looked at within the batch too.
+                    walked += 1;
+                    if walked.is_multiple_of(256) && stop() {
+                        break;
+                    }
                     let Some(position) = walk.next() else { break };
                     let p = plan.at_position(position);
                     let (target, port, question) = (p.target, p.port, p.question);

@@ -127,6 +127,24 @@ pub(super) struct Sinks {
     pub sent_log: Option<SentLogWriter<std::fs::File>>,
     /// Revealed at the end of the sent-probe log.
     pub key: CookieKey,
+    /// The sent-probe log's records being gathered (one per sending
+    /// thread, kind, pass and source).
+    pub open: Vec<OpenRecord>,
+}
+
+/// Probes gathered into one record of the sent-probe log at most.
+const MAX_RECORD: usize = 1 << 16;
+
+/// A record of the sent-probe log being gathered: consecutive batches of
+/// one thread, kind, pass and source.
+pub(super) struct OpenRecord {
+    t: i64,
+    kind: ProbeKind,
+    pass: u32,
+    src: IpAddr,
+    step: u64,
+    positions: Vec<u64>,
+    digest: BatchDigest,
 }
 
 impl Sinks {
@@ -206,35 +224,63 @@ impl Sinks {
             self.pcap(&s.frames, shared);
             return;
         }
-        let Some(log) = &mut self.sent_log else {
+        if self.sent_log.is_none() {
             return;
-        };
-        // One record per source address (a batch has one, unless the
-        // targets' routes give several).
-        let mut frames = s.frames.iter().zip(&s.origins).peekable();
+        }
+        // Batches of one thread (one residue of the stride), kind, pass and
+        // source go on in one record until the outputs are flushed (twice
+        // a second) or it holds MAX_RECORD probes: at low rates a batch is
+        // a probe or two, and a record per batch would cost more than the
+        // pcap it replaces.
         let mut r = Ok(());
-        while let Some(((t, first), &(pos, src))) = frames.next() {
-            let mut digest = BatchDigest::default();
-            digest.add(first);
-            let mut positions = vec![pos];
-            while let Some(((_, f), (p, _))) = frames.next_if(|(_, (_, s))| *s == src) {
-                digest.add(f);
-                positions.push(*p);
-            }
-            r = log.record(
-                t,
-                s.kind,
-                s.pass,
-                src,
-                s.step,
-                runs(positions, s.step),
-                digest,
-            );
-            if r.is_err() {
-                break;
-            }
+        for ((t, frame), &(pos, src)) in s.frames.iter().zip(&s.origins) {
+            let same = |o: &OpenRecord| {
+                (o.kind, o.pass, o.src, o.step) == (s.kind, s.pass, src, s.step)
+                    && o.positions.first().map(|p| p % o.step) == Some(pos % s.step)
+            };
+            let at = match self.open.iter().position(same) {
+                Some(i) if self.open[i].positions.len() < MAX_RECORD => i,
+                found => {
+                    if let Some(i) = found {
+                        let full = self.open.remove(i);
+                        r = r.and(self.write_record(full));
+                    }
+                    self.open.push(OpenRecord {
+                        t,
+                        kind: s.kind,
+                        pass: s.pass,
+                        src,
+                        step: s.step,
+                        positions: Vec::new(),
+                        digest: BatchDigest::default(),
+                    });
+                    self.open.len() - 1
+                }
+            };
+            let o = &mut self.open[at];
+            o.digest.add(frame);
+            o.positions.push(pos);
         }
         shared.check_output("the sent-probe log", r);
+    }
+
+    /// Write every open record of the sent-probe log, oldest first.
+    fn close_records(&mut self) -> std::io::Result<()> {
+        let mut open = std::mem::take(&mut self.open);
+        open.sort_by_key(|o| o.t);
+        let mut r = Ok(());
+        for o in open {
+            r = r.and(self.write_record(o));
+        }
+        r
+    }
+
+    fn write_record(&mut self, o: OpenRecord) -> std::io::Result<()> {
+        let Some(log) = self.sent_log.as_mut() else {
+            return Ok(());
+        };
+        let runs = runs(o.positions, o.step);
+        log.record(o.t, o.kind, o.pass, o.src, o.step, runs, o.digest)
     }
 
     fn pcap(&mut self, frames: &Frames, shared: &Shared) {
@@ -253,6 +299,8 @@ impl Sinks {
     }
 
     fn flush(&mut self, shared: &Shared) {
+        let r = self.close_records();
+        shared.check_output("the sent-probe log", r);
         if let Some(p) = &mut self.pcap {
             let r = p.flush();
             if r.is_err() {
