@@ -233,8 +233,11 @@ impl std::error::Error for ScanError {}
 /// A probe: target, port, kind and DNS question index (0 for other kinds).
 type Key = correlate::ProbeKey;
 
-/// The pause between a pass and the retry pass after it (at most --wait).
+/// The pause between a pass and the retry pass after it (at most --wait),
+/// before any round trip is known; after, four times the slowest one, at
+/// least MIN_RETRY_PAUSE.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
+const MIN_RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// Probes whose send time is kept for `rtt_us` (later ones report none).
 const MAX_TIMED_PROBES: usize = 100_000;
@@ -259,6 +262,9 @@ struct Shared {
     correlator: Mutex<Correlator>,
     /// The correlator keeps no more send times: senders stop offering them.
     timed_full: AtomicBool,
+    /// The slowest round trip measured so far (µs; 0 before the first):
+    /// the retry pause follows it.
+    max_rtt_us: AtomicU64,
     /// Results so far, and open ports among them, for the progress line.
     matched: AtomicU64,
     open: AtomicU64,
@@ -465,6 +471,7 @@ pub fn run(
                 .with_spaces(spaces.clone()),
         ),
         timed_full: AtomicBool::new(false),
+        max_rtt_us: AtomicU64::new(0),
         matched: AtomicU64::new(0),
         open: AtomicU64::new(0),
         drops: AtomicU64::new(0),
@@ -713,7 +720,15 @@ pub fn run(
                     // merely sent twice. (In slices: a Ctrl-C stops the scan, not
                     // the nap.)
                     if pass < config.retries {
-                        let until = Instant::now() + config.wait.min(RETRY_PAUSE);
+                        // Four times the slowest round trip seen (at least
+                        // MIN_RETRY_PAUSE), once replies have shown it.
+                        let pause = match shared.max_rtt_us.load(Ordering::Relaxed) {
+                            0 => RETRY_PAUSE,
+                            us => {
+                                (Duration::from_micros(us) * 4).clamp(MIN_RETRY_PAUSE, RETRY_PAUSE)
+                            }
+                        };
+                        let until = Instant::now() + config.wait.min(pause);
                         while Instant::now() < until && !stop_sending.load(Ordering::Relaxed) {
                             std::thread::sleep(
                                 crate::scope::MAX_WAIT

@@ -77,6 +77,9 @@ pub(super) fn receive(
                 continue;
             };
             shared.matched.fetch_add(1, Ordering::Relaxed);
+            if let Some(us) = result.rtt_us {
+                shared.max_rtt_us.fetch_max(us, Ordering::Relaxed);
+            }
             if result.verdict == Verdict::Open {
                 shared.open.fetch_add(1, Ordering::Relaxed);
             }
