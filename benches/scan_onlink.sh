@@ -16,7 +16,8 @@
 # as on a real scanner host.
 #
 # Two scans, whole-run wall time (start to exit, evidence and report
-# included for sonde), peers in the same run:
+# included for sonde), peers in the same run. sonde runs with its default
+# cooldown (it follows the round trips, as nmap's timeouts do):
 #   dense:  198.18.1.0/24 x 1-1024,8080 (261,375 probes): sonde and
 #           nmap -sS -n --min-rate 100000 -T5 (its ARP ping finds the live
 #           and silent hosts); both compared with the ground truth.
@@ -111,7 +112,7 @@ truth_dense | sort -u >"$work/truth"
 for rate in "$RATE" "${FASTEST:-1000000}"; do
   rm -rf "$work/dense"
   read -r secs mb <<<"$(run "$work/sonde.out" 300 "$sonde" scan --scope scopes/lab.toml 198.18.1.0/24 \
-    -p 1-1024,8080 --rate "$rate" --wait 1 --quiet -o "$work/dense")"
+    -p 1-1024,8080 --rate "$rate" --quiet -o "$work/dense")"
   sonde_open "$work/dense/results.ndjson" >"$work/sonde-open"
   exact=$(cmp -s "$work/truth" "$work/sonde-open" && echo yes || echo NO)
   down=$(python3 -c "import json; r=json.load(open('$work/dense/report.json')); print(sum(d['count'] for d in r['neighbour_discovery']['down']))")
@@ -143,7 +144,7 @@ echo "sparse on-link: 198.18.0.0/16 x 1-20,22 at --rate $RATE (404 live addresse
 printf '%-44s %8s %8s %8s %s\n' tool seconds "rss MB" "22 open" recall
 live22=$((150 + 254))
 read -r secs mb <<<"$(run "$work/sonde.out" 600 "$sonde" scan --scope scopes/lab.toml 198.18.0.0/16 \
-  -p 1-20,22 --rate "$RATE" --wait 1 --retries 0 --quiet -o "$work/sparse")"
+  -p 1-20,22 --rate "$RATE" --retries 0 --quiet -o "$work/sparse")"
 found=$(sonde_open "$work/sparse/results.ndjson" | awk '$2 == 22' | wc -l)
 printf '%-44s %8s %8s %8s %s\n' "sonde" "$secs" "$mb" "$found" "$(awk "BEGIN { printf \"%.1f%%\", 100 * $found / $live22 }")"
 sonde_sparse=$secs

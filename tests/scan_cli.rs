@@ -697,7 +697,11 @@ fn interrupted_at_random_moments_twenty_times() {
             0 => ("198.18.1.0/24", "1-40", 256 * 40),
             1 => ("198.18.0.8-198.18.0.40", "1-300", 33 * 300),
             2 => ("198.18.0.3-198.18.0.254", "1-1000", 252 * 1000),
-            _ => ("2001:db8::1 2001:db8::3-2001:db8::101", "1-20000", 256 * 20000),
+            _ => (
+                "2001:db8::1 2001:db8::3-2001:db8::101",
+                "1-20000",
+                256 * 20000,
+            ),
         };
         let run = dir.path().join(i.to_string());
         let (pcap, report) = (run.join("capture.pcap"), run.join("report.json"));
@@ -1120,4 +1124,64 @@ fn loopback_scan_records_each_probe_once() {
     );
     assert_eq!(tshark_count(&pcap, "frame"), sent + matched);
     assert_eq!(r["capture_analysis"]["summary"]["packets"], sent + matched);
+}
+
+/// Without `--wait` the cooldown follows the round trips (as nmap's
+/// timeouts do): a scan with a port that never answers ends well before
+/// the 2 s bound, with the same results; a `--wait` given is waited in full.
+#[test]
+fn without_wait_the_cooldown_follows_the_round_trips() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cooldown = |run: &std::path::Path| -> serde_json::Value {
+        std::fs::read_to_string(run.join("audit.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|r| r["event"] == "cooldown")
+            .expect("a cooldown record")
+    };
+    let mut matched = Vec::new();
+    for wait in [None, Some("1.5")] {
+        let run = dir.path().join(wait.unwrap_or("auto"));
+        let mut args = vec![
+            "scan",
+            "--scope",
+            "scopes/lab.toml",
+            "198.18.1.10",
+            "-p",
+            // 8081 is dropped: nothing ever answers it.
+            "22,23,8081",
+            "--probe",
+            "syn",
+            "--rate",
+            "2000",
+            "-o",
+            run.to_str().unwrap(),
+        ];
+        if let Some(w) = wait {
+            args.extend(["--wait", w]);
+        }
+        let (code, out, err) = lab.sonde(&args);
+        assert_eq!(code, 0, "{out}{err}");
+        let c = cooldown(&run);
+        let r = report_json(&run.join("report.json"));
+        let secs = c["seconds"].as_f64().unwrap();
+        match wait {
+            None => {
+                assert_eq!(c["adaptive"], true);
+                assert_eq!(r["parameters"]["wait_adaptive"], true);
+                assert_eq!(c["longest"], 2.0);
+                assert!(secs < 1.0, "the cooldown lasted {secs} s");
+            }
+            Some(_) => {
+                assert_eq!(c["adaptive"], false);
+                assert!(secs >= 1.45, "a --wait given is waited: {secs} s");
+            }
+        }
+        matched.push(r["counters"]["matched"].clone());
+        assert!(out.contains("198.18.1.10: open 22"), "{out}");
+    }
+    assert_eq!(matched[0], 2);
+    assert_eq!(matched[0], matched[1], "the same results either way");
 }

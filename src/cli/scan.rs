@@ -44,14 +44,13 @@ pub struct ScanArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub retries: u32,
 
-    /// Seconds to wait for late replies after the last probe.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 2.0,
-        allow_hyphen_values = true
-    )]
-    pub wait: f64,
+    /// Seconds to wait for late replies after the last probe. Default: up
+    /// to 2 s, ending once every probe has its result or replies have
+    /// stopped for eight times the slowest round trip seen (at least 0.1
+    /// s), as nmap's timeouts follow its round trips; a value given is
+    /// waited in full (unless every probe has its result).
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true)]
+    pub wait: Option<f64>,
 
     /// Seed of the probe order (default: random); the same seed, the same order.
     #[arg(long, value_name = "N")]
@@ -126,6 +125,9 @@ fn write_report(
     w.write_all(b"\n")?;
     w.flush()
 }
+
+/// The longest the cooldown lasts when `--wait` is not given.
+const DEFAULT_WAIT: f64 = 2.0;
 
 /// A rate: a finite number of packets per second above 0 (the scope's
 /// ceiling is checked by the gate).
@@ -441,7 +443,7 @@ struct Flags {
 
 impl Flags {
     fn check(args: &ScanArgs) -> Result<Flags, Error> {
-        let wait = super::seconds("--wait", args.wait, "e.g. --wait 2")?;
+        let wait = super::seconds("--wait", args.wait.unwrap_or(DEFAULT_WAIT), "e.g. --wait 2")?;
         let kinds: Vec<ProbeKind> = args
             .probe
             .split(',')
@@ -606,6 +608,7 @@ fn scan_inner(
         dns_port: 53,
         retries: args.retries,
         wait: Duration::from_secs_f64(wait),
+        adaptive_wait: args.wait.is_none(),
         seed: args.seed.unwrap_or_else(rand::random),
         shard,
         template: ProbeTemplate::default(),
@@ -824,7 +827,11 @@ fn scan_inner(
     audit(
         log,
         "cooldown",
-        serde_json::json!({ "seconds": config.wait.as_secs_f64() }),
+        serde_json::json!({
+            "seconds": (outcome.cooldown_seconds * 1000.0).round() / 1000.0,
+            "longest": config.wait.as_secs_f64(),
+            "adaptive": config.adaptive_wait,
+        }),
     )?;
     let mut files = Vec::new();
     let mut written = vec![(run_dir::PCAP, "pcap"), (run_dir::RESULTS, "results")];
@@ -871,6 +878,7 @@ fn scan_inner(
             "rate": gate.rate(),
             "retries": config.retries,
             "wait_seconds": config.wait.as_secs_f64(),
+            "wait_adaptive": config.adaptive_wait,
             "seed": config.seed,
             "shard": format!("{}/{}", shard.index + 1, shard.count),
             "dns_query": questions

@@ -52,7 +52,12 @@ pub struct ScanConfig {
     pub dns_questions: Vec<DnsQuestion>,
     pub dns_port: u16,
     pub retries: u32,
+    /// How long the cooldown waits for late replies after the last probe.
     pub wait: Duration,
+    /// `wait` is the longest the cooldown lasts, not its length: it ends
+    /// once replies have stopped for eight times the slowest round trip
+    /// seen (at least 100 ms), as nmap's timeouts follow its round trips.
+    pub adaptive_wait: bool,
     pub seed: u64,
     pub shard: Shard,
     pub template: ProbeTemplate,
@@ -143,6 +148,8 @@ pub struct ScanOutcome {
     pub neighbours: neighbours::Discovery,
     /// The rate asked for and the rate achieved.
     pub rate: RateReport,
+    /// How long the cooldown lasted (adaptive: up to `wait`).
+    pub cooldown_seconds: f64,
 }
 
 /// The rate asked for, the rate achieved, and what held it back.
@@ -265,6 +272,8 @@ struct Shared {
     /// The slowest round trip measured so far (µs; 0 before the first):
     /// the retry pause follows it.
     max_rtt_us: AtomicU64,
+    /// When the last result arrived (ns since the epoch; 0 before).
+    last_result_ns: std::sync::atomic::AtomicI64,
     /// Results so far, and open ports among them, for the progress line.
     matched: AtomicU64,
     open: AtomicU64,
@@ -472,6 +481,7 @@ pub fn run(
         ),
         timed_full: AtomicBool::new(false),
         max_rtt_us: AtomicU64::new(0),
+        last_result_ns: std::sync::atomic::AtomicI64::new(0),
         matched: AtomicU64::new(0),
         open: AtomicU64::new(0),
         drops: AtomicU64::new(0),
@@ -760,14 +770,20 @@ pub fn run(
     // Cooldown for late replies, then stop the receiver: also after an error,
     // so whatever was captured is kept. It ends early when every probe sent
     // has its result: nothing is outstanding, only duplicates could come.
+    let cooldown_started = Instant::now();
     if outcome.is_ok() && !shared.output_failed.load(Ordering::Relaxed) {
         let until = Instant::now() + config.wait;
+        let sent_end = crate::analyze::stats::now_nanos();
         while Instant::now() < until && shared.matched.load(Ordering::Relaxed) < probes {
+            if config.adaptive_wait && quiet_long_enough(&shared, sent_end, config.wait) {
+                break;
+            }
             std::thread::sleep(
                 Duration::from_millis(10).min(until.saturating_duration_since(Instant::now())),
             );
         }
     }
+    let cooldown_seconds = cooldown_started.elapsed().as_secs_f64();
     shared.stop.store(true, Ordering::Relaxed);
     let (sniffer_stats, mut results, hosts) = receiver.join().unwrap_or_default();
     // The last handle gone, the writer empties its queue, flushes, reveals
@@ -826,6 +842,7 @@ pub fn run(
         shortfall: shared.shortfall.lock().expect("shortfall lock").take(),
     };
     Ok(ScanOutcome {
+        cooldown_seconds,
         hosts: hosts.into_hosts(),
         rate,
         scope_stop,
@@ -839,6 +856,23 @@ pub fn run(
         output_error,
     })
 }
+
+/// The adaptive cooldown's test: no result for eight times the slowest
+/// round trip seen (at least 100 ms, at most `wait`) since the last probe
+/// or the last result, whichever is later. Before any round trip is known,
+/// never (the full `wait`).
+fn quiet_long_enough(shared: &Shared, sent_end: i64, wait: Duration) -> bool {
+    let rtt_us = shared.max_rtt_us.load(Ordering::Relaxed);
+    if rtt_us == 0 {
+        return false;
+    }
+    let quiet = (Duration::from_micros(rtt_us) * 8).clamp(MIN_QUIET, wait.max(MIN_QUIET));
+    let last = sent_end.max(shared.last_result_ns.load(Ordering::Relaxed));
+    crate::analyze::stats::now_nanos().saturating_sub(last) >= quiet.as_nanos() as i64
+}
+
+/// The shortest quiet that ends an adaptive cooldown.
+const MIN_QUIET: Duration = Duration::from_millis(100);
 
 impl Shared {
     /// Whether an output failed (sending stops).

@@ -80,6 +80,9 @@ pub(super) fn receive(
             if let Some(us) = result.rtt_us {
                 shared.max_rtt_us.fetch_max(us, Ordering::Relaxed);
             }
+            shared
+                .last_result_ns
+                .fetch_max(result.time.0, Ordering::Relaxed);
             if result.verdict == Verdict::Open {
                 shared.open.fetch_add(1, Ordering::Relaxed);
             }
