@@ -46,6 +46,32 @@ impl Error {
         }
     }
 
+    /// Whether this is a write to a pipe whose reader has gone.
+    pub fn is_broken_pipe(&self) -> bool {
+        let Error::Runtime {
+            source: Some(source),
+            ..
+        } = self
+        else {
+            return false;
+        };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::BrokenPipe
+            {
+                return true;
+            }
+            if let Some(j) = c.downcast_ref::<serde_json::Error>()
+                && j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe)
+            {
+                return true;
+            }
+            cause = c.source();
+        }
+        false
+    }
+
     pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> Error {
         Error::Usage {
             message: message.into(),

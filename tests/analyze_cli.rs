@@ -306,3 +306,57 @@ fn damage_early_in_a_large_capture_neither_hangs_nor_skips_the_hash() {
         "the hash covers the whole file"
     );
 }
+
+/// Regression (issue 16): `sonde analyze BIG --flows all | head -1`
+/// printed "error: cannot write output: Broken pipe" and exited 1. A reader
+/// that goes away ends sonde quietly with exit 0, as coreutils do.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sonde"))
+        .args(["analyze", "--flows", "all"])
+        .arg(corpus("syn/synflood-spoofed.pcap"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first.trim(), "{");
+    // The reader is dropped here, with megabytes of flows still to come.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+/// Regression (issue 16): `--html -` wrote a file named `-`. It writes the
+/// page to standard output; with the JSON report there too, it is refused.
+#[test]
+fn html_to_standard_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let f = corpus("normal/dns.pcap");
+    let (code, out, err) = sonde(&[
+        "analyze",
+        f.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--html",
+        "-",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("<!DOCTYPE html>"),
+        "{}",
+        &out[..out.len().min(80)]
+    );
+    assert!(!std::path::Path::new("-").exists());
+    let (code, page, err) = sonde(&["report", report.to_str().unwrap(), "--html", "-"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(page.starts_with("<!DOCTYPE html>") && !page.contains("wrote "));
+    let (code, _, err) = sonde(&["analyze", f.to_str().unwrap(), "--html", "-"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("both go to standard output"), "{err}");
+}

@@ -21,7 +21,8 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "FILE|-", default_value = "-")]
     pub report: String,
 
-    /// Also write the report as one self-contained HTML page (as `sonde report --html`).
+    /// Also write the report as one self-contained HTML page (as `sonde
+    /// report --html`; `-` for standard output, with --report FILE).
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
 
@@ -67,6 +68,13 @@ pub fn load_thresholds(path: &std::path::Path) -> Result<Thresholds, Error> {
 }
 
 pub fn run(args: AnalyzeArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    // Both on standard output would be one stream of two documents.
+    if args.html.as_deref() == Some(std::path::Path::new("-")) && args.report == "-" {
+        return Err(Error::usage(
+            "--html - and the JSON report would both go to standard output",
+            "write the report to a file with --report FILE, or the page with --html FILE",
+        ));
+    }
     // Fail on an unwritable report path before reading gigabytes.
     let mut file = match args.report.as_str() {
         "-" => None,
@@ -109,6 +117,7 @@ pub fn run(args: AnalyzeArgs, out: &mut dyn Write) -> Result<i32, Error> {
             &crate::report::PageInput::from_value(value),
             crate::report::Source { name, sha256 },
             html,
+            out,
         )?;
     }
     match file.as_mut() {

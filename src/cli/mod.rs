@@ -76,12 +76,17 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let stdout = std::io::stdout().lock();
     // Names from scope files and captures reach the terminal escaped;
     // analyze's JSON on stdout keeps JSON's own escapes.
-    let mut out: Box<dyn Write> = match cli.command {
+    let mut out: Box<dyn Write> = match &cli.command {
         Command::Analyze(_) => Box::new(stdout),
+        // An HTML page on standard output is a document, not terminal text.
+        Command::Report(a) if a.html == std::path::Path::new("-") => Box::new(stdout),
         _ => Box::new(crate::text::VisibleWriter(stdout)),
     };
     match run(cli, &mut out) {
         Ok(code) => code,
+        // The reader went away (`| head`): nothing is wrong, as for
+        // coreutils and ripgrep.
+        Err(e) if e.is_broken_pipe() => exit::OK,
         Err(e) => {
             let _ = out.flush();
             eprintln!("sonde: error: {}", crate::text::visible(&e.to_string()));

@@ -15,19 +15,29 @@ pub struct ReportArgs {
     #[arg(value_name = "REPORT")]
     pub report: PathBuf,
 
-    /// Write one self-contained HTML page here (inline CSS and SVG, no fetches).
+    /// Write one self-contained HTML page here (inline CSS and SVG, no
+    /// fetches); `-` writes it to standard output.
     #[arg(long, value_name = "FILE", required = true)]
     pub html: PathBuf,
 }
 
-/// Write the HTML page of `report` (parsed JSON read from `source`) to `out`.
-pub fn write_html(report: &PageInput, source: Source, out: &Path) -> Result<(), Error> {
+/// Write the HTML page of `report` (parsed JSON read from `source`) to the
+/// file `out`, or to `stdout` when `out` is `-`.
+pub fn write_html(
+    report: &PageInput,
+    source: Source,
+    out: &Path,
+    stdout: &mut dyn Write,
+) -> Result<(), Error> {
     let page = render_html(report, &source).map_err(|e| {
         Error::usage(
             e.to_string(),
             "give the report.json of a run directory, or a report from sonde analyze",
         )
     })?;
+    if out == Path::new("-") {
+        return stdout.write_all(page.as_bytes()).map_err(write_err);
+    }
     std::fs::write(out, page)
         .map_err(|e| Error::runtime(format!("cannot write {}", out.display()), e))
 }
@@ -67,7 +77,10 @@ pub fn run_report(args: ReportArgs, out: &mut dyn Write) -> Result<i32, Error> {
             sha256,
         },
         &args.html,
+        out,
     )?;
-    writeln!(out, "wrote {}", args.html.display()).map_err(write_err)?;
+    if args.html != Path::new("-") {
+        writeln!(out, "wrote {}", args.html.display()).map_err(write_err)?;
+    }
     Ok(exit::OK)
 }
