@@ -43,6 +43,13 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Render a scan or analysis report as one self-contained HTML page.
     Report(report::ReportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `sonde man > /usr/local/share/man/man1/sonde.1`.
+    Man,
 }
 
 /// nmap spells some options with one dash and two letters (`-iL`); clap
@@ -77,7 +84,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
     // Names from scope files and captures reach the terminal escaped;
     // analyze's JSON on stdout keeps JSON's own escapes.
     let mut out: Box<dyn Write> = match &cli.command {
-        Command::Analyze(_) => Box::new(stdout),
+        // Documents, not terminal text: a JSON report, a completion
+        // script, a man page.
+        Command::Analyze(_) | Command::Completions { .. } | Command::Man => Box::new(stdout),
         // An HTML page on standard output is a document, not terminal text.
         Command::Report(a) if a.html == std::path::Path::new("-") => Box::new(stdout),
         _ => Box::new(crate::text::VisibleWriter(stdout)),
@@ -104,6 +113,18 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
         Command::Craft(args) => craft::run_craft(*args, out),
         Command::Verify(args) => verify::run_verify(args, out),
         Command::Report(args) => report::run_report(args, out),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "sonde", out);
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command())
+                .render(out)
+                .map_err(write_err)?;
+            Ok(exit::OK)
+        }
     }
 }
 
