@@ -196,3 +196,27 @@ fn expired_scope_refuses_with_exit_3() {
         "{out}"
     );
 }
+
+/// Regression (issue 16): `198.18.1-2.1` and `198.18.1.*` were taken for
+/// host names and looked up in DNS. They are nmap's octet ranges; a
+/// malformed one is an input error naming the octet, never a lookup.
+#[test]
+fn octet_ranges_are_targets_not_host_names() {
+    let (code, out, err) = sonde(&[
+        "scope",
+        "check",
+        "scopes/lab.toml",
+        "198.18.1-2.10",
+        "198.18.3.*",
+        "-p",
+        "22",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for t in ["198.18.1.10 port", "198.18.2.10 port", "198.18.3.0/24 port"] {
+        assert!(out.contains(&format!("ALLOWED  {t}")), "{t}: {out}");
+    }
+    let (code, _, err) = sonde(&["scope", "check", "scopes/lab.toml", "198.18.1-2.300"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("octet 4 holds \"300\""), "{err}");
+    assert!(!err.contains("did not resolve"), "no DNS lookup: {err}");
+}

@@ -10,7 +10,7 @@ use crate::target::{PortSet, ResolvedTarget, Resolver, TargetSpec};
 
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
-    /// Targets: addresses, CIDR blocks, ranges (198.18.1.1-50), host names; TARGET:PORT where a port is meant.
+    /// Targets: addresses, CIDR blocks, ranges (198.18.1.1-50), octet ranges (198.18.1-2.*), host names; TARGET:PORT where a port is meant.
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
 
@@ -99,14 +99,12 @@ impl TargetArgs {
                 specs.push((word, spec, None));
             }
         }
-        specs
-            .into_iter()
-            .map(|(text, spec, port)| {
-                Ok(TargetWithPort {
-                    target: spec.resolve(&text, resolver)?,
-                    port,
-                })
-            })
-            .collect()
+        let mut out = Vec::with_capacity(specs.len());
+        for (text, spec, port) in specs {
+            for target in spec.resolve(&text, resolver)? {
+                out.push(TargetWithPort { target, port });
+            }
+        }
+        Ok(out)
     }
 }

@@ -411,6 +411,11 @@ fn rule(
 fn target(cx: &Ctx, t: &Spanned<String>) -> Result<AddrRange, ScopeError> {
     match TargetSpec::parse(t.get_ref()) {
         Ok(TargetSpec::Range(r)) => Ok(r),
+        Ok(TargetSpec::Octets(_)) => Err(cx.error(
+            t.span(),
+            format!("{:?} is an octet range; scope files list blocks and ranges", t.get_ref()),
+            "write it as CIDR blocks or first-last ranges: what a scope allows must read at a glance",
+        )),
         Ok(TargetSpec::Host(h)) => Err(cx.error(
             t.span(),
             format!("{h:?} is a host name; scope files list addresses"),

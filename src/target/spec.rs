@@ -1,7 +1,10 @@
 //! Target specifications in nmap's syntax.
 //!
 //! `198.18.1.1`, `198.18.0.0/24`, `198.18.1.1-198.18.1.50`, the short form
-//! `198.18.1.1-50`, IPv6 addresses, blocks and ranges, and host names. Host
+//! `198.18.1.1-50`, octet ranges (`198.18.1-2.1`, `198.18.1.*`,
+//! `198.18.1.1,5,9-12`), IPv6 addresses, blocks and ranges, and host
+//! names. Text made of digits, dots, `*`, `,` and `-` is never a host name:
+//! a mistyped address must not become a DNS query. Host
 //! names are resolved through a [`Resolver`] so this module stays free of I/O;
 //! the address a name resolves to is what the scope gate judges.
 
@@ -17,7 +20,12 @@ pub enum TargetSpec {
     Range(AddrRange),
     /// A host name still to be resolved.
     Host(String),
+    /// nmap's octet ranges: the addresses as ranges of the last octet.
+    Octets(Vec<AddrRange>),
 }
+
+/// The most ranges one octet-range target may expand to.
+pub const MAX_OCTET_RANGES: usize = 65_536;
 
 /// A target after name resolution.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,7 +67,7 @@ impl fmt::Display for TargetError {
 impl std::error::Error for TargetError {}
 
 const TARGET_HINT: &str = "targets are addresses (198.18.1.1, 2001:db8::1), blocks (198.18.0.0/24), \
-ranges (198.18.1.1-198.18.1.50 or 198.18.1.1-50) or host names";
+ranges (198.18.1.1-198.18.1.50 or 198.18.1.1-50), octet ranges (198.18.1-2.*) or host names";
 
 /// Resolves host names to addresses.
 pub trait Resolver {
@@ -127,26 +135,39 @@ impl TargetSpec {
                 .map(TargetSpec::Range)
                 .map_err(range_err);
         }
+        if s.bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'*' | b',' | b'-'))
+        {
+            return octet_ranges(s).map(TargetSpec::Octets).map_err(err);
+        }
         if is_host_name(s) {
             return Ok(TargetSpec::Host(s.to_ascii_lowercase()));
         }
         Err(err("not an address, block, range or host name".into()))
     }
 
-    /// Resolve to an address range. A host name becomes its first IPv4
-    /// address, or its first IPv6 address when it has no IPv4 one (nmap's
-    /// choice without --resolve-all).
+    /// Resolve to address ranges (one, but for octet ranges). A host name
+    /// becomes its first IPv4 address, or its first IPv6 address when it
+    /// has no IPv4 one (nmap's choice without --resolve-all).
     pub fn resolve(
         &self,
         spec: &str,
         resolver: &dyn Resolver,
-    ) -> Result<ResolvedTarget, TargetError> {
+    ) -> Result<Vec<ResolvedTarget>, TargetError> {
         match self {
-            TargetSpec::Range(r) => Ok(ResolvedTarget {
+            TargetSpec::Range(r) => Ok(vec![ResolvedTarget {
                 spec: spec.to_string(),
                 host: None,
                 range: *r,
-            }),
+            }]),
+            TargetSpec::Octets(ranges) => Ok(ranges
+                .iter()
+                .map(|r| ResolvedTarget {
+                    spec: spec.to_string(),
+                    host: None,
+                    range: *r,
+                })
+                .collect()),
             TargetSpec::Host(h) => {
                 let err = |message: String| TargetError {
                     spec: spec.to_string(),
@@ -161,14 +182,89 @@ impl TargetSpec {
                     .find(|a| a.is_ipv4())
                     .or_else(|| addrs.first())
                     .ok_or_else(|| err(format!("host name {h:?} has no addresses")))?;
-                Ok(ResolvedTarget {
+                Ok(vec![ResolvedTarget {
                     spec: spec.to_string(),
                     host: Some(h.clone()),
                     range: AddrRange::single(*chosen),
-                })
+                }])
             }
         }
     }
+}
+
+/// nmap's octet ranges: four dot-separated octets, each a comma list of
+/// `N`, `N-M`, `-M`, `N-` or `*`; the addresses as ranges of the last
+/// octet, at most [`MAX_OCTET_RANGES`].
+fn octet_ranges(s: &str) -> Result<Vec<AddrRange>, String> {
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.len() != 4 {
+        return Err(format!(
+            "{} dot-separated parts; an IPv4 target has four octets",
+            parts.len()
+        ));
+    }
+    let mut octets: Vec<Vec<(u8, u8)>> = Vec::with_capacity(4);
+    for (i, part) in parts.iter().enumerate() {
+        let mut items: Vec<(u8, u8)> = Vec::new();
+        for item in part.split(',') {
+            let num = |t: &str, default: u8| -> Result<u8, String> {
+                if t.is_empty() {
+                    return Ok(default);
+                }
+                t.parse::<u8>()
+                    .map_err(|_| format!("octet {} holds {t:?}, not a number 0-255", i + 1))
+            };
+            let (lo, hi) = match item {
+                "*" => (0, 255),
+                "" => return Err(format!("octet {} is empty", i + 1)),
+                _ => match item.split_once('-') {
+                    Some((a, b)) => (num(a, 0)?, num(b, 255)?),
+                    None => {
+                        let n = num(item, 0)?;
+                        (n, n)
+                    }
+                },
+            };
+            if lo > hi {
+                return Err(format!(
+                    "octet {} range {item:?} ends before it starts",
+                    i + 1
+                ));
+            }
+            items.push((lo, hi));
+        }
+        items.sort_unstable();
+        // Merge overlapping or adjacent items.
+        let mut merged: Vec<(u8, u8)> = Vec::new();
+        for (lo, hi) in items {
+            match merged.last_mut() {
+                Some(last) if u16::from(lo) <= u16::from(last.1) + 1 => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        octets.push(merged);
+    }
+    let values = |o: &[(u8, u8)]| -> usize { o.iter().map(|(l, h)| usize::from(h - l) + 1).sum() };
+    let count = values(&octets[0]) * values(&octets[1]) * values(&octets[2]) * octets[3].len();
+    if count > MAX_OCTET_RANGES {
+        return Err(format!(
+            "it expands to {count} ranges (at most {MAX_OCTET_RANGES}); write it as CIDR blocks"
+        ));
+    }
+    let each = |o: &[(u8, u8)]| -> Vec<u8> { o.iter().flat_map(|&(l, h)| l..=h).collect() };
+    let mut out = Vec::with_capacity(count);
+    for a in each(&octets[0]) {
+        for b in each(&octets[1]) {
+            for c in each(&octets[2]) {
+                for &(lo, hi) in &octets[3] {
+                    let first = IpAddr::V4(Ipv4Addr::new(a, b, c, lo));
+                    let last = IpAddr::V4(Ipv4Addr::new(a, b, c, hi));
+                    out.push(AddrRange::new(first, last).map_err(|e| e.to_string())?);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// RFC 1123 host name: dot-separated labels of letters, digits and hyphens.
@@ -262,7 +358,45 @@ mod tests {
         match TargetSpec::parse(s).unwrap() {
             TargetSpec::Range(r) => r.to_string(),
             TargetSpec::Host(h) => format!("host {h}"),
+            TargetSpec::Octets(rs) => rs
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
         }
+    }
+
+    /// Regression (issue 16): nmap's octet ranges were taken for host
+    /// names and looked up in DNS.
+    #[test]
+    fn octet_ranges_expand_and_never_become_host_names() {
+        assert_eq!(range("198.18.1-2.1"), "198.18.1.1 198.18.2.1");
+        assert_eq!(range("198.18.1.*"), "198.18.1.0/24");
+        assert_eq!(
+            range("198.18.1.1,5,9-12,-0"),
+            "198.18.1.0/31 198.18.1.5 198.18.1.9-198.18.1.12"
+        );
+        let open_ended = range("198.18.3-.250-");
+        let parts: Vec<&str> = open_ended.split(' ').collect();
+        assert_eq!(parts.len(), 253);
+        assert_eq!(parts[0], "198.18.3.250-198.18.3.255");
+        assert_eq!(parts[252], "198.18.255.250-198.18.255.255");
+        for bad in [
+            "198.18.1-2",
+            "198.18.300.1",
+            "198.18.2-1.1",
+            "198.18..1",
+            "*.*.*.*",
+        ] {
+            let e = TargetSpec::parse(bad).unwrap_err();
+            assert!(!e.message.is_empty(), "{bad:?}");
+        }
+        assert!(
+            TargetSpec::parse("*.*.*.*")
+                .unwrap_err()
+                .message
+                .contains("CIDR")
+        );
     }
 
     #[test]
@@ -304,15 +438,16 @@ mod tests {
     fn host_names_resolve_ipv4_first() {
         let t = TargetSpec::parse("dual.lab.test").unwrap();
         assert_eq!(
-            t.resolve("dual.lab.test", &Fixed)
-                .unwrap()
+            t.resolve("dual.lab.test", &Fixed).unwrap()[0]
                 .range
                 .to_string(),
             "198.18.0.5"
         );
         let t = TargetSpec::parse("v6.lab.test").unwrap();
         assert_eq!(
-            t.resolve("v6.lab.test", &Fixed).unwrap().range.to_string(),
+            t.resolve("v6.lab.test", &Fixed).unwrap()[0]
+                .range
+                .to_string(),
             "2001:db8::6"
         );
         let t = TargetSpec::parse("nope.lab.test").unwrap();
