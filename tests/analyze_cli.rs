@@ -360,3 +360,30 @@ fn html_to_standard_output() {
     assert_eq!(code, 2);
     assert!(err.contains("both go to standard output"), "{err}");
 }
+
+/// Regression (issue 16): a compressed capture said "unknown magic
+/// number", and a missing file got the hint "give pcap or pcapng files".
+/// Each error names what the file is.
+#[test]
+fn errors_name_what_the_input_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("c.pcap.gz");
+    std::fs::write(&gz, [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]).unwrap();
+    let (code, _, err) = sonde(&["analyze", gz.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("gzip-compressed: decompress it first"),
+        "{err}"
+    );
+    let missing = dir.path().join("nope.pcap");
+    let (code, _, err) = sonde(&["analyze", missing.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("hint: check the path"), "{err}");
+    let (code, _, err) = sonde(&["analyze", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("is a directory"), "{err}");
+    let elf = dir.path().join("x.bin");
+    std::fs::write(&elf, [0x7f, b'E', b'L', b'F', 2, 1, 1, 0]).unwrap();
+    let (_, _, err) = sonde(&["analyze", elf.to_str().unwrap()]);
+    assert!(err.contains("it starts with 7f 45 4c 46"), "{err}");
+}

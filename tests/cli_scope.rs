@@ -220,3 +220,38 @@ fn octet_ranges_are_targets_not_host_names() {
     assert!(err.contains("octet 4 holds \"300\""), "{err}");
     assert!(!err.contains("did not resolve"), "no DNS lookup: {err}");
 }
+
+/// Regression (issue 16): `-iL -` was refused; it reads the list from
+/// standard input, and an empty one is still an error, never "everything".
+#[test]
+fn target_list_from_standard_input() {
+    use std::io::Write;
+    let run = |input: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sonde"))
+            .args(["scope", "check", "scopes/lab.toml", "-iL", "-"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run("198.18.1.10\n# a comment\n198.18.2.0/30\n");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ALLOWED  198.18.1.10") && out.contains("ALLOWED  198.18.2.0/30"));
+    let (code, _, err) = run("# nothing\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("holds no target"), "{err}");
+}

@@ -94,9 +94,17 @@ pub fn run(args: AnalyzeArgs, out: &mut dyn Write) -> Result<i32, Error> {
         ..AnalyzeOptions::default()
     };
     let (report, timings) = analyze_timed(&args.captures, &opts).map_err(|e| {
+        // The hint fits the failure: a missing path is not a format problem.
+        let hint = if !e.path.exists() {
+            "check the path: no such file"
+        } else if e.path.is_dir() {
+            "give the capture file itself"
+        } else {
+            "give pcap or pcapng files (tcpdump -w, tshark -w, Wireshark's save)"
+        };
         Error::usage(
             format!("cannot analyze {}: {}", e.path.display(), e.message),
-            "give pcap or pcapng files",
+            hint,
         )
     })?;
     let mut json = serde_json::to_vec_pretty(&report)

@@ -14,7 +14,7 @@ pub struct TargetArgs {
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
 
-    /// Read targets from FILE (nmap's -iL): white-space separated, '#' starts a comment.
+    /// Read targets from FILE (nmap's -iL; '-' for standard input): white-space separated, '#' starts a comment.
     #[arg(long = "input-list", value_name = "FILE")]
     pub input_list: Option<PathBuf>,
 
@@ -81,10 +81,17 @@ impl TargetArgs {
             specs.push((t.clone(), TargetSpec::parse(host)?, port));
         }
         if let Some(path) = &self.input_list {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Input {
-                what: format!("target list {}", path.display()),
-                source,
-            })?;
+            let text = if path == std::path::Path::new("-") {
+                std::io::read_to_string(std::io::stdin().lock()).map_err(|source| Error::Input {
+                    what: "the target list on standard input".into(),
+                    source,
+                })?
+            } else {
+                std::fs::read_to_string(path).map_err(|source| Error::Input {
+                    what: format!("target list {}", path.display()),
+                    source,
+                })?
+            };
             let listed = parse_target_list(&text, &path.display().to_string())?;
             if listed.is_empty() {
                 return Err(Error::usage(

@@ -253,6 +253,36 @@ enum Step {
     Damaged(String),
 }
 
+/// What a file that is no pcap or pcapng is, from its first bytes: a
+/// compressed capture or text says so, anything else shows its start.
+fn not_a_capture(data: &[u8]) -> String {
+    let start: Vec<String> = data.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let kind = match data {
+        [0x1f, 0x8b, ..] => Some("gzip-compressed: decompress it first (gunzip -k FILE)"),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Some("zstd-compressed: decompress it first (zstd -d FILE)"),
+        [0xfd, b'7', b'z', b'X', ..] => Some("xz-compressed: decompress it first (unxz -k FILE)"),
+        [b'B', b'Z', b'h', ..] => Some("bzip2-compressed: decompress it first (bunzip2 -k FILE)"),
+        _ if data
+            .iter()
+            .take(64)
+            .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) =>
+        {
+            Some("text, not a capture")
+        }
+        _ => None,
+    };
+    match kind {
+        Some(k) => format!(
+            "not a pcap or pcapng file: {k} (it starts with {})",
+            start.join(" ")
+        ),
+        None => format!(
+            "not a pcap or pcapng file: it starts with {}, not a pcap or pcapng magic number",
+            start.join(" ")
+        ),
+    }
+}
+
 impl CaptureReader {
     /// Read a capture from any reader; `name` labels warnings. Fails when
     /// the data is neither pcap nor pcapng (wrong magic) or is empty.
@@ -332,9 +362,8 @@ impl CaptureReader {
                     }
                     Err(Incomplete(n)) => n,
                     Err(_) => {
-                        return Err(self.header_error(
-                            "not a pcap or pcapng file (unknown magic number)".to_string(),
-                        ));
+                        let what = not_a_capture(data);
+                        return Err(self.header_error(what));
                     }
                 },
             };
@@ -773,7 +802,7 @@ mod tests {
             (&pcap[..10], "ends after 10 bytes"),
             (&ng[..2], "ends after 2 bytes"),
             (&ng[..20], "ends after 20 bytes"),
-            (&b"not a capture at all"[..], "unknown magic"),
+            (&b"not a capture at all"[..], "text, not a capture"),
         ] {
             for sizes in [&[1][..], &[usize::MAX]] {
                 let e = read_all(bytes, sizes).unwrap_err();
