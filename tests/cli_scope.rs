@@ -67,9 +67,7 @@ fn refusal_exits_3_and_names_target_and_rule() {
         "{out}"
     );
     assert!(
-        out.contains(
-            "REFUSED  192.0.2.1 port 80/syn: 192.0.2.1 port 80/syn is outside every allow rule"
-        ),
+        out.contains("REFUSED  192.0.2.1 port 80/syn is outside every allow rule"),
         "{out}"
     );
     assert!(out.contains("1 of 2 targets refused"), "{out}");
@@ -254,4 +252,40 @@ fn target_list_from_standard_input() {
     let (code, _, err) = run("# nothing\n");
     assert_eq!(code, 2);
     assert!(err.contains("holds no target"), "{err}");
+}
+
+/// Regression (issue 16): without a port, `scope check` judged an ICMP
+/// probe while `scan` sends SYNs to its default ports, so a SYN-only scope
+/// printed a wrong refusal, naming the target twice. It judges what the
+/// scan would send, and a refusal names the target once.
+#[test]
+fn check_judges_what_scan_would_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let scope = dir.path().join("syn-only.toml");
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scopes/lab.toml")).unwrap();
+    std::fs::write(
+        &scope,
+        text.replace(
+            "probes = [\"syn\", \"icmp\", \"dns\"]",
+            "probes = [\"syn\"]",
+        ),
+    )
+    .unwrap();
+    let s = scope.to_str().unwrap();
+    let (code, out, err) = sonde(&["scope", "check", s, "198.18.1.10"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ALLOWED  198.18.1.10 1000 ports/syn"), "{out}");
+    // The limits line says which part is the budget.
+    assert!(
+        out.contains("packets/s; no probe budget (max_probes not set)"),
+        "{out}"
+    );
+    let (code, out, _) = sonde(&["scope", "check", s, "198.18.1.10", "--probe", "icmp"]);
+    assert_eq!(code, 3);
+    assert_eq!(out.matches("198.18.1.10").count(), 1, "{out}");
+    assert!(
+        out.contains("REFUSED  198.18.1.10 (icmp): icmp probes are not allowed"),
+        "{out}"
+    );
 }

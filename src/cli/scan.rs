@@ -566,14 +566,7 @@ fn scan_inner(
             p
         }
         None if !named_ports.is_empty() => named_ports,
-        None => {
-            let allowed = scope.allowed_ports(ProbeKind::Syn);
-            if allowed.len() < 65_535 {
-                allowed
-            } else {
-                PortSet::top(1000).expect("1000 is within the list")
-            }
-        }
+        None => super::targets::default_syn_ports(&scope),
     };
 
     // Refuse anything out of scope before a single packet is sent.

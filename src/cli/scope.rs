@@ -99,30 +99,45 @@ fn check(args: CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
         .map_err(write_err)?;
     }
     for t in &targets {
-        let port_list: Option<PortSet> = t.port.map(PortSet::single).or_else(|| ports.clone());
-        let kind = probe.unwrap_or(if port_list.is_some() {
-            ProbeKind::Syn
-        } else {
-            ProbeKind::Icmp
-        });
+        // What `scan` would send: SYN probes unless --probe says otherwise,
+        // to the ports named or the scan's default ports (DNS: 53).
+        let kind = probe.unwrap_or(ProbeKind::Syn);
+        let port_list: Option<PortSet> = match kind {
+            ProbeKind::Icmp => None,
+            ProbeKind::Syn => Some(
+                t.port
+                    .map(PortSet::single)
+                    .or_else(|| ports.clone())
+                    .unwrap_or_else(|| super::targets::default_syn_ports(&file.scope)),
+            ),
+            ProbeKind::Dns => Some(
+                t.port
+                    .map(PortSet::single)
+                    .or_else(|| ports.clone())
+                    .unwrap_or_else(|| PortSet::single(53)),
+            ),
+        };
         let label = t.target.to_string();
-        let decision = judge(
+        let what = match &port_list {
+            // A default list (nmap's top 1,000) is counted, not spelled out.
+            Some(p) if p.to_string().len() > 60 => format!("{label} {} ports/{kind}", p.len()),
+            Some(p) => format!("{label} port {p}/{kind}"),
+            None => format!("{label} ({kind})"),
+        };
+        // A refusal names the target, the port and the kind itself: it is
+        // printed alone, so nothing appears twice.
+        match judge(
             &gate,
             &t.target.range,
             port_list.as_ref(),
             kind,
             &label,
             now,
-        );
-        let what = match (&port_list, kind.has_port()) {
-            (Some(p), true) => format!("{label} port {p}/{kind}"),
-            _ => format!("{label} ({kind})"),
-        };
-        match decision {
+        ) {
             Decision::Allowed { rule } => writeln!(out, "  ALLOWED  {what}: by {rule}"),
             Decision::Refused(r) => {
                 refused += 1;
-                writeln!(out, "  REFUSED  {what}: {r}")
+                writeln!(out, "  REFUSED  {r}")
             }
         }
         .map_err(write_err)?;
@@ -221,9 +236,11 @@ fn summarize(
     if let Some(n) = &e.notes {
         writeln!(out, "notes: {}", n.trim())?;
     }
-    let budget = s.max_probes.map_or("no limit".to_string(), |n| {
-        format!("at most {n} probes per run")
-    });
+    let budget = s
+        .max_probes
+        .map_or("no probe budget (max_probes not set)".to_string(), |n| {
+            format!("probe budget: at most {n} probes per run")
+        });
     writeln!(out, "limits: at most {} packets/s; {budget}", s.max_rate)?;
     writeln!(out, "probe kinds: {}", s.probes)?;
     writeln!(out, "allowed (after deny rules and the hard deny):")?;

@@ -33,6 +33,19 @@ pub struct TargetArgs {
     pub top_ports: Option<usize>,
 }
 
+/// The ports a SYN scan probes when none are named: the ports the scope
+/// allows SYN probes to, or nmap's top 1,000 when it allows them all.
+/// `scan` and `scope check` share it, so the check judges what the scan
+/// would send.
+pub fn default_syn_ports(scope: &crate::scope::Scope) -> PortSet {
+    let allowed = scope.allowed_ports(crate::scope::ProbeKind::Syn);
+    if allowed.len() < 65_535 {
+        allowed
+    } else {
+        PortSet::top(1000).expect("1000 is within the list")
+    }
+}
+
 /// One target with the port it named, if any.
 #[derive(Debug, Clone)]
 pub struct TargetWithPort {
