@@ -566,7 +566,7 @@ fn scan_inner(
             p
         }
         None if !named_ports.is_empty() => named_ports,
-        None => super::targets::default_syn_ports(&scope),
+        None => super::targets::default_syn_ports(scope),
     };
 
     // Refuse anything out of scope before a single packet is sent.
