@@ -1185,3 +1185,37 @@ fn without_wait_the_cooldown_follows_the_round_trips() {
     assert_eq!(matched[0], 2);
     assert_eq!(matched[0], matched[1], "the same results either way");
 }
+
+/// Regression (issue 16): the summary said "no open ports" for a DNS
+/// server that answered sonde's DNS probes, and a DNS-only scan's servers
+/// were folded away as quiet hosts.
+#[test]
+fn a_dns_server_that_answered_is_a_finding_in_the_summary() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("dns");
+    let (code, out, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        "198.18.1.53",
+        "--probe",
+        "dns",
+        "--dns-query",
+        "www.lab.sonde.test:A,nothing.lab.sonde.test:A",
+        "--rate",
+        "100",
+        "-o",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("198.18.1.53: "))
+        .unwrap_or_else(|| panic!("no line for the server: {out}"));
+    assert!(!line.contains("no open ports"), "{line}");
+    assert!(
+        line.contains("answers DNS (1 of 2 questions NOERROR"),
+        "{line}"
+    );
+}

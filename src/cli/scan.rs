@@ -973,32 +973,51 @@ fn scan_inner(
         for h in hosts {
             let open: Vec<String> = h.open_ports().map(|p| p.to_string()).collect();
             let up = h.answers_ping();
-            if open.is_empty() && !up {
+            // DNS servers that answered the scan's questions are findings
+            // too (a DNS-only scan has no open ports to speak of).
+            let dns: Vec<(u8, u16)> = h
+                .results
+                .iter()
+                .filter_map(|r| match r.verdict {
+                    crate::probe::Verdict::DnsAnswer { rcode, answers, .. } => {
+                        Some((rcode, answers))
+                    }
+                    _ => None,
+                })
+                .collect();
+            if open.is_empty() && !up && dns.is_empty() {
                 quiet_hosts += 1;
                 continue;
+            }
+            let mut parts = Vec::new();
+            if config.kinds.contains(&ProbeKind::Syn) {
+                parts.push(if open.is_empty() {
+                    "no open ports".to_string()
+                } else {
+                    format!("open {}", open.join(","))
+                });
+            }
+            if up {
+                parts.push("answers ping".to_string());
+            }
+            if !dns.is_empty() {
+                let noerror = dns.iter().filter(|(rcode, _)| *rcode == 0).count();
+                parts.push(format!(
+                    "answers DNS ({} of {} questions NOERROR, {} records)",
+                    noerror,
+                    dns.len(),
+                    dns.iter().map(|(_, n)| u64::from(*n)).sum::<u64>()
+                ));
             }
             let not_shown: Vec<String> = h
                 .not_shown
                 .iter()
                 .map(|f| format!("{} {} {} ({})", f.count, f.probe, f.state, f.reason))
                 .collect();
-            writeln!(
-                out,
-                "{}: {}{}{}",
-                h.address,
-                if open.is_empty() {
-                    "no open ports".to_string()
-                } else {
-                    format!("open {}", open.join(","))
-                },
-                if up { "; answers ping" } else { "" },
-                if not_shown.is_empty() {
-                    String::new()
-                } else {
-                    format!("; not shown: {}", not_shown.join(", "))
-                }
-            )
-            .map_err(write_err)?;
+            if !not_shown.is_empty() {
+                parts.push(format!("not shown: {}", not_shown.join(", ")));
+            }
+            writeln!(out, "{}: {}", h.address, parts.join("; ")).map_err(write_err)?;
         }
         if quiet_hosts > 0 {
             writeln!(
