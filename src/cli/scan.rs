@@ -84,8 +84,9 @@ pub struct ScanArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
     pub senders: Option<u64>,
 
-    /// The sniffer's kernel receive queue, bytes with an optional k or m
-    /// suffix (default 64m); replies beyond it are dropped and counted.
+    /// The sniffer's receive ring (kernel memory shared with sonde), bytes
+    /// with an optional k or m suffix (default 64m); replies beyond it are
+    /// dropped and counted.
     #[arg(long = "sniffer-buffer", value_name = "SIZE", value_parser = parse_size)]
     pub sniffer_buffer: Option<usize>,
 

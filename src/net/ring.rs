@@ -10,8 +10,11 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
-/// The ring's geometry.
-const BLOCK_SIZE: usize = 1 << 20;
+/// The largest block: a block is handed over when full or after the
+/// retire timeout, so at high rates 1 MiB (thousands of replies) per wake.
+const MAX_BLOCK: usize = 1 << 20;
+/// The smallest: a page (and room for two frame slots).
+const MIN_BLOCK: usize = 4096;
 /// A frame slot's size in the kernel's accounting (V3 packs frames
 /// tightly in a block; this only bounds the frame count it reports).
 const FRAME_SIZE: usize = 2048;
@@ -20,6 +23,7 @@ const FRAME_SIZE: usize = 2048;
 pub(super) struct RxRing {
     map: *mut u8,
     len: usize,
+    block_size: usize,
     blocks: usize,
     /// The block to read next.
     current: usize,
@@ -50,18 +54,22 @@ impl RxRing {
     pub(super) fn new(fd: &OwnedFd, bytes: usize, retire: Duration) -> io::Result<RxRing> {
         let version = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
         super::packet::setsockopt(fd, libc::SOL_PACKET, libc::PACKET_VERSION, &version)?;
-        let blocks = (bytes / BLOCK_SIZE).max(2);
+        // At least 8 blocks where the size allows, so one block being read
+        // is a small part of the ring; a small ring (--sniffer-buffer 8k)
+        // stays small, so its drops are what was asked for.
+        let block_size = (bytes / 8).next_power_of_two().clamp(MIN_BLOCK, MAX_BLOCK);
+        let blocks = (bytes / block_size).max(2);
         let req = libc::tpacket_req3 {
-            tp_block_size: BLOCK_SIZE as u32,
+            tp_block_size: block_size as u32,
             tp_block_nr: blocks as u32,
             tp_frame_size: FRAME_SIZE as u32,
-            tp_frame_nr: (BLOCK_SIZE / FRAME_SIZE * blocks) as u32,
+            tp_frame_nr: (block_size / FRAME_SIZE * blocks) as u32,
             tp_retire_blk_tov: retire.as_millis().clamp(1, 1000) as u32,
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
         super::packet::setsockopt(fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
-        let len = BLOCK_SIZE * blocks;
+        let len = block_size * blocks;
         // SAFETY: a fresh shared mapping of the ring the kernel just made
         // for this socket, of exactly its size.
         let map = unsafe {
@@ -80,6 +88,7 @@ impl RxRing {
         Ok(RxRing {
             map: map.cast(),
             len,
+            block_size,
             blocks,
             current: 0,
         })
@@ -87,7 +96,7 @@ impl RxRing {
 
     fn block(&self, i: usize) -> *mut libc::tpacket_block_desc {
         // SAFETY: i < blocks, so the offset stays inside the mapping.
-        unsafe { self.map.add(i * BLOCK_SIZE).cast() }
+        unsafe { self.map.add(i * self.block_size).cast() }
     }
 
     /// Whether the current block is ours to read.
@@ -135,18 +144,19 @@ impl RxRing {
         // offset_to_first_pkt on, each header's tp_next_offset leading to
         // the next, all inside the block. Offsets are still checked
         // against the block's size before any read.
+        let block_size = self.block_size;
         let n = unsafe {
             let hdr = &(*b).hdr.bh1;
             let n = hdr.num_pkts as usize;
             let base = b.cast::<u8>();
             let mut off = hdr.offset_to_first_pkt as usize;
             for _ in 0..n {
-                if off + std::mem::size_of::<libc::tpacket3_hdr>() > BLOCK_SIZE {
+                if off + std::mem::size_of::<libc::tpacket3_hdr>() > block_size {
                     break;
                 }
                 let ph = base.add(off).cast::<libc::tpacket3_hdr>();
                 let (mac, snap) = ((*ph).tp_mac as usize, (*ph).tp_snaplen as usize);
-                if off + mac + snap > BLOCK_SIZE {
+                if off + mac + snap > block_size {
                     break;
                 }
                 each(RingFrame {
