@@ -289,3 +289,21 @@ fn check_judges_what_scan_would_send() {
         "{out}"
     );
 }
+
+/// Issue 16: `-n` (nmap's) never resolves: a host name is an input error
+/// before any DNS query; addresses are judged as usual.
+#[test]
+fn no_resolve_refuses_host_names_before_any_lookup() {
+    let (code, _, err) = sonde(&[
+        "scope",
+        "check",
+        "scopes/lab.toml",
+        "-n",
+        "www.example.test",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("-n forbids resolving it"), "{err}");
+    let (code, out, err) = sonde(&["scope", "check", "scopes/lab.toml", "-n", "198.18.1.1:22"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ALLOWED  198.18.1.1 port 22/syn"), "{out}");
+}

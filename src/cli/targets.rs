@@ -31,6 +31,11 @@ pub struct TargetArgs {
     /// The N most common TCP ports, in nmap's frequency order (1-1000).
     #[arg(long = "top-ports", value_name = "N")]
     pub top_ports: Option<usize>,
+
+    /// Never resolve names (nmap's -n): a host name is an error, so no DNS
+    /// query leaves this machine because of the target list.
+    #[arg(short = 'n', long = "no-resolve")]
+    pub no_resolve: bool,
 }
 
 /// The ports a SYN scan probes when none are named: the ports the scope
@@ -121,6 +126,12 @@ impl TargetArgs {
         }
         let mut out = Vec::with_capacity(specs.len());
         for (text, spec, port) in specs {
+            if let (true, TargetSpec::Host(h)) = (self.no_resolve, &spec) {
+                return Err(Error::usage(
+                    format!("{h:?} is a host name, and -n forbids resolving it"),
+                    "give its address instead, or drop -n",
+                ));
+            }
             for target in spec.resolve(&text, resolver)? {
                 out.push(TargetWithPort { target, port });
             }
