@@ -387,3 +387,36 @@ fn errors_name_what_the_input_is() {
     let (_, _, err) = sonde(&["analyze", elf.to_str().unwrap()]);
     assert!(err.contains("it starts with 7f 45 4c 46"), "{err}");
 }
+
+/// Issue 16: `analyze -` reads a capture from standard input (a pipe has
+/// no size until read: the report gives the bytes read and their hash, as
+/// for the same file by name).
+#[test]
+fn a_capture_on_standard_input() {
+    use std::io::Write;
+    let f = corpus("normal/dns.pcap");
+    let bytes = std::fs::read(&f).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sonde"))
+        .args(["analyze", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let piped: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, named, _) = sonde(&["analyze", f.to_str().unwrap()]);
+    let named: serde_json::Value = serde_json::from_str(&named).unwrap();
+    assert_eq!(piped["input"][0]["path"], "-");
+    for k in ["size", "sha256", "packets"] {
+        assert_eq!(piped["input"][0][k], named["input"][0][k], "{k}");
+    }
+    assert_eq!(piped["summary"], named["summary"]);
+}

@@ -223,7 +223,7 @@ impl Analyzer {
 
 struct Source {
     reader: CaptureReader,
-    hash: JoinHandle<std::io::Result<(String, f64)>>,
+    hash: JoinHandle<std::io::Result<(String, f64, u64)>>,
     info: InputFile,
     links: BTreeSet<LinkType>,
     /// The next frame, copied out of the reader: (timestamp, link, wire length).
@@ -258,7 +258,11 @@ impl Source {
         // analysis stopped early at damage) then goes on hashing to the end.
         drop(reader);
         let (sha256, cpu) = match hash.join() {
-            Ok(Ok((h, cpu))) => (h, cpu),
+            Ok(Ok((h, cpu, size))) => {
+                // A pipe (standard input) has no size until it is read.
+                info.size = info.size.max(size);
+                (h, cpu)
+            }
             Ok(Err(e)) => (format!("unreadable: {e}"), 0.0),
             Err(_) => ("unreadable: the hashing thread failed".to_string(), 0.0),
         };
@@ -342,9 +346,10 @@ fn read_and_hash(
     mut f: File,
     to_analysis: SyncSender<Vec<u8>>,
     recycled: Receiver<Vec<u8>>,
-) -> std::io::Result<(String, f64)> {
+) -> std::io::Result<(String, f64, u64)> {
     let start = thread_cpu_seconds();
     let mut h = Sha256::new();
+    let mut size = 0u64;
     let mut listening = true;
     let mut spare = vec![0u8; CHUNK];
     loop {
@@ -363,8 +368,13 @@ fn read_and_hash(
             }
         };
         if n == 0 {
-            return Ok((hex::encode(h.finalize()), thread_cpu_seconds() - start));
+            return Ok((
+                hex::encode(h.finalize()),
+                thread_cpu_seconds() - start,
+                size,
+            ));
         }
+        size += n as u64;
         buf.truncate(n);
         h.update(&buf);
         if listening {
@@ -400,7 +410,13 @@ fn open(path: &Path) -> Result<Source, OpenError> {
         path: path.to_path_buf(),
         message,
     };
-    let file = File::open(path).map_err(|e| err(e.to_string()))?;
+    // `-` is standard input, read as a stream (a pipe from tcpdump -w -).
+    let file = if path == Path::new("-") {
+        File::open("/dev/stdin")
+    } else {
+        File::open(path)
+    }
+    .map_err(|e| err(e.to_string()))?;
     let meta = file.metadata().map_err(|e| err(e.to_string()))?;
     if meta.is_dir() {
         return Err(err(

@@ -13,7 +13,8 @@ use crate::error::{Error, exit};
 
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
-    /// Capture files (pcap or pcapng), analyzed together in time order.
+    /// Capture files (pcap or pcapng), analyzed together in time order; `-`
+    /// reads one from standard input (e.g. `tcpdump -w - | sonde analyze -`).
     #[arg(value_name = "CAPTURE", required = true)]
     pub captures: Vec<PathBuf>,
 
@@ -95,7 +96,9 @@ pub fn run(args: AnalyzeArgs, out: &mut dyn Write) -> Result<i32, Error> {
     };
     let (report, timings) = analyze_timed(&args.captures, &opts).map_err(|e| {
         // The hint fits the failure: a missing path is not a format problem.
-        let hint = if !e.path.exists() {
+        let hint = if e.path == std::path::Path::new("-") {
+            "standard input must carry a pcap or pcapng stream (tcpdump -w -)"
+        } else if !e.path.exists() {
             "check the path: no such file"
         } else if e.path.is_dir() {
             "give the capture file itself"
