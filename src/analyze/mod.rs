@@ -16,6 +16,7 @@ pub mod dns;
 pub mod flows;
 pub mod http;
 pub mod stats;
+mod time;
 
 use std::collections::BTreeSet;
 use std::fs::File;

@@ -452,22 +452,9 @@ impl Stats {
     }
 }
 
-/// Nanoseconds since the Unix epoch, now (0 if the clock is before it).
-pub(crate) fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
-}
-
-pub(crate) fn timestamp(ns: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ns.to_string())
-}
+// The clock and RFC 3339 text live in `analyze::time` (flows use them
+// too, and stats reads flows: one direction between the two files).
+pub(crate) use super::time::{now_nanos, timestamp};
 
 impl Stats {
     /// The top talkers: each address as a source (what it sent) and as a

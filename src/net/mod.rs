@@ -7,3 +7,4 @@ pub mod packet;
 pub mod privilege;
 mod ring;
 pub mod route;
+mod sys;

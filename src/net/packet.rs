@@ -26,6 +26,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use super::route::NextHop;
+use super::sys::{check, setsockopt};
 use crate::scope::Permit;
 
 // linux/if_packet.h and asm-generic/socket.h
@@ -38,14 +39,6 @@ const SO_ATTACH_FILTER: libc::c_int = 26;
 struct TpacketStats {
     tp_packets: u32,
     tp_drops: u32,
-}
-
-fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
 }
 
 fn packet_socket(protocol: u16, ifindex: u32) -> io::Result<OwnedFd> {
@@ -73,25 +66,6 @@ fn packet_socket(protocol: u16, ifindex: u32) -> io::Result<OwnedFd> {
         )
     })?;
     Ok(fd)
-}
-
-pub(super) fn setsockopt<T>(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: &T,
-) -> io::Result<()> {
-    // SAFETY: value points to a T of the size passed.
-    check(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (value as *const T).cast(),
-            std::mem::size_of::<T>() as u32,
-        )
-    })
-    .map(|_| ())
 }
 
 /// Why a packet was not queued.

@@ -53,7 +53,7 @@ impl RxRing {
     /// two blocks), blocks handed over after `retire` at the latest.
     pub(super) fn new(fd: &OwnedFd, bytes: usize, retire: Duration) -> io::Result<RxRing> {
         let version = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
-        super::packet::setsockopt(fd, libc::SOL_PACKET, libc::PACKET_VERSION, &version)?;
+        super::sys::setsockopt(fd, libc::SOL_PACKET, libc::PACKET_VERSION, &version)?;
         // At least 8 blocks where the size allows, so one block being read
         // is a small part of the ring; a small ring (--sniffer-buffer 8k)
         // stays small, so its drops are what was asked for.
@@ -68,7 +68,7 @@ impl RxRing {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        super::packet::setsockopt(fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
+        super::sys::setsockopt(fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
         let len = block_size * blocks;
         // SAFETY: a fresh shared mapping of the ring the kernel just made
         // for this socket, of exactly its size.
