@@ -307,3 +307,43 @@ fn no_resolve_refuses_host_names_before_any_lookup() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("ALLOWED  198.18.1.1 port 22/syn"), "{out}");
 }
+
+/// Issue 16: a target that touches a deny rule was refused whole, with no
+/// way to carve the denied part out. `--exclude` and `--excludefile` only
+/// narrow: the rest is judged on its own, a target excluded entirely says
+/// so.
+#[test]
+fn exclude_carves_the_denied_part_out() {
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "scope",
+            "check",
+            "scopes/example-engagement.toml",
+            "198.18.10.0/24",
+            "-p",
+            "443",
+        ];
+        a.extend_from_slice(extra);
+        sonde(&a)
+    };
+    let (code, out, _) = args(&[]);
+    assert_eq!(code, 3);
+    assert!(
+        out.contains("denied by deny[0] \"payment segment\""),
+        "{out}"
+    );
+    let (code, out, err) = args(&["--exclude", "198.18.10.128/25"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("ALLOWED  198.18.10.0/25 port 443/syn"),
+        "{out}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("exclude.txt");
+    std::fs::write(&list, "# the payment segment\n198.18.10.128/25\n").unwrap();
+    let (code, out, _) = args(&["--excludefile", list.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = args(&["--exclude", "198.18.10.*"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("EXCLUDED 198.18.10.0/24"), "{out}");
+}

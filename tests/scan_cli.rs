@@ -1219,3 +1219,67 @@ fn a_dns_server_that_answered_is_a_finding_in_the_summary() {
         "{line}"
     );
 }
+
+/// Issue 16: `--exclude` narrows a scan: the excluded addresses get no
+/// probe at all (capture on the targets' side), the report and the audit
+/// log record what was taken out, and excluding everything is an input
+/// error (exit 2) before any packet.
+#[test]
+fn excluded_targets_receive_nothing() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("target-side.pcap");
+    let tshark = lab.capture_target_side("vt", &capture);
+    let run = dir.path().join("run");
+    let (code, out, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        "198.18.1.8-15",
+        "-p",
+        "22,80",
+        "--exclude",
+        "198.18.1.10,198.18.1.12-13",
+        "--rate",
+        "2000",
+        "-o",
+        run.to_str().unwrap(),
+    ]);
+    tshark.stop();
+    assert_eq!(code, 0, "{out}{err}");
+    let r = report_json(&run.join("report.json"));
+    assert_eq!(
+        r["parameters"]["exclude"],
+        serde_json::json!(["198.18.1.10", "198.18.1.12/31"])
+    );
+    assert_eq!(r["probes"], 5 * 2, "8 addresses, 3 excluded, 2 ports");
+    for ip in ["198.18.1.10", "198.18.1.12", "198.18.1.13"] {
+        assert_eq!(tshark_count(&capture, &format!("ip.dst=={ip}")), 0, "{ip}");
+    }
+    assert!(tshark_count(&capture, "ip.dst==198.18.1.11 && tcp.flags.syn==1") >= 2);
+    let audit = std::fs::read_to_string(run.join("audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("\"excluded\":[\"198.18.1.10\",\"198.18.1.12/31\"]"),
+        "{audit}"
+    );
+    let none = dir.path().join("none");
+    let (code, _, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        "198.18.1.10",
+        "--exclude",
+        "198.18.1.0/24",
+        "-o",
+        none.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("leave no target"), "{err}");
+    // As for every error after the run directory is made: its audit log
+    // says why, and no probe was sent.
+    let names: Vec<String> = std::fs::read_dir(&none)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["audit.jsonl"]);
+}

@@ -538,7 +538,8 @@ fn scan_inner(
             named_ports.insert(p, p);
         }
     }
-    let targets: IpSet = if given.is_empty() && !args.targets.has_source() {
+    let excluded = args.targets.excluded(&SystemResolver)?;
+    let mut targets: IpSet = if given.is_empty() && !args.targets.has_source() {
         let mut all = scope.allowed_addresses(kinds[0]);
         for k in &kinds[1..] {
             let other = scope.allowed_addresses(*k);
@@ -555,6 +556,15 @@ fn scan_inner(
             .flat_map(|t| t.target.range.canonical_parts())
             .collect()
     };
+    // Exclusions only narrow: they are taken out before anything is judged.
+    let before_exclusion = !targets.is_empty();
+    targets.subtract(&excluded);
+    if before_exclusion && targets.is_empty() {
+        return Err(Error::usage(
+            "nothing to scan: --exclude/--excludefile leave no target",
+            "exclude less, or name other targets",
+        ));
+    }
     if targets.is_empty() {
         return Err(Error::usage(
             "nothing to scan: no targets given and the scope allows none for these probe kinds",
@@ -656,6 +666,7 @@ fn scan_inner(
         "recording",
         serde_json::json!({
             "results_ndjson": args.record,
+            "excluded": excluded.ranges().map(|r| r.to_string()).collect::<Vec<_>>(),
             "report_hosts": "findings in full; closed, filtered and unreachable ports counted per host",
             "evidence": args.evidence,
             "capture_pcap": match args.evidence {
@@ -867,6 +878,7 @@ fn scan_inner(
         },
         "parameters": {
             "targets": targets.ranges().map(|r| r.to_string()).collect::<Vec<_>>(),
+            "exclude": excluded.ranges().map(|r| r.to_string()).collect::<Vec<_>>(),
             "ports": ports.to_string(),
             "probes": kinds,
             "rate": gate.rate(),

@@ -81,7 +81,29 @@ fn check(args: CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
         ),
     };
     let ports = args.targets.port_set()?;
-    let targets = args.targets.resolve(&SystemResolver, true)?;
+    let given = args.targets.resolve(&SystemResolver, true)?;
+    // Exclusions only narrow: each target is judged without them, and a
+    // target they cover entirely is shown as excluded.
+    let excluded = args.targets.excluded(&SystemResolver)?;
+    let mut targets = Vec::with_capacity(given.len());
+    let mut wholly_excluded = Vec::new();
+    for t in given {
+        if excluded.is_empty() {
+            targets.push(t);
+            continue;
+        }
+        let mut rest: crate::target::IpSet = t.target.range.canonical_parts().into_iter().collect();
+        rest.subtract(&excluded);
+        if rest.is_empty() {
+            wholly_excluded.push(t.target.to_string());
+        }
+        for range in rest.ranges() {
+            let mut part = t.clone();
+            part.target.range = range;
+            part.target.host = None;
+            targets.push(part);
+        }
+    }
     let now = OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .expect("0 is a valid nanosecond");
@@ -140,6 +162,13 @@ fn check(args: CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
                 writeln!(out, "  REFUSED  {r}")
             }
         }
+        .map_err(write_err)?;
+    }
+    for t in &wholly_excluded {
+        writeln!(
+            out,
+            "  EXCLUDED {t}: every address is in --exclude/--excludefile"
+        )
         .map_err(write_err)?;
     }
     if refused > 0 {

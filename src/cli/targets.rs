@@ -36,6 +36,15 @@ pub struct TargetArgs {
     /// query leaves this machine because of the target list.
     #[arg(short = 'n', long = "no-resolve")]
     pub no_resolve: bool,
+
+    /// Leave these targets out (nmap's --exclude: comma-separated, any
+    /// target syntax). Exclusions only narrow what is probed.
+    #[arg(long, value_name = "TARGETS", value_delimiter = ',')]
+    pub exclude: Vec<String>,
+
+    /// Leave the targets listed in FILE out (as -iL's format).
+    #[arg(long = "excludefile", value_name = "FILE")]
+    pub exclude_file: Option<PathBuf>,
 }
 
 /// The ports a SYN scan probes when none are named: the ports the scope
@@ -73,6 +82,37 @@ impl TargetArgs {
             }),
             None => Ok(None),
         }
+    }
+
+    /// The addresses --exclude and --excludefile name (IPv4-mapped IPv6
+    /// as IPv4), resolved like targets; empty when neither was given.
+    pub fn excluded(&self, resolver: &dyn Resolver) -> Result<crate::target::IpSet, Error> {
+        let mut specs: Vec<(String, TargetSpec)> = Vec::new();
+        for t in &self.exclude {
+            specs.push((t.clone(), TargetSpec::parse(t)?));
+        }
+        if let Some(path) = &self.exclude_file {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Input {
+                what: format!("exclude list {}", path.display()),
+                source,
+            })?;
+            specs.extend(parse_target_list(&text, &path.display().to_string())?);
+        }
+        let mut out = crate::target::IpSet::new();
+        for (text, spec) in specs {
+            if let (true, TargetSpec::Host(h)) = (self.no_resolve, &spec) {
+                return Err(Error::usage(
+                    format!("{h:?} (in --exclude) is a host name, and -n forbids resolving it"),
+                    "give its address instead, or drop -n",
+                ));
+            }
+            for t in spec.resolve(&text, resolver)? {
+                for part in t.range.canonical_parts() {
+                    out.insert(part);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Whether any target source was given (targets or -iL), even one that
