@@ -327,3 +327,21 @@ fn loopback_replies_are_seen_once() {
     assert_eq!(out.matches("flags=RA").count(), 2, "{out}");
     assert!(out.contains("2 packet(s) sent, 2 replies"), "{out}");
 }
+
+/// Regression (issue 16): `craft --dump` stopped at UDP; a DNS layer is
+/// shown as the analyzer decodes it.
+#[test]
+fn dump_shows_the_dns_layer() {
+    let (code, out, err) = sonde(&[
+        "craft",
+        "ip(dst=198.18.1.53)/udp(dport=53)/dns(id=4660,qd=www.lab.sonde.test:AAAA)",
+        "--dump",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "dns    id 4660 query rcode NOERROR answers 0 question www.lab.sonde.test AAAA"
+        ),
+        "{out}"
+    );
+}

@@ -255,11 +255,28 @@ fn dump(out: &mut dyn Write, ethernet: bool, bytes: &[u8]) -> std::io::Result<()
             sport,
             dport,
             payload,
-        }) => writeln!(
-            out,
-            "udp    {sport} > {dport} payload {} bytes",
-            payload.len()
-        )?,
+        }) => {
+            writeln!(
+                out,
+                "udp    {sport} > {dport} payload {} bytes",
+                payload.len()
+            )?;
+            // DNS on its port, as the analyzer decodes it.
+            if (sport == 53 || dport == 53)
+                && let Some(m) = crate::analyze::dns::parse(payload, false)
+            {
+                writeln!(
+                    out,
+                    "dns    id {} {} rcode {} answers {} question {} {}",
+                    m.id,
+                    if m.response { "response" } else { "query" },
+                    crate::analyze::dns::rcode_name(m.rcode),
+                    m.answers,
+                    crate::text::visible(&m.qname),
+                    crate::analyze::dns::qtype_name(m.qtype)
+                )?;
+            }
+        }
         Some(Transport::Icmp { kind, code }) => writeln!(out, "icmp   type {kind} code {code}")?,
         Some(Transport::Icmpv6 { kind, code }) => writeln!(out, "icmpv6 type {kind} code {code}")?,
         None => {}
