@@ -70,6 +70,19 @@ fn scan_writes_results_ndjson_report_and_evidence() {
         states.contains(&"22:\"open\"".to_string()) && states.contains(&"null:\"up\"".to_string()),
         "{states:?}"
     );
+    // Ports carry nmap's service name (issue 16); an echo reply none.
+    let services: Vec<String> = r["hosts"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| format!("{}:{}", x["port"], x["service"]))
+        .collect();
+    assert!(
+        services.contains(&"22:\"ssh\"".to_string())
+            && services.contains(&"80:\"http\"".to_string()),
+        "{services:?}"
+    );
+    assert!(services.contains(&"null:null".to_string()), "{services:?}");
     assert_eq!(
         r["hosts"][0]["not_shown"],
         serde_json::json!([{"probe": "syn", "state": "closed", "reason": "rst", "count": 1, "ports": "23"}])

@@ -273,11 +273,17 @@ impl Correlator {
             .sent_at
             .get(&probe)
             .map(|&sent| (now.saturating_sub(sent).max(0) / 1000) as u64);
+        let service = match r.kind {
+            ProbeKind::Syn => r.port.and_then(crate::target::ports::tcp_service),
+            ProbeKind::Dns => Some("domain"),
+            ProbeKind::Icmp => None,
+        };
         Correlation::Matched(ScanResult {
             target: r.target,
             port: r.port,
             probe: r.kind,
             question,
+            service,
             verdict: r.verdict,
             ttl: r.ttl,
             rtt_us,

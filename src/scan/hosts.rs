@@ -227,6 +227,7 @@ mod tests {
             port,
             probe,
             question: None,
+            service: None,
             verdict,
             ttl: 64,
             rtt_us: None,

@@ -89,6 +89,10 @@ pub struct ScanResult {
     /// The DNS question, NAME:TYPE (DNS results only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub question: Option<Arc<str>>,
+    /// nmap's name for the port's service (`ssh`; `domain` for DNS), as
+    /// nmap prints it beside a port; none for ICMP or an unnamed port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<&'static str>,
     #[serde(flatten)]
     pub verdict: Verdict,
     pub ttl: u8,

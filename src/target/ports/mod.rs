@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+mod services;
 mod top;
 
 /// An error in a port list, with the byte offset (0-based) of the bad item.
@@ -36,6 +37,15 @@ pub struct PortSet {
 }
 
 const PORT_HINT: &str = "ports are 1-65535, written like 22,80,1000-2000 or - for all";
+
+/// nmap's name for a TCP port's service (`ssh` for 22), if it has one
+/// (from Debian's nmap-services; `services.rs` records the command).
+pub fn tcp_service(port: u16) -> Option<&'static str> {
+    services::TCP_SERVICES
+        .binary_search_by_key(&port, |&(p, _)| p)
+        .ok()
+        .map(|i| services::TCP_SERVICES[i].1)
+}
 
 impl PortSet {
     pub fn new() -> PortSet {
@@ -202,6 +212,20 @@ fn parse_port(s: &str) -> Result<u16, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_names_are_nmaps() {
+        assert_eq!(tcp_service(22), Some("ssh"));
+        assert_eq!(tcp_service(80), Some("http"));
+        assert_eq!(tcp_service(443), Some("https"));
+        assert_eq!(tcp_service(3306), Some("mysql"));
+        assert_eq!(tcp_service(65535), None);
+        assert!(
+            super::services::TCP_SERVICES
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0)
+        );
+    }
 
     #[test]
     fn nmap_syntax() {
