@@ -332,6 +332,29 @@ fn exclude_carves_the_denied_part_out() {
         out.contains("denied by deny[0] \"payment segment\""),
         "{out}"
     );
+    // The refusal says which --exclude carves the denied part out.
+    assert!(
+        out.contains("--exclude 198.18.10.128/25 takes that out"),
+        "{out}"
+    );
+    // scan says the same before it refuses (nothing is sent either way).
+    let dir0 = tempfile::tempdir().unwrap();
+    let run = dir0.path().join("run");
+    let (code, _, err) = sonde(&[
+        "scan",
+        "--scope",
+        "scopes/example-engagement.toml",
+        "198.18.10.0/24",
+        "-p",
+        "443",
+        "-o",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("--exclude 198.18.10.128/25 takes that out"),
+        "{err}"
+    );
     let (code, out, err) = args(&["--exclude", "198.18.10.128/25"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(

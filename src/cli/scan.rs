@@ -602,6 +602,13 @@ fn scan_inner(
         }
     }
     if !refusals.is_empty() {
+        if refusals
+            .iter()
+            .any(|r| matches!(r, crate::scope::Refusal::Denied { .. }))
+            && let Some(hint) = super::targets::exclude_hint(scope, &targets)
+        {
+            eprintln!("sonde: {hint}");
+        }
         return Err(Error::Refused(refusals));
     }
     let config = ScanConfig {

@@ -173,6 +173,13 @@ fn check(args: CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
     }
     if refused > 0 {
         writeln!(out, "\n{refused} of {} targets refused", targets.len()).map_err(write_err)?;
+        let judged: crate::target::IpSet = targets
+            .iter()
+            .flat_map(|t| t.target.range.canonical_parts())
+            .collect();
+        if let Some(note) = super::targets::exclude_hint(&file.scope, &judged) {
+            writeln!(out, "{note}").map_err(write_err)?;
+        }
         return Ok(exit::REFUSED);
     }
     Ok(exit::OK)
