@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::probe::plan::ProbePlan;
-use crate::probe::{CookieKey, DnsQuestion, Probe, ProbeTemplate, build, qtype_name};
+use crate::probe::{CookieKey, DnsQuestion, ProbeTemplate, qtype_name};
 use crate::scope::ProbeKind;
 use crate::target::index::Shard;
 use crate::target::{AddrRange, IpSet, PortSet};
@@ -463,21 +463,8 @@ impl Rebuild {
             let mut pos = first;
             loop {
                 let p = plan.at_position(pos);
-                let mut marks = key.marks(rec.src, p.target, p.port.unwrap_or(0), kind);
-                marks.dns_id = marks.dns_id_for(p.question);
-                build(
-                    buf,
-                    &Probe {
-                        kind,
-                        src: rec.src,
-                        dst: p.target,
-                        port: p.port,
-                    },
-                    &marks,
-                    &self.template,
-                    self.questions.get(usize::from(p.question)),
-                )
-                .map_err(|e| format!("position {pos}: {e}"))?;
+                p.build(buf, rec.src, key, &self.template, &self.questions)
+                    .map_err(|e| format!("position {pos}: {e}"))?;
                 digest.add(buf);
                 on_probe(buf);
                 probes += 1;
@@ -543,22 +530,7 @@ mod tests {
                 let mut d = BatchDigest::default();
                 for &pos in batch {
                     let pp = k.at_position(pos);
-                    let mut m = key.marks(src, pp.target, pp.port.unwrap_or(0), k.kind);
-                    m.dns_id = m.dns_id_for(pp.question);
-                    let probe = Probe {
-                        kind: k.kind,
-                        src,
-                        dst: pp.target,
-                        port: pp.port,
-                    };
-                    build(
-                        &mut buf,
-                        &probe,
-                        &m,
-                        &p.template,
-                        q.get(pp.question as usize),
-                    )
-                    .unwrap();
+                    pp.build(&mut buf, src, key, &p.template, &q).unwrap();
                     d.add(&buf);
                 }
                 let r = runs(batch.iter().copied(), 2);

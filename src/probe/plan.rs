@@ -21,6 +21,8 @@
 
 use std::net::IpAddr;
 
+use super::build::{BuildError, DnsQuestion, Probe, ProbeTemplate, build};
+use super::cookie::CookieKey;
 use crate::scope::ProbeKind;
 use crate::target::index::{IndexError, IndexSpace, Permutation};
 use crate::target::{IpSet, PortSet};
@@ -34,6 +36,38 @@ pub struct PlannedProbe {
     pub port: Option<u16>,
     /// The DNS question's index (0 for other kinds).
     pub question: u8,
+}
+
+impl PlannedProbe {
+    /// Build this probe from `src` into `buf`: its marks from `key` (the DNS
+    /// id carrying the question's index), the header values of `template`,
+    /// the question from `questions`. The scan's senders and `sonde
+    /// verify`'s rebuild of a compact run both build through here, so the
+    /// bytes rebuilt are the bytes sent.
+    pub fn build(
+        &self,
+        buf: &mut Vec<u8>,
+        src: IpAddr,
+        key: &CookieKey,
+        template: &ProbeTemplate,
+        questions: &[DnsQuestion],
+    ) -> Result<(), BuildError> {
+        let mut marks = key.marks(src, self.target, self.port.unwrap_or(0), self.kind);
+        marks.dns_id = marks.dns_id_for(self.question);
+        let probe = Probe {
+            kind: self.kind,
+            src,
+            dst: self.target,
+            port: self.port,
+        };
+        build(
+            buf,
+            &probe,
+            &marks,
+            template,
+            questions.get(usize::from(self.question)),
+        )
+    }
 }
 
 /// One kind's probes: its index space and the keyed order it is sent in.

@@ -14,8 +14,8 @@ use super::writer::{Batch, Frames, Outputs, SentBatch};
 use super::{Key, Path, ScanConfig, ScanError, ScopeStop, Shared};
 use crate::net::link::LinkSender;
 use crate::net::route;
+use crate::probe::CookieKey;
 use crate::probe::plan::KindPlan;
-use crate::probe::{CookieKey, Probe, build};
 use crate::scope::{Refusal, ScopeGate};
 use crate::target::index::Shard;
 
@@ -174,20 +174,12 @@ where
                     let permit = batch
                         .permit(source, target, port, kind)
                         .map_err(ScanError::Refused)?;
-                    let mut marks = self.key.marks(source, target, port.unwrap_or(0), kind);
-                    marks.dns_id = marks.dns_id_for(question);
-                    let probe = Probe {
-                        kind,
-                        src: source,
-                        dst: target,
-                        port,
-                    };
-                    build(
+                    p.build(
                         &mut buf,
-                        &probe,
-                        &marks,
+                        source,
+                        self.key,
                         &config.template,
-                        config.dns_questions.get(usize::from(question)),
+                        &config.dns_questions,
                     )
                     .map_err(|e| {
                         ScanError::Io("cannot build a probe", std::io::Error::other(e.to_string()))
