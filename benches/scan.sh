@@ -112,21 +112,7 @@ fi
 measure() {
   local out=$1 limit=$2
   shift 2
-  ip netns exec $T python3 - "$work/samples" <<'PY' &
-import sys, time
-def count():
-    total = 0
-    for path, table, field in (("/proc/net/snmp", "Tcp:", "OutRsts"),
-                               ("/proc/net/netstat", "TcpExt:", "SyncookiesSent")):
-        rows = [l.split() for l in open(path) if l.startswith(table)]
-        total += int(rows[1][rows[0].index(field)])
-    return total
-with open(sys.argv[1], "w") as f:
-    while True:
-        f.write(f"{time.monotonic():.4f} {count()}\n")
-        f.flush()
-        time.sleep(0.01)
-PY
+  ip netns exec $T python3 benches/answered_syns.py sample "$work/samples" &
   local sampler=$!
   sleep 0.3
   local rc=0
@@ -142,21 +128,11 @@ PY
   sleep 0.1
   kill $sampler
   wait $sampler 2>/dev/null || true
-  python3 - "$work/samples" $(tail -1 "$work/rss") <<'PY'
-import sys
-rows = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if len(l.split()) == 2]
-base, final = rows[0][1], rows[-1][1]
-moving = [i for i in range(1, len(rows)) if rows[i][1] != rows[i - 1][1]]
-if not moving:
-    print(0, 0, 0, sys.argv[2], sys.argv[3]); sys.exit()
-# from the sample before the first increase to the first sample at the final count
-t0 = rows[moving[0] - 1][0]
-t1 = rows[moving[-1]][0]
-n = final - base
-print(int(n), f"{t1 - t0:.3f}", int(n / max(t1 - t0, 1e-9)), sys.argv[2], sys.argv[3])
-PY
+  read -r n secs <<<"$(python3 benches/answered_syns.py rate "$work/samples")"
+  local pps=0
+  [ "$n" -gt 0 ] && pps=$(awk "BEGIN { printf \"%d\", $n / ($secs > 0 ? $secs : 1e-9) }")
+  echo "$n $secs $pps $(tail -1 "$work/rss")"
 }
-
 ratio() { awk "BEGIN { if ($2 > 0) printf \"%.2f\", $1 / $2; else print \"n/a\" }"; }
 
 echo "lab: $NET x 21 ports ($((65536 * 21)) probes), ground truth $TRUTH open"

@@ -165,21 +165,7 @@ for rate in $ACCURACY_RATES; do
   probes=$((rate * 3))
   [ $probes -lt 300 ] && probes=300
   nports=$(((probes + 149) / 150))
-  ip netns exec $T python3 - "$work/samples" <<'PY' &
-import sys, time
-def count():
-    total = 0
-    for path, table, field in (("/proc/net/snmp", "Tcp:", "OutRsts"),
-                               ("/proc/net/netstat", "TcpExt:", "SyncookiesSent")):
-        rows = [l.split() for l in open(path) if l.startswith(table)]
-        total += int(rows[1][rows[0].index(field)])
-    return total
-with open(sys.argv[1], "w") as f:
-    while True:
-        f.write(f"{time.monotonic():.4f} {count()}\n")
-        f.flush()
-        time.sleep(0.01)
-PY
+  ip netns exec $T python3 benches/answered_syns.py sample "$work/samples" &
   sampler=$!
   sleep 0.3
   rm -rf "$work/acc"
@@ -188,16 +174,9 @@ PY
   sleep 0.1
   kill $sampler
   wait $sampler 2>/dev/null || true
-  python3 - "$work/samples" "$rate" <<'PY'
-import sys
-rows = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if len(l.split()) == 2]
-rate = float(sys.argv[2])
-moving = [i for i in range(1, len(rows)) if rows[i][1] != rows[i - 1][1]]
-n = rows[-1][1] - rows[0][1]
-secs = rows[moving[-1]][0] - rows[moving[0] - 1][0] if moving else 0
-achieved = (n - 1) / secs if secs > 0 else 0
-dev = (achieved - rate) / rate
-print("  requested %8d  achieved %8.0f  (%+.1f%%) %s, %d probes" % (
-    rate, achieved, 100 * dev, "ok" if abs(dev) <= 0.05 else "OUTSIDE", n))
-PY
+  read -r n secs <<<"$(python3 benches/answered_syns.py rate "$work/samples")"
+  awk -v n="$n" -v s="$secs" -v r="$rate" 'BEGIN {
+    a = (s > 0) ? (n - 1) / s : 0; d = (a - r) / r
+    printf "  requested %8d  achieved %8.0f  (%+.1f%%) %s, %d probes\n", r, a, 100 * d, (d < -0.05 || d > 0.05) ? "OUTSIDE" : "ok", n
+  }'
 done
