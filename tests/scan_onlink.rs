@@ -122,6 +122,67 @@ fn on_link_hosts_are_resolved_by_our_own_arp_and_silent_ones_are_down() {
     assert_eq!(code, 0, "{out}");
 }
 
+/// Regression: when the kernel already knew every live target and every
+/// address left to ask about was absent, no answer ever showed the link's
+/// round trip, and discovery waited its three rounds in full (0.85 s) on a
+/// link that answers within a millisecond. The first round now also asks a
+/// few neighbours the kernel knows; their answers set the rounds' length.
+#[test]
+fn discovery_rounds_follow_the_link_even_when_every_address_asked_is_absent() {
+    let lab = Lab::new();
+    // The kernel learns the live hosts' MACs (ping resolves them).
+    for host in 10..20 {
+        let status = lab
+            .scanner_command("ping")
+            .args(["-c", "1", "-W", "1", &format!("198.18.0.{host}")])
+            .status()
+            .unwrap();
+        assert!(status.success(), "198.18.0.{host} answers ping");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("target.pcap");
+    let tshark = lab.capture_target_side("vt", &capture);
+    let run = dir.path().join("run");
+    let (code, out, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        "198.18.0.10-198.18.0.40",
+        "-p",
+        "22",
+        "--wait",
+        "0.5",
+        "-o",
+        run.to_str().unwrap(),
+    ]);
+    tshark.stop();
+    assert_eq!(code, 0, "{out}{err}");
+    let r = report_json(&run.join("report.json"));
+    let nd = &r["neighbour_discovery"];
+    // Only the 21 absent ones are asked for (three rounds each); eight
+    // known ones are asked once, to time the link.
+    assert_eq!(nd["asked"], 21, "{nd}");
+    assert_eq!(nd["answered"], 0, "{nd}");
+    assert_eq!(nd["requests_sent"], 21 * 3 + 8, "{nd}");
+    assert_eq!(nd["down"][0]["count"], 21, "{nd}");
+    assert_eq!(
+        tshark_count(
+            &capture,
+            "arp.opcode==1 && arp.src.proto_ipv4==198.18.0.2 && arp.dst.proto_ipv4>=198.18.0.10 && arp.dst.proto_ipv4<=198.18.0.17"
+        ),
+        8
+    );
+    // Full rounds take 0.85 s at the least; rounds of eight round trips
+    // (at least 40 ms each) on a veth take about 0.15 s. The bound is far
+    // from both, so that a busy machine cannot make it flaky.
+    let discovery = r["rate"]["discovery_seconds"].as_f64().unwrap();
+    assert!(discovery < 0.6, "discovery took {discovery} s");
+    // The live hosts are scanned as before.
+    for host in 10..20 {
+        assert!(out.contains(&format!("198.18.0.{host}: open 22")), "{out}");
+    }
+}
+
 #[test]
 fn no_neighbour_request_for_an_address_the_scope_does_not_cover() {
     let lab = Lab::new();

@@ -46,9 +46,10 @@ pub struct ScanArgs {
 
     /// Seconds to wait for late replies after the last probe. Default: up
     /// to 2 s, ending once every probe has its result or replies have
-    /// stopped for eight times the slowest round trip seen (at least 0.1
-    /// s), as nmap's timeouts follow its round trips; a value given is
-    /// waited in full (unless every probe has its result).
+    /// stopped for twice the reply timeout the round trips show (smoothed
+    /// round trip + 4 deviations, at least the slowest; at least 0.05 s),
+    /// as nmap's timeouts follow its round trips; a value given is waited
+    /// in full (unless every probe has its result).
     #[arg(long, value_name = "SECS", allow_hyphen_values = true)]
     pub wait: Option<f64>,
 

@@ -17,6 +17,7 @@ pub mod neighbours;
 pub mod progress;
 mod recv;
 mod send;
+pub mod timing;
 mod writer;
 
 use std::collections::HashMap;
@@ -55,8 +56,9 @@ pub struct ScanConfig {
     /// How long the cooldown waits for late replies after the last probe.
     pub wait: Duration,
     /// `wait` is the longest the cooldown lasts, not its length: it ends
-    /// once replies have stopped for eight times the slowest round trip
-    /// seen (at least 100 ms), as nmap's timeouts follow its round trips.
+    /// once replies have stopped for twice the reply timeout of
+    /// [`timing::RttEstimator`] (at least 50 ms), as nmap's timeouts follow
+    /// its round trips.
     pub adaptive_wait: bool,
     pub seed: u64,
     pub shard: Shard,
@@ -273,9 +275,10 @@ struct Shared {
     correlator: Mutex<Correlator>,
     /// The correlator keeps no more send times: senders stop offering them.
     timed_full: AtomicBool,
-    /// The slowest round trip measured so far (µs; 0 before the first):
-    /// the retry pause follows it.
-    max_rtt_us: AtomicU64,
+    /// How long a reply may take (µs; 0 before the first round trip),
+    /// from the receive thread's [`timing::RttEstimator`]: the retry pause
+    /// and the adaptive cooldown follow it.
+    reply_timeout_us: AtomicU64,
     /// When the last result arrived (ns since the epoch; 0 before).
     last_result_ns: std::sync::atomic::AtomicI64,
     /// Results so far, and open ports among them, for the progress line.
@@ -484,7 +487,7 @@ pub fn run(
                 .with_spaces(spaces.clone()),
         ),
         timed_full: AtomicBool::new(false),
-        max_rtt_us: AtomicU64::new(0),
+        reply_timeout_us: AtomicU64::new(0),
         last_result_ns: std::sync::atomic::AtomicI64::new(0),
         matched: AtomicU64::new(0),
         open: AtomicU64::new(0),
@@ -734,13 +737,11 @@ pub fn run(
                     // merely sent twice. (In slices: a Ctrl-C stops the scan, not
                     // the nap.)
                     if pass < config.retries {
-                        // Four times the slowest round trip seen (at least
+                        // The reply timeout the round trips show (at least
                         // MIN_RETRY_PAUSE), once replies have shown it.
-                        let pause = match shared.max_rtt_us.load(Ordering::Relaxed) {
+                        let pause = match shared.reply_timeout_us.load(Ordering::Relaxed) {
                             0 => RETRY_PAUSE,
-                            us => {
-                                (Duration::from_micros(us) * 4).clamp(MIN_RETRY_PAUSE, RETRY_PAUSE)
-                            }
+                            us => Duration::from_micros(us).clamp(MIN_RETRY_PAUSE, RETRY_PAUSE),
                         };
                         let until = Instant::now() + config.wait.min(pause);
                         while Instant::now() < until && !stop_sending.load(Ordering::Relaxed) {
@@ -861,22 +862,23 @@ pub fn run(
     })
 }
 
-/// The adaptive cooldown's test: no result for eight times the slowest
-/// round trip seen (at least 100 ms, at most `wait`) since the last probe
-/// or the last result, whichever is later. Before any round trip is known,
-/// never (the full `wait`).
+/// The adaptive cooldown's test: no result for twice the reply timeout
+/// (see [`timing`]; at least [`MIN_QUIET`], at most `wait`) since the last
+/// probe or the last result, whichever is later. Before any round trip is
+/// known, never (the full `wait`).
 fn quiet_long_enough(shared: &Shared, sent_end: i64, wait: Duration) -> bool {
-    let rtt_us = shared.max_rtt_us.load(Ordering::Relaxed);
-    if rtt_us == 0 {
+    let timeout_us = shared.reply_timeout_us.load(Ordering::Relaxed);
+    if timeout_us == 0 {
         return false;
     }
-    let quiet = (Duration::from_micros(rtt_us) * 8).clamp(MIN_QUIET, wait.max(MIN_QUIET));
+    let quiet = (Duration::from_micros(timeout_us) * 2).clamp(MIN_QUIET, wait.max(MIN_QUIET));
     let last = sent_end.max(shared.last_result_ns.load(Ordering::Relaxed));
     crate::analyze::stats::now_nanos().saturating_sub(last) >= quiet.as_nanos() as i64
 }
 
-/// The shortest quiet that ends an adaptive cooldown.
-const MIN_QUIET: Duration = Duration::from_millis(100);
+/// The shortest quiet that ends an adaptive cooldown (nmap -T5's shortest
+/// reply timeout).
+const MIN_QUIET: Duration = Duration::from_millis(50);
 
 impl Shared {
     /// Whether an output failed (sending stops).

@@ -27,6 +27,8 @@ pub(super) fn receive(
     let mut results: Vec<ScanResult> = Vec::new();
     let mut hosts = HostTable::new();
     let mut counted = Instant::now();
+    // Owned here, published as `shared.reply_timeout_us`.
+    let mut rtt = super::timing::RttEstimator::new();
     while !shared.stop.load(Ordering::Relaxed) {
         if counted.elapsed() >= Duration::from_millis(500) {
             if let Ok(stats) = sniffer.stats() {
@@ -78,7 +80,12 @@ pub(super) fn receive(
             };
             shared.matched.fetch_add(1, Ordering::Relaxed);
             if let Some(us) = result.rtt_us {
-                shared.max_rtt_us.fetch_max(us, Ordering::Relaxed);
+                rtt.observe(Duration::from_micros(us));
+                if let Some(t) = rtt.timeout() {
+                    shared
+                        .reply_timeout_us
+                        .store(t.as_micros() as u64, Ordering::Relaxed);
+                }
             }
             shared
                 .last_result_ns
