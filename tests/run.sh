@@ -11,6 +11,11 @@ command -v iptables-restore >/dev/null || need+=(iptables)
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v tshark >/dev/null || need+=(tshark)
+# nmap XML: nmap's DTD and stylesheet, and the tools that read them
+[ -f /usr/share/nmap/nmap.dtd ] || need+=(nmap)
+command -v xmllint >/dev/null || need+=(libxml2-utils)
+command -v xsltproc >/dev/null || need+=(xsltproc)
+/usr/bin/python3 -c 'import libnmap' 2>/dev/null || need+=(python3-libnmap)
 # the HTML report's browser test
 command -v chromium >/dev/null || need+=(chromium fonts-liberation)
 if [ ${#need[@]} -gt 0 ]; then

@@ -52,16 +52,21 @@ pub enum Command {
     Man,
 }
 
-/// nmap spells some options with one dash and two letters (`-iL`); clap
-/// knows only one-letter short options, so those are rewritten first.
+/// nmap spells some options with one dash and two letters (`-iL`,
+/// `-oX`); clap knows only one-letter short options, so those are
+/// rewritten first.
 fn nmap_aliases(args: Vec<OsString>) -> Vec<OsString> {
     args.into_iter()
         .map(|a| {
-            if a == "-iL" {
-                OsString::from("--input-list")
-            } else {
-                a
-            }
+            let long = match a.to_str() {
+                Some("-iL") => "--input-list",
+                Some("-oX") => "--output-xml",
+                Some("-oG") => "--output-grepable",
+                Some("-oL") => "--output-list",
+                Some("-oJ") => "--output-json",
+                _ => return a,
+            };
+            OsString::from(long)
         })
         .collect()
 }
@@ -88,7 +93,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
         // script, a man page.
         Command::Analyze(_) | Command::Completions { .. } | Command::Man => Box::new(stdout),
         // An HTML page on standard output is a document, not terminal text.
-        Command::Report(a) if a.html == std::path::Path::new("-") => Box::new(stdout),
+        Command::Report(a) if a.writes_stdout_document() => Box::new(stdout),
+        // A scan's -oX - and the like: the document is on standard output
+        // (its summary goes to standard error, escaped).
+        Command::Scan(a) if a.exports_to_stdout() => Box::new(stdout),
         _ => Box::new(crate::text::VisibleWriter(stdout)),
     };
     match run(cli, &mut out) {

@@ -1,4 +1,6 @@
-//! `sonde report REPORT.json --html OUT.html`: a page for people.
+//! `sonde report REPORT.json --html OUT.html`: a page for people;
+//! `sonde report RUN_DIR --format xml|grepable|list|csv|ndjson`: the scan's
+//! results in a format other tools import (see `report::export`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -7,9 +9,11 @@ use clap::Args;
 
 use super::write_err;
 use crate::error::{Error, exit};
+use crate::report::export::{ExportError, ExportFormat, export};
 use crate::report::{PageInput, Source, render_html};
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["html", "format"])))]
 pub struct ReportArgs {
     /// A scan's report.json (or its run directory), or an analysis report.
     #[arg(value_name = "REPORT")]
@@ -17,8 +21,27 @@ pub struct ReportArgs {
 
     /// Write one self-contained HTML page here (inline CSS and SVG, no
     /// fetches); `-` writes it to standard output.
-    #[arg(long, value_name = "FILE", required = true)]
-    pub html: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// Write a scan's results as nmap XML, nmap greppable, masscan list,
+    /// CSV or NDJSON (csv and ndjson read the run directory's
+    /// results.ndjson, as --record kept it).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<ExportFormat>,
+
+    /// Where --format writes (default `-`, standard output).
+    #[arg(long, short = 'o', value_name = "FILE", requires = "format")]
+    pub output: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    /// Whether the command writes a document (not terminal text) to
+    /// standard output.
+    pub fn writes_stdout_document(&self) -> bool {
+        let dash = |p: &Option<PathBuf>| p.as_deref() == Some(Path::new("-"));
+        dash(&self.html) || (self.format.is_some() && (self.output.is_none() || dash(&self.output)))
+    }
 }
 
 /// Write the HTML page of `report` (parsed JSON read from `source`) to the
@@ -43,6 +66,15 @@ pub fn write_html(
 }
 
 pub fn run_report(args: ReportArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    if let Some(format) = args.format {
+        return run_export(&args.report, format, args.output.as_deref(), out);
+    }
+    let Some(html) = args.html else {
+        return Err(Error::usage(
+            "nothing to write",
+            "give --html FILE or --format FORMAT",
+        ));
+    };
     let path = if args.report.is_dir() {
         args.report.join(crate::evidence::run_dir::REPORT)
     } else {
@@ -76,11 +108,84 @@ pub fn run_report(args: ReportArgs, out: &mut dyn Write) -> Result<i32, Error> {
             name: path.display().to_string(),
             sha256,
         },
-        &args.html,
+        &html,
         out,
     )?;
-    if args.html != Path::new("-") {
-        writeln!(out, "wrote {}", args.html.display()).map_err(write_err)?;
+    if html != Path::new("-") {
+        writeln!(out, "wrote {}", html.display()).map_err(write_err)?;
     }
+    Ok(exit::OK)
+}
+
+/// Write `format` of the run at `run` (a run directory or its report.json)
+/// to `output` (`None` or `-`: `stdout`).
+pub fn run_export(
+    run: &Path,
+    format: ExportFormat,
+    output: Option<&Path>,
+    stdout: &mut dyn Write,
+) -> Result<i32, Error> {
+    let dir = if run.is_dir() {
+        run.to_path_buf()
+    } else {
+        run.parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    };
+    let report_path = if run.is_dir() {
+        run.join(crate::evidence::run_dir::REPORT)
+    } else {
+        run.to_path_buf()
+    };
+    let report = std::fs::read(&report_path).map_err(|source| Error::Input {
+        what: format!("the report {}", report_path.display()),
+        source,
+    })?;
+    let results_path = dir.join(crate::evidence::run_dir::RESULTS);
+    let mut results = if format.reads_results() {
+        let file = std::fs::File::open(&results_path).map_err(|source| Error::Input {
+            what: format!(
+                "{} (the {} is made from it)",
+                results_path.display(),
+                format.name()
+            ),
+            source,
+        })?;
+        Some(std::io::BufReader::with_capacity(1 << 16, file))
+    } else {
+        None
+    };
+    let to_stdout = output.is_none_or(|p| p == Path::new("-"));
+    let mut file_out;
+    let sink: &mut dyn Write = if to_stdout {
+        stdout
+    } else {
+        let p = output.expect("a path");
+        file_out = std::io::BufWriter::new(
+            std::fs::File::create(p)
+                .map_err(|e| Error::runtime(format!("cannot create {}", p.display()), e))?,
+        );
+        &mut file_out
+    };
+    export(
+        format,
+        &report,
+        results.as_mut().map(|r| r as &mut dyn std::io::BufRead),
+        sink,
+    )
+    .map_err(|e| match e {
+        ExportError::Io(e) if to_stdout => write_err(e),
+        ExportError::Io(e) => Error::runtime(
+            format!(
+                "cannot write the {} to {}",
+                format.name(),
+                output.map_or("-".into(), |p| p.display().to_string())
+            ),
+            e,
+        ),
+        ExportError::NotAScan(why) => Error::usage(
+            format!("{} is not a scan report: {why}", report_path.display()),
+            "give a scan's run directory or its report.json (sonde analyze reports have no scan results)",
+        ),
+    })?;
     Ok(exit::OK)
 }

@@ -1,7 +1,7 @@
 //! `sonde scan --scope FILE [TARGETS]...`
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -17,6 +17,7 @@ use crate::evidence::run_dir::{self, RunDirError};
 use crate::evidence::{EvidenceMode, RunDir};
 use crate::probe::cookie::MAX_DNS_QUESTIONS;
 use crate::probe::{DnsQuestion, ProbeTemplate};
+use crate::report::export::ExportFormat;
 use crate::scan::hosts::{HostResults, RecordMode};
 use crate::scan::{ScanConfig, run};
 use crate::scope::{Decision, ProbeKind, ScopeGate};
@@ -107,6 +108,45 @@ pub struct ScanArgs {
     /// Source address of every probe (default: the route's); replies must come back to it.
     #[arg(long = "source-ip", value_name = "IP")]
     pub source_ip: Option<std::net::IpAddr>,
+
+    /// Also write the results as nmap XML (nmap's -oX; `-` for standard
+    /// output). Made from the run directory, which stays the evidence;
+    /// `sonde report RUN_DIR --format xml` makes it again.
+    #[arg(long = "output-xml", value_name = "FILE")]
+    pub output_xml: Option<PathBuf>,
+
+    /// Also write nmap's greppable lines (nmap's -oG; `-` for standard output).
+    #[arg(long = "output-grepable", value_name = "FILE")]
+    pub output_grepable: Option<PathBuf>,
+
+    /// Also write masscan's list of findings (masscan's -oL; `-` for standard output).
+    #[arg(long = "output-list", value_name = "FILE")]
+    pub output_list: Option<PathBuf>,
+
+    /// Also write the NDJSON results (-oJ; `-` for standard output): results.ndjson.
+    #[arg(long = "output-json", value_name = "FILE")]
+    pub output_json: Option<PathBuf>,
+}
+
+impl ScanArgs {
+    /// The exports asked for: (format, file).
+    fn exports(&self) -> Vec<(ExportFormat, &Path)> {
+        [
+            (ExportFormat::Xml, &self.output_xml),
+            (ExportFormat::Grepable, &self.output_grepable),
+            (ExportFormat::List, &self.output_list),
+            (ExportFormat::Ndjson, &self.output_json),
+        ]
+        .into_iter()
+        .filter_map(|(f, p)| p.as_deref().map(|p| (f, p)))
+        .collect()
+    }
+
+    /// Whether an export goes to standard output (the summary then goes
+    /// to standard error).
+    pub fn exports_to_stdout(&self) -> bool {
+        self.exports().iter().any(|(_, p)| *p == Path::new("-"))
+    }
 }
 
 /// Write `head` (a JSON object) with a `hosts` member added, streaming the
@@ -350,8 +390,20 @@ fn create_in(dir: &RunDir, name: &str) -> Result<std::fs::File, Error> {
     Ok(f)
 }
 
-pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
+pub fn run_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32, Error> {
     let flags = Flags::check(&args)?;
+    let exports: Vec<(ExportFormat, PathBuf)> = args
+        .exports()
+        .into_iter()
+        .map(|(f, p)| (f, p.to_path_buf()))
+        .collect();
+    // With an export on standard output, the summary goes to standard error.
+    let mut stderr = crate::text::VisibleWriter(std::io::stderr());
+    let out: &mut dyn Write = if args.exports_to_stdout() {
+        &mut stderr
+    } else {
+        &mut *stdout
+    };
     // The run directory and its audit log come first: a refused or failed
     // run leaves records too.
     let dir = RunDir::create(
@@ -398,6 +450,13 @@ pub fn run_scan(args: ScanArgs, out: &mut dyn Write) -> Result<i32, Error> {
                 log.records()
             )
             .map_err(write_err)?;
+            // Views of the finished run directory, which stays the evidence.
+            if dir.file(run_dir::REPORT).exists() {
+                for (format, path) in &exports {
+                    let code = super::report::run_export(dir.path(), *format, Some(path), stdout)?;
+                    debug_assert_eq!(code, exit::OK);
+                }
+            }
         }
         Err(Error::Refused(r)) => {
             let reasons: Vec<String> = r.iter().map(|x| x.to_string()).collect();
@@ -445,6 +504,20 @@ struct Flags {
 
 impl Flags {
     fn check(args: &ScanArgs) -> Result<Flags, Error> {
+        let exports = args.exports();
+        for (i, (format, path)) in exports.iter().enumerate() {
+            if let Some((other, _)) = exports[..i].iter().find(|(_, p)| p == path) {
+                return Err(Error::usage(
+                    format!(
+                        "the {} and the {} would both be written to {}",
+                        other.name(),
+                        format.name(),
+                        path.display()
+                    ),
+                    "give each of -oX, -oG, -oL and -oJ its own file (at most one `-`)",
+                ));
+            }
+        }
         let wait = super::seconds("--wait", args.wait.unwrap_or(DEFAULT_WAIT), "e.g. --wait 2")?;
         let kinds: Vec<ProbeKind> = args
             .probe

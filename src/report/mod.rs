@@ -4,6 +4,7 @@
 //! policy forbids every fetch, so it renders the same offline, attached to
 //! a ticket, years later.
 
+pub mod export;
 pub mod input;
 pub mod svg;
 

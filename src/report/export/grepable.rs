@@ -1,0 +1,95 @@
+//! nmap's greppable output (`-oG`): one `Status` line and one `Ports`
+//! line per host that answered,
+//! `Host: ADDR ()\tPorts: 22/open/tcp//ssh///, ...\tIgnored State: closed (1021)`.
+//! As nmap does, the largest folded group is the ignored state and every
+//! other port is listed; a group whose ports were too scattered to keep
+//! (report.json's `ports: null`) is left out of the list.
+
+use std::io::{self, Write};
+
+use super::{ScanView, nmap_state, nmap_time};
+
+pub(super) fn write(scan: &ScanView, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "# sonde {} scan initiated {} as: {}",
+        scan.sonde_version,
+        nmap_time(&scan.started),
+        scan.command.join(" ")
+    )?;
+    let scanned = scan.syn_ports();
+    for host in &scan.hosts {
+        writeln!(out, "Host: {} ()\tStatus: Up", host.address)?;
+        // (port, state, protocol, service)
+        let mut ports: Vec<(u16, String, &str, String)> = Vec::new();
+        let mut ignored: Option<(String, u64)> = None;
+        if let Some(scanned) = &scanned {
+            let a = host.syn_account(scanned);
+            for r in &a.listed {
+                ports.push((
+                    r.port.unwrap_or(0),
+                    nmap_state(&r.state).to_string(),
+                    "tcp",
+                    r.service.clone().unwrap_or_default(),
+                ));
+            }
+            let mut groups: Vec<(String, u64, Option<String>)> = a
+                .folded
+                .iter()
+                .map(|(s, _, n, p)| (nmap_state(s).to_string(), *n, p.map(str::to_string)))
+                .collect();
+            if a.no_response > 0 {
+                groups.push((
+                    "filtered".into(),
+                    a.no_response,
+                    a.no_response_ports.as_ref().map(|p| p.to_string()),
+                ));
+            }
+            if let Some(i) = (0..groups.len()).max_by_key(|i| groups[*i].1) {
+                let (state, n, _) = groups.remove(i);
+                ignored = Some((state, n));
+            }
+            for (state, _, p) in groups {
+                let Some(Ok(set)) = p.as_deref().map(crate::target::PortSet::parse) else {
+                    continue;
+                };
+                for port in set.iter() {
+                    let service = crate::target::ports::tcp_service(port).unwrap_or("");
+                    ports.push((port, state.clone(), "tcp", service.to_string()));
+                }
+            }
+        }
+        if host.dns().next().is_some() {
+            ports.push((53, "open".into(), "udp", "domain".into()));
+        }
+        if ports.is_empty() && ignored.is_none() {
+            continue;
+        }
+        ports.sort_by(|a, b| (a.2, a.0).cmp(&(b.2, b.0)));
+        write!(out, "Host: {} ()", host.address)?;
+        if !ports.is_empty() {
+            let list: Vec<String> = ports
+                .iter()
+                .map(|(p, state, proto, service)| format!("{p}/{state}/{proto}//{service}///"))
+                .collect();
+            write!(out, "\tPorts: {}", list.join(", "))?;
+        }
+        if let Some((state, n)) = ignored {
+            write!(out, "\tIgnored State: {state} ({n})")?;
+        }
+        writeln!(out)?;
+    }
+    let up = scan.hosts.len() as u128;
+    let total = scan.target_count().max(up);
+    let elapsed = (super::epoch(&scan.finished) - super::epoch(&scan.started)).max(0);
+    writeln!(
+        out,
+        "# sonde done at {} -- {} IP address{} ({} host{} up) scanned in {} seconds",
+        nmap_time(&scan.finished),
+        total,
+        if total == 1 { "" } else { "es" },
+        up,
+        if up == 1 { "" } else { "s" },
+        elapsed
+    )
+}

@@ -1,0 +1,438 @@
+//! A scan's results in the formats other tools import: nmap XML (`-oX`),
+//! nmap's greppable lines (`-oG`), masscan's list (`-oL`), CSV and the
+//! NDJSON result stream (`-oJ`).
+//!
+//! Every format is derived from the run directory's `report.json` (its
+//! per-host table: findings in full, the rest folded into counts by state
+//! and reason) and, for CSV and NDJSON, `results.ndjson`: the same files
+//! whether they are written at the end of `sonde scan` or afterwards by
+//! `sonde report RUN_DIR --format ...`. The run directory stays the
+//! evidence; these are views of it.
+
+mod grepable;
+mod list;
+mod nmap_xml;
+mod table;
+
+use std::io::{self, BufRead, Write};
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use crate::target::{AddrRange, IpSet, PortSet};
+
+pub use table::{COLUMNS, write_csv};
+
+/// The formats `sonde report --format` and `scan -oX/-oG/-oL/-oJ` write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// nmap XML (nmap.dtd): Metasploit, DefectDojo, python-libnmap, nmap.xsl.
+    Xml,
+    /// nmap's greppable lines (`-oG`).
+    Grepable,
+    /// masscan's list (`-oL`): `open tcp 22 ADDRESS TIME`.
+    List,
+    /// One line per recorded result, with a header.
+    Csv,
+    /// The NDJSON result stream (results.ndjson, as `--record` kept it).
+    Ndjson,
+}
+
+impl ExportFormat {
+    /// What the format is called in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExportFormat::Xml => "nmap XML",
+            ExportFormat::Grepable => "greppable",
+            ExportFormat::List => "list",
+            ExportFormat::Csv => "CSV",
+            ExportFormat::Ndjson => "NDJSON",
+        }
+    }
+
+    /// Whether the format is built from results.ndjson (else report.json).
+    pub fn reads_results(self) -> bool {
+        matches!(self, ExportFormat::Csv | ExportFormat::Ndjson)
+    }
+}
+
+/// Why a report could not be exported.
+#[derive(Debug)]
+pub enum ExportError {
+    /// The JSON is not a scan report (an analysis report, or something else).
+    NotAScan(String),
+    /// Reading or writing failed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ExportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExportError::NotAScan(why) => write!(f, "not a scan report: {why}"),
+            ExportError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ExportError {}
+
+impl From<io::Error> for ExportError {
+    fn from(e: io::Error) -> ExportError {
+        ExportError::Io(e)
+    }
+}
+
+/// What the exports read of a scan's report.json.
+#[derive(Debug, Deserialize)]
+pub struct ScanView {
+    pub sonde_version: String,
+    pub command: Vec<String>,
+    pub started: String,
+    pub finished: String,
+    #[serde(default)]
+    pub interrupted: bool,
+    pub parameters: ParametersView,
+    #[serde(default)]
+    pub neighbour_discovery: Option<DiscoveryView>,
+    pub hosts: Vec<HostView>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ParametersView {
+    pub targets: Vec<String>,
+    pub ports: String,
+    pub probes: Vec<String>,
+    #[serde(default)]
+    pub dns_query: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DiscoveryView {
+    #[serde(default)]
+    pub down: Vec<DownView>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DownView {
+    pub reason: String,
+    pub count: u64,
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HostView {
+    pub address: IpAddr,
+    pub results: Vec<ResultView>,
+    pub not_shown: Vec<FoldedView>,
+}
+
+/// One result as report.json and results.ndjson write it.
+#[derive(Debug, Deserialize)]
+pub struct ResultView {
+    pub target: IpAddr,
+    #[serde(default)]
+    pub port: Option<u16>,
+    pub probe: String,
+    #[serde(default)]
+    pub question: Option<String>,
+    #[serde(default)]
+    pub service: Option<String>,
+    pub state: String,
+    #[serde(default)]
+    pub icmp_type: Option<u8>,
+    #[serde(default)]
+    pub icmp_code: Option<u8>,
+    #[serde(default)]
+    pub rcode: Option<u8>,
+    #[serde(default)]
+    pub answers: Option<u64>,
+    #[serde(default)]
+    pub recursion_available: Option<bool>,
+    pub ttl: u8,
+    #[serde(default)]
+    pub rtt_us: Option<u64>,
+    pub time: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FoldedView {
+    pub probe: String,
+    pub state: String,
+    pub reason: String,
+    pub count: u64,
+    #[serde(default)]
+    pub ports: Option<String>,
+}
+
+impl ScanView {
+    /// Read a scan's report.json; an analysis report or other JSON is
+    /// refused with what is missing.
+    pub fn from_slice(bytes: &[u8]) -> Result<ScanView, ExportError> {
+        let doc: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| ExportError::NotAScan(e.to_string()))?;
+        if doc.get("parameters").is_none() || doc.get("hosts").is_none() {
+            return Err(ExportError::NotAScan(
+                "it has no \"parameters\" and \"hosts\" (an analysis report has no scan results)"
+                    .into(),
+            ));
+        }
+        serde_json::from_value(doc).map_err(|e| ExportError::NotAScan(e.to_string()))
+    }
+
+    /// The SYN ports scanned, when SYN probes were sent.
+    pub fn syn_ports(&self) -> Option<PortSet> {
+        if !self.parameters.probes.iter().any(|p| p == "syn") {
+            return None;
+        }
+        PortSet::parse(&self.parameters.ports).ok()
+    }
+
+    /// How many addresses the scan's target list held.
+    pub fn target_count(&self) -> u128 {
+        let mut set = IpSet::new();
+        for t in &self.parameters.targets {
+            if let Some(r) = parse_range(t) {
+                set.insert(r);
+            }
+        }
+        set.count(crate::target::Family::V4) + set.count(crate::target::Family::V6)
+    }
+
+    /// The addresses discovery found down, by reason.
+    pub fn down(&self) -> impl Iterator<Item = (&str, AddrRange)> + '_ {
+        self.neighbour_discovery.iter().flat_map(|d| {
+            d.down.iter().flat_map(|g| {
+                g.addresses
+                    .iter()
+                    .filter_map(|a| parse_range(a).map(|r| (g.reason.as_str(), r)))
+            })
+        })
+    }
+
+    /// How many addresses discovery found down.
+    pub fn down_count(&self) -> u64 {
+        self.neighbour_discovery
+            .as_ref()
+            .map_or(0, |d| d.down.iter().map(|g| g.count).sum())
+    }
+
+    /// Seconds since the epoch of the scan's start and end.
+    pub fn start_end(&self) -> (i64, i64) {
+        (epoch(&self.started), epoch(&self.finished))
+    }
+}
+
+/// `ADDRESS`, `FIRST-LAST` or `BASE/PREFIX`, as the report writes ranges.
+pub fn parse_range(s: &str) -> Option<AddrRange> {
+    if let Some((base, prefix)) = s.split_once('/') {
+        return AddrRange::cidr(base.parse().ok()?, prefix.parse().ok()?).ok();
+    }
+    if let Some((a, b)) = s.split_once('-') {
+        return AddrRange::new(a.parse().ok()?, b.parse().ok()?).ok();
+    }
+    s.parse().ok().map(AddrRange::single)
+}
+
+/// Seconds since the epoch of an RFC 3339 time (0 if it is not one).
+pub fn epoch(s: &str) -> i64 {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_or(0, |t| t.unix_timestamp())
+}
+
+/// nmap's way of writing a time: `Mon Nov 30 01:02:03 2026` (UTC here).
+pub fn nmap_time(s: &str) -> String {
+    let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+    else {
+        return s.to_string();
+    };
+    let f = time::macros::format_description!(
+        "[weekday repr:short] [month repr:short] [day padding:space] [hour]:[minute]:[second] [year]"
+    );
+    t.format(&f).unwrap_or_else(|_| s.to_string())
+}
+
+/// A host's SYN ports, accounted as nmap lists them.
+#[derive(Debug, Default)]
+pub struct PortAccount<'a> {
+    /// Listed one by one: open ports, and filtered or unreachable ones
+    /// whose ICMP error named them (with their result).
+    pub listed: Vec<&'a ResultView>,
+    /// Folded: (state, reason, count, ports if known).
+    pub folded: Vec<(&'a str, &'a str, u64, Option<&'a str>)>,
+    /// Ports that got no answer at all: nmap's "filtered (no-response)",
+    /// with their ranges when every other port's is known.
+    pub no_response: u64,
+    pub no_response_ports: Option<PortSet>,
+}
+
+impl HostView {
+    /// Account for every SYN port of `scanned` on this host.
+    pub fn syn_account(&self, scanned: &PortSet) -> PortAccount<'_> {
+        let mut a = PortAccount::default();
+        let mut known = PortSet::new();
+        let mut all_known = true;
+        for r in &self.results {
+            if r.probe == "syn"
+                && let Some(p) = r.port
+            {
+                a.listed.push(r);
+                known.insert(p, p);
+            }
+        }
+        let mut accounted = a.listed.len() as u64;
+        for f in self.not_shown.iter().filter(|f| f.probe == "syn") {
+            a.folded
+                .push((&f.state, &f.reason, f.count, f.ports.as_deref()));
+            accounted += f.count;
+            match f.ports.as_deref().map(PortSet::parse) {
+                Some(Ok(ports)) => known.union_with(&ports),
+                _ => all_known = false,
+            }
+        }
+        a.no_response = (scanned.len() as u64).saturating_sub(accounted);
+        if a.no_response > 0 && all_known {
+            let mut rest = PortSet::new();
+            for p in scanned.iter().filter(|p| !known.contains(*p)) {
+                rest.insert(p, p);
+            }
+            a.no_response_ports = Some(rest);
+        }
+        a
+    }
+
+    /// The host's echo reply, if it answered ping.
+    pub fn echo(&self) -> Option<&ResultView> {
+        self.results
+            .iter()
+            .find(|r| r.probe == "icmp" && r.state == "up")
+    }
+
+    /// The host's DNS answers.
+    pub fn dns(&self) -> impl Iterator<Item = &ResultView> {
+        self.results.iter().filter(|r| r.probe == "dns")
+    }
+
+    /// Why the host is up, as nmap says it: the reply that showed it, and
+    /// that reply's TTL.
+    pub fn up_reason(&self) -> (&'static str, u8) {
+        let first = |pred: &dyn Fn(&ResultView) -> bool| self.results.iter().find(|r| pred(r));
+        if let Some(r) = first(&|r| r.probe == "icmp" && r.state == "up") {
+            return ("echo-reply", r.ttl);
+        }
+        if let Some(r) = first(&|r| r.probe == "syn" && r.state == "open") {
+            return ("syn-ack", r.ttl);
+        }
+        if let Some(r) = first(&|r| r.probe == "dns") {
+            return ("udp-response", r.ttl);
+        }
+        if self
+            .not_shown
+            .iter()
+            .any(|f| f.probe == "syn" && f.reason == "rst")
+        {
+            return ("reset", 0);
+        }
+        if let Some(r) = self.results.first() {
+            return (icmp_reason(r), r.ttl);
+        }
+        ("user-set", 0)
+    }
+}
+
+/// nmap's reason for a port or host a result showed.
+pub fn reason(r: &ResultView) -> &'static str {
+    match (r.probe.as_str(), r.state.as_str()) {
+        ("syn", "open") => "syn-ack",
+        ("syn", "closed") => "reset",
+        ("icmp", "up") => "echo-reply",
+        ("dns", _) => "udp-response",
+        _ => icmp_reason(r),
+    }
+}
+
+/// nmap's names for ICMP errors (its reason.cc).
+pub fn icmp_reason(r: &ResultView) -> &'static str {
+    match (r.icmp_type, r.icmp_code) {
+        (Some(3), Some(0)) => "net-unreach",
+        (Some(3), Some(1)) => "host-unreach",
+        (Some(3), Some(2)) => "proto-unreach",
+        (Some(3), Some(3)) => "port-unreach",
+        (Some(3), Some(9)) => "net-prohibited",
+        (Some(3), Some(10)) => "host-prohibited",
+        (Some(3), Some(13)) => "admin-prohibited",
+        (Some(11), _) => "time-exceeded",
+        (Some(1 | 129), _) => "host-unreach",
+        _ => "unknown-response",
+    }
+}
+
+/// nmap's reason for a folded group (`rst`, or `icmp TYPE/CODE`).
+pub fn folded_reason(reason: &str) -> String {
+    if reason == "rst" {
+        return "reset".into();
+    }
+    let mut it = reason
+        .trim_start_matches("icmp ")
+        .split('/')
+        .map(|n| n.parse::<u8>().ok());
+    let (t, c) = (it.next().flatten(), it.next().flatten());
+    let probe = ResultView {
+        target: IpAddr::from([0, 0, 0, 0]),
+        port: None,
+        probe: String::new(),
+        question: None,
+        service: None,
+        state: String::new(),
+        icmp_type: t,
+        icmp_code: c,
+        rcode: None,
+        answers: None,
+        recursion_available: None,
+        ttl: 0,
+        rtt_us: None,
+        time: String::new(),
+    };
+    icmp_reason(&probe).to_string()
+}
+
+/// A port state as nmap names it (sonde's `unreachable` is nmap's
+/// `filtered`: an ICMP error other than admin-prohibited).
+pub fn nmap_state(state: &str) -> &str {
+    match state {
+        "unreachable" => "filtered",
+        s => s,
+    }
+}
+
+/// Write `format` of the run whose report.json holds `report` (and whose
+/// results.ndjson `results` reads, for CSV and NDJSON) to `out`.
+pub fn export(
+    format: ExportFormat,
+    report: &[u8],
+    results: Option<&mut dyn BufRead>,
+    out: &mut dyn Write,
+) -> Result<(), ExportError> {
+    let scan = ScanView::from_slice(report)?;
+    match format {
+        ExportFormat::Xml => nmap_xml::write(&scan, out)?,
+        ExportFormat::Grepable => grepable::write(&scan, out)?,
+        ExportFormat::List => list::write(&scan, out)?,
+        ExportFormat::Csv | ExportFormat::Ndjson => {
+            let Some(results) = results else {
+                return Err(ExportError::Io(io::Error::other(
+                    "the run directory has no results.ndjson",
+                )));
+            };
+            if format == ExportFormat::Csv {
+                write_csv(results, out)?;
+            } else {
+                io::copy(results, out)?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
