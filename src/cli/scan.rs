@@ -126,6 +126,12 @@ pub struct ScanArgs {
     /// Also write the NDJSON results (-oJ; `-` for standard output): results.ndjson.
     #[arg(long = "output-json", value_name = "FILE")]
     pub output_json: Option<PathBuf>,
+
+    /// Judge and plan the scan, send nothing and create nothing: the
+    /// targets, the probes per kind, the estimated duration at the rate,
+    /// and every refusal (exit 3 if any), as nmap -sL and masscan --echo.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
 }
 
 impl ScanArgs {
@@ -145,7 +151,7 @@ impl ScanArgs {
     /// Whether an export goes to standard output (the summary then goes
     /// to standard error).
     pub fn exports_to_stdout(&self) -> bool {
-        self.exports().iter().any(|(_, p)| *p == Path::new("-"))
+        !self.dry_run && self.exports().iter().any(|(_, p)| *p == Path::new("-"))
     }
 }
 
@@ -392,6 +398,9 @@ fn create_in(dir: &RunDir, name: &str) -> Result<std::fs::File, Error> {
 
 pub fn run_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32, Error> {
     let flags = Flags::check(&args)?;
+    if args.dry_run {
+        return dry_run(&args, &flags, stdout);
+    }
     let exports: Vec<(ExportFormat, PathBuf)> = args
         .exports()
         .into_iter()
@@ -576,20 +585,19 @@ impl Flags {
     }
 }
 
-fn scan_inner(
-    args: ScanArgs,
-    flags: Flags,
-    out: &mut dyn Write,
-    log: &mut Audit,
-    dir: &RunDir,
-) -> Result<i32, Error> {
-    let started = now_rfc3339();
-    let Flags {
-        wait,
-        kinds,
-        questions,
-        shard,
-    } = flags;
+/// What a scan would do, judged before anything is created or sent: the
+/// scope, the gate, the targets (exclusions taken out), the ports, and
+/// every refusal (a dry run prints them all; a scan stops at them).
+struct Prepared {
+    file: super::scope::ScopeFile,
+    gate: ScopeGate,
+    targets: IpSet,
+    excluded: IpSet,
+    ports: PortSet,
+    refusals: Vec<crate::scope::Refusal>,
+}
+
+fn prepare(args: &ScanArgs, kinds: &[ProbeKind]) -> Result<Prepared, Error> {
     let file = load_scope(&args.scope)?;
     // The gate refuses a rate above the ceiling and a closed window; it
     // knows this host's addresses, the only sources it lets packets carry
@@ -656,7 +664,7 @@ fn scan_inner(
 
     // Refuse anything out of scope before a single packet is sent.
     let mut refusals = Vec::new();
-    for kind in &kinds {
+    for kind in kinds {
         for range in targets.ranges() {
             let port_list = match kind {
                 ProbeKind::Syn => Some(ports.clone()),
@@ -675,6 +683,197 @@ fn scan_inner(
             }
         }
     }
+    Ok(Prepared {
+        file,
+        gate,
+        targets,
+        excluded,
+        ports,
+        refusals,
+    })
+}
+
+/// `scan --dry-run`: what the scan would send, judged as the scan judges
+/// it, with nothing sent and nothing written.
+fn dry_run(args: &ScanArgs, flags: &Flags, out: &mut dyn Write) -> Result<i32, Error> {
+    let Prepared {
+        file,
+        gate,
+        targets,
+        excluded,
+        ports,
+        mut refusals,
+    } = prepare(args, &flags.kinds)?;
+    let scope = gate.scope();
+    let e = &scope.engagement;
+    let mut lines = vec![
+        "dry run: nothing is sent and nothing is written".to_string(),
+        format!(
+            "scope {} (sha256 {}), engagement {}, valid {} to {}",
+            file.path.display(),
+            file.sha256,
+            e.id,
+            crate::scope::gate_time(e.not_before),
+            crate::scope::gate_time(e.not_after)
+        ),
+        format!(
+            "rate {:.0} pps (the scope's ceiling {:.0}); probe budget {}",
+            gate.rate(),
+            scope.max_rate,
+            scope
+                .max_probes
+                .map_or("none".to_string(), |m| format!("{m} probes per run"))
+        ),
+    ];
+    let addresses =
+        targets.count(crate::target::Family::V4) + targets.count(crate::target::Family::V6);
+    let ranges: Vec<String> = targets
+        .ranges()
+        .map(|r| format!("  {r} ({})", r.len()))
+        .collect();
+    lines.push(format!(
+        "targets: {addresses} address{} in {} range{}{}",
+        if addresses == 1 { "" } else { "es" },
+        ranges.len(),
+        if ranges.len() == 1 { "" } else { "s" },
+        if excluded.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (excluded: {})",
+                excluded
+                    .ranges()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    ));
+    lines.extend(ranges);
+    // Per kind, as the scan's plan counts them (its index spaces), this
+    // machine's shard only.
+    let share = |n: u128| -> u128 {
+        let (i, c) = (u128::from(flags.shard.index), u128::from(flags.shard.count));
+        if n > i { (n - i).div_ceil(c) } else { 0 }
+    };
+    let mut total: u128 = 0;
+    let mut per_kind = Vec::new();
+    for kind in &flags.kinds {
+        let (n, what) = match kind {
+            ProbeKind::Syn => (
+                addresses * ports.len() as u128,
+                format!("syn {addresses} x {} ports ({ports})", ports.len()),
+            ),
+            ProbeKind::Icmp => (addresses, format!("icmp {addresses}")),
+            ProbeKind::Dns => (
+                addresses * flags.questions.len() as u128,
+                format!("dns {addresses} x {} questions", flags.questions.len()),
+            ),
+        };
+        let n = share(n);
+        total += n;
+        per_kind.push(format!("{what} = {n}"));
+    }
+    lines.push(format!(
+        "probes: {}; {total} in all (shard {}/{})",
+        per_kind.join("; "),
+        flags.shard.index + 1,
+        flags.shard.count
+    ));
+    if let Err(r) = gate.check_plan(u64::try_from(total).unwrap_or(u64::MAX)) {
+        refusals.push(r);
+    }
+    if let Some(s) = args.source_ip
+        && let Err(r) = gate.check_source(s)
+    {
+        refusals.push(r);
+    }
+    let first = total as f64 / gate.rate();
+    let wait = if args.wait.is_some() {
+        format!("{} s", flags.wait)
+    } else {
+        format!("up to {DEFAULT_WAIT} s (less once the round trips are known)")
+    };
+    lines.push(format!(
+        "time: about {} for the first pass at {:.0} pps; at most {} more for {} retry pass{} (only unanswered probes are sent again); then {wait} for late replies; on-link targets are first asked for by ARP/NDP (up to 0.85 s)",
+        duration(first),
+        gate.rate(),
+        duration(first * f64::from(args.retries)),
+        args.retries,
+        if args.retries == 1 { "" } else { "es" }
+    ));
+    if !args.exports().is_empty() {
+        lines.push("-oX/-oG/-oL/-oJ: not written in a dry run".into());
+    }
+    for r in &refusals {
+        lines.push(format!("refused: {r}"));
+    }
+    if refusals
+        .iter()
+        .any(|r| matches!(r, crate::scope::Refusal::Denied { .. }))
+        && let Some(hint) = super::targets::exclude_hint(scope, &targets)
+    {
+        lines.push(hint);
+    }
+    lines.push(if refusals.is_empty() {
+        "the scope allows every probe: `sonde scan` without --dry-run sends them".into()
+    } else {
+        format!(
+            "{} refusal{}: the scan would send nothing (exit 3)",
+            refusals.len(),
+            if refusals.len() == 1 { "" } else { "s" }
+        )
+    });
+    for l in lines {
+        writeln!(out, "{l}").map_err(write_err)?;
+    }
+    Ok(if refusals.is_empty() {
+        exit::OK
+    } else {
+        exit::REFUSED
+    })
+}
+
+/// Seconds as people read them: `0.3 s`, `42 s`, `1 h 5 min`.
+fn duration(secs: f64) -> String {
+    if secs < 10.0 {
+        format!("{secs:.1} s")
+    } else if secs < 120.0 {
+        format!("{secs:.0} s")
+    } else if secs < 7200.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else {
+        format!(
+            "{:.0} h {:.0} min",
+            (secs / 3600.0).floor(),
+            (secs % 3600.0) / 60.0
+        )
+    }
+}
+
+fn scan_inner(
+    args: ScanArgs,
+    flags: Flags,
+    out: &mut dyn Write,
+    log: &mut Audit,
+    dir: &RunDir,
+) -> Result<i32, Error> {
+    let started = now_rfc3339();
+    let Flags {
+        wait,
+        kinds,
+        questions,
+        shard,
+    } = flags;
+    let Prepared {
+        file,
+        gate,
+        targets,
+        excluded,
+        ports,
+        refusals,
+    } = prepare(&args, &kinds)?;
+    let scope = gate.scope();
     if !refusals.is_empty() {
         if refusals
             .iter()
