@@ -11,6 +11,7 @@ command -v iptables-restore >/dev/null || need+=(iptables)
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v tshark >/dev/null || need+=(tshark)
+command -v zstd >/dev/null || need+=(zstd)
 # nmap XML: nmap's DTD and stylesheet, and the tools that read them
 [ -f /usr/share/nmap/nmap.dtd ] || need+=(nmap)
 command -v xmllint >/dev/null || need+=(libxml2-utils)

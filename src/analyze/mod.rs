@@ -62,6 +62,11 @@ pub struct InputFile {
     pub path: String,
     pub size: u64,
     pub sha256: String,
+    /// `gzip` or `zstd` when the file was compressed: it was decompressed
+    /// as it was read; `size` and `sha256` are of the file as stored,
+    /// offsets in warnings of the decompressed capture.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<&'static str>,
     pub link_types: Vec<String>,
     pub packets: u64,
 }
@@ -224,7 +229,7 @@ impl Analyzer {
 
 struct Source {
     reader: CaptureReader,
-    hash: JoinHandle<std::io::Result<(String, f64, u64)>>,
+    hash: JoinHandle<std::io::Result<ReadOutcome>>,
     info: InputFile,
     links: BTreeSet<LinkType>,
     /// The next frame, copied out of the reader: (timestamp, link, wire length).
@@ -246,8 +251,9 @@ impl Source {
         self.pending = next;
     }
 
-    /// The input's description and the CPU seconds its hashing took.
-    fn into_input(self) -> (InputFile, f64) {
+    /// The input's description and the CPU seconds its hashing took; a
+    /// damaged compressed stream is a warning.
+    fn into_input(self, warnings: &mut Vec<ReadWarning>) -> (InputFile, f64) {
         let Source {
             reader,
             hash,
@@ -259,10 +265,18 @@ impl Source {
         // analysis stopped early at damage) then goes on hashing to the end.
         drop(reader);
         let (sha256, cpu) = match hash.join() {
-            Ok(Ok((h, cpu, size))) => {
+            Ok(Ok(r)) => {
                 // A pipe (standard input) has no size until it is read.
-                info.size = info.size.max(size);
-                (h, cpu)
+                info.size = info.size.max(r.size);
+                info.compression = r.compression;
+                if let Some((offset, message)) = r.damage {
+                    warnings.push(ReadWarning {
+                        file: info.path.clone(),
+                        offset,
+                        message,
+                    });
+                }
+                (r.sha256, r.cpu)
             }
             Ok(Err(e)) => (format!("unreadable: {e}"), 0.0),
             Err(_) => ("unreadable: the hashing thread failed".to_string(), 0.0),
@@ -323,8 +337,10 @@ pub fn analyze_timed(
     }
     let frames = analyzer.frames;
     // Joining the hashing threads waits without using this thread's CPU.
-    let (input, hashing): (Vec<InputFile>, Vec<f64>) =
-        sources.into_iter().map(Source::into_input).unzip();
+    let (input, hashing): (Vec<InputFile>, Vec<f64>) = sources
+        .into_iter()
+        .map(|s| s.into_input(&mut warnings))
+        .unzip();
     let report = analyzer.finish(input, warnings);
     let analysis_cpu = thread_cpu_seconds() - cpu;
     let timings = Timings {
@@ -340,53 +356,211 @@ const CHUNK: usize = 1 << 20;
 /// Chunks in flight between the reading and the analysis thread.
 const IN_FLIGHT: usize = 4;
 
-/// The reading thread: reads the file once, hashes every chunk and hands it
-/// to the analysis thread. If the analysis stops early (damage), it goes on
-/// hashing to the end, so the SHA-256 is always of the whole file.
-fn read_and_hash(
-    mut f: File,
-    to_analysis: SyncSender<Vec<u8>>,
-    recycled: Receiver<Vec<u8>>,
-) -> std::io::Result<(String, f64, u64)> {
-    let start = thread_cpu_seconds();
-    let mut h = Sha256::new();
-    let mut size = 0u64;
-    let mut listening = true;
-    let mut spare = vec![0u8; CHUNK];
-    loop {
-        let mut buf = if listening {
-            recycled.try_recv().unwrap_or_default()
-        } else {
-            std::mem::take(&mut spare)
-        };
-        // A recycled buffer comes back cut to its last chunk's length.
-        buf.resize(CHUNK, 0);
-        let n = loop {
-            match f.read(&mut buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+/// What the reading thread found: the SHA-256 and size of the file as
+/// stored, its CPU time, its compression, and where decompression failed
+/// (offset in the decompressed capture, message).
+struct ReadOutcome {
+    sha256: String,
+    cpu: f64,
+    size: u64,
+    compression: Option<&'static str>,
+    damage: Option<(u64, String)>,
+}
+
+/// The file as stored, hashed as it is read: whatever reads through it
+/// (the capture reader directly, or a decompressor), the SHA-256 is of the
+/// file's own bytes.
+struct HashingReader {
+    file: File,
+    sha: Sha256,
+    size: u64,
+}
+
+impl Read for HashingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.sha.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+/// Decompress zstd frames from `source` into `sink` until the file ends:
+/// frames one after the other (`zstd` writes one; `cat a.zst b.zst` is
+/// two), each through ruzstd's streaming decoder.
+fn zstd_frames(
+    source: &mut dyn std::io::BufRead,
+    sink: &mut dyn FnMut(&[u8]) -> bool,
+) -> std::io::Result<()> {
+    // ruzstd hands out decoded data one window behind (the window stays
+    // for back-references until the frame ends): a file cut short loses
+    // its last window (up to 8 MiB at zstd's default levels).
+    let mut buf = vec![0u8; 128 << 10];
+    while !source.fill_buf()?.is_empty() {
+        let mut frame = ruzstd::decoding::StreamingDecoder::new(&mut *source)
+            .map_err(|e| std::io::Error::other(format!("not a zstd frame: {e}")))?;
+        loop {
+            let n = match frame.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
+            };
+            if n == 0 {
+                break;
             }
-        };
-        if n == 0 {
-            return Ok((
-                hex::encode(h.finalize()),
-                thread_cpu_seconds() - start,
-                size,
-            ));
-        }
-        size += n as u64;
-        buf.truncate(n);
-        h.update(&buf);
-        if listening {
-            if let Err(std::sync::mpsc::SendError(back)) = to_analysis.send(buf) {
-                listening = false;
-                spare = back;
+            if !sink(&buf[..n]) {
+                return Ok(());
             }
-        } else {
-            spare = buf;
         }
     }
+    Ok(())
+}
+
+/// The compression a file's first bytes announce, if sonde reads it.
+fn compression_of(head: &[u8]) -> Option<&'static str> {
+    match head {
+        [0x1f, 0x8b, ..] => Some("gzip"),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Some("zstd"),
+        _ => None,
+    }
+}
+
+/// The reading thread's end of the channels: buffers come back from the
+/// analysis for reuse; once the analysis hangs up, nothing more is sent.
+struct Handover {
+    to_analysis: SyncSender<Vec<u8>>,
+    recycled: Receiver<Vec<u8>>,
+    spare: Option<Vec<u8>>,
+    /// Bytes handed over (of the decompressed capture).
+    delivered: u64,
+}
+
+impl Handover {
+    /// A buffer to fill: one the analysis gave back, or a new one.
+    fn buffer(&mut self) -> Vec<u8> {
+        self.recycled
+            .try_recv()
+            .ok()
+            .or_else(|| self.spare.take())
+            .unwrap_or_default()
+    }
+
+    /// Hand `buf` over; false once the analysis has hung up.
+    fn send(&mut self, buf: Vec<u8>) -> bool {
+        self.delivered += buf.len() as u64;
+        match self.to_analysis.send(buf) {
+            Ok(()) => true,
+            Err(std::sync::mpsc::SendError(back)) => {
+                self.spare = Some(back);
+                false
+            }
+        }
+    }
+
+    /// Hand a copy of `data` over.
+    fn deliver(&mut self, data: &[u8]) -> bool {
+        let mut buf = self.buffer();
+        buf.clear();
+        buf.extend_from_slice(data);
+        self.send(buf)
+    }
+}
+
+/// The reading thread: reads the file once, hashes it and hands it to the
+/// analysis thread in chunks, decompressing a gzip or zstd file on the
+/// way. If the analysis stops early (damage), it goes on reading the file
+/// to its end, so the SHA-256 is always of the whole file.
+fn read_and_hash(
+    file: File,
+    to_analysis: SyncSender<Vec<u8>>,
+    recycled: Receiver<Vec<u8>>,
+) -> std::io::Result<ReadOutcome> {
+    let start = thread_cpu_seconds();
+    // Reads of a whole chunk bypass this buffer; it only lets the first
+    // bytes be looked at before anyone reads them.
+    let mut source = std::io::BufReader::with_capacity(
+        64 << 10,
+        HashingReader {
+            file,
+            sha: Sha256::new(),
+            size: 0,
+        },
+    );
+    let head = loop {
+        match std::io::BufRead::fill_buf(&mut source) {
+            Ok(head) => break head,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    };
+    let compression = compression_of(head);
+    let mut handover = Handover {
+        to_analysis,
+        recycled,
+        spare: None,
+        delivered: 0,
+    };
+    let mut damage = None;
+    match compression {
+        None => loop {
+            // Read straight into the buffer that is handed over: no copy.
+            let mut buf = handover.buffer();
+            buf.resize(CHUNK, 0);
+            let n = loop {
+                match source.read(&mut buf) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            };
+            buf.truncate(n);
+            if n == 0 || !handover.send(buf) {
+                break;
+            }
+        },
+        Some(kind) => {
+            let result = if kind == "gzip" {
+                // Several gzip members one after the other are one stream
+                // (`cat a.gz b.gz`, as gunzip reads them).
+                let mut gz = flate2::bufread::MultiGzDecoder::new(&mut source);
+                let mut buf = vec![0u8; CHUNK];
+                loop {
+                    match gz.read(&mut buf) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            if !handover.deliver(&buf[..n]) {
+                                break Ok(());
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                }
+            } else {
+                zstd_frames(&mut source, &mut |data| handover.deliver(data))
+            };
+            if let Err(e) = result {
+                damage = Some((
+                    handover.delivered,
+                    format!(
+                        "the {kind} stream is damaged or cut short: {e} (the capture up to here was read)"
+                    ),
+                ));
+            }
+        }
+    }
+    drop(handover);
+    // The rest of the file, hashed (after damage, or bytes past the end
+    // of the compressed stream).
+    std::io::copy(&mut source, &mut std::io::sink())?;
+    let reader = source.into_inner();
+    Ok(ReadOutcome {
+        sha256: hex::encode(reader.sha.finalize()),
+        cpu: thread_cpu_seconds() - start,
+        size: reader.size,
+        compression,
+        damage,
+    })
 }
 
 /// The analysis thread's side: the chunks the reading thread sends, parsed
@@ -436,8 +610,25 @@ fn open(path: &Path) -> Result<Source, OpenError> {
         from_reader,
         recycle,
     };
-    let reader = CaptureReader::from_chunks(Box::new(chunks), &path.display().to_string())
-        .map_err(|w| err(w.message))?;
+    let reader = match CaptureReader::from_chunks(Box::new(chunks), &path.display().to_string()) {
+        Ok(r) => r,
+        Err(w) => {
+            // The reading thread, hung up on, reads to the end and says
+            // whether the bytes were decompressed (not for standard input,
+            // which may never end).
+            let mut message = w.message;
+            if path != Path::new("-")
+                && let Ok(Ok(r)) = hash.join()
+                && let Some(kind) = r.compression
+            {
+                message = match r.damage {
+                    Some((_, damage)) => format!("{kind}-compressed, and {damage}; {message}"),
+                    None => format!("{message} (after {kind} decompression)"),
+                };
+            }
+            return Err(err(message));
+        }
+    };
     Ok(Source {
         reader,
         hash,
@@ -445,6 +636,7 @@ fn open(path: &Path) -> Result<Source, OpenError> {
             path: path.display().to_string(),
             size,
             sha256: String::new(),
+            compression: None,
             link_types: Vec::new(),
             packets: 0,
         },
