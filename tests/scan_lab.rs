@@ -42,6 +42,7 @@ fn ground_truth_at(rate: f64, ports: &str) {
     .collect();
     let ports = PortSet::parse(ports).unwrap();
     let config = ScanConfig {
+        resume: None,
         targets: targets.clone(),
         ports: ports.clone(),
         kinds: vec![ProbeKind::Syn, ProbeKind::Icmp],
@@ -132,6 +133,7 @@ fn dns_probes_get_the_lab_resolver_answer() {
     .into_iter()
     .collect();
     let config = ScanConfig {
+        resume: None,
         targets,
         ports: PortSet::single(53),
         kinds: vec![ProbeKind::Dns],

@@ -885,6 +885,7 @@ fn scan_inner(
         return Err(Error::Refused(refusals));
     }
     let config = ScanConfig {
+        resume: None,
         targets: targets.clone(),
         ports: ports.clone(),
         kinds: kinds.clone(),

@@ -108,6 +108,79 @@ impl AnsweredSnapshot {
     pub fn is_answered(&self, probe: &ProbeKey) -> bool {
         self.0.contains(probe)
     }
+
+    /// The answered bits as a resumed scan reads them back: per index
+    /// space, the kind's name length and name, the word count (u64 LE)
+    /// and the words (LE). `None` for a scan too large for bits (it keeps
+    /// a set, and a resume then retries without it).
+    pub fn to_bytes(&self) -> Option<Vec<u8>> {
+        let Answered::Bits(spaces) = &self.0 else {
+            return None;
+        };
+        let mut out = b"sonde-answered 1\n".to_vec();
+        for (kind, _, words) in spaces {
+            let name = kind.name().as_bytes();
+            out.push(name.len() as u8);
+            out.extend_from_slice(name);
+            out.extend_from_slice(&(words.len() as u64).to_le_bytes());
+            for w in words {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        Some(out)
+    }
+
+    /// Read [`AnsweredSnapshot::to_bytes`] back for the scan whose index
+    /// spaces are `spaces`: every kind and size must be the same.
+    pub fn from_bytes(
+        bytes: &[u8],
+        spaces: &[(ProbeKind, IndexSpace)],
+    ) -> Result<AnsweredSnapshot, String> {
+        let mut rest = bytes
+            .strip_prefix(b"sonde-answered 1\n".as_slice())
+            .ok_or("not a sonde answered-probe file")?;
+        let mut out = Vec::new();
+        for (kind, space) in spaces {
+            let (&n, r) = rest.split_first().ok_or("it ends early")?;
+            let (name, r) = r
+                .split_at_checked(n as usize)
+                .ok_or("it ends inside a kind's name")?;
+            if name != kind.name().as_bytes() {
+                return Err(format!(
+                    "it holds {} where the scan has {}",
+                    String::from_utf8_lossy(name),
+                    kind.name()
+                ));
+            }
+            let (count, r) = r.split_at_checked(8).ok_or("it ends inside a count")?;
+            let count = u64::from_le_bytes(count.try_into().expect("8 bytes"));
+            if count != space.len().div_ceil(64) {
+                return Err(format!(
+                    "its {} bits are for another scan ({count} words, the scan has {})",
+                    kind.name(),
+                    space.len().div_ceil(64)
+                ));
+            }
+            let len = usize::try_from(count)
+                .ok()
+                .and_then(|c| c.checked_mul(8))
+                .ok_or("too large")?;
+            let (words, r) = r.split_at_checked(len).ok_or("it ends inside the bits")?;
+            out.push((
+                *kind,
+                space.clone(),
+                words
+                    .chunks_exact(8)
+                    .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
+                    .collect(),
+            ));
+            rest = r;
+        }
+        if !rest.is_empty() {
+            return Err("it holds more kinds than the scan".into());
+        }
+        Ok(AnsweredSnapshot(Answered::Bits(out)))
+    }
 }
 
 /// One probe: target, port (the DNS server's for DNS), kind, and the DNS
@@ -186,6 +259,22 @@ impl Correlator {
 
     /// Keep which probes are answered as one bit per probe of these index
     /// spaces (the scan's), instead of a set that grows with every reply.
+    /// Count the probes `prior` marks answered (an earlier segment of a
+    /// resumed scan) as answered: their replies are duplicates now, and a
+    /// retry pass skips them. Call after [`Correlator::with_spaces`].
+    pub fn with_answered(mut self, prior: &AnsweredSnapshot) -> Correlator {
+        if let (Answered::Bits(mine), Answered::Bits(theirs)) = (&mut self.answered, &prior.0) {
+            for ((k1, _, a), (k2, _, b)) in mine.iter_mut().zip(theirs) {
+                if k1 == k2 && a.len() == b.len() {
+                    for (x, y) in a.iter_mut().zip(b) {
+                        *x |= *y;
+                    }
+                }
+            }
+        }
+        self
+    }
+
     pub fn with_spaces(mut self, spaces: Vec<(ProbeKind, IndexSpace)>) -> Correlator {
         self.answered = Answered::for_spaces(spaces);
         self
@@ -461,6 +550,50 @@ mod tests {
             c.on_packet(&[0x45, 0], 0),
             Correlation::Unrelated { from_target: false }
         );
+    }
+
+    #[test]
+    fn answered_bits_saved_and_read_back_carry_into_a_resumed_segment() {
+        let key = CookieKey::random();
+        let targets: IpSet = [AddrRange::single(ip(TARGET))].into_iter().collect();
+        let ports = crate::target::PortSet::parse("22,23,80").unwrap();
+        let spaces = vec![(
+            ProbeKind::Syn,
+            IndexSpace::new(&targets, Some(&ports)).unwrap(),
+        )];
+        let mut c = correlator(&key).with_spaces(spaces.clone());
+        let syn = probe(&key, ProbeKind::Syn, Some(23));
+        assert!(matches!(
+            c.on_packet(&tcp_answer(&syn, 0x14), 1),
+            Correlation::Matched(_)
+        ));
+        let bytes = c.answered_snapshot().to_bytes().unwrap();
+        let back = AnsweredSnapshot::from_bytes(&bytes, &spaces).unwrap();
+        assert!(back.is_answered(&(ip(TARGET), Some(23), ProbeKind::Syn, 0)));
+        assert!(!back.is_answered(&(ip(TARGET), Some(22), ProbeKind::Syn, 0)));
+        // The next segment has another key; the earlier answer counts.
+        let key2 = CookieKey::random();
+        let mut c2 = correlator(&key2)
+            .with_spaces(spaces.clone())
+            .with_answered(&back);
+        assert!(c2.is_answered(&(ip(TARGET), Some(23), ProbeKind::Syn, 0)));
+        let again = probe(&key2, ProbeKind::Syn, Some(23));
+        assert_eq!(
+            c2.on_packet(&tcp_answer(&again, 0x14), 2),
+            Correlation::Duplicate
+        );
+        // Bits of another scan's shape are refused, as is another file.
+        let other = vec![(
+            ProbeKind::Syn,
+            IndexSpace::new(
+                &targets,
+                Some(&crate::target::PortSet::parse("1-1000").unwrap()),
+            )
+            .unwrap(),
+        )];
+        assert!(AnsweredSnapshot::from_bytes(&bytes, &other).is_err());
+        assert!(AnsweredSnapshot::from_bytes(b"hello", &spaces).is_err());
+        assert!(AnsweredSnapshot::from_bytes(&bytes[..bytes.len() - 1], &spaces).is_err());
     }
 
     #[test]

@@ -121,7 +121,7 @@ impl HostResults {
 }
 
 /// Every host's results, folded as they arrive.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct HostTable {
     hosts: BTreeMap<IpAddr, HostResults>,
     /// Results per probe kind (for the unanswered counts).
@@ -199,6 +199,62 @@ impl HostTable {
         self.hosts.is_empty()
     }
 
+    /// The table a report's `hosts` array describes (the report of an
+    /// interrupted segment), so that a resumed scan folds on from it.
+    pub fn from_report(hosts: &serde_json::Value) -> Result<HostTable, String> {
+        let mut table = HostTable::new();
+        for (i, h) in hosts
+            .as_array()
+            .ok_or("hosts is not an array")?
+            .iter()
+            .enumerate()
+        {
+            let address: IpAddr = h["address"]
+                .as_str()
+                .and_then(|a| a.parse().ok())
+                .ok_or_else(|| format!("hosts[{i}]: no address"))?;
+            let mut host = HostResults {
+                address,
+                results: Vec::new(),
+                not_shown: Vec::new(),
+            };
+            for r in h["results"].as_array().into_iter().flatten() {
+                let result = result_from_json(r).map_err(|e| format!("hosts[{i}]: {e}"))?;
+                table.answered[result.probe as usize] += 1;
+                host.results.push(result);
+            }
+            for g in h["not_shown"].as_array().into_iter().flatten() {
+                let probe: ProbeKind = g["probe"]
+                    .as_str()
+                    .and_then(|p| p.parse().ok())
+                    .ok_or_else(|| format!("hosts[{i}]: a folded group without its probe"))?;
+                let state = match g["state"].as_str() {
+                    Some("closed") => "closed",
+                    Some("filtered") => "filtered",
+                    Some("unreachable") => "unreachable",
+                    other => return Err(format!("hosts[{i}]: folded state {other:?}")),
+                };
+                let count = g["count"]
+                    .as_u64()
+                    .ok_or_else(|| format!("hosts[{i}]: a folded group without its count"))?;
+                let ports = match g["ports"].as_str() {
+                    Some(p) => Some(PortSet::parse(p).map_err(|e| format!("hosts[{i}]: {e}"))?),
+                    None => None,
+                };
+                table.answered[probe as usize] += count;
+                host.not_shown.push(Folded {
+                    probe,
+                    state,
+                    reason: g["reason"].as_str().unwrap_or_default().to_string(),
+                    count,
+                    ports,
+                });
+            }
+            table.hosts.insert(address, host);
+        }
+        Ok(table)
+    }
+
     /// The hosts in address order, findings sorted.
     pub fn into_hosts(self) -> Vec<HostResults> {
         self.hosts
@@ -216,6 +272,72 @@ impl HostTable {
     }
 }
 
+/// One result as report.json writes it, read back.
+fn result_from_json(r: &serde_json::Value) -> Result<ScanResult, String> {
+    let field = |k: &str| r[k].as_u64();
+    let probe: ProbeKind = r["probe"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .ok_or("a result without its probe kind")?;
+    let port = field("port").map(|p| p as u16);
+    let icmp = || -> Result<(u8, u8), String> {
+        Ok((
+            field("icmp_type").ok_or("no icmp_type")? as u8,
+            field("icmp_code").ok_or("no icmp_code")? as u8,
+        ))
+    };
+    let verdict = match r["state"].as_str() {
+        Some("open") => Verdict::Open,
+        Some("closed") => Verdict::Closed,
+        Some("up") => Verdict::Up,
+        Some("filtered") => {
+            let (icmp_type, icmp_code) = icmp()?;
+            Verdict::Filtered {
+                icmp_type,
+                icmp_code,
+            }
+        }
+        Some("unreachable") => {
+            let (icmp_type, icmp_code) = icmp()?;
+            Verdict::Unreachable {
+                icmp_type,
+                icmp_code,
+            }
+        }
+        Some("dns_answer") => Verdict::DnsAnswer {
+            rcode: field("rcode").ok_or("no rcode")? as u8,
+            answers: field("answers").ok_or("no answers")? as u16,
+            recursion_available: r["recursion_available"].as_bool().unwrap_or(false),
+        },
+        other => return Err(format!("state {other:?}")),
+    };
+    let time = r["time"]
+        .as_str()
+        .and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .ok_or("a result without its time")?;
+    Ok(ScanResult {
+        target: r["target"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .ok_or("a result without its target")?,
+        port,
+        probe,
+        question: r["question"].as_str().map(std::sync::Arc::from),
+        // Named as the scan names it: from the port (DNS: domain).
+        service: match (probe, port) {
+            (ProbeKind::Dns, _) => Some("domain"),
+            (ProbeKind::Syn, Some(p)) => crate::target::ports::tcp_service(p),
+            _ => None,
+        },
+        verdict,
+        ttl: field("ttl").ok_or("a result without its TTL")? as u8,
+        rtt_us: field("rtt_us"),
+        time: super::CaptureTime(time.unix_timestamp_nanos() as i64),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,7 +349,8 @@ mod tests {
             port,
             probe,
             question: None,
-            service: None,
+            // As the scan names them.
+            service: port.and_then(crate::target::ports::tcp_service),
             verdict,
             ttl: 64,
             rtt_us: None,
@@ -301,5 +424,39 @@ mod tests {
         assert!(RecordMode::Open.records(&Verdict::Open));
         assert_eq!("answered".parse::<RecordMode>(), Ok(RecordMode::default()));
         assert!("some".parse::<RecordMode>().is_err());
+    }
+
+    #[test]
+    fn a_reports_hosts_read_back_fold_on_as_before() {
+        let mut t = HostTable::new();
+        t.add(result(Some(22), ProbeKind::Syn, Verdict::Open));
+        for p in [23, 24, 25] {
+            t.add(result(Some(p), ProbeKind::Syn, Verdict::Closed));
+        }
+        t.add(result(
+            Some(3306),
+            ProbeKind::Syn,
+            Verdict::Filtered {
+                icmp_type: 3,
+                icmp_code: 13,
+            },
+        ));
+        t.add(result(None, ProbeKind::Icmp, Verdict::Up));
+        let json = serde_json::to_value(t.clone().into_hosts()).unwrap();
+        let mut back = HostTable::from_report(&json).unwrap();
+        assert_eq!(back.answered(ProbeKind::Syn), 5);
+        assert_eq!(back.answered(ProbeKind::Icmp), 1);
+        assert_eq!(
+            serde_json::to_value(back.clone().into_hosts()).unwrap(),
+            json
+        );
+        // Folding on: one more closed port joins its group.
+        back.add(result(Some(26), ProbeKind::Syn, Verdict::Closed));
+        t.add(result(Some(26), ProbeKind::Syn, Verdict::Closed));
+        assert_eq!(
+            serde_json::to_value(back.into_hosts()).unwrap(),
+            serde_json::to_value(t.into_hosts()).unwrap()
+        );
+        assert!(HostTable::from_report(&serde_json::json!([{"address": "x"}])).is_err());
     }
 }

@@ -79,6 +79,40 @@ pub struct ScanConfig {
     /// Keep every result in memory for `ScanOutcome::results` (tests and
     /// library callers; the CLI folds per host and keeps none).
     pub keep_results: bool,
+    /// Continue an interrupted scan of the same plan (same seed, shard and
+    /// senders) where it stopped.
+    pub resume: Option<Resume>,
+}
+
+/// Where an interrupted scan stopped: the pass, the probe kind (its index
+/// among the plan's kinds) and each sending thread's next position in its
+/// share of that kind's order (`None`: its share was done). Every probe
+/// before it was sent (or skipped as down) in that pass; none after.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StopPoint {
+    pub pass: u32,
+    pub kind: usize,
+    pub next: Vec<Option<u64>>,
+}
+
+impl StopPoint {
+    /// The start of `pass`, for `senders` threads.
+    pub fn start_of(pass: u32, senders: usize) -> StopPoint {
+        StopPoint {
+            pass,
+            kind: 0,
+            next: vec![Some(0); senders],
+        }
+    }
+}
+
+/// What a resumed scan takes from the segments before it.
+pub struct Resume {
+    pub at: StopPoint,
+    /// The probes answered before (read back from `answered.bin`).
+    pub answered: Option<correlate::AnsweredSnapshot>,
+    /// The hosts' results so far (from the last report), folded on.
+    pub hosts: hosts::HostTable,
 }
 
 /// One result: the first valid reply to a probe.
@@ -156,6 +190,12 @@ pub struct ScanOutcome {
     pub rate: RateReport,
     /// How long the cooldown lasted (adaptive: up to `wait`).
     pub cooldown_seconds: f64,
+    /// Where sending stopped when it stopped early (interrupted, or the
+    /// scope): a resumed scan continues there. `None`: every pass ran.
+    pub stopped_at: Option<StopPoint>,
+    /// Which probes have their result, every segment's: kept for a resume
+    /// when the scan stopped early.
+    pub answered: Option<correlate::AnsweredSnapshot>,
 }
 
 /// The rate asked for, the rate achieved, and what held it back.
@@ -483,8 +523,15 @@ pub fn run(
         .collect();
     let shared = Arc::new(Shared {
         correlator: Mutex::new(
-            Correlator::new(key, config.targets.clone(), questions, MAX_TIMED_PROBES)
-                .with_spaces(spaces.clone()),
+            match config.resume.as_ref().and_then(|r| r.answered.as_ref()) {
+                Some(prior) => {
+                    Correlator::new(key, config.targets.clone(), questions, MAX_TIMED_PROBES)
+                        .with_spaces(spaces.clone())
+                        .with_answered(prior)
+                }
+                None => Correlator::new(key, config.targets.clone(), questions, MAX_TIMED_PROBES)
+                    .with_spaces(spaces.clone()),
+            },
         ),
         timed_full: AtomicBool::new(false),
         reply_timeout_us: AtomicU64::new(0),
@@ -562,9 +609,14 @@ pub fn run(
         let shared = shared.clone();
         let outputs = outputs.clone();
         let (record, keep_results) = (config.record, config.keep_results);
+        // A resumed scan folds on from the results of the segments before.
+        let hosts = config
+            .resume
+            .as_ref()
+            .map_or_else(hosts::HostTable::new, |r| r.hosts.clone());
         std::thread::Builder::new()
             .name("sonde-sniff".into())
-            .spawn(move || recv::receive(&shared, &outputs, sniffer, record, keep_results))
+            .spawn(move || recv::receive(&shared, &outputs, sniffer, record, keep_results, hosts))
             .map_err(|e| ScanError::Io("cannot start the receiving thread", e))?
     };
 
@@ -592,6 +644,7 @@ pub fn run(
     let mut discovery_seconds = 0.0;
     let sending_seconds = Mutex::new(0.0f64);
     let first_pass_seconds = Mutex::new(0.0f64);
+    let stopped_at: Mutex<Option<StopPoint>> = Mutex::new(None);
     let outcome: Result<(), ScanError> = (|| {
         // The MAC of every next hop the kernel does not know, asked for by
         // sonde itself before the first probe; every sending thread's
@@ -641,7 +694,9 @@ pub fn run(
                 }
             });
             let sent_all = (|| -> Result<(), ScanError> {
-                'passes: for pass in 0..=config.retries {
+                let resume_at = config.resume.as_ref().map(|r| &r.at);
+                let first = resume_at.map_or(0, |at| at.pass);
+                'passes: for pass in first..=config.retries {
                     shared.first_pass.store(pass == 0, Ordering::Relaxed);
                     // A retry pass skips what was answered before it began.
                     let answered = (pass > 0).then(|| {
@@ -651,74 +706,90 @@ pub fn run(
                             .expect("correlator lock")
                             .answered_snapshot()
                     });
-                    for kind_plan in plan.kinds() {
-                        let results: Vec<Result<(), ScanError>> = std::thread::scope(|scope| {
-                            let handles: Vec<_> = route_caches
-                                .iter_mut()
-                                .zip(sockets.iter_mut())
-                                .enumerate()
-                                .map(|(t, (routes, link))| {
-                                    // Thread t of T takes every T-th position of this
-                                    // machine's shard: a finer shard of the same permutation.
-                                    let share = Shard {
-                                        index: config.shard.index + config.shard.count * t as u64,
-                                        count: config.shard.count * senders as u64,
-                                    };
-                                    let worker = send::Worker {
-                                        config,
-                                        gate,
-                                        key: &key,
-                                        shared: &shared,
-                                        outputs: &outputs,
-                                        path_for: &path_for,
-                                        stop_sending,
-                                        probes: &probes,
-                                        probed: &probed,
-                                        sent: &sent,
-                                        skipped_down: &skipped_down,
-                                        retried: &retried,
-                                        progress: (config.progress && t == 0)
-                                            .then_some((started, total)),
-                                    };
-                                    let answered = answered.as_ref();
-                                    std::thread::Builder::new()
-                                        .name(format!("sonde-send-{t}"))
-                                        .spawn_scoped(scope, move || {
-                                            worker.send(
-                                                routes,
-                                                link,
-                                                send::Job {
-                                                    plan: kind_plan,
-                                                    share,
-                                                    pass,
-                                                    answered,
-                                                },
-                                            )
-                                        })
-                                })
-                                .collect();
-                            handles
-                                .into_iter()
-                                .map(|h| match h {
-                                    Ok(h) => h.join().unwrap_or_else(|_| {
-                                        Err(ScanError::Io(
-                                            "a sending thread failed",
-                                            std::io::Error::other("panic"),
-                                        ))
-                                    }),
-                                    Err(e) => {
-                                        Err(ScanError::Io("cannot start a sending thread", e))
-                                    }
-                                })
-                                .collect()
-                        });
+                    for (kind_index, kind_plan) in plan.kinds().iter().enumerate() {
+                        // A resumed scan starts at its stop point.
+                        let starts: Vec<Option<u64>> = match resume_at {
+                            Some(at) if pass == at.pass && kind_index < at.kind => continue,
+                            Some(at) if pass == at.pass && kind_index == at.kind => at.next.clone(),
+                            _ => vec![Some(0); senders],
+                        };
+                        let results: Vec<Result<Option<u64>, ScanError>> =
+                            std::thread::scope(|scope| {
+                                let handles: Vec<_> = route_caches
+                                    .iter_mut()
+                                    .zip(sockets.iter_mut())
+                                    .enumerate()
+                                    .map(|(t, (routes, link))| {
+                                        // Thread t of T takes every T-th position of this
+                                        // machine's shard: a finer shard of the same permutation.
+                                        let share = Shard {
+                                            index: config.shard.index
+                                                + config.shard.count * t as u64,
+                                            count: config.shard.count * senders as u64,
+                                        };
+                                        let worker = send::Worker {
+                                            config,
+                                            gate,
+                                            key: &key,
+                                            shared: &shared,
+                                            outputs: &outputs,
+                                            path_for: &path_for,
+                                            stop_sending,
+                                            probes: &probes,
+                                            probed: &probed,
+                                            sent: &sent,
+                                            skipped_down: &skipped_down,
+                                            retried: &retried,
+                                            progress: (config.progress && t == 0)
+                                                .then_some((started, total)),
+                                        };
+                                        let answered = answered.as_ref();
+                                        let from = starts.get(t).copied().flatten();
+                                        std::thread::Builder::new()
+                                            .name(format!("sonde-send-{t}"))
+                                            .spawn_scoped(scope, move || {
+                                                worker.send(
+                                                    routes,
+                                                    link,
+                                                    send::Job {
+                                                        plan: kind_plan,
+                                                        share,
+                                                        pass,
+                                                        answered,
+                                                        from,
+                                                    },
+                                                )
+                                            })
+                                    })
+                                    .collect();
+                                handles
+                                    .into_iter()
+                                    .map(|h| match h {
+                                        Ok(h) => h.join().unwrap_or_else(|_| {
+                                            Err(ScanError::Io(
+                                                "a sending thread failed",
+                                                std::io::Error::other("panic"),
+                                            ))
+                                        }),
+                                        Err(e) => {
+                                            Err(ScanError::Io("cannot start a sending thread", e))
+                                        }
+                                    })
+                                    .collect()
+                            });
+                        let mut next = Vec::with_capacity(results.len());
                         for r in results {
-                            r?;
+                            next.push(r?);
                         }
                         if stop_sending.load(Ordering::Relaxed)
                             || shared.output_failed.load(Ordering::Relaxed)
                             || shared.scope_stopped.load(Ordering::Relaxed)
                         {
+                            *stopped_at.lock().expect("stop point lock") = Some(StopPoint {
+                                pass,
+                                kind: kind_index,
+                                next,
+                            });
                             break 'passes;
                         }
                     }
@@ -846,7 +917,17 @@ pub fn run(
         discovery_seconds,
         shortfall: shared.shortfall.lock().expect("shortfall lock").take(),
     };
+    let stopped_at = stopped_at.into_inner().expect("stop point lock");
+    let answered = stopped_at.as_ref().map(|_| {
+        shared
+            .correlator
+            .lock()
+            .expect("correlator lock")
+            .answered_snapshot()
+    });
     Ok(ScanOutcome {
+        stopped_at,
+        answered,
         cooldown_seconds,
         hosts: hosts.into_hosts(),
         rate,

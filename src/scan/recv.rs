@@ -19,13 +19,13 @@ pub(super) fn receive(
     mut sniffer: Sniffer,
     record: RecordMode,
     keep_results: bool,
+    mut hosts: HostTable,
 ) -> (SnifferStats, Vec<ScanResult>, HostTable) {
     let mut batch = RecvBatch::new(64, 65536);
     let mut seen: Vec<(usize, Correlation)> = Vec::with_capacity(64);
     // Folded per host as they come (memory grows with findings);
     // every result is kept only when the caller asks.
     let mut results: Vec<ScanResult> = Vec::new();
-    let mut hosts = HostTable::new();
     let mut counted = Instant::now();
     // Owned here, published as `shared.reply_timeout_us`.
     let mut rtt = super::timing::RttEstimator::new();

@@ -27,6 +27,9 @@ pub(super) struct Job<'a> {
     pub pass: u32,
     /// Retry passes: which probes had their result when the pass began.
     pub answered: Option<&'a AnsweredSnapshot>,
+    /// Where in its share the thread starts (0: the beginning; a resumed
+    /// scan's stop point); `None`: its share of this pass and kind was done.
+    pub from: Option<u64>,
 }
 
 /// One sending thread's view of the scan.
@@ -51,25 +54,32 @@ impl<P> Worker<'_, P>
 where
     P: Fn(&mut route::RouteCache, IpAddr) -> Result<Path, ScanError> + Sync,
 {
-    /// Send this thread's share of one kind's probes for one pass.
+    /// Send this thread's share of one kind's probes for one pass. Returns
+    /// the next position of the share when it stopped early (an interrupt,
+    /// the scope), `None` when the share is done: where a resumed scan
+    /// continues.
     pub(super) fn send(
         &self,
         routes: &mut route::RouteCache,
         link: &mut LinkSender,
         job: Job<'_>,
-    ) -> Result<(), ScanError> {
+    ) -> Result<Option<u64>, ScanError> {
         let Job {
             plan,
             share,
             pass,
             answered,
+            from,
         } = job;
+        let Some(from) = from else {
+            return Ok(None);
+        };
         let kind = plan.kind;
         let config = self.config;
         let sent_before = link.sent();
         let mut buf = Vec::with_capacity(128);
         let mut last_progress = Instant::now();
-        let mut walk = share.positions(plan.len()).peekable();
+        let mut walk = share.positions_from(plan.len(), from).peekable();
         let mut timed: Vec<(Key, i64)> = Vec::new();
         let result = (|| {
             while walk.peek().is_some() {
@@ -217,7 +227,7 @@ where
                 }
                 link.flush().map_err(|e| ScanError::Io("cannot send", e))?;
             }
-            Ok(())
+            Ok(walk.peek().copied())
         })();
         // The sockets live across passes: count this call's sends only.
         self.sent

@@ -215,10 +215,42 @@ impl Shard {
     /// The positions of the order (of `n`) this shard visits: `index`,
     /// `index + count`, ...
     pub fn positions(&self, n: u64) -> impl Iterator<Item = u64> + use<> {
-        let (start, step) = (self.index, self.count);
-        std::iter::successors((start < n).then_some(start), move |&p| {
+        self.positions_from(n, 0)
+    }
+
+    /// The positions this shard visits from `from` on (a resumed scan
+    /// continues where a sending thread stopped).
+    pub fn positions_from(&self, n: u64, from: u64) -> impl Iterator<Item = u64> + use<> {
+        let step = self.count;
+        let start = if from <= self.index {
+            Some(self.index)
+        } else {
+            (from - self.index)
+                .div_ceil(step)
+                .checked_mul(step)
+                .and_then(|k| k.checked_add(self.index))
+        };
+        std::iter::successors(start.filter(|&s| s < n), move |&p| {
             p.checked_add(step).filter(|&q| q < n)
         })
+    }
+}
+
+#[cfg(test)]
+mod positions_tests {
+    use super::*;
+
+    #[test]
+    fn positions_from_continue_the_same_walk() {
+        let share = Shard { index: 2, count: 3 };
+        let all: Vec<u64> = share.positions(20).collect();
+        assert_eq!(all, [2, 5, 8, 11, 14, 17]);
+        for from in 0..22 {
+            let rest: Vec<u64> = share.positions_from(20, from).collect();
+            let want: Vec<u64> = all.iter().copied().filter(|&p| p >= from).collect();
+            assert_eq!(rest, want, "from {from}");
+        }
+        assert_eq!(share.positions_from(20, u64::MAX).count(), 0);
     }
 }
 
