@@ -55,7 +55,7 @@ pub enum Command {
 /// nmap spells some options with one dash and two letters (`-iL`,
 /// `-oX`); clap knows only one-letter short options, so those are
 /// rewritten first.
-fn nmap_aliases(args: Vec<OsString>) -> Vec<OsString> {
+pub(crate) fn nmap_aliases(args: Vec<OsString>) -> Vec<OsString> {
     args.into_iter()
         .map(|a| {
             let long = match a.to_str() {

@@ -18,6 +18,8 @@ use crate::evidence::{EvidenceMode, RunDir};
 use crate::probe::cookie::MAX_DNS_QUESTIONS;
 use crate::probe::{DnsQuestion, ProbeTemplate};
 use crate::report::export::ExportFormat;
+
+mod resume;
 use crate::scan::hosts::{HostResults, RecordMode};
 use crate::scan::{ScanConfig, run};
 use crate::scope::{Decision, ProbeKind, ScopeGate};
@@ -27,8 +29,8 @@ use crate::target::{IpSet, PortSet, SystemResolver};
 #[derive(Debug, Args)]
 pub struct ScanArgs {
     /// The scope file that authorizes this scan (TOML, see docs/scope-format.md).
-    #[arg(long, value_name = "FILE")]
-    pub scope: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "resume")]
+    pub scope: Option<PathBuf>,
 
     #[command(flatten)]
     pub targets: TargetArgs,
@@ -132,6 +134,22 @@ pub struct ScanArgs {
     /// and every refusal (exit 3 if any), as nmap -sL and masscan --echo.
     #[arg(long = "dry-run")]
     pub dry_run: bool,
+
+    /// Continue the interrupted run in DIR where it stopped: its command,
+    /// seed and scope come from the directory (the scope file must be
+    /// unchanged and its window open); the pcap, NDJSON and audit chain
+    /// go on, and the report covers the whole run.
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = [
+            "scope", "targets", "input_list", "ports", "top_ports", "exclude",
+            "exclude_file", "probe", "rate", "retries", "wait", "seed", "shard",
+            "dns_query", "output_dir", "interface", "senders", "sniffer_buffer",
+            "record", "evidence", "source_ip", "dry_run",
+        ]
+    )]
+    pub resume: Option<PathBuf>,
 }
 
 impl ScanArgs {
@@ -397,22 +415,13 @@ fn create_in(dir: &RunDir, name: &str) -> Result<std::fs::File, Error> {
 }
 
 pub fn run_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32, Error> {
+    if args.resume.is_some() {
+        return resume::resume_scan(args, stdout);
+    }
     let flags = Flags::check(&args)?;
     if args.dry_run {
         return dry_run(&args, &flags, stdout);
     }
-    let exports: Vec<(ExportFormat, PathBuf)> = args
-        .exports()
-        .into_iter()
-        .map(|(f, p)| (f, p.to_path_buf()))
-        .collect();
-    // With an export on standard output, the summary goes to standard error.
-    let mut stderr = crate::text::VisibleWriter(std::io::stderr());
-    let out: &mut dyn Write = if args.exports_to_stdout() {
-        &mut stderr
-    } else {
-        &mut *stdout
-    };
     // The run directory and its audit log come first: a refused or failed
     // run leaves records too.
     let dir = RunDir::create(
@@ -442,7 +451,32 @@ pub fn run_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32, Error> {
             "run_directory": dir.path().display().to_string(),
         }),
     )?;
-    let result = scan_inner(args, flags, &mut *out, &mut log, &dir);
+    run_segment(args, flags, stdout, log, dir, None)
+}
+
+/// Run one segment of a scan (the whole of it, unless it was interrupted
+/// and resumed) in `dir`, whose audit log is `log`, and write its outputs.
+fn run_segment(
+    args: ScanArgs,
+    flags: Flags,
+    stdout: &mut dyn Write,
+    mut log: Audit,
+    dir: RunDir,
+    resuming: Option<resume::Resuming>,
+) -> Result<i32, Error> {
+    let exports: Vec<(ExportFormat, PathBuf)> = args
+        .exports()
+        .into_iter()
+        .map(|(f, p)| (f, p.to_path_buf()))
+        .collect();
+    // With an export on standard output, the summary goes to standard error.
+    let mut stderr = crate::text::VisibleWriter(std::io::stderr());
+    let out: &mut dyn Write = if args.exports_to_stdout() {
+        &mut stderr
+    } else {
+        &mut *stdout
+    };
+    let result = scan_inner(args, flags, &mut *out, &mut log, &dir, resuming);
     match &result {
         Ok(code) => {
             audit(
@@ -598,7 +632,10 @@ struct Prepared {
 }
 
 fn prepare(args: &ScanArgs, kinds: &[ProbeKind]) -> Result<Prepared, Error> {
-    let file = load_scope(&args.scope)?;
+    let file =
+        load_scope(args.scope.as_deref().ok_or_else(|| {
+            Error::usage("no scope file", "--scope FILE names the authorization")
+        })?)?;
     // The gate refuses a rate above the ceiling and a closed window; it
     // knows this host's addresses, the only sources it lets packets carry
     // unless the scope lists spoofed ones.
@@ -857,8 +894,14 @@ fn scan_inner(
     out: &mut dyn Write,
     log: &mut Audit,
     dir: &RunDir,
+    resuming: Option<resume::Resuming>,
 ) -> Result<i32, Error> {
-    let started = now_rfc3339();
+    // A resumed run's report covers the whole run, from its first start.
+    let segment_started = now_rfc3339();
+    let started = resuming
+        .as_ref()
+        .and_then(|r| r.prior["started"].as_str().map(str::to_string))
+        .unwrap_or_else(now_rfc3339);
     let Flags {
         wait,
         kinds,
@@ -873,6 +916,20 @@ fn scan_inner(
         ports,
         refusals,
     } = prepare(&args, &kinds)?;
+    if let Some(r) = &resuming
+        && file.sha256 != r.scope_sha256
+    {
+        return Err(Error::Refused(vec![crate::scope::Refusal::ScopeChanged {
+            path: file.path.display().to_string(),
+            was: r.scope_sha256.clone(),
+            now: file.sha256.clone(),
+        }]));
+    }
+    // The scope's budget is per run: what earlier segments sent counts.
+    let gate = match &resuming {
+        Some(r) => gate.with_spent(r.prior_sent()),
+        None => gate,
+    };
     let scope = gate.scope();
     if !refusals.is_empty() {
         if refusals
@@ -885,7 +942,21 @@ fn scan_inner(
         return Err(Error::Refused(refusals));
     }
     let config = ScanConfig {
-        resume: None,
+        resume: match &resuming {
+            Some(r) => Some(crate::scan::Resume {
+                at: r.stop.clone(),
+                answered: r.answered.clone(),
+                hosts: crate::scan::hosts::HostTable::from_report(&r.prior["hosts"]).map_err(
+                    |e| {
+                        Error::usage(
+                            format!("the run's report.json cannot be resumed from: {e}"),
+                            "sonde verify DIR checks the run directory",
+                        )
+                    },
+                )?,
+            }),
+            None => None,
+        },
         targets: targets.clone(),
         ports: ports.clone(),
         kinds: kinds.clone(),
@@ -962,9 +1033,19 @@ fn scan_inner(
     // temporary name and renamed when whole, so a report.json is never a
     // truncated one (under sudo the process keeps the invoker's group,
     // which may write in the run directory: privilege::drop_all).
-    let pcap = create_in(dir, run_dir::PCAP)?;
+    // A resumed run appends to the capture and the results it has.
+    let (pcap, pcap_len, results_file) = if resuming.is_some() {
+        let (pcap, len) = resume::append_to(dir, run_dir::PCAP)?;
+        let (results, _) = resume::append_to(dir, run_dir::RESULTS)?;
+        (pcap, Some(len), results)
+    } else {
+        (
+            create_in(dir, run_dir::PCAP)?,
+            None,
+            create_in(dir, run_dir::RESULTS)?,
+        )
+    };
     let report_file = create_in(dir, run_dir::REPORT_PARTIAL)?;
-    let results_file = create_in(dir, run_dir::RESULTS)?;
     let sent_log = match args.evidence {
         EvidenceMode::Compact => Some(create_in(dir, run_dir::SENT)?),
         EvidenceMode::Full => None,
@@ -1016,6 +1097,7 @@ fn scan_inner(
         });
         let outputs = crate::scan::ScanOutputs {
             pcap: Some(pcap),
+            pcap_len,
             ndjson: Some(ndjson),
             sent_log,
         };
@@ -1119,6 +1201,32 @@ fn scan_inner(
             "adaptive": config.adaptive_wait,
         }),
     )?;
+    // Stopped early: where, so that `--resume` goes on from there.
+    let segment = resuming.as_ref().map_or(1, |r| r.segment);
+    if let Some(at) = &outcome.stopped_at {
+        let bits = outcome.answered.as_ref().and_then(|a| a.to_bytes());
+        if let Some(bits) = &bits {
+            let mut f = create_in(dir, resume::ANSWERED)?;
+            f.write_all(bits)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| Error::runtime("cannot write answered.bin", e))?;
+            file_written(log, dir, resume::ANSWERED)?;
+        }
+        audit(
+            log,
+            "scan_stopped",
+            serde_json::json!({
+                "segment": segment,
+                "pass": at.pass,
+                "kind": at.kind,
+                "next": at.next,
+                "seed": config.seed,
+                "shard": format!("{}/{}", shard.index + 1, shard.count),
+                "senders": config.senders,
+                "answered": bits.as_ref().map(|_| resume::ANSWERED),
+            }),
+        )?;
+    }
     let mut files = Vec::new();
     let mut written = vec![(run_dir::PCAP, "pcap"), (run_dir::RESULTS, "results")];
     if args.evidence == EvidenceMode::Compact {
@@ -1188,14 +1296,33 @@ fn scan_inner(
         // Results may miss replies when the kernel dropped packets or an
         // output failed; say so where the results are read.
         "possibly_incomplete": outcome.counters.kernel_drops > 0 || outcome.output_error.is_some(),
-        "counters": outcome.counters,
+        "counters": resume::sum_with_prior(
+            serde_json::to_value(outcome.counters).unwrap_or_default(),
+            resuming.as_ref().map(|r| &r.prior["counters"]),
+        ),
         // The rate asked for, the rate achieved, and what held it back.
         "rate": outcome.rate,
         // The scan's own ARP/NDP before the first probe: next hops asked
         // for, and the targets found down (folded into address ranges).
         "neighbour_discovery": neighbour_discovery,
-        "probes": outcome.probes,
-        "unanswered": outcome.unanswered.iter().map(|(k, v)| (k.name(), *v)).collect::<std::collections::BTreeMap<_, _>>(),
+        "probes": outcome.probes + resuming.as_ref().map_or(0, |r| r.prior["probes"].as_u64().unwrap_or(0)),
+        "unanswered": resume::sum_with_prior(
+            serde_json::to_value(outcome.unanswered.iter().map(|(k, v)| (k.name(), *v)).collect::<std::collections::BTreeMap<_, _>>()).unwrap_or_default(),
+            resuming.as_ref().map(|r| &r.prior["unanswered"]),
+        ),
+        // Each part of a run that was interrupted and resumed.
+        "segments": resume::segments(
+            resuming.as_ref().map(|r| &r.prior),
+            serde_json::json!({
+                "segment": segment,
+                "started": segment_started,
+                "finished": finished,
+                "probes": outcome.probes,
+                "sent": outcome.counters.sent,
+                "interrupted": outcome.interrupted,
+                "stopped_at": outcome.stopped_at,
+            }),
+        ),
         "files": files,
         // The report's anchor in the audit chain: the records written before
         // it and the hash of the last one. The record after names the
@@ -1242,6 +1369,16 @@ fn scan_inner(
             file.path.display()
         )
         .map_err(write_err)?;
+        if let Some(r) = &resuming {
+            writeln!(
+                out,
+                "segment {} of a resumed run: {} probes in all since {}",
+                r.segment,
+                outcome.probes + r.prior["probes"].as_u64().unwrap_or(0),
+                started
+            )
+            .map_err(write_err)?;
+        }
         for d in &down {
             let addresses = d["addresses"].as_array().map_or(0, Vec::len);
             let shown: Vec<&str> = d["addresses"]

@@ -48,6 +48,16 @@ impl<W: Write> AuditLog<W> {
         }
     }
 
+    /// A log that goes on after `records` records whose last line hashes
+    /// to `head` (a resumed run appends to its own chain).
+    pub fn continuing(out: W, records: u64, head: &str) -> AuditLog<W> {
+        AuditLog {
+            out,
+            seq: records,
+            prev: head.to_string(),
+        }
+    }
+
     /// Append one record: `event`, the time (RFC 3339, UTC), `fields`, and
     /// the chain fields `seq` and `prev`. Written and flushed at once, so
     /// a crash loses no record already appended.

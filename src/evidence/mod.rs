@@ -48,6 +48,28 @@ pub use audit::{AuditLog, ChainProblem, GENESIS, verify_chain};
 pub use run_dir::RunDir;
 
 /// SHA-256 (hex) and size of a file, read in 64 KiB pieces.
+/// The SHA-256 of the first `len` bytes of the file at `path` (what an
+/// append-only file held when an earlier segment of a resumed run recorded
+/// it), or `None` when the file is shorter.
+pub fn prefix_sha256(path: &std::path::Path, len: u64) -> std::io::Result<Option<String>> {
+    use sha2::Digest;
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut r = f.take(len);
+    let mut got = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        got += n as u64;
+    }
+    Ok((got == len).then(|| hex::encode(h.finalize())))
+}
+
 pub fn file_sha256(path: &std::path::Path) -> std::io::Result<(String, u64)> {
     use sha2::Digest;
     use std::io::Read;

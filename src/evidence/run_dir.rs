@@ -104,6 +104,16 @@ impl RunDir {
         })
     }
 
+    /// A run directory that exists (a resumed run goes on in it).
+    pub fn existing(path: &Path) -> Result<RunDir, RunDirError> {
+        if !path.is_dir() {
+            return Err(RunDirError::NotADirectory(path.to_path_buf()));
+        }
+        Ok(RunDir {
+            path: path.to_path_buf(),
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -360,6 +360,56 @@ fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
             });
             continue;
         };
+        // A resumed run: a file an earlier segment recorded and a later
+        // one rewrote was kept under the segment's name (run_resumed's
+        // `archived`); one the run appends to (the pcap, the results) held
+        // then what its first `size` bytes hold now.
+        let later = &records[i + 1..];
+        let archived = later
+            .iter()
+            .find(|r| r["event"] == "run_resumed" && r["archived"].get(name).is_some())
+            .and_then(|r| r["archived"][name].as_str());
+        let appended = later
+            .iter()
+            .any(|r| r["event"] == "file_written" && r["path"] == name);
+        if let Some(kept) = archived {
+            hash_file(
+                kept,
+                &dir.join(kept),
+                want,
+                Some(size),
+                &format!("the audit log (as {name}, before the run was resumed)"),
+                out,
+            );
+            continue;
+        }
+        if appended {
+            let subject = format!("{name} (its first {size} bytes)");
+            let path = dir.join(name);
+            out.push(match crate::evidence::prefix_sha256(&path, size) {
+                Ok(Some(found)) if found == want => Finding {
+                    status: Status::Ok,
+                    subject,
+                    detail: format!(
+                        "sha256 {found}, as the audit log recorded before the run was resumed"
+                    ),
+                },
+                Ok(found) => Finding {
+                    status: Status::Changed,
+                    subject,
+                    detail: format!(
+                        "the audit log recorded sha256 {want} before the run was resumed, found {}",
+                        found.unwrap_or_else(|| "a shorter file".into())
+                    ),
+                },
+                Err(e) => Finding {
+                    status: Status::Missing,
+                    subject,
+                    detail: format!("{e} (the audit log recorded sha256 {want})"),
+                },
+            });
+            continue;
+        }
         // Names are relative to the run directory; older logs hold paths
         // as the run was given them.
         let path = if Path::new(name).is_absolute() {
@@ -371,6 +421,27 @@ fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
         };
         hash_file(name, &path, want, Some(size), "the audit log", out);
         view.written.push(name.to_string());
+    }
+    // The segments of a resumed run, as the log tells them.
+    let resumed: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["event"] == "run_resumed")
+        .collect();
+    if !resumed.is_empty() {
+        for r in resumed {
+            out.push(Finding {
+                status: Status::Ok,
+                subject: subject.clone(),
+                detail: format!(
+                    "segment {} resumed at {} (pass {}, kind {}) by {}",
+                    r["segment"],
+                    r["time"].as_str().unwrap_or("?"),
+                    r["from"]["pass"],
+                    r["from"]["kind"],
+                    r["operator"].as_str().unwrap_or("?")
+                ),
+            });
+        }
     }
     view
 }

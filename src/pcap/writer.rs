@@ -50,6 +50,20 @@ impl<W: Write> PcapWriter<W> {
         })
     }
 
+    /// Append to a capture this writer wrote before (a resumed scan): `out`
+    /// is positioned at its end, `len` bytes long, every one of them a
+    /// header or a whole record.
+    pub fn continuing(out: W, snaplen: u32, len: u64) -> PcapWriter<W> {
+        PcapWriter {
+            out,
+            snaplen,
+            records: 0,
+            handed: len,
+            broken: false,
+            pending: Vec::with_capacity(PENDING + 2048),
+        }
+    }
+
     /// Write one frame captured at `ts_nanos` (since the Unix epoch).
     pub fn write(&mut self, ts_nanos: i64, frame: &[u8]) -> io::Result<()> {
         if self.broken {

@@ -109,8 +109,9 @@ impl StopPoint {
 /// What a resumed scan takes from the segments before it.
 pub struct Resume {
     pub at: StopPoint,
-    /// The probes answered before (read back from `answered.bin`).
-    pub answered: Option<correlate::AnsweredSnapshot>,
+    /// The probes answered before: `answered.bin` as the segment before
+    /// wrote it ([`correlate::AnsweredSnapshot::to_bytes`]).
+    pub answered: Option<Vec<u8>>,
     /// The hosts' results so far (from the last report), folded on.
     pub hosts: hosts::HostTable,
 }
@@ -398,6 +399,9 @@ pub struct ScanOutputs {
     /// The capture (pcap, raw IP): every probe and every reply, or with
     /// `sent_log` the replies only.
     pub pcap: Option<std::fs::File>,
+    /// The pcap already holds this many bytes (a resumed scan appends to
+    /// its capture; no new header).
+    pub pcap_len: Option<u64>,
     /// One JSON line per result that `ScanConfig::record` asks for.
     pub ndjson: Option<Box<dyn Write + Send>>,
     /// Compact evidence: the sent probes as what regenerates them
@@ -521,18 +525,28 @@ pub fn run(
         .iter()
         .map(|q| Arc::from(format!("{}:{}", q.name, crate::probe::qtype_name(q.qtype))))
         .collect();
-    let shared = Arc::new(Shared {
-        correlator: Mutex::new(
-            match config.resume.as_ref().and_then(|r| r.answered.as_ref()) {
-                Some(prior) => {
-                    Correlator::new(key, config.targets.clone(), questions, MAX_TIMED_PROBES)
-                        .with_spaces(spaces.clone())
-                        .with_answered(prior)
-                }
-                None => Correlator::new(key, config.targets.clone(), questions, MAX_TIMED_PROBES)
-                    .with_spaces(spaces.clone()),
-            },
+    // What a resumed scan's earlier segments had answered, for this plan.
+    let prior_answered = match config.resume.as_ref().and_then(|r| r.answered.as_deref()) {
+        Some(bytes) => Some(
+            correlate::AnsweredSnapshot::from_bytes(bytes, &spaces).map_err(|e| {
+                ScanError::Io(
+                    "cannot resume",
+                    std::io::Error::other(format!("answered.bin: {e}")),
+                )
+            })?,
         ),
+        None => None,
+    };
+    let shared = Arc::new(Shared {
+        correlator: Mutex::new(match &prior_answered {
+            Some(prior) => {
+                Correlator::new(key, config.targets.clone(), questions, MAX_TIMED_PROBES)
+                    .with_spaces(spaces.clone())
+                    .with_answered(prior)
+            }
+            None => Correlator::new(key, config.targets.clone(), questions, MAX_TIMED_PROBES)
+                .with_spaces(spaces.clone()),
+        }),
         timed_full: AtomicBool::new(false),
         reply_timeout_us: AtomicU64::new(0),
         last_result_ns: std::sync::atomic::AtomicI64::new(0),
@@ -551,10 +565,11 @@ pub fn run(
 
     let sinks = writer::Sinks {
         pcap: match outputs.pcap {
-            Some(f) => Some(
-                PcapWriter::new(f, LINKTYPE_RAW, 65535)
+            Some(f) => Some(match outputs.pcap_len {
+                Some(len) => PcapWriter::continuing(f, 65535, len),
+                None => PcapWriter::new(f, LINKTYPE_RAW, 65535)
                     .map_err(|e| ScanError::Io("cannot write the pcap", e))?,
-            ),
+            }),
             None => None,
         },
         ndjson: outputs.ndjson,
@@ -892,7 +907,13 @@ pub fn run(
     });
     let mut unanswered = HashMap::new();
     for (kind, _) in &spaces {
-        let answered = hosts.answered(*kind);
+        // This segment's: the earlier segments' answers came folded in.
+        let answered = hosts.answered(*kind).saturating_sub(
+            config
+                .resume
+                .as_ref()
+                .map_or(0, |r| r.hosts.answered(*kind)),
+        );
         unanswered.insert(
             *kind,
             probed

@@ -109,6 +109,12 @@ pub enum Refusal {
         source: IpAddr,
     },
     AllowanceSpent,
+    /// A resumed run's scope file is not the one the run began under.
+    ScopeChanged {
+        path: String,
+        was: String,
+        now: String,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -204,6 +210,10 @@ impl fmt::Display for Refusal {
                  (inside its allow rules)"
             ),
             AllowanceSpent => write!(f, "the reserved allowance is spent; reserve again"),
+            ScopeChanged { path, was, now } => write!(
+                f,
+                "the scope file {path} changed since the run began (sha256 {was}, now {now}): a run resumes only under the authorization it began with"
+            ),
         }
     }
 }
@@ -634,6 +644,14 @@ impl ScopeGate {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// Charge the budget with `probes` an earlier segment of this run sent
+    /// (a resumed scan): the scope's budget is per run, not per process.
+    pub fn with_spent(self, probes: u64) -> ScopeGate {
+        self.issued.fetch_add(probes, Ordering::AcqRel);
+        self.reserved.fetch_add(probes, Ordering::AcqRel);
+        self
     }
 
     /// Probes the budget still allows (`None`: no budget).

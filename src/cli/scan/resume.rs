@@ -1,0 +1,295 @@
+//! `sonde scan --resume RUN_DIR`: an interrupted run goes on where it
+//! stopped, in its own directory.
+//!
+//! The run directory says everything: the first `run_started` record holds
+//! the command, the last segment's `scan_stopped` record the stop point
+//! (pass, probe kind, each sending thread's next position), the seed and
+//! the senders, and `answered.bin` which probes had their result. The
+//! directory must verify first, and the scope file must hash as it did
+//! (a run resumes under the authorization it began with; the gate checks
+//! the window again). The pcap and NDJSON are appended to, the audit chain
+//! goes on (`run_resumed`), and the files a segment rewrites (report.json,
+//! answered.bin) are kept as `report.segment-N.json` and
+//! `answered.segment-N.bin`, so every earlier record still verifies.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde_json::Value;
+
+use super::{Audit, Flags, ScanArgs, audit, run_segment};
+use crate::error::Error;
+use crate::evidence::run_dir::{self, RunDir};
+use crate::evidence::{EvidenceMode, verify_chain};
+use crate::scan::StopPoint;
+
+/// The probes answered when a run stopped ([`crate::scan::correlate::AnsweredSnapshot::to_bytes`]).
+pub(super) const ANSWERED: &str = "answered.bin";
+
+/// What a resumed segment takes from the run directory.
+pub(super) struct Resuming {
+    /// This segment's number (2 for the first resume).
+    pub segment: u64,
+    pub stop: StopPoint,
+    /// answered.bin as the last segment wrote it.
+    pub answered: Option<Vec<u8>>,
+    /// The last segment's report (its hosts, counters and segments).
+    pub prior: Value,
+    /// The scope file's SHA-256 when the run began.
+    pub scope_sha256: String,
+}
+
+impl Resuming {
+    /// Probes (and retries) the earlier segments sent: charged to the budget.
+    pub fn prior_sent(&self) -> u64 {
+        self.prior["counters"]["sent"].as_u64().unwrap_or(0)
+    }
+}
+
+/// Open `name` in the run directory to append to it: (file, its length).
+pub(super) fn append_to(dir: &RunDir, name: &str) -> Result<(std::fs::File, u64), Error> {
+    let p = dir.file(name);
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&p)
+        .map_err(|e| Error::runtime(format!("cannot append to {}", p.display()), e))?;
+    let len = f
+        .metadata()
+        .map_err(|e| Error::runtime(format!("cannot read {}", p.display()), e))?
+        .len();
+    Ok((f, len))
+}
+
+/// `now`'s numbers plus `prior`'s, field by field (counters of two
+/// segments of one run).
+pub(super) fn sum_with_prior(now: Value, prior: Option<&Value>) -> Value {
+    let (Value::Object(mut now), Some(Value::Object(prior))) = (now.clone(), prior) else {
+        return now;
+    };
+    for (k, v) in prior {
+        if let Some(p) = v.as_u64() {
+            let n = now.get(k).and_then(Value::as_u64).unwrap_or(0);
+            now.insert(k.clone(), Value::from(n + p));
+        }
+    }
+    Value::Object(now)
+}
+
+/// The run's segments: the earlier report's, then `this`.
+pub(super) fn segments(prior: Option<&Value>, this: Value) -> Value {
+    let mut all: Vec<Value> = prior
+        .and_then(|p| p["segments"].as_array().cloned())
+        .unwrap_or_default();
+    all.push(this);
+    Value::Array(all)
+}
+
+/// `sonde scan --resume DIR`.
+pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32, Error> {
+    let path = args.resume.clone().expect("--resume was given");
+    if !path.is_dir() {
+        return Err(Error::usage(
+            format!("--resume {}: no such run directory", path.display()),
+            "give the directory of an interrupted scan (its -o DIR)",
+        ));
+    }
+    // Damaged evidence is not continued: its story could not be told.
+    let findings = crate::evidence::verify::verify(&path)
+        .map_err(|e| Error::runtime(format!("cannot read {}", path.display()), e))?;
+    if let Some(f) = findings.iter().find(|f| f.status.is_failure()) {
+        return Err(Error::usage(
+            format!(
+                "{} does not verify ({}: {}): a run whose evidence is damaged is not resumed",
+                path.display(),
+                f.subject,
+                f.detail
+            ),
+            format!("sonde verify {} names every problem", path.display()),
+        ));
+    }
+    let audit_path = path.join(run_dir::AUDIT);
+    let text = std::fs::read_to_string(&audit_path).map_err(|source| Error::Input {
+        what: format!("the audit log {}", audit_path.display()),
+        source,
+    })?;
+    let (_, head) = verify_chain(&text);
+    let records: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let event = |r: &Value| r["event"].as_str().unwrap_or_default().to_string();
+    let command: Vec<String> = records
+        .iter()
+        .find(|r| event(r) == "run_started")
+        .and_then(|r| serde_json::from_value(r["command"].clone()).ok())
+        .ok_or_else(|| {
+            Error::usage(
+                format!(
+                    "{}: the audit log has no run_started record with its command",
+                    path.display()
+                ),
+                "give the directory of a sonde scan",
+            )
+        })?;
+    let last_start = records
+        .iter()
+        .rposition(|r| matches!(event(r).as_str(), "run_started" | "run_resumed"))
+        .unwrap_or(0);
+    let Some(stopped) = records[last_start..]
+        .iter()
+        .rev()
+        .find(|r| event(r) == "scan_stopped")
+    else {
+        return Err(Error::usage(
+            format!(
+                "{}: the run sent every pass to its end (no scan_stopped record): nothing to resume",
+                path.display()
+            ),
+            "only a scan stopped early (Ctrl-C, SIGTERM) is resumed",
+        ));
+    };
+    let stop: StopPoint = serde_json::from_value(serde_json::json!({
+        "pass": stopped["pass"],
+        "kind": stopped["kind"],
+        "next": stopped["next"],
+    }))
+    .map_err(|e| {
+        Error::usage(
+            format!(
+                "{}: its scan_stopped record is not one sonde reads: {e}",
+                path.display()
+            ),
+            "sonde verify DIR checks the run directory",
+        )
+    })?;
+    let segment = stopped["segment"].as_u64().unwrap_or(1) + 1;
+    let report_path = path.join(run_dir::REPORT);
+    let prior: Value = std::fs::read(&report_path)
+        .map_err(|source| Error::Input {
+            what: format!("the report {}", report_path.display()),
+            source,
+        })
+        .and_then(|b| {
+            serde_json::from_slice(&b).map_err(|e| {
+                Error::usage(
+                    format!("{} is not JSON: {e}", report_path.display()),
+                    "sonde verify DIR checks the run directory",
+                )
+            })
+        })?;
+
+    // The original command, parsed again; what the run drew (seed,
+    // senders) and where it is come from the directory.
+    let mut original = match crate::cli::Cli::try_parse_from(crate::cli::nmap_aliases(
+        command.iter().map(std::ffi::OsString::from).collect(),
+    )) {
+        Ok(crate::cli::Cli {
+            command: crate::cli::Command::Scan(a),
+        }) => *a,
+        _ => {
+            return Err(Error::usage(
+                format!(
+                    "{}: the run's command is not a scan sonde reads: {}",
+                    path.display(),
+                    command.join(" ")
+                ),
+                "resume with the sonde version that started the run",
+            ));
+        }
+    };
+    if original.evidence == EvidenceMode::Compact {
+        return Err(Error::usage(
+            "resuming a run with --evidence compact is not supported: its sent-probe log is one hash chain with one key per run",
+            "scan again, or use --evidence full for runs that may be interrupted",
+        ));
+    }
+    original.seed = stopped["seed"].as_u64().or(original.seed);
+    original.senders = stopped["senders"].as_u64().or(original.senders);
+    original.output_dir = Some(path.clone());
+    original.quiet |= args.quiet;
+    original.dry_run = false;
+    original.resume = None;
+    if !args.exports().is_empty() {
+        original.output_xml = args.output_xml.clone();
+        original.output_grepable = args.output_grepable.clone();
+        original.output_list = args.output_list.clone();
+        original.output_json = args.output_json.clone();
+    }
+    // The scope file where the run found it (its path may have been
+    // relative to another working directory).
+    if let Some(abs) = prior["scope"]["absolute_path"].as_str() {
+        original.scope = Some(PathBuf::from(abs));
+    }
+    let scope_sha256 = prior["scope"]["sha256"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let answered = match stopped["answered"].as_str() {
+        Some(name) => Some(
+            std::fs::read(path.join(name)).map_err(|source| Error::Input {
+                what: format!("{} (which probes were answered)", path.join(name).display()),
+                source,
+            })?,
+        ),
+        None => None,
+    };
+    let flags = Flags::check(&original)?;
+    let dir = RunDir::existing(&path)
+        .map_err(|e| Error::usage(e.to_string(), "give the run directory"))?;
+
+    // Keep what this segment rewrites, under the segment's name.
+    let mut archived = serde_json::Map::new();
+    for name in [run_dir::REPORT, ANSWERED] {
+        if dir.file(name).exists() {
+            let kept = segment_name(name, segment - 1);
+            std::fs::rename(dir.file(name), dir.file(&kept))
+                .map_err(|e| Error::runtime(format!("cannot keep {name} as {kept}"), e))?;
+            archived.insert(name.to_string(), Value::from(kept));
+        }
+    }
+    let log_file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&audit_path)
+        .map_err(|e| Error::runtime(format!("cannot append to {}", audit_path.display()), e))?;
+    let mut log: Audit =
+        crate::evidence::AuditLog::continuing(log_file, records.len() as u64, &head);
+    audit(
+        &mut log,
+        "run_resumed",
+        serde_json::json!({
+            "sonde_version": env!("CARGO_PKG_VERSION"),
+            "command": std::env::args().collect::<Vec<_>>(),
+            "operator": crate::evidence::operator(),
+            "host": crate::evidence::hostname(),
+            "segment": segment,
+            "from": stop,
+            "archived": archived,
+        }),
+    )?;
+    run_segment(
+        original,
+        flags,
+        stdout,
+        log,
+        dir,
+        Some(Resuming {
+            segment,
+            stop,
+            answered,
+            prior,
+            scope_sha256,
+        }),
+    )
+}
+
+/// `report.json` of segment 1 kept as `report.segment-1.json`.
+pub fn segment_name(name: &str, segment: u64) -> String {
+    match Path::new(name).extension().and_then(|e| e.to_str()) {
+        Some(ext) => format!(
+            "{}.segment-{segment}.{ext}",
+            name.strip_suffix(&format!(".{ext}")).unwrap_or(name)
+        ),
+        None => format!("{name}.segment-{segment}"),
+    }
+}
