@@ -382,7 +382,9 @@ impl Lab {
     pub fn sonde(&self, args: &[&str]) -> (i32, String, String) {
         let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         if args.first().map(String::as_str) == Some("scan")
-            && !args.iter().any(|a| a == "-o" || a == "--output-dir")
+            && !args
+                .iter()
+                .any(|a| a == "-o" || a == "--output-dir" || a == "--resume")
         {
             static RUN: AtomicUsize = AtomicUsize::new(0);
             let n = RUN.fetch_add(1, Ordering::SeqCst);

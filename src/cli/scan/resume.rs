@@ -97,7 +97,15 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
     // Damaged evidence is not continued: its story could not be told.
     let findings = crate::evidence::verify::verify(&path)
         .map_err(|e| Error::runtime(format!("cannot read {}", path.display()), e))?;
-    if let Some(f) = findings.iter().find(|f| f.status.is_failure()) {
+    // The scope file is judged below, as a refusal of its own.
+    let scope_file = std::fs::read(path.join(run_dir::REPORT))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|r| r["scope"]["absolute_path"].as_str().map(str::to_string));
+    if let Some(f) = findings
+        .iter()
+        .find(|f| f.status.is_failure() && Some(&f.subject) != scope_file.as_ref())
+    {
         return Err(Error::usage(
             format!(
                 "{} does not verify ({}: {}): a run whose evidence is damaged is not resumed",
@@ -235,6 +243,20 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
         None => None,
     };
     let flags = Flags::check(&original)?;
+    // Judged before anything in the directory changes: the same scope file
+    // (by hash), its window open, the targets still allowed.
+    let prepared = super::prepare(&original, &flags.kinds)?;
+    if prepared.file.sha256 != scope_sha256 {
+        return Err(Error::Refused(vec![crate::scope::Refusal::ScopeChanged {
+            path: prepared.file.path.display().to_string(),
+            was: scope_sha256,
+            now: prepared.file.sha256,
+        }]));
+    }
+    if !prepared.refusals.is_empty() {
+        return Err(Error::Refused(prepared.refusals));
+    }
+    drop(prepared);
     let dir = RunDir::existing(&path)
         .map_err(|e| Error::usage(e.to_string(), "give the run directory"))?;
 

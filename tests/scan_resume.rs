@@ -1,0 +1,256 @@
+//! `sonde scan --resume RUN_DIR` (issue 16), in the lab: a scan
+//! interrupted at random moments five times and resumed each time ends
+//! with exactly the open ports of an uninterrupted run, verifies with its
+//! segments, and no probe reached a target more often than its retries
+//! allow (counted on the target side). A changed scope file and a run
+//! with nothing left are refused without touching the directory.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::evidence::report_json;
+use support::lab::*;
+
+const TARGETS: &str = "198.18.1.1-198.18.1.254";
+const PORTS: &str = "1-100,443,8080,8081";
+/// 254 hosts x 103 ports.
+const PLANNED: u64 = 254 * 103;
+
+fn open_ports(report: &serde_json::Value) -> BTreeSet<(IpAddr, u64)> {
+    report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|h| h["results"].as_array().unwrap().iter())
+        .filter(|r| r["state"] == "open")
+        .map(|r| {
+            (
+                r["target"].as_str().unwrap().parse().unwrap(),
+                r["port"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn interrupt_after(child: std::process::Child, delay: Duration) -> std::process::Output {
+    std::thread::sleep(delay);
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn interrupted_five_times_and_resumed_ends_as_an_uninterrupted_run() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+
+    // The uninterrupted run, for comparison.
+    let whole = dir.path().join("whole");
+    let (code, out, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        TARGETS,
+        "-p",
+        PORTS,
+        "--rate",
+        "20000",
+        "--wait",
+        "0.5",
+        "-o",
+        whole.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let expected = open_ports(&report_json(&whole.join("report.json")));
+    // 22, 80 and 443 on the up hosts (the down ones are 198.18.1.200-209),
+    // 8080 on the web host, 53 on the DNS server.
+    assert_eq!(expected.len(), 244 * 3 + 2, "the uninterrupted run");
+    assert!(expected.contains(&(IpAddr::V4(WEB_HOST_V4), 8080)));
+    // The same scan, interrupted at random moments and resumed.
+    let capture = dir.path().join("target.pcap");
+    let tshark = lab.capture_target_side("vt", &capture);
+    let run = dir.path().join("run");
+    let mut seed: u64 = 0x0005_e63e_5a3e;
+    let mut delay = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        Duration::from_millis(600 + (seed >> 33) % 1400)
+    };
+    let first = lab
+        .sonde_command()
+        .args([
+            "scan",
+            "--scope",
+            "scopes/lab.toml",
+            TARGETS,
+            "-p",
+            PORTS,
+            "--rate",
+            "2000",
+            "--wait",
+            "0.5",
+            "-o",
+            run.to_str().unwrap(),
+        ])
+        .spawn()
+        .unwrap();
+    let mut out = interrupt_after(first, delay());
+    let mut interrupts = 1;
+    loop {
+        assert_eq!(
+            out.status.code(),
+            Some(if interrupts > 0 { 1 } else { 0 }),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = report_json(&run.join("report.json"));
+        let segments = r["segments"].as_array().unwrap();
+        if segments.last().unwrap()["stopped_at"].is_null() {
+            break;
+        }
+        let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
+        assert_eq!(code, 0, "segment {}: {verified}", segments.len());
+        let resumed = lab
+            .sonde_command()
+            .args(["scan", "--resume", run.to_str().unwrap()])
+            .spawn()
+            .unwrap();
+        if interrupts < 5 {
+            out = interrupt_after(resumed, delay());
+            interrupts += 1;
+        } else {
+            out = resumed.wait_with_output().unwrap();
+            interrupts = 0;
+        }
+    }
+    tshark.stop();
+    let r = report_json(&run.join("report.json"));
+    let segments = r["segments"].as_array().unwrap();
+    assert!(segments.len() >= 2, "{segments:?}");
+    let found = open_ports(&r);
+    assert!(
+        found == expected,
+        "the resumed run's open ports differ: missing {:?}, extra {:?}",
+        expected.difference(&found).take(10).collect::<Vec<_>>(),
+        found.difference(&expected).take(10).collect::<Vec<_>>()
+    );
+    assert_eq!(r["probes"], PLANNED, "every probe of the plan, once");
+    assert_eq!(
+        r["parameters"]["seed"],
+        report_json(&run.join(format!("report.segment-{}.json", segments.len() - 1)))["parameters"]
+            ["seed"],
+        "one order across the segments"
+    );
+    let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{verified}");
+    for n in 2..=segments.len() {
+        assert!(
+            verified.contains(&format!("segment {n} resumed at")),
+            "{verified}"
+        );
+    }
+
+    // On the wire: no (target, port) got more SYNs than 1 + --retries (1),
+    // and every one got at least one.
+    let fields = Command::new("tshark")
+        .args([
+            "-r",
+            capture.to_str().unwrap(),
+            "-Y",
+            "ip.src==198.18.0.2 && tcp.flags.syn==1 && tcp.flags.ack==0",
+            "-T",
+            "fields",
+            "-e",
+            "ip.dst",
+            "-e",
+            "tcp.dstport",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let mut syns: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&fields.stdout).lines() {
+        let mut f = line.split('\t');
+        let key = (f.next().unwrap().to_string(), f.next().unwrap().to_string());
+        *syns.entry(key).or_default() += 1;
+    }
+    assert_eq!(syns.len() as u64, PLANNED, "every probe reached its target");
+    let most = syns.values().max().copied().unwrap_or(0);
+    assert!(most <= 2, "a probe was sent {most} times");
+}
+
+#[test]
+fn a_changed_scope_or_a_finished_run_is_not_resumed() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let scope = dir.path().join("lab.toml");
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scopes/lab.toml"),
+        &scope,
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let child = lab
+        .sonde_command()
+        .args([
+            "scan",
+            "--scope",
+            scope.to_str().unwrap(),
+            TARGETS,
+            "-p",
+            "1-20",
+        ])
+        .args([
+            "--rate",
+            "2000",
+            "--wait",
+            "0.3",
+            "-o",
+            run.to_str().unwrap(),
+        ])
+        .spawn()
+        .unwrap();
+    let out = interrupt_after(child, Duration::from_millis(800));
+    assert_eq!(out.status.code(), Some(1));
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(&run)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        (names, std::fs::read(run.join("audit.jsonl")).unwrap())
+    };
+    let before = listing();
+
+    // The scope file changed: refused (exit 3), the directory untouched.
+    let original = std::fs::read(&scope).unwrap();
+    let mut edited = original.clone();
+    edited.extend_from_slice(b"\n# edited after the run began\n");
+    std::fs::write(&scope, &edited).unwrap();
+    let (code, out, err) = lab.sonde(&["scan", "--resume", run.to_str().unwrap()]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(err.contains("changed since the run began"), "{err}");
+    assert_eq!(listing(), before, "a refused resume changes nothing");
+
+    // Another option beside --resume: the run directory says them all.
+    let (code, _, err) = lab.sonde(&["scan", "--resume", run.to_str().unwrap(), "--rate", "10"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+
+    // Put back, it resumes and finishes; then there is nothing left.
+    std::fs::write(&scope, &original).unwrap();
+    let (code, out, err) = lab.sonde(&["scan", "--resume", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("segment 2 of a resumed run"), "{out}");
+    let (code, _, err) = lab.sonde(&["scan", "--resume", run.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("nothing to resume"), "{err}");
+    let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{verified}");
+}
