@@ -914,6 +914,7 @@ fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
         events,
         [
             "run_started",
+            "scan_identity",
             "scope_accepted",
             "rate_applied",
             "recording",
@@ -936,12 +937,13 @@ fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
         ))
     };
     assert!(
-        out.contains(&format!("audit log head {head} after 11 records")),
+        out.contains(&format!("audit log head {head} after 12 records")),
         "{out}"
     );
-    assert_eq!(records[1]["sha256"], scope_sha.as_str());
-    assert_eq!(r["audit"]["records"], 9, "the report saw nine records");
-    assert_eq!(records[9]["path"], "report.json");
+    assert_eq!(records[1]["scope_sha256"], scope_sha.as_str());
+    assert_eq!(records[2]["sha256"], scope_sha.as_str());
+    assert_eq!(r["audit"]["records"], 10, "the report saw ten records");
+    assert_eq!(records[10]["path"], "report.json");
 
     // sonde verify, on the directory and on the report.
     let verify = |path: &std::path::Path| {

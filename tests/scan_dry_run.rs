@@ -26,6 +26,8 @@ fn dry_run_prints_the_plan_and_creates_nothing() {
         "100",
         "--shard",
         "1/2",
+        "--seed",
+        "7",
         "--dry-run",
         "-oX",
         xml.to_str().unwrap(),
@@ -140,4 +142,33 @@ fn dry_run_names_the_exclusion_that_carves_out_a_deny_rule() {
         out.contains("--exclude 198.18.10.128/25 takes that out"),
         "{out}"
     );
+}
+
+/// Issue 17: shards of different seeds overlap and leave gaps, so
+/// `--shard` without `--seed` is refused, with the fix.
+#[test]
+fn a_shard_without_a_seed_is_refused() {
+    let (code, out, err) = sonde_in_crate(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        "198.18.1.0/24",
+        "--shard",
+        "2/4",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("--shard 2/4 without --seed"), "{err}");
+    assert!(err.contains("give every shard the same --seed N"), "{err}");
+    // The whole scan (1/1) needs no seed.
+    let (code, _, err) = sonde_in_crate(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        "198.18.1.0/24",
+        "--shard",
+        "1/1",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 0, "{err}");
 }

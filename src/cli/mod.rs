@@ -2,6 +2,7 @@
 
 mod analyze;
 mod craft;
+mod merge;
 mod report;
 mod scan;
 mod scope;
@@ -41,6 +42,8 @@ pub enum Command {
     Craft(Box<craft::CraftArgs>),
     /// Check a run's evidence again: every recorded hash, the audit chain, the scope file.
     Verify(verify::VerifyArgs),
+    /// Join the run directories of a sharded scan (--shard I/N --seed S) into one, each verified first.
+    Merge(merge::MergeArgs),
     /// Render a scan or analysis report as one self-contained HTML page.
     Report(report::ReportArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -120,6 +123,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
         Command::Scan(args) => scan::run_scan(*args, out),
         Command::Craft(args) => craft::run_craft(*args, out),
         Command::Verify(args) => verify::run_verify(args, out),
+        Command::Merge(args) => merge::run_merge(args, out),
         Command::Report(args) => report::run_report(args, out),
         Command::Completions { shell } => {
             use clap::CommandFactory;

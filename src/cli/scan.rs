@@ -60,7 +60,9 @@ pub struct ScanArgs {
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
 
-    /// This machine's share of the scan: I/N (1 <= I <= N), no overlap, no gap.
+    /// This machine's share of the scan: I/N (1 <= I <= N). With the same
+    /// --seed on every machine the shares have no overlap and no gap, so
+    /// --shard needs --seed; `sonde merge` joins the run directories.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
 
@@ -175,7 +177,7 @@ impl ScanArgs {
 
 /// Write `head` (a JSON object) with a `hosts` member added, streaming the
 /// hosts: findings in full, the rest folded per host.
-fn write_report(
+pub(super) fn write_report(
     file: std::fs::File,
     head: &serde_json::Value,
     hosts: &[HostResults],
@@ -331,14 +333,14 @@ impl Watched {
 }
 
 /// The run's audit log (always written: `RUN_DIR/audit.jsonl`).
-type Audit = crate::evidence::AuditLog<std::fs::File>;
+pub(super) type Audit = crate::evidence::AuditLog<std::fs::File>;
 
-fn now_rfc3339() -> String {
+pub(super) fn now_rfc3339() -> String {
     crate::analyze::stats::timestamp(crate::analyze::stats::now_nanos())
 }
 
 /// Append an audit record; a failing audit log stops the run (exit 1).
-fn audit(log: &mut Audit, event: &str, fields: serde_json::Value) -> Result<(), Error> {
+pub(super) fn audit(log: &mut Audit, event: &str, fields: serde_json::Value) -> Result<(), Error> {
     let fields = match fields {
         serde_json::Value::Object(m) => m,
         _ => serde_json::Map::new(),
@@ -348,7 +350,11 @@ fn audit(log: &mut Audit, event: &str, fields: serde_json::Value) -> Result<(), 
 }
 
 /// Hash `name` in the run directory and record it in the audit log.
-fn file_written(log: &mut Audit, dir: &RunDir, name: &str) -> Result<(String, u64), Error> {
+pub(super) fn file_written(
+    log: &mut Audit,
+    dir: &RunDir,
+    name: &str,
+) -> Result<(String, u64), Error> {
     let path = dir.file(name);
     let (sha256, size) = crate::evidence::file_sha256(&path)
         .map_err(|e| Error::runtime(format!("cannot hash {}", path.display()), e))?;
@@ -402,7 +408,7 @@ fn analyze_capture(
 
 /// Create `name` in the run directory; under sudo it belongs to the
 /// invoking user, not root.
-fn create_in(dir: &RunDir, name: &str) -> Result<std::fs::File, Error> {
+pub(super) fn create_in(dir: &RunDir, name: &str) -> Result<std::fs::File, Error> {
     let p = dir.file(name);
     let f = std::fs::OpenOptions::new()
         .create_new(true)
@@ -595,8 +601,20 @@ impl Flags {
             ));
         }
         let shard = match &args.shard {
-            Some(s) => Shard::parse(s)
-                .map_err(|m| Error::usage(m, "--shard 1/4 scans the first of four shares"))?,
+            Some(s) => {
+                let shard = Shard::parse(s)
+                    .map_err(|m| Error::usage(m, "--shard 1/4 scans the first of four shares"))?;
+                // Shards of different orders overlap and leave gaps.
+                if args.seed.is_none() && args.resume.is_none() && shard.count > 1 {
+                    return Err(Error::usage(
+                        format!(
+                            "--shard {s} without --seed: each machine would draw its own probe order, and the shares would overlap and leave gaps"
+                        ),
+                        "give every shard the same --seed N (any number, e.g. from `od -An -N8 -tu8 /dev/urandom`)",
+                    ));
+                }
+                shard
+            }
             None => Shard::WHOLE,
         };
         if let Some(name) = &args.interface
@@ -997,6 +1015,26 @@ fn scan_inner(
     if let Some(s) = args.source_ip {
         gate.check_source(s).map_err(|r| Error::Refused(vec![r]))?;
     }
+    // What makes shards parts of one scan: `sonde merge` joins only runs
+    // whose identities agree but for the shard.
+    let identity = serde_json::json!({
+        "scope_sha256": file.sha256,
+        "targets": targets.ranges().map(|r| r.to_string()).collect::<Vec<_>>(),
+        "ports": ports.to_string(),
+        "probes": kinds,
+        "dns_query": questions
+            .iter()
+            .map(|q| format!("{}:{}", q.name, crate::probe::qtype_name(q.qtype)))
+            .collect::<Vec<_>>(),
+        "retries": config.retries,
+        "seed": config.seed,
+        "shard": format!("{}/{}", shard.index + 1, shard.count),
+        "index_space": crate::scan::index_space_size(&config).map_err(|e| Error::Runtime {
+            context: "cannot plan the scan".into(),
+            source: Some(Box::new(e)),
+        })?,
+    });
+    audit(log, "scan_identity", identity.clone())?;
     audit(
         log,
         "scope_accepted",
@@ -1046,6 +1084,9 @@ fn scan_inner(
         )
     };
     let report_file = create_in(dir, run_dir::REPORT_PARTIAL)?;
+    // Opened now, while the process may still give it to the sudo user;
+    // removed at the end unless the scan stopped early (resume::ANSWERED).
+    let mut answered_file = Some(create_in(dir, resume::ANSWERED)?);
     let sent_log = match args.evidence {
         EvidenceMode::Compact => Some(create_in(dir, run_dir::SENT)?),
         EvidenceMode::Full => None,
@@ -1203,15 +1244,25 @@ fn scan_inner(
     )?;
     // Stopped early: where, so that `--resume` goes on from there.
     let segment = resuming.as_ref().map_or(1, |r| r.segment);
-    if let Some(at) = &outcome.stopped_at {
-        let bits = outcome.answered.as_ref().and_then(|a| a.to_bytes());
-        if let Some(bits) = &bits {
-            let mut f = create_in(dir, resume::ANSWERED)?;
+    let bits = outcome
+        .stopped_at
+        .as_ref()
+        .and_then(|_| outcome.answered.as_ref())
+        .and_then(|a| a.to_bytes());
+    match (bits.as_ref(), answered_file.take()) {
+        (Some(bits), Some(mut f)) => {
             f.write_all(bits)
                 .and_then(|()| f.sync_all())
                 .map_err(|e| Error::runtime("cannot write answered.bin", e))?;
             file_written(log, dir, resume::ANSWERED)?;
         }
+        (_, f) => {
+            drop(f);
+            std::fs::remove_file(dir.file(resume::ANSWERED))
+                .map_err(|e| Error::runtime("cannot remove the unused answered.bin", e))?;
+        }
+    }
+    if let Some(at) = &outcome.stopped_at {
         audit(
             log,
             "scan_stopped",
@@ -1287,6 +1338,7 @@ fn scan_inner(
             "evidence": args.evidence,
             "sniffer_buffer": config.sniffer_queue,
         },
+        "identity": identity,
         "interrupted": outcome.interrupted,
         "output_error": outcome.output_error,
         "planned_probes": planned,

@@ -118,6 +118,8 @@ struct ReportView {
     audit: Option<AnchorView>,
     scope: Option<ScopeView>,
     capture_analysis: Option<AnalysisView>,
+    /// A merged run (`sonde merge`): its shards.
+    merge: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -446,6 +448,111 @@ fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
     view
 }
 
+/// A merged run: the manifest says what the report says; each shard still
+/// present verifies and is the run the merge read (its report's hash, its
+/// audit head); the embedded analysis is of the shards' captures.
+fn check_merge(dir: &Path, merge: &serde_json::Value, report: &ReportView, out: &mut Vec<Finding>) {
+    let manifest_name = merge["manifest"].as_str().unwrap_or("merge.json");
+    let subject = dir.join(manifest_name).display().to_string();
+    match std::fs::read(dir.join(manifest_name))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    {
+        Some(m) if m["shards"] == merge["shards"] => out.push(Finding {
+            status: Status::Ok,
+            subject: subject.clone(),
+            detail: format!(
+                "names the {} shards the report merged",
+                merge["shards"].as_array().map_or(0, Vec::len)
+            ),
+        }),
+        Some(_) => out.push(Finding {
+            status: Status::Broken,
+            subject: subject.clone(),
+            detail: "the manifest's shards are not the report's".into(),
+        }),
+        None => out.push(Finding {
+            status: Status::Missing,
+            subject: subject.clone(),
+            detail: "the merge manifest cannot be read".into(),
+        }),
+    }
+    let mut pcaps = Vec::new();
+    for shard in merge["shards"].as_array().into_iter().flatten() {
+        let name = shard["shard"].as_str().unwrap_or("?");
+        let shard_dir = Path::new(shard["run_directory"].as_str().unwrap_or_default());
+        if let Some(p) = shard["pcap_sha256"].as_str() {
+            pcaps.push(p.to_string());
+        }
+        let subject = format!("shard {name} ({})", shard_dir.display());
+        if !shard_dir.is_dir() {
+            out.push(Finding {
+                status: Status::Unchecked,
+                subject,
+                detail: "the shard's run directory is no longer there; the manifest keeps its report hash and audit head".into(),
+            });
+            continue;
+        }
+        let findings = match verify(shard_dir) {
+            Ok(f) => f,
+            Err(e) => {
+                out.push(Finding {
+                    status: Status::Missing,
+                    subject,
+                    detail: format!("cannot be read: {e}"),
+                });
+                continue;
+            }
+        };
+        if let Some(f) = findings.iter().find(|f| f.status.is_failure()) {
+            out.push(Finding {
+                status: Status::Broken,
+                subject,
+                detail: format!("does not verify: {}: {}", f.subject, f.detail),
+            });
+            continue;
+        }
+        let report_sha = file_sha256(&shard_dir.join(REPORT)).map(|(h, _)| h).ok();
+        let head = std::fs::read_to_string(shard_dir.join(AUDIT))
+            .map(|t| verify_chain(&t).1)
+            .ok();
+        if report_sha.as_deref() == shard["report_sha256"].as_str()
+            && head.as_deref() == shard["audit_head"].as_str()
+        {
+            out.push(Finding {
+                status: Status::Ok,
+                subject,
+                detail: "verifies, and is the run the merge read (report hash and audit head)"
+                    .into(),
+            });
+        } else {
+            out.push(Finding {
+                status: Status::Changed,
+                subject,
+                detail: format!(
+                    "the merge read report sha256 {} and audit head {}; the directory now holds {} and {}",
+                    shard["report_sha256"],
+                    shard["audit_head"],
+                    report_sha.unwrap_or_default(),
+                    head.unwrap_or_default()
+                ),
+            });
+        }
+    }
+    let analyzed: Vec<String> = report
+        .capture_analysis
+        .as_ref()
+        .map(|a| a.input.iter().filter_map(|i| i.sha256.clone()).collect())
+        .unwrap_or_default();
+    if !analyzed.is_empty() && analyzed != pcaps {
+        out.push(Finding {
+            status: Status::Broken,
+            subject: dir.join(REPORT).display().to_string(),
+            detail: "capture_analysis was not made of the shards' captures".into(),
+        });
+    }
+}
+
 /// Compact evidence: rebuild every probe the sent-probe log records and
 /// check its hash chain.
 fn check_sent_log(path: &Path, out: &mut Vec<Finding>) {
@@ -623,6 +730,9 @@ fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
                 "capture_analysis was made of a capture with sha256 {analyzed}, not the run's ({want})"
             ),
         });
+    }
+    if let Some(merge) = &report.merge {
+        check_merge(dir, merge, &report, out);
     }
     // The scope file, when it is still where the run read it.
     let scope = report.scope.as_ref();

@@ -255,6 +255,41 @@ impl HostTable {
         Ok(table)
     }
 
+    /// Fold `other`'s hosts into this table (shards of one scan, whose
+    /// probes are disjoint): findings joined, folded groups of the same
+    /// kind, state and reason summed, their port ranges joined.
+    pub fn absorb(&mut self, other: HostTable) {
+        for (i, n) in other.answered.iter().enumerate() {
+            self.answered[i] += n;
+        }
+        for (address, theirs) in other.hosts {
+            let Some(mine) = self.hosts.get_mut(&address) else {
+                self.hosts.insert(address, theirs);
+                continue;
+            };
+            mine.results.extend(theirs.results);
+            for g in theirs.not_shown {
+                match mine
+                    .not_shown
+                    .iter_mut()
+                    .find(|m| m.probe == g.probe && m.state == g.state && m.reason == g.reason)
+                {
+                    Some(m) => {
+                        m.count += g.count;
+                        m.ports = match (m.ports.take(), g.ports) {
+                            (Some(mut a), Some(b)) => {
+                                a.union_with(&b);
+                                (a.ranges().len() <= MAX_FOLDED_RANGES).then_some(a)
+                            }
+                            _ => None,
+                        };
+                    }
+                    None => mine.not_shown.push(g),
+                }
+            }
+        }
+    }
+
     /// The hosts in address order, findings sorted.
     pub fn into_hosts(self) -> Vec<HostResults> {
         self.hosts
@@ -458,5 +493,32 @@ mod tests {
             serde_json::to_value(t.into_hosts()).unwrap()
         );
         assert!(HostTable::from_report(&serde_json::json!([{"address": "x"}])).is_err());
+    }
+
+    #[test]
+    fn shards_absorbed_fold_as_one_table() {
+        // One table fed every result, and two fed halves, joined.
+        let all: Vec<ScanResult> = (1..=40u16)
+            .map(|p| {
+                let v = if p == 22 {
+                    Verdict::Open
+                } else {
+                    Verdict::Closed
+                };
+                result(Some(p), ProbeKind::Syn, v)
+            })
+            .collect();
+        let mut whole = HostTable::new();
+        let (mut a, mut b) = (HostTable::new(), HostTable::new());
+        for (i, r) in all.into_iter().enumerate() {
+            whole.add(r.clone());
+            if i % 2 == 0 { a.add(r) } else { b.add(r) }
+        }
+        a.absorb(b);
+        assert_eq!(a.answered(ProbeKind::Syn), 40);
+        assert_eq!(
+            serde_json::to_value(a.into_hosts()).unwrap(),
+            serde_json::to_value(whole.into_hosts()).unwrap()
+        );
     }
 }

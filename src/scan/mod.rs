@@ -359,6 +359,12 @@ fn plan(config: &ScanConfig) -> Result<ProbePlan, ScanError> {
 /// The probes of this machine's shard in the first pass: what the scan
 /// plans to send, and what the scope's budget must cover before the first
 /// packet. Retries resend unanswered probes from what the budget has left.
+/// The size of the scan's whole index space, every shard's probes
+/// together (one pass): the same on every machine of a sharded scan.
+pub fn index_space_size(config: &ScanConfig) -> Result<u64, ScanError> {
+    Ok(plan(config)?.kinds().iter().map(|k| k.len()).sum())
+}
+
 pub fn planned_probes(config: &ScanConfig) -> Result<u64, ScanError> {
     let shard = config.shard;
     Ok(plan(config)?

@@ -124,6 +124,8 @@ pub struct Lab {
     dnsmasq: Option<Child>,
     /// Run directories of scans that name none (removed with the lab).
     runs: tempfile::TempDir,
+    /// More scanner namespaces ([`Lab::add_scanner`]), torn down with the lab.
+    extra: Vec<String>,
 }
 
 /// Run `ip` (or another tool) and fail loudly with its output.
@@ -211,6 +213,7 @@ impl Lab {
             stop: Arc::new(AtomicBool::new(false)),
             listener: None,
             dnsmasq: None,
+            extra: Vec::new(),
         };
         // From here on, Drop tears down whatever was built.
         run("ip", &["netns", "add", &t]);
@@ -357,6 +360,57 @@ impl Lab {
         panic!("dnsmasq did not answer within 10 s");
     }
 
+    /// Another scanner, as a separate machine would be: its own namespace,
+    /// its own veth into the target side and its own address,
+    /// 198.18.(10+k).2/24 for the k-th (from 1), routed to the same
+    /// targets. Returns (namespace, address).
+    pub fn add_scanner(&mut self) -> (String, Ipv4Addr) {
+        let k = self.extra.len() as u8 + 1;
+        let ns = format!("{}{k}", self.scanner_ns);
+        run("ip", &["netns", "add", &ns]);
+        self.extra.push(ns.clone());
+        let (vs, vt) = (format!("vs{k}"), format!("vt{k}"));
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                &vs,
+                "netns",
+                &ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &vt,
+                "netns",
+                &self.target_ns,
+            ],
+        );
+        let net = 10 + k;
+        run_stdin(
+            "ip",
+            &["-n", &ns, "-batch", "-"],
+            &format!(
+                "link set lo up\nlink set {vs} up\naddr add 198.18.{net}.2/24 dev {vs}\nroute add default via 198.18.{net}.1\n"
+            ),
+        );
+        run_stdin(
+            "ip",
+            &["-n", &self.target_ns, "-batch", "-"],
+            &format!("link set {vt} up\naddr add 198.18.{net}.1/24 dev {vt}\n"),
+        );
+        (ns, Ipv4Addr::new(198, 18, net, 2))
+    }
+
+    /// The sonde binary in namespace `ns`, from the crate's directory.
+    pub fn sonde_in(&self, ns: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_sonde")])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        c
+    }
+
     /// Run `f` on a thread inside the scanner namespace.
     pub fn in_scanner<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
         let ns = self.scanner_ns.clone();
@@ -478,7 +532,7 @@ impl Drop for Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for ns in [&self.scanner_ns, &self.target_ns] {
+        for ns in self.extra.iter().chain([&self.scanner_ns, &self.target_ns]) {
             if let Err(e) = Command::new("ip").args(["netns", "del", ns]).status() {
                 eprintln!("lab teardown: cannot delete namespace {ns}: {e}");
             }

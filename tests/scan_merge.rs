@@ -1,0 +1,288 @@
+//! Scale-out (issue 17), as if on three machines: three scanner namespaces,
+//! each its own host with its own address on its own link into the lab,
+//! run shards 1/3, 2/3 and 3/3 of one scan at once. Merged, the open ports
+//! equal the lab's single-machine scan exactly, no (target, port) was
+//! probed by two shards (counted from the shards' pcaps), the merge
+//! verifies, and a shard of another seed, a missing, a duplicate and a
+//! tampered shard are each refused with a message naming the cause.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+
+use support::evidence::report_json;
+use support::lab::*;
+
+const TARGETS: &str = "198.18.1.0/24";
+const PORTS: &str = "1-200,8080,8081";
+const SEED: &str = "424242";
+
+fn open_ports(report: &serde_json::Value) -> BTreeSet<(IpAddr, u64)> {
+    report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|h| h["results"].as_array().unwrap().iter())
+        .filter(|r| r["state"] == "open")
+        .map(|r| {
+            (
+                r["target"].as_str().unwrap().parse().unwrap(),
+                r["port"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The (target, port) pairs a shard's own pcap shows it sent SYNs to.
+fn probed(pcap: &std::path::Path, source: std::net::Ipv4Addr) -> BTreeSet<(String, String)> {
+    let out = Command::new("tshark")
+        .args([
+            "-r",
+            pcap.to_str().unwrap(),
+            "-Y",
+            &format!("ip.src=={source} && tcp.flags.syn==1 && tcp.flags.ack==0"),
+            "-T",
+            "fields",
+            "-e",
+            "ip.dst",
+            "-e",
+            "tcp.dstport",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .expect("tshark (the test command installs it)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let (a, b) = l.split_once('\t').unwrap();
+            (a.to_string(), b.to_string())
+        })
+        .collect()
+}
+
+fn output(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn three_machines_scan_shards_that_merge_into_the_single_machine_scan() {
+    let mut lab = Lab::new();
+    let machines: Vec<(String, std::net::Ipv4Addr)> = (0..3).map(|_| lab.add_scanner()).collect();
+    let dir = tempfile::tempdir().unwrap();
+
+    // One machine, the whole scan.
+    let single = dir.path().join("single");
+    let (code, out, err) = lab.sonde(&[
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        TARGETS,
+        "-p",
+        PORTS,
+        "--rate",
+        "20000",
+        "--wait",
+        "0.5",
+        "-o",
+        single.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let expected = open_ports(&report_json(&single.join("report.json")));
+    assert!(expected.contains(&(IpAddr::V4(WEB_HOST_V4), 8080)));
+
+    // Three machines, one shard each, at once, each at the same per-host rate.
+    let shard_dir = |k: usize| dir.path().join(format!("shard{k}"));
+    let children: Vec<_> = machines
+        .iter()
+        .enumerate()
+        .map(|(i, (ns, _))| {
+            lab.sonde_in(ns)
+                .args([
+                    "scan",
+                    "--scope",
+                    "scopes/lab.toml",
+                    TARGETS,
+                    "-p",
+                    PORTS,
+                    "--rate",
+                    "5000",
+                    "--wait",
+                    "0.5",
+                    "--seed",
+                    SEED,
+                    "--shard",
+                    &format!("{}/3", i + 1),
+                    "-o",
+                ])
+                .arg(shard_dir(i + 1))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "shard {}: {}",
+            i + 1,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // No (target, port) probed by two shards; together, every one.
+    let sets: Vec<BTreeSet<(String, String)>> = machines
+        .iter()
+        .enumerate()
+        .map(|(i, (_, addr))| probed(&shard_dir(i + 1).join("capture.pcap"), *addr))
+        .collect();
+    for a in 0..3 {
+        for b in a + 1..3 {
+            let both: Vec<_> = sets[a].intersection(&sets[b]).take(5).collect();
+            assert!(
+                both.is_empty(),
+                "shards {} and {} both probed {both:?}",
+                a + 1,
+                b + 1
+            );
+        }
+    }
+    let all: usize = sets.iter().map(BTreeSet::len).sum();
+    assert_eq!(
+        all,
+        256 * 202,
+        "the shards together probed every (target, port)"
+    );
+
+    // Merged: the single machine's open ports, exactly; it verifies.
+    let merged = dir.path().join("merged");
+    let shard_args: Vec<String> = (1..=3)
+        .map(|k| shard_dir(k).display().to_string())
+        .collect();
+    let (code, out, err) = support::cli::sonde(
+        &[
+            &["merge"][..],
+            &shard_args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &["-o", merged.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("merged 3 shards of one scan"), "{out}");
+    let r = report_json(&merged.join("report.json"));
+    let found = open_ports(&r);
+    assert!(
+        found == expected,
+        "merged open ports differ: missing {:?}, extra {:?}",
+        expected.difference(&found).take(10).collect::<Vec<_>>(),
+        found.difference(&expected).take(10).collect::<Vec<_>>()
+    );
+    assert_eq!(r["probes"], 256 * 202);
+    assert_eq!(r["merge"]["shards"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        r["capture_analysis"]["input"].as_array().unwrap().len(),
+        3,
+        "every shard's capture analyzed as one set"
+    );
+    let (code, verified, _) = support::cli::sonde(&["verify", merged.to_str().unwrap()]);
+    assert_eq!(code, 0, "{verified}");
+    for k in 1..=3 {
+        assert!(
+            verified.contains(&format!("shard {k}/3 ("))
+                && verified.contains("is the run the merge read"),
+            "{verified}"
+        );
+    }
+
+    let merge = |dirs: &[&std::path::Path]| {
+        let out = dir.path().join(format!("m{}", rand_suffix()));
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sonde"));
+        c.arg("merge").args(dirs).arg("-o").arg(&out);
+        let r = output(&mut c);
+        assert!(!out.exists(), "a refused merge created {}", out.display());
+        r
+    };
+    let (s1, s2, s3) = (shard_dir(1), shard_dir(2), shard_dir(3));
+
+    // A missing shard, a shard given twice.
+    let (code, _, err) = merge(&[&s1, &s3]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("shard 2/3 missing"), "{err}");
+    let (code, _, err) = merge(&[&s1, &s2, &s2, &s3]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("shard 2/3 given twice"), "{err}");
+
+    // A shard of another seed.
+    let other = dir.path().join("other-seed");
+    let (code, out, err) = output(lab.sonde_in(&machines[1].0).args([
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        TARGETS,
+        "-p",
+        PORTS,
+        "--rate",
+        "20000",
+        "--wait",
+        "0.3",
+        "--seed",
+        "7",
+        "--shard",
+        "2/3",
+        "-o",
+        other.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = merge(&[&s1, &other, &s3]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("shards of different scans: their seed differs"),
+        "{err}"
+    );
+
+    // A tampered shard: one byte of its results changed.
+    let tampered = dir.path().join("tampered");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(&s3)
+        .arg(&tampered)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let results = tampered.join("results.ndjson");
+    let mut bytes = std::fs::read(&results).unwrap();
+    let i = bytes.iter().position(|&b| b == b'9').unwrap_or(10);
+    bytes[i] = if bytes[i] == b'9' { b'8' } else { b'9' };
+    std::fs::write(&results, bytes).unwrap();
+    let (code, _, err) = merge(&[&s1, &s2, &tampered]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("shard {} does not verify", tampered.display()))
+            && err.contains("results.ndjson"),
+        "{err}"
+    );
+
+    // A shard changed after the merge: verify of the merge says so.
+    let report = s2.join("report.json");
+    let mut text = std::fs::read(&report).unwrap();
+    text.push(b'\n');
+    std::fs::write(&report, text).unwrap();
+    let (code, verified, _) = support::cli::sonde(&["verify", merged.to_str().unwrap()]);
+    assert_ne!(code, 0, "{verified}");
+    assert!(verified.contains("shard 2/3 ("), "{verified}");
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
