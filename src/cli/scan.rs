@@ -1247,7 +1247,7 @@ fn scan_inner(
     let bits = outcome
         .stopped_at
         .as_ref()
-        .and_then(|_| outcome.answered.as_ref())
+        .and(outcome.answered.as_ref())
         .and_then(|a| a.to_bytes());
     match (bits.as_ref(), answered_file.take()) {
         (Some(bits), Some(mut f)) => {
