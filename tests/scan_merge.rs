@@ -97,6 +97,17 @@ fn three_machines_scan_shards_that_merge_into_the_single_machine_scan() {
     let expected = open_ports(&report_json(&single.join("report.json")));
     assert!(expected.contains(&(IpAddr::V4(WEB_HOST_V4), 8080)));
 
+    // Each machine signs its runs with its own key; the merge has one too.
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    for name in ["machine1", "machine2", "machine3", "merger", "stranger"] {
+        let (code, out, err) =
+            support::cli::sonde(&["keygen", "-o", keys.join(name).to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains(&format!("{name}.pub")), "{out}");
+    }
+    let key = |name: &str, ext: &str| keys.join(format!("{name}.{ext}")).display().to_string();
+
     // Three machines, one shard each, at once, each at the same per-host rate.
     let shard_dir = |k: usize| dir.path().join(format!("shard{k}"));
     let children: Vec<_> = machines
@@ -119,6 +130,8 @@ fn three_machines_scan_shards_that_merge_into_the_single_machine_scan() {
                     SEED,
                     "--shard",
                     &format!("{}/3", i + 1),
+                    "--sign-key",
+                    &key(&format!("machine{}", i + 1), "key"),
                     "-o",
                 ])
                 .arg(shard_dir(i + 1))
@@ -168,15 +181,23 @@ fn three_machines_scan_shards_that_merge_into_the_single_machine_scan() {
     let shard_args: Vec<String> = (1..=3)
         .map(|k| shard_dir(k).display().to_string())
         .collect();
-    let (code, out, err) = support::cli::sonde(
-        &[
-            &["merge"][..],
-            &shard_args.iter().map(String::as_str).collect::<Vec<_>>(),
-            &["-o", merged.to_str().unwrap()],
-        ]
-        .concat(),
-    );
+    let trust: Vec<String> = (1..=3)
+        .map(|k| key(&format!("machine{k}"), "pub"))
+        .collect();
+    let merger_key = key("merger", "key");
+    let mut merge_args: Vec<&str> = vec!["merge"];
+    merge_args.extend(shard_args.iter().map(String::as_str));
+    merge_args.extend([
+        "-o",
+        merged.to_str().unwrap(),
+        "--sign-key",
+        &merger_key,
+        "--trust",
+    ]);
+    merge_args.extend(trust.iter().map(String::as_str));
+    let (code, out, err) = support::cli::sonde(&merge_args);
     assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("signed with ed25519 key"), "{out}");
     assert!(out.contains("merged 3 shards of one scan"), "{out}");
     let r = report_json(&merged.join("report.json"));
     let found = open_ports(&r);
@@ -193,8 +214,29 @@ fn three_machines_scan_shards_that_merge_into_the_single_machine_scan() {
         3,
         "every shard's capture analyzed as one set"
     );
-    let (code, verified, _) = support::cli::sonde(&["verify", merged.to_str().unwrap()]);
+    let (code, verified, _) = support::cli::sonde(&[
+        "verify",
+        merged.to_str().unwrap(),
+        "--pubkey",
+        &key("merger", "pub"),
+    ]);
     assert_eq!(code, 0, "{verified}");
+    assert!(
+        verified.contains("signed with the trusted ed25519 key"),
+        "{verified}"
+    );
+    // Signed, but not by the key given.
+    let (code, verified, _) = support::cli::sonde(&[
+        "verify",
+        merged.to_str().unwrap(),
+        "--pubkey",
+        &key("stranger", "pub"),
+    ]);
+    assert_eq!(code, 1, "{verified}");
+    assert!(
+        verified.contains("which is not one of the keys given"),
+        "{verified}"
+    );
     for k in 1..=3 {
         assert!(
             verified.contains(&format!("shard {k}/3 ("))
@@ -248,6 +290,24 @@ fn three_machines_scan_shards_that_merge_into_the_single_machine_scan() {
         err.contains("shards of different scans: their seed differs"),
         "{err}"
     );
+
+    // Shards must be signed by a trusted key: machine 3's is left out.
+    let untrusted_out = dir.path().join("untrusted");
+    let (code, _, err) = output(
+        Command::new(env!("CARGO_BIN_EXE_sonde"))
+            .arg("merge")
+            .args([&s1, &s2, &s3])
+            .arg("-o")
+            .arg(&untrusted_out)
+            .args(["--trust", &key("machine1", "pub"), &key("machine2", "pub")]),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("shard {} does not verify", s3.display()))
+            && err.contains("which is not one of the keys given"),
+        "{err}"
+    );
+    assert!(!untrusted_out.exists());
 
     // A tampered shard: one byte of its results changed.
     let tampered = dir.path().join("tampered");

@@ -37,6 +37,15 @@ pub struct MergeArgs {
     /// The merged run directory (created; it must be new or empty).
     #[arg(long = "output-dir", short = 'o', value_name = "DIR", required = true)]
     pub output_dir: PathBuf,
+
+    /// Every shard must be signed by one of these Ed25519 public keys
+    /// (PEM, from `sonde keygen`; repeat for several machines).
+    #[arg(long = "trust", value_name = "PUBKEY", num_args = 1..)]
+    pub trust: Vec<PathBuf>,
+
+    /// Sign the merged run with this key.
+    #[arg(long = "sign-key", value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
 }
 
 /// One shard, read and checked.
@@ -58,7 +67,7 @@ fn identity_without_shard(report: &Value) -> Value {
     id
 }
 
-fn read_shard(dir: &Path) -> Result<Shard, Error> {
+fn read_shard(dir: &Path, trusted: &[ed25519_dalek::VerifyingKey]) -> Result<Shard, Error> {
     let name = dir.display().to_string();
     if !dir.is_dir() {
         return Err(Error::usage(
@@ -66,7 +75,11 @@ fn read_shard(dir: &Path) -> Result<Shard, Error> {
             "give each shard's run directory (its -o DIR)",
         ));
     }
-    let findings = crate::evidence::verify::verify(dir)
+    let anchors = crate::evidence::verify::Anchors {
+        trusted_keys: trusted.to_vec(),
+        ..Default::default()
+    };
+    let findings = crate::evidence::verify::verify_anchored(dir, &anchors)
         .map_err(|e| Error::runtime(format!("cannot read {name}"), e))?;
     if let Some(f) = findings.iter().find(|f| f.status.is_failure()) {
         return Err(Error::usage(
@@ -224,9 +237,29 @@ fn summed(shards: &[Shard], field: &str) -> Value {
 }
 
 pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    let mut trusted = Vec::new();
+    for p in &args.trust {
+        trusted.push(crate::evidence::signature::load_public_key(p).map_err(|e| {
+            Error::usage(
+                format!("--trust {e}"),
+                "give public keys from sonde keygen (NAME.pub)",
+            )
+        })?);
+    }
+    let sign_key = match &args.sign_key {
+        Some(p) => Some(
+            crate::evidence::signature::load_signing_key(p).map_err(|e| {
+                Error::usage(
+                    format!("--sign-key {e}"),
+                    "sonde keygen -o NAME writes NAME.key",
+                )
+            })?,
+        ),
+        None => None,
+    };
     let mut shards = Vec::new();
     for d in &args.shards {
-        shards.push(read_shard(d)?);
+        shards.push(read_shard(d, &trusted)?);
     }
     check_set(&shards)?;
     shards.sort_by_key(|s| s.index);
@@ -440,6 +473,10 @@ pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
         .map_err(|e| Error::runtime("cannot put the merged report in place", e))?;
     let (report_sha, _) = file_written(&mut log, &dir, run_dir::REPORT)?;
     audit(&mut log, "run_finished", json!({ "exit_status": exit::OK }))?;
+    if let Some(key) = &sign_key {
+        let f = create_in(&dir, crate::evidence::signature::SIGNATURE)?;
+        super::scan::sign_run(key, f, &dir, &log, out)?;
+    }
     let open: usize = hosts.iter().map(|h| h.open_ports().count()).sum();
     writeln!(
         out,

@@ -44,6 +44,12 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Join the run directories of a sharded scan (--shard I/N --seed S) into one, each verified first.
     Merge(merge::MergeArgs),
+    /// Write an Ed25519 key pair for signed runs: NAME.key (private) and NAME.pub.
+    Keygen {
+        /// NAME: writes NAME.key and NAME.pub (neither may exist).
+        #[arg(long = "output", short = 'o', value_name = "NAME")]
+        output: std::path::PathBuf,
+    },
     /// Render a scan or analysis report as one self-contained HTML page.
     Report(report::ReportArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -124,6 +130,19 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
         Command::Craft(args) => craft::run_craft(*args, out),
         Command::Verify(args) => verify::run_verify(args, out),
         Command::Merge(args) => merge::run_merge(args, out),
+        Command::Keygen { output } => {
+            let (secret, public, key) = crate::evidence::signature::write_key_pair(&output)
+                .map_err(|e| Error::usage(e, "name a key pair that does not exist yet"))?;
+            writeln!(
+                out,
+                "wrote {} (private: keep it on the machine that signs, readable by its owner only) and {} (public: give it to whoever verifies); key {}",
+                secret.display(),
+                public.display(),
+                crate::evidence::signature::fingerprint(&key)
+            )
+            .map_err(write_err)?;
+            Ok(exit::OK)
+        }
         Command::Report(args) => report::run_report(args, out),
         Command::Completions { shell } => {
             use clap::CommandFactory;

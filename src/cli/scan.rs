@@ -137,6 +137,12 @@ pub struct ScanArgs {
     #[arg(long = "dry-run")]
     pub dry_run: bool,
 
+    /// Sign the finished run with this Ed25519 key (PEM, from `sonde
+    /// keygen`): signature.json over the report's hash and the audit log's
+    /// final head; `sonde verify --pubkey` checks it.
+    #[arg(long = "sign-key", value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
+
     /// Continue the interrupted run in DIR where it stopped: its command,
     /// seed and scope come from the directory (the scope file must be
     /// unchanged and its window open); the pcap, NDJSON and audit chain
@@ -482,6 +488,11 @@ fn run_segment(
     } else {
         &mut *stdout
     };
+    // Opened now (the sudo user must own it); signed once the log is final.
+    let signer = match flags.sign_key.clone() {
+        Some(k) => Some((k, create_in(&dir, crate::evidence::signature::SIGNATURE)?)),
+        None => None,
+    };
     let result = scan_inner(args, flags, &mut *out, &mut log, &dir, resuming);
     match &result {
         Ok(code) => {
@@ -490,6 +501,9 @@ fn run_segment(
                 "run_finished",
                 serde_json::json!({ "exit_status": code }),
             )?;
+            if let Some((key, f)) = signer {
+                sign_run(&key, f, &dir, &log, out)?;
+            }
             // With the report's hash printed before, what to keep outside
             // the directory: nothing in it can then be rewritten unseen.
             writeln!(
@@ -534,12 +548,41 @@ fn run_segment(
         }
     }
     if result.is_err() {
+        // Nothing final to sign.
+        let _ = std::fs::remove_file(dir.file(crate::evidence::signature::SIGNATURE));
         eprintln!(
             "sonde: the audit log of this run is {}",
             dir.file(run_dir::AUDIT).display()
         );
     }
     result
+}
+
+/// Sign the finished run (its report's hash and the log's final head) into
+/// `file` (signature.json), and say so.
+pub(super) fn sign_run(
+    key: &ed25519_dalek::SigningKey,
+    mut file: std::fs::File,
+    dir: &RunDir,
+    log: &Audit,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let (report_sha, _) = crate::evidence::file_sha256(&dir.file(run_dir::REPORT))
+        .map_err(|e| Error::runtime("cannot hash the report to sign it", e))?;
+    let sig = crate::evidence::signature::RunSignature::sign(key, &report_sha, log.head());
+    serde_json::to_writer_pretty(&mut file, &sig)
+        .map_err(std::io::Error::other)
+        .and_then(|()| file.write_all(b"\n"))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::runtime("cannot write signature.json", e))?;
+    writeln!(
+        out,
+        "signed with ed25519 key {}: {}/{}",
+        crate::evidence::signature::fingerprint(&key.verifying_key()),
+        dir.path().display(),
+        crate::evidence::signature::SIGNATURE
+    )
+    .map_err(write_err)
 }
 
 /// The flags checked before the run directory is made: a typo is an input
@@ -549,6 +592,8 @@ struct Flags {
     kinds: Vec<ProbeKind>,
     questions: Vec<DnsQuestion>,
     shard: Shard,
+    /// `--sign-key`, read before anything is sent.
+    sign_key: Option<ed25519_dalek::SigningKey>,
 }
 
 impl Flags {
@@ -628,11 +673,23 @@ impl Flags {
                 "`ip link` lists the interfaces; or drop --interface to use the route's",
             ));
         }
+        let sign_key = match &args.sign_key {
+            Some(p) => Some(
+                crate::evidence::signature::load_signing_key(p).map_err(|e| {
+                    Error::usage(
+                        format!("--sign-key {e}"),
+                        "sonde keygen -o NAME writes NAME.key (sign with it) and NAME.pub",
+                    )
+                })?,
+            ),
+            None => None,
+        };
         Ok(Flags {
             wait,
             kinds,
             questions,
             shard,
+            sign_key,
         })
     }
 }
@@ -925,6 +982,7 @@ fn scan_inner(
         kinds,
         questions,
         shard,
+        sign_key: _,
     } = flags;
     let Prepared {
         file,

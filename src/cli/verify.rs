@@ -22,6 +22,11 @@ pub struct VerifyArgs {
     /// The audit log's final head as kept outside the directory (the scan prints it).
     #[arg(long = "audit-head", value_name = "HEX", value_parser = sha256_hex)]
     pub audit_head: Option<String>,
+
+    /// The run must be signed (signature.json) with this Ed25519 public key
+    /// (PEM, from `sonde keygen`), or with one of several given.
+    #[arg(long = "pubkey", value_name = "FILE")]
+    pub pubkey: Vec<PathBuf>,
 }
 
 fn sha256_hex(s: &str) -> Result<String, String> {
@@ -35,9 +40,17 @@ fn sha256_hex(s: &str) -> Result<String, String> {
 }
 
 pub fn run_verify(args: VerifyArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    let mut trusted_keys = Vec::new();
+    for p in &args.pubkey {
+        trusted_keys.push(
+            crate::evidence::signature::load_public_key(p)
+                .map_err(|e| Error::usage(e, "give a public key from sonde keygen (NAME.pub)"))?,
+        );
+    }
     let anchors = crate::evidence::verify::Anchors {
         report_sha256: args.report_sha256.clone(),
         audit_head: args.audit_head.clone(),
+        trusted_keys,
     };
     let findings =
         crate::evidence::verify::verify_anchored(&args.target, &anchors).map_err(|source| {

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod compliance;
 pub mod run_dir;
 pub mod sent_log;
+pub mod signature;
 pub mod verify;
 
 /// What a scan's evidence keeps of the probes it sent.

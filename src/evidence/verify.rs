@@ -163,6 +163,8 @@ pub struct Anchors {
     pub report_sha256: Option<String>,
     /// The audit log's final head (the hash of its last record).
     pub audit_head: Option<String>,
+    /// Keys the run must be signed with (one of them): `verify --pubkey`.
+    pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
 }
 
 /// Check the evidence at `path`: a run directory, its `report.json`, or an
@@ -201,6 +203,9 @@ pub fn verify_anchored(path: &Path, anchors: &Anchors) -> std::io::Result<Vec<Fi
         if audit.written.iter().any(|w| w == SENT) || dir.join(SENT).exists() {
             check_sent_log(&dir.join(SENT), &mut findings);
         }
+    }
+    if log == dir.join(AUDIT) {
+        check_signature(&dir, &audit, &anchors.trusted_keys, &mut findings);
     }
     if let Some(want) = &anchors.report_sha256 {
         hash_file(
@@ -446,6 +451,111 @@ fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
         }
     }
     view
+}
+
+/// `signature.json`, when the run was signed (or must be: `trusted` keys
+/// given): it names the report's current hash and the log's final head,
+/// holds for them, and is by a trusted key when keys were given.
+fn check_signature(
+    dir: &Path,
+    audit: &AuditView,
+    trusted: &[ed25519_dalek::VerifyingKey],
+    out: &mut Vec<Finding>,
+) {
+    use super::signature::{RunSignature, SIGNATURE, fingerprint};
+    let path = dir.join(SIGNATURE);
+    let subject = path.display().to_string();
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(_) if trusted.is_empty() => return,
+        Err(e) => {
+            out.push(Finding {
+                status: Status::Missing,
+                subject,
+                detail: format!("the run is not signed ({e}), and --pubkey asks for a signature"),
+            });
+            return;
+        }
+    };
+    let sig: RunSignature = match serde_json::from_slice(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            out.push(Finding {
+                status: Status::Broken,
+                subject,
+                detail: format!("not a sonde run signature: {e}"),
+            });
+            return;
+        }
+    };
+    let key = match sig.check() {
+        Ok(k) => k,
+        Err(e) => {
+            out.push(Finding {
+                status: Status::Broken,
+                subject,
+                detail: e,
+            });
+            return;
+        }
+    };
+    let report_sha = file_sha256(&dir.join(REPORT)).map(|(h, _)| h).ok();
+    let head = audit
+        .lines
+        .last()
+        .map(|l| hex::encode(Sha256::digest(l.as_bytes())));
+    if report_sha.as_deref() != Some(sig.report_sha256.as_str()) {
+        out.push(Finding {
+            status: Status::Broken,
+            subject,
+            detail: format!(
+                "signed report sha256 {}, report.json is {}",
+                sig.report_sha256,
+                report_sha.unwrap_or_else(|| "absent".into())
+            ),
+        });
+        return;
+    }
+    if head.as_deref() != Some(sig.audit_head.as_str()) {
+        out.push(Finding {
+            status: Status::Broken,
+            subject,
+            detail: format!(
+                "signed audit head {}, the log's final head is {}",
+                sig.audit_head,
+                head.unwrap_or_else(|| "absent".into())
+            ),
+        });
+        return;
+    }
+    if trusted.is_empty() {
+        out.push(Finding {
+            status: Status::Ok,
+            subject,
+            detail: format!(
+                "signed with ed25519 key {} over the report and the final audit head (give --pubkey to check whose it is)",
+                fingerprint(&key)
+            ),
+        });
+    } else if trusted.contains(&key) {
+        out.push(Finding {
+            status: Status::Ok,
+            subject,
+            detail: format!(
+                "signed with the trusted ed25519 key {} over the report and the final audit head",
+                fingerprint(&key)
+            ),
+        });
+    } else {
+        out.push(Finding {
+            status: Status::Broken,
+            subject,
+            detail: format!(
+                "signed with ed25519 key {}, which is not one of the keys given",
+                fingerprint(&key)
+            ),
+        });
+    }
 }
 
 /// A merged run: the manifest says what the report says; each shard still

@@ -218,6 +218,9 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
     original.quiet |= args.quiet;
     original.dry_run = false;
     original.resume = None;
+    if args.sign_key.is_some() {
+        original.sign_key = args.sign_key.clone();
+    }
     if !args.exports().is_empty() {
         original.output_xml = args.output_xml.clone();
         original.output_grepable = args.output_grepable.clone();
@@ -262,7 +265,11 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
 
     // Keep what this segment rewrites, under the segment's name.
     let mut archived = serde_json::Map::new();
-    for name in [run_dir::REPORT, ANSWERED] {
+    for name in [
+        run_dir::REPORT,
+        ANSWERED,
+        crate::evidence::signature::SIGNATURE,
+    ] {
         if dir.file(name).exists() {
             let kept = segment_name(name, segment - 1);
             std::fs::rename(dir.file(name), dir.file(&kept))
