@@ -999,6 +999,7 @@ mod tests {
             audit_head: Some(
                 verify_chain(&std::fs::read_to_string(d.path().join(AUDIT)).unwrap()).1,
             ),
+            trusted_keys: Vec::new(),
         };
         assert!(failures(&verify_anchored(d.path(), &anchors).unwrap()).is_empty());
         // Someone rewrites the capture and recomputes every hash and the
