@@ -29,6 +29,8 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# deploy/kubernetes: validated against Kubernetes' schemas (PyPI)
+command -v kubernetes-validate >/dev/null || python3 -m pip install --quiet kubernetes-validate
 if [ "$(id -u)" -ne 0 ]; then
   echo "tests/run.sh: the lab tests need root to build network namespaces; they will fail without it" >&2
 fi
