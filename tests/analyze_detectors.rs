@@ -55,6 +55,25 @@ fn syn_flood_over_and_under_the_thresholds() {
     assert!(!has(&syns(250, 2 * MS, true).analyze(), "syn_flood", None));
 }
 
+/// Issue 18: a burst shorter than the window was reported with a peak rate
+/// below its mean (250 SYNs in 0.15 s: "peak 250/s, mean 1,667/s").
+#[test]
+fn syn_flood_peak_is_never_below_the_mean_of_a_short_burst() {
+    let r = syns(250, 600_000, false).analyze();
+    let a = r.anomalies.iter().find(|a| a.kind == "syn_flood").unwrap();
+    let (peak, mean) = (a.evidence["peak_syn_rate"], a.evidence["mean_syn_rate"]);
+    assert!(peak >= mean, "peak {peak} below mean {mean}");
+    assert!(mean > 1_600.0, "{mean}");
+    // A long, even stream: the busiest window is the rate, about the mean.
+    let r = syns(1_000, 5 * MS, false).analyze();
+    let a = r.anomalies.iter().find(|a| a.kind == "syn_flood").unwrap();
+    let (peak, mean) = (a.evidence["peak_syn_rate"], a.evidence["mean_syn_rate"]);
+    assert!(
+        peak >= mean && peak <= 1.1 * mean,
+        "peak {peak}, mean {mean}"
+    );
+}
+
 fn probes(ports: u16, flags: u8, complete: bool) -> Capture {
     let mut c = Capture::default();
     for p in 0..ports {
@@ -267,6 +286,9 @@ fn dns_tunneling_and_cdn_names() {
     assert!(has(&r, "dns_tunneling", None), "{:?}", kinds(&r));
     let a = &r.anomalies[0];
     assert_eq!(a.domain.as_deref(), Some("tunnel-lab.test"));
+    // Issue 18: the resolver the tunnel goes through is named.
+    assert_eq!(a.destinations, vec!["198.18.1.53"]);
+    assert_eq!(a.sources, vec!["198.18.0.2"]);
     assert!(
         a.evidence["score"] >= 0.5 && a.evidence["mean_subdomain_entropy"] > 4.0,
         "{:?}",

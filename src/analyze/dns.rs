@@ -90,7 +90,8 @@ fn plain_question(b: &[u8]) -> Option<(String, u16)> {
         name.extend_from_slice(&b[i + 1..i + 1 + len]);
         i += 1 + len;
     }
-    name.make_ascii_lowercase();
+    // Kept as sent (tunnels carry case-sensitive base64); compared
+    // case-blind where names are counted.
     // Every byte was checked to be ASCII above.
     let name = String::from_utf8(name).ok()?;
     Some((name, qtype))
@@ -104,10 +105,7 @@ fn any_question(msg: &[u8]) -> Option<(String, u16)> {
     let packet = simple_dns::Packet::parse(msg).ok();
     match packet.as_ref().and_then(|p| p.questions.first()) {
         Some(q) => Some((
-            q.qname
-                .to_string()
-                .trim_end_matches('.')
-                .to_ascii_lowercase(),
+            q.qname.to_string().trim_end_matches('.').to_string(),
             u16::from(q.qtype),
         )),
         None => parse_question(msg.get(12..)?),
@@ -133,7 +131,7 @@ fn parse_question(b: &[u8]) -> Option<(String, u16)> {
         if !name.is_empty() {
             name.push('.');
         }
-        name.extend(label.iter().map(|&c| (c as char).to_ascii_lowercase()));
+        name.extend(label.iter().map(|&c| c as char));
         at += 1 + len;
         if name.len() > 255 {
             return None;
@@ -192,7 +190,8 @@ pub struct DnsStats {
     pub queries: u64,
     pub responses: u64,
     answer_records: u64,
-    names: HashMap<String, u64>,
+    /// Lower-case name -> (the first spelling seen, when it differs; queries).
+    names: HashMap<String, (Option<String>, u64)>,
     names_dropped: u64,
     qtypes: BTreeMap<u16, u64>,
     rcodes: BTreeMap<u8, u64>,
@@ -208,18 +207,32 @@ impl DnsStats {
         }
         self.queries += 1;
         *self.qtypes.entry(m.qtype).or_default() += 1;
-        if let Some(n) = self.names.get_mut(m.qname.as_str()) {
+        // Counted case-blind (DNS names are; resolvers randomize case),
+        // listed as first sent. Lower-case names, nearly all, need no copy.
+        let lower;
+        let key = if m.qname.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = m.qname.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            m.qname.as_str()
+        };
+        if let Some((_, n)) = self.names.get_mut(key) {
             *n += 1;
         } else if self.names.len() < MAX_NAMES {
-            self.names.insert(m.qname.clone(), 1);
+            let spelling = (key != m.qname).then(|| m.qname.clone());
+            self.names.insert(key.to_string(), (spelling, 1));
         } else {
             self.names_dropped += 1;
         }
     }
 
     pub fn report(&self, top: usize) -> DnsReport {
-        let mut names: Vec<(&String, &u64)> = self.names.iter().collect();
-        names.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let mut names: Vec<(&String, u64)> = self
+            .names
+            .iter()
+            .map(|(k, (spelling, n))| (spelling.as_ref().unwrap_or(k), *n))
+            .collect();
+        names.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         DnsReport {
             queries: self.queries,
             responses: self.responses,
@@ -229,7 +242,7 @@ impl DnsStats {
                 .take(top)
                 .map(|(n, c)| NameCount {
                     name: n.clone(),
-                    queries: *c,
+                    queries: c,
                 })
                 .collect(),
             query_types: self
@@ -311,9 +324,10 @@ mod tests {
             &[b"Mail".to_vec(), b"example-1".to_vec(), b"ORG".to_vec()],
             15,
         );
+        // Issue 18: kept as sent (case matters in tunnels' base64).
         assert_eq!(
             plain_question(&msg[12..]),
-            Some(("mail.example-1.org".into(), 15))
+            Some(("Mail.example-1.ORG".into(), 15))
         );
         for odd in [&b"a.b"[..], b"a\\b", b"caf\xc3\xa9"] {
             let msg = query(&[odd.to_vec(), b"test".to_vec()], 1);
@@ -334,7 +348,7 @@ mod tests {
         let m = parse(&q, false).unwrap();
         assert_eq!(
             (m.id, m.response, m.qname.as_str(), m.qtype),
-            (0x1234, false, "www.lab.test", 1)
+            (0x1234, false, "www.LAB.test", 1)
         );
         let mut tcp = vec![0, q.len() as u8];
         tcp.extend_from_slice(&q);
@@ -349,7 +363,26 @@ mod tests {
         let m = parse(&r, false).unwrap();
         assert_eq!(
             (m.response, m.rcode, m.qname.as_str()),
-            (true, 3, "www.lab.test")
+            (true, 3, "www.LAB.test")
         );
+    }
+
+    /// Issue 18: names were lower-cased, which destroys the case-sensitive
+    /// base64 tunnels carry; they are counted case-blind and listed as
+    /// first sent.
+    #[test]
+    fn names_are_counted_case_blind_and_listed_as_first_sent() {
+        let mut stats = DnsStats::default();
+        for labels in [
+            [b"WwW".to_vec(), b"Example".to_vec(), b"test".to_vec()],
+            [b"www".to_vec(), b"example".to_vec(), b"test".to_vec()],
+            [b"WWW".to_vec(), b"EXAMPLE".to_vec(), b"TEST".to_vec()],
+        ] {
+            stats.add(&parse(&query(&labels, 1), false).unwrap());
+        }
+        let r = stats.report(10);
+        assert_eq!(r.top_queried.len(), 1);
+        assert_eq!(r.top_queried[0].name, "WwW.Example.test");
+        assert_eq!(r.top_queried[0].queries, 3);
     }
 }

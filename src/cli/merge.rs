@@ -51,7 +51,9 @@ pub struct MergeArgs {
 /// One shard, read and checked.
 struct Shard {
     dir: PathBuf,
+    /// The shard's report without its hosts (read into `hosts`).
     report: Value,
+    hosts: HostTable,
     report_sha256: String,
     audit_head: String,
     index: u64,
@@ -95,12 +97,24 @@ fn read_shard(dir: &Path, trusted: &[ed25519_dalek::VerifyingKey]) -> Result<Sha
         what: format!("the report {}", report_path.display()),
         source,
     })?;
-    let report: Value = serde_json::from_slice(&bytes).map_err(|e| {
+    let mut report: Value = serde_json::from_slice(&bytes).map_err(|e| {
         Error::usage(
             format!("{} is not JSON: {e}", report_path.display()),
             "give scan run directories",
         )
     })?;
+    drop(bytes);
+    // The hosts, folded as the scan folded them; the rest of the report
+    // is small. (A shard's report as a JSON tree is many times its size.)
+    let hosts = HostTable::from_report(&report["hosts"]).map_err(|e| {
+        Error::usage(
+            format!("{name}: its report's hosts cannot be read: {e}"),
+            "sonde verify DIR checks the run directory",
+        )
+    })?;
+    if let Some(o) = report.as_object_mut() {
+        o.remove("hosts");
+    }
     if report["identity"].is_null() {
         return Err(Error::usage(
             format!(
@@ -141,6 +155,7 @@ fn read_shard(dir: &Path, trusted: &[ed25519_dalek::VerifyingKey]) -> Result<Sha
     Ok(Shard {
         dir: dir.to_path_buf(),
         report,
+        hosts,
         report_sha256,
         audit_head,
         index,
@@ -263,6 +278,11 @@ pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
     }
     check_set(&shards)?;
     shards.sort_by_key(|s| s.index);
+    // Hosts folded across the shards.
+    let mut hosts = HostTable::new();
+    for s in &mut shards {
+        hosts.absorb(std::mem::take(&mut s.hosts));
+    }
 
     let dir = RunDir::create(Some(&args.output_dir), crate::analyze::stats::now_nanos()).map_err(
         |e| match e {
@@ -349,20 +369,6 @@ pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
     }
     let (manifest_sha, manifest_size) = file_written(&mut log, &dir, MANIFEST)?;
 
-    // Hosts folded across the shards.
-    let mut hosts = HostTable::new();
-    for s in &shards {
-        let t = HostTable::from_report(&s.report["hosts"]).map_err(|e| {
-            Error::usage(
-                format!(
-                    "{}: its report's hosts cannot be read: {e}",
-                    s.dir.display()
-                ),
-                "sonde verify DIR checks the run directory",
-            )
-        })?;
-        hosts.absorb(t);
-    }
     let hosts = hosts.into_hosts();
 
     // Every shard's capture, analyzed as one capture set.

@@ -125,6 +125,8 @@ struct Domain {
     tunnel_types: u64,
     qtypes: BTreeMap<u16, u64>,
     clients: HashSet<IpAddr>,
+    /// The resolvers asked (the queries' destinations).
+    servers: HashSet<IpAddr>,
     span: Option<Span>,
     examples: Vec<u64>,
 }
@@ -146,11 +148,20 @@ impl DnsTunneling {
         }
     }
 
-    pub fn query(&mut self, frame: u64, now: i64, client: IpAddr, m: &DnsMessage) {
+    pub fn query(&mut self, frame: u64, now: i64, client: IpAddr, server: IpAddr, m: &DnsMessage) {
         if m.response || m.qname.is_empty() {
             return;
         }
-        let reg = registered_domain(&m.qname);
+        let reg_as_sent = registered_domain(&m.qname);
+        // Domains compare case-blind; the subdomains (a tunnel's data,
+        // often case-sensitive base64) as sent.
+        let lower;
+        let reg = if reg_as_sent.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = reg_as_sent.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            reg_as_sent
+        };
         if !self.domains.contains_key(reg) && self.domains.len() >= MAX_DOMAINS {
             return;
         }
@@ -176,6 +187,9 @@ impl DnsTunneling {
         if d.clients.len() < 16 {
             d.clients.insert(client);
         }
+        if d.servers.len() < 16 {
+            d.servers.insert(server);
+        }
         match &mut d.span {
             Some(s) => s.add(now),
             None => d.span = Some(Span::new(now)),
@@ -184,7 +198,7 @@ impl DnsTunneling {
         let sub = m
             .qname
             .len()
-            .checked_sub(reg.len() + 1)
+            .checked_sub(reg_as_sent.len() + 1)
             .map(|end| &m.qname[..end]);
         if let Some(sub) = sub.filter(|s| !s.is_empty()) {
             d.with_subdomain += 1;
@@ -249,6 +263,8 @@ impl DnsTunneling {
                     ("min_score", th.min_score),
                 ]),
                 sources: super::addrs(d.clients.iter()),
+                // The resolver the tunnel goes through.
+                destinations: super::addrs(d.servers.iter()),
                 ports: vec![53],
                 domain: Some(name),
                 note: Some(format!("query types: {}", types.join(", "))),

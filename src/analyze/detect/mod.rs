@@ -213,7 +213,7 @@ impl Detectors {
         self.fragmentation.frame(frame, ts, d);
         self.malformed.frame(frame, ts, d, snaplen_cut);
         if let (Some(m), Some(ip)) = (dns, &d.ip) {
-            self.dns_tunneling.query(frame, ts, ip.src, m);
+            self.dns_tunneling.query(frame, ts, ip.src, ip.dst, m);
         }
     }
 

@@ -163,7 +163,15 @@ impl SynFlood {
         let mut out = Vec::new();
         for ((dst, port), t) in self.targets {
             let dst = dst.ip();
-            let rate = t.peak as f64 / th.window_seconds;
+            let mean = if t.span.seconds() > 0.0 {
+                t.syns as f64 / t.span.seconds()
+            } else {
+                t.syns as f64
+            };
+            // The busiest window's rate; a burst shorter than the window
+            // would be spread over the whole window by that, so its own
+            // rate counts (the peak is never below the mean).
+            let rate = (t.peak as f64 / th.window_seconds).max(mean);
             let ratio = t.synacks as f64 / t.syns as f64;
             if rate < th.min_syn_rate || t.syns < th.min_syns || ratio > th.max_synack_ratio {
                 continue;
@@ -178,14 +186,7 @@ impl SynFlood {
             src_list.sort();
             let evidence = BTreeMap::from([
                 ("peak_syn_rate", rate),
-                (
-                    "mean_syn_rate",
-                    if t.span.seconds() > 0.0 {
-                        t.syns as f64 / t.span.seconds()
-                    } else {
-                        t.syns as f64
-                    },
-                ),
+                ("mean_syn_rate", mean),
                 ("syns", t.syns as f64),
                 ("synacks", t.synacks as f64),
                 ("synack_per_syn", ratio),
