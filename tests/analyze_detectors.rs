@@ -74,6 +74,37 @@ fn syn_flood_peak_is_never_below_the_mean_of_a_short_burst() {
     );
 }
 
+/// Issue 18: 60 DNS responses from one resolver to 60 ephemeral ports of a
+/// client, the queries not captured, were reported as a UDP scan of the
+/// client. A UDP sweep of the client's ports from an ephemeral port still is.
+#[test]
+fn responses_whose_requests_were_not_captured_are_no_port_scan() {
+    let mut c = Capture::default();
+    for i in 0..60u16 {
+        c.push(
+            i64::from(i) * MS,
+            udp(
+                "198.18.1.53",
+                "198.18.0.2",
+                53,
+                40000 + i * 7,
+                b"\x12\x34\x81\x80",
+            ),
+        );
+    }
+    let r = c.analyze();
+    assert!(!has(&r, "port_scan", None), "{:?}", kinds(&r));
+    let mut c = Capture::default();
+    for i in 0..60u16 {
+        c.push(
+            i64::from(i) * MS,
+            udp("198.18.0.9", "198.18.0.2", 41234, 1 + i, b""),
+        );
+    }
+    let r = c.analyze();
+    assert!(has(&r, "port_scan", Some("vertical")), "{:?}", kinds(&r));
+}
+
 fn probes(ports: u16, flags: u8, complete: bool) -> Capture {
     let mut c = Capture::default();
     for p in 0..ports {

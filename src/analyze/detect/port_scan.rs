@@ -40,7 +40,17 @@ const KINDS: [&str; 6] = ["syn", "connect", "fin", "null", "xmas", "udp"];
 
 fn probe_kind(f: &Flow) -> Option<usize> {
     match f.key.proto {
-        17 => Some(5),
+        // A service's answer whose request was not captured (a resolver's
+        // responses from port 53 to a client's ephemeral ports) opens a
+        // flow from the service: it is no probe of the client's ports.
+        17 => {
+            let (client_port, server_port) = if f.a_is_client {
+                (f.key.a_port, f.key.b_port)
+            } else {
+                (f.key.b_port, f.key.a_port)
+            };
+            (!(client_port < 1024 && server_port >= 1024)).then_some(5)
+        }
         6 => match f.first_flags & (FIN | SYN | RST | PSH | ACK | URG) {
             SYN if f.handshake() == "complete" => Some(1),
             SYN => Some(0),
