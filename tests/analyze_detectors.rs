@@ -456,6 +456,41 @@ fn fragmentation_attacks_and_ordinary_fragments() {
     ));
 }
 
+/// Issue 18: fragmentation findings came one per pair of addresses (18
+/// findings for one attacker); they are grouped per source, its
+/// destinations listed.
+#[test]
+fn fragmentation_findings_are_grouped_per_source() {
+    let mut c = Capture::default();
+    for d in 0..6u16 {
+        let dst = format!("198.18.1.{}", 40 + d);
+        c.push(
+            i64::from(d) * MS,
+            fragment("198.18.0.66", &dst, 6, 100 + d, 0, true, &[0; 16]),
+        );
+        c.push(
+            i64::from(d) * MS + 1,
+            fragment("198.18.0.66", &dst, 6, 100 + d, 16, false, &[0; 100]),
+        );
+    }
+    let r = c.analyze();
+    let tiny: Vec<_> = r
+        .anomalies
+        .iter()
+        .filter(|a| a.subtype == Some("tiny_first_fragment"))
+        .collect();
+    assert_eq!(tiny.len(), 1, "{:?}", kinds(&r));
+    assert_eq!(tiny[0].sources, vec!["198.18.0.66"]);
+    assert_eq!(tiny[0].destinations.len(), 6);
+    assert_eq!(tiny[0].evidence["count"], 6.0);
+    assert_eq!(tiny[0].evidence["distinct_destinations"], 6.0);
+    assert!(
+        tiny[0].summary.contains("to 6 destinations"),
+        "{}",
+        tiny[0].summary
+    );
+}
+
 #[test]
 fn malformed_headers() {
     let base = tcp("198.18.0.2", "198.18.1.40", 40000, 80, SYN, &[]);

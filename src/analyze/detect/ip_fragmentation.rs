@@ -46,6 +46,8 @@ impl Default for FragmentationThresholds {
 const MAX_DATAGRAMS: usize = 16_384;
 /// Source/destination pairs reported separately; the rest are reported together.
 const MAX_PAIRS: usize = 4_096;
+/// Destinations listed per finding.
+const MAX_LISTED: usize = 16;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct DatagramKey {
@@ -70,9 +72,12 @@ struct Datagram {
     first_frame: u64,
 }
 
-/// Findings of one subtype between one source and one destination.
+/// Findings of one subtype from one source (to any destinations).
 struct Finding {
     count: u64,
+    /// The destinations, the first [`MAX_LISTED`]; `more` beyond.
+    destinations: Vec<IpAddr>,
+    more_destinations: bool,
     span: Span,
     examples: Vec<u64>,
     smallest: u64,
@@ -91,9 +96,10 @@ const SUBTYPES: [&str; 6] = [
 pub struct Fragmentation {
     t: FragmentationThresholds,
     open: HashMap<DatagramKey, Datagram>,
-    /// Per subtype and source/destination pair; `None` gathers the pairs
+    /// Per subtype and source (issue 18: one finding per source, its
+    /// destinations listed, not one per pair); `None` gathers the sources
     /// beyond [`MAX_PAIRS`] (spoofed floods would otherwise grow this).
-    findings: HashMap<(usize, Option<(IpAddr, IpAddr)>), Finding>,
+    findings: HashMap<(usize, Option<IpAddr>), Finding>,
     teardrop: bool,
     since_sweep: u32,
 }
@@ -110,18 +116,27 @@ impl Fragmentation {
     }
 
     fn note(&mut self, sub: usize, key: &DatagramKey, frame: u64, now: i64, size: u64) {
-        let mut at = (sub, Some((key.src, key.dst)));
+        let mut at = (sub, Some(key.src));
         if !self.findings.contains_key(&at) && self.findings.len() >= MAX_PAIRS {
             at = (sub, None);
         }
         let f = self.findings.entry(at).or_insert_with(|| Finding {
             count: 0,
+            destinations: Vec::new(),
+            more_destinations: false,
             span: Span::new(now),
             examples: Vec::new(),
             smallest: u64::MAX,
             largest: 0,
         });
         f.count += 1;
+        if !f.destinations.contains(&key.dst) {
+            if f.destinations.len() < MAX_LISTED {
+                f.destinations.push(key.dst);
+            } else {
+                f.more_destinations = true;
+            }
+        }
         f.span.add(now);
         f.smallest = f.smallest.min(size);
         f.largest = f.largest.max(size);
@@ -247,13 +262,19 @@ impl Fragmentation {
             .map(|(_, f)| f.count)
             .sum();
         let mut out = Vec::new();
-        for ((sub, pair), f) in self.findings {
-            let (src, dst) = match pair {
-                Some((s, d)) => (s.to_string(), d.to_string()),
-                None => (
-                    "various sources".to_string(),
-                    "various destinations".to_string(),
-                ),
+        // In a reproducible order: by subtype, then source.
+        let mut findings: Vec<((usize, Option<IpAddr>), Finding)> =
+            self.findings.into_iter().collect();
+        findings.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((sub, source), mut f) in findings {
+            f.destinations.sort();
+            let dst = match (f.destinations.as_slice(), f.more_destinations) {
+                ([one], false) => one.to_string(),
+                (all, more) => format!("{}{} destinations", all.len(), if more { "+" } else { "" }),
+            };
+            let src = match source {
+                Some(s) => s.to_string(),
+                None => "various sources".to_string(),
             };
             if sub == 5 && incomplete_total < th.min_incomplete_datagrams {
                 continue;
@@ -317,6 +338,7 @@ impl Fragmentation {
             if sub == 5 {
                 evidence.insert("incomplete_datagrams_total", incomplete_total as f64);
             }
+            evidence.insert("distinct_destinations", f.destinations.len() as f64);
             out.push(Anomaly {
                 evidence,
                 thresholds: BTreeMap::from([
@@ -336,8 +358,8 @@ impl Fragmentation {
                         th.min_incomplete_datagrams as f64,
                     ),
                 ]),
-                sources: pair.iter().map(|(s, _)| s.to_string()).collect(),
-                destinations: pair.iter().map(|(_, d)| d.to_string()).collect(),
+                sources: source.iter().map(|s| s.to_string()).collect(),
+                destinations: f.destinations.iter().map(|d| d.to_string()).collect(),
                 ..Anomaly::new(
                     "ip_fragmentation",
                     Some(name),
