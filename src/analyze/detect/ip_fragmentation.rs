@@ -265,7 +265,7 @@ impl Fragmentation {
         // In a reproducible order: by subtype, then source.
         let mut findings: Vec<((usize, Option<IpAddr>), Finding)> =
             self.findings.into_iter().collect();
-        findings.sort_by(|a, b| a.0.cmp(&b.0));
+        findings.sort_by_key(|f| f.0);
         for ((sub, source), mut f) in findings {
             f.destinations.sort();
             let dst = match (f.destinations.as_slice(), f.more_destinations) {
