@@ -491,6 +491,76 @@ fn fragmentation_findings_are_grouped_per_source() {
     );
 }
 
+/// Issue 18: ARP poisoning had no finding. An attacker's MAC claims the
+/// gateway's address and a victim's, both held by other MACs before; an
+/// address that moves once is a conflict; a tool's re-announcements are a
+/// storm. Ordinary ARP (corpus: normal/arp_resolution) is none of these.
+#[test]
+fn arp_spoofing_poisoning_conflicts_and_storms() {
+    const GW: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
+    const VICTIM: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
+    const ATTACKER: [u8; 6] = [2, 0, 0, 0, 0, 0x66];
+    let (gw, victim) = ("198.18.0.1", "198.18.0.10");
+    let mut c = Capture::default();
+    c.push(0, arp(1, VICTIM, victim, gw));
+    c.push(MS, arp(2, GW, gw, victim));
+    // The attacker tells each that it is the other, every 2 s for a minute.
+    for i in 0..30 {
+        c.push(S + i * 2 * S, arp(2, ATTACKER, gw, victim));
+        c.push(S + i * 2 * S + MS, arp(2, ATTACKER, victim, gw));
+    }
+    let r = c.analyze();
+    let found: Vec<_> = r
+        .anomalies
+        .iter()
+        .filter(|a| a.kind == "arp_spoofing")
+        .collect();
+    assert_eq!(found.len(), 1, "{:?}", kinds(&r));
+    let a = found[0];
+    assert_eq!(a.subtype, Some("poisoning"));
+    assert_eq!(a.sources, vec![gw, victim]);
+    assert_eq!(a.evidence["addresses_taken_over"], 2.0);
+    assert_eq!(a.evidence["claims"], 60.0);
+    assert!(a.summary.contains("02:00:00:00:00:66"), "{}", a.summary);
+    assert!(
+        a.note
+            .as_deref()
+            .unwrap()
+            .contains("198.18.0.1 (was 02:00:00:00:00:fe)"),
+        "{:?}",
+        a.note
+    );
+
+    // One address moving once: a conflict, not poisoning.
+    let mut c = Capture::default();
+    c.push(0, arp(2, GW, gw, victim));
+    c.push(S, arp(2, ATTACKER, gw, victim));
+    let r = c.analyze();
+    assert!(
+        has(&r, "arp_spoofing", Some("address_conflict")),
+        "{:?}",
+        kinds(&r)
+    );
+    assert!(!has(&r, "arp_spoofing", Some("poisoning")));
+
+    // Gratuitous ARPs: 25 within 10 s is a storm, 2 (RFC 5227's
+    // announcements) are not.
+    let storm = |n: i64| {
+        let mut c = Capture::default();
+        for i in 0..n {
+            c.push(i * 300 * MS, arp(1, ATTACKER, "198.18.0.66", "198.18.0.66"));
+        }
+        c.analyze()
+    };
+    assert!(has(&storm(25), "arp_spoofing", Some("gratuitous_storm")));
+    assert!(!has(&storm(2), "arp_spoofing", None));
+    // ARP probes (sender 0.0.0.0) claim nothing.
+    let mut c = Capture::default();
+    c.push(0, arp(2, GW, gw, victim));
+    c.push(S, arp(1, ATTACKER, "0.0.0.0", gw));
+    assert!(!has(&c.analyze(), "arp_spoofing", None));
+}
+
 #[test]
 fn malformed_headers() {
     let base = tcp("198.18.0.2", "198.18.1.40", 40000, 80, SYN, &[]);

@@ -71,6 +71,21 @@ pub fn dns_query(src: &str, id: u16, name: &str, qtype: u16) -> Vec<u8> {
     udp(src, "198.18.1.53", 40000 + (id % 1000), 53, &q)
 }
 
+/// An Ethernet ARP frame: `op` 1 request, 2 reply; the sender's binding
+/// (`sender_ip` at `sender_mac`) and the address asked about or answered to.
+pub fn arp(op: u16, sender_mac: [u8; 6], sender_ip: &str, target_ip: &str) -> Vec<u8> {
+    let mut f = Vec::with_capacity(42);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&sender_mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4]);
+    f.extend_from_slice(&op.to_be_bytes());
+    f.extend_from_slice(&sender_mac);
+    f.extend_from_slice(&ip(sender_ip));
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&ip(target_ip));
+    f
+}
+
 /// A raw IPv4 fragment: `offset` in bytes (a multiple of 8), `more` = MF.
 pub fn fragment(
     src: &str,

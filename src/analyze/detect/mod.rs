@@ -3,6 +3,7 @@
 //! Thresholds have documented defaults (docs/report.md says where each comes
 //! from) and can be overridden from a TOML file.
 
+mod arp_spoofing;
 mod dns_tunneling;
 mod ip_fragmentation;
 mod malformed_header;
@@ -18,6 +19,7 @@ use super::dissect::Dissected;
 use super::dns::DnsMessage;
 use super::flows::Flow;
 
+pub use arp_spoofing::ArpSpoofingThresholds;
 pub use dns_tunneling::{DnsTunnelingThresholds, registered_domain, shannon_entropy};
 pub use ip_fragmentation::FragmentationThresholds;
 pub use malformed_header::MalformedThresholds;
@@ -33,6 +35,7 @@ pub struct Thresholds {
     pub dns_tunneling: DnsTunnelingThresholds,
     pub ip_fragmentation: FragmentationThresholds,
     pub malformed_header: MalformedThresholds,
+    pub arp_spoofing: ArpSpoofingThresholds,
 }
 
 impl Thresholds {
@@ -45,6 +48,10 @@ impl Thresholds {
             (
                 "ip_fragmentation.reassembly_timeout_seconds",
                 self.ip_fragmentation.reassembly_timeout_seconds,
+            ),
+            (
+                "arp_spoofing.window_seconds",
+                self.arp_spoofing.window_seconds,
             ),
         ];
         for (name, v) in positive {
@@ -184,6 +191,7 @@ pub struct Detectors {
     dns_tunneling: dns_tunneling::DnsTunneling,
     fragmentation: ip_fragmentation::Fragmentation,
     malformed: malformed_header::Malformed,
+    arp_spoofing: arp_spoofing::ArpSpoofing,
 }
 
 impl Detectors {
@@ -194,6 +202,7 @@ impl Detectors {
             dns_tunneling: dns_tunneling::DnsTunneling::new(t.dns_tunneling.clone()),
             fragmentation: ip_fragmentation::Fragmentation::new(t.ip_fragmentation.clone()),
             malformed: malformed_header::Malformed::new(t.malformed_header.clone()),
+            arp_spoofing: arp_spoofing::ArpSpoofing::new(t.arp_spoofing.clone()),
         }
     }
 
@@ -212,6 +221,9 @@ impl Detectors {
         self.syn_flood.frame(frame, ts, d);
         self.fragmentation.frame(frame, ts, d);
         self.malformed.frame(frame, ts, d, snaplen_cut);
+        if d.arp {
+            self.arp_spoofing.frame(frame, ts, d.net);
+        }
         if let (Some(m), Some(ip)) = (dns, &d.ip) {
             self.dns_tunneling.query(frame, ts, ip.src, ip.dst, m);
         }
@@ -230,6 +242,7 @@ impl Detectors {
         all.extend(self.dns_tunneling.finish());
         all.extend(self.fragmentation.finish());
         all.extend(self.malformed.finish());
+        all.extend(self.arp_spoofing.finish());
         all.sort_by(|a, b| {
             a.first_timestamp
                 .cmp(&b.first_timestamp)
