@@ -561,6 +561,116 @@ fn arp_spoofing_poisoning_conflicts_and_storms() {
     assert!(!has(&c.analyze(), "arp_spoofing", None));
 }
 
+/// Issue 18: reflection attacks had no finding. SYN-ACKs to a host that
+/// sent no SYNs, from many servers, are backscatter; responses of an
+/// amplifying service to one host, requests not captured (or answered
+/// with many times their bytes), are amplification. Near misses: few
+/// sources, ordinary handshakes, ordinary DNS lookups.
+#[test]
+fn reflection_backscatter_and_udp_amplification() {
+    let victim = "198.18.0.2";
+    let backscatter = |sources: u16| {
+        let mut c = Capture::default();
+        for i in 0..150u16 {
+            let src = format!("198.18.2.{}", 1 + i % sources);
+            c.push(
+                i64::from(i) * MS,
+                tcp(
+                    &src,
+                    victim,
+                    if i % 2 == 0 { 80 } else { 443 },
+                    20000 + i,
+                    SYN | ACK,
+                    &[],
+                ),
+            );
+        }
+        c.analyze()
+    };
+    let r = backscatter(30);
+    let a = r
+        .anomalies
+        .iter()
+        .find(|a| a.subtype == Some("syn_ack_backscatter"))
+        .unwrap_or_else(|| panic!("{:?}", kinds(&r)));
+    assert_eq!(a.kind, "reflection");
+    assert_eq!(a.destinations, vec![victim]);
+    assert_eq!(a.evidence["unsolicited_answers"], 150.0);
+    assert_eq!(a.evidence["distinct_sources"], 30.0);
+    assert_eq!(a.ports, vec![80, 443]);
+    assert!(!has(&backscatter(5), "reflection", None), "five sources");
+    // Ordinary handshakes: the SYN comes first.
+    let mut c = Capture::default();
+    for i in 0..150u16 {
+        let server = format!("198.18.2.{}", 1 + i % 30);
+        c.push(
+            i64::from(i) * MS,
+            tcp(victim, &server, 20000 + i, 443, SYN, &[]),
+        );
+        c.push(
+            i64::from(i) * MS + 1,
+            tcp(&server, victim, 443, 20000 + i, SYN | ACK, &[]),
+        );
+    }
+    assert!(!has(&c.analyze(), "reflection", None));
+
+    // 200 DNS responses from 50 resolvers, no query captured.
+    let mut c = Capture::default();
+    for i in 0..200u16 {
+        let resolver = format!("198.18.3.{}", 1 + i % 50);
+        c.push(
+            i64::from(i) * MS,
+            udp(&resolver, victim, 53, 30000 + i, &[0x80; 1200]),
+        );
+    }
+    let r = c.analyze();
+    let a = r
+        .anomalies
+        .iter()
+        .find(|a| a.subtype == Some("udp_amplification"))
+        .unwrap_or_else(|| panic!("{:?}", kinds(&r)));
+    assert_eq!(a.destinations, vec![victim]);
+    assert_eq!(a.ports, vec![53]);
+    assert_eq!(a.evidence["unsolicited_responses"], 200.0);
+    assert_eq!(a.evidence["distinct_sources"], 50.0);
+    assert!(
+        !has(&r, "port_scan", None),
+        "responses are no scan: {:?}",
+        kinds(&r)
+    );
+    // Requests in the victim's name, answered with 50 times their bytes.
+    let exchanges = |answer: usize| {
+        let mut c = Capture::default();
+        for i in 0..200u16 {
+            let server = format!("198.18.4.{}", 1 + i % 50);
+            c.push(
+                i64::from(i) * MS,
+                udp(victim, &server, 30000 + i, 123, &[0x17; 8]),
+            );
+            c.push(
+                i64::from(i) * MS + 1,
+                udp(&server, victim, 123, 30000 + i, &vec![0x17; answer]),
+            );
+        }
+        c.analyze()
+    };
+    let r = exchanges(440);
+    let a = r
+        .anomalies
+        .iter()
+        .find(|a| a.subtype == Some("udp_amplification"))
+        .unwrap_or_else(|| panic!("{:?}", kinds(&r)));
+    // Frame bytes: 482 answered for 50 sent.
+    assert!(
+        a.evidence["amplification_factor"] > 9.0,
+        "{:?}",
+        a.evidence
+    );
+    assert_eq!(a.evidence["unsolicited_responses"], 0.0);
+    // Answers two to four times the request: ordinary lookups.
+    assert!(!has(&exchanges(24), "reflection", None));
+}
+
 #[test]
 fn malformed_headers() {
     let base = tcp("198.18.0.2", "198.18.1.40", 40000, 80, SYN, &[]);

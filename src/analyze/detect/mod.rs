@@ -8,6 +8,7 @@ mod dns_tunneling;
 mod ip_fragmentation;
 mod malformed_header;
 mod port_scan;
+mod reflection;
 mod syn_flood;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ pub use dns_tunneling::{DnsTunnelingThresholds, registered_domain, shannon_entro
 pub use ip_fragmentation::FragmentationThresholds;
 pub use malformed_header::MalformedThresholds;
 pub use port_scan::PortScanThresholds;
+pub use reflection::ReflectionThresholds;
 pub use syn_flood::SynFloodThresholds;
 
 /// Every detector's thresholds. Unknown keys in a thresholds file are errors.
@@ -36,6 +38,7 @@ pub struct Thresholds {
     pub ip_fragmentation: FragmentationThresholds,
     pub malformed_header: MalformedThresholds,
     pub arp_spoofing: ArpSpoofingThresholds,
+    pub reflection: ReflectionThresholds,
 }
 
 impl Thresholds {
@@ -192,6 +195,7 @@ pub struct Detectors {
     fragmentation: ip_fragmentation::Fragmentation,
     malformed: malformed_header::Malformed,
     arp_spoofing: arp_spoofing::ArpSpoofing,
+    reflection: reflection::Reflection,
 }
 
 impl Detectors {
@@ -203,6 +207,7 @@ impl Detectors {
             fragmentation: ip_fragmentation::Fragmentation::new(t.ip_fragmentation.clone()),
             malformed: malformed_header::Malformed::new(t.malformed_header.clone()),
             arp_spoofing: arp_spoofing::ArpSpoofing::new(t.arp_spoofing.clone()),
+            reflection: reflection::Reflection::new(t.reflection.clone()),
         }
     }
 
@@ -232,6 +237,7 @@ impl Detectors {
     pub fn flow_finished(&mut self, f: &Flow) {
         self.syn_flood.flow_finished(f);
         self.port_scan.flow_finished(f);
+        self.reflection.flow_finished(f);
     }
 
     /// Every finding, in a stable order: by first timestamp, then kind and summary.
@@ -243,6 +249,7 @@ impl Detectors {
         all.extend(self.fragmentation.finish());
         all.extend(self.malformed.finish());
         all.extend(self.arp_spoofing.finish());
+        all.extend(self.reflection.finish());
         all.sort_by(|a, b| {
             a.first_timestamp
                 .cmp(&b.first_timestamp)
