@@ -661,11 +661,7 @@ fn reflection_backscatter_and_udp_amplification() {
         .find(|a| a.subtype == Some("udp_amplification"))
         .unwrap_or_else(|| panic!("{:?}", kinds(&r)));
     // Frame bytes: 482 answered for 50 sent.
-    assert!(
-        a.evidence["amplification_factor"] > 9.0,
-        "{:?}",
-        a.evidence
-    );
+    assert!(a.evidence["amplification_factor"] > 9.0, "{:?}", a.evidence);
     assert_eq!(a.evidence["unsolicited_responses"], 0.0);
     // Answers two to four times the request: ordinary lookups.
     assert!(!has(&exchanges(24), "reflection", None));

@@ -17,6 +17,7 @@ pub mod flows;
 pub mod http;
 pub mod stats;
 mod time;
+pub mod tls;
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -90,6 +91,7 @@ pub struct Report {
     pub flows: FlowsReport,
     pub dns: dns::DnsReport,
     pub http: http::HttpReport,
+    pub tls: tls::TlsReport,
     pub anomalies: Vec<Anomaly>,
     pub warnings: Vec<ReadWarning>,
 }
@@ -131,6 +133,7 @@ pub struct Analyzer {
     detectors: Detectors,
     dns: dns::DnsStats,
     http: http::HttpStats,
+    tls: tls::TlsStats,
     frames: u64,
     top: usize,
     listing: FlowListing,
@@ -144,6 +147,7 @@ impl Analyzer {
             detectors: Detectors::new(&opts.thresholds),
             dns: dns::DnsStats::default(),
             http: http::HttpStats::default(),
+            tls: tls::TlsStats::default(),
             frames: 0,
             top: opts.top,
             listing: opts.flows,
@@ -176,14 +180,20 @@ impl Analyzer {
             self.dns.add(m);
         }
         if let Some(Transport::Tcp {
+            sport,
+            dport,
             payload,
             valid: true,
             ..
         }) = d.transport
             && !payload.is_empty()
-            && let Some(m) = http::parse(payload)
         {
-            self.http.add(&m);
+            if let Some(m) = http::parse(payload) {
+                self.http.add(&m);
+            }
+            if let Some(ip) = &d.ip {
+                self.tls.segment(ip.src, sport, ip.dst, dport, payload);
+            }
         }
         let snaplen_cut = (orig_len as usize) > data.len();
         self.detectors
@@ -221,6 +231,7 @@ impl Analyzer {
             },
             dns: self.dns.report(self.top),
             http: self.http.report(self.top),
+            tls: self.tls.report(self.top),
             anomalies: detectors.finish(),
             warnings,
         }
