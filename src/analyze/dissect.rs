@@ -146,6 +146,27 @@ pub struct Dissected<'a> {
     pub net: &'a [u8],
     /// The IP payload as captured (for a fragment, the fragment's data).
     pub ip_payload: &'a [u8],
+    /// The tunnel entered, when the frame's packet was carried in one:
+    /// `ip`, `transport`, `net` and `ip_payload` are then the inner
+    /// packet's.
+    pub tunnel: Option<Tunnel>,
+}
+
+/// A tunnel a frame's packet came through: its kind and outer header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tunnel {
+    pub kind: super::tunnel::TunnelKind,
+    pub outer: Ip,
+    pub outer_ipv6: bool,
+    /// The outer packet was UDP (VXLAN, GTP-U).
+    pub outer_udp: bool,
+}
+
+impl Tunnel {
+    /// The name the report gives it (`gre`, `6in4`, `vxlan`, ...).
+    pub fn name(&self, inner_ipv6: bool) -> &'static str {
+        self.kind.name(self.outer_ipv6, inner_ipv6)
+    }
 }
 
 const ETHER_IPV4: u16 = 0x0800;
@@ -168,6 +189,52 @@ pub fn dissect(link: LinkType, data: &[u8]) -> Dissected<'_> {
 /// aside and copy its 136 bytes, per frame.
 #[inline]
 pub fn dissect_into<'a>(link: LinkType, data: &'a [u8], d: &mut Dissected<'a>) {
+    dissect_layers(link, data, d);
+    if d.ip.is_some_and(|ip| ip.fragment.is_none()) {
+        enter_tunnel(d);
+    }
+}
+
+/// The inner packet of a tunnel, when `d`'s packet is one sonde enters: it
+/// takes the place of the outer one (one level; see `analyze::tunnel`).
+fn enter_tunnel(d: &mut Dissected<'_>) {
+    use super::tunnel::{Inner, by_ip_protocol, by_udp};
+    let Some(outer) = d.ip else { return };
+    let found = match d.transport {
+        Some(Transport::Udp {
+            sport,
+            dport,
+            payload,
+        }) => by_udp(sport, dport, payload),
+        None => by_ip_protocol(outer.proto, d.ip_payload),
+        _ => None,
+    };
+    let Some((kind, inner)) = found else { return };
+    let mut i = Dissected::default();
+    match inner {
+        Inner::Ip(b) => dissect_layers(LinkType::Raw, b, &mut i),
+        Inner::Ethernet(b) => dissect_layers(LinkType::Ethernet, b, &mut i),
+    }
+    if i.ip.is_none() && !i.arp {
+        return;
+    }
+    d.tunnel = Some(Tunnel {
+        kind,
+        outer,
+        outer_ipv6: d.ipv6,
+        outer_udp: matches!(d.transport, Some(Transport::Udp { .. })),
+    });
+    d.ip = i.ip;
+    d.ipv6 = i.ipv6;
+    d.transport = i.transport;
+    d.net = i.net;
+    d.ip_payload = i.ip_payload;
+    d.arp |= i.arp;
+    d.ether_type = i.ether_type;
+    d.stopped = i.stopped.or(d.stopped);
+}
+
+fn dissect_layers<'a>(link: LinkType, data: &'a [u8], d: &mut Dissected<'a>) {
     let (ether_type, net_offset) = network_start(link, data);
     d.ether_type = ether_type;
     d.net = data.get(net_offset..).unwrap_or(&[]);

@@ -18,6 +18,7 @@ pub mod http;
 pub mod stats;
 mod time;
 pub mod tls;
+pub mod tunnel;
 
 use std::collections::BTreeSet;
 use std::fs::File;

@@ -70,6 +70,8 @@ pub struct Stats {
     /// Talker entries dropped from full tables.
     pruned: u64,
     timeline: Timeline,
+    /// Frames whose packet came through a tunnel, by its kind.
+    encapsulation: BTreeMap<&'static str, Counter>,
 }
 
 impl Default for Stats {
@@ -86,6 +88,7 @@ impl Default for Stats {
             udp_ports: Box::new([0; 65536]),
             pruned: 0,
             timeline: Timeline::default(),
+            encapsulation: BTreeMap::new(),
         }
     }
 }
@@ -316,6 +319,22 @@ impl Stats {
                 proto(FRAG);
             }
         }
+        if let Some(t) = &d.tunnel {
+            // The outer packet's protocols too, each once per frame, as
+            // tshark counts a frame that holds a protocol twice.
+            let outer_ip = if t.outer_ipv6 { IPV6 } else { IP };
+            let inner_ip = d.ip.map(|_| if d.ipv6 { IPV6 } else { IP });
+            if inner_ip != Some(outer_ip) {
+                proto(outer_ip);
+            }
+            if t.outer_udp && !matches!(d.transport, Some(Transport::Udp { .. })) {
+                proto(UDP);
+            }
+            self.encapsulation
+                .entry(t.name(d.ipv6))
+                .or_default()
+                .add(len);
+        }
         match d.transport {
             Some(Transport::Tcp {
                 payload,
@@ -442,6 +461,7 @@ impl Stats {
                 .filter(|(_, c)| c.packets > 0)
                 .map(|(name, c)| (name.to_string(), *c))
                 .collect(),
+            encapsulation: std::mem::take(&mut self.encapsulation),
             top_talkers: self.top_talkers(top),
             ports: Ports {
                 tcp: top_ports(&self.tcp_ports, top),
@@ -542,6 +562,10 @@ fn top_ports(counts: &[u64; 65536], n: usize) -> Vec<PortCount> {
 pub struct StatsReport {
     pub summary: Summary,
     pub protocols: BTreeMap<String, Counter>,
+    /// Frames whose packet came through a tunnel sonde entered (`gre`,
+    /// `erspan`, `ipip`, `6in4`, `4in6`, `ip6ip6`, `vxlan`, `gtp-u`): the
+    /// rest of the report counts the inner packet.
+    pub encapsulation: BTreeMap<&'static str, Counter>,
     pub top_talkers: TopTalkers,
     pub ports: Ports,
     pub timeline: TimelineReport,
