@@ -667,6 +667,113 @@ fn reflection_backscatter_and_udp_amplification() {
     assert!(!has(&exchanges(24), "reflection", None));
 }
 
+/// Issue 18: nmap's OS detection was reported only as a 3-port XMAS scan.
+/// Its probes, told apart by flags and window, make an os_fingerprinting
+/// finding, and its T7 is then no stealth scan of its own.
+#[test]
+fn os_fingerprinting_probes_and_their_near_miss() {
+    // Each probe from its own source port, as nmap sends them.
+    let probe = |flags: u8, window: u16, port: u16, sport: u16| {
+        let mut f = tcp("198.18.0.66", "198.18.1.10", sport, port, flags, &[]);
+        f[14 + 20 + 14..14 + 20 + 16].copy_from_slice(&window.to_be_bytes());
+        f
+    };
+    let all = [
+        (SYN, 1, 22),
+        (SYN, 63, 22),
+        (SYN, 4, 22),
+        (SYN, 16, 22),
+        (SYN, 512, 22),
+        (SYN | 0x40 | 0x80, 3, 22),
+        (0, 128, 22),
+        (SYN | FIN | PSH | URG, 256, 22),
+        (ACK, 1024, 22),
+        (SYN, 31337, 1),
+        (ACK, 32768, 1),
+        (FIN | PSH | URG, 65535, 1),
+    ];
+    let run = |probes: &[(u8, u16, u16)]| {
+        let mut c = Capture::default();
+        for (i, (f, w, p)) in probes.iter().enumerate() {
+            c.push(i as i64 * 100 * MS, probe(*f, *w, *p, 41000 + i as u16));
+        }
+        c.analyze()
+    };
+    let r = run(&all);
+    let a = r
+        .anomalies
+        .iter()
+        .find(|a| a.kind == "os_fingerprinting")
+        .unwrap_or_else(|| panic!("{:?}", kinds(&r)));
+    // Twelve kinds (SEQ3 and SEQ4 share their window: one kind).
+    assert_eq!(a.evidence["probe_kinds"], 12.0);
+    assert_eq!(a.sources, vec!["198.18.0.66"]);
+    assert_eq!(a.destinations, vec!["198.18.1.10"]);
+    assert!(
+        !has(&r, "port_scan", Some("stealth_probes")),
+        "T7 and T2 are the fingerprinting: {:?}",
+        kinds(&r)
+    );
+    // Three kinds: no fingerprinting; the odd probes stay a stealth finding.
+    let r = run(&all[9..]);
+    assert!(!has(&r, "os_fingerprinting", None), "{:?}", kinds(&r));
+    assert!(
+        has(&r, "port_scan", Some("stealth_probes")),
+        "{:?}",
+        kinds(&r)
+    );
+}
+
+/// Issue 18: an IP protocol scan (nmap -sO) had no finding: the packets of
+/// ten protocols to one host and the protocol-unreachable replies they
+/// draw make a port_scan of subtype ip_protocol.
+#[test]
+fn ip_protocol_scan() {
+    let raw = |src: &str, dst: &str, proto: u8, payload: &[u8]| {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0];
+        let h = etherparse::Ipv4Header::new(
+            payload.len() as u16,
+            64,
+            etherparse::IpNumber(proto),
+            ip(src),
+            ip(dst),
+        )
+        .unwrap();
+        h.write(&mut f).unwrap();
+        f.extend_from_slice(payload);
+        f
+    };
+    let (scanner, target) = ("198.18.0.66", "198.18.1.10");
+    let mut c = Capture::default();
+    for (i, proto) in [0u8, 2, 3, 4, 5, 7, 8, 9, 12, 47].into_iter().enumerate() {
+        let t = i as i64 * 10 * MS;
+        let probe = raw(scanner, target, proto, &[]);
+        c.push(t, probe.clone());
+        if proto != 47 {
+            // Protocol unreachable, quoting the probe's IP header.
+            let mut icmp = vec![3, 2, 0, 0, 0, 0, 0, 0];
+            icmp.extend_from_slice(&probe[14..34]);
+            c.push(t + MS, raw(target, scanner, 1, &icmp));
+        }
+    }
+    let r = c.analyze();
+    let a = r
+        .anomalies
+        .iter()
+        .find(|a| a.subtype == Some("ip_protocol"))
+        .unwrap_or_else(|| panic!("{:?}", kinds(&r)));
+    assert_eq!(a.sources, vec![scanner]);
+    assert_eq!(a.destinations, vec![target]);
+    assert_eq!(a.evidence["distinct_ip_protocols"], 10.0);
+    assert_eq!(a.evidence["protocol_unreachable_replies"], 9.0);
+    // Ordinary traffic between two hosts: TCP, UDP and ICMP.
+    let mut c = Capture::default();
+    c.push(0, tcp(scanner, target, 40000, 80, SYN, &[]));
+    c.push(MS, udp(scanner, target, 40000, 53, &[0; 12]));
+    c.push(2 * MS, raw(scanner, target, 1, &[8, 0, 0, 0, 0, 1, 0, 1]));
+    assert!(!has(&c.analyze(), "port_scan", Some("ip_protocol")));
+}
+
 #[test]
 fn malformed_headers() {
     let base = tcp("198.18.0.2", "198.18.1.40", 40000, 80, SYN, &[]);

@@ -7,6 +7,7 @@ mod arp_spoofing;
 mod dns_tunneling;
 mod ip_fragmentation;
 mod malformed_header;
+mod os_fingerprinting;
 mod port_scan;
 mod reflection;
 mod syn_flood;
@@ -24,6 +25,7 @@ pub use arp_spoofing::ArpSpoofingThresholds;
 pub use dns_tunneling::{DnsTunnelingThresholds, registered_domain, shannon_entropy};
 pub use ip_fragmentation::FragmentationThresholds;
 pub use malformed_header::MalformedThresholds;
+pub use os_fingerprinting::OsFingerprintingThresholds;
 pub use port_scan::PortScanThresholds;
 pub use reflection::ReflectionThresholds;
 pub use syn_flood::SynFloodThresholds;
@@ -39,6 +41,7 @@ pub struct Thresholds {
     pub malformed_header: MalformedThresholds,
     pub arp_spoofing: ArpSpoofingThresholds,
     pub reflection: ReflectionThresholds,
+    pub os_fingerprinting: OsFingerprintingThresholds,
 }
 
 impl Thresholds {
@@ -196,6 +199,7 @@ pub struct Detectors {
     malformed: malformed_header::Malformed,
     arp_spoofing: arp_spoofing::ArpSpoofing,
     reflection: reflection::Reflection,
+    os_fingerprinting: os_fingerprinting::OsFingerprinting,
 }
 
 impl Detectors {
@@ -208,6 +212,9 @@ impl Detectors {
             malformed: malformed_header::Malformed::new(t.malformed_header.clone()),
             arp_spoofing: arp_spoofing::ArpSpoofing::new(t.arp_spoofing.clone()),
             reflection: reflection::Reflection::new(t.reflection.clone()),
+            os_fingerprinting: os_fingerprinting::OsFingerprinting::new(
+                t.os_fingerprinting.clone(),
+            ),
         }
     }
 
@@ -226,6 +233,8 @@ impl Detectors {
         self.syn_flood.frame(frame, ts, d);
         self.fragmentation.frame(frame, ts, d);
         self.malformed.frame(frame, ts, d, snaplen_cut);
+        self.port_scan.frame(frame, ts, d);
+        self.os_fingerprinting.frame(frame, ts, d);
         if d.arp {
             self.arp_spoofing.frame(frame, ts, d.net);
         }
@@ -244,7 +253,17 @@ impl Detectors {
     pub fn finish(self) -> Vec<Anomaly> {
         let mut all = Vec::new();
         all.extend(self.syn_flood.finish());
-        all.extend(self.port_scan.finish());
+        // A fingerprinted host's odd probes (T7 is FIN+PSH+URG) are the
+        // fingerprinting, not also a stealth scan.
+        let (fingerprinted, os) = self.os_fingerprinting.finish();
+        all.extend(self.port_scan.finish().into_iter().filter(|a| {
+            a.subtype != Some("stealth_probes")
+                || !fingerprinted.iter().any(|(s, d)| {
+                    a.sources.first() == Some(&s.to_string())
+                        && a.destinations.first() == Some(&d.to_string())
+                })
+        }));
+        all.extend(os);
         all.extend(self.dns_tunneling.finish());
         all.extend(self.fragmentation.finish());
         all.extend(self.malformed.finish());

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use foldhash::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
-use super::{Anomaly, Severity, Span};
+use super::{Anomaly, Severity, Span, push_example};
 use crate::analyze::flows::{ACK, FIN, Flow, PSH, RST, SYN, URG};
 
 /// Defaults: 50 distinct ports of one host, or one port on 50 hosts, from
@@ -23,6 +23,9 @@ pub struct PortScanThresholds {
     pub min_ports_vertical: u64,
     pub min_hosts_horizontal: u64,
     pub min_stealth_probes: u64,
+    /// Distinct IP protocols one source probes on one host (nmap -sO),
+    /// from its packets and the protocol-unreachable replies they draw.
+    pub min_ip_protocols: u64,
 }
 
 impl Default for PortScanThresholds {
@@ -31,6 +34,9 @@ impl Default for PortScanThresholds {
             min_ports_vertical: 50,
             min_hosts_horizontal: 50,
             min_stealth_probes: 1,
+            // Ordinary pairs use two or three (TCP, UDP, ICMP); an IP
+            // protocol scan tries all 256.
+            min_ip_protocols: 8,
         }
     }
 }
@@ -207,8 +213,18 @@ fn prune<K: std::hash::Hash + Eq, T: std::hash::Hash + Eq + Copy>(
     (before - map.len()) as u64
 }
 
+/// IP protocols seen between a source and a target (a bit each).
+struct Protocols {
+    seen: [u64; 4],
+    unreachable: u64,
+    span: Span,
+    examples: Vec<u64>,
+}
+
 pub struct PortScan {
     t: PortScanThresholds,
+    /// (source, target) → IP protocols probed or refused.
+    protocols: HashMap<(IpAddr, IpAddr), Protocols>,
     /// (source, destination) → ports touched.
     vertical: HashMap<(IpAddr, IpAddr), Probes<(u8, u16)>>,
     /// (source, protocol, port) → hosts touched.
@@ -220,10 +236,51 @@ impl PortScan {
     pub fn new(t: PortScanThresholds) -> PortScan {
         PortScan {
             t,
+            protocols: HashMap::default(),
             vertical: HashMap::default(),
             horizontal: HashMap::default(),
             pruned: 0,
         }
+    }
+
+    /// Every frame, for the IP protocol scan: the protocol of each packet
+    /// a source sends a target, and of each probe a protocol-unreachable
+    /// reply quotes.
+    pub fn frame(&mut self, frame: u64, now: i64, d: &crate::analyze::dissect::Dissected<'_>) {
+        let Some(ip) = &d.ip else { return };
+        let (src, dst, proto, refused) = match d.transport {
+            // ICMP destination unreachable, protocol unreachable: the
+            // quoted IPv4 header names the probe's protocol and ends.
+            Some(crate::analyze::dissect::Transport::Icmp { kind: 3, code: 2 }) => {
+                let Some(q) = d.ip_payload.get(8..28) else {
+                    return;
+                };
+                if q[0] >> 4 != 4 {
+                    return;
+                }
+                let a = |o: usize| IpAddr::from([q[o], q[o + 1], q[o + 2], q[o + 3]]);
+                (a(12), a(16), q[9], true)
+            }
+            _ if ip.fragment.is_none_or(|f| f.offset == 0) => (ip.src, ip.dst, ip.proto, false),
+            _ => return,
+        };
+        let key = (src, dst);
+        if !self.protocols.contains_key(&key) && self.protocols.len() >= MAX_KEYS {
+            return;
+        }
+        let p = self.protocols.entry(key).or_insert_with(|| Protocols {
+            seen: [0; 4],
+            unreachable: 0,
+            span: Span::new(now),
+            examples: Vec::new(),
+        });
+        let (w, bit) = (usize::from(proto >> 6), 1u64 << (proto & 63));
+        if p.seen[w] & bit == 0 {
+            p.seen[w] |= bit;
+            push_example(&mut p.examples, frame);
+        }
+        p.unreachable += u64::from(refused);
+        p.span.add(now);
     }
 
     pub fn flow_finished(&mut self, f: &Flow) {
@@ -273,6 +330,38 @@ impl PortScan {
                 self.pruned
             )
         });
+        let mut protocol_scans: Vec<((IpAddr, IpAddr), Protocols)> = self
+            .protocols
+            .into_iter()
+            .filter(|(_, p)| {
+                u64::from(p.seen.iter().map(|w| w.count_ones()).sum::<u32>()) >= th.min_ip_protocols
+            })
+            .collect();
+        protocol_scans.sort_by_key(|(k, _)| *k);
+        for ((src, dst), p) in protocol_scans {
+            let n: u32 = p.seen.iter().map(|w| w.count_ones()).sum();
+            out.push(Anomaly {
+                evidence: BTreeMap::from([
+                    ("distinct_ip_protocols", f64::from(n)),
+                    ("protocol_unreachable_replies", p.unreachable as f64),
+                    ("duration_seconds", p.span.seconds()),
+                ]),
+                thresholds: BTreeMap::from([("min_ip_protocols", th.min_ip_protocols as f64)]),
+                sources: vec![src.to_string()],
+                destinations: vec![dst.to_string()],
+                ..Anomaly::new(
+                    "port_scan",
+                    Some("ip_protocol"),
+                    Severity::Medium,
+                    format!(
+                        "IP protocol scan of {dst} by {src}: {n} protocols tried, {} refused with protocol unreachable",
+                        p.unreachable
+                    ),
+                    p.span,
+                    p.examples,
+                )
+            });
+        }
         for ((src, dst), p) in self.vertical {
             let ports = p.touched.len() as u64;
             let vertical = ports >= th.min_ports_vertical;
