@@ -211,3 +211,43 @@ fn flow_summaries_show_what_the_corpus_holds() {
         r.dns.query_types
     );
 }
+
+/// Issue 18: TCP analysis. Every corpus file's retransmissions (fast and
+/// spurious among them), duplicate ACKs, out-of-order segments, segments
+/// not captured, ACKs of segments not captured, zero windows and
+/// keep-alives equal tshark's tcp.analysis flags
+/// (tests/corpus/expected_tcp.sh produced expected_tcp.tsv).
+#[test]
+fn tcp_analysis_equals_tshark_on_every_corpus_file() {
+    let expected = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/expected_tcp.tsv"),
+    )
+    .unwrap();
+    let opts = AnalyzeOptions::default();
+    let fields = [
+        "retransmissions",
+        "fast_retransmissions",
+        "spurious_retransmissions",
+        "duplicate_acks",
+        "out_of_order",
+        "lost_segments",
+        "acked_unseen_segments",
+        "zero_windows",
+        "keep_alives",
+    ];
+    let mut files = 0;
+    for line in expected.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let r = serde_json::to_value(report(cols[0], &opts)).unwrap();
+        for (i, field) in fields.iter().enumerate() {
+            assert_eq!(
+                r["tcp_analysis"][field].as_u64().unwrap(),
+                cols[i + 1].parse::<u64>().unwrap(),
+                "{}: {field}",
+                cols[0]
+            );
+        }
+        files += 1;
+    }
+    assert!(files >= 30, "{files}");
+}

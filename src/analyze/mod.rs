@@ -16,6 +16,7 @@ pub mod dns;
 pub mod flows;
 pub mod http;
 pub mod stats;
+pub mod tcp_analysis;
 mod time;
 pub mod tls;
 pub mod tunnel;
@@ -93,6 +94,7 @@ pub struct Report {
     pub dns: dns::DnsReport,
     pub http: http::HttpReport,
     pub tls: tls::TlsReport,
+    pub tcp_analysis: tcp_analysis::TcpAnalysisReport,
     pub anomalies: Vec<Anomaly>,
     pub warnings: Vec<ReadWarning>,
 }
@@ -135,6 +137,7 @@ pub struct Analyzer {
     dns: dns::DnsStats,
     http: http::HttpStats,
     tls: tls::TlsStats,
+    tcp: tcp_analysis::TcpAnalysis,
     frames: u64,
     top: usize,
     listing: FlowListing,
@@ -149,6 +152,7 @@ impl Analyzer {
             dns: dns::DnsStats::default(),
             http: http::HttpStats::default(),
             tls: tls::TlsStats::default(),
+            tcp: tcp_analysis::TcpAnalysis::default(),
             frames: 0,
             top: opts.top,
             listing: opts.flows,
@@ -179,6 +183,20 @@ impl Analyzer {
         };
         if let Some(m) = &dns_msg {
             self.dns.add(m);
+        }
+        if let (
+            Some(Transport::Tcp {
+                sport,
+                dport,
+                payload,
+                valid: true,
+                ..
+            }),
+            Some(ip),
+        ) = (d.transport, &d.ip)
+            && let Some(seg) = tcp_analysis::Segment::read(d.ip_payload, payload.len())
+        {
+            self.tcp.segment(ts, ip.src, sport, ip.dst, dport, seg);
         }
         if let Some(Transport::Tcp {
             sport,
@@ -233,6 +251,7 @@ impl Analyzer {
             dns: self.dns.report(self.top),
             http: self.http.report(self.top),
             tls: self.tls.report(self.top),
+            tcp_analysis: self.tcp.report(),
             anomalies: detectors.finish(),
             warnings,
         }
