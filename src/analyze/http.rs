@@ -11,7 +11,8 @@ use serde::Serialize;
 pub enum HttpMessage<'a> {
     Request {
         method: &'a str,
-        uri: &'a str,
+        /// As sent: attack tools put spaces and raw bytes in it.
+        uri: &'a [u8],
         /// Header values as sent: checked as UTF-8 only when a new one is
         /// counted, not for every request (most repeat).
         host: Option<&'a [u8]>,
@@ -41,18 +42,67 @@ pub fn parse(payload: &[u8]) -> Option<HttpMessage<'_>> {
     }
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
-    match req.parse(payload) {
-        Ok(_) | Err(httparse::Error::TooManyHeaders) => {}
-        Err(_) => return None,
-    }
-    let (method, uri) = (req.method?, req.path?);
+    let (method, uri, headers): (&str, &[u8], &[httparse::Header<'_>]) = match req.parse(payload) {
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => {
+            let (method, uri) = (req.method?, req.path?);
+            (method, uri.as_bytes(), &*req.headers)
+        }
+        // httparse refuses a request line as attack tools write it (a
+        // space or raw bytes in the URI): read it leniently.
+        Err(_) => return lenient_request(payload),
+    };
     // The first of each, in one pass over the headers.
     let (mut host, mut user_agent) = (None, None);
-    for h in req.headers.iter().take_while(|h| !h.name.is_empty()) {
+    for h in headers.iter().take_while(|h| !h.name.is_empty()) {
         if host.is_none() && h.name.eq_ignore_ascii_case("host") {
             host = Some(h.value);
         } else if user_agent.is_none() && h.name.eq_ignore_ascii_case("user-agent") {
             user_agent = Some(h.value);
+        }
+    }
+    Some(HttpMessage::Request {
+        method,
+        uri,
+        host,
+        user_agent,
+    })
+}
+
+/// Methods a lenient request line may start with.
+const METHODS: [&str; 12] = [
+    "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT", "PROPFIND",
+    "MKCOL", "SEARCH",
+];
+
+/// `METHOD SP URI SP HTTP/1.x` where the URI may hold spaces and any byte
+/// but a line end: the method is the first word, the version the last.
+fn lenient_request(payload: &[u8]) -> Option<HttpMessage<'_>> {
+    let end = payload.iter().position(|&b| b == b'\n')?;
+    let line = payload[..end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&payload[..end]);
+    let sp = line.iter().position(|&b| b == b' ')?;
+    let method = std::str::from_utf8(&line[..sp]).ok()?;
+    let method = METHODS.iter().find(|m| **m == method)?;
+    let last = line.iter().rposition(|&b| b == b' ')?;
+    if last <= sp || !line[last + 1..].starts_with(b"HTTP/1.") {
+        return None;
+    }
+    let uri = &line[sp + 1..last];
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let (mut host, mut user_agent) = (None, None);
+    if let Ok(httparse::Status::Complete(_) | httparse::Status::Partial) =
+        httparse::parse_headers(&payload[end + 1..], &mut headers).map(|s| match s {
+            httparse::Status::Complete(x) => httparse::Status::Complete(x.0),
+            httparse::Status::Partial => httparse::Status::Partial,
+        })
+    {
+        for h in headers.iter().take_while(|h| !h.name.is_empty()) {
+            if host.is_none() && h.name.eq_ignore_ascii_case("host") {
+                host = Some(h.value);
+            } else if user_agent.is_none() && h.name.eq_ignore_ascii_case("user-agent") {
+                user_agent = Some(h.value);
+            }
         }
     }
     Some(HttpMessage::Request {
@@ -102,7 +152,7 @@ impl HttpStats {
                         self.methods.insert((*method).to_string(), 1);
                     }
                 }
-                bump(&mut self.uris, uri.as_bytes());
+                bump(&mut self.uris, uri);
                 // Hosts are counted in lower case. Every key is, so a host
                 // found as sent is already lower case: only a miss needs
                 // the case looked at.
@@ -184,7 +234,7 @@ mod tests {
             r,
             HttpMessage::Request {
                 method: "GET",
-                uri: "/index.html",
+                uri: b"/index.html",
                 host: Some(&b"Lab.Test"[..]),
                 user_agent: Some(&b"curl/8"[..])
             }

@@ -184,6 +184,8 @@ impl Analyzer {
         if let Some(m) = &dns_msg {
             self.dns.add(m);
         }
+        // Whether the segment carries data not seen before (TCP analysis).
+        let mut fresh = true;
         if let (
             Some(Transport::Tcp {
                 sport,
@@ -196,7 +198,7 @@ impl Analyzer {
         ) = (d.transport, &d.ip)
             && let Some(seg) = tcp_analysis::Segment::read(d.ip_payload, payload.len())
         {
-            self.tcp.segment(ts, ip.src, sport, ip.dst, dport, seg);
+            fresh = self.tcp.segment(ts, ip.src, sport, ip.dst, dport, seg);
         }
         if let Some(Transport::Tcp {
             sport,
@@ -207,7 +209,9 @@ impl Analyzer {
         }) = d.transport
             && !payload.is_empty()
         {
-            if let Some(m) = http::parse(payload) {
+            // A retransmitted or duplicated segment starting a message is
+            // the same message: counted once.
+            if fresh && let Some(m) = http::parse(payload) {
                 self.http.add(&m);
             }
             if let Some(ip) = &d.ip {

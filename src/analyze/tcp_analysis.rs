@@ -128,6 +128,9 @@ impl Segment {
 }
 
 impl TcpAnalysis {
+    /// One segment; whether it carries data not seen before (not a
+    /// retransmission, a duplicate or out of order): HTTP is read from
+    /// fresh data only, so a retransmitted request counts once.
     pub fn segment(
         &mut self,
         now: i64,
@@ -136,12 +139,12 @@ impl TcpAnalysis {
         dst: IpAddr,
         dport: u16,
         s: Segment,
-    ) {
+    ) -> bool {
         let dir: Dir = (src, sport, dst, dport);
         let rev: Dir = (dst, dport, src, sport);
         if !self.dirs.contains_key(&dir) && self.dirs.len() >= MAX_DIRS {
             self.untracked += 1;
-            return;
+            return true;
         }
         let other = self.dirs.get(&rev).copied().unwrap_or_default();
         let me = self.dirs.entry(dir).or_default();
@@ -208,6 +211,7 @@ impl TcpAnalysis {
                 ev.retransmissions += 1;
             }
         }
+        let fresh = me.next.is_none_or(|n| !after(n, s.seq));
         let end = s.seq.wrapping_add(seq_len);
         match me.next {
             Some(n) if !after(end, n) => {}
@@ -226,6 +230,7 @@ impl TcpAnalysis {
                 self.per_conn.entry(conn).or_default().add(&ev);
             }
         }
+        fresh
     }
 
     pub fn report(self) -> TcpAnalysisReport {
