@@ -314,6 +314,8 @@ pub struct FlowTable {
     flows: Vec<Flow>,
     /// The client's SYN options per slot, valid where `has_syn_options`.
     syn_options: Vec<SynOptions>,
+    /// TCP analysis state per slot: endpoint `a`'s direction, then `b`'s.
+    pub(crate) tcp_state: Vec<[super::tcp_analysis::DirState; 2]>,
     seen: Vec<(i64, u64)>,
     free: Vec<u32>,
     idle_timeout_ns: i64,
@@ -344,6 +346,7 @@ impl FlowTable {
             hasher: foldhash::fast::RandomState::default(),
             flows: Vec::with_capacity(MAX_ACTIVE_FLOWS),
             syn_options: Vec::with_capacity(MAX_ACTIVE_FLOWS),
+            tcp_state: Vec::with_capacity(MAX_ACTIVE_FLOWS),
             seen: Vec::with_capacity(MAX_ACTIVE_FLOWS),
             free: Vec::new(),
             idle_timeout_ns: (idle_timeout_secs * 1e9) as i64,
@@ -369,8 +372,8 @@ impl FlowTable {
         wire_len: u32,
         d: &Dissected<'_>,
         finished: &mut impl FnMut(&Flow),
-    ) -> bool {
-        let Some(ip) = &d.ip else { return false };
+    ) -> Option<(usize, bool)> {
+        let Some(ip) = &d.ip else { return None };
         let (proto, sport, dport, flags, payload, valid) = match d.transport {
             Some(Transport::Tcp {
                 sport,
@@ -387,12 +390,12 @@ impl FlowTable {
             }) => (17, sport, dport, 0, payload, true),
             Some(Transport::Icmp { .. }) => (1, 0, 0, 0, &[][..], true),
             Some(Transport::Icmpv6 { .. }) => (58, 0, 0, 0, &[][..], true),
-            None if ip.fragment.is_some_and(|f| f.offset > 0) => return false,
+            None if ip.fragment.is_some_and(|f| f.offset > 0) => return None,
             None => (ip.proto, 0, 0, 0, &[][..], true),
         };
         // A TCP header that cannot be trusted opens no flow (as tshark).
         if !valid {
-            return false;
+            return None;
         }
         self.since_sweep += 1;
         if self.since_sweep >= 1 << 16 {
@@ -484,7 +487,12 @@ impl FlowTable {
         if flow.app == 0 {
             flow.app = app_protocol(proto, sport.min(dport), sport.max(dport), payload);
         }
-        true
+        Some((slot, src_is_a))
+    }
+
+    /// The key of the flow in `slot`.
+    pub(crate) fn key(&self, slot: usize) -> FlowKey {
+        self.flows[slot].key
     }
 
     /// Put a new flow in a free slot (or a new one) and index it.
@@ -494,11 +502,13 @@ impl FlowTable {
             Some(i) => {
                 self.flows[i as usize] = flow;
                 self.seen[i as usize] = seen;
+                self.tcp_state[i as usize] = Default::default();
                 i as usize
             }
             None => {
                 self.flows.push(flow);
                 self.syn_options.push(([0; 40], 0));
+                self.tcp_state.push(Default::default());
                 self.seen.push(seen);
                 self.flows.len() - 1
             }
@@ -785,9 +795,11 @@ mod tests {
             let data = udp(sport, len);
             let d = dissect(LinkType::Raw, &data);
             assert!(
-                table.add(n as u64 + 1, ts, data.len() as u32, &d, &mut |f| {
-                    done.push(f.first_frame)
-                })
+                table
+                    .add(n as u64 + 1, ts, data.len() as u32, &d, &mut |f| {
+                        done.push(f.first_frame)
+                    })
+                    .is_some()
             );
         }
         done

@@ -184,40 +184,6 @@ impl Analyzer {
         if let Some(m) = &dns_msg {
             self.dns.add(m);
         }
-        // Whether the segment carries data not seen before (TCP analysis).
-        let mut fresh = true;
-        if let (
-            Some(Transport::Tcp {
-                sport,
-                dport,
-                payload,
-                valid: true,
-                ..
-            }),
-            Some(ip),
-        ) = (d.transport, &d.ip)
-            && let Some(seg) = tcp_analysis::Segment::read(d.ip_payload, payload.len())
-        {
-            fresh = self.tcp.segment(ts, ip.src, sport, ip.dst, dport, seg);
-        }
-        if let Some(Transport::Tcp {
-            sport,
-            dport,
-            payload,
-            valid: true,
-            ..
-        }) = d.transport
-            && !payload.is_empty()
-        {
-            // A retransmitted or duplicated segment starting a message is
-            // the same message: counted once.
-            if fresh && let Some(m) = http::parse(payload) {
-                self.http.add(&m);
-            }
-            if let Some(ip) = &d.ip {
-                self.tls.segment(ip.src, sport, ip.dst, dport, payload);
-            }
-        }
         let snaplen_cut = (orig_len as usize) > data.len();
         self.detectors
             .frame(frame_no, ts, &d, snaplen_cut, dns_msg.as_ref());
@@ -226,8 +192,40 @@ impl Analyzer {
             detectors.flow_finished(f);
             stats.flow_finished(f);
         });
-        if let (false, Some(ip)) = (in_flow, &d.ip) {
+        if let (None, Some(ip)) = (in_flow, &d.ip) {
             self.stats.talk(ip.src, ip.dst, orig_len);
+        }
+        let Some(Transport::Tcp {
+            sport,
+            dport,
+            payload,
+            valid: true,
+            ..
+        }) = d.transport
+        else {
+            return;
+        };
+        // TCP analysis, on the state kept beside the flow; whether the
+        // segment carries data not seen before.
+        let mut fresh = true;
+        if let Some((slot, src_is_a)) = in_flow
+            && let Some(seg) = tcp_analysis::Segment::read(d.ip_payload, payload.len())
+        {
+            let key = self.flows.key(slot);
+            fresh = self
+                .tcp
+                .segment(ts, &mut self.flows.tcp_state[slot], src_is_a, key, seg);
+        }
+        if payload.is_empty() {
+            return;
+        }
+        // A retransmitted or duplicated segment starting a message is the
+        // same message: counted once.
+        if fresh && let Some(m) = http::parse(payload) {
+            self.http.add(&m);
+        }
+        if let Some(ip) = &d.ip {
+            self.tls.segment(ip.src, sport, ip.dst, dport, payload);
         }
     }
 

@@ -29,16 +29,20 @@ const FIN: u8 = 0x01;
 const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
 
-/// Directions followed at once; beyond this new ones are not analyzed.
-const MAX_DIRS: usize = 200_000;
+/// Connections whose events are kept apart (for the top list).
+const MAX_CONNS: usize = 100_000;
 /// Connections listed with their counts.
 const TOP: usize = 20;
 /// Wireshark's out-of-order threshold before a round trip is known.
 const OOO_NS: i64 = 3_000_000;
 
+/// One direction's state, kept beside its flow in the flow table (no
+/// lookup of its own per segment).
 #[derive(Clone, Copy, Debug, Default)]
-struct DirState {
+pub(crate) struct DirState {
     next: Option<u32>,
+    /// The end of the data (payload bytes, not SYN or FIN) seen so far.
+    data_next: Option<u32>,
     last_ack: Option<u32>,
     window: u16,
     dup_acks: u32,
@@ -94,11 +98,9 @@ fn after(a: u32, b: u32) -> bool {
 
 #[derive(Default)]
 pub struct TcpAnalysis {
-    dirs: HashMap<Dir, DirState>,
-    /// Events per connection (keyed by its lower direction).
-    per_conn: HashMap<Dir, TcpEvents>,
+    /// Events per connection (only those with events).
+    per_conn: HashMap<crate::analyze::flows::FlowKey, TcpEvents>,
     total: TcpEvents,
-    untracked: u64,
 }
 
 /// One segment's header fields, read from the TCP header.
@@ -128,26 +130,22 @@ impl Segment {
 }
 
 impl TcpAnalysis {
-    /// One segment; whether it carries data not seen before (not a
-    /// retransmission, a duplicate or out of order): HTTP is read from
-    /// fresh data only, so a retransmitted request counts once.
-    pub fn segment(
+    /// One segment of the connection `key`, from endpoint `a` when
+    /// `from_a`, with its directions' state; whether it carries data not
+    /// seen before (not a retransmission, a duplicate or out of order):
+    /// HTTP is read from fresh data only, so a retransmitted request
+    /// counts once.
+    pub(crate) fn segment(
         &mut self,
         now: i64,
-        src: IpAddr,
-        sport: u16,
-        dst: IpAddr,
-        dport: u16,
+        state: &mut [DirState; 2],
+        from_a: bool,
+        key: crate::analyze::flows::FlowKey,
         s: Segment,
     ) -> bool {
-        let dir: Dir = (src, sport, dst, dport);
-        let rev: Dir = (dst, dport, src, sport);
-        if !self.dirs.contains_key(&dir) && self.dirs.len() >= MAX_DIRS {
-            self.untracked += 1;
-            return true;
-        }
-        let other = self.dirs.get(&rev).copied().unwrap_or_default();
-        let me = self.dirs.entry(dir).or_default();
+        let (mi, oi) = if from_a { (0, 1) } else { (1, 0) };
+        let other = state[oi];
+        let me = &mut state[mi];
         let (syn, fin, rst, ackf) = (
             s.flags & SYN != 0,
             s.flags & FIN != 0,
@@ -211,7 +209,16 @@ impl TcpAnalysis {
                 ev.retransmissions += 1;
             }
         }
-        let fresh = me.next.is_none_or(|n| !after(n, s.seq));
+        // Fresh: its data starts at or past the data seen so far (a capture
+        // that begins mid-stream, or a first segment reusing the SYN's
+        // number, is fresh; a second copy of a request is not).
+        let fresh = s.len > 0 && me.data_next.is_none_or(|n| !after(n, s.seq));
+        if s.len > 0 {
+            let data_end = s.seq.wrapping_add(s.len);
+            if me.data_next.is_none_or(|n| after(data_end, n)) {
+                me.data_next = Some(data_end);
+            }
+        }
         let end = s.seq.wrapping_add(seq_len);
         match me.next {
             Some(n) if !after(end, n) => {}
@@ -225,16 +232,19 @@ impl TcpAnalysis {
         me.last_ns = now;
         if ev.total() > 0 {
             self.total.add(&ev);
-            let conn = if dir <= rev { dir } else { rev };
-            if self.per_conn.len() < MAX_DIRS || self.per_conn.contains_key(&conn) {
-                self.per_conn.entry(conn).or_default().add(&ev);
+            if self.per_conn.len() < MAX_CONNS || self.per_conn.contains_key(&key) {
+                self.per_conn.entry(key).or_default().add(&ev);
             }
         }
         fresh
     }
 
     pub fn report(self) -> TcpAnalysisReport {
-        let mut conns: Vec<(Dir, TcpEvents)> = self.per_conn.into_iter().collect();
+        let mut conns: Vec<(Dir, TcpEvents)> = self
+            .per_conn
+            .into_iter()
+            .map(|(k, e)| ((k.a().ip(), k.a_port, k.b().ip(), k.b_port), e))
+            .collect();
         conns.sort_by(|a, b| b.1.total().cmp(&a.1.total()).then(a.0.cmp(&b.0)));
         TcpAnalysisReport {
             events: self.total,
@@ -249,7 +259,6 @@ impl TcpAnalysis {
                     events,
                 })
                 .collect(),
-            directions_not_analyzed: self.untracked,
         }
     }
 }
@@ -271,8 +280,6 @@ pub struct TcpAnalysisReport {
     pub events: TcpEvents,
     /// The connections with the most events (up to 20).
     pub top_connections: Vec<ConnEvents>,
-    /// Segments of directions beyond the 200,000 followed at once.
-    pub directions_not_analyzed: u64,
 }
 
 #[cfg(test)]
@@ -294,48 +301,84 @@ mod tests {
     /// out-of-order segment, a zero window and a keep-alive.
     #[test]
     fn every_event_on_a_made_up_connection() {
+        use crate::analyze::flows::FlowKey;
         let (a, b): (IpAddr, IpAddr) = (
             "198.18.0.2".parse().unwrap(),
             "198.18.1.10".parse().unwrap(),
         );
+        let (key, a_is_a) = FlowKey::of(6, a, 40000, b, 80);
+        let mut st = [DirState::default(); 2];
         let mut t = TcpAnalysis::default();
         let ms = 1_000_000;
-        let mut at = 0;
-        let mut from_a = |t: &mut TcpAnalysis, s: Segment| {
-            at += 10 * ms;
-            t.segment(at, a, 40000, b, 80, s)
-        };
-        from_a(&mut t, seg(SYN, 1000, 0, 64240, 0));
-        t.segment(
+        let seg_at =
+            |t: &mut TcpAnalysis, st: &mut [DirState; 2], at: i64, from_a: bool, s: Segment| {
+                t.segment(at, st, from_a == a_is_a, key, s)
+            };
+        seg_at(&mut t, &mut st, 10 * ms, true, seg(SYN, 1000, 0, 64240, 0));
+        seg_at(
+            &mut t,
+            &mut st,
             15 * ms,
-            b,
-            80,
-            a,
-            40000,
+            false,
             seg(SYN | ACK, 5000, 1001, 65535, 0),
         );
-        from_a(&mut t, seg(ACK, 1001, 5001, 64240, 0));
-        from_a(&mut t, seg(ACK, 1001, 5001, 64240, 100));
+        seg_at(
+            &mut t,
+            &mut st,
+            20 * ms,
+            true,
+            seg(ACK, 1001, 5001, 64240, 0),
+        );
+        assert!(seg_at(
+            &mut t,
+            &mut st,
+            30 * ms,
+            true,
+            seg(ACK, 1001, 5001, 64240, 100)
+        ));
         // 1101..1201 is lost: the next one leaves a gap.
-        from_a(&mut t, seg(ACK, 1201, 5001, 64240, 100));
+        seg_at(
+            &mut t,
+            &mut st,
+            40 * ms,
+            true,
+            seg(ACK, 1201, 5001, 64240, 100),
+        );
         for i in 0..3 {
-            t.segment(
+            seg_at(
+                &mut t,
+                &mut st,
                 (50 + i) * ms,
-                b,
-                80,
-                a,
-                40000,
+                false,
                 seg(ACK, 5001, 1101, 65535, 0),
             );
         }
         // The lost one again, after three duplicate ACKs: fast.
-        from_a(&mut t, seg(ACK, 1101, 5001, 64240, 100));
+        assert!(!seg_at(
+            &mut t,
+            &mut st,
+            60 * ms,
+            true,
+            seg(ACK, 1101, 5001, 64240, 100)
+        ));
         // An old segment within 3 ms of the previous one: out of order.
-        t.segment(at + ms, a, 40000, b, 80, seg(ACK, 1001, 5001, 64240, 50));
+        seg_at(
+            &mut t,
+            &mut st,
+            61 * ms,
+            true,
+            seg(ACK, 1001, 5001, 64240, 50),
+        );
         // The receiver's window closes.
-        t.segment(200 * ms, b, 80, a, 40000, seg(ACK, 5001, 1301, 0, 0));
+        seg_at(&mut t, &mut st, 200 * ms, false, seg(ACK, 5001, 1301, 0, 0));
         // A keep-alive: one byte below the next sequence number.
-        t.segment(900 * ms, a, 40000, b, 80, seg(ACK, 1300, 5001, 64240, 1));
+        seg_at(
+            &mut t,
+            &mut st,
+            900 * ms,
+            true,
+            seg(ACK, 1300, 5001, 64240, 1),
+        );
         let r = t.report();
         let e = r.events;
         assert_eq!(e.lost_segments, 1, "{e:?}");
