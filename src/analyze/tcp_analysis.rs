@@ -29,8 +29,9 @@ const FIN: u8 = 0x01;
 const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
 
-/// Connections whose events are kept apart (for the top list).
-const MAX_CONNS: usize = 100_000;
+/// Connections whose events are kept apart (for the top list): the first
+/// this many with any event; the totals count every one.
+const MAX_CONNS: usize = 4_096;
 /// Connections listed with their counts.
 const TOP: usize = 20;
 /// Wireshark's out-of-order threshold before a round trip is known.

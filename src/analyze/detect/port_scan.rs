@@ -24,7 +24,8 @@ pub struct PortScanThresholds {
     pub min_hosts_horizontal: u64,
     pub min_stealth_probes: u64,
     /// Distinct IP protocols one source probes on one host (nmap -sO),
-    /// from its packets and the protocol-unreachable replies they draw.
+    /// from its packets (other than TCP, UDP and ICMP) and the
+    /// protocol-unreachable replies they draw.
     pub min_ip_protocols: u64,
 }
 
@@ -261,6 +262,10 @@ impl PortScan {
                 let a = |o: usize| IpAddr::from([q[o], q[o + 1], q[o + 2], q[o + 3]]);
                 (a(12), a(16), q[9], true)
             }
+            // TCP, UDP and ICMP are every pair's protocols: a scan shows in
+            // the others (and in the replies above), and the common three
+            // cost no lookup per packet.
+            _ if matches!(ip.proto, 1 | 6 | 17 | 58) => return,
             _ if ip.fragment.is_none_or(|f| f.offset == 0) => (ip.src, ip.dst, ip.proto, false),
             _ => return,
         };
