@@ -12,28 +12,12 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
-use support::evidence::report_json;
+use support::evidence::{open_ports, report_json};
 use support::lab::*;
 
 const TARGETS: &str = "198.18.1.0/24";
 const PORTS: &str = "1-200,8080,8081";
 const SEED: &str = "424242";
-
-fn open_ports(report: &serde_json::Value) -> BTreeSet<(IpAddr, u64)> {
-    report["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|h| h["results"].as_array().unwrap().iter())
-        .filter(|r| r["state"] == "open")
-        .map(|r| {
-            (
-                r["target"].as_str().unwrap().parse().unwrap(),
-                r["port"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
 
 /// The (target, port) pairs a shard's own pcap shows it sent SYNs to.
 fn probed(pcap: &std::path::Path, source: std::net::Ipv4Addr) -> BTreeSet<(String, String)> {

@@ -7,34 +7,18 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::evidence::report_json;
+use support::evidence::{open_ports, report_json};
 use support::lab::*;
 
 const TARGETS: &str = "198.18.1.1-198.18.1.254";
 const PORTS: &str = "1-100,443,8080,8081";
 /// 254 hosts x 103 ports.
 const PLANNED: u64 = 254 * 103;
-
-fn open_ports(report: &serde_json::Value) -> BTreeSet<(IpAddr, u64)> {
-    report["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|h| h["results"].as_array().unwrap().iter())
-        .filter(|r| r["state"] == "open")
-        .map(|r| {
-            (
-                r["target"].as_str().unwrap().parse().unwrap(),
-                r["port"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
 
 fn interrupt_after(child: std::process::Child, delay: Duration) -> std::process::Output {
     std::thread::sleep(delay);

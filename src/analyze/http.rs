@@ -51,7 +51,17 @@ pub fn parse(payload: &[u8]) -> Option<HttpMessage<'_>> {
         // space or raw bytes in the URI): read it leniently.
         Err(_) => return lenient_request(payload),
     };
-    // The first of each, in one pass over the headers.
+    let (host, user_agent) = host_and_agent(headers);
+    Some(HttpMessage::Request {
+        method,
+        uri,
+        host,
+        user_agent,
+    })
+}
+
+/// The first Host and User-Agent values, in one pass over the headers.
+fn host_and_agent<'a>(headers: &[httparse::Header<'a>]) -> (Option<&'a [u8]>, Option<&'a [u8]>) {
     let (mut host, mut user_agent) = (None, None);
     for h in headers.iter().take_while(|h| !h.name.is_empty()) {
         if host.is_none() && h.name.eq_ignore_ascii_case("host") {
@@ -60,12 +70,7 @@ pub fn parse(payload: &[u8]) -> Option<HttpMessage<'_>> {
             user_agent = Some(h.value);
         }
     }
-    Some(HttpMessage::Request {
-        method,
-        uri,
-        host,
-        user_agent,
-    })
+    (host, user_agent)
 }
 
 /// Methods a lenient request line may start with.
@@ -97,13 +102,7 @@ fn lenient_request(payload: &[u8]) -> Option<HttpMessage<'_>> {
             httparse::Status::Partial => httparse::Status::Partial,
         })
     {
-        for h in headers.iter().take_while(|h| !h.name.is_empty()) {
-            if host.is_none() && h.name.eq_ignore_ascii_case("host") {
-                host = Some(h.value);
-            } else if user_agent.is_none() && h.name.eq_ignore_ascii_case("user-agent") {
-                user_agent = Some(h.value);
-            }
-        }
+        (host, user_agent) = host_and_agent(&headers);
     }
     Some(HttpMessage::Request {
         method,

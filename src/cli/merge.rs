@@ -261,17 +261,11 @@ pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
             )
         })?);
     }
-    let sign_key = match &args.sign_key {
-        Some(p) => Some(
-            crate::evidence::signature::load_signing_key(p).map_err(|e| {
-                Error::usage(
-                    format!("--sign-key {e}"),
-                    "sonde keygen -o NAME writes NAME.key",
-                )
-            })?,
-        ),
-        None => None,
-    };
+    let sign_key = args
+        .sign_key
+        .as_deref()
+        .map(super::scan::load_sign_key)
+        .transpose()?;
     let mut shards = Vec::new();
     for d in &args.shards {
         shards.push(read_shard(d, &trusted)?);

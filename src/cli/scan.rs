@@ -558,6 +558,16 @@ fn run_segment(
     result
 }
 
+/// Read `--sign-key FILE` (before anything is sent or created).
+pub(super) fn load_sign_key(path: &Path) -> Result<ed25519_dalek::SigningKey, Error> {
+    crate::evidence::signature::load_signing_key(path).map_err(|e| {
+        Error::usage(
+            format!("--sign-key {e}"),
+            "sonde keygen -o NAME writes NAME.key (sign with it) and NAME.pub",
+        )
+    })
+}
+
 /// Sign the finished run (its report's hash and the log's final head) into
 /// `file` (signature.json), and say so.
 pub(super) fn sign_run(
@@ -673,17 +683,7 @@ impl Flags {
                 "`ip link` lists the interfaces; or drop --interface to use the route's",
             ));
         }
-        let sign_key = match &args.sign_key {
-            Some(p) => Some(
-                crate::evidence::signature::load_signing_key(p).map_err(|e| {
-                    Error::usage(
-                        format!("--sign-key {e}"),
-                        "sonde keygen -o NAME writes NAME.key (sign with it) and NAME.pub",
-                    )
-                })?,
-            ),
-            None => None,
-        };
+        let sign_key = args.sign_key.as_deref().map(load_sign_key).transpose()?;
         Ok(Flags {
             wait,
             kinds,

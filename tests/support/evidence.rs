@@ -61,3 +61,22 @@ pub fn folded(report: &serde_json::Value, state: &str) -> u64 {
         .map(|f| f["count"].as_u64().unwrap())
         .sum()
 }
+
+/// The open (address, port) pairs a scan report's hosts hold.
+pub fn open_ports(
+    report: &serde_json::Value,
+) -> std::collections::BTreeSet<(std::net::IpAddr, u64)> {
+    report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|h| h["results"].as_array().unwrap().iter())
+        .filter(|r| r["state"] == "open")
+        .map(|r| {
+            (
+                r["target"].as_str().unwrap().parse().unwrap(),
+                r["port"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
