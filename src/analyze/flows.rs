@@ -298,6 +298,19 @@ fn slot_of(key: u64) -> usize {
 /// `seen` entry of a free slot (timestamps never come near it: `MAX_NANOS`).
 const FREE: i64 = i64::MAX;
 
+/// One direction's TCP analysis state (`analyze::tcp_analysis`), kept
+/// beside its flow here: no lookup of its own per segment.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TcpDirState {
+    pub(crate) next: Option<u32>,
+    /// The end of the data (payload bytes, not SYN or FIN) seen so far.
+    pub(crate) data_next: Option<u32>,
+    pub(crate) last_ack: Option<u32>,
+    pub(crate) window: u16,
+    pub(crate) dup_acks: u32,
+    pub(crate) last_ns: i64,
+}
+
 /// The table of active flows and what finished flows left behind.
 ///
 /// Active flows live in a slab (`flows`, free slots reused) and are found
@@ -315,7 +328,7 @@ pub struct FlowTable {
     /// The client's SYN options per slot, valid where `has_syn_options`.
     syn_options: Vec<SynOptions>,
     /// TCP analysis state per slot: endpoint `a`'s direction, then `b`'s.
-    pub(crate) tcp_state: Vec<[super::tcp_analysis::DirState; 2]>,
+    pub(crate) tcp_state: Vec<[TcpDirState; 2]>,
     seen: Vec<(i64, u64)>,
     free: Vec<u32>,
     idle_timeout_ns: i64,

@@ -37,18 +37,7 @@ const TOP: usize = 20;
 /// Wireshark's out-of-order threshold before a round trip is known.
 const OOO_NS: i64 = 3_000_000;
 
-/// One direction's state, kept beside its flow in the flow table (no
-/// lookup of its own per segment).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct DirState {
-    next: Option<u32>,
-    /// The end of the data (payload bytes, not SYN or FIN) seen so far.
-    data_next: Option<u32>,
-    last_ack: Option<u32>,
-    window: u16,
-    dup_acks: u32,
-    last_ns: i64,
-}
+use crate::analyze::flows::TcpDirState as DirState;
 
 /// The events counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
