@@ -127,7 +127,10 @@ fn bump(map: &mut HashMap<Box<[u8]>, u64>, key: &[u8]) {
 pub struct HttpStats {
     pub requests: u64,
     pub responses: u64,
+    /// Counted in lower case (host names compare case-blind) ...
     hosts: HashMap<Box<[u8]>, u64>,
+    /// ... and listed as first sent, where that differs.
+    host_spelling: HashMap<Box<[u8]>, Box<[u8]>>,
     user_agents: HashMap<Box<[u8]>, u64>,
     methods: BTreeMap<String, u64>,
     statuses: BTreeMap<u16, u64>,
@@ -159,7 +162,11 @@ impl HttpStats {
                     match self.hosts.get_mut(*h) {
                         Some(n) => *n += 1,
                         None if h.iter().any(u8::is_ascii_uppercase) => {
-                            bump(&mut self.hosts, &h.to_ascii_lowercase())
+                            let lower = h.to_ascii_lowercase();
+                            if !self.hosts.contains_key(&lower[..]) && self.hosts.len() < MAX_KEYS {
+                                self.host_spelling.insert(lower.clone().into(), (*h).into());
+                            }
+                            bump(&mut self.hosts, &lower)
                         }
                         None => bump(&mut self.hosts, h),
                     }
@@ -177,7 +184,7 @@ impl HttpStats {
 
     pub fn report(&self, top: usize) -> HttpReport {
         // Byte order is the strings' order (UTF-8 keeps code point order).
-        let top_of = |m: &HashMap<Box<[u8]>, u64>| {
+        let top_of = |m: &HashMap<Box<[u8]>, u64>| -> Vec<KeyCount> {
             let mut v: Vec<(&Box<[u8]>, &u64)> = m.iter().collect();
             v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
             v.into_iter()
@@ -197,7 +204,17 @@ impl HttpStats {
                 .iter()
                 .map(|(s, c)| (s.to_string(), *c))
                 .collect(),
-            hosts: top_of(&self.hosts),
+            hosts: top_of(&self.hosts)
+                .into_iter()
+                .map(|mut k| {
+                    if let Some(first) = self.host_spelling.get(k.value.as_bytes())
+                        && let Ok(first) = std::str::from_utf8(first)
+                    {
+                        k.value = first.to_string();
+                    }
+                    k
+                })
+                .collect(),
             user_agents: top_of(&self.user_agents),
             uris: top_of(&self.uris),
         }
@@ -275,8 +292,9 @@ mod tests {
         );
     }
 
-    /// Hosts count in lower case whichever spelling comes first, and the
-    /// first Host and User-Agent headers are the ones taken.
+    /// Hosts count case-blind and are listed as first sent (issue 18: names
+    /// were lower-cased), and the first Host and User-Agent headers are the
+    /// ones taken.
     #[test]
     fn hosts_count_case_blind_and_the_first_of_a_repeated_header_wins() {
         let mut stats = HttpStats::default();
@@ -289,7 +307,7 @@ mod tests {
             stats.add(&parse(req).unwrap());
         }
         let r = stats.report(10);
-        assert_eq!(listed(&r.hosts), [("example.com".to_string(), 4)]);
+        assert_eq!(listed(&r.hosts), [("Example.COM".to_string(), 4)]);
         assert_eq!(listed(&r.user_agents), [("a/1".to_string(), 1)]);
     }
 }
