@@ -774,6 +774,53 @@ fn ip_protocol_scan() {
     assert!(!has(&c.analyze(), "port_scan", Some("ip_protocol")));
 }
 
+/// Issue 18: the same poisoning through IPv6 neighbour advertisements.
+#[test]
+fn neighbour_advertisement_poisoning() {
+    fn na(mac: [u8; 6], src: &str, target: &str, dst: &str, solicited: bool) -> Vec<u8> {
+        let v6 = |a: &str| a.parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let mut icmp = vec![136, 0, 0, 0, if solicited { 0x60 } else { 0x20 }, 0, 0, 0];
+        icmp.extend_from_slice(&v6(target));
+        icmp.extend_from_slice(&[2, 1]);
+        icmp.extend_from_slice(&mac);
+        let mut f = vec![0x33, 0x33, 0, 0, 0, 1];
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[58, 255]);
+        f.extend_from_slice(&v6(src));
+        f.extend_from_slice(&v6(dst));
+        f.extend_from_slice(&icmp);
+        f
+    }
+    const ROUTER: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
+    const VICTIM: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
+    const ATTACKER: [u8; 6] = [2, 0, 0, 0, 0, 0x66];
+    let (router, victim) = ("2001:db8::1", "2001:db8::10");
+    let mut c = Capture::default();
+    c.push(0, na(ROUTER, router, router, victim, true));
+    c.push(MS, na(VICTIM, victim, victim, router, true));
+    for i in 0..10 {
+        c.push(
+            S + i * S,
+            na(ATTACKER, "fe80::66", router, "ff02::1", false),
+        );
+        c.push(
+            S + i * S + MS,
+            na(ATTACKER, "fe80::66", victim, "ff02::1", false),
+        );
+    }
+    let r = c.analyze();
+    let a = r
+        .anomalies
+        .iter()
+        .find(|a| a.subtype == Some("poisoning"))
+        .unwrap_or_else(|| panic!("{:?}", kinds(&r)));
+    assert_eq!(a.kind, "arp_spoofing");
+    assert_eq!(a.sources, vec![router, victim]);
+    assert!(a.summary.contains("02:00:00:00:00:66"), "{}", a.summary);
+}
+
 #[test]
 fn malformed_headers() {
     let base = tcp("198.18.0.2", "198.18.1.40", 40000, 80, SYN, &[]);

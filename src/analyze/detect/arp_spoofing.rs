@@ -1,4 +1,5 @@
-//! `arp_spoofing`: ARP poisoning as it shows on the wire.
+//! `arp_spoofing`: ARP poisoning (and its IPv6 form through neighbour
+//! advertisements) as it shows on the wire.
 //!
 //! Every ARP request and reply carries its sender's binding (IPv4 address
 //! → MAC); a host announces only its own. What poisoning looks like:
@@ -18,7 +19,7 @@
 //! ARP probes (sender 0.0.0.0, RFC 5227) claim nothing and are skipped.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
@@ -81,7 +82,7 @@ struct Gratuitous {
 
 pub struct ArpSpoofing {
     t: ArpSpoofingThresholds,
-    addresses: HashMap<Ipv4Addr, Address>,
+    addresses: HashMap<IpAddr, Address>,
     gratuitous: HashMap<Mac, Gratuitous>,
     untracked: u64,
 }
@@ -119,7 +120,53 @@ impl ArpSpoofing {
         if sender.is_unspecified() {
             return;
         }
-        if sender == target {
+        self.claim(frame, now, IpAddr::V4(sender), mac, sender == target);
+    }
+
+    /// An ICMPv6 neighbour advertisement (type 136: its target address at
+    /// the MAC of its target link-layer option) or solicitation (135: its
+    /// source at the MAC of its source link-layer option; a duplicate
+    /// address detection from :: claims nothing), the message from its
+    /// ICMPv6 header on. An unsolicited advertisement to all nodes is the
+    /// IPv6 form of a gratuitous ARP.
+    pub fn ndp(&mut self, frame: u64, now: i64, src: IpAddr, dst: IpAddr, icmp: &[u8]) {
+        let (Some(&kind), Some(target)) = (icmp.first(), icmp.get(8..24)) else {
+            return;
+        };
+        let (ip, want_option) = match kind {
+            136 => (
+                IpAddr::V6(Ipv6Addr::from(
+                    <[u8; 16]>::try_from(target).expect("16 bytes"),
+                )),
+                2,
+            ),
+            135 if !src.is_unspecified() => (src, 1),
+            _ => return,
+        };
+        // Options from byte 24: type, length in 8-byte units, data.
+        let mut at = 24;
+        while let (Some(&ty), Some(&len)) = (icmp.get(at), icmp.get(at + 1)) {
+            let len = usize::from(len) * 8;
+            if len == 0 {
+                return;
+            }
+            if ty == want_option
+                && let Some(m) = icmp.get(at + 2..at + 8)
+            {
+                let mac: Mac = m.try_into().expect("6 bytes");
+                let all_nodes = dst == IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1));
+                let solicited = icmp.get(4).is_some_and(|f| f & 0x40 != 0);
+                self.claim(frame, now, ip, mac, kind == 136 && all_nodes && !solicited);
+                return;
+            }
+            at += len;
+        }
+    }
+
+    /// `ip` is at `mac`, as one packet says; `gratuitous` when the host
+    /// announces itself unasked.
+    fn claim(&mut self, frame: u64, now: i64, sender: IpAddr, mac: Mac, gratuitous: bool) {
+        if gratuitous {
             let window = (self.t.window_seconds * 1e9) as i64;
             let g = self.gratuitous.entry(mac).or_insert_with(|| Gratuitous {
                 recent: Default::default(),
@@ -179,8 +226,8 @@ impl ArpSpoofing {
         ]);
         let mut out = Vec::new();
         // Per MAC, the addresses it took over from an earlier claimant.
-        let mut taken: BTreeMap<Mac, Vec<(Ipv4Addr, &Address)>> = BTreeMap::new();
-        let mut conflicts: Vec<(Ipv4Addr, &Address)> = Vec::new();
+        let mut taken: BTreeMap<Mac, Vec<(IpAddr, &Address)>> = BTreeMap::new();
+        let mut conflicts: Vec<(IpAddr, &Address)> = Vec::new();
         for (ip, a) in &self.addresses {
             if a.claims.len() < 2 {
                 continue;

@@ -238,6 +238,16 @@ impl Detectors {
         if d.arp {
             self.arp_spoofing.frame(frame, ts, d.net);
         }
+        if let (
+            Some(super::dissect::Transport::Icmpv6 {
+                kind: 135 | 136, ..
+            }),
+            Some(ip),
+        ) = (d.transport, &d.ip)
+        {
+            self.arp_spoofing
+                .ndp(frame, ts, ip.src, ip.dst, d.ip_payload);
+        }
         if let (Some(m), Some(ip)) = (dns, &d.ip) {
             self.dns_tunneling.query(frame, ts, ip.src, ip.dst, m);
         }
