@@ -367,26 +367,7 @@ pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
 
     // Every shard's capture, analyzed as one capture set.
     let pcaps: Vec<PathBuf> = shards.iter().map(|s| s.dir.join(run_dir::PCAP)).collect();
-    let opts = crate::analyze::AnalyzeOptions::default();
-    let (capture_analysis, cost) = match crate::analyze::analyze_timed(&pcaps, &opts) {
-        Ok((report, t)) => {
-            let cost = json!({
-                "frames": t.frames,
-                "wall_seconds": (t.wall * 1000.0).round() / 1000.0,
-                "cpu_seconds": ((t.analysis_cpu + t.hashing_cpu) * 1000.0).round() / 1000.0,
-            });
-            audit(&mut log, "capture_analyzed", cost.clone())?;
-            (
-                serde_json::to_value(&report)
-                    .map_err(|e| Error::runtime("cannot encode the analysis", e))?,
-                cost,
-            )
-        }
-        Err(e) => {
-            audit(&mut log, "analysis_failed", json!({ "error": e.message }))?;
-            (Value::Null, Value::Null)
-        }
-    };
+    let (capture_analysis, cost) = super::scan::analyze_captures(&pcaps, None, &mut log)?;
 
     let finished = now_rfc3339();
     let first_started = shards

@@ -379,13 +379,26 @@ fn analyze_capture(
     dir: &RunDir,
     log: &mut Audit,
 ) -> Result<(serde_json::Value, serde_json::Value), Error> {
+    // Named as in the run directory, so the report does not depend on
+    // where the directory was when the scan ran.
+    analyze_captures(&[dir.file(run_dir::PCAP)], Some(run_dir::PCAP), log)
+}
+
+/// Analyze `paths` as one capture set (a run's pcap, or a merge's shards'),
+/// recording what it cost (`capture_analyzed`) or why it could not be read
+/// (`analysis_failed`, and a warning); `name` replaces the inputs' paths.
+pub(super) fn analyze_captures(
+    paths: &[PathBuf],
+    name: Option<&str>,
+    log: &mut Audit,
+) -> Result<(serde_json::Value, serde_json::Value), Error> {
     let opts = crate::analyze::AnalyzeOptions::default();
-    match crate::analyze::analyze_timed(&[dir.file(run_dir::PCAP)], &opts) {
+    match crate::analyze::analyze_timed(paths, &opts) {
         Ok((mut report, t)) => {
-            // Named as in the run directory, so the report does not depend
-            // on where the directory was when the scan ran.
-            for input in &mut report.input {
-                input.path = run_dir::PCAP.to_string();
+            if let Some(name) = name {
+                for input in &mut report.input {
+                    input.path = name.to_string();
+                }
             }
             let cost = serde_json::json!({
                 "frames": t.frames,
@@ -398,10 +411,7 @@ fn analyze_capture(
             Ok((value, cost))
         }
         Err(e) => {
-            eprintln!(
-                "sonde: warning: cannot analyze the run's capture: {}",
-                e.message
-            );
+            eprintln!("sonde: warning: cannot analyze the capture: {}", e.message);
             audit(
                 log,
                 "analysis_failed",
