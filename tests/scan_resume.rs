@@ -238,3 +238,66 @@ fn a_changed_scope_or_a_finished_run_is_not_resumed() {
     let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
     assert_eq!(code, 0, "{verified}");
 }
+
+/// The scope's probe budget is per run, not per process: a resumed segment
+/// is charged with what the earlier one sent. At the edge: a budget of 260
+/// for a first pass of 220 probes and a retry pass of 120 (six hosts never
+/// answer) stops the run at exactly 260 probes over both segments, counted
+/// on the target side.
+#[test]
+fn the_probe_budget_covers_every_segment_of_a_resumed_run() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let scope = dir.path().join("budget.toml");
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scopes/lab.toml"),
+    )
+    .unwrap()
+    .replace("max_rate = 2000000", "max_rate = 2000000\nmax_probes = 260");
+    std::fs::write(&scope, text).unwrap();
+    let capture = dir.path().join("target.pcap");
+    let tshark = lab.capture_target_side("vt", &capture);
+    let run = dir.path().join("run");
+    let child = lab
+        .sonde_command()
+        .args([
+            "scan",
+            "--scope",
+            scope.to_str().unwrap(),
+            "198.18.1.195-198.18.1.205",
+            "-p",
+            "1-20",
+            "--rate",
+            "200",
+            "--wait",
+            "0.3",
+            "-o",
+            run.to_str().unwrap(),
+        ])
+        .spawn()
+        .unwrap();
+    let out = interrupt_after(child, Duration::from_millis(500));
+    assert_eq!(out.status.code(), Some(1));
+    let first = report_json(&run.join("report.json"))["counters"]["sent"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        first > 0 && first < 220,
+        "interrupted in the first pass: {first}"
+    );
+    let (code, out, err) = lab.sonde(&["scan", "--resume", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    tshark.stop();
+    let r = report_json(&run.join("report.json"));
+    assert_eq!(r["counters"]["sent"], 260, "{}", r["counters"]);
+    assert!(
+        r["scope_stopped"].as_str().unwrap().contains("budget"),
+        "{}",
+        r["scope_stopped"]
+    );
+    let syns = support::evidence::tshark_count(
+        &capture,
+        "ip.src==198.18.0.2 && tcp.flags.syn==1 && tcp.flags.ack==0",
+    );
+    assert_eq!(syns, 260, "probes that reached the targets, both segments");
+}
