@@ -203,7 +203,7 @@ const MAX_HOSTS_PER_PORT: usize = 1_024;
 const MAX_PORTS_PER_PAIR: usize = 256;
 
 fn prune<K: std::hash::Hash + Eq, T: std::hash::Hash + Eq + Copy>(
-    map: &mut HashMap<K, Probes<T>>,
+    map: &mut HashMap<K, Box<Probes<T>>>,
 ) -> u64 {
     let before = map.len();
     let mut keep_at = 2;
@@ -227,9 +227,14 @@ pub struct PortScan {
     /// (source, target) → IP protocols probed or refused.
     protocols: HashMap<(IpAddr, IpAddr), Protocols>,
     /// (source, destination) → ports touched.
-    vertical: HashMap<(IpAddr, IpAddr), Probes<(u8, u16)>>,
+    ///
+    /// The values are boxed: pruning empties most of a full table again
+    /// and again, and a table of unboxed values (150-200 bytes each) keeps
+    /// its 32,768 buckets' worth (13 MB for both tables) whatever it
+    /// holds; boxed, a bucket is 28-40 bytes and only held keys cost more.
+    vertical: HashMap<(IpAddr, IpAddr), Box<Probes<(u8, u16)>>>,
     /// (source, protocol, port) → hosts touched.
-    horizontal: HashMap<(IpAddr, u8, u16), Probes<IpAddr>>,
+    horizontal: HashMap<(IpAddr, u8, u16), Box<Probes<IpAddr>>>,
     pruned: u64,
 }
 
@@ -307,11 +312,11 @@ impl PortScan {
         let cap_h = MAX_HOSTS_PER_PORT.max(2 * self.t.min_hosts_horizontal as usize);
         self.vertical
             .entry((client, server))
-            .or_insert_with(|| Probes::new(cap_v, f.first_ns))
+            .or_insert_with(|| Box::new(Probes::new(cap_v, f.first_ns)))
             .add((k.proto, port), kind, f);
         self.horizontal
             .entry((client, k.proto, port))
-            .or_insert_with(|| Probes::new(cap_h, f.first_ns))
+            .or_insert_with(|| Box::new(Probes::new(cap_h, f.first_ns)))
             .add(server, kind, f);
         if self.vertical.len() > MAX_KEYS {
             self.pruned += prune(&mut self.vertical);
