@@ -214,6 +214,9 @@ fn prune<K: std::hash::Hash + Eq, T: std::hash::Hash + Eq + Copy>(
     (before - map.len()) as u64
 }
 
+/// A port with its IP protocol (TCP, UDP).
+type PortOf = (u8, u16);
+
 /// IP protocols seen between a source and a target (a bit each).
 struct Protocols {
     seen: [u64; 4],
@@ -232,7 +235,7 @@ pub struct PortScan {
     /// and again, and a table of unboxed values (150-200 bytes each) keeps
     /// its 32,768 buckets' worth (13 MB for both tables) whatever it
     /// holds; boxed, a bucket is 28-40 bytes and only held keys cost more.
-    vertical: HashMap<(IpAddr, IpAddr), Box<Probes<(u8, u16)>>>,
+    vertical: HashMap<(IpAddr, IpAddr), Box<Probes<PortOf>>>,
     /// (source, protocol, port) → hosts touched.
     horizontal: HashMap<(IpAddr, u8, u16), Box<Probes<IpAddr>>>,
     pruned: u64,
