@@ -503,6 +503,11 @@ impl FlowTable {
         Some((slot, src_is_a))
     }
 
+    /// The first frame of the flow in `slot` (unique to it: a slot is reused).
+    pub(crate) fn first_frame(&self, slot: usize) -> u64 {
+        self.flows[slot].first_frame
+    }
+
     /// The key of the flow in `slot`.
     pub(crate) fn key(&self, slot: usize) -> FlowKey {
         self.flows[slot].key

@@ -23,41 +23,226 @@ pub enum HttpMessage<'a> {
     },
 }
 
-/// Parse the head of an HTTP/1.x message. A head cut at the segment's end
-/// still yields its request or status line.
-pub fn parse(payload: &[u8]) -> Option<HttpMessage<'_>> {
+/// How a message's body ends (RFC 9112, section 6.3), as its head says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No Content-Length or Transfer-Encoding: a request has no body, a
+    /// response's runs to the connection's close.
+    Unsaid,
+    Length(u64),
+    Chunked,
+    /// A Transfer-Encoding other than chunked last, or Content-Length
+    /// values that disagree: where the body ends cannot be told.
+    Unknown,
+}
+
+/// Where a message's head ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadEnd {
+    /// The head is this many bytes, its blank line included.
+    Complete { len: usize, framing: Framing },
+    /// The bytes end inside the head.
+    Cut,
+    /// The head ends but cannot be read to its end (more headers than
+    /// are parsed, a malformed header line).
+    Unreadable,
+}
+
+/// A message head: what it says and where it ends.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Head<'a> {
+    pub message: HttpMessage<'a>,
+    pub end: HeadEnd,
+}
+
+/// Headers read per message head; a head with more is counted, its body
+/// not followed.
+const MAX_HEADERS: usize = 64;
+
+/// Whether `payload` may start an HTTP/1.x message (a cheap test before
+/// [`parse_head`]).
+pub fn may_start_message(payload: &[u8]) -> bool {
+    payload.starts_with(b"HTTP/1.") || payload.first().is_some_and(u8::is_ascii_uppercase)
+}
+
+/// Parse the head of an HTTP/1.x message at the start of `payload`. A
+/// head cut short still yields its request or status line.
+pub fn parse_head(payload: &[u8]) -> Option<Head<'_>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match parse_head_with(payload, &mut headers) {
+        Ok(head) => head,
+        // Rare: as many headers as the head has lines, up to a bound.
+        Err(TooManyHeaders) => {
+            let lines = payload.iter().filter(|&&b| b == b'\n').count();
+            let mut headers = vec![httparse::EMPTY_HEADER; lines.min(MAX_HEAD_LINES)];
+            // Even more: the head is counted, its end not found.
+            parse_head_with(payload, &mut headers)
+                .unwrap_or_else(|TooManyHeaders| first_line_only(payload))
+        }
+    }
+}
+
+/// Header lines read at most in one head.
+const MAX_HEAD_LINES: usize = 4_096;
+
+/// More headers than the slice given has room for.
+struct TooManyHeaders;
+
+/// A head with more headers than can be read: what its first line says.
+fn first_line_only(payload: &[u8]) -> Option<Head<'_>> {
+    let mut none = [];
     if payload.starts_with(b"HTTP/1.") {
-        // Only the status line is wanted: with no room for headers httparse
-        // stops after it (TooManyHeaders) instead of validating every header.
-        let mut resp = httparse::Response::new(&mut []);
-        return match resp.parse(payload) {
-            Ok(_) | Err(httparse::Error::TooManyHeaders) => {
-                resp.code.map(|status| HttpMessage::Response { status })
-            }
-            Err(_) => None,
+        let mut resp = httparse::Response::new(&mut none);
+        let _ = resp.parse(payload);
+        return Some(Head {
+            message: HttpMessage::Response { status: resp.code? },
+            end: unreadable_or_cut(payload),
+        });
+    }
+    let mut req = httparse::Request::new(&mut none);
+    let _ = req.parse(payload);
+    Some(Head {
+        message: HttpMessage::Request {
+            method: req.method?,
+            uri: req.path?.as_bytes(),
+            host: None,
+            user_agent: None,
+        },
+        end: unreadable_or_cut(payload),
+    })
+}
+
+fn parse_head_with<'a>(
+    payload: &'a [u8],
+    headers: &mut [httparse::Header<'a>],
+) -> Result<Option<Head<'a>>, TooManyHeaders> {
+    if payload.starts_with(b"HTTP/1.") {
+        let mut resp = httparse::Response::new(headers);
+        let status = resp.parse(payload);
+        if let Err(httparse::Error::TooManyHeaders) = status
+            && !resp.headers.is_empty()
+        {
+            return Err(TooManyHeaders);
+        }
+        let Some(code) = resp.code else {
+            return Ok(None);
         };
+        let end = head_end(status, resp.headers);
+        return Ok(Some(Head {
+            message: HttpMessage::Response { status: code },
+            end,
+        }));
     }
     if !payload.first().is_some_and(u8::is_ascii_uppercase) {
-        return None;
+        return Ok(None);
     }
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut req = httparse::Request::new(&mut headers);
-    let (method, uri, headers): (&str, &[u8], &[httparse::Header<'_>]) = match req.parse(payload) {
-        Ok(_) | Err(httparse::Error::TooManyHeaders) => {
-            let (method, uri) = (req.method?, req.path?);
-            (method, uri.as_bytes(), &*req.headers)
+    let mut req = httparse::Request::new(headers);
+    Ok(match req.parse(payload) {
+        // Cut before the URI ended: a known method is enough to wait for
+        // the rest (what the message is will be read from the whole head).
+        Ok(httparse::Status::Partial) if req.path.is_none() => {
+            let known = match req.method {
+                Some(m) => METHODS.contains(&m),
+                None => METHODS.iter().any(|m| m.as_bytes().starts_with(payload)),
+            };
+            known.then_some(Head {
+                message: HttpMessage::Request {
+                    method: req.method.unwrap_or(""),
+                    uri: b"",
+                    host: None,
+                    user_agent: None,
+                },
+                end: HeadEnd::Cut,
+            })
         }
+        Ok(status) => {
+            let (Some(method), Some(uri)) = (req.method, req.path) else {
+                return Ok(None);
+            };
+            let end = head_end(Ok(status), req.headers);
+            let (host, user_agent) = host_and_agent(req.headers);
+            Some(Head {
+                message: HttpMessage::Request {
+                    method,
+                    uri: uri.as_bytes(),
+                    host,
+                    user_agent,
+                },
+                end,
+            })
+        }
+        Err(httparse::Error::TooManyHeaders) if !req.headers.is_empty() => {
+            return Err(TooManyHeaders);
+        }
+        Err(httparse::Error::TooManyHeaders) => None,
         // httparse refuses a request line as attack tools write it (a
         // space or raw bytes in the URI): read it leniently.
-        Err(_) => return lenient_request(payload),
-    };
-    let (host, user_agent) = host_and_agent(headers);
-    Some(HttpMessage::Request {
-        method,
-        uri,
-        host,
-        user_agent,
+        Err(_) => lenient_request(payload),
     })
+}
+
+/// What the head of a message says of its end, from httparse's result.
+fn head_end(status: httparse::Result<usize>, headers: &[httparse::Header<'_>]) -> HeadEnd {
+    match status {
+        Ok(httparse::Status::Complete(len)) => HeadEnd::Complete {
+            len,
+            framing: framing(headers),
+        },
+        Ok(httparse::Status::Partial) => HeadEnd::Cut,
+        Err(_) => HeadEnd::Unreadable,
+    }
+}
+
+/// A head httparse could not read to its end: whether its blank line is
+/// there at all.
+fn unreadable_or_cut(payload: &[u8]) -> HeadEnd {
+    let ends =
+        payload.windows(4).any(|w| w == b"\r\n\r\n") || payload.windows(2).any(|w| w == b"\n\n");
+    if ends {
+        HeadEnd::Unreadable
+    } else {
+        HeadEnd::Cut
+    }
+}
+
+/// The body's framing, from Transfer-Encoding and Content-Length.
+fn framing(headers: &[httparse::Header<'_>]) -> Framing {
+    let mut length: Option<u64> = None;
+    let mut chunked = None;
+    for h in headers.iter().take_while(|h| !h.name.is_empty()) {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // The last coding decides (RFC 9112, 6.3 item 4).
+            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            for v in h.value.split(|&b| b == b',') {
+                let v = v.trim_ascii();
+                let n = std::str::from_utf8(v)
+                    .ok()
+                    .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|t| t.parse::<u64>().ok());
+                match (n, length) {
+                    (None, _) => return Framing::Unknown,
+                    (Some(n), Some(l)) if n != l => return Framing::Unknown,
+                    (Some(n), _) => length = Some(n),
+                }
+            }
+        }
+    }
+    match (chunked, length) {
+        (Some(true), _) => Framing::Chunked,
+        (Some(false), _) => Framing::Unknown,
+        (None, Some(n)) => Framing::Length(n),
+        (None, None) => Framing::Unsaid,
+    }
+}
+
+/// Parse the head of an HTTP/1.x message (what it says, not where it
+/// ends).
+pub fn parse(payload: &[u8]) -> Option<HttpMessage<'_>> {
+    parse_head(payload)
+        .map(|h| h.message)
+        .filter(|m| !matches!(m, HttpMessage::Request { method: "", .. }))
 }
 
 /// The first Host and User-Agent values, in one pass over the headers.
@@ -81,8 +266,10 @@ const METHODS: [&str; 12] = [
 
 /// `METHOD SP URI SP HTTP/1.x` where the URI may hold spaces and any byte
 /// but a line end: the method is the first word, the version the last.
-fn lenient_request(payload: &[u8]) -> Option<HttpMessage<'_>> {
-    let end = payload.iter().position(|&b| b == b'\n')?;
+fn lenient_request(payload: &[u8]) -> Option<Head<'_>> {
+    let Some(end) = payload.iter().position(|&b| b == b'\n') else {
+        return request_line_so_far(payload);
+    };
     let line = payload[..end]
         .strip_suffix(b"\r")
         .unwrap_or(&payload[..end]);
@@ -94,21 +281,45 @@ fn lenient_request(payload: &[u8]) -> Option<HttpMessage<'_>> {
         return None;
     }
     let uri = &line[sp + 1..last];
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let (mut host, mut user_agent) = (None, None);
-    if let Ok(httparse::Status::Complete(_) | httparse::Status::Partial) =
-        httparse::parse_headers(&payload[end + 1..], &mut headers).map(|s| match s {
-            httparse::Status::Complete(x) => httparse::Status::Complete(x.0),
-            httparse::Status::Partial => httparse::Status::Partial,
-        })
-    {
-        (host, user_agent) = host_and_agent(&headers);
-    }
-    Some(HttpMessage::Request {
-        method,
-        uri,
-        host,
-        user_agent,
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let rest = &payload[end + 1..];
+    let (end, (host, user_agent)) = match httparse::parse_headers(rest, &mut headers) {
+        Ok(httparse::Status::Complete((len, hs))) => (
+            HeadEnd::Complete {
+                len: end + 1 + len,
+                framing: framing(hs),
+            },
+            host_and_agent(hs),
+        ),
+        Ok(httparse::Status::Partial) => (HeadEnd::Cut, host_and_agent(&headers)),
+        Err(_) => (unreadable_or_cut(rest), (None, None)),
+    };
+    Some(Head {
+        message: HttpMessage::Request {
+            method,
+            uri,
+            host,
+            user_agent,
+        },
+        end,
+    })
+}
+
+/// A request line not ended yet (its head is being gathered) whose URI
+/// httparse refuses: a known method and a space are enough to wait for
+/// the rest.
+fn request_line_so_far(payload: &[u8]) -> Option<Head<'_>> {
+    let sp = payload.iter().position(|&b| b == b' ')?;
+    let method = std::str::from_utf8(&payload[..sp]).ok()?;
+    let method = METHODS.iter().find(|m| **m == method)?;
+    Some(Head {
+        message: HttpMessage::Request {
+            method,
+            uri: &payload[sp + 1..],
+            host: None,
+            user_agent: None,
+        },
+        end: HeadEnd::Cut,
     })
 }
 
@@ -182,7 +393,7 @@ impl HttpStats {
         }
     }
 
-    pub fn report(&self, top: usize) -> HttpReport {
+    pub fn report(&self, top: usize, streams: super::http_stream::StreamCounts) -> HttpReport {
         // Byte order is the strings' order (UTF-8 keeps code point order).
         let top_of = |m: &HashMap<Box<[u8]>, u64>| -> Vec<KeyCount> {
             let mut v: Vec<(&Box<[u8]>, &u64)> = m.iter().collect();
@@ -217,6 +428,7 @@ impl HttpStats {
                 .collect(),
             user_agents: top_of(&self.user_agents),
             uris: top_of(&self.uris),
+            streams,
         }
     }
 }
@@ -230,6 +442,8 @@ pub struct HttpReport {
     pub hosts: Vec<KeyCount>,
     pub user_agents: Vec<KeyCount>,
     pub uris: Vec<KeyCount>,
+    /// How each direction's byte stream was followed.
+    pub streams: super::http_stream::StreamCounts,
 }
 
 #[derive(Debug, Serialize)]
@@ -282,7 +496,7 @@ mod tests {
         ] {
             stats.add(&parse(req).unwrap());
         }
-        let r = stats.report(10);
+        let r = stats.report(10, Default::default());
         assert_eq!(r.requests, 3);
         assert_eq!(listed(&r.hosts), [("ok.test".to_string(), 2)]);
         assert_eq!(listed(&r.user_agents), [("caf\u{e9}/1".to_string(), 1)]);
@@ -306,7 +520,7 @@ mod tests {
         ] {
             stats.add(&parse(req).unwrap());
         }
-        let r = stats.report(10);
+        let r = stats.report(10, Default::default());
         assert_eq!(listed(&r.hosts), [("Example.COM".to_string(), 4)]);
         assert_eq!(listed(&r.user_agents), [("a/1".to_string(), 1)]);
     }

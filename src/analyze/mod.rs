@@ -15,6 +15,7 @@ pub mod dissect;
 pub mod dns;
 pub mod flows;
 pub mod http;
+pub mod http_stream;
 pub mod stats;
 pub mod tcp_analysis;
 mod time;
@@ -136,6 +137,7 @@ pub struct Analyzer {
     detectors: Detectors,
     dns: dns::DnsStats,
     http: http::HttpStats,
+    http_streams: http_stream::HttpStreams,
     tls: tls::TlsStats,
     tcp: tcp_analysis::TcpAnalysis,
     frames: u64,
@@ -151,6 +153,7 @@ impl Analyzer {
             detectors: Detectors::new(&opts.thresholds),
             dns: dns::DnsStats::default(),
             http: http::HttpStats::default(),
+            http_streams: http_stream::HttpStreams::default(),
             tls: tls::TlsStats::default(),
             tcp: tcp_analysis::TcpAnalysis::default(),
             frames: 0,
@@ -215,14 +218,25 @@ impl Analyzer {
             fresh = self
                 .tcp
                 .segment(ts, &mut self.flows.tcp_state[slot], src_is_a, key, seg);
+            // HTTP over each direction's byte stream: what was seen
+            // before is skipped, heads are gathered, bodies followed.
+            if !payload.is_empty() || seg.flags & (flows::FIN | flows::RST) != 0 {
+                self.http_streams.segment(
+                    slot as u32,
+                    self.flows.first_frame(slot),
+                    src_is_a,
+                    http_stream::StreamSegment {
+                        seq: seg.seq,
+                        flags: seg.flags,
+                        payload,
+                    },
+                    &mut self.http,
+                );
+            }
         }
-        if payload.is_empty() {
+        // A retransmitted hello is the same hello.
+        if payload.is_empty() || !fresh {
             return;
-        }
-        // A retransmitted or duplicated segment starting a message is the
-        // same message: counted once.
-        if fresh && let Some(m) = http::parse(payload) {
-            self.http.add(&m);
         }
         if let Some(ip) = &d.ip {
             self.tls.segment(ip.src, sport, ip.dst, dport, payload);
@@ -251,7 +265,11 @@ impl Analyzer {
                 list,
             },
             dns: self.dns.report(self.top),
-            http: self.http.report(self.top),
+            http: {
+                let mut http = self.http;
+                let streams = self.http_streams.finish(&mut http);
+                http.report(self.top, streams)
+            },
             tls: self.tls.report(self.top),
             tcp_analysis: self.tcp.report(),
             anomalies: detectors.finish(),
