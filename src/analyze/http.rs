@@ -55,9 +55,9 @@ pub struct Head<'a> {
     pub end: HeadEnd,
 }
 
-/// Headers read per message head; a head with more is counted, its body
-/// not followed.
-const MAX_HEADERS: usize = 64;
+/// Headers read per message head on the stack; a head with more is read
+/// again with room for all its lines (up to [`MAX_HEAD_LINES`]).
+const MAX_HEADERS: usize = 32;
 
 /// Whether `payload` may start an HTTP/1.x message (a cheap test before
 /// [`parse_head`]).

@@ -201,7 +201,7 @@ impl HttpStreams {
                 c
             }
             Entry::Vacant(e) => {
-                if !starts_message(seg.payload) {
+                if !http::may_start_message(seg.payload) {
                     return;
                 }
                 e.insert(Conn::new(flow))
@@ -210,7 +210,11 @@ impl HttpStreams {
         let d = usize::from(!from_a);
         follow(conn, d, seg, stats, &mut self.counts);
         let done = seg.flags & RST != 0 || conn.dirs.iter().all(|d| d.closed);
-        if done && let Some(old) = self.conns.remove(&slot) {
+        // Not HTTP after all (its first bytes only looked like it).
+        let never = conn.dirs.iter().all(|d| d.next.is_none());
+        if (done || never)
+            && let Some(old) = self.conns.remove(&slot)
+        {
             flush(old, stats);
         }
     }
@@ -277,13 +281,20 @@ fn follow(
     let len = seg.payload.len() as u32;
     let mut data = seg.payload;
     let mut at_segment_start = true;
+    // The head of the direction's first message, parsed to tell it is one.
+    let mut first_head = None;
     match c.dirs[d].next {
         None => {
             // The direction's first message: follow it from here.
-            if !starts_message(data) {
+            if !http::may_start_message(data) {
                 mark_fin(c, d, seg);
                 return;
             }
+            let Some(h) = http::parse_head(data) else {
+                mark_fin(c, d, seg);
+                return;
+            };
+            first_head = Some(h);
             counts.directions += 1;
             c.dirs[d].state = State::Head;
         }
@@ -333,7 +344,13 @@ fn follow(
                     if !first {
                         counts.messages_inside_segments += 1;
                     }
-                    data = head_in_place(c, d, data, stats, counts);
+                    let Some(h) = first_head.take().or_else(|| http::parse_head(data)) else {
+                        // Not a message where one was due: the place is lost.
+                        counts.unreadable += 1;
+                        c.dirs[d].state = State::Lost;
+                        break;
+                    };
+                    data = head_in_place(c, d, data, h, stats, counts);
                 } else {
                     data = head_gathered(c, d, data, stats, counts);
                 }
@@ -373,22 +390,17 @@ fn mark_fin(c: &mut Conn, d: usize, seg: StreamSegment<'_>) {
     }
 }
 
-/// A head at the start of `data` (nothing gathered before it): read in
+/// A head `h` at the start of `data` (nothing gathered before it): read in
 /// place when it ends within the segment, else gathered. Returns what
 /// follows the head.
 fn head_in_place<'a>(
     c: &mut Conn,
     d: usize,
     data: &'a [u8],
+    h: http::Head<'_>,
     stats: &mut HttpStats,
     counts: &mut StreamCounts,
 ) -> &'a [u8] {
-    let Some(h) = http::parse_head(data) else {
-        // Not a message where one was due: the place is lost.
-        counts.unreadable += 1;
-        c.dirs[d].state = State::Lost;
-        return &[];
-    };
     match h.end {
         HeadEnd::Complete { len, framing } => {
             count(c, &h.message, stats);
