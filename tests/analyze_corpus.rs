@@ -251,3 +251,59 @@ fn tcp_analysis_equals_tshark_on_every_corpus_file() {
     }
     assert!(files >= 30, "{files}");
 }
+
+/// Issue 18: TCP analysis per flow. Each connection's events in its flow
+/// summary equal tshark's flags on that connection
+/// (tests/corpus/expected_tcp_flows.sh produced expected_tcp_flows.tsv),
+/// and no other flow lists any.
+#[test]
+fn per_flow_tcp_analysis_equals_tshark_per_connection() {
+    use std::collections::BTreeMap;
+    let expected = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/corpus/expected_tcp_flows.tsv"),
+    )
+    .unwrap();
+    // file → (endpoint, endpoint, field) → count
+    let mut want: BTreeMap<String, BTreeMap<(String, String, String), u64>> = BTreeMap::new();
+    for line in expected.lines() {
+        let c: Vec<&str> = line.split('\t').collect();
+        // tshark's flag names, as the report names its fields
+        let field = match c[3] {
+            "ack_lost_segment" => "acked_unseen_segments".to_string(),
+            "out_of_order" => "out_of_order".to_string(),
+            f => format!("{f}s"),
+        };
+        want.entry(c[0].to_string()).or_default().insert(
+            (c[1].to_string(), c[2].to_string(), field),
+            c[4].parse().unwrap(),
+        );
+    }
+    assert!(want.len() >= 6, "{want:?}");
+    let opts = AnalyzeOptions {
+        flows: sonde::analyze::flows::FlowListing::All,
+        ..AnalyzeOptions::default()
+    };
+    for (file, want) in want {
+        let r = serde_json::to_value(report(&file, &opts)).unwrap();
+        let mut got = BTreeMap::new();
+        for f in r["flows"]["list"].as_array().unwrap() {
+            let Some(events) = f["tcp_analysis"].as_object() else {
+                continue;
+            };
+            let (a, b) = (
+                f["client"].as_str().unwrap().to_string(),
+                f["server"].as_str().unwrap().to_string(),
+            );
+            let (a, b) = if b < a { (b, a) } else { (a, b) };
+            for (field, n) in events {
+                let n = n.as_u64().unwrap();
+                if n > 0 {
+                    *got.entry((a.clone(), b.clone(), field.clone()))
+                        .or_insert(0) += n;
+                }
+            }
+        }
+        assert_eq!(got, want, "{file}");
+    }
+}

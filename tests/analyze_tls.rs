@@ -57,3 +57,73 @@ fn handshakes_names_versions_and_ja4_as_tshark_dissects_them() {
     assert_eq!(tls["alpn"]["http/1.1"], 1);
     assert_eq!(tls["top_server_names"].as_array().unwrap().len(), 2);
 }
+
+/// Issue 18, item 5: each TLS flow's summary says what its hellos said,
+/// as the handshake list does.
+#[test]
+fn each_tls_flow_lists_its_server_name_versions_and_ja4() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/tls_loopback.pcap");
+    let r = analyze(&path);
+    let flows = r["flows"]["list"].as_array().unwrap();
+    let handshakes = r["tls"]["handshakes"].as_array().unwrap();
+    assert_eq!(flows.len(), 3);
+    for h in handshakes {
+        let client = format!("{}:", h["client"].as_str().unwrap());
+        let f = flows
+            .iter()
+            .find(|f| {
+                f["client"].as_str().unwrap().starts_with(&client)
+                    && f["tls"]["ja4"] == h["ja4"]
+                    && f["tls"]["sni"] == h["sni"]
+            })
+            .unwrap_or_else(|| panic!("no flow for {h}"));
+        for k in ["alpn_offered", "version_offered", "version", "alpn"] {
+            assert_eq!(f["tls"][k], h[k], "{k}: {f}");
+        }
+    }
+}
+
+/// Regression: a retransmitted ClientHello was counted as a second hello.
+#[test]
+fn a_retransmitted_client_hello_counts_once() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/tls_loopback.pcap");
+    let bytes = std::fs::read(&src).unwrap();
+    // Classic pcap: a 24-byte file header, then records with 16-byte headers.
+    let mut out = bytes[..24].to_vec();
+    let mut at = 24;
+    let mut copied = 0;
+    while at + 16 <= bytes.len() {
+        let caplen = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        let record = &bytes[at..at + 16 + caplen];
+        out.extend_from_slice(record);
+        // Ethernet 14, IPv4 20, TCP with its data offset: a ClientHello?
+        let frame = &record[16..];
+        let tcp = &frame[34..];
+        let payload = &tcp[usize::from(tcp[12] >> 4) * 4..];
+        if copied == 0 && payload.len() > 5 && payload[0] == 0x16 && payload[5] == 1 {
+            out.extend_from_slice(record);
+            copied += 1;
+        }
+        at += 16 + caplen;
+    }
+    assert_eq!(copied, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("retransmitted.pcap");
+    std::fs::write(&path, out).unwrap();
+    let r = analyze(&path);
+    assert_eq!(r["tls"]["client_hellos"], 3, "{}", r["tls"]);
+    assert_eq!(r["tcp_analysis"]["retransmissions"], 1);
+}
+
+fn analyze(path: &Path) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sonde"))
+        .args(["analyze", path.to_str().unwrap(), "--flows", "all"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

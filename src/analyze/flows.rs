@@ -12,6 +12,8 @@ use hashbrown::HashTable;
 use serde::Serialize;
 
 use super::dissect::{Addr, Dissected, Transport};
+use super::tcp_analysis::{FlowEvents, TcpEvents};
+use super::tls::FlowTls;
 
 pub const FIN: u8 = 0x01;
 pub const SYN: u8 = 0x02;
@@ -205,6 +207,8 @@ impl Flow {
             closed_by: tcp.then(|| self.closed_by()),
             app_protocol: self.app(),
             syn_options: syn_options.map(|(raw, len)| describe_options(&raw[..usize::from(*len)])),
+            tcp_analysis: None,
+            tls: None,
             notes,
         }
     }
@@ -263,6 +267,12 @@ pub struct FlowSummary {
     /// The options of the client's SYN (`mss=1460,sackok,ts,nop,ws=7`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syn_options: Option<String>,
+    /// The connection's TCP analysis events, when it had any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_analysis: Option<TcpEvents>,
+    /// What its TLS hellos said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<FlowTls>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
@@ -311,6 +321,23 @@ pub(crate) struct TcpDirState {
     pub(crate) last_ns: i64,
 }
 
+/// A connection's TCP analysis state: both directions (endpoint `a`'s,
+/// then `b`'s) and the events counted on it, for its flow summary.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TcpConnState {
+    pub(crate) dirs: [TcpDirState; 2],
+    pub(crate) events: FlowEvents,
+}
+
+/// What the report lists of a finished flow besides the flow itself.
+#[derive(Clone, Debug)]
+struct KeptFlow {
+    flow: Flow,
+    syn_options: Option<SynOptions>,
+    tcp_events: FlowEvents,
+    tls: Option<Box<FlowTls>>,
+}
+
 /// The table of active flows and what finished flows left behind.
 ///
 /// Active flows live in a slab (`flows`, free slots reused) and are found
@@ -327,15 +354,17 @@ pub struct FlowTable {
     flows: Vec<Flow>,
     /// The client's SYN options per slot, valid where `has_syn_options`.
     syn_options: Vec<SynOptions>,
-    /// TCP analysis state per slot: endpoint `a`'s direction, then `b`'s.
-    pub(crate) tcp_state: Vec<[TcpDirState; 2]>,
+    /// TCP analysis state per slot.
+    pub(crate) tcp_state: Vec<TcpConnState>,
+    /// What the TLS hellos of a slot's flow said (few flows have any).
+    tls: foldhash::HashMap<u32, Box<FlowTls>>,
     seen: Vec<(i64, u64)>,
     free: Vec<u32>,
     idle_timeout_ns: i64,
     listing: FlowListing,
     top: usize,
     /// Finished flows kept for the report (all, or the largest `top`).
-    kept: Vec<(Flow, Option<SynOptions>)>,
+    kept: Vec<KeptFlow>,
     pub flows_seen: u64,
     pub tcp_flows: u64,
     pub udp_flows: u64,
@@ -360,6 +389,7 @@ impl FlowTable {
             flows: Vec::with_capacity(MAX_ACTIVE_FLOWS),
             syn_options: Vec::with_capacity(MAX_ACTIVE_FLOWS),
             tcp_state: Vec::with_capacity(MAX_ACTIVE_FLOWS),
+            tls: Default::default(),
             seen: Vec::with_capacity(MAX_ACTIVE_FLOWS),
             free: Vec::new(),
             idle_timeout_ns: (idle_timeout_secs * 1e9) as i64,
@@ -508,6 +538,11 @@ impl FlowTable {
         self.flows[slot].first_frame
     }
 
+    /// The TLS record of the flow in `slot`, made on first use.
+    pub(crate) fn tls_mut(&mut self, slot: usize) -> &mut FlowTls {
+        self.tls.entry(slot as u32).or_default()
+    }
+
     /// The key of the flow in `slot`.
     pub(crate) fn key(&self, slot: usize) -> FlowKey {
         self.flows[slot].key
@@ -597,8 +632,18 @@ impl FlowTable {
 
     /// Keep a copy of the finished flow in `slot` if the report may list it.
     fn keep(&mut self, slot: usize) {
+        let tls = if self.tls.is_empty() {
+            None
+        } else {
+            self.tls.remove(&(slot as u32))
+        };
         let f = &self.flows[slot];
-        let kept = |f: &Flow| (f.clone(), f.has_syn_options.then(|| self.syn_options[slot]));
+        let kept = |f: &Flow| KeptFlow {
+            flow: f.clone(),
+            syn_options: f.has_syn_options.then(|| self.syn_options[slot]),
+            tcp_events: self.tcp_state[slot].events,
+            tls,
+        };
         match self.listing {
             FlowListing::None => {}
             FlowListing::All => self.kept.push(kept(f)),
@@ -618,14 +663,15 @@ impl FlowTable {
 
     fn trim(&mut self) {
         // First frames are unique, so the unstable sort is deterministic.
-        self.kept.sort_unstable_by(|(x, _), (y, _)| {
-            y.bytes()
-                .cmp(&x.bytes())
-                .then(x.first_frame.cmp(&y.first_frame))
-        });
+        self.kept
+            .sort_unstable_by(|KeptFlow { flow: x, .. }, KeptFlow { flow: y, .. }| {
+                y.bytes()
+                    .cmp(&x.bytes())
+                    .then(x.first_frame.cmp(&y.first_frame))
+            });
         self.kept.truncate(self.top);
         if self.kept.len() == self.top {
-            self.floor = self.kept.last().map(|(f, _)| f.bytes());
+            self.floor = self.kept.last().map(|k| k.flow.bytes());
         }
     }
 
@@ -644,7 +690,7 @@ impl FlowTable {
         }
         match self.listing {
             FlowListing::Top => self.trim(),
-            _ => self.kept.sort_by_key(|(f, _)| f.first_frame),
+            _ => self.kept.sort_by_key(|k| k.flow.first_frame),
         }
         let counts = FlowCounts {
             total: self.flows_seen,
@@ -655,7 +701,12 @@ impl FlowTable {
         let list = self
             .kept
             .iter()
-            .map(|(f, o)| f.summary(o.as_ref()))
+            .map(|k| {
+                let mut s = k.flow.summary(k.syn_options.as_ref());
+                s.tcp_analysis = (!k.tcp_events.is_empty()).then(|| k.tcp_events.events());
+                s.tls = k.tls.as_deref().cloned();
+                s
+            })
             .collect();
         (list, counts)
     }

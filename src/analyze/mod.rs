@@ -238,8 +238,11 @@ impl Analyzer {
         if payload.is_empty() || !fresh {
             return;
         }
-        if let Some(ip) = &d.ip {
-            self.tls.segment(ip.src, sport, ip.dst, dport, payload);
+        if let Some(ip) = &d.ip
+            && let Some(hello) = self.tls.segment(ip.src, sport, ip.dst, dport, payload)
+            && let Some((slot, _)) = in_flow
+        {
+            self.flows.tls_mut(slot).take(hello);
         }
     }
 

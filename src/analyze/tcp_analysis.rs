@@ -37,7 +37,7 @@ const TOP: usize = 20;
 /// Wireshark's out-of-order threshold before a round trip is known.
 const OOO_NS: i64 = 3_000_000;
 
-use crate::analyze::flows::TcpDirState as DirState;
+use crate::analyze::flows::TcpConnState;
 
 /// The events counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -78,6 +78,68 @@ impl TcpEvents {
         self.acked_unseen_segments += o.acked_unseen_segments;
         self.zero_windows += o.zero_windows;
         self.keep_alives += o.keep_alives;
+    }
+}
+
+impl TcpEvents {
+    fn values(&self) -> [u64; 9] {
+        [
+            self.retransmissions,
+            self.fast_retransmissions,
+            self.spurious_retransmissions,
+            self.duplicate_acks,
+            self.out_of_order,
+            self.lost_segments,
+            self.acked_unseen_segments,
+            self.zero_windows,
+            self.keep_alives,
+        ]
+    }
+
+    fn from_values(v: [u64; 9]) -> TcpEvents {
+        let [
+            retransmissions,
+            fast_retransmissions,
+            spurious_retransmissions,
+            duplicate_acks,
+            out_of_order,
+            lost_segments,
+            acked_unseen_segments,
+            zero_windows,
+            keep_alives,
+        ] = v;
+        TcpEvents {
+            retransmissions,
+            fast_retransmissions,
+            spurious_retransmissions,
+            duplicate_acks,
+            out_of_order,
+            lost_segments,
+            acked_unseen_segments,
+            zero_windows,
+            keep_alives,
+        }
+    }
+}
+
+/// One connection's events, kept beside its flow for the flow's summary:
+/// 4-byte counts (they saturate), so every flow slot can hold them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowEvents([u32; 9]);
+
+impl FlowEvents {
+    fn add(&mut self, e: &TcpEvents) {
+        for (c, v) in self.0.iter_mut().zip(e.values()) {
+            *c = c.saturating_add(u32::try_from(v).unwrap_or(u32::MAX));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|&c| c == 0)
+    }
+
+    pub fn events(&self) -> TcpEvents {
+        TcpEvents::from_values(self.0.map(u64::from))
     }
 }
 
@@ -128,11 +190,12 @@ impl TcpAnalysis {
     pub(crate) fn segment(
         &mut self,
         now: i64,
-        state: &mut [DirState; 2],
+        conn: &mut TcpConnState,
         from_a: bool,
         key: crate::analyze::flows::FlowKey,
         s: Segment,
     ) -> bool {
+        let state = &mut conn.dirs;
         let (mi, oi) = if from_a { (0, 1) } else { (1, 0) };
         let other = state[oi];
         let me = &mut state[mi];
@@ -222,6 +285,7 @@ impl TcpAnalysis {
         me.last_ns = now;
         if ev.total() > 0 {
             self.total.add(&ev);
+            conn.events.add(&ev);
             if self.per_conn.len() < MAX_CONNS || self.per_conn.contains_key(&key) {
                 self.per_conn.entry(key).or_default().add(&ev);
             }
@@ -297,11 +361,11 @@ mod tests {
             "198.18.1.10".parse().unwrap(),
         );
         let (key, a_is_a) = FlowKey::of(6, a, 40000, b, 80);
-        let mut st = [DirState::default(); 2];
+        let mut st = TcpConnState::default();
         let mut t = TcpAnalysis::default();
         let ms = 1_000_000;
         let seg_at =
-            |t: &mut TcpAnalysis, st: &mut [DirState; 2], at: i64, from_a: bool, s: Segment| {
+            |t: &mut TcpAnalysis, st: &mut TcpConnState, at: i64, from_a: bool, s: Segment| {
                 t.segment(at, st, from_a == a_is_a, key, s)
             };
         seg_at(&mut t, &mut st, 10 * ms, true, seg(SYN, 1000, 0, 64240, 0));
@@ -369,8 +433,11 @@ mod tests {
             true,
             seg(ACK, 1300, 5001, 64240, 1),
         );
+        // The flow's own counts equal the totals (one connection).
+        let own = st.events.events();
         let r = t.report();
         let e = r.events;
+        assert_eq!(own, e);
         assert_eq!(e.lost_segments, 1, "{e:?}");
         assert_eq!(
             e.duplicate_acks, 2,

@@ -313,6 +313,51 @@ pub struct TlsStats {
     not_listed: u64,
 }
 
+/// What a flow's hellos said, for its flow summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FlowTls {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpn_offered: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_offered: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja4: Option<String>,
+    /// Negotiated, from the ServerHello.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Chosen by the server (TLS 1.2; 1.3 chooses it encrypted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpn: Option<String>,
+}
+
+/// A hello, as one flow's record takes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hello {
+    Client(ClientHello),
+    Server(ServerHello),
+}
+
+impl FlowTls {
+    /// Take what `hello` says; a flow's first ClientHello is the one kept.
+    pub fn take(&mut self, hello: Hello) {
+        match hello {
+            Hello::Client(c) if self.ja4.is_none() => {
+                self.sni = c.sni;
+                self.alpn_offered = c.alpn;
+                self.version_offered = Some(version_name(c.version));
+                self.ja4 = Some(c.ja4);
+            }
+            Hello::Client(_) => {}
+            Hello::Server(s) => {
+                self.version = Some(version_name(s.version));
+                self.alpn = s.alpn;
+            }
+        }
+    }
+}
+
 /// One handshake as the report lists it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Handshake {
@@ -341,8 +386,16 @@ fn bump(map: &mut HashMap<String, u64>, key: &str) {
 }
 
 impl TlsStats {
-    /// One TCP segment's payload, from `src:sport` to `dst:dport`.
-    pub fn segment(&mut self, src: IpAddr, sport: u16, dst: IpAddr, dport: u16, payload: &[u8]) {
+    /// One TCP segment's payload, from `src:sport` to `dst:dport`; the
+    /// hello it completes, if any.
+    pub fn segment(
+        &mut self,
+        src: IpAddr,
+        sport: u16,
+        dst: IpAddr,
+        dport: u16,
+        payload: &[u8],
+    ) -> Option<Hello> {
         let dir = (src, sport, dst, dport);
         if !self.pending.is_empty()
             && let Some(buf) = self.pending.get_mut(&dir)
@@ -352,27 +405,27 @@ impl TlsStats {
             if buf.len() >= need || buf.len() > MAX_HELLO {
                 let buf = self.pending.remove(&dir).expect("pending");
                 if buf.len() >= need {
-                    self.record(dir, &buf);
+                    return self.record(dir, &buf);
                 }
             }
-            return;
+            return None;
         }
-        let Some(need) = record_len(payload) else {
-            return;
-        };
+        let need = record_len(payload)?;
         // Hellos only: ClientHello 1, ServerHello 2.
         if !matches!(payload.get(5), Some(1 | 2)) {
-            return;
+            return None;
         }
         if payload.len() >= need {
-            self.record(dir, payload);
+            return self.record(dir, payload);
         } else if need <= MAX_HELLO && self.pending.len() < MAX_PENDING {
             self.pending.insert(dir, payload.to_vec());
         }
+        None
     }
 
-    fn record(&mut self, dir: Dir, rec: &[u8]) {
+    fn record(&mut self, dir: Dir, rec: &[u8]) -> Option<Hello> {
         if let Some(c) = client_hello(rec) {
+            let hello = Hello::Client(c.clone());
             self.client_hellos += 1;
             if let Some(n) = &c.sni {
                 bump(&mut self.names, n);
@@ -394,7 +447,9 @@ impl TlsStats {
             } else {
                 self.not_listed += 1;
             }
+            Some(hello)
         } else if let Some(s) = server_hello(rec) {
+            let hello = Hello::Server(s.clone());
             self.server_hellos += 1;
             *self.versions.entry(s.version).or_default() += 1;
             if let Some(a) = &s.alpn {
@@ -406,6 +461,9 @@ impl TlsStats {
                 h.version = Some(version_name(s.version));
                 h.alpn = s.alpn;
             }
+            Some(hello)
+        } else {
+            None
         }
     }
 
