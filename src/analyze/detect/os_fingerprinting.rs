@@ -58,6 +58,27 @@ const PROBES: [(&str, u8, u16); 12] = [
     ("T7", FIN | PSH | URG, 65535),
 ];
 
+/// The index in [`PROBES`] of a segment's (flags, window), if any: one
+/// match per TCP segment (a search of the table cost 90 instructions a
+/// packet, as callgrind counts them, more than the TCP analysis).
+fn probe_kind(flags: u8, window: u16) -> Option<usize> {
+    Some(match (window, flags) {
+        (1, SYN) => 0,
+        (63, SYN) => 1,
+        (4, SYN) => 2,
+        (16, SYN) => 3,
+        (512, SYN) => 4,
+        (3, f) if f == SYN | ECE | CWR => 5,
+        (128, 0) => 6,
+        (256, f) if f == SYN | FIN | PSH | URG => 7,
+        (1024, ACK) => 8,
+        (31337, SYN) => 9,
+        (32768, ACK) => 10,
+        (65535, f) if f == FIN | PSH | URG => 11,
+        _ => return None,
+    })
+}
+
 /// Source-destination pairs followed.
 const MAX_PAIRS: usize = 20_000;
 
@@ -95,10 +116,7 @@ impl OsFingerprinting {
             return;
         };
         let window = u16::from_be_bytes([w[0], w[1]]);
-        let Some(kind) = PROBES
-            .iter()
-            .position(|&(_, f, win)| f == flags && win == window)
-        else {
+        let Some(kind) = probe_kind(flags, window) else {
             return;
         };
         let key = (ip.src, ip.dst);
@@ -162,5 +180,19 @@ impl OsFingerprinting {
             });
         }
         (keys, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_match_agrees_with_the_table() {
+        for (i, &(_, flags, window)) in PROBES.iter().enumerate() {
+            assert_eq!(probe_kind(flags, window), Some(i));
+        }
+        assert_eq!(probe_kind(SYN, 64240), None);
+        assert_eq!(probe_kind(ACK, 65535), None);
     }
 }
