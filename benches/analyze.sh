@@ -113,8 +113,9 @@ awk -v s="$s_sec" -v t="$t_sec" -v c="$c_sec" -v p="$p_sec" -v n="$packets" -v s
   printf "sonde vs scapy:    %.0fx the packets/s\n", sr / (sn / p)
   printf "analysis thread on one core (CPU time, every detector on), %d runs: best %.0f, median %.0f, worst %.0f packets/s\n", runs, core, med, worst
   printf "bare pcap-parser + etherparse loop (no analysis, file in memory): %.0f packets/s (sonde: %.0f%% of it)\n", bare, 100 * core / bare
-  printf "target: 2,000,000 packets/s on one core (median run) -> %s\n", (med >= 2e6 ? "met" : "NOT met")
+  printf "target (issue 18): 2,500,000 packets/s on one core (median run) -> %s\n", (med >= 2.5e6 ? "met" : "NOT met")
 }'
-awk -v kb="$s_kb" 'BEGIN { printf "target: peak memory under 100 MB -> %s (%.1f MB)\n", (kb/1024 < 100 ? "met" : "NOT met"), kb/1024 }'
+# Issue 18 holds the 5M-packet capture (N=5000000) under 64 MB.
+awk -v kb="$s_kb" 'BEGIN { printf "target (issue 18, on the 5M-packet capture): peak memory under 64 MB -> %s (%.1f MB)\n", (kb/1024 < 64 ? "met" : "NOT met"), kb/1024 }'
 echo "(sonde reads and hashes each input on a second thread, the analysis runs on one;"
 echo " 'sonde, one core' pins both to a single core with taskset)"
