@@ -3,7 +3,9 @@
 //! The expected values come from tshark's dissection of the same file:
 //! `bash tests/corpus/expected_tls.sh` prints each ClientHello's JA4
 //! (computed from tshark's cipher, extension and signature-algorithm
-//! fields; tshark 4.0 has no JA4 field) and server name.
+//! fields; tshark 4.0 has no JA4 field) and server name, and each
+//! ServerHello's JA4S (from tshark's version, cipher, extension and ALPN
+//! fields).
 
 use std::path::Path;
 
@@ -56,6 +58,12 @@ fn handshakes_names_versions_and_ja4_as_tshark_dissects_them() {
     assert_eq!(tls["versions"]["TLS 1.2"], 1);
     assert_eq!(tls["alpn"]["http/1.1"], 1);
     assert_eq!(tls["top_server_names"].as_array().unwrap().len(), 2);
+    // JA4S, from expected_tls.sh's last three lines.
+    assert_eq!(row(0, "ja4s").unwrap(), "t130200_1302_a56c5b993250");
+    assert_eq!(row(1, "ja4s").unwrap(), "t1205h1_c02c_1ece00aee4e9");
+    assert_eq!(row(2, "ja4s").unwrap(), "t130200_1302_a56c5b993250");
+    assert_eq!(tls["top_ja4s"][0]["key"], "t130200_1302_a56c5b993250");
+    assert_eq!(tls["top_ja4s"][0]["count"], 2);
 }
 
 /// Issue 18, item 5: each TLS flow's summary says what its hellos said,
@@ -77,7 +85,7 @@ fn each_tls_flow_lists_its_server_name_versions_and_ja4() {
                     && f["tls"]["sni"] == h["sni"]
             })
             .unwrap_or_else(|| panic!("no flow for {h}"));
-        for k in ["alpn_offered", "version_offered", "version", "alpn"] {
+        for k in ["alpn_offered", "version_offered", "version", "alpn", "ja4s"] {
             assert_eq!(f["tls"][k], h[k], "{k}: {f}");
         }
     }

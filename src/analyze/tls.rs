@@ -74,6 +74,11 @@ pub struct ClientHello {
 pub struct ServerHello {
     pub version: u16,
     pub alpn: Option<String>,
+    /// FoxIO's JA4S server fingerprint: `t`, the version, the number of
+    /// extensions and the chosen ALPN's first and last characters; the
+    /// chosen cipher suite; the SHA-256 (12 hex digits) of the extension
+    /// types in the order sent.
+    pub ja4s: String,
 }
 
 /// JA4's hashed parts: the first 12 hex digits of the SHA-256 of the
@@ -260,12 +265,16 @@ pub fn server_hello(rec: &[u8]) -> Option<ServerHello> {
     let mut version = r.u16()?;
     r.bytes(32)?;
     r.vec8()?;
-    r.u16()?;
+    let cipher = r.u16()?;
     r.u8()?;
     let mut alpn = None;
+    let mut exts = Vec::new();
     if let Some(all) = r.vec16() {
         let mut e = Reader { b: all, at: 0 };
         while let (Some(ty), Some(data)) = (e.u16(), e.vec16()) {
+            if !is_grease(ty) {
+                exts.push(ty);
+            }
             let mut d = Reader { b: data, at: 0 };
             match ty {
                 43 => {
@@ -275,14 +284,25 @@ pub fn server_hello(rec: &[u8]) -> Option<ServerHello> {
                 }
                 16 => {
                     if let Some(list) = d.vec16() {
-                        alpn = Reader { b: list, at: 0 }.vec8().map(alpn_text);
+                        alpn = Reader { b: list, at: 0 }.vec8();
                     }
                 }
                 _ => {}
             }
         }
     }
-    Some(ServerHello { version, alpn })
+    let ja4s = format!(
+        "t{}{:02}{}_{cipher:04x}_{}",
+        version_code(version),
+        exts.len().min(99),
+        alpn_chars(alpn),
+        ja4_hash(&exts, None, false),
+    );
+    Some(ServerHello {
+        version,
+        alpn: alpn.map(alpn_text),
+        ja4s,
+    })
 }
 
 /// One direction of a TCP connection: (source, source port, destination,
@@ -305,6 +325,7 @@ pub struct TlsStats {
     pending: HashMap<Dir, Vec<u8>>,
     names: HashMap<String, u64>,
     ja4: HashMap<String, u64>,
+    ja4s: HashMap<String, u64>,
     alpn: BTreeMap<String, u64>,
     versions: BTreeMap<u16, u64>,
     /// (client direction) → index in `handshakes`.
@@ -327,6 +348,8 @@ pub struct FlowTls {
     /// Negotiated, from the ServerHello.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja4s: Option<String>,
     /// Chosen by the server (TLS 1.2; 1.3 chooses it encrypted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alpn: Option<String>,
@@ -353,6 +376,7 @@ impl FlowTls {
             Hello::Server(s) => {
                 self.version = Some(version_name(s.version));
                 self.alpn = s.alpn;
+                self.ja4s = Some(s.ja4s);
             }
         }
     }
@@ -375,6 +399,8 @@ pub struct Handshake {
     pub version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alpn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja4s: Option<String>,
 }
 
 fn bump(map: &mut HashMap<String, u64>, key: &str) {
@@ -443,6 +469,7 @@ impl TlsStats {
                     ja4: c.ja4,
                     version: None,
                     alpn: None,
+                    ja4s: None,
                 });
             } else {
                 self.not_listed += 1;
@@ -452,6 +479,7 @@ impl TlsStats {
             let hello = Hello::Server(s.clone());
             self.server_hellos += 1;
             *self.versions.entry(s.version).or_default() += 1;
+            bump(&mut self.ja4s, &s.ja4s);
             if let Some(a) = &s.alpn {
                 *self.alpn.entry(a.clone()).or_default() += 1;
             }
@@ -460,6 +488,7 @@ impl TlsStats {
                 let h = &mut self.handshakes[i];
                 h.version = Some(version_name(s.version));
                 h.alpn = s.alpn;
+                h.ja4s = Some(s.ja4s);
             }
             Some(hello)
         } else {
@@ -484,6 +513,7 @@ impl TlsStats {
             server_hellos: self.server_hellos,
             top_server_names: top_of(&self.names),
             top_ja4: top_of(&self.ja4),
+            top_ja4s: top_of(&self.ja4s),
             versions: self
                 .versions
                 .iter()
@@ -509,6 +539,8 @@ pub struct TlsReport {
     pub server_hellos: u64,
     pub top_server_names: Vec<KeyCount>,
     pub top_ja4: Vec<KeyCount>,
+    /// FoxIO's JA4S server fingerprints.
+    pub top_ja4s: Vec<KeyCount>,
     /// Negotiated (ServerHello) versions.
     pub versions: BTreeMap<String, u64>,
     /// ALPN values the servers chose.

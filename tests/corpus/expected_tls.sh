@@ -31,3 +31,20 @@ for line in sys.stdin:
     print("t%s%s%02d%02d%s_%s_%s\t%s" % (code, "d" if 0 in es else "i", len(cs), len(es), a,
           h(",".join("%04x" % x for x in sorted(cs))), h(ext), sni or "-"))
 '
+# JA4S of each ServerHello: t, version (supported_versions, else the
+# hello's), extension count, the chosen ALPN's first and last characters;
+# the cipher suite; the SHA-256 of the extension types in the order sent.
+tshark -r tls_loopback.pcap -Y "tls.handshake.type==2" -T fields -E occurrence=a -E aggregator=, \
+  -e tls.handshake.extensions.supported_version -e tls.handshake.version -e tls.handshake.ciphersuite \
+  -e tls.handshake.extension.type -e tls.handshake.extensions_alpn_str 2>/dev/null |
+python3 -c '
+import sys, hashlib
+for line in sys.stdin:
+    sv, hv, c, e, alpn = line.rstrip("\n").split("\t")
+    ver = int(sv, 16) if sv else int(hv, 16)
+    es = [int(v) for v in e.split(",")] if e else []
+    a = (alpn[0] + alpn[-1]) if alpn else "00"
+    code = {0x0304: "13", 0x0303: "12"}[ver]
+    h = hashlib.sha256(",".join("%04x" % x for x in es).encode()).hexdigest()[:12] if es else "0" * 12
+    print("JA4S t%s%02d%s_%04x_%s" % (code, len(es), a, int(c, 16), h))
+'
