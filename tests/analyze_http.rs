@@ -205,3 +205,26 @@ fn bodies_are_skipped_and_pipelined_requests_counted() {
     assert_eq!(http["responses"], 1, "{http}");
     assert_eq!(http["streams"]["messages_inside_segments"], 1, "{http}");
 }
+
+/// A head over the 16 KB cap is counted by its first line, and analyze
+/// says so on stderr (exit 0: the report is valid).
+#[test]
+fn a_head_over_the_cap_is_counted_and_warned_about() {
+    let mut c = Capture::default();
+    let mut head = b"GET /huge HTTP/1.1\r\nX-Pad: ".to_vec();
+    head.extend(std::iter::repeat_n(b'a', 20_000));
+    let (first, rest) = head.split_at(1400);
+    connection(&mut c, 0, 42000, &[(true, first), (true, rest)]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = c.write(dir.path(), "huge.pcap");
+    let (code, stdout, stderr) = support::cli::sonde(&["analyze", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r["http"]["requests"], 1);
+    assert_eq!(r["http"]["uris"][0]["value"], "/huge");
+    assert_eq!(r["http"]["streams"]["heads_over_cap"], 1);
+    assert!(
+        stderr.contains("1 HTTP message head(s) longer than 16 KB"),
+        "{stderr}"
+    );
+}

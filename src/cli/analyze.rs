@@ -154,5 +154,12 @@ pub fn run(args: AnalyzeArgs, out: &mut dyn Write) -> Result<i32, Error> {
             w.file, w.offset, w.message
         );
     }
+    let over = report.http.streams.heads_over_cap;
+    if over > 0 {
+        eprintln!(
+            "sonde: warning: {over} HTTP message head(s) longer than {} KB were counted by their first line only; their connections' later messages were found again only where a segment starts one (http.streams in the report)",
+            crate::analyze::http_stream::MAX_HEAD / 1024
+        );
+    }
     Ok(exit::OK)
 }
