@@ -17,21 +17,9 @@ use support::capture::*;
 const MS: i64 = 1_000_000;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 fn corpus_http() -> serde_json::Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/http_streams.pcap");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sonde"))
-        .args(["analyze", path.to_str().unwrap(), "--top", "100"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    r["http"].clone()
+    support::cli::analyze_test_corpus("http_streams.pcap", &["--top", "100"])["http"].clone()
 }
 
 /// tshark's requests (URI → count) and responses (status → count).

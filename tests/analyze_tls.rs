@@ -7,20 +7,14 @@
 //! ServerHello's JA4S (from tshark's version, cipher, extension and ALPN
 //! fields).
 
+mod support;
+
 use std::path::Path;
 
+use support::cli::{analyze_json, analyze_test_corpus};
+
 fn report() -> serde_json::Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/tls_loopback.pcap");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sonde"))
-        .args(["analyze", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    analyze_test_corpus("tls_loopback.pcap", &["--flows", "all"])
 }
 
 #[test]
@@ -70,8 +64,7 @@ fn handshakes_names_versions_and_ja4_as_tshark_dissects_them() {
 /// as the handshake list does.
 #[test]
 fn each_tls_flow_lists_its_server_name_versions_and_ja4() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/tls_loopback.pcap");
-    let r = analyze(&path);
+    let r = report();
     let flows = r["flows"]["list"].as_array().unwrap();
     let handshakes = r["tls"]["handshakes"].as_array().unwrap();
     assert_eq!(flows.len(), 3);
@@ -118,20 +111,7 @@ fn a_retransmitted_client_hello_counts_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("retransmitted.pcap");
     std::fs::write(&path, out).unwrap();
-    let r = analyze(&path);
+    let r = analyze_json(&path, &[]);
     assert_eq!(r["tls"]["client_hellos"], 3, "{}", r["tls"]);
     assert_eq!(r["tcp_analysis"]["retransmissions"], 1);
-}
-
-fn analyze(path: &Path) -> serde_json::Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sonde"))
-        .args(["analyze", path.to_str().unwrap(), "--flows", "all"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }

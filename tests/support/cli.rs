@@ -37,3 +37,21 @@ pub fn sonde_in_crate(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `sonde analyze` a capture of the crate's `tests/corpus/` with `args`;
+/// the report (the analysis must succeed).
+pub fn analyze_test_corpus(file: &str, args: &[&str]) -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus")
+        .join(file);
+    analyze_json(&path, args)
+}
+
+/// `sonde analyze PATH ARGS...`: the report (the analysis must succeed).
+pub fn analyze_json(path: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["analyze", path.to_str().expect("a UTF-8 path")];
+    all.extend_from_slice(args);
+    let (code, stdout, stderr) = sonde(&all);
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str(&stdout).expect("a JSON report")
+}
