@@ -12,7 +12,7 @@ use hashbrown::HashTable;
 use serde::Serialize;
 
 use super::dissect::{Addr, Dissected, Transport};
-use super::tcp_analysis::{FlowEvents, TcpEvents};
+use super::tcp_analysis::{FlowEvents, TcpConnState, TcpEvents};
 use super::tls::FlowTls;
 
 pub const FIN: u8 = 0x01;
@@ -307,27 +307,6 @@ fn slot_of(key: u64) -> usize {
 
 /// `seen` entry of a free slot (timestamps never come near it: `MAX_NANOS`).
 const FREE: i64 = i64::MAX;
-
-/// One direction's TCP analysis state (`analyze::tcp_analysis`), kept
-/// beside its flow here: no lookup of its own per segment.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct TcpDirState {
-    pub(crate) next: Option<u32>,
-    /// The end of the data (payload bytes, not SYN or FIN) seen so far.
-    pub(crate) data_next: Option<u32>,
-    pub(crate) last_ack: Option<u32>,
-    pub(crate) window: u16,
-    pub(crate) dup_acks: u32,
-    pub(crate) last_ns: i64,
-}
-
-/// A connection's TCP analysis state: both directions (endpoint `a`'s,
-/// then `b`'s) and the events counted on it, for its flow summary.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct TcpConnState {
-    pub(crate) dirs: [TcpDirState; 2],
-    pub(crate) events: FlowEvents,
-}
 
 /// What the report lists of a finished flow besides the flow itself.
 #[derive(Clone, Debug)]

@@ -393,7 +393,7 @@ impl HttpStats {
         }
     }
 
-    pub fn report(&self, top: usize, streams: super::http_stream::StreamCounts) -> HttpReport {
+    pub fn report(&self, top: usize, streams: StreamCounts) -> HttpReport {
         // Byte order is the strings' order (UTF-8 keeps code point order).
         let top_of = |m: &HashMap<Box<[u8]>, u64>| -> Vec<KeyCount> {
             let mut v: Vec<(&Box<[u8]>, &u64)> = m.iter().collect();
@@ -433,6 +433,25 @@ impl HttpStats {
     }
 }
 
+/// How the streams were followed (the report's `http.streams`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StreamCounts {
+    /// Directions followed (from their first message).
+    pub directions: u64,
+    /// Heads gathered from more than one segment.
+    pub heads_reassembled: u64,
+    /// Messages that began inside a segment, after a body or another
+    /// message (pipelining).
+    pub messages_inside_segments: u64,
+    /// Places lost to a segment not captured (a gap a body could not
+    /// absorb).
+    pub gaps: u64,
+    /// Heads over the cap ([`MAX_HEAD`](super::http_stream::MAX_HEAD)): counted from what was gathered.
+    pub heads_over_cap: u64,
+    /// Heads or chunked bodies that could not be read to their end.
+    pub unreadable: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct HttpReport {
     pub requests: u64,
@@ -443,7 +462,7 @@ pub struct HttpReport {
     pub user_agents: Vec<KeyCount>,
     pub uris: Vec<KeyCount>,
     /// How each direction's byte stream was followed.
-    pub streams: super::http_stream::StreamCounts,
+    pub streams: StreamCounts,
 }
 
 #[derive(Debug, Serialize)]

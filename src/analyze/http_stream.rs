@@ -15,9 +15,8 @@
 use std::collections::hash_map::Entry;
 
 use foldhash::HashMap;
-use serde::Serialize;
 
-use super::http::{self, Framing, HeadEnd, HttpMessage, HttpStats};
+use super::http::{self, Framing, HeadEnd, HttpMessage, HttpStats, StreamCounts};
 
 /// The longest head gathered over several segments (servers refuse longer
 /// ones: Apache's and nginx's defaults are 8 KB a line).
@@ -143,25 +142,6 @@ impl Conn {
         self.asked_len -= 1;
         a
     }
-}
-
-/// How the streams were followed (the report's `http.streams`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct StreamCounts {
-    /// Directions followed (from their first message).
-    pub directions: u64,
-    /// Heads gathered from more than one segment.
-    pub heads_reassembled: u64,
-    /// Messages that began inside a segment, after a body or another
-    /// message (pipelining).
-    pub messages_inside_segments: u64,
-    /// Places lost to a segment not captured (a gap a body could not
-    /// absorb).
-    pub gaps: u64,
-    /// Heads over the cap ([`MAX_HEAD`]): counted from what was gathered.
-    pub heads_over_cap: u64,
-    /// Heads or chunked bodies that could not be read to their end.
-    pub unreadable: u64,
 }
 
 /// Every connection's HTTP state, by flow-table slot.

@@ -215,9 +215,14 @@ impl Analyzer {
             && let Some(seg) = tcp_analysis::Segment::read(d.ip_payload, payload.len())
         {
             let key = self.flows.key(slot);
-            fresh = self
-                .tcp
-                .segment(ts, &mut self.flows.tcp_state[slot], src_is_a, key, seg);
+            let endpoints = move || (key.a().ip(), key.a_port, key.b().ip(), key.b_port);
+            fresh = self.tcp.segment(
+                ts,
+                &mut self.flows.tcp_state[slot],
+                src_is_a,
+                endpoints,
+                seg,
+            );
             // HTTP over each direction's byte stream: what was seen
             // before is skipped, heads are gathered, bodies followed.
             if !payload.is_empty() || seg.flags & (flows::FIN | flows::RST) != 0 {

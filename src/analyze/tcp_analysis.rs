@@ -21,8 +21,9 @@ use std::net::IpAddr;
 use hashbrown::HashMap;
 use serde::Serialize;
 
-/// One direction: (source, source port, destination, destination port).
-type Dir = (IpAddr, u16, IpAddr, u16);
+/// A connection's endpoints, `a` then `b` (the flow key's order), or one
+/// direction: (source, source port, destination, destination port).
+pub type Dir = (IpAddr, u16, IpAddr, u16);
 
 const SYN: u8 = 0x02;
 const FIN: u8 = 0x01;
@@ -37,7 +38,26 @@ const TOP: usize = 20;
 /// Wireshark's out-of-order threshold before a round trip is known.
 const OOO_NS: i64 = 3_000_000;
 
-use crate::analyze::flows::TcpConnState;
+/// One direction's TCP analysis state, kept beside its flow in the flow
+/// table (`analyze::flows`): no lookup of its own per segment.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TcpDirState {
+    pub(crate) next: Option<u32>,
+    /// The end of the data (payload bytes, not SYN or FIN) seen so far.
+    pub(crate) data_next: Option<u32>,
+    pub(crate) last_ack: Option<u32>,
+    pub(crate) window: u16,
+    pub(crate) dup_acks: u32,
+    pub(crate) last_ns: i64,
+}
+
+/// A connection's TCP analysis state: both directions (endpoint `a`'s,
+/// then `b`'s) and the events counted on it, for its flow summary.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TcpConnState {
+    pub(crate) dirs: [TcpDirState; 2],
+    pub(crate) events: FlowEvents,
+}
 
 /// The events counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -151,7 +171,7 @@ fn after(a: u32, b: u32) -> bool {
 #[derive(Default)]
 pub struct TcpAnalysis {
     /// Events per connection (only those with events).
-    per_conn: HashMap<crate::analyze::flows::FlowKey, TcpEvents>,
+    per_conn: HashMap<Dir, TcpEvents>,
     total: TcpEvents,
 }
 
@@ -192,7 +212,7 @@ impl TcpAnalysis {
         now: i64,
         conn: &mut TcpConnState,
         from_a: bool,
-        key: crate::analyze::flows::FlowKey,
+        key: impl FnOnce() -> Dir,
         s: Segment,
     ) -> bool {
         let state = &mut conn.dirs;
@@ -286,6 +306,7 @@ impl TcpAnalysis {
         if ev.total() > 0 {
             self.total.add(&ev);
             conn.events.add(&ev);
+            let key = key();
             if self.per_conn.len() < MAX_CONNS || self.per_conn.contains_key(&key) {
                 self.per_conn.entry(key).or_default().add(&ev);
             }
@@ -294,11 +315,7 @@ impl TcpAnalysis {
     }
 
     pub fn report(self) -> TcpAnalysisReport {
-        let mut conns: Vec<(Dir, TcpEvents)> = self
-            .per_conn
-            .into_iter()
-            .map(|(k, e)| ((k.a().ip(), k.a_port, k.b().ip(), k.b_port), e))
-            .collect();
+        let mut conns: Vec<(Dir, TcpEvents)> = self.per_conn.into_iter().collect();
         conns.sort_by(|a, b| b.1.total().cmp(&a.1.total()).then(a.0.cmp(&b.0)));
         TcpAnalysisReport {
             events: self.total,
@@ -355,18 +372,17 @@ mod tests {
     /// out-of-order segment, a zero window and a keep-alive.
     #[test]
     fn every_event_on_a_made_up_connection() {
-        use crate::analyze::flows::FlowKey;
         let (a, b): (IpAddr, IpAddr) = (
             "198.18.0.2".parse().unwrap(),
             "198.18.1.10".parse().unwrap(),
         );
-        let (key, a_is_a) = FlowKey::of(6, a, 40000, b, 80);
+        let (key, a_is_a) = ((a, 40000, b, 80), true);
         let mut st = TcpConnState::default();
         let mut t = TcpAnalysis::default();
         let ms = 1_000_000;
         let seg_at =
             |t: &mut TcpAnalysis, st: &mut TcpConnState, at: i64, from_a: bool, s: Segment| {
-                t.segment(at, st, from_a == a_is_a, key, s)
+                t.segment(at, st, from_a == a_is_a, || key, s)
             };
         seg_at(&mut t, &mut st, 10 * ms, true, seg(SYN, 1000, 0, 64240, 0));
         seg_at(
