@@ -115,3 +115,28 @@ fn a_retransmitted_client_hello_counts_once() {
     assert_eq!(r["tls"]["client_hellos"], 3, "{}", r["tls"]);
     assert_eq!(r["tcp_analysis"]["retransmissions"], 1);
 }
+
+/// Issue 18, item 5: QUIC Initial SNI. Two QUIC v1 handshakes aioquic made
+/// on loopback (tests/corpus/quic_initial.pcap); the JA4 values are those
+/// expected_tls.sh computes from tshark's own decryption of the Initials.
+#[test]
+fn quic_initial_client_hellos_give_server_names_and_ja4() {
+    let r = analyze_test_corpus("quic_initial.pcap", &["--flows", "all"]);
+    let tls = &r["tls"];
+    assert_eq!(tls["client_hellos"], 2, "{tls}");
+    assert_eq!(tls["quic_client_hellos"], 2, "{tls}");
+    let h = tls["handshakes"].as_array().unwrap();
+    assert_eq!(h[0]["sni"], "Quic.Sonde.Test");
+    assert_eq!(h[0]["alpn_offered"], "h3");
+    assert_eq!(h[0]["ja4"], "q13d0307h3_55b375c5d22e_1cecd519fee8");
+    assert_eq!(h[0]["port"], 4433);
+    assert_eq!(h[1]["sni"], "other.sonde.test");
+    assert_eq!(h[1]["ja4"], "q13d0307hp_55b375c5d22e_1cecd519fee8");
+    // and in the flows they came in
+    let flows = r["flows"]["list"].as_array().unwrap();
+    let named: Vec<&str> = flows
+        .iter()
+        .filter_map(|f| f["tls"]["sni"].as_str())
+        .collect();
+    assert_eq!(named, ["Quic.Sonde.Test", "other.sonde.test"], "{flows:?}");
+}

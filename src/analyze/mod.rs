@@ -16,6 +16,7 @@ pub mod dns;
 pub mod flows;
 pub mod http;
 pub mod http_stream;
+pub mod quic;
 pub mod stats;
 pub mod tcp_analysis;
 mod time;
@@ -197,6 +198,23 @@ impl Analyzer {
         });
         if let (None, Some(ip)) = (in_flow, &d.ip) {
             self.stats.talk(ip.src, ip.dst, orig_len);
+        }
+        // QUIC: a client's Initial packet carries its TLS ClientHello.
+        if let (
+            Some(Transport::Udp {
+                sport,
+                dport,
+                payload,
+            }),
+            Some(ip),
+        ) = (d.transport, &d.ip)
+        {
+            if let Some(hello) = self.tls.datagram(ip.src, sport, ip.dst, dport, payload)
+                && let Some((slot, _)) = in_flow
+            {
+                self.flows.tls_mut(slot).take(hello);
+            }
+            return;
         }
         let Some(Transport::Tcp {
             sport,

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -321,6 +321,9 @@ const MAX_KEYS: usize = 20_000;
 #[derive(Debug, Default)]
 pub struct TlsStats {
     client_hellos: u64,
+    /// Of which in QUIC Initial packets.
+    quic_client_hellos: u64,
+    quic_seen: HashSet<Dir>,
     server_hellos: u64,
     pending: HashMap<Dir, Vec<u8>>,
     names: HashMap<String, u64>,
@@ -449,32 +452,63 @@ impl TlsStats {
         None
     }
 
+    /// A UDP datagram from `src:sport` to `dst:dport`: the ClientHello
+    /// of a QUIC v1 Initial packet, if it is one (once per direction).
+    pub fn datagram(
+        &mut self,
+        src: IpAddr,
+        sport: u16,
+        dst: IpAddr,
+        dport: u16,
+        payload: &[u8],
+    ) -> Option<Hello> {
+        if !super::quic::may_be_initial(payload) {
+            return None;
+        }
+        let c = super::quic::client_hello(payload)?;
+        let dir = (src, sport, dst, dport);
+        // A client resends its first Initial when no answer comes.
+        if self.quic_seen.contains(&dir) {
+            return None;
+        }
+        if self.quic_seen.len() < MAX_KEYS {
+            self.quic_seen.insert(dir);
+        }
+        self.quic_client_hellos += 1;
+        Some(self.client(dir, c))
+    }
+
+    /// Count a ClientHello sent in direction `dir`.
+    fn client(&mut self, dir: Dir, c: ClientHello) -> Hello {
+        let hello = Hello::Client(c.clone());
+        self.client_hellos += 1;
+        if let Some(n) = &c.sni {
+            bump(&mut self.names, n);
+        }
+        bump(&mut self.ja4, &c.ja4);
+        if self.handshakes.len() < MAX_LISTED {
+            self.listed.insert(dir, self.handshakes.len());
+            self.handshakes.push(Handshake {
+                client: dir.0.to_string(),
+                server: dir.2.to_string(),
+                port: dir.3,
+                sni: c.sni,
+                alpn_offered: c.alpn,
+                version_offered: version_name(c.version),
+                ja4: c.ja4,
+                version: None,
+                alpn: None,
+                ja4s: None,
+            });
+        } else {
+            self.not_listed += 1;
+        }
+        hello
+    }
+
     fn record(&mut self, dir: Dir, rec: &[u8]) -> Option<Hello> {
         if let Some(c) = client_hello(rec) {
-            let hello = Hello::Client(c.clone());
-            self.client_hellos += 1;
-            if let Some(n) = &c.sni {
-                bump(&mut self.names, n);
-            }
-            bump(&mut self.ja4, &c.ja4);
-            if self.handshakes.len() < MAX_LISTED {
-                self.listed.insert(dir, self.handshakes.len());
-                self.handshakes.push(Handshake {
-                    client: dir.0.to_string(),
-                    server: dir.2.to_string(),
-                    port: dir.3,
-                    sni: c.sni,
-                    alpn_offered: c.alpn,
-                    version_offered: version_name(c.version),
-                    ja4: c.ja4,
-                    version: None,
-                    alpn: None,
-                    ja4s: None,
-                });
-            } else {
-                self.not_listed += 1;
-            }
-            Some(hello)
+            Some(self.client(dir, c))
         } else if let Some(s) = server_hello(rec) {
             let hello = Hello::Server(s.clone());
             self.server_hellos += 1;
@@ -510,6 +544,7 @@ impl TlsStats {
         };
         TlsReport {
             client_hellos: self.client_hellos,
+            quic_client_hellos: self.quic_client_hellos,
             server_hellos: self.server_hellos,
             top_server_names: top_of(&self.names),
             top_ja4: top_of(&self.ja4),
@@ -536,6 +571,8 @@ pub struct KeyCount {
 #[derive(Debug, Serialize)]
 pub struct TlsReport {
     pub client_hellos: u64,
+    /// ClientHellos read from QUIC v1 Initial packets (among `client_hellos`).
+    pub quic_client_hellos: u64,
     pub server_hellos: u64,
     pub top_server_names: Vec<KeyCount>,
     pub top_ja4: Vec<KeyCount>,

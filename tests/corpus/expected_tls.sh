@@ -3,16 +3,17 @@
 # of tests/corpus/tls_loopback.pcap (three handshakes on loopback, made with
 # openssl s_server/s_client: TLS 1.3 with SNI and ALPN h2,http/1.1; TLS 1.2
 # with SNI Other.Sonde.Test and ALPN http/1.1; TLS 1.3 without SNI or ALPN).
+# and of tests/corpus/quic_initial.pcap (two QUIC v1 handshakes made with
+# aioquic by make_quic_initial.py: SNI Quic.Sonde.Test with ALPN h3, SNI
+# other.sonde.test with ALPN hq-interop).
 # tshark 4.0 has no JA4 field, so its parts are computed here from tshark's
 # cipher, extension and signature-algorithm fields, as FoxIO's spec says.
 # Usage: bash tests/corpus/expected_tls.sh
 set -euo pipefail
 cd "$(dirname "$0")"
-tshark -r tls_loopback.pcap -Y "tls.handshake.type==1" -T fields -E occurrence=a -E aggregator=, \
-  -e tls.handshake.extensions_server_name -e tls.handshake.extensions_alpn_str \
-  -e tls.handshake.extensions.supported_version \
-  -e tls.handshake.ciphersuite -e tls.handshake.extension.type -e tls.handshake.sig_hash_alg 2>/dev/null |
-python3 -c '
+# A ClientHello's JA4 (protocol letter argv[1]) and server name, from
+# tshark's fields on standard input.
+ja4_of_fields=$(cat <<'PY'
 import sys, hashlib
 grease = lambda v: (v & 0x0F0F) == 0x0A0A and (v >> 8) == (v & 0xFF)
 h = lambda t: hashlib.sha256(t.encode()).hexdigest()[:12]
@@ -28,9 +29,21 @@ for line in sys.stdin:
     if ss:
         ext += "_" + ",".join("%04x" % x for x in ss)
     code = {0x0304: "13", 0x0303: "12"}[ver]
-    print("t%s%s%02d%02d%s_%s_%s\t%s" % (code, "d" if 0 in es else "i", len(cs), len(es), a,
+    print(sys.argv[1] + "%s%s%02d%02d%s_%s_%s\t%s" % (code, "d" if 0 in es else "i", len(cs), len(es), a,
           h(",".join("%04x" % x for x in sorted(cs))), h(ext), sni or "-"))
-'
+PY
+)
+# ClientHellos of capture $1 as JA4 (protocol letter $2) and server name.
+ja4() {
+tshark -r "$1" -Y "tls.handshake.type==1" -T fields -E occurrence=a -E aggregator=, \
+  -e tls.handshake.extensions_server_name -e tls.handshake.extensions_alpn_str \
+  -e tls.handshake.extensions.supported_version \
+  -e tls.handshake.ciphersuite -e tls.handshake.extension.type -e tls.handshake.sig_hash_alg 2>/dev/null |
+python3 -c "$ja4_of_fields" "$2"
+}
+ja4 tls_loopback.pcap t
+# QUIC v1 Initial packets, which tshark decrypts (RFC 9001 keys).
+ja4 quic_initial.pcap q
 # JA4S of each ServerHello: t, version (supported_versions, else the
 # hello's), extension count, the chosen ALPN's first and last characters;
 # the cipher suite; the SHA-256 of the extension types in the order sent.
