@@ -216,3 +216,19 @@ fn a_head_over_the_cap_is_counted_and_warned_about() {
         "{stderr}"
     );
 }
+
+/// Every corpus file's HTTP requests and responses equal tshark's
+/// (tests/corpus/expected_http_corpus.sh produced the expected counts).
+#[test]
+fn every_corpus_file_counts_the_messages_tshark_counts() {
+    let tsv = include_str!("corpus/expected_http_corpus.tsv");
+    let mut files = 0;
+    for line in tsv.lines().skip(1) {
+        let c: Vec<&str> = line.split('\t').collect();
+        let r = support::cli::analyze_json(&support::cli::corpus(c[0]), &[]);
+        assert_eq!(r["http"]["requests"].to_string(), c[1], "{}", c[0]);
+        assert_eq!(r["http"]["responses"].to_string(), c[2], "{}", c[0]);
+        files += 1;
+    }
+    assert!(files >= 30, "{files}");
+}
