@@ -209,7 +209,9 @@ impl Analyzer {
             Some(ip),
         ) = (d.transport, &d.ip)
         {
-            if let Some(hello) = self.tls.datagram(ip.src, sport, ip.dst, dport, payload)
+            if quic::may_be_initial(payload)
+                && let Some(c) = quic::client_hello(payload)
+                && let Some(hello) = self.tls.quic_hello((ip.src, sport), (ip.dst, dport), c)
                 && let Some((slot, _)) = in_flow
             {
                 self.flows.tls_mut(slot).take(hello);

@@ -452,20 +452,14 @@ impl TlsStats {
         None
     }
 
-    /// A UDP datagram from `src:sport` to `dst:dport`: the ClientHello
-    /// of a QUIC v1 Initial packet, if it is one (once per direction).
-    pub fn datagram(
+    /// A ClientHello read from a QUIC Initial packet (`analyze::quic`)
+    /// sent from `src:sport` to `dst:dport`; counted once per direction.
+    pub fn quic_hello(
         &mut self,
-        src: IpAddr,
-        sport: u16,
-        dst: IpAddr,
-        dport: u16,
-        payload: &[u8],
+        (src, sport): (IpAddr, u16),
+        (dst, dport): (IpAddr, u16),
+        c: ClientHello,
     ) -> Option<Hello> {
-        if !super::quic::may_be_initial(payload) {
-            return None;
-        }
-        let c = super::quic::client_hello(payload)?;
         let dir = (src, sport, dst, dport);
         // A client resends its first Initial when no answer comes.
         if self.quic_seen.contains(&dir) {
