@@ -318,14 +318,10 @@ pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
     audit(
         &mut log,
         "merge_started",
-        json!({
-            "sonde_version": env!("CARGO_PKG_VERSION"),
-            "command": std::env::args().collect::<Vec<_>>(),
-            "operator": crate::evidence::operator(),
-            "host": crate::evidence::hostname(),
+        crate::evidence::provenance(json!({
             "run_directory": dir.path().display().to_string(),
             "shards": manifest_shards,
-        }),
+        })),
     )?;
 
     // The results, shard after shard.
@@ -402,11 +398,7 @@ pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
     };
     let mut parameters = first["parameters"].clone();
     parameters["shard"] = Value::from("1/1");
-    let report = json!({
-        "sonde_version": env!("CARGO_PKG_VERSION"),
-        "command": std::env::args().collect::<Vec<_>>(),
-        "operator": crate::evidence::operator(),
-        "host": crate::evidence::hostname(),
+    let report = crate::evidence::provenance(json!({
         "started": first_started,
         "finished": last_finished,
         "run_directory": dir.path().display().to_string(),
@@ -446,7 +438,7 @@ pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
         "compliance": crate::evidence::compliance::CONTROLS,
         "capture_analysis": capture_analysis,
         "capture_analysis_cost": cost,
-    });
+    }));
     let report_file = create_in(&dir, run_dir::REPORT_PARTIAL)?;
     write_report(report_file, &report, &hosts)
         .map_err(|e| Error::runtime("cannot write the merged report", e))?;

@@ -465,13 +465,9 @@ pub fn run_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32, Error> {
     audit(
         &mut log,
         "run_started",
-        serde_json::json!({
-            "sonde_version": env!("CARGO_PKG_VERSION"),
-            "command": std::env::args().collect::<Vec<_>>(),
-            "operator": crate::evidence::operator(),
-            "host": crate::evidence::hostname(),
+        crate::evidence::provenance(serde_json::json!({
             "run_directory": dir.path().display().to_string(),
-        }),
+        })),
     )?;
     run_segment(args, flags, stdout, log, dir, None)
 }
@@ -1362,11 +1358,7 @@ fn scan_inner(
     let (capture_analysis, analysis_cost) = analyze_capture(dir, log)?;
 
     // The head is small; the hosts are streamed after it (write_report).
-    let report = serde_json::json!({
-        "sonde_version": env!("CARGO_PKG_VERSION"),
-        "command": std::env::args().collect::<Vec<_>>(),
-        "operator": crate::evidence::operator(),
-        "host": crate::evidence::hostname(),
+    let report = crate::evidence::provenance(serde_json::json!({
         "started": started,
         "finished": finished,
         "run_directory": dir.path().display().to_string(),
@@ -1456,7 +1448,7 @@ fn scan_inner(
         "capture_analysis": capture_analysis,
         // What analyzing the run's own capture took (null when it failed).
         "capture_analysis_cost": analysis_cost,
-    });
+    }));
     if let Err(e) = write_report(report_file, &report, hosts) {
         // Never leave a partial report; when an output failed first (a full
         // disk), that failure is the one to name.

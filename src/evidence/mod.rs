@@ -89,6 +89,22 @@ pub fn file_sha256(path: &std::path::Path) -> std::io::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), size))
 }
 
+/// Who ran what, where, for a report or an audit record: `sonde_version`,
+/// `command`, `operator` and `host`, then the fields of `fields` (an
+/// object).
+pub fn provenance(fields: serde_json::Value) -> serde_json::Value {
+    let mut out = serde_json::json!({
+        "sonde_version": env!("CARGO_PKG_VERSION"),
+        "command": std::env::args().collect::<Vec<_>>(),
+        "operator": operator(),
+        "host": hostname(),
+    });
+    if let (Some(out), serde_json::Value::Object(more)) = (out.as_object_mut(), fields) {
+        out.extend(more);
+    }
+    out
+}
+
 /// Who runs sonde: the invoking user under sudo, else the account of the
 /// real user id (from /etc/passwd), else `uid N`.
 pub fn operator() -> String {
@@ -128,4 +144,18 @@ pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn provenance_comes_with_the_fields_given() {
+        let v = super::provenance(serde_json::json!({"segment": 2, "host": "not overwritten?"}));
+        assert_eq!(v["sonde_version"], env!("CARGO_PKG_VERSION"));
+        assert!(v["command"].is_array());
+        assert!(v["operator"].is_string());
+        assert_eq!(v["segment"], 2);
+        // a caller's field of the same name is the caller's to set
+        assert_eq!(v["host"], "not overwritten?");
+    }
 }

@@ -286,15 +286,11 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
     audit(
         &mut log,
         "run_resumed",
-        serde_json::json!({
-            "sonde_version": env!("CARGO_PKG_VERSION"),
-            "command": std::env::args().collect::<Vec<_>>(),
-            "operator": crate::evidence::operator(),
-            "host": crate::evidence::hostname(),
+        crate::evidence::provenance(serde_json::json!({
             "segment": segment,
             "from": stop,
             "archived": archived,
-        }),
+        })),
     )?;
     run_segment(
         original,
