@@ -15,6 +15,44 @@ fn sonde(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// An instant inside `scopes/example-engagement.toml`'s validity window.
+/// Regression: tests judged that scope "now" and all failed once its
+/// window closed on 2026-12-04; no test may depend on today's date.
+const INSIDE_EXAMPLE_WINDOW: &str = "2026-12-01T09:00:00+01:00";
+
+/// The example engagement with its window around today, for the commands
+/// that are always judged by the clock (a real scan).
+fn example_engagement_open_now(dir: &std::path::Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scopes/example-engagement.toml"),
+    )
+    .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = &time::format_description::well_known::Rfc3339;
+    let window = |l: &str| {
+        if l.starts_with("not_before") {
+            format!(
+                "not_before = {}",
+                (now - time::Duration::days(1)).format(fmt).unwrap()
+            )
+        } else if l.starts_with("not_after") {
+            format!(
+                "not_after = {}",
+                (now + time::Duration::days(1)).format(fmt).unwrap()
+            )
+        } else {
+            l.to_string()
+        }
+    };
+    let path = dir.join("engagement.toml");
+    std::fs::write(
+        &path,
+        text.lines().map(window).collect::<Vec<_>>().join("\n"),
+    )
+    .unwrap();
+    path
+}
+
 #[test]
 fn help_and_version() {
     let (code, out, _) = sonde(&["--help"]);
@@ -314,11 +352,14 @@ fn no_resolve_refuses_host_names_before_any_lookup() {
 /// so.
 #[test]
 fn exclude_carves_the_denied_part_out() {
+    // Judged inside the example engagement's window, whatever today is.
     let args = |extra: &[&str]| {
         let mut a = vec![
             "scope",
             "check",
             "scopes/example-engagement.toml",
+            "--at",
+            INSIDE_EXAMPLE_WINDOW,
             "198.18.10.0/24",
             "-p",
             "443",
@@ -338,12 +379,14 @@ fn exclude_carves_the_denied_part_out() {
         "{out}"
     );
     // scan says the same before it refuses (nothing is sent either way).
+    // A real scan is judged by the clock: the engagement, its window open now.
     let dir0 = tempfile::tempdir().unwrap();
+    let scope = example_engagement_open_now(dir0.path());
     let run = dir0.path().join("run");
     let (code, _, err) = sonde(&[
         "scan",
         "--scope",
-        "scopes/example-engagement.toml",
+        scope.to_str().unwrap(),
         "198.18.10.0/24",
         "-p",
         "443",
@@ -369,4 +412,57 @@ fn exclude_carves_the_denied_part_out() {
     let (code, out, _) = args(&["--exclude", "198.18.10.*"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("EXCLUDED 198.18.10.0/24"), "{out}");
+}
+
+/// `scope check --at TIME` judges the window at another instant: a team
+/// checks a scope before its window opens, or what it allowed on a day.
+#[test]
+fn scope_check_at_judges_the_window_at_that_instant() {
+    let check = |at: &str| {
+        sonde(&[
+            "scope",
+            "check",
+            "scopes/example-engagement.toml",
+            "--at",
+            at,
+            "198.18.10.5:443",
+        ])
+    };
+    let (code, out, err) = check("2026-11-23T06:59:59Z");
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.contains("window opens at 2026-11-23T"), "{out}");
+    let (code, out, err) = check(INSIDE_EXAMPLE_WINDOW);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("judged at 2026-12-01T08:00:00Z"), "{out}");
+    assert!(out.contains("ALLOWED  198.18.10.5 port 443/syn"), "{out}");
+    let (code, out, _) = check("2026-12-04T17:00:01Z");
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("closed at 2026-12-04T18:00:00+01:00"), "{out}");
+    // A malformed instant is a usage error naming the form expected.
+    let (code, _, err) = check("next tuesday");
+    assert_eq!(code, 2);
+    assert!(err.contains("RFC 3339"), "{err}");
+    // A real scan is judged by the clock only: --at needs --dry-run.
+    let (code, _, err) = sonde(&[
+        "scan",
+        "--scope",
+        "scopes/example-engagement.toml",
+        "--at",
+        INSIDE_EXAMPLE_WINDOW,
+        "198.18.10.5",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--dry-run"), "{err}");
+    let (code, out, err) = sonde(&[
+        "scan",
+        "--scope",
+        "scopes/example-engagement.toml",
+        "--dry-run",
+        "--at",
+        INSIDE_EXAMPLE_WINDOW,
+        "198.18.10.5",
+        "-p",
+        "443",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
 }

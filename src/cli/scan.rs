@@ -137,6 +137,12 @@ pub struct ScanArgs {
     #[arg(long = "dry-run")]
     pub dry_run: bool,
 
+    /// With --dry-run: judge the scope's window at this instant instead of
+    /// now (RFC 3339), to plan a scan before its window opens. A real scan
+    /// is always judged by the clock.
+    #[arg(long, value_name = "TIME", requires = "dry_run", value_parser = super::scope::parse_instant)]
+    pub at: Option<time::OffsetDateTime>,
+
     /// Sign the finished run with this Ed25519 key (PEM, from `sonde
     /// keygen`): signature.json over the report's hash and the audit log's
     /// final head; `sonde verify --pubkey` checks it.
@@ -154,7 +160,7 @@ pub struct ScanArgs {
             "scope", "targets", "input_list", "ports", "top_ports", "exclude",
             "exclude_file", "probe", "rate", "retries", "wait", "seed", "shard",
             "dns_query", "output_dir", "interface", "senders", "sniffer_buffer",
-            "record", "evidence", "source_ip", "dry_run",
+            "record", "evidence", "source_ip", "dry_run", "at",
         ]
     )]
     pub resume: Option<PathBuf>,
@@ -722,9 +728,17 @@ fn prepare(args: &ScanArgs, kinds: &[ProbeKind]) -> Result<Prepared, Error> {
     // unless the scope lists spoofed ones.
     let local = crate::net::route::local_addresses()
         .map_err(|e| Error::runtime("cannot read this host's addresses", e))?;
-    let gate = ScopeGate::new(file.scope.clone(), args.rate)
-        .map_err(Error::from)?
-        .with_local_sources(local);
+    let gate = match args.at {
+        // A dry run judged at another instant: the window is checked at it.
+        Some(at) => {
+            let gate = ScopeGate::with_clock(file.scope.clone(), args.rate, Arc::new(move || at))
+                .map_err(Error::from)?;
+            gate.check_window(at).map_err(Error::from)?;
+            gate
+        }
+        None => ScopeGate::new(file.scope.clone(), args.rate).map_err(Error::from)?,
+    }
+    .with_local_sources(local);
     let scope = gate.scope();
 
     // Targets: as given, or everything the scope allows for every kind

@@ -31,6 +31,26 @@ pub struct CheckArgs {
     /// Probe kind to judge: syn, icmp or dns (default: syn when a port is given, else icmp).
     #[arg(long = "probe", value_name = "KIND", value_parser = clap::value_parser!(String))]
     pub probe: Option<String>,
+
+    /// Judge at this instant instead of now (RFC 3339, e.g.
+    /// 2026-12-01T09:00:00+01:00): check a scope before its window opens,
+    /// or see what it allowed on a given day.
+    #[arg(long, value_name = "TIME", value_parser = parse_instant)]
+    pub at: Option<OffsetDateTime>,
+}
+
+/// `--at TIME`: an RFC 3339 instant with its offset, to the second.
+pub(crate) fn parse_instant(s: &str) -> Result<OffsetDateTime, String> {
+    let t = OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            format!(
+                "{s:?} is not an instant ({e}): give RFC 3339 with an offset, \
+                 e.g. 2026-12-01T09:00:00Z or 2026-12-01T09:00:00+01:00"
+            )
+        })?;
+    Ok(t.to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .expect("0 is a valid nanosecond"))
 }
 
 /// A scope file as loaded: the parsed scope, its path and its SHA-256.
@@ -104,9 +124,11 @@ fn check(args: CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
             targets.push(part);
         }
     }
-    let now = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .expect("0 is a valid nanosecond");
+    let now = args.at.unwrap_or_else(|| {
+        OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .expect("0 is a valid nanosecond")
+    });
     let gate = ScopeGate::with_clock(file.scope.clone(), None, Arc::new(move || now))
         .map_err(Error::from)?;
     summarize(&file, &gate, now, out).map_err(write_err)?;
