@@ -56,6 +56,48 @@ impl<W: std::io::Write> std::io::Write for VisibleWriter<W> {
     }
 }
 
+/// A writer for a command's terminal output (a scan's summary, a check's
+/// verdicts): once the reader has gone (a closed pipe, `| head`), the rest
+/// is dropped and the command goes on, so its exit code is the one its
+/// outcome calls for, never a broken pipe's.
+pub struct PipeTolerant<W> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W> PipeTolerant<W> {
+    pub fn new(inner: W) -> PipeTolerant<W> {
+        PipeTolerant {
+            inner,
+            closed: false,
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for PipeTolerant<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.closed {
+            match self.inner.write_all(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => self.closed = true,
+                r => r?,
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match self.inner.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            r => r,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +109,24 @@ mod tests {
         assert_eq!(visible("tab\tok é 中"), "tab\tok é 中");
         assert_eq!(visible("\u{85}"), "\\u{85}");
         assert_eq!(visible("two\nlines"), "two\nlines");
+    }
+
+    #[test]
+    fn a_closed_pipe_is_dropped_other_errors_are_not() {
+        use std::io::Write;
+        struct Closed(std::io::ErrorKind);
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(self.0.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Err(self.0.into())
+            }
+        }
+        let mut w = super::PipeTolerant::new(Closed(std::io::ErrorKind::BrokenPipe));
+        assert!(writeln!(w, "summary").is_ok());
+        assert!(w.flush().is_ok());
+        let mut w = super::PipeTolerant::new(Closed(std::io::ErrorKind::StorageFull));
+        assert!(writeln!(w, "summary").is_err());
     }
 }

@@ -143,20 +143,25 @@ pub fn run(args: AnalyzeArgs, out: &mut dyn Write) -> Result<i32, Error> {
         } else {
             0.0
         };
-        eprintln!(
+        say!(
             "sonde: timings: {} frames; analysis thread {:.3} s CPU ({per_core:.0} frames/s on one core); hashing {:.3} s CPU on its own thread; wall {:.3} s",
-            timings.frames, timings.analysis_cpu, timings.hashing_cpu, timings.wall
+            timings.frames,
+            timings.analysis_cpu,
+            timings.hashing_cpu,
+            timings.wall
         );
     }
     for w in &report.warnings {
-        eprintln!(
+        say!(
             "sonde: warning: {}: at byte {}: {}",
-            w.file, w.offset, w.message
+            w.file,
+            w.offset,
+            w.message
         );
     }
     let over = report.http.streams.heads_over_cap;
     if over > 0 {
-        eprintln!(
+        say!(
             "sonde: warning: {over} HTTP message head(s) longer than {} KB were counted by their first line only; their connections' later messages were found again only where a segment starts one (http.streams in the report)",
             crate::analyze::http_stream::MAX_HEAD / 1024
         );

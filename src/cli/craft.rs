@@ -348,13 +348,13 @@ fn ask_next_hop(
         return Ok(None);
     }
     let Link {
-        senders, sniffer, ..
+        senders, sniffers, ..
     } = link;
     match link::ask_neighbour(
         gate,
         routes,
         &mut senders[0],
-        sniffer,
+        &mut sniffers[0],
         buf,
         ifindex,
         src,
@@ -442,8 +442,10 @@ fn send(
         Err(e) => return Err(Error::runtime("cannot route the packet", e)),
     };
     let mut link = Link::open(
-        ifindex,
-        &[src],
+        &[link::Interface {
+            ifindex,
+            ours: vec![src],
+        }],
         1,
         Duration::from_millis(20),
         (Sniffer::DEFAULT_QUEUE, false),
@@ -520,7 +522,7 @@ fn send(
         };
         let mut answered = false;
         while sent_at.elapsed() < listen {
-            let Ok(Some(f)) = link.sniffer.next(&mut frame) else {
+            let Ok(Some(f)) = link.sniffers[0].next(&mut frame) else {
                 continue;
             };
             let ip = crate::wire::ethernet::payload_of(f);

@@ -1,5 +1,14 @@
 //! Command-line definitions (clap) and their translation into library calls.
 
+/// `eprintln!` that never panics: a closed or full standard error (`2>&1 |
+/// true`) changes neither what a command does nor its exit code.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod analyze;
 mod craft;
 mod merge;
@@ -104,9 +113,16 @@ pub fn main(args: Vec<OsString>) -> i32 {
         // An HTML page on standard output is a document, not terminal text.
         Command::Report(a) if a.writes_stdout_document() => Box::new(stdout),
         // A scan's -oX - and the like: the document is on standard output
-        // (its summary goes to standard error, escaped).
-        Command::Scan(a) if a.exports_to_stdout() => Box::new(stdout),
-        _ => Box::new(crate::text::VisibleWriter(stdout)),
+        // (its summary goes to standard error, escaped). The run is done
+        // whatever the reader does: a closed pipe changes no exit code.
+        Command::Scan(a) if a.exports_to_stdout() => {
+            Box::new(crate::text::PipeTolerant::new(stdout))
+        }
+        // Terminal text: the exit code is the outcome's (a refusal is 3,
+        // a failed check 1), also when the reader has gone.
+        _ => Box::new(crate::text::VisibleWriter(crate::text::PipeTolerant::new(
+            stdout,
+        ))),
     };
     match run(cli, &mut out) {
         Ok(code) => code,
@@ -115,7 +131,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Err(e) if e.is_broken_pipe() => exit::OK,
         Err(e) => {
             let _ = out.flush();
-            eprintln!("sonde: error: {}", crate::text::visible(&e.to_string()));
+            say!("sonde: error: {}", crate::text::visible(&e.to_string()));
             e.exit_code()
         }
     }

@@ -47,6 +47,12 @@ pub struct ScanArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub retries: u32,
 
+    /// The most retry passes when the link loses packets: past --retries,
+    /// a retry pass that still found answers is followed by another (as
+    /// nmap adds retries when it sees drops), up to N, within the budget.
+    #[arg(long = "max-retries", value_name = "N", default_value_t = 10)]
+    pub max_retries: u32,
+
     /// Seconds to wait for late replies after the last probe. Default: up
     /// to 2 s, ending once every probe has its result or replies have
     /// stopped for twice the reply timeout the round trips show (smoothed
@@ -158,7 +164,7 @@ pub struct ScanArgs {
         value_name = "DIR",
         conflicts_with_all = [
             "scope", "targets", "input_list", "ports", "top_ports", "exclude",
-            "exclude_file", "probe", "rate", "retries", "wait", "seed", "shard",
+            "exclude_file", "probe", "rate", "retries", "max_retries", "wait", "seed", "shard",
             "dns_query", "output_dir", "interface", "senders", "sniffer_buffer",
             "record", "evidence", "source_ip", "dry_run", "at",
         ]
@@ -212,8 +218,12 @@ const DEFAULT_WAIT: f64 = 2.0;
 /// A rate: a finite number of packets per second above 0 (the scope's
 /// ceiling is checked by the gate).
 fn parse_rate(s: &str) -> Result<f64, String> {
+    use crate::scope::MIN_RATE;
     match s.trim().parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        Ok(r) if r.is_finite() && r >= MIN_RATE => Ok(r),
+        Ok(r) if r.is_finite() && r > 0.0 => Err(format!(
+            "--rate {s}: below the slowest pace sonde keeps, {MIN_RATE} packets per second (one every 100 s)"
+        )),
         _ => Err(format!(
             "{s:?} is not a rate: give packets per second, a number above 0 (e.g. --rate 1000)"
         )),
@@ -237,6 +247,55 @@ fn parse_size(s: &str) -> Result<usize, String> {
         Some(b) if (4096..=1 << 30).contains(&b) => Ok(b),
         _ => Err(format!("{s:?}: between 4k and 1024m")),
     }
+}
+
+/// Draws a scan's events on standard error: the progress line (only on a
+/// terminal: `ScanConfig::progress`) and notes. A closed or full stderr
+/// changes nothing: the scan and its exit code go on.
+struct StderrObserver;
+
+impl crate::scan::progress::Observer for StderrObserver {
+    fn event(&self, event: &crate::scan::progress::ScanEvent) {
+        use crate::scan::progress::ScanEvent;
+        let text = match event {
+            ScanEvent::Progress {
+                probes,
+                total,
+                rate,
+                open,
+                other_replies,
+                eta_seconds,
+                pass,
+            } => format!(
+                "\r{:5.1}% {probes}/{total} probes, {rate:.0} pps achieved, {open} open ports, {other_replies} other replies, ETA {eta_seconds:.0} s (pass {})   ",
+                100.0 * *probes as f64 / (*total).max(1) as f64,
+                pass + 1
+            ),
+            ScanEvent::RateShortfall(short) => format!(
+                "\rsonde: note: sending at {:.0} pps, below 90% of the {:.0} pps asked for, for 5 s; the limit is {}\n",
+                short.achieved,
+                short.requested,
+                short.stage.describe()
+            ),
+            ScanEvent::SendingDone {
+                probes,
+                wait_seconds,
+            } => format!(
+                "\r{probes} probes sent, waiting {wait_seconds:.1} s for late replies{}\n",
+                " ".repeat(30)
+            ),
+            ScanEvent::PassAdded { pass, new_answers } => format!(
+                "\rsonde: note: retry pass {pass} found {new_answers} new answers: the link loses packets, one more pass follows\n"
+            ),
+        };
+        note(&text);
+    }
+}
+
+/// Write `text` to standard error; a closed or full stderr is ignored (it
+/// must never change what the run does or its exit code).
+pub(crate) fn note(text: &str) {
+    let _ = std::io::stderr().write_all(text.as_bytes());
 }
 
 /// SIGINT and SIGTERM during a scan: the first stops sending (the flag the
@@ -268,7 +327,7 @@ impl Interrupts {
                         continue;
                     }
                     let _ = std::fs::remove_file(&partial_report);
-                    eprintln!(
+                    say!(
                         "sonde: second signal: exiting at once; the pcap, results and audit log keep what was written, and no report is written"
                     );
                     std::process::exit(exit::RUNTIME);
@@ -417,7 +476,7 @@ pub(super) fn analyze_captures(
             Ok((value, cost))
         }
         Err(e) => {
-            eprintln!("sonde: warning: cannot analyze the capture: {}", e.message);
+            say!("sonde: warning: cannot analyze the capture: {}", e.message);
             audit(
                 log,
                 "analysis_failed",
@@ -494,7 +553,7 @@ fn run_segment(
         .map(|(f, p)| (f, p.to_path_buf()))
         .collect();
     // With an export on standard output, the summary goes to standard error.
-    let mut stderr = crate::text::VisibleWriter(std::io::stderr());
+    let mut stderr = crate::text::VisibleWriter(crate::text::PipeTolerant::new(std::io::stderr()));
     let out: &mut dyn Write = if args.exports_to_stdout() {
         &mut stderr
     } else {
@@ -562,7 +621,7 @@ fn run_segment(
     if result.is_err() {
         // Nothing final to sign.
         let _ = std::fs::remove_file(dir.file(crate::evidence::signature::SIGNATURE));
-        eprintln!(
+        say!(
             "sonde: the audit log of this run is {}",
             dir.file(run_dir::AUDIT).display()
         );
@@ -882,6 +941,28 @@ fn dry_run(args: &ScanArgs, flags: &Flags, out: &mut dyn Write) -> Result<i32, E
         }
     ));
     lines.extend(ranges);
+    // Which link each range leaves through, as the scan will group them.
+    let links = crate::net::route::RouteCache::load()
+        .map_err(crate::scan::ScanError::Route)
+        .and_then(|mut routes| {
+            crate::scan::egress_groups(
+                &targets,
+                args.source_ip,
+                args.interface.as_deref(),
+                &mut routes,
+            )
+        });
+    match links {
+        Ok(groups) => {
+            lines.push(format!("links: {} (one run drives them all)", groups.len()));
+            for g in &groups {
+                for r in g.targets.ranges() {
+                    lines.push(format!("  {r} via {}", g.describe()));
+                }
+            }
+        }
+        Err(e) => lines.push(format!("links: the scan would fail: {e}")),
+    }
     // Per kind, as the scan's plan counts them (its index spaces), this
     // machine's shard only.
     let share = |n: u128| -> u128 {
@@ -1033,7 +1114,7 @@ fn scan_inner(
             .any(|r| matches!(r, crate::scope::Refusal::Denied { .. }))
             && let Some(hint) = super::targets::exclude_hint(scope, &targets)
         {
-            eprintln!("sonde: {hint}");
+            say!("sonde: {hint}");
         }
         return Err(Error::Refused(refusals));
     }
@@ -1059,12 +1140,14 @@ fn scan_inner(
         dns_questions: questions.clone(),
         dns_port: 53,
         retries: args.retries,
+        max_retries: args.max_retries,
         wait: Duration::from_secs_f64(wait),
         adaptive_wait: args.wait.is_none(),
         seed: args.seed.unwrap_or_else(rand::random),
         shard,
         template: ProbeTemplate::default(),
         progress: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        observer: Some(Arc::new(StderrObserver)),
         interface: args.interface.clone(),
         source: args.source_ip,
         record: args.record,
@@ -1231,6 +1314,14 @@ fn scan_inner(
         (outcome, watched)
     });
     let (outcome, watched_result) = result;
+    if outcome.is_err() || watched_result.is_err() {
+        // A run that failed writes no report and keeps no answered bits:
+        // neither placeholder is left behind (the audit log says why).
+        let _ = std::fs::remove_file(dir.file(run_dir::REPORT_PARTIAL));
+        if answered_file.take().is_some() {
+            let _ = std::fs::remove_file(dir.file(resume::ANSWERED));
+        }
+    }
     watched_result?;
     let outcome = outcome.map_err(|e| match e {
         crate::scan::ScanError::Refused(r) => Error::Refused(vec![r]),
@@ -1431,6 +1522,12 @@ fn scan_inner(
         // The scan's own ARP/NDP before the first probe: next hops asked
         // for, and the targets found down (folded into address ranges).
         "neighbour_discovery": neighbour_discovery,
+        // Every link the run went through (this host's own addresses over
+        // loopback), each with its targets.
+        "links": outcome.links,
+        // The passes sent: the retries asked for, those added because
+        // passes kept finding answers (a lossy link), what each found.
+        "passes": outcome.passes,
         "probes": outcome.probes + resuming.as_ref().map_or(0, |r| r.prior["probes"].as_u64().unwrap_or(0)),
         "unanswered": resume::sum_with_prior(
             serde_json::to_value(outcome.unanswered.iter().map(|(k, v)| (k.name(), *v)).collect::<std::collections::BTreeMap<_, _>>()).unwrap_or_default(),
@@ -1592,33 +1689,33 @@ fn scan_inner(
         .map_err(write_err)?;
     }
     if let Some(e) = &outcome.output_error {
-        eprintln!(
+        say!(
             "sonde: {e}: stopped sending after {} probes; what was written before is kept (the pcap up to its last whole record)",
             outcome.probes
         );
         return Ok(exit::RUNTIME);
     }
     if outcome.counters.kernel_drops > 0 {
-        eprintln!(
+        say!(
             "sonde: warning: the kernel dropped {} packets the sniffer could not take in time; results may be incomplete (try a lower --rate)",
             outcome.counters.kernel_drops
         );
     }
     match &outcome.scope_stop {
         Some(crate::scan::ScopeStop::WindowClosed(r)) => {
-            eprintln!(
+            say!(
                 "sonde: stopped by the scope after {} probes: {r}; the pcap, results and report hold everything sent and received",
                 outcome.probes
             );
             return Ok(exit::REFUSED);
         }
         Some(crate::scan::ScopeStop::BudgetSpent(r)) => {
-            eprintln!("sonde: note: retries stopped early: {r} (the first pass was sent whole)")
+            say!("sonde: note: retries stopped early: {r} (the first pass was sent whole)")
         }
         None => {}
     }
     if outcome.interrupted {
-        eprintln!(
+        say!(
             "sonde: interrupted: stopped sending after {} probes; the pcap, results and report hold everything sent and received",
             outcome.probes
         );

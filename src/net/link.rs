@@ -45,9 +45,11 @@ impl std::fmt::Display for LinkError {
 
 impl std::error::Error for LinkError {}
 
-/// One sending thread's sockets.
+/// One sending thread's sockets: a frame sender on every interface the
+/// run uses, and the kernel's raw IP socket (not bound to an interface).
 pub struct LinkSender {
-    frames: RawSender,
+    /// By interface index; a run uses a few interfaces, so a list.
+    frames: Vec<(u32, RawSender)>,
     kernel: RawIpSender,
 }
 
@@ -57,7 +59,8 @@ impl LinkSender {
     pub fn send(&mut self, permit: Permit, path: &Path, packet: &[u8]) -> Result<(), LinkError> {
         match path {
             Path::Frame(hop) => self
-                .frames
+                .frames(hop.ifindex)
+                .ok_or_else(|| LinkError::Io(not_opened(hop.ifindex)))?
                 .queue(permit, hop, packet)
                 .map_err(LinkError::Refused),
             Path::Kernel => self
@@ -68,63 +71,94 @@ impl LinkSender {
         }
     }
 
-    /// Send every queued frame.
+    /// Send every queued frame, on every interface.
     pub fn flush(&mut self) -> io::Result<usize> {
-        self.frames.flush()
+        let mut n = 0;
+        for (_, f) in &mut self.frames {
+            n += f.flush()?;
+        }
+        Ok(n)
     }
 
-    /// Packets sent so far, both ways.
+    /// Packets sent so far, every way.
     pub fn sent(&self) -> u64 {
-        self.frames.sent + self.kernel.sent
+        self.frames.iter().map(|(_, f)| f.sent).sum::<u64>() + self.kernel.sent
     }
 
-    /// The frame sender, for neighbour requests.
-    pub fn frames(&mut self) -> &mut RawSender {
-        &mut self.frames
+    /// The frame sender on `ifindex` (for neighbour requests), if the
+    /// link was opened on it.
+    pub fn frames(&mut self, ifindex: u32) -> Option<&mut RawSender> {
+        self.frames
+            .iter_mut()
+            .find(|(i, _)| *i == ifindex)
+            .map(|(_, f)| f)
     }
 }
 
-/// An interface's sockets, opened together.
+fn not_opened(ifindex: u32) -> io::Error {
+    io::Error::other(format!(
+        "no socket was opened on interface {ifindex} (its route changed during the run?)"
+    ))
+}
+
+/// The sockets of a run over one or more interfaces, opened together.
 pub struct Link {
-    pub ifindex: u32,
     pub senders: Vec<LinkSender>,
-    pub sniffer: Sniffer,
+    /// One per interface, in the order asked.
+    pub sniffers: Vec<Sniffer>,
+}
+
+/// One interface a run uses: its index and the addresses its replies
+/// come to (the sniffer keeps only those).
+#[derive(Clone, Debug)]
+pub struct Interface {
+    pub ifindex: u32,
+    pub ours: Vec<IpAddr>,
 }
 
 impl Link {
-    /// Open `senders` senders and a sniffer for packets to `ours` on
-    /// `ifindex`, whose reads wait at most `poll`, holding `queue` bytes:
-    /// in a TPACKET_V3 ring when `ring` (a scan: frames in blocks, kernel
+    /// Open, on each of `interfaces`, a sniffer for packets to its `ours`,
+    /// and `senders` sending threads' sockets holding a frame sender on
+    /// each. Sniffer reads wait at most `poll` and hold `queue` bytes: in a
+    /// TPACKET_V3 ring when `ring` (a scan: frames in blocks, kernel
     /// timestamps), or in the socket's queue (`craft`: each frame read as
     /// it comes, for round-trip times).
     pub fn open(
-        ifindex: u32,
-        ours: &[IpAddr],
+        interfaces: &[Interface],
         senders: usize,
         poll: Duration,
         (queue, ring): (usize, bool),
     ) -> Result<Link, (&'static str, io::Error)> {
-        let sniffer = if ring {
-            Sniffer::open_ring(ifindex, ours, poll, queue)
-        } else {
-            Sniffer::open_with_queue(ifindex, ours, poll, queue)
-        }
-        .map_err(|e| ("cannot open the sniffer (sonde needs CAP_NET_RAW)", e))?;
+        let sniffers = interfaces
+            .iter()
+            .map(|i| {
+                if ring {
+                    Sniffer::open_ring(i.ifindex, &i.ours, poll, queue)
+                } else {
+                    Sniffer::open_with_queue(i.ifindex, &i.ours, poll, queue)
+                }
+                .map_err(|e| ("cannot open the sniffer (sonde needs CAP_NET_RAW)", e))
+            })
+            .collect::<Result<_, _>>()?;
         let senders = (0..senders.max(1))
             .map(|_| {
                 Ok(LinkSender {
-                    frames: RawSender::open(ifindex)
-                        .map_err(|e| ("cannot open the raw sender (sonde needs CAP_NET_RAW)", e))?,
+                    frames: interfaces
+                        .iter()
+                        .map(|i| {
+                            RawSender::open(i.ifindex)
+                                .map(|f| (i.ifindex, f))
+                                .map_err(|e| {
+                                    ("cannot open the raw sender (sonde needs CAP_NET_RAW)", e)
+                                })
+                        })
+                        .collect::<Result<_, _>>()?,
                     kernel: RawIpSender::open()
                         .map_err(|e| ("cannot open the raw IP sender", e))?,
                 })
             })
             .collect::<Result<_, (&'static str, io::Error)>>()?;
-        Ok(Link {
-            ifindex,
-            senders,
-            sniffer,
-        })
+        Ok(Link { senders, sniffers })
     }
 }
 
@@ -195,7 +229,8 @@ pub fn ask_neighbour(
             .permit_neighbour_request(src, next_hop)
             .map_err(AskError::Refused)?;
         sender
-            .frames
+            .frames(ifindex)
+            .ok_or_else(|| AskError::Link(LinkError::Io(not_opened(ifindex))))?
             .queue_neighbour_request(permit, &request)
             .map_err(|r| AskError::Link(LinkError::Refused(r)))?;
         sender

@@ -517,6 +517,49 @@ impl RouteCache {
         best
     }
 
+    /// `range` cut where some route prefix starts or ends inside it: every
+    /// part has one longest matching prefix, so one route question per
+    /// part tells where all of its addresses go (exact without policy
+    /// routing; with it, or for IPv6's source selection, each address is
+    /// still routed on its own when its probe is sent).
+    pub fn split_at_prefixes(
+        &self,
+        range: crate::target::AddrRange,
+    ) -> Vec<crate::target::AddrRange> {
+        let v4 = range.family() == crate::target::Family::V4;
+        let width: u32 = if v4 { 32 } else { 128 };
+        let (lo, hi) = (range.start_value(), range.end_value());
+        let mut cuts: Vec<u128> = Vec::new();
+        for &(pv4, net, len) in &self.prefixes {
+            if pv4 != v4 || u32::from(len) > width || len == 0 {
+                continue;
+            }
+            let size = 1u128 << (width - u32::from(len)).min(127);
+            let start = net & !(size - 1);
+            let end = start.saturating_add(size - 1);
+            if start > lo && start <= hi {
+                cuts.push(start);
+            }
+            if end >= lo && end < hi {
+                cuts.push(end + 1);
+            }
+        }
+        cuts.sort_unstable();
+        cuts.dedup();
+        let family = range.family();
+        let mut parts = Vec::with_capacity(cuts.len() + 1);
+        let mut from = lo;
+        for c in cuts {
+            parts.push((from, c - 1));
+            from = c;
+        }
+        parts.push((from, hi));
+        parts
+            .into_iter()
+            .filter_map(|(a, b)| crate::target::AddrRange::new(family.addr(a), family.addr(b)).ok())
+            .collect()
+    }
+
     /// The kernel's interface, gateway and source for `target`.
     pub fn route(&mut self, target: IpAddr) -> Result<Decision, RouteError> {
         if self.per_target || target.is_ipv6() {

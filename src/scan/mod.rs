@@ -12,6 +12,7 @@
 
 pub mod correlate;
 pub mod hosts;
+pub mod links;
 pub mod ndjson;
 pub mod neighbours;
 pub mod progress;
@@ -53,6 +54,10 @@ pub struct ScanConfig {
     pub dns_questions: Vec<DnsQuestion>,
     pub dns_port: u16,
     pub retries: u32,
+    /// The most retry passes when the link loses packets: past `retries`,
+    /// a retry pass that still found answers is followed by another, up to
+    /// this many in all (nmap's default is 10). `retries` 0 adds none.
+    pub max_retries: u32,
     /// How long the cooldown waits for late replies after the last probe.
     pub wait: Duration,
     /// `wait` is the longest the cooldown lasts, not its length: it ends
@@ -63,8 +68,11 @@ pub struct ScanConfig {
     pub seed: u64,
     pub shard: Shard,
     pub template: ProbeTemplate,
-    /// Print a progress line on stderr (rate, percent done, found, ETA) once a second.
+    /// Send [`progress::ScanEvent::Progress`] once a second.
     pub progress: bool,
+    /// Who hears the scan's events (progress, a rate shortfall, the end
+    /// of sending); none: nobody.
+    pub observer: Option<Arc<dyn progress::Observer>>,
     /// Send only through this interface (every target must route through it).
     pub interface: Option<String>,
     /// The source address of every probe, instead of the route's (replies
@@ -82,6 +90,15 @@ pub struct ScanConfig {
     /// Continue an interrupted scan of the same plan (same seed, shard and
     /// senders) where it stopped.
     pub resume: Option<Resume>,
+}
+
+impl ScanConfig {
+    /// Tell the observer, if there is one.
+    fn tell(&self, event: &progress::ScanEvent) {
+        if let Some(o) = &self.observer {
+            o.event(event);
+        }
+    }
 }
 
 /// Where an interrupted scan stopped: the pass, the probe kind (its index
@@ -187,6 +204,10 @@ pub struct ScanOutcome {
     pub scope_stop: Option<ScopeStop>,
     /// What the scan's own ARP/NDP found before the first probe.
     pub neighbours: neighbours::Discovery,
+    /// The links the run went through, each with its targets.
+    pub links: Vec<links::LinkReport>,
+    /// The passes this segment sent and what each found.
+    pub passes: PassReport,
     /// The rate asked for and the rate achieved.
     pub rate: RateReport,
     /// How long the cooldown lasted (adaptive: up to `wait`).
@@ -197,6 +218,57 @@ pub struct ScanOutcome {
     /// Which probes have their result, every segment's: kept for a resume
     /// when the scan stopped early.
     pub answered: Option<correlate::AnsweredSnapshot>,
+}
+
+/// The passes of a run: the retries asked for, the ones added because the
+/// link lost packets, and what each pass found.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct PassReport {
+    /// `--retries`: the retry passes always sent (unanswered probes only).
+    pub retries: u32,
+    /// `--max-retries`: the most retry passes when passes keep finding answers.
+    pub max_retries: u32,
+    /// Retry passes added past `retries` because the one before still
+    /// found answers.
+    pub added: u32,
+    /// Each pass sent (0: the first), with the results that came while it
+    /// was sent and in the pause after it.
+    pub answers: Vec<PassAnswers>,
+    /// The share of results that only a retry pass got: how much the first
+    /// pass lost to the link (about the round trip's loss rate).
+    pub loss_estimate: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct PassAnswers {
+    pub pass: u32,
+    pub results: u64,
+}
+
+impl PassReport {
+    fn new(retries: u32, max_retries: u32, found: Vec<(u32, u64)>) -> PassReport {
+        let total: u64 = found.iter().map(|p| p.1).sum();
+        let later: u64 = found.iter().filter(|p| p.0 > 0).map(|p| p.1).sum();
+        PassReport {
+            retries,
+            max_retries,
+            added: found
+                .iter()
+                .filter(|p| p.0 > retries)
+                .count()
+                .try_into()
+                .unwrap_or(u32::MAX),
+            answers: found
+                .into_iter()
+                .map(|(pass, results)| PassAnswers { pass, results })
+                .collect(),
+            loss_estimate: if total == 0 {
+                0.0
+            } else {
+                ((later as f64 / total as f64) * 10_000.0).round() / 10_000.0
+            },
+        }
+    }
 }
 
 /// The rate asked for, the rate achieved, and what held it back.
@@ -222,7 +294,11 @@ pub enum ScanError {
     Refused(Refusal),
     Io(&'static str, std::io::Error),
     Index(crate::target::index::IndexError),
-    Interfaces(Vec<String>),
+    /// A target's route moved to an interface the run did not open.
+    RouteChanged {
+        target: IpAddr,
+        ifname: String,
+    },
     /// DNS probes need 1 to MAX_DNS_QUESTIONS questions.
     Questions(usize),
     WrongInterface {
@@ -253,10 +329,9 @@ impl std::fmt::Display for ScanError {
                 f,
                 "{n} DNS questions: a scan asks between 1 and {MAX_DNS_QUESTIONS} per target"
             ),
-            ScanError::Interfaces(names) => write!(
+            ScanError::RouteChanged { target, ifname } => write!(
                 f,
-                "the targets are reached through several interfaces ({}); scan them separately with --interface",
-                names.join(", ")
+                "{target} is now routed through {ifname}, which the run did not open (the routes changed during the scan): scan it again"
             ),
             ScanError::WrongInterface {
                 target,
@@ -319,14 +394,15 @@ struct Shared {
     /// How long a reply may take (µs; 0 before the first round trip),
     /// from the receive thread's [`timing::RttEstimator`]: the retry pause
     /// and the adaptive cooldown follow it.
-    reply_timeout_us: AtomicU64,
+    /// One per link (its receiving thread's estimate); the longest counts.
+    reply_timeout_us: Vec<AtomicU64>,
     /// When the last result arrived (ns since the epoch; 0 before).
     last_result_ns: std::sync::atomic::AtomicI64,
     /// Results so far, and open ports among them, for the progress line.
     matched: AtomicU64,
     open: AtomicU64,
-    /// The receive side's kernel drops so far (updated twice a second).
-    drops: AtomicU64,
+    /// The receive side's kernel drops so far, per link (updated twice a second).
+    drops: Vec<AtomicU64>,
     /// The first pass is being sent (the rate is watched then only).
     first_pass: AtomicBool,
     /// The rate fell short of the one asked for (reported once).
@@ -415,6 +491,53 @@ pub struct ScanOutputs {
     pub sent_log: Option<std::fs::File>,
 }
 
+/// The targets grouped by the interface they leave through (see
+/// [`links`]). With `--interface`, every group but this host's own
+/// addresses (which only loopback reaches) must be that interface.
+pub fn egress_groups(
+    targets: &IpSet,
+    source: Option<IpAddr>,
+    interface: Option<&str>,
+    routes: &mut route::RouteCache,
+) -> Result<Vec<links::Egress>, ScanError> {
+    let parts: Vec<crate::target::AddrRange> = targets
+        .ranges()
+        .flat_map(|r| routes.split_at_prefixes(r))
+        .collect();
+    let mut cache: HashMap<u32, (String, bool)> = HashMap::new();
+    let groups = links::group(
+        &parts,
+        |ip| routes.route(ip),
+        |i| {
+            if let Some(v) = cache.get(&i) {
+                return Ok(v.clone());
+            }
+            let l = route::link(i)?;
+            let v = (l.name.clone(), !l.resolves_neighbours);
+            cache.insert(i, v.clone());
+            Ok(v)
+        },
+        source,
+    )
+    .map_err(ScanError::Route)?;
+    if let Some(asked) = interface {
+        for g in &groups {
+            if g.name != asked && !g.through_kernel {
+                return Err(ScanError::WrongInterface {
+                    target: g
+                        .targets
+                        .ranges()
+                        .next()
+                        .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |r| r.first()),
+                    routed: g.name.clone(),
+                    asked: asked.to_string(),
+                });
+            }
+        }
+    }
+    Ok(groups)
+}
+
 /// Run a scan. Every probe passes `gate`; `outputs` receive the evidence
 /// and the results as they happen.
 pub fn run(
@@ -453,37 +576,17 @@ pub fn run(
 
     // Routes: one kernel question per route, not per target (RouteCache
     // explains why that is exact); no per-target state, so a /8 costs no
-    // memory here.
+    // memory here. The targets are grouped by the interface they leave
+    // through: this host's own addresses go over loopback, the rest over
+    // their links; one run drives every group.
     let mut routes = route::RouteCache::load().map_err(ScanError::Route)?;
-    let first = config
-        .targets
-        .ranges()
-        .next()
-        .expect("a target set is never empty here")
-        .first();
-    let (ifindex, _, _) = routes.route(first).map_err(ScanError::Route)?;
-    let (ifname, _) = route::interface(ifindex).map_err(ScanError::Route)?;
-    // Every target must leave through one interface (the one asked for, if any).
-    if let Some(asked) = &config.interface
-        && &ifname != asked
-    {
-        return Err(ScanError::WrongInterface {
-            target: first,
-            routed: ifname,
-            asked: asked.clone(),
-        });
-    }
-    let mut sources: Vec<IpAddr> = config.source.into_iter().collect();
-    for r in config.targets.ranges() {
-        let (i, _, s) = routes.route(r.first()).map_err(ScanError::Route)?;
-        if i != ifindex {
-            let (name, _) = route::interface(i).map_err(ScanError::Route)?;
-            return Err(ScanError::Interfaces(vec![ifname.clone(), name]));
-        }
-        if config.source.is_none() && !sources.contains(&s) {
-            sources.push(s);
-        }
-    }
+    let egress = egress_groups(
+        &config.targets,
+        config.source,
+        config.interface.as_deref(),
+        &mut routes,
+    )?;
+    let opened: Vec<u32> = egress.iter().map(|g| g.ifindex).collect();
 
     let path_for = |routes: &mut route::RouteCache, target: IpAddr| -> Result<Path, ScanError> {
         if let Some(s) = config.source
@@ -492,11 +595,10 @@ pub fn run(
             return Err(ScanError::SourceFamily { source: s, target });
         }
         let (hop_ifindex, _, route_source) = routes.next_hop(target).map_err(ScanError::Route)?;
-        if hop_ifindex == ifindex
-            && !routes
-                .link(ifindex)
-                .map_err(ScanError::Route)?
-                .resolves_neighbours
+        if !routes
+            .link(hop_ifindex)
+            .map_err(ScanError::Route)?
+            .resolves_neighbours
         {
             return Ok(Path::Reach {
                 how: link::Path::Kernel,
@@ -504,14 +606,14 @@ pub fn run(
             });
         }
         Ok(match routes.resolve(target) {
-            // A range can span routes: the part through another interface
-            // is found here, before its first probe.
-            Ok(hop) if hop.ifindex != ifindex => {
+            // Policy routing can send one address of a part elsewhere than
+            // the part's first: found here, before its probe.
+            Ok(hop) if !opened.contains(&hop.ifindex) => {
                 let name = |i| route::interface(i).map_or_else(|_| format!("if{i}"), |(n, _)| n);
-                return Err(ScanError::Interfaces(vec![
-                    name(ifindex),
-                    name(hop.ifindex),
-                ]));
+                return Err(ScanError::RouteChanged {
+                    target,
+                    ifname: name(hop.ifindex),
+                });
             }
             Ok(mut hop) => {
                 hop.source = config.source.unwrap_or(hop.source);
@@ -554,11 +656,11 @@ pub fn run(
                 .with_spaces(spaces.clone()),
         }),
         timed_full: AtomicBool::new(false),
-        reply_timeout_us: AtomicU64::new(0),
+        reply_timeout_us: egress.iter().map(|_| AtomicU64::new(0)).collect(),
         last_result_ns: std::sync::atomic::AtomicI64::new(0),
         matched: AtomicU64::new(0),
         open: AtomicU64::new(0),
-        drops: AtomicU64::new(0),
+        drops: egress.iter().map(|_| AtomicU64::new(0)).collect(),
         first_pass: AtomicBool::new(false),
         shortfall: Mutex::new(None),
         stop: AtomicBool::new(false),
@@ -611,11 +713,15 @@ pub fn run(
     let senders = config.senders.max(1);
     let Link {
         senders: mut sockets,
-        sniffer,
-        ..
+        sniffers,
     } = Link::open(
-        ifindex,
-        &sources,
+        &egress
+            .iter()
+            .map(|g| link::Interface {
+                ifindex: g.ifindex,
+                ours: g.sources.clone(),
+            })
+            .collect::<Vec<_>>(),
         senders,
         Duration::from_millis(50),
         (config.sniffer_queue, true),
@@ -626,20 +732,26 @@ pub fn run(
     let (outputs, writer) = sinks
         .start(shared.clone())
         .map_err(|e| ScanError::Io("cannot start the evidence writer", e))?;
-    let receiver = {
-        let shared = shared.clone();
-        let outputs = outputs.clone();
-        let (record, keep_results) = (config.record, config.keep_results);
-        // A resumed scan folds on from the results of the segments before.
-        let hosts = config
-            .resume
-            .as_ref()
-            .map_or_else(hosts::HostTable::new, |r| r.hosts.clone());
-        std::thread::Builder::new()
-            .name("sonde-sniff".into())
-            .spawn(move || recv::receive(&shared, &outputs, sniffer, record, keep_results, hosts))
-            .map_err(|e| ScanError::Io("cannot start the receiving thread", e))?
-    };
+    // One receiving thread per link: each folds its own hosts (a target
+    // leaves through one link, so its replies come back on it), merged at
+    // the end. A resumed scan folds on from the segments before.
+    let mut prior_hosts = config.resume.as_ref().map(|r| r.hosts.clone());
+    let receivers = sniffers
+        .into_iter()
+        .enumerate()
+        .map(|(i, sniffer)| {
+            let shared = shared.clone();
+            let outputs = outputs.clone();
+            let (record, keep_results) = (config.record, config.keep_results);
+            let hosts = prior_hosts.take().unwrap_or_default();
+            std::thread::Builder::new()
+                .name(format!("sonde-sniff-{i}"))
+                .spawn(move || {
+                    recv::receive(&shared, i, &outputs, sniffer, record, keep_results, hosts)
+                })
+                .map_err(|e| ScanError::Io("cannot start a receiving thread", e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
 
     // Senders: one thread per share of the permutation. On a veth or a fast
     // NIC the kernel does much of the work of a send in the sending thread,
@@ -666,6 +778,8 @@ pub fn run(
     let sending_seconds = Mutex::new(0.0f64);
     let first_pass_seconds = Mutex::new(0.0f64);
     let stopped_at: Mutex<Option<StopPoint>> = Mutex::new(None);
+    // (pass, results that came while it was sent and in the pause after it)
+    let answers_per_pass: Mutex<Vec<(u32, u64)>> = Mutex::new(Vec::new());
     let outcome: Result<(), ScanError> = (|| {
         // The MAC of every next hop the kernel does not know, asked for by
         // sonde itself before the first probe; every sending thread's
@@ -674,7 +788,7 @@ pub fn run(
             &config.targets,
             &mut route_caches[0],
             gate,
-            sockets[0].frames(),
+            &mut sockets[0],
             &shared.answers,
             stop_sending,
             config.source,
@@ -701,15 +815,10 @@ pub fn run(
                         at: sending_started.elapsed().as_nanos() as i64,
                         sent: probes.load(Ordering::Relaxed),
                         paced_ns: gate.paced_nanos(),
-                        drops: shared.drops.load(Ordering::Relaxed),
+                        drops: shared.drops(),
                     };
                     if let Some(short) = watch.sample(sample) {
-                        eprintln!(
-                            "\rsonde: note: sending at {:.0} pps, below 90% of the {:.0} pps asked for, for 5 s; the limit is {}",
-                            short.achieved,
-                            short.requested,
-                            short.stage.describe()
-                        );
+                        config.tell(&progress::ScanEvent::RateShortfall(short.clone()));
                         *shared.shortfall.lock().expect("shortfall lock") = Some(short);
                     }
                 }
@@ -717,7 +826,14 @@ pub fn run(
             let sent_all = (|| -> Result<(), ScanError> {
                 let resume_at = config.resume.as_ref().map(|r| &r.at);
                 let first = resume_at.map_or(0, |at| at.pass);
-                'passes: for pass in first..=config.retries {
+                // Passes follow the loss: after the --retries asked for, a
+                // retry pass that still found answers shows a link losing
+                // packets, and one more follows (up to max_retries, within
+                // the budget) until a pass finds nothing new.
+                let last_possible = config.max_retries.max(config.retries);
+                let mut pass = first;
+                'passes: loop {
+                    let matched_before = shared.matched.load(Ordering::Relaxed);
                     shared.first_pass.store(pass == 0, Ordering::Relaxed);
                     // A retry pass skips what was answered before it began.
                     let answered = (pass > 0).then(|| {
@@ -828,10 +944,12 @@ pub fn run(
                     // routed round trips; a later reply still counts, its probe is
                     // merely sent twice. (In slices: a Ctrl-C stops the scan, not
                     // the nap.)
-                    if pass < config.retries {
+                    let may_follow =
+                        pass < config.retries || (config.retries > 0 && pass < last_possible);
+                    if may_follow {
                         // The reply timeout the round trips show (at least
                         // MIN_RETRY_PAUSE), once replies have shown it.
-                        let pause = match shared.reply_timeout_us.load(Ordering::Relaxed) {
+                        let pause = match shared.reply_timeout_us() {
                             0 => RETRY_PAUSE,
                             us => Duration::from_micros(us).clamp(MIN_RETRY_PAUSE, RETRY_PAUSE),
                         };
@@ -842,6 +960,25 @@ pub fn run(
                                     .min(until.saturating_duration_since(Instant::now())),
                             );
                         }
+                    }
+                    let found = shared
+                        .matched
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(matched_before);
+                    answers_per_pass
+                        .lock()
+                        .expect("passes lock")
+                        .push((pass, found));
+                    let next = pass < config.retries || (may_follow && pass > 0 && found > 0);
+                    if !next || stop_sending.load(Ordering::Relaxed) {
+                        break 'passes;
+                    }
+                    pass += 1;
+                    if pass > config.retries {
+                        config.tell(&progress::ScanEvent::PassAdded {
+                            pass,
+                            new_answers: found,
+                        });
                     }
                 }
                 Ok(())
@@ -858,11 +995,10 @@ pub fn run(
         .map(|k| (k, probed[k as usize].load(Ordering::Relaxed)))
         .collect();
     if config.progress {
-        eprintln!(
-            "\r{probes} probes sent, waiting {:.1} s for late replies{}",
-            config.wait.as_secs_f64(),
-            " ".repeat(30)
-        );
+        config.tell(&progress::ScanEvent::SendingDone {
+            probes,
+            wait_seconds: config.wait.as_secs_f64(),
+        });
     }
     // Cooldown for late replies, then stop the receiver: also after an error,
     // so whatever was captured is kept. It ends early when every probe sent
@@ -882,7 +1018,16 @@ pub fn run(
     }
     let cooldown_seconds = cooldown_started.elapsed().as_secs_f64();
     shared.stop.store(true, Ordering::Relaxed);
-    let (sniffer_stats, mut results, hosts) = receiver.join().unwrap_or_default();
+    let mut sniffer_stats = SnifferStats::default();
+    let mut results = Vec::new();
+    let mut hosts = hosts::HostTable::new();
+    for r in receivers {
+        let (stats, r, h) = r.join().unwrap_or_default();
+        sniffer_stats.received += stats.received;
+        sniffer_stats.dropped += stats.dropped;
+        results.extend(r);
+        hosts.absorb(h);
+    }
     // The last handle gone, the writer empties its queue, flushes, reveals
     // the key of a compact run's sent-probe log, and ends.
     drop(outputs);
@@ -960,6 +1105,12 @@ pub fn run(
         rate,
         scope_stop,
         neighbours: discovery,
+        links: egress.iter().map(links::LinkReport::from).collect(),
+        passes: PassReport::new(
+            config.retries,
+            config.max_retries,
+            answers_per_pass.into_inner().expect("passes lock"),
+        ),
         results,
         counters,
         sniffer: sniffer_stats,
@@ -975,7 +1126,7 @@ pub fn run(
 /// probe or the last result, whichever is later. Before any round trip is
 /// known, never (the full `wait`).
 fn quiet_long_enough(shared: &Shared, sent_end: i64, wait: Duration) -> bool {
-    let timeout_us = shared.reply_timeout_us.load(Ordering::Relaxed);
+    let timeout_us = shared.reply_timeout_us();
     if timeout_us == 0 {
         return false;
     }
@@ -989,6 +1140,21 @@ fn quiet_long_enough(shared: &Shared, sent_end: i64, wait: Duration) -> bool {
 const MIN_QUIET: Duration = Duration::from_millis(50);
 
 impl Shared {
+    /// How long a reply may take (µs; 0 before the first round trip): the
+    /// slowest link's estimate.
+    fn reply_timeout_us(&self) -> u64 {
+        self.reply_timeout_us
+            .iter()
+            .map(|t| t.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The kernel's drops so far on every link.
+    fn drops(&self) -> u64 {
+        self.drops.iter().map(|d| d.load(Ordering::Relaxed)).sum()
+    }
+
     /// Whether an output failed (sending stops).
     fn output_failed(&self) -> bool {
         self.output_failed.load(Ordering::Relaxed)

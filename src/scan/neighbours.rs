@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::ScanError;
-use crate::net::packet::RawSender;
+use crate::net::link::LinkSender;
 use crate::net::route::{RouteCache, RouteError};
 use crate::probe::neighbour;
 use crate::scope::ScopeGate;
@@ -77,7 +77,7 @@ pub(super) fn discover(
     targets: &IpSet,
     routes: &mut RouteCache,
     gate: &ScopeGate,
-    sender: &mut RawSender,
+    sender: &mut LinkSender,
     answers: &Answers,
     stop: &AtomicBool,
     source: Option<IpAddr>,
@@ -176,6 +176,13 @@ pub(super) fn discover(
                 let mac = routes.link(ifindex).map_err(ScanError::Route)?.mac;
                 neighbour::request(&mut frame, mac, src, next_hop);
                 sender
+                    .frames(ifindex)
+                    .ok_or_else(|| {
+                        ScanError::Io(
+                            "sender",
+                            std::io::Error::other(format!("no socket on interface {ifindex}")),
+                        )
+                    })?
                     .queue_neighbour_request(permit, &frame)
                     .map_err(|r| ScanError::Io("sender", std::io::Error::other(r.to_string())))?;
                 found.requests_sent += 1;

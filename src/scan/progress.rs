@@ -38,6 +38,40 @@ impl LimitingStage {
     }
 }
 
+/// What a running scan tells its caller: the library never writes to a
+/// terminal itself; the command line draws these, a library caller logs
+/// them or ignores them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScanEvent {
+    /// Once a second while sending (when `ScanConfig::progress`).
+    Progress {
+        /// Probes sent so far (first pass), and the whole plan's.
+        probes: u64,
+        total: u64,
+        /// Probes per second since sending began.
+        rate: f64,
+        open: u64,
+        /// Results other than open ports.
+        other_replies: u64,
+        /// Seconds left at this rate.
+        eta_seconds: f64,
+        /// 0 for the first pass, then each retry pass.
+        pass: u32,
+    },
+    /// The rate stayed below 90% of the one asked for.
+    RateShortfall(RateShortfall),
+    /// Sending is over; the cooldown waits up to this many seconds.
+    SendingDone { probes: u64, wait_seconds: f64 },
+    /// A retry pass is added because the last one still found answers
+    /// (the link loses packets).
+    PassAdded { pass: u32, new_answers: u64 },
+}
+
+/// Who receives a scan's [`ScanEvent`]s; called from the scan's threads.
+pub trait Observer: Send + Sync {
+    fn event(&self, event: &ScanEvent);
+}
+
 /// A rate that stayed below 90% of the requested one for 5 seconds.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RateShortfall {

@@ -11,10 +11,11 @@ use super::{ScanResult, Shared};
 use crate::net::packet::{RecvBatch, Sniffer, SnifferStats};
 use crate::probe::Verdict;
 
-/// Run until `shared.stop`: what the sniffer counted, every result when
+/// Run until `shared.stop`, for the `link`-th link: what the sniffer counted, every result when
 /// `keep_results`, and the results folded per host.
 pub(super) fn receive(
     shared: &Shared,
+    link: usize,
     outputs: &Outputs,
     mut sniffer: Sniffer,
     record: RecordMode,
@@ -32,7 +33,7 @@ pub(super) fn receive(
     while !shared.stop.load(Ordering::Relaxed) {
         if counted.elapsed() >= Duration::from_millis(500) {
             if let Ok(stats) = sniffer.stats() {
-                shared.drops.store(stats.dropped, Ordering::Relaxed);
+                shared.drops[link].store(stats.dropped, Ordering::Relaxed);
             }
             counted = Instant::now();
         }
@@ -82,9 +83,7 @@ pub(super) fn receive(
             if let Some(us) = result.rtt_us {
                 rtt.observe(Duration::from_micros(us));
                 if let Some(t) = rtt.timeout() {
-                    shared
-                        .reply_timeout_us
-                        .store(t.as_micros() as u64, Ordering::Relaxed);
+                    shared.reply_timeout_us[link].store(t.as_micros() as u64, Ordering::Relaxed);
                 }
             }
             shared

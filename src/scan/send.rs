@@ -100,12 +100,15 @@ where
                     let found = self.shared.matched.load(Ordering::Relaxed);
                     let open = self.shared.open.load(Ordering::Relaxed);
                     let eta = total.saturating_sub(probes) as f64 / rate.max(1.0);
-                    eprint!(
-                        "\r{:5.1}% {probes}/{total} probes, {rate:.0} pps achieved, {open} open ports, {} other replies, ETA {eta:.0} s (pass {})   ",
-                        100.0 * probes as f64 / total.max(1) as f64,
-                        found.saturating_sub(open),
-                        pass + 1
-                    );
+                    config.tell(&super::progress::ScanEvent::Progress {
+                        probes,
+                        total,
+                        rate,
+                        open,
+                        other_replies: found.saturating_sub(open),
+                        eta_seconds: eta,
+                        pass,
+                    });
                 }
                 let stop = || {
                     self.stop_sending.load(Ordering::Relaxed)

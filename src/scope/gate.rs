@@ -550,6 +550,11 @@ pub const MAX_WAIT: Duration = Duration::from_millis(50);
 /// The rate used when neither the user nor the scope asks for less.
 pub const DEFAULT_RATE: f64 = 1000.0;
 
+/// The slowest rate a scan paces to: a packet every 100 seconds. Anything
+/// slower is a typo (`--rate 1e-19` once overflowed the pacer's period);
+/// the command line and the scope parser refuse it as an input error.
+pub const MIN_RATE: f64 = 0.01;
+
 impl ScopeGate {
     /// A gate for `scope`, sending at `requested` packets/s (default: the
     /// lower of [`DEFAULT_RATE`] and the ceiling). Refuses a rate above the
@@ -587,7 +592,8 @@ impl ScopeGate {
         // A burst of about 10 ms of traffic lets the sender batch without
         // ever exceeding the ceiling measured over any second.
         let burst = ((rate / 100.0).ceil() as u32).clamp(1, 65_536);
-        let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
+        // Never slower than MIN_RATE: a longer period overflows the pacer.
+        let period = Duration::from_secs_f64(1.0 / rate.max(MIN_RATE)).max(Duration::from_nanos(1));
         let quota = Quota::with_period(period)
             .expect("period is positive")
             .allow_burst(NonZeroU32::new(burst).expect("burst is at least 1"));

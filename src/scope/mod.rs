@@ -44,7 +44,7 @@ use time::OffsetDateTime;
 use crate::target::{IpSet, PortSet};
 
 pub(crate) use gate::rfc3339 as gate_time;
-pub use gate::{Allowance, Decision, HARD_DENY, MAX_WAIT, Permit, Refusal, ScopeGate};
+pub use gate::{Allowance, Decision, HARD_DENY, MAX_WAIT, MIN_RATE, Permit, Refusal, ScopeGate};
 pub use parse::ScopeError;
 
 /// The kinds of probe sonde sends; each scope says which it allows.

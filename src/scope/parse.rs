@@ -199,11 +199,14 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scope, ScopeError> {
 
     let max_rate = match raw.limits.max_rate.get_ref() {
         toml::Value::Integer(i) if *i > 0 => *i as f64,
-        toml::Value::Float(f) if f.is_finite() && *f > 0.0 => *f,
+        toml::Value::Float(f) if f.is_finite() && *f >= super::gate::MIN_RATE => *f,
         other => {
             return Err(cx.error(
                 raw.limits.max_rate.span(),
-                format!("max_rate must be a positive number of packets per second, not {other}"),
+                format!(
+                    "max_rate must be a number of packets per second from {} up, not {other}",
+                    super::gate::MIN_RATE
+                ),
                 "for example max_rate = 1000",
             ));
         }
