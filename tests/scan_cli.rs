@@ -1298,3 +1298,56 @@ fn excluded_targets_receive_nothing() {
         .collect();
     assert_eq!(names, ["audit.jsonl"]);
 }
+
+/// Run sonde with standard output and standard error both a pipe whose
+/// reader has gone (`sonde ... 2>&1 | true`): its exit code.
+fn exit_code_with_closed_pipes(args: &[&str]) -> i32 {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sonde"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sonde");
+    // The reader goes away before sonde writes a byte.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    child.wait().unwrap().code().expect("exited, not killed")
+}
+
+/// Regression (issue 25): `sonde scan ... 2>&1 | true` completed the scan
+/// and then exited 101 ("failed printing to stderr: Broken pipe"); a
+/// refused scan the same way exited 101 instead of 3. A closed pipe never
+/// changes the exit code the outcome calls for, nor the evidence.
+#[test]
+fn a_closed_pipe_never_changes_the_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let code = exit_code_with_closed_pipes(&[
+        "scan",
+        "--scope",
+        "scopes/loopback.toml",
+        "127.0.0.1",
+        "-p",
+        "1-200",
+        "-o",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let audit = std::fs::read_to_string(run.join("audit.jsonl")).unwrap();
+    assert!(audit.contains("\"run_finished\""), "{audit}");
+    report_json(&run.join("report.json"));
+    // Refused: out of the loopback scope.
+    let code = exit_code_with_closed_pipes(&[
+        "scan",
+        "--scope",
+        "scopes/loopback.toml",
+        "198.18.0.1",
+        "-o",
+        dir.path().join("refused").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 3);
+    // An input error stays an input error.
+    let code = exit_code_with_closed_pipes(&["scan", "--scope", "scopes/loopback.toml", "-p", "x"]);
+    assert_eq!(code, 2);
+}

@@ -684,3 +684,53 @@ fn forty_thousand_rules_load_in_linear_time() {
     assert!(gate.allows(ip("198.19.0.5"), Some(7), Syn));
     assert!(gate.allows(ip("198.18.1.1"), Some(6), Syn));
 }
+
+/// Regression (issue 25): `--rate 1e-19` overflowed the pacer's period and
+/// panicked (exit 101) after creating the run directory, leaving an audit
+/// log without `run_finished`. A rate below the slowest pace is an input
+/// error, and nothing is created.
+#[test]
+fn a_rate_below_the_slowest_pace_is_an_input_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    for rate in ["1e-19", "0.001"] {
+        let (code, _, err) = sonde(&[
+            "scan",
+            "--scope",
+            "scopes/loopback.toml",
+            "127.0.0.1",
+            "--rate",
+            rate,
+            "-o",
+            run.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "--rate {rate}: {err}");
+        assert!(err.contains("below the slowest pace"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!run.exists());
+    }
+    // A scope whose ceiling is below it is refused where it says so.
+    let scope = dir.path().join("slow.toml");
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scopes/loopback.toml"))
+            .unwrap();
+    let slow = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("max_rate") {
+                "max_rate = 1e-19"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(slow.contains("max_rate = 1e-19"));
+    std::fs::write(&scope, slow).unwrap();
+    let (code, _, err) = sonde(&["scope", "check", scope.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("max_rate must be a number of packets per second from 0.01 up"),
+        "{err}"
+    );
+}
