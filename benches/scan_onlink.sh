@@ -21,9 +21,15 @@
 #   dense:  198.18.1.0/24 x 1-1024,8080 (261,375 probes): sonde and
 #           nmap -sS -n --min-rate 100000 -T5 (its ARP ping finds the live
 #           and silent hosts); both compared with the ground truth.
-#   sparse: 198.18.0.0/16 x 1-20,22 (1,376,256 probes, 404 x 21 reach a
-#           host): sonde and masscan (its frames go to the target side's
-#           MAC, which owns every address); port 22 compared with the truth.
+#   sparse: 198.18.0.0/16 x 1-20,22 (1,376,256 probes, 405 x 21 reach a
+#           host): the scanner's own subnet, its own second address
+#           198.18.0.1 (a listener on 22) included, as a user's first scan
+#           is (issue 25): sonde and masscan (its frames go to the target
+#           side's MAC, which owns every other address); port 22 compared
+#           with the truth.
+#   lossy:  the dense scan with 5% of packets dropped each way on the
+#           target side (iptables statistic): sonde with default flags and
+#           nmap -sS -T4 --min-rate RATE; recall and time (LOSS=0 skips).
 # RATE (default 100000) is asked of every tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +53,7 @@ sonde=$PWD/target/release/sonde
 
 teardown() {
   ip netns pids $T 2>/dev/null | xargs -r kill 2>/dev/null || true
+  ip netns pids $S 2>/dev/null | xargs -r kill 2>/dev/null || true
   ip netns del $S 2>/dev/null || true
   ip netns del $T 2>/dev/null || true
   if [ -n "${work:-}" ]; then rm -rf "$work"; fi
@@ -59,6 +66,8 @@ ip netns add $S
 ip netns add $T
 ip link add os netns $S type veth peer name ot netns $T
 ip -n $S addr add 198.19.255.254/15 dev os
+# The scanner's own address inside the sparse /16 (issue 25's first scan).
+ip -n $S addr add 198.18.0.1/15 dev os
 {
   echo "addr add 198.19.255.253/15 dev ot"
   for i in $(seq 1 200); do echo "addr add 198.18.1.$i/15 dev ot"; done
@@ -81,6 +90,10 @@ import socket, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(('0.0.0.0', $p)); s.listen(65535); time.sleep(100000)" &
 done
+ip netns exec $S python3 -c "
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('198.18.0.1', 22)); s.listen(65535); time.sleep(100000)" &
 sleep 0.5
 target_mac=$(ip -n $T -o link show ot | sed -E 's/.*link\/ether ([0-9a-f:]+).*/\1/')
 
@@ -140,9 +153,9 @@ echo "sonde / nmap whole-run time: $(awk "BEGIN { printf \"%.2f\", $sonde_dense 
   "$(awk "BEGIN { printf \"%.2f\", $sonde_fastest / $nmap_dense }") at sonde's fastest (target: at most 0.5)"
 
 echo
-echo "sparse on-link: 198.18.0.0/16 x 1-20,22 at --rate $RATE (404 live addresses)"
+echo "sparse on-link, the scanner's own subnet: 198.18.0.0/16 x 1-20,22 at --rate $RATE (404 live addresses and the scanner's own)"
 printf '%-44s %8s %8s %8s %s\n' tool seconds "rss MB" "22 open" recall
-live22=$((150 + 254))
+live22=$((150 + 254 + 1))
 read -r secs mb <<<"$(run "$work/sonde.out" 600 "$sonde" scan --scope scopes/lab.toml 198.18.0.0/16 \
   -p 1-20,22 --rate "$RATE" --retries 0 --quiet -o "$work/sparse")"
 found=$(sonde_open "$work/sparse/results.ndjson" | awk '$2 == 22' | wc -l)
@@ -153,6 +166,42 @@ read -r secs mb <<<"$(run "$work/masscan.out" 120 masscan 198.18.0.0/16 -p 1-20,
 found=$(awk '$1 == "open" && $3 == 22' "$work/masscan.txt" | sort -u | wc -l)
 printf '%-44s %8s %8s %8s %s\n' "masscan (frames to the target side's MAC)" "$secs" "$mb" "$found" "$(awk "BEGIN { printf \"%.1f%%\", 100 * $found / $live22 }")"
 echo "sonde / masscan whole-run time: $(awk "BEGIN { printf \"%.2f\", $sonde_sparse / $secs }") (target: at most 0.5, i.e. 2x the rate)"
+
+if [ "${LOSS:-1}" != 0 ]; then
+  echo
+  echo "lossy on-link: 5% dropped each way on the target side, 198.18.1.0/24 x 1-1024,8080 at --rate $RATE"
+  printf '%-44s %8s %8s %8s %s\n' tool seconds "rss MB" open recall
+  for chain in INPUT OUTPUT; do
+    ip netns exec $T iptables -I $chain -m statistic --mode random --probability 0.05 -j DROP
+  done
+  total=$(wc -l <"$work/truth")
+  rm -rf "$work/lossy"
+  read -r secs mb <<<"$(run "$work/sonde.out" 300 "$sonde" scan --scope scopes/lab.toml 198.18.1.0/24 \
+    -p 1-1024,8080 --rate "$RATE" --quiet -o "$work/lossy")"
+  sonde_open "$work/lossy/results.ndjson" >"$work/sonde-open"
+  found=$(comm -12 "$work/truth" "$work/sonde-open" | wc -l)
+  added=$(python3 -c "import json; p=json.load(open('$work/lossy/report.json'))['passes']; print(p['added'], p['loss_estimate'])")
+  printf '%-44s %8s %8s %8s %s\n' "sonde (default flags)" "$secs" "$mb" "$found" "$(awk "BEGIN { printf \"%.2f%%\", 100 * $found / $total }") (passes added, loss estimate: $added)"
+  sonde_lossy=$secs
+  read -r secs mb <<<"$(run "$work/nmap.out" 600 nmap -sS -n -T4 --min-rate "$RATE" -p 1-1024,8080 \
+    198.18.1.0/24 -oG "$work/nmap-lossy.gnmap")"
+  python3 - "$work/nmap-lossy.gnmap" <<'PY' | sort -u >"$work/nmap-open"
+import re, sys
+for line in open(sys.argv[1]):
+    m = re.match(r"Host: (\S+) .*Ports: (.*)", line)
+    if m:
+        for p in m.group(2).split(","):
+            f = p.strip().split("/")
+            if len(f) > 2 and f[1] == "open":
+                print(m.group(1), f[0])
+PY
+  found=$(comm -12 "$work/truth" "$work/nmap-open" | wc -l)
+  printf '%-44s %8s %8s %8s %s\n' "nmap -sS -T4 --min-rate $RATE" "$secs" "$mb" "$found" "$(awk "BEGIN { printf \"%.2f%%\", 100 * $found / $total }")"
+  echo "sonde / nmap -T4 whole-run time on the lossy link: $(awk "BEGIN { printf \"%.2f\", $sonde_lossy / $secs }") (target: below 1, recall at least 99.9%)"
+  for chain in INPUT OUTPUT; do
+    ip netns exec $T iptables -D $chain -m statistic --mode random --probability 0.05 -j DROP
+  done
+fi
 
 # Rate accuracy on the link: about 3 s of probes at each rate to the 150
 # live hosts (198.18.1.1-150 x enough ports), achieved rate from the target

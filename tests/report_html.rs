@@ -42,7 +42,12 @@ fn chromium(page: &Path) -> Rendered {
     ];
     let url = format!("file://{}", page.canonicalize().unwrap().display());
     let run = |profile: &str, extra: &[String]| {
+        // The browser runs on the real clock: the suite's clock-moved run
+        // (tests/run.sh, libfaketime) is for sonde, and Chromium hangs
+        // under it.
         let out = Command::new("chromium")
+            .env_remove("LD_PRELOAD")
+            .env_remove("FAKETIME")
             .args(flags)
             .arg(format!(
                 "--user-data-dir={}",

@@ -240,3 +240,69 @@ fn a_lossless_link_gets_no_added_pass() {
     assert_eq!(r["passes"]["added"], 0, "{}", r["passes"]);
     assert_eq!(r["passes"]["answers"][1]["results"], 0, "{}", r["passes"]);
 }
+
+/// A scan over two links (the scanner's own address over loopback, the
+/// rest of its subnet over the veth) interrupted with SIGINT and resumed
+/// ends with the ground truth on both links, and verifies.
+#[test]
+fn interrupted_and_resumed_across_links() {
+    let lab = Lab::new();
+    let _listener = listen_on_the_scanner(&lab);
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let child = lab
+        .sonde_command()
+        .args([
+            "scan",
+            "--scope",
+            "scopes/lab.toml",
+            "198.18.0.0/24",
+            "-p",
+            "1-2000",
+            "--rate",
+            "2000",
+            "-o",
+            run.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // 12 live hosts (the rest are down: no probe) x 2,000 ports at 2,000
+    // pps: about 12 s; stopped after 2.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report_json(&run.join("report.json"));
+    assert!(!r["segments"][0]["stopped_at"].is_null(), "{r:#}");
+    let (code, out, err) = lab.sonde(&["scan", "--resume", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = report_json(&run.join("report.json"));
+    // Ports 1-2000: 22, 80 and 443, the lab's open ones.
+    let mut expected: BTreeSet<(IpAddr, u64)> = (10..20u8)
+        .flat_map(|i| [22, 80, 443].map(|p| (format!("198.18.0.{i}").parse().unwrap(), p)))
+        .collect();
+    for p in [22, 80, 443] {
+        expected.insert((IpAddr::V4(GATEWAY_V4), p));
+    }
+    expected.insert((IpAddr::V4(SCANNER_V4), 22));
+    assert_eq!(open_ports(&r), expected);
+    assert_eq!(r["segments"].as_array().unwrap().len(), 2, "{r:#}");
+    let names: Vec<&str> = r["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["interface"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["vs", "lo"]);
+    let (code, out, err) = lab.sonde(&["verify", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+}

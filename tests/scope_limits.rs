@@ -730,7 +730,7 @@ fn a_rate_below_the_slowest_pace_is_an_input_error_not_a_panic() {
     let (code, _, err) = sonde(&["scope", "check", scope.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("max_rate must be a number of packets per second from 0.01 up"),
+        err.contains("max_rate must be a positive number of packets per second, at least 0.01"),
         "{err}"
     );
 }

@@ -204,7 +204,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scope, ScopeError> {
             return Err(cx.error(
                 raw.limits.max_rate.span(),
                 format!(
-                    "max_rate must be a number of packets per second from {} up, not {other}",
+                    "max_rate must be a positive number of packets per second, at least {}, not {other}",
                     super::gate::MIN_RATE
                 ),
                 "for example max_rate = 1000",
