@@ -30,7 +30,8 @@
 #   lossy:  the dense scan with 5% of packets dropped each way on the
 #           target side (iptables statistic): sonde with default flags and
 #           nmap -sS -T4 --min-rate RATE; recall and time (LOSS=0 skips).
-# RATE (default 100000) is asked of every tool.
+# RATE (default 100000) is asked of every tool. BASELINE=PATH runs the
+# dense scan with another sonde binary too (today's against an earlier one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "benches/scan_onlink.sh needs root (network namespaces)" >&2; exit 1; }
@@ -118,6 +119,19 @@ for l in open(sys.argv[1]):
     r = json.loads(l)
     if r.get('state') == 'open': print(r['target'], r['port'])" "$1" | sort -u; }
 
+# The open (address, port) pairs of an nmap greppable file.
+nmap_open() { python3 - "$1" <<'PY' | sort -u
+import re, sys
+for line in open(sys.argv[1]):
+    m = re.match(r"Host: (\S+) .*Ports: (.*)", line)
+    if m:
+        for p in m.group(2).split(","):
+            f = p.strip().split("/")
+            if len(f) > 2 and f[1] == "open":
+                print(m.group(1), f[0])
+PY
+}
+
 echo "dense on-link: 198.18.1.0/24 x 1-1024,8080 at --rate $RATE"
 printf '%-44s %8s %8s %8s %s\n' tool seconds "rss MB" open exact
 truth_dense | sort -u >"$work/truth"
@@ -134,18 +148,21 @@ for rate in "$RATE" "${FASTEST:-1000000}"; do
   sonde_fastest=$secs
 done
 
+# BASELINE=PATH: the same dense scan with another sonde binary (an earlier
+# commit's), in the same run: no speed lost.
+if [ -n "${BASELINE:-}" ]; then
+  rm -rf "$work/dense"
+  read -r secs mb <<<"$(run "$work/sonde.out" 300 "$BASELINE" scan --scope scopes/lab.toml 198.18.1.0/24 \
+    -p 1-1024,8080 --rate "$RATE" --quiet -o "$work/dense")"
+  sonde_open "$work/dense/results.ndjson" >"$work/sonde-open"
+  exact=$(cmp -s "$work/truth" "$work/sonde-open" && echo yes || echo NO)
+  printf '%-44s %8s %8s %8s %s\n' "baseline sonde --rate $RATE" "$secs" "$mb" "$(wc -l <"$work/sonde-open")" "$exact"
+  echo "sonde / baseline whole-run time: $(awk "BEGIN { printf \"%.2f\", $sonde_dense / $secs }")"
+fi
+
 read -r secs mb <<<"$(run "$work/nmap.out" 300 nmap -sS -n --min-rate "$RATE" -T5 -p 1-1024,8080 \
   198.18.1.0/24 -oG "$work/nmap.gnmap")"
-python3 - "$work/nmap.gnmap" <<'PY' | sort -u >"$work/nmap-open"
-import re, sys
-for line in open(sys.argv[1]):
-    m = re.match(r"Host: (\S+) .*Ports: (.*)", line)
-    if m:
-        for p in m.group(2).split(","):
-            f = p.strip().split("/")
-            if len(f) > 2 and f[1] == "open":
-                print(m.group(1), f[0])
-PY
+nmap_open "$work/nmap.gnmap" >"$work/nmap-open"
 exact=$(cmp -s "$work/truth" "$work/nmap-open" && echo yes || echo NO)
 printf '%-44s %8s %8s %8s %s\n' "nmap -sS --min-rate $RATE -T5" "$secs" "$mb" "$(wc -l <"$work/nmap-open")" "$exact"
 nmap_dense=$secs
@@ -185,16 +202,7 @@ if [ "${LOSS:-1}" != 0 ]; then
   sonde_lossy=$secs
   read -r secs mb <<<"$(run "$work/nmap.out" 600 nmap -sS -n -T4 --min-rate "$RATE" -p 1-1024,8080 \
     198.18.1.0/24 -oG "$work/nmap-lossy.gnmap")"
-  python3 - "$work/nmap-lossy.gnmap" <<'PY' | sort -u >"$work/nmap-open"
-import re, sys
-for line in open(sys.argv[1]):
-    m = re.match(r"Host: (\S+) .*Ports: (.*)", line)
-    if m:
-        for p in m.group(2).split(","):
-            f = p.strip().split("/")
-            if len(f) > 2 and f[1] == "open":
-                print(m.group(1), f[0])
-PY
+  nmap_open "$work/nmap-lossy.gnmap" >"$work/nmap-open"
   found=$(comm -12 "$work/truth" "$work/nmap-open" | wc -l)
   printf '%-44s %8s %8s %8s %s\n' "nmap -sS -T4 --min-rate $RATE" "$secs" "$mb" "$found" "$(awk "BEGIN { printf \"%.2f%%\", 100 * $found / $total }")"
   echo "sonde / nmap -T4 whole-run time on the lossy link: $(awk "BEGIN { printf \"%.2f\", $sonde_lossy / $secs }") (target: below 1, recall at least 99.9%)"

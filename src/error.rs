@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::scope::{Refusal, ScopeError};
-use crate::target::{PortError, TargetError};
+use crate::targets::{PortError, TargetError};
 
 /// Exit codes, as documented in the README.
 pub mod exit {

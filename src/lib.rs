@@ -1,10 +1,11 @@
 //! sonde: authorized active network probing, capture analysis and packet crafting.
 //!
 //! The data flows one way: a [`scope::ScopeGate`] decides what may be sent;
-//! [`target`] describes what to probe. See `docs/architecture.md`.
+//! [`targets`] describes what to probe. See `docs/architecture.md`.
 
 pub mod analyze;
 pub mod cli;
+pub mod clock;
 pub mod craft;
 pub mod error;
 pub mod evidence;
@@ -14,7 +15,7 @@ pub mod probe;
 pub mod report;
 pub mod scan;
 pub mod scope;
-pub mod target;
+pub mod targets;
 pub mod text;
 pub mod wire;
 

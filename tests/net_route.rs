@@ -6,7 +6,8 @@ mod support;
 
 use std::net::IpAddr;
 
-use sonde::net::route::{RouteCache, RouteError, interface, neighbours, parse_mac, resolve};
+use sonde::net::route::{RouteCache, RouteError, interface, neighbours, resolve};
+use sonde::wire::ethernet::parse_mac;
 use support::lab::*;
 
 /// The MAC of an interface inside a lab namespace, as `ip` reports it.

@@ -165,11 +165,11 @@ proptest! {
 
     #[test]
     fn target_and_port_parsers_never_panic(s in "[0-9a-fA-F:./\\-\\[\\], ]{0,60}|\\PC{0,60}") {
-        let _ = sonde::target::TargetSpec::parse(&s);
-        let _ = sonde::target::PortSet::parse(&s);
-        let _ = sonde::target::spec::split_target_port(&s);
-        let _ = sonde::target::spec::parse_target_list(&s, "list");
-        let _ = sonde::target::index::Shard::parse(&s);
+        let _ = sonde::targets::TargetSpec::parse(&s);
+        let _ = sonde::targets::PortSet::parse(&s);
+        let _ = sonde::targets::spec::split_target_port(&s);
+        let _ = sonde::targets::spec::parse_target_list(&s, "list");
+        let _ = sonde::targets::index::Shard::parse(&s);
     }
 
     #[test]

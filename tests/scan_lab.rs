@@ -11,8 +11,8 @@ use std::time::Duration;
 use sonde::probe::{DnsQuestion, ProbeTemplate, Verdict};
 use sonde::scan::{ScanConfig, run};
 use sonde::scope::{ProbeKind, Scope, ScopeGate};
-use sonde::target::index::Shard;
-use sonde::target::{AddrRange, IpSet, PortSet};
+use sonde::targets::index::Shard;
+use sonde::targets::{AddrRange, IpSet, PortSet};
 use support::lab::*;
 
 fn cidr(s: &str) -> AddrRange {

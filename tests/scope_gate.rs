@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use sonde::scope::{Decision, ProbeKind, Refusal, Scope, ScopeGate};
-use sonde::target::{AddrRange, Resolver, TargetSpec};
+use sonde::targets::{AddrRange, Resolver, TargetSpec};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -555,7 +555,7 @@ proptest! {
         let port = kind.has_port().then_some(port);
         // Mapped and compatible IPv6 forms are judged as their IPv4 address.
         let covered = |a: IpAddr| {
-            let a = sonde::target::canonical_ip(a);
+            let a = sonde::targets::canonical_ip(a);
             scope.allow.iter().any(|r| r.applies_to(kind, port) && r.targets.contains(a))
                 && !scope.deny.iter().any(|r| r.applies_to(kind, port) && r.targets.contains(a))
         };
@@ -574,22 +574,22 @@ proptest! {
         // with the plain walk over every rule.
         let hard = sonde::scope::HARD_DENY.iter().any(|(net, _)| {
             let (b, p) = net.split_once('/').unwrap();
-            AddrRange::cidr(b.parse().unwrap(), p.parse().unwrap()).unwrap().contains(sonde::target::canonical_ip(ip))
+            AddrRange::cidr(b.parse().unwrap(), p.parse().unwrap()).unwrap().contains(sonde::targets::canonical_ip(ip))
         });
         prop_assert_eq!(gate.allows(ip, port, kind), covered(ip) && !hard, "{} {:?} {} by\n{}", ip, port, kind, text);
         let d = gate.decide_at(target, port, kind, "t", moment);
         prop_assert!(!d.is_allowed() || (open && covered(ip)), "{ip} {port:?} {kind} at {moment} allowed by\n{text}");
         if open && covered(ip) && !sonde::scope::HARD_DENY.iter().any(|(net, _)| {
             let (b, p) = net.split_once('/').unwrap();
-            AddrRange::cidr(b.parse().unwrap(), p.parse().unwrap()).unwrap().contains(sonde::target::canonical_ip(ip))
+            AddrRange::cidr(b.parse().unwrap(), p.parse().unwrap()).unwrap().contains(sonde::targets::canonical_ip(ip))
         }) {
             prop_assert!(d.is_allowed(), "{ip} {port:?} {kind} refused though allowed by\n{text}");
         }
         // A range: allowed only if every address is.
-        let first = sonde::target::range::addr_value(ip);
+        let first = sonde::targets::range::addr_value(ip);
         let width = if ip.is_ipv4() { u128::from(u32::MAX) } else { u128::MAX };
         let last = first.saturating_add(span).min(width);
-        let family = if ip.is_ipv4() { sonde::target::Family::V4 } else { sonde::target::Family::V6 };
+        let family = if ip.is_ipv4() { sonde::targets::Family::V4 } else { sonde::targets::Family::V6 };
         let range = AddrRange::new(ip, family.addr(last));
         if let Ok(range) = range
             && gate.decide_at(range, port, kind, "r", moment).is_allowed()
@@ -721,7 +721,7 @@ proptest! {
              [[allow]]\ntargets = [\"198.18.0.0/24\"]\nports = [{}]\n",
             items.join(", ")
         );
-        let mut expected = sonde::target::PortSet::new();
+        let mut expected = sonde::targets::PortSet::new();
         let mut valid = true;
         for item in &items {
             if let Some(range) = item.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {

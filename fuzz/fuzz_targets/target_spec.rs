@@ -8,9 +8,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = sonde::target::TargetSpec::parse(text);
-    let _ = sonde::target::PortSet::parse(text);
-    let _ = sonde::target::spec::parse_target_list(text, "fuzz.txt");
-    let _ = sonde::target::index::Shard::parse(text);
+    let _ = sonde::targets::TargetSpec::parse(text);
+    let _ = sonde::targets::PortSet::parse(text);
+    let _ = sonde::targets::spec::parse_target_list(text, "fuzz.txt");
+    let _ = sonde::targets::index::Shard::parse(text);
     let _ = sonde::probe::DnsQuestion::parse(text);
 });

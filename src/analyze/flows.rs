@@ -194,15 +194,15 @@ impl Flow {
             protocol: proto_name(k.proto),
             client: endpoint(client),
             server: endpoint(server),
-            first_timestamp: super::time::timestamp(self.first_ns),
-            last_timestamp: super::time::timestamp(self.last_ns),
+            first_timestamp: crate::clock::timestamp(self.first_ns),
+            last_timestamp: crate::clock::timestamp(self.last_ns),
             first_frame: self.first_frame,
             packets_client_to_server: self.c2s.0,
             bytes_client_to_server: self.c2s.1,
             packets_server_to_client: self.s2c.0,
             bytes_server_to_client: self.s2c.1,
-            tcp_flags_client: tcp.then(|| flag_letters(self.flags_c2s)),
-            tcp_flags_server: tcp.then(|| flag_letters(self.flags_s2c)),
+            tcp_flags_client: tcp.then(|| crate::wire::tcp::flag_letters(self.flags_c2s)),
+            tcp_flags_server: tcp.then(|| crate::wire::tcp::flag_letters(self.flags_s2c)),
             handshake: tcp.then(|| self.handshake()),
             closed_by: tcp.then(|| self.closed_by()),
             app_protocol: self.app(),
@@ -229,16 +229,6 @@ pub fn proto_name(p: u8) -> &'static str {
         58 => "icmpv6",
         _ => "ip",
     }
-}
-
-/// Flags in tcpdump's letters, in the order `FSRPAUEC`.
-pub fn flag_letters(f: u8) -> String {
-    b"FSRPAUEC"
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| f & (1 << i) != 0)
-        .map(|(_, c)| *c as char)
-        .collect()
 }
 
 /// What the report shows of a flow.

@@ -19,7 +19,6 @@ pub mod http_stream;
 pub mod quic;
 pub mod stats;
 pub mod tcp_analysis;
-mod time;
 pub mod tls;
 pub mod tunnel;
 

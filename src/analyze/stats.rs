@@ -474,7 +474,7 @@ impl Stats {
 
 // The clock and RFC 3339 text live in `analyze::time` (flows use them
 // too, and stats reads flows: one direction between the two files).
-pub(crate) use super::time::{now_nanos, timestamp};
+pub(crate) use crate::clock::timestamp;
 
 impl Stats {
     /// The top talkers: each address as a source (what it sent) and as a

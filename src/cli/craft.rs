@@ -18,7 +18,7 @@ use crate::net::packet::Sniffer;
 use crate::net::route::{self, RouteCache, RouteError};
 use crate::pcap::{LinkType, PcapWriter};
 use crate::scope::{Decision, ProbeKind, ScopeGate};
-use crate::target::AddrRange;
+use crate::targets::AddrRange;
 use crate::wire::ethernet::EthernetFrame;
 use crate::wire::ip::IpPacket;
 
@@ -109,7 +109,7 @@ pub fn run_craft(args: CraftArgs, out: &mut dyn Write) -> Result<i32, Error> {
             .map_err(|e| Error::runtime("cannot give the pcap to the sudo user", e))?;
         let mut w = PcapWriter::new(file, link_type(&crafted), 65535)
             .map_err(|e| Error::runtime("cannot write the pcap", e))?;
-        let now = crate::analyze::stats::now_nanos();
+        let now = crate::clock::now_nanos();
         for (i, p) in packets.iter().enumerate() {
             w.write(now + i as i64 * 1000, p)
                 .map_err(|e| Error::runtime("cannot write the pcap", e))?;
@@ -500,7 +500,7 @@ fn send(
                 .permit(src, dst, port, kind)
                 .map_err(|r| Error::Refused(vec![r]))?;
             if let Some(w) = pcap.as_mut() {
-                w.write(crate::analyze::stats::now_nanos(), p)
+                w.write(crate::clock::now_nanos(), p)
                     .map_err(|e| Error::runtime("cannot write the pcap", e))?;
             }
             link.senders[0]
@@ -530,7 +530,7 @@ fn send(
                 replies += 1;
                 answered = true;
                 if let Some(w) = pcap.as_mut() {
-                    w.write(crate::analyze::stats::now_nanos(), ip)
+                    w.write(crate::clock::now_nanos(), ip)
                         .map_err(|e| Error::runtime("cannot write the pcap", e))?;
                 }
                 writeln!(

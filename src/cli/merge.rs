@@ -278,12 +278,11 @@ pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
         hosts.absorb(std::mem::take(&mut s.hosts));
     }
 
-    let dir = RunDir::create(Some(&args.output_dir), crate::analyze::stats::now_nanos()).map_err(
-        |e| match e {
+    let dir =
+        RunDir::create(Some(&args.output_dir), crate::clock::now_nanos()).map_err(|e| match e {
             RunDirError::Io(..) => Error::runtime("cannot create the merged run directory", e),
             _ => Error::usage(e.to_string(), "name a new or empty directory with -o"),
-        },
-    )?;
+        })?;
     let mut log: Audit = crate::evidence::AuditLog::new(create_in(&dir, run_dir::AUDIT)?);
     let started = now_rfc3339();
     let manifest_shards: Vec<Value> = shards

@@ -23,8 +23,8 @@ mod resume;
 use crate::scan::hosts::{HostResults, RecordMode};
 use crate::scan::{ScanConfig, run};
 use crate::scope::{Decision, ProbeKind, ScopeGate};
-use crate::target::index::Shard;
-use crate::target::{IpSet, PortSet, SystemResolver};
+use crate::targets::index::Shard;
+use crate::targets::{IpSet, PortSet, SystemResolver};
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
@@ -407,7 +407,7 @@ impl Watched {
 pub(super) type Audit = crate::evidence::AuditLog<std::fs::File>;
 
 pub(super) fn now_rfc3339() -> String {
-    crate::analyze::stats::timestamp(crate::analyze::stats::now_nanos())
+    crate::clock::timestamp(crate::clock::now_nanos())
 }
 
 /// Append an audit record; a failing audit log stops the run (exit 1).
@@ -511,17 +511,15 @@ pub fn run_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32, Error> {
     }
     // The run directory and its audit log come first: a refused or failed
     // run leaves records too.
-    let dir = RunDir::create(
-        args.output_dir.as_deref(),
-        crate::analyze::stats::now_nanos(),
-    )
-    .map_err(|e| match e {
-        RunDirError::Io(..) => Error::runtime("cannot create the run directory", e),
-        _ => Error::usage(
-            e.to_string(),
-            "name a new or empty directory with -o, or leave -o out for a new timestamped one",
-        ),
-    })?;
+    let dir = RunDir::create(args.output_dir.as_deref(), crate::clock::now_nanos()).map_err(
+        |e| match e {
+            RunDirError::Io(..) => Error::runtime("cannot create the run directory", e),
+            _ => Error::usage(
+                e.to_string(),
+                "name a new or empty directory with -o, or leave -o out for a new timestamped one",
+            ),
+        },
+    )?;
     crate::net::privilege::chown_to_invoker(dir.path())
         .and_then(|()| crate::net::privilege::share_with_invoker_group(dir.path()))
         .and_then(|()| crate::net::privilege::keep_invoker_group())
@@ -917,7 +915,7 @@ fn dry_run(args: &ScanArgs, flags: &Flags, out: &mut dyn Write) -> Result<i32, E
         ),
     ];
     let addresses =
-        targets.count(crate::target::Family::V4) + targets.count(crate::target::Family::V6);
+        targets.count(crate::targets::Family::V4) + targets.count(crate::targets::Family::V6);
     let ranges: Vec<String> = targets
         .ranges()
         .map(|r| format!("  {r} ({})", r.len()))
@@ -1371,7 +1369,7 @@ fn scan_inner(
         serde_json::json!({
             "reason": reason,
             "count": u64::try_from(
-                set.count(crate::target::Family::V4) + set.count(crate::target::Family::V6)
+                set.count(crate::targets::Family::V4) + set.count(crate::targets::Family::V6)
             )
             .unwrap_or(u64::MAX),
             "addresses": set.ranges().map(|r| r.to_string()).collect::<Vec<_>>(),

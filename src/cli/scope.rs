@@ -12,7 +12,7 @@ use super::targets::TargetArgs;
 use super::write_err;
 use crate::error::{Error, exit};
 use crate::scope::{Decision, HARD_DENY, ProbeKind, Rule, Scope, ScopeGate};
-use crate::target::{Family, PortSet, SystemResolver};
+use crate::targets::{Family, PortSet, SystemResolver};
 
 #[derive(Debug, Subcommand)]
 pub enum ScopeCommand {
@@ -112,7 +112,8 @@ fn check(args: CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
             targets.push(t);
             continue;
         }
-        let mut rest: crate::target::IpSet = t.target.range.canonical_parts().into_iter().collect();
+        let mut rest: crate::targets::IpSet =
+            t.target.range.canonical_parts().into_iter().collect();
         rest.subtract(&excluded);
         if rest.is_empty() {
             wholly_excluded.push(t.target.to_string());
@@ -195,7 +196,7 @@ fn check(args: CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
     }
     if refused > 0 {
         writeln!(out, "\n{refused} of {} targets refused", targets.len()).map_err(write_err)?;
-        let judged: crate::target::IpSet = targets
+        let judged: crate::targets::IpSet = targets
             .iter()
             .flat_map(|t| t.target.range.canonical_parts())
             .collect();
@@ -212,7 +213,7 @@ fn check(args: CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
 /// between those boundaries stands for the segment.
 pub(crate) fn judge(
     gate: &ScopeGate,
-    range: &crate::target::AddrRange,
+    range: &crate::targets::AddrRange,
     ports: Option<&PortSet>,
     kind: ProbeKind,
     label: &str,

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::error::Error;
-use crate::target::spec::{parse_target_list, split_target_port};
-use crate::target::{PortSet, ResolvedTarget, Resolver, TargetSpec};
+use crate::targets::spec::{parse_target_list, split_target_port};
+use crate::targets::{PortSet, ResolvedTarget, Resolver, TargetSpec};
 
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
@@ -64,9 +64,9 @@ pub fn default_syn_ports(scope: &crate::scope::Scope) -> PortSet {
 /// `--exclude` would take out so the rest can be judged on its own.
 pub fn denied_part(
     scope: &crate::scope::Scope,
-    targets: &crate::target::IpSet,
-) -> crate::target::IpSet {
-    let mut denied = crate::target::IpSet::new();
+    targets: &crate::targets::IpSet,
+) -> crate::targets::IpSet {
+    let mut denied = crate::targets::IpSet::new();
     for rule in &scope.deny {
         denied.union_with(&rule.targets);
     }
@@ -80,7 +80,10 @@ pub fn denied_part(
 
 /// The hint a refusal by deny rules gets: the `--exclude` that carves the
 /// denied addresses out (exclusions only narrow), when there are any.
-pub fn exclude_hint(scope: &crate::scope::Scope, targets: &crate::target::IpSet) -> Option<String> {
+pub fn exclude_hint(
+    scope: &crate::scope::Scope,
+    targets: &crate::targets::IpSet,
+) -> Option<String> {
     let part = denied_part(scope, targets);
     if part.is_empty() {
         return None;
@@ -118,7 +121,7 @@ impl TargetArgs {
 
     /// The addresses --exclude and --excludefile name (IPv4-mapped IPv6
     /// as IPv4), resolved like targets; empty when neither was given.
-    pub fn excluded(&self, resolver: &dyn Resolver) -> Result<crate::target::IpSet, Error> {
+    pub fn excluded(&self, resolver: &dyn Resolver) -> Result<crate::targets::IpSet, Error> {
         let mut specs: Vec<(String, TargetSpec)> = Vec::new();
         for t in &self.exclude {
             specs.push((t.clone(), TargetSpec::parse(t)?));
@@ -130,7 +133,7 @@ impl TargetArgs {
             })?;
             specs.extend(parse_target_list(&text, &path.display().to_string())?);
         }
-        let mut out = crate::target::IpSet::new();
+        let mut out = crate::targets::IpSet::new();
         for (text, spec) in specs {
             if let (true, TargetSpec::Host(h)) = (self.no_resolve, &spec) {
                 return Err(Error::usage(

@@ -361,7 +361,7 @@ pub fn build(
                 h.acknowledgment_number = a.u32("ack")?.unwrap_or(0);
                 h.urgent_pointer = a.u16("urgptr")?.unwrap_or(0);
                 let flags = match a.get("flags") {
-                    Some(f) => tcp_flags(&f.value).ok_or_else(|| {
+                    Some(f) => crate::wire::tcp::parse_flags(&f.value).ok_or_else(|| {
                         a.err(
                             f,
                             "TCP flag letters",
@@ -584,7 +584,7 @@ pub fn build(
                     |a: &mut Args, name: &str, default: [u8; 6]| -> Result<[u8; 6], SpecError> {
                         match a.get(name) {
                             None => Ok(default),
-                            Some(f) => crate::net::route::parse_mac(&f.value)
+                            Some(f) => crate::wire::ethernet::parse_mac(&f.value)
                                 .ok_or_else(|| a.err(f, "a MAC address", "e.g. 02:00:5e:10:00:01")),
                         }
                     };
@@ -663,32 +663,6 @@ fn transport_of(bytes: &[u8], layers: &[Layer]) -> Option<TransportKind> {
         }
         p => TransportKind::Other(p),
     })
-}
-
-/// `FSRPAUEC` letters (in any order) or a number.
-fn tcp_flags(v: &str) -> Option<u16> {
-    if let Ok(n) = v.parse::<u16>() {
-        return (n <= 0x1ff).then_some(n);
-    }
-    if let Some(h) = v.strip_prefix("0x") {
-        return u16::from_str_radix(h, 16).ok().filter(|n| *n <= 0x1ff);
-    }
-    let mut f = 0u16;
-    for c in v.chars() {
-        f |= match c.to_ascii_uppercase() {
-            'F' => 0x01,
-            'S' => 0x02,
-            'R' => 0x04,
-            'P' => 0x08,
-            'A' => 0x10,
-            'U' => 0x20,
-            'E' => 0x40,
-            'C' => 0x80,
-            'N' => 0x100,
-            _ => return None,
-        };
-    }
-    Some(f)
 }
 
 /// `mss:1460;sackok;ws:7;ts:1:0;nop;eol`

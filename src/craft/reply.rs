@@ -160,7 +160,7 @@ fn quotes(quote: &[u8], sent: &Crafted) -> bool {
 
 /// tcpdump's letters, or "none" for a segment without flags.
 pub fn flag_letters(f: u8) -> String {
-    let s = crate::analyze::flows::flag_letters(f);
+    let s = crate::wire::tcp::flag_letters(f);
     if s.is_empty() { "none".into() } else { s }
 }
 

@@ -35,8 +35,8 @@ use sha2::{Digest, Sha256};
 use crate::probe::plan::ProbePlan;
 use crate::probe::{CookieKey, DnsQuestion, ProbeTemplate, qtype_name};
 use crate::scope::ProbeKind;
-use crate::target::index::Shard;
-use crate::target::{AddrRange, IpSet, PortSet};
+use crate::targets::index::Shard;
+use crate::targets::{AddrRange, IpSet, PortSet};
 
 /// The log's format name, in its header.
 pub const FORMAT: &str = "sonde-sent-log/1";

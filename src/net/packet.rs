@@ -550,7 +550,7 @@ impl Sniffer {
         batch.clear();
         if let Some(ring) = &mut self.ring {
             while let Some(f) = self.pending.pop_front() {
-                batch.push(&f, crate::analyze::stats::now_nanos());
+                batch.push(&f, crate::clock::now_nanos());
             }
             ring.read_block(&self.fd, self.timeout, |f| batch.push(f.data, f.nanos))?;
             return Ok(batch.len());
@@ -585,7 +585,7 @@ impl Sniffer {
                 _ => Err(e),
             };
         }
-        let now = crate::analyze::stats::now_nanos();
+        let now = crate::clock::now_nanos();
         for (i, m) in msgs[..n as usize].iter().enumerate() {
             let len = (m.msg_len as usize).min(batch.bufs[i].len());
             let RecvBatch {

@@ -180,7 +180,7 @@ pub fn interface_index(name: &str) -> Option<u32> {
 /// interface addresses, 127.0.0.0/8 and AnyIP blocks (`ip route add local
 /// BLOCK dev lo`), IPv4 and IPv6. The gate lets packets carry these as
 /// their source; replies to them come back here.
-pub fn local_addresses() -> Result<crate::target::IpSet, RouteError> {
+pub fn local_addresses() -> Result<crate::targets::IpSet, RouteError> {
     use netlink_packet_route::route::RouteType;
     let mut ranges = Vec::new();
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
@@ -200,7 +200,7 @@ pub fn local_addresses() -> Result<crate::target::IpSet, RouteError> {
             for a in &r.attributes {
                 if let RouteAttribute::Destination(d) = a
                     && let Some(ip) = addr(d.clone())
-                    && let Ok(range) = crate::target::AddrRange::cidr(ip, prefix)
+                    && let Ok(range) = crate::targets::AddrRange::cidr(ip, prefix)
                 {
                     ranges.push(range);
                 }
@@ -330,16 +330,6 @@ pub fn link(ifindex: u32) -> Result<Link, RouteError> {
         resolves_neighbours: !flags.contains(LinkFlags::Loopback)
             && !flags.contains(LinkFlags::Noarp),
     })
-}
-
-/// `02:00:5e:10:ff:0a` to bytes.
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let parts: Vec<u8> = s
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16))
-        .collect::<Result<_, _>>()
-        .ok()?;
-    parts.try_into().ok()
 }
 
 /// Everything needed to put a frame for `target` on the wire.
@@ -524,9 +514,9 @@ impl RouteCache {
     /// still routed on its own when its probe is sent).
     pub fn split_at_prefixes(
         &self,
-        range: crate::target::AddrRange,
-    ) -> Vec<crate::target::AddrRange> {
-        let v4 = range.family() == crate::target::Family::V4;
+        range: crate::targets::AddrRange,
+    ) -> Vec<crate::targets::AddrRange> {
+        let v4 = range.family() == crate::targets::Family::V4;
         let width: u32 = if v4 { 32 } else { 128 };
         let (lo, hi) = (range.start_value(), range.end_value());
         let mut cuts: Vec<u128> = Vec::new();
@@ -556,7 +546,9 @@ impl RouteCache {
         parts.push((from, hi));
         parts
             .into_iter()
-            .filter_map(|(a, b)| crate::target::AddrRange::new(family.addr(a), family.addr(b)).ok())
+            .filter_map(|(a, b)| {
+                crate::targets::AddrRange::new(family.addr(a), family.addr(b)).ok()
+            })
             .collect()
     }
 
@@ -649,10 +641,10 @@ mod tests {
     #[test]
     fn macs() {
         assert_eq!(
-            super::parse_mac("02:00:5e:10:ff:0a"),
+            crate::wire::ethernet::parse_mac("02:00:5e:10:ff:0a"),
             Some([2, 0, 0x5e, 0x10, 0xff, 0x0a])
         );
-        assert_eq!(super::parse_mac("02:00:5e:10:ff"), None);
-        assert_eq!(super::parse_mac("zz:00:5e:10:ff:0a"), None);
+        assert_eq!(crate::wire::ethernet::parse_mac("02:00:5e:10:ff"), None);
+        assert_eq!(crate::wire::ethernet::parse_mac("zz:00:5e:10:ff:0a"), None);
     }
 }

@@ -7,7 +7,7 @@
 //! ```
 //! use sonde::probe::plan::ProbePlan;
 //! use sonde::scope::ProbeKind;
-//! use sonde::target::{AddrRange, IpSet, PortSet};
+//! use sonde::targets::{AddrRange, IpSet, PortSet};
 //! let targets: IpSet = [AddrRange::cidr("198.18.0.0".parse().unwrap(), 30).unwrap()]
 //!     .into_iter()
 //!     .collect();
@@ -24,8 +24,8 @@ use std::net::IpAddr;
 use super::build::{BuildError, DnsQuestion, Probe, ProbeTemplate, build};
 use super::cookie::CookieKey;
 use crate::scope::ProbeKind;
-use crate::target::index::{IndexError, IndexSpace, Permutation};
-use crate::target::{IpSet, PortSet};
+use crate::targets::index::{IndexError, IndexSpace, Permutation};
+use crate::targets::{IpSet, PortSet};
 
 /// One probe as the plan names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,7 +170,7 @@ impl ProbePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::AddrRange;
+    use crate::targets::AddrRange;
 
     fn targets() -> IpSet {
         [AddrRange::cidr("198.18.0.0".parse().unwrap(), 29).unwrap()]

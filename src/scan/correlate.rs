@@ -7,7 +7,7 @@
 //! use sonde::scan::correlate::{Correlation, Correlator};
 //! use sonde::scope::ProbeKind;
 //! let key = CookieKey::random();
-//! let targets = [sonde::target::AddrRange::single("198.18.1.10".parse().unwrap())].into_iter().collect();
+//! let targets = [sonde::targets::AddrRange::single("198.18.1.10".parse().unwrap())].into_iter().collect();
 //! let mut c = Correlator::new(key, targets, Vec::new(), 10);
 //! // Our own probe, seen again on the wire (as on loopback).
 //! let (src, dst) = ("198.18.0.2".parse().unwrap(), "198.18.1.10".parse().unwrap());
@@ -26,8 +26,8 @@ use serde::Serialize;
 use super::{CaptureTime, ScanResult};
 use crate::probe::{Classified, CookieKey, classify};
 use crate::scope::ProbeKind;
-use crate::target::IpSet;
-use crate::target::index::IndexSpace;
+use crate::targets::IpSet;
+use crate::targets::index::IndexSpace;
 
 /// The largest answered-bitmap kept (bits over every probe of the scan);
 /// larger scans keep a set of the probes answered instead. Zeroed memory
@@ -363,7 +363,7 @@ impl Correlator {
             .get(&probe)
             .map(|&sent| (now.saturating_sub(sent).max(0) / 1000) as u64);
         let service = match r.kind {
-            ProbeKind::Syn => r.port.and_then(crate::target::ports::tcp_service),
+            ProbeKind::Syn => r.port.and_then(crate::targets::ports::tcp_service),
             ProbeKind::Dns => Some("domain"),
             ProbeKind::Icmp => None,
         };
@@ -394,7 +394,7 @@ fn source_of(ip: &[u8]) -> Option<IpAddr> {
 mod tests {
     use super::*;
     use crate::probe::{DnsQuestion, Probe, ProbeTemplate, Verdict, build};
-    use crate::target::AddrRange;
+    use crate::targets::AddrRange;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -556,7 +556,7 @@ mod tests {
     fn answered_bits_saved_and_read_back_carry_into_a_resumed_segment() {
         let key = CookieKey::random();
         let targets: IpSet = [AddrRange::single(ip(TARGET))].into_iter().collect();
-        let ports = crate::target::PortSet::parse("22,23,80").unwrap();
+        let ports = crate::targets::PortSet::parse("22,23,80").unwrap();
         let spaces = vec![(
             ProbeKind::Syn,
             IndexSpace::new(&targets, Some(&ports)).unwrap(),
@@ -587,7 +587,7 @@ mod tests {
             ProbeKind::Syn,
             IndexSpace::new(
                 &targets,
-                Some(&crate::target::PortSet::parse("1-1000").unwrap()),
+                Some(&crate::targets::PortSet::parse("1-1000").unwrap()),
             )
             .unwrap(),
         )];
@@ -600,7 +600,7 @@ mod tests {
     fn a_bitmap_over_the_scans_probes_answers_as_the_set_does() {
         let key = CookieKey::random();
         let targets: IpSet = [AddrRange::single(ip(TARGET))].into_iter().collect();
-        let ports = crate::target::PortSet::parse("22,23,80").unwrap();
+        let ports = crate::targets::PortSet::parse("22,23,80").unwrap();
         let spaces = vec![(
             ProbeKind::Syn,
             IndexSpace::new(&targets, Some(&ports)).unwrap(),

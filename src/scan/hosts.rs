@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::ScanResult;
 use crate::probe::Verdict;
 use crate::scope::ProbeKind;
-use crate::target::PortSet;
+use crate::targets::PortSet;
 
 /// Port ranges kept per folded group; a group scattered over more ranges
 /// keeps its count only (a top-1000 scan's closed ports on a /16 would
@@ -363,7 +363,7 @@ fn result_from_json(r: &serde_json::Value) -> Result<ScanResult, String> {
         // Named as the scan names it: from the port (DNS: domain).
         service: match (probe, port) {
             (ProbeKind::Dns, _) => Some("domain"),
-            (ProbeKind::Syn, Some(p)) => crate::target::ports::tcp_service(p),
+            (ProbeKind::Syn, Some(p)) => crate::targets::ports::tcp_service(p),
             _ => None,
         },
         verdict,
@@ -385,7 +385,7 @@ mod tests {
             probe,
             question: None,
             // As the scan names them.
-            service: port.and_then(crate::target::ports::tcp_service),
+            service: port.and_then(crate::targets::ports::tcp_service),
             verdict,
             ttl: 64,
             rtt_us: None,

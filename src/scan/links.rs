@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use crate::target::{AddrRange, IpSet};
+use crate::targets::{AddrRange, IpSet};
 
 /// Where one address leaves: (interface index, gateway, source address),
 /// as the kernel answers a route question.
@@ -165,11 +165,12 @@ mod tests {
     /// 198.19.0.0/16, loopback (interface 1) for its own addresses.
     fn lab_route(ip: IpAddr) -> Result<Route, RouteError> {
         let me: IpAddr = "198.18.0.1".parse().unwrap();
-        let v = crate::target::range::addr_value(ip);
+        let v = crate::targets::range::addr_value(ip);
         let on_link = |a: &str, b: &str| {
             let a: IpAddr = a.parse().unwrap();
             let b: IpAddr = b.parse().unwrap();
-            (crate::target::range::addr_value(a)..=crate::target::range::addr_value(b)).contains(&v)
+            (crate::targets::range::addr_value(a)..=crate::targets::range::addr_value(b))
+                .contains(&v)
         };
         Ok(if ip == me {
             (1, None, me)
@@ -194,7 +195,7 @@ mod tests {
         let mut parts = Vec::new();
         let mut from = r.start_value();
         for c in cuts {
-            let c = crate::target::range::addr_value(c.parse().unwrap());
+            let c = crate::targets::range::addr_value(c.parse().unwrap());
             if c > from && c <= r.end_value() {
                 parts.push((from, c - 1));
                 from = c;
@@ -262,7 +263,7 @@ mod tests {
         );
         assert_eq!(groups[1].name, "cs0");
         assert_eq!(groups[1].describe(), "cs0 (on-link, via 198.18.0.254)");
-        assert_eq!(groups[1].targets.count(crate::target::Family::V4), 9 + 256);
+        assert_eq!(groups[1].targets.count(crate::targets::Family::V4), 9 + 256);
     }
 
     #[test]

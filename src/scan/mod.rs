@@ -40,8 +40,8 @@ use crate::probe::cookie::MAX_DNS_QUESTIONS;
 use crate::probe::plan::ProbePlan;
 use crate::probe::{CookieKey, DnsQuestion, ProbeTemplate, Verdict};
 use crate::scope::{ProbeKind, Refusal, ScopeGate};
-use crate::target::index::Shard;
-use crate::target::{IpSet, PortSet};
+use crate::targets::index::Shard;
+use crate::targets::{IpSet, PortSet};
 use correlate::Correlator;
 
 /// What to scan and how.
@@ -165,7 +165,7 @@ pub struct CaptureTime(pub i64);
 
 impl Serialize for CaptureTime {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::analyze::stats::timestamp(self.0))
+        s.serialize_str(&crate::clock::timestamp(self.0))
     }
 }
 
@@ -293,7 +293,7 @@ pub enum ScanError {
     Route(RouteError),
     Refused(Refusal),
     Io(&'static str, std::io::Error),
-    Index(crate::target::index::IndexError),
+    Index(crate::targets::index::IndexError),
     /// A target's route moved to an interface the run did not open.
     RouteChanged {
         target: IpAddr,
@@ -500,7 +500,7 @@ pub fn egress_groups(
     interface: Option<&str>,
     routes: &mut route::RouteCache,
 ) -> Result<Vec<links::Egress>, ScanError> {
-    let parts: Vec<crate::target::AddrRange> = targets
+    let parts: Vec<crate::targets::AddrRange> = targets
         .ranges()
         .flat_map(|r| routes.split_at_prefixes(r))
         .collect();
@@ -551,7 +551,7 @@ pub fn run(
         return Err(ScanError::Questions(config.dns_questions.len()));
     }
     let plan = plan(config)?;
-    let spaces: Vec<(ProbeKind, crate::target::index::IndexSpace)> = plan
+    let spaces: Vec<(ProbeKind, crate::targets::index::IndexSpace)> = plan
         .kinds()
         .iter()
         .map(|k| (k.kind, k.space.clone()))
@@ -560,7 +560,7 @@ pub fn run(
         && let Some(r) = config
             .targets
             .ranges()
-            .find(|r| r.family() != crate::target::Family::of(s))
+            .find(|r| r.family() != crate::targets::Family::of(s))
     {
         return Err(ScanError::SourceFamily {
             source: s,
@@ -1006,7 +1006,7 @@ pub fn run(
     let cooldown_started = Instant::now();
     if outcome.is_ok() && !shared.output_failed.load(Ordering::Relaxed) {
         let until = Instant::now() + config.wait;
-        let sent_end = crate::analyze::stats::now_nanos();
+        let sent_end = crate::clock::now_nanos();
         while Instant::now() < until && shared.matched.load(Ordering::Relaxed) < probes {
             if config.adaptive_wait && quiet_long_enough(&shared, sent_end, config.wait) {
                 break;
@@ -1132,7 +1132,7 @@ fn quiet_long_enough(shared: &Shared, sent_end: i64, wait: Duration) -> bool {
     }
     let quiet = (Duration::from_micros(timeout_us) * 2).clamp(MIN_QUIET, wait.max(MIN_QUIET));
     let last = sent_end.max(shared.last_result_ns.load(Ordering::Relaxed));
-    crate::analyze::stats::now_nanos().saturating_sub(last) >= quiet.as_nanos() as i64
+    crate::clock::now_nanos().saturating_sub(last) >= quiet.as_nanos() as i64
 }
 
 /// The shortest quiet that ends an adaptive cooldown (nmap -T5's shortest

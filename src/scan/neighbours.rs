@@ -20,7 +20,7 @@ use crate::net::link::LinkSender;
 use crate::net::route::{RouteCache, RouteError};
 use crate::probe::neighbour;
 use crate::scope::ScopeGate;
-use crate::target::IpSet;
+use crate::targets::IpSet;
 
 /// How long each round waits for answers after its last request (the same
 /// rounds as `craft`'s single next hop), at most: once an answer has come,
@@ -235,7 +235,7 @@ pub(super) fn discover(
                     .map_or_else(|_| format!("if{ifindex}"), |l| l.name.clone()),
             });
         }
-        let single = crate::target::AddrRange::single(next_hop);
+        let single = crate::targets::AddrRange::single(next_hop);
         if next_hop.is_ipv4() {
             v4.push(single);
         } else {

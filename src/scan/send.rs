@@ -17,7 +17,7 @@ use crate::net::route;
 use crate::probe::CookieKey;
 use crate::probe::plan::KindPlan;
 use crate::scope::{Refusal, ScopeGate};
-use crate::target::index::Shard;
+use crate::targets::index::Shard;
 
 /// One pass of one probe kind, for one sending thread.
 pub(super) struct Job<'a> {
@@ -197,7 +197,7 @@ where
                     .map_err(|e| {
                         ScanError::Io("cannot build a probe", std::io::Error::other(e.to_string()))
                     })?;
-                    let at = crate::analyze::stats::now_nanos();
+                    let at = crate::clock::now_nanos();
                     if timing {
                         timed.push((k, at));
                     }

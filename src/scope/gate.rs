@@ -23,7 +23,7 @@ use governor::{Quota, RateLimiter};
 use time::OffsetDateTime;
 
 use super::{ProbeKind, Rule, RuleKind, Scope};
-use crate::target::{AddrRange, IpSet, PortSet, canonical_ip};
+use crate::targets::{AddrRange, IpSet, PortSet, canonical_ip};
 
 /// Networks no scope can open: "this network", broadcast, multicast and
 /// reserved space. Probing them reaches hosts nobody listed.

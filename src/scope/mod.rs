@@ -24,7 +24,7 @@
 //! // The gate is told this host's addresses: packets carry one of them as
 //! // their source (or one the scope lists in spoof_sources).
 //! let here = "127.0.0.1".parse().unwrap();
-//! let local = [sonde::target::AddrRange::single(here)].into_iter().collect();
+//! let local = [sonde::targets::AddrRange::single(here)].into_iter().collect();
 //! let gate = ScopeGate::new(scope, None).unwrap().with_local_sources(local);
 //! let mut batch = gate.reserve(2).unwrap();
 //! assert!(batch.permit(here, "127.0.0.1".parse().unwrap(), Some(22), ProbeKind::Syn).is_ok());
@@ -41,7 +41,7 @@ use std::str::FromStr;
 
 use time::OffsetDateTime;
 
-use crate::target::{IpSet, PortSet};
+use crate::targets::{IpSet, PortSet};
 
 pub(crate) use gate::rfc3339 as gate_time;
 pub use gate::{Allowance, Decision, HARD_DENY, MAX_WAIT, MIN_RATE, Permit, Refusal, ScopeGate};

@@ -9,7 +9,7 @@ use time::format_description::well_known::Rfc3339;
 use toml::Spanned;
 
 use super::{Engagement, ProbeKind, ProbeKinds, Rule, RuleKind, Scope};
-use crate::target::{AddrRange, IpSet, PortSet, TargetSpec};
+use crate::targets::{AddrRange, IpSet, PortSet, TargetSpec};
 
 /// A scope file that cannot be used, and where and why.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -57,6 +57,21 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     }
 }
 
+/// `02:00:5e:10:ff:0a` to bytes; `None` unless six hexadecimal octets.
+///
+/// ```
+/// assert_eq!(sonde::wire::ethernet::parse_mac("02:00:5e:10:ff:0a"), Some([2, 0, 0x5e, 0x10, 0xff, 0x0a]));
+/// assert_eq!(sonde::wire::ethernet::parse_mac("02:00:5e:10:ff"), None);
+/// ```
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let parts: Vec<u8> = s
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    parts.try_into().ok()
+}
+
 /// The payload of an Ethernet frame, or nothing when it is too short to
 /// be one (what the sniffer hands on: the IP packet of a captured frame).
 pub fn payload_of(frame: &[u8]) -> &[u8] {

@@ -123,6 +123,56 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     }
 }
 
+/// The flag bits' letters as tcpdump writes them, in the order `FSRPAUEC`
+/// (bit 0 first); empty for a segment without flags.
+///
+/// ```
+/// assert_eq!(sonde::wire::tcp::flag_letters(0x12), "SA");
+/// assert_eq!(sonde::wire::tcp::flag_letters(0), "");
+/// ```
+pub fn flag_letters(f: u8) -> String {
+    b"FSRPAUEC"
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| f & (1 << i) != 0)
+        .map(|(_, c)| *c as char)
+        .collect()
+}
+
+/// Flag bits from their letters (`FSRPAUEC`, and `N` for the nonce bit,
+/// in any order and case), or from a number (`18`, `0x12`); `None` for
+/// anything else or a value above the nine flag bits.
+///
+/// ```
+/// assert_eq!(sonde::wire::tcp::parse_flags("SA"), Some(0x12));
+/// assert_eq!(sonde::wire::tcp::parse_flags("0x12"), Some(0x12));
+/// assert_eq!(sonde::wire::tcp::parse_flags("SX"), None);
+/// ```
+pub fn parse_flags(v: &str) -> Option<u16> {
+    if let Ok(n) = v.parse::<u16>() {
+        return (n <= 0x1ff).then_some(n);
+    }
+    if let Some(h) = v.strip_prefix("0x") {
+        return u16::from_str_radix(h, 16).ok().filter(|n| *n <= 0x1ff);
+    }
+    let mut f = 0u16;
+    for c in v.chars() {
+        f |= match c.to_ascii_uppercase() {
+            'F' => 0x01,
+            'S' => 0x02,
+            'R' => 0x04,
+            'P' => 0x08,
+            'A' => 0x10,
+            'U' => 0x20,
+            'E' => 0x40,
+            'C' => 0x80,
+            'N' => 0x100,
+            _ => return None,
+        };
+    }
+    Some(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

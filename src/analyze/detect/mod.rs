@@ -179,7 +179,7 @@ impl Span {
 }
 
 pub(crate) fn ts(ns: i64) -> String {
-    super::stats::timestamp(ns)
+    crate::clock::timestamp(ns)
 }
 
 pub(crate) fn addrs<'a>(it: impl IntoIterator<Item = &'a IpAddr>) -> Vec<String> {

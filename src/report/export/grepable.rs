@@ -50,11 +50,11 @@ pub(super) fn write(scan: &ScanView, out: &mut dyn Write) -> io::Result<()> {
                 ignored = Some((state, n));
             }
             for (state, _, p) in groups {
-                let Some(Ok(set)) = p.as_deref().map(crate::target::PortSet::parse) else {
+                let Some(Ok(set)) = p.as_deref().map(crate::targets::PortSet::parse) else {
                     continue;
                 };
                 for port in set.iter() {
-                    let service = crate::target::ports::tcp_service(port).unwrap_or("");
+                    let service = crate::targets::ports::tcp_service(port).unwrap_or("");
                     ports.push((port, state.clone(), "tcp", service.to_string()));
                 }
             }

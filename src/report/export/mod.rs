@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
-use crate::target::{AddrRange, IpSet, PortSet};
+use crate::targets::{AddrRange, IpSet, PortSet};
 
 pub use table::{COLUMNS, write_csv};
 
@@ -195,7 +195,7 @@ impl ScanView {
                 set.insert(r);
             }
         }
-        set.count(crate::target::Family::V4) + set.count(crate::target::Family::V6)
+        set.count(crate::targets::Family::V4) + set.count(crate::targets::Family::V6)
     }
 
     /// The addresses discovery found down, by reason.

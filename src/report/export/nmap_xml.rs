@@ -135,7 +135,7 @@ fn address<W: Write>(w: &mut Writer<W>, addr: std::net::IpAddr) -> io::Result<()
 fn write_host<W: Write>(
     w: &mut Writer<W>,
     host: &HostView,
-    scanned: Option<&crate::target::PortSet>,
+    scanned: Option<&crate::targets::PortSet>,
     start: i64,
     end: i64,
 ) -> io::Result<()> {

@@ -1,5 +1,7 @@
-//! Time as the reports write it: nanoseconds since the Unix epoch, and
-//! RFC 3339 text.
+//! The one wall clock, at the bottom of the house: time as the evidence
+//! and the reports write it, nanoseconds since the Unix epoch and RFC 3339
+//! text. Everything that stamps a packet, a record or a report reads it
+//! here (pure decisions take their time as an argument instead).
 
 /// Nanoseconds since the Unix epoch, now (0 if the clock is before it).
 pub(crate) fn now_nanos() -> i64 {

@@ -6,8 +6,8 @@
 //! the same few words as a single address.
 //!
 //! ```
-//! use sonde::target::{AddrRange, IpSet, PortSet};
-//! use sonde::target::index::{IndexSpace, Permutation};
+//! use sonde::targets::{AddrRange, IpSet, PortSet};
+//! use sonde::targets::index::{IndexSpace, Permutation};
 //! let set: IpSet = [AddrRange::cidr("198.18.0.0".parse().unwrap(), 24).unwrap()].into_iter().collect();
 //! let space = IndexSpace::new(&set, Some(&PortSet::parse("22,80,443").unwrap())).unwrap();
 //! assert_eq!(space.len(), 256 * 3);
