@@ -57,9 +57,9 @@ impl<W: std::io::Write> std::io::Write for VisibleWriter<W> {
 }
 
 /// A writer for a command's terminal output (a scan's summary, a check's
-/// verdicts): once the reader has gone (a closed pipe, `| head`), the rest
-/// is dropped and the command goes on, so its exit code is the one its
-/// outcome calls for, never a broken pipe's.
+/// verdicts): once the reader has gone (a closed pipe, `| head`, or a
+/// terminal hung up: EIO), the rest is dropped and the command goes on, so
+/// its exit code is the one its outcome calls for, never a broken pipe's.
 pub struct PipeTolerant<W> {
     inner: W,
     closed: bool,
@@ -74,11 +74,16 @@ impl<W> PipeTolerant<W> {
     }
 }
 
+/// A closed pipe, or a terminal that hung up (writes to it fail with EIO).
+fn reader_gone(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe || e.raw_os_error() == Some(libc::EIO)
+}
+
 impl<W: std::io::Write> std::io::Write for PipeTolerant<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if !self.closed {
             match self.inner.write_all(buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => self.closed = true,
+                Err(e) if reader_gone(&e) => self.closed = true,
                 r => r?,
             }
         }
@@ -89,7 +94,7 @@ impl<W: std::io::Write> std::io::Write for PipeTolerant<W> {
             return Ok(());
         }
         match self.inner.flush() {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Err(e) if reader_gone(&e) => {
                 self.closed = true;
                 Ok(())
             }

@@ -1351,3 +1351,63 @@ fn a_closed_pipe_never_changes_the_exit_code() {
     let code = exit_code_with_closed_pipes(&["scan", "--scope", "scopes/loopback.toml", "-p", "x"]);
     assert_eq!(code, 2);
 }
+
+/// Issue 29, item 1: a closed terminal or a dropped SSH session (SIGHUP,
+/// often twice: the kernel and the shell) stopped the scan at once and
+/// left evidence that neither verified nor resumed. SIGHUP is a stop like
+/// SIGTERM, a second SIGHUP changes nothing, and the terminal that is gone
+/// (its writes fail) changes nothing either: the run verifies and resumes
+/// to the end.
+#[test]
+fn a_hangup_stops_the_scan_with_whole_evidence_and_it_resumes() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    // 256 addresses x 40 ports at 2,000 pps: about 5 s of sending.
+    let mut child = lab
+        .sonde_command()
+        .args([
+            "scan",
+            "--scope",
+            "scopes/lab.toml",
+            "198.18.1.0/24",
+            "-p",
+            "1-40",
+            "--rate",
+            "2000",
+            "-o",
+            run.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // The terminal goes away: its output with it, then the hangups.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    for _ in 0..2 {
+        let _ = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "an interrupted scan exits 1");
+    let r = report_json(&run.join("report.json"));
+    assert_eq!(r["interrupted"], true);
+    let audit = std::fs::read_to_string(run.join("audit.jsonl")).unwrap();
+    assert!(audit.contains("\"signal\":1"), "{audit}");
+    assert!(audit.contains("\"scan_stopped\""), "{audit}");
+    assert!(audit.contains("\"run_finished\""), "{audit}");
+    let (code, out, err) = lab.sonde(&["verify", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = lab.sonde(&["scan", "--resume", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = report_json(&run.join("report.json"));
+    assert_eq!(
+        r["probes"].as_u64().unwrap() + r["counters"]["skipped_down"].as_u64().unwrap(),
+        256 * 40,
+        "the whole first pass, over both segments: {r:#}"
+    );
+}

@@ -445,10 +445,11 @@ fn send(
         &[link::Interface {
             ifindex,
             ours: vec![src],
+            queue: Sniffer::DEFAULT_QUEUE,
         }],
         1,
         Duration::from_millis(20),
-        (Sniffer::DEFAULT_QUEUE, false),
+        false,
     )
     .map_err(|(what, e)| Error::runtime(what, e))?;
     let mut pcap = match &args.pcap {

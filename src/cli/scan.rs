@@ -298,17 +298,21 @@ pub(crate) fn note(text: &str) {
     let _ = std::io::stderr().write_all(text.as_bytes());
 }
 
-/// SIGINT and SIGTERM during a scan: the first stops sending (the flag the
-/// scan polls) and is remembered with its time for the audit log; a second
-/// exits at once, removing the unfinished report.
+/// SIGINT, SIGTERM and SIGHUP during a scan: the first stops sending (the
+/// flag the scan polls) and is remembered with its time for the audit log;
+/// the evidence is completed and the run can be resumed. A second SIGINT
+/// or SIGTERM exits at once, removing the unfinished report. A closed
+/// terminal or a dropped SSH session sends SIGHUP, often twice (the kernel
+/// and the shell): a later SIGHUP changes nothing, so the evidence of a
+/// dropped session is always complete.
 struct Interrupts {
     first: Arc<std::sync::Mutex<Option<(i32, String)>>>,
 }
 
 impl Interrupts {
     fn install(stop: Arc<AtomicBool>, partial_report: PathBuf) -> Result<Interrupts, Error> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
             .map_err(|e| Error::runtime("cannot install the Ctrl-C handler", e))?;
         let first = Arc::new(std::sync::Mutex::new(None));
         let seen = first.clone();
@@ -324,6 +328,9 @@ impl Interrupts {
                     if first.is_none() {
                         *first = Some((signal, now_rfc3339()));
                         stop.store(true, Ordering::Relaxed);
+                        continue;
+                    }
+                    if signal == SIGHUP {
                         continue;
                     }
                     let _ = std::fs::remove_file(&partial_report);

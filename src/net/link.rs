@@ -108,34 +108,35 @@ pub struct Link {
     pub sniffers: Vec<Sniffer>,
 }
 
-/// One interface a run uses: its index and the addresses its replies
-/// come to (the sniffer keeps only those).
+/// One interface a run uses: its index, the addresses its replies come to
+/// (the sniffer keeps only those) and the bytes its sniffer holds.
 #[derive(Clone, Debug)]
 pub struct Interface {
     pub ifindex: u32,
     pub ours: Vec<IpAddr>,
+    pub queue: usize,
 }
 
 impl Link {
     /// Open, on each of `interfaces`, a sniffer for packets to its `ours`,
     /// and `senders` sending threads' sockets holding a frame sender on
-    /// each. Sniffer reads wait at most `poll` and hold `queue` bytes: in a
-    /// TPACKET_V3 ring when `ring` (a scan: frames in blocks, kernel
-    /// timestamps), or in the socket's queue (`craft`: each frame read as
-    /// it comes, for round-trip times).
+    /// each. Sniffer reads wait at most `poll` and hold the interface's
+    /// `queue` bytes: in a TPACKET_V3 ring when `ring` (a scan: frames in
+    /// blocks, kernel timestamps), or in the socket's queue (`craft`: each
+    /// frame read as it comes, for round-trip times).
     pub fn open(
         interfaces: &[Interface],
         senders: usize,
         poll: Duration,
-        (queue, ring): (usize, bool),
+        ring: bool,
     ) -> Result<Link, (&'static str, io::Error)> {
         let sniffers = interfaces
             .iter()
             .map(|i| {
                 if ring {
-                    Sniffer::open_ring(i.ifindex, &i.ours, poll, queue)
+                    Sniffer::open_ring(i.ifindex, &i.ours, poll, i.queue)
                 } else {
-                    Sniffer::open_with_queue(i.ifindex, &i.ours, poll, queue)
+                    Sniffer::open_with_queue(i.ifindex, &i.ours, poll, i.queue)
                 }
                 .map_err(|e| ("cannot open the sniffer (sonde needs CAP_NET_RAW)", e))
             })

@@ -491,6 +491,23 @@ pub struct ScanOutputs {
     pub sent_log: Option<std::fs::File>,
 }
 
+/// The receive ring of one link: the link with the most targets keeps
+/// the whole `queue` (`--sniffer-buffer`), the others a share by their
+/// targets, at least 1 MiB (this host's own address over loopback needs
+/// little; two full rings doubled a scan's memory).
+fn ring_share(groups: &[links::Egress], g: &links::Egress, queue: usize) -> usize {
+    let size = |g: &links::Egress| {
+        g.targets.count(crate::targets::Family::V4) + g.targets.count(crate::targets::Family::V6)
+    };
+    let largest = groups.iter().map(size).max().unwrap_or(1).max(1);
+    let mine = size(g);
+    if mine >= largest {
+        return queue;
+    }
+    let share = (queue as u128 * mine / largest).min(queue as u128) as usize;
+    share.max(1 << 20).min(queue)
+}
+
 /// The targets grouped by the interface they leave through (see
 /// [`links`]). With `--interface`, every group but this host's own
 /// addresses (which only loopback reaches) must be that interface.
@@ -720,11 +737,12 @@ pub fn run(
             .map(|g| link::Interface {
                 ifindex: g.ifindex,
                 ours: g.sources.clone(),
+                queue: ring_share(&egress, g, config.sniffer_queue),
             })
             .collect::<Vec<_>>(),
         senders,
         Duration::from_millis(50),
-        (config.sniffer_queue, true),
+        true,
     )
     .map_err(|(what, e)| ScanError::Io(what, e))?;
     crate::net::privilege::drop_all()
@@ -780,6 +798,7 @@ pub fn run(
     let stopped_at: Mutex<Option<StopPoint>> = Mutex::new(None);
     // (pass, results that came while it was sent and in the pause after it)
     let answers_per_pass: Mutex<Vec<(u32, u64)>> = Mutex::new(Vec::new());
+    let last_sent_ns = std::sync::atomic::AtomicI64::new(0);
     let outcome: Result<(), ScanError> = (|| {
         // The MAC of every next hop the kernel does not know, asked for by
         // sonde itself before the first probe; every sending thread's
@@ -934,6 +953,10 @@ pub fn run(
                         *first_pass_seconds.lock().expect("first pass lock") =
                             sending_started.elapsed().as_secs_f64();
                     }
+                    // When this pass's last probe left: the cooldown's quiet is
+                    // counted from it, not from after the pause below (which
+                    // already waited for its replies).
+                    last_sent_ns.store(crate::clock::now_nanos(), Ordering::Relaxed);
                     // The pass's probes reach the disk before its replies are waited for.
                     outputs.flush();
                     if shared.output_failed.load(Ordering::Relaxed) {
@@ -1006,7 +1029,12 @@ pub fn run(
     let cooldown_started = Instant::now();
     if outcome.is_ok() && !shared.output_failed.load(Ordering::Relaxed) {
         let until = Instant::now() + config.wait;
-        let sent_end = crate::clock::now_nanos();
+        // Quiet is counted from the last probe (a pass's pause has waited
+        // for its replies already), or from now if none was sent.
+        let sent_end = match last_sent_ns.load(Ordering::Relaxed) {
+            0 => crate::clock::now_nanos(),
+            t => t,
+        };
         while Instant::now() < until && shared.matched.load(Ordering::Relaxed) < probes {
             if config.adaptive_wait && quiet_long_enough(&shared, sent_end, config.wait) {
                 break;
@@ -1170,5 +1198,45 @@ impl Shared {
             }
             self.output_failed.store(true, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(first: &str, last: &str) -> links::Egress {
+        links::Egress {
+            ifindex: 1,
+            name: "x".into(),
+            through_kernel: false,
+            targets: [crate::targets::AddrRange::new(
+                first.parse().unwrap(),
+                last.parse().unwrap(),
+            )
+            .unwrap()]
+            .into_iter()
+            .collect(),
+            sources: Vec::new(),
+            gateways: Default::default(),
+            on_link: true,
+        }
+    }
+
+    /// Regression (issue 25's own-subnet scan): every link had a full
+    /// ring, and the scanner's own address over loopback doubled the
+    /// scan's memory (146 MB against 78).
+    #[test]
+    fn the_link_with_most_targets_keeps_the_whole_ring_the_others_a_share() {
+        let lan = group("198.18.0.0", "198.18.255.255");
+        let own = group("198.18.0.1", "198.18.0.1");
+        let half = group("10.0.0.0", "10.0.127.255");
+        let groups = [lan.clone(), own.clone(), half.clone()];
+        let q = 64 << 20;
+        assert_eq!(ring_share(&groups, &lan, q), q);
+        assert_eq!(ring_share(&groups, &own, q), 1 << 20);
+        assert_eq!(ring_share(&groups, &half, q), q / 2);
+        // One link: the whole ring, whatever its size.
+        assert_eq!(ring_share(&[own.clone()], &own, q), q);
     }
 }
