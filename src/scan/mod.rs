@@ -1237,6 +1237,6 @@ mod tests {
         assert_eq!(ring_share(&groups, &own, q), 1 << 20);
         assert_eq!(ring_share(&groups, &half, q), q / 2);
         // One link: the whole ring, whatever its size.
-        assert_eq!(ring_share(&[own.clone()], &own, q), q);
+        assert_eq!(ring_share(std::slice::from_ref(&own), &own, q), q);
     }
 }
