@@ -149,15 +149,27 @@ for rate in "$RATE" "${FASTEST:-1000000}"; do
 done
 
 # BASELINE=PATH: the same dense scan with another sonde binary (an earlier
-# commit's), in the same run: no speed lost.
+# commit's), in the same run, in turns (base, today's, base, today's: the
+# first run of all pays for cold caches), the best of each: no speed lost.
 if [ -n "${BASELINE:-}" ]; then
-  rm -rf "$work/dense"
-  read -r secs mb <<<"$(run "$work/sonde.out" 300 "$BASELINE" scan --scope scopes/lab.toml 198.18.1.0/24 \
-    -p 1-1024,8080 --rate "$RATE" --quiet -o "$work/dense")"
-  sonde_open "$work/dense/results.ndjson" >"$work/sonde-open"
-  exact=$(cmp -s "$work/truth" "$work/sonde-open" && echo yes || echo NO)
-  printf '%-44s %8s %8s %8s %s\n' "baseline sonde --rate $RATE" "$secs" "$mb" "$(wc -l <"$work/sonde-open")" "$exact"
-  echo "sonde / baseline whole-run time: $(awk "BEGIN { printf \"%.2f\", $sonde_dense / $secs }")"
+  best_base=999999; best_new=999999
+  for turn in 1 2; do
+    for bin in "$BASELINE" "$sonde"; do
+      rm -rf "$work/dense"
+      read -r secs mb <<<"$(run "$work/sonde.out" 300 "$bin" scan --scope scopes/lab.toml 198.18.1.0/24 \
+        -p 1-1024,8080 --rate "$RATE" --quiet -o "$work/dense")"
+      sonde_open "$work/dense/results.ndjson" >"$work/sonde-open"
+      exact=$(cmp -s "$work/truth" "$work/sonde-open" && echo yes || echo NO)
+      label=$([ "$bin" = "$sonde" ] && echo "today's" || echo baseline)
+      printf '%-44s %8s %8s %8s %s\n' "$label sonde --rate $RATE (turn $turn)" "$secs" "$mb" "$(wc -l <"$work/sonde-open")" "$exact"
+      if [ "$bin" = "$sonde" ]; then
+        best_new=$(awk "BEGIN { print ($secs < $best_new) ? $secs : $best_new }")
+      else
+        best_base=$(awk "BEGIN { print ($secs < $best_base) ? $secs : $best_base }")
+      fi
+    done
+  done
+  echo "today's / baseline, best of two turns each: $(awk "BEGIN { printf \"%.2f\", $best_new / $best_base }")"
 fi
 
 read -r secs mb <<<"$(run "$work/nmap.out" 300 nmap -sS -n --min-rate "$RATE" -T5 -p 1-1024,8080 \
@@ -215,9 +227,11 @@ fi
 # live hosts (198.18.1.1-150 x enough ports), achieved rate from the target
 # side's counters (every SYN is answered: a SYN cookie on an open port, a
 # RST elsewhere), sampled every 10 ms, as benches/scan.sh does routed.
-ACCURACY_RATES=${ACCURACY_RATES:-"100 1000 10000 100000 300000"}
+ACCURACY_RATES=${ACCURACY_RATES-"100 1000 10000 100000 300000"}
 echo
 echo "rate accuracy on the link (sonde, achieved vs requested, target within 5%):"
+for bin in "$sonde" ${BASELINE:+"$BASELINE"}; do
+[ "$bin" = "$sonde" ] || echo " baseline $bin:"
 for rate in $ACCURACY_RATES; do
   probes=$((rate * 3))
   [ $probes -lt 300 ] && probes=300
@@ -226,7 +240,7 @@ for rate in $ACCURACY_RATES; do
   sampler=$!
   sleep 0.3
   rm -rf "$work/acc"
-  run "$work/acc.out" $((probes * 2 / rate + 30)) "$sonde" scan --scope scopes/lab.toml 198.18.1.1-150 \
+  run "$work/acc.out" $((probes * 2 / rate + 30)) "$bin" scan --scope scopes/lab.toml 198.18.1.1-150 \
     -p "1-$nports" --rate "$rate" --retries 0 --wait 1 --quiet -o "$work/acc" >/dev/null
   sleep 0.1
   kill $sampler
@@ -236,4 +250,5 @@ for rate in $ACCURACY_RATES; do
     a = (s > 0) ? (n - 1) / s : 0; d = (a - r) / r
     printf "  requested %8d  achieved %8.0f  (%+.1f%%) %s, %d probes\n", r, a, 100 * d, (d < -0.05 || d > 0.05) ? "OUTSIDE" : "ok", n
   }'
+done
 done

@@ -1301,10 +1301,13 @@ fn excluded_targets_receive_nothing() {
 
 /// Run sonde with standard output and standard error both a pipe whose
 /// reader has gone (`sonde ... 2>&1 | true`): its exit code.
-fn exit_code_with_closed_pipes(args: &[&str]) -> i32 {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sonde"))
+fn exit_code_with_closed_pipes(lab: &Lab, args: &[&str]) -> i32 {
+    // In the lab's scanner namespace: a scan of this host's loopback under
+    // scopes/loopback.toml here would hold that scope's host-wide lease
+    // against another test's.
+    let mut child = lab
+        .sonde_command()
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -1321,34 +1324,44 @@ fn exit_code_with_closed_pipes(args: &[&str]) -> i32 {
 /// changes the exit code the outcome calls for, nor the evidence.
 #[test]
 fn a_closed_pipe_never_changes_the_exit_code() {
+    let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let code = exit_code_with_closed_pipes(&[
-        "scan",
-        "--scope",
-        "scopes/loopback.toml",
-        "127.0.0.1",
-        "-p",
-        "1-200",
-        "-o",
-        run.to_str().unwrap(),
-    ]);
+    let code = exit_code_with_closed_pipes(
+        &lab,
+        &[
+            "scan",
+            "--scope",
+            "scopes/loopback.toml",
+            "127.0.0.1",
+            "-p",
+            "1-200",
+            "-o",
+            run.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 0);
     let audit = std::fs::read_to_string(run.join("audit.jsonl")).unwrap();
     assert!(audit.contains("\"run_finished\""), "{audit}");
     report_json(&run.join("report.json"));
     // Refused: out of the loopback scope.
-    let code = exit_code_with_closed_pipes(&[
-        "scan",
-        "--scope",
-        "scopes/loopback.toml",
-        "198.18.0.1",
-        "-o",
-        dir.path().join("refused").to_str().unwrap(),
-    ]);
+    let code = exit_code_with_closed_pipes(
+        &lab,
+        &[
+            "scan",
+            "--scope",
+            "scopes/loopback.toml",
+            "198.18.0.1",
+            "-o",
+            dir.path().join("refused").to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 3);
     // An input error stays an input error.
-    let code = exit_code_with_closed_pipes(&["scan", "--scope", "scopes/loopback.toml", "-p", "x"]);
+    let code = exit_code_with_closed_pipes(
+        &lab,
+        &["scan", "--scope", "scopes/loopback.toml", "-p", "x"],
+    );
     assert_eq!(code, 2);
 }
 

@@ -531,6 +531,9 @@ pub fn run_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32, Error> {
         .and_then(|()| crate::net::privilege::share_with_invoker_group(dir.path()))
         .and_then(|()| crate::net::privilege::keep_invoker_group())
         .map_err(|e| Error::runtime("cannot give the run directory to the sudo user", e))?;
+    // One writer per run directory: a `--resume` of it while this runs is
+    // refused.
+    let _writer = lock_run_dir(dir.path())?;
     let mut log = crate::evidence::AuditLog::new(create_in(&dir, run_dir::AUDIT)?);
     audit(
         &mut log,
@@ -540,6 +543,24 @@ pub fn run_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32, Error> {
         })),
     )?;
     run_segment(args, flags, stdout, log, dir, None)
+}
+
+/// The one-writer lock of a run directory: refused (exit 1) while another
+/// sonde writes it, naming that process.
+pub(super) fn lock_run_dir(dir: &Path) -> Result<crate::evidence::lock::HostLock, Error> {
+    crate::evidence::lock::run_dir_lock(dir, &crate::evidence::lock::this_process(dir)).map_err(
+        |e| match e {
+            crate::evidence::lock::LockError::Held { holder } => Error::Runtime {
+                context: format!(
+                    "{} is being written by another sonde ({}): one writer per run directory; wait for it to end",
+                    dir.display(),
+                    holder.map_or_else(|| "its PID could not be read".into(), |h| h.to_string())
+                ),
+                source: None,
+            },
+            e => Error::runtime("cannot lock the run directory", e),
+        },
+    )
 }
 
 /// Run one segment of a scan (the whole of it, unless it was interrupted
@@ -1181,6 +1202,22 @@ fn scan_inner(
     if let Some(s) = args.source_ip {
         gate.check_source(s).map_err(|r| Error::Refused(vec![r]))?;
     }
+    // One scan per scope on this host at a time, held until the process
+    // ends: the scope's max_rate is the host's ceiling, and two processes
+    // pacing to it each would send twice it.
+    let _lease = crate::evidence::lock::scope_lease(
+        &file.sha256,
+        &crate::evidence::lock::this_process(dir.path()),
+    )
+    .map_err(|e| match e {
+        crate::evidence::lock::LockError::Held { holder } => {
+            Error::Refused(vec![crate::scope::Refusal::CeilingInUse {
+                holder: holder.map(|h| h.to_string()),
+                ceiling: scope.max_rate,
+            }])
+        }
+        e => Error::runtime("cannot take the scope's host-wide lease", e),
+    })?;
     // What makes shards parts of one scan: `sonde merge` joins only runs
     // whose identities agree but for the shard.
     let identity = serde_json::json!({

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod compliance;
+pub mod lock;
 pub mod run_dir;
 pub mod sent_log;
 pub mod signature;

@@ -95,6 +95,13 @@ pub enum Refusal {
         requested: f64,
         ceiling: f64,
     },
+    /// Another run on this host is scanning under the same scope: the
+    /// scope's `max_rate` is this host's ceiling, not each run's.
+    CeilingInUse {
+        /// The other run: its PID, run directory and start, when known.
+        holder: Option<String>,
+        ceiling: f64,
+    },
     BudgetExhausted {
         max_probes: u64,
     },
@@ -191,6 +198,11 @@ impl fmt::Display for Refusal {
             RateAboveCeiling { requested, ceiling } => write!(
                 f,
                 "a rate of {requested} packets/s is above the scope's ceiling of {ceiling} packets/s"
+            ),
+            CeilingInUse { holder, ceiling } => write!(
+                f,
+                "another sonde run on this host is scanning under this scope ({}): the scope's ceiling of {ceiling} packets/s is this host's, not each run's; wait for that run to end, or stop it",
+                holder.as_deref().unwrap_or("its PID could not be read")
             ),
             BudgetExhausted { max_probes } => {
                 write!(f, "the scope's budget of {max_probes} probes is spent")

@@ -94,6 +94,9 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
             "give the directory of an interrupted scan (its -o DIR)",
         ));
     }
+    // One writer at a time: a second resume (or the scan itself, still
+    // running) would fork the audit chain. Held until the segment ends.
+    let _writer = super::lock_run_dir(&path)?;
     // Damaged evidence is not continued: its story could not be told.
     let findings = crate::evidence::verify::verify(&path)
         .map_err(|e| Error::runtime(format!("cannot read {}", path.display()), e))?;
