@@ -10,6 +10,7 @@ pub mod craft;
 pub mod error;
 pub mod evidence;
 pub mod net;
+pub mod output;
 pub mod pcap;
 pub mod probe;
 pub mod report;

@@ -496,3 +496,65 @@ fn gzip_and_zstd_captures_are_read_as_the_capture_inside() {
         );
     }
 }
+
+/// Regression (issue 26): `analyze BAD --report existing.json` and `report
+/// DIR --format xml -o existing.xml` with a bad input exited 2 and left
+/// the existing file empty. Outputs are written whole under a temporary
+/// name and renamed; on error the old file is untouched and nothing else
+/// is left in its directory.
+#[test]
+fn a_failed_run_leaves_an_existing_output_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.pcap");
+    std::fs::write(&bad, b"this is not a capture").unwrap();
+    let report = dir.path().join("existing.json");
+    std::fs::write(&report, b"{\"the\": \"old report\"}\n").unwrap();
+    let page = dir.path().join("existing.html");
+    std::fs::write(&page, b"<p>old page</p>\n").unwrap();
+    let (code, _, err) = sonde(&[
+        "analyze",
+        bad.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--html",
+        page.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        std::fs::read(&report).unwrap(),
+        b"{\"the\": \"old report\"}\n"
+    );
+    assert_eq!(std::fs::read(&page).unwrap(), b"<p>old page</p>\n");
+    let xml = dir.path().join("existing.xml");
+    std::fs::write(&xml, b"<old/>\n").unwrap();
+    let (code, _, err) = sonde(&[
+        "report",
+        report.to_str().unwrap(),
+        "--format",
+        "xml",
+        "-o",
+        xml.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0, "{err}");
+    assert_eq!(std::fs::read(&xml).unwrap(), b"<old/>\n");
+    // No temporary file is left beside them.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["bad.pcap", "existing.html", "existing.json", "existing.xml"]
+    );
+    // A good run replaces the old report whole.
+    let (code, _, err) = sonde(&[
+        "analyze",
+        corpus("normal/dns.pcap").to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(v["summary"].is_object(), "{v}");
+}

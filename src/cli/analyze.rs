@@ -76,11 +76,12 @@ pub fn run(args: AnalyzeArgs, out: &mut dyn Write) -> Result<i32, Error> {
             "write the report to a file with --report FILE, or the page with --html FILE",
         ));
     }
-    // Fail on an unwritable report path before reading gigabytes.
+    // Fail on an unwritable report path before reading gigabytes; an
+    // existing report is replaced only by a whole new one.
     let mut file = match args.report.as_str() {
         "-" => None,
         path => Some(
-            std::fs::File::create(path)
+            crate::output::OutputFile::create(std::path::Path::new(path))
                 .map_err(|e| Error::runtime(format!("cannot create report {path}"), e))?,
         ),
     };
@@ -131,9 +132,10 @@ pub fn run(args: AnalyzeArgs, out: &mut dyn Write) -> Result<i32, Error> {
             out,
         )?;
     }
-    match file.as_mut() {
-        Some(f) => f
+    match file.take() {
+        Some(mut f) => f
             .write_all(&json)
+            .and_then(|()| f.commit())
             .map_err(|e| Error::runtime(format!("cannot write report {}", args.report), e))?,
         None => out.write_all(&json).map_err(write_err)?,
     }

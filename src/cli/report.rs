@@ -61,7 +61,12 @@ pub fn write_html(
     if out == Path::new("-") {
         return stdout.write_all(page.as_bytes()).map_err(write_err);
     }
-    std::fs::write(out, page)
+    // An existing page is replaced only by a whole new one.
+    crate::output::OutputFile::create(out)
+        .and_then(|mut f| {
+            f.write_all(page.as_bytes())?;
+            f.commit()
+        })
         .map_err(|e| Error::runtime(format!("cannot write {}", out.display()), e))
 }
 
@@ -155,16 +160,18 @@ pub fn run_export(
         None
     };
     let to_stdout = output.is_none_or(|p| p == Path::new("-"));
-    let mut file_out;
+    let mut file_out: Option<std::io::BufWriter<crate::output::OutputFile>> = None;
     let sink: &mut dyn Write = if to_stdout {
         stdout
     } else {
         let p = output.expect("a path");
-        file_out = std::io::BufWriter::new(
-            std::fs::File::create(p)
+        // Committed only once the export is whole: an existing file is
+        // never left empty by a bad input.
+        file_out = Some(std::io::BufWriter::new(
+            crate::output::OutputFile::create(p)
                 .map_err(|e| Error::runtime(format!("cannot create {}", p.display()), e))?,
-        );
-        &mut file_out
+        ));
+        file_out.as_mut().expect("just set")
     };
     export(
         format,
@@ -187,5 +194,12 @@ pub fn run_export(
             "give a scan's run directory or its report.json (sonde analyze reports have no scan results)",
         ),
     })?;
+    if let Some(f) = file_out {
+        let p = output.expect("a path");
+        f.into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.commit())
+            .map_err(|e| Error::runtime(format!("cannot write {}", p.display()), e))?;
+    }
     Ok(exit::OK)
 }
