@@ -60,18 +60,30 @@ pub fn write_key_pair(prefix: &Path) -> Result<(PathBuf, PathBuf, VerifyingKey),
         .verifying_key()
         .to_public_key_pem(LineEnding::LF)
         .map_err(|e| format!("cannot encode the public key: {e}"))?;
+    // Both halves or neither: the public half is claimed first, so that an
+    // existing NAME.pub leaves no orphan private key behind (issue 26).
+    let mut written: Vec<&PathBuf> = Vec::new();
     for (path, text, mode) in [
-        (&secret, pem.as_str(), 0o600),
         (&public, pub_pem.as_str(), 0o644),
+        (&secret, pem.as_str(), 0o600),
     ] {
-        let mut f = std::fs::OpenOptions::new()
+        let result = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .open(path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        f.write_all(text.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))
+            .and_then(|mut f| {
+                written.push(path);
+                f.write_all(text.as_bytes())
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))
+            });
+        if let Err(e) = result {
+            for p in &written {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(e);
+        }
     }
     Ok((secret, public, key.verifying_key()))
 }
@@ -182,5 +194,31 @@ mod tests {
         let mut garbled = sig;
         garbled.signature = "00".into();
         assert!(garbled.check().unwrap_err().contains("64 bytes"));
+    }
+
+    /// Regression (issue 26): `keygen -o p` with `p.pub` already there
+    /// wrote `p.key` first, then failed: an orphan private key.
+    #[test]
+    fn an_existing_half_leaves_no_orphan_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("p");
+        std::fs::write(dir.path().join("p.pub"), b"someone else's key").unwrap();
+        assert!(write_key_pair(&prefix).is_err());
+        assert!(!dir.path().join("p.key").exists());
+        assert_eq!(
+            std::fs::read(dir.path().join("p.pub")).unwrap(),
+            b"someone else's key"
+        );
+        std::fs::remove_file(dir.path().join("p.pub")).unwrap();
+        std::fs::write(dir.path().join("p.key"), b"an old private key").unwrap();
+        assert!(write_key_pair(&prefix).is_err());
+        assert!(
+            !dir.path().join("p.pub").exists(),
+            "the new public half is taken back"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("p.key")).unwrap(),
+            b"an old private key"
+        );
     }
 }
