@@ -91,6 +91,23 @@ pub fn write_key_pair(prefix: &Path) -> Result<(PathBuf, PathBuf, VerifyingKey),
 /// Read a signing key (PKCS#8 PEM, as `sonde keygen` or `openssl genpkey
 /// -algorithm ed25519` write it).
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, String> {
+    // As ssh does: a private key others can read may have been copied;
+    // signing with it proves nothing (issue 26).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{}: a private key others can read (mode {:04o}) is not used; chmod 600 {} (sonde keygen writes 0600)",
+                path.display(),
+                mode & 0o7777,
+                path.display()
+            ));
+        }
+    }
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     SigningKey::from_pkcs8_pem(&text).map_err(|e| {
         format!(
@@ -194,6 +211,20 @@ mod tests {
         let mut garbled = sig;
         garbled.signature = "00".into();
         assert!(garbled.check().unwrap_err().contains("64 bytes"));
+    }
+
+    #[test]
+    fn a_private_key_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (secret, _, _) = write_key_pair(&dir.path().join("k")).unwrap();
+        assert!(load_signing_key(&secret).is_ok());
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_signing_key(&secret).unwrap_err();
+        assert!(
+            err.contains("mode 0644") && err.contains("chmod 600"),
+            "{err}"
+        );
     }
 
     /// Regression (issue 26): `keygen -o p` with `p.pub` already there
