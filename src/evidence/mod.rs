@@ -56,7 +56,7 @@ pub use run_dir::RunDir;
 pub fn prefix_sha256(path: &std::path::Path, len: u64) -> std::io::Result<Option<String>> {
     use sha2::Digest;
     use std::io::Read;
-    let f = std::fs::File::open(path)?;
+    let f = open_regular(path, false)?;
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut r = f.take(len);
@@ -72,10 +72,65 @@ pub fn prefix_sha256(path: &std::path::Path, len: u64) -> std::io::Result<Option
     Ok((got == len).then(|| hex::encode(h.finalize())))
 }
 
+/// Open `path` for reading only if it is a regular file. A FIFO, a device
+/// or a socket is refused, and the open itself never blocks (a FIFO named
+/// `capture.pcap` hung `verify`, `/dev/zero` was read forever: issue 26);
+/// without `follow_links`, a symbolic link is refused too.
+pub fn open_regular(path: &std::path::Path, follow_links: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
+    if !follow_links {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is a symbolic link: a run directory's files are never links",
+                        path.display()
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
+    let kind = f.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    Ok(f)
+}
+
+/// `name` as a file of the run directory `dir`: one plain file name, never
+/// a path (no `/`, `..` or absolute path: an audit record naming
+/// `../../etc/shadow` made `verify` hash a file outside the run).
+pub fn member(dir: &std::path::Path, name: &str) -> Result<std::path::PathBuf, String> {
+    use std::path::Component;
+    let mut parts = std::path::Path::new(name).components();
+    match (parts.next(), parts.next()) {
+        (Some(Component::Normal(n)), None) if !name.contains('/') && !n.is_empty() => {
+            Ok(dir.join(n))
+        }
+        _ => Err(format!(
+            "{name:?} is not a file of the run directory (a run directory names its files by plain names)"
+        )),
+    }
+}
+
+/// SHA-256 and size of a regular file (following a symbolic link: the
+/// scope file may be one).
 pub fn file_sha256(path: &std::path::Path) -> std::io::Result<(String, u64)> {
     use sha2::Digest;
     use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
+    let mut f = open_regular(path, true)?;
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut size = 0u64;

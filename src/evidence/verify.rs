@@ -173,8 +173,27 @@ pub fn verify(path: &Path) -> std::io::Result<Vec<Finding>> {
     verify_anchored(path, &Anchors::default())
 }
 
+thread_local! {
+    /// The run directories being verified on this thread, outermost first:
+    /// a merge's shards are verified inside it, and must not lead back.
+    static VERIFYING: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// [`verify`], and compare the report and the audit log with `anchors`.
 pub fn verify_anchored(path: &Path, anchors: &Anchors) -> std::io::Result<Vec<Finding>> {
+    let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let key = if key.is_file() {
+        key.parent().map(Path::to_path_buf).unwrap_or(key)
+    } else {
+        key
+    };
+    VERIFYING.with(|v| v.borrow_mut().push(key));
+    let result = verify_anchored_inner(path, anchors);
+    VERIFYING.with(|v| v.borrow_mut().pop());
+    result
+}
+
+fn verify_anchored_inner(path: &Path, anchors: &Anchors) -> std::io::Result<Vec<Finding>> {
     let mut findings = Vec::new();
     let (dir, log) = match classify(path)? {
         Target::AuditLog(log) => (log.parent().unwrap_or(Path::new(".")).to_path_buf(), log),
@@ -263,7 +282,7 @@ fn hash_file(
     out: &mut Vec<Finding>,
 ) {
     let subject = name.to_string();
-    match file_sha256(path) {
+    match member_sha256(path) {
         Ok((found, n)) if found == want && size.is_none_or(|s| s == n) => out.push(Finding {
             status: Status::Ok,
             subject,
@@ -282,6 +301,42 @@ fn hash_file(
             subject,
             detail: format!("{e} ({who} recorded sha256 {want})"),
         }),
+    }
+}
+
+/// SHA-256 and size of a run directory's file: a regular file, not
+/// followed through a symbolic link.
+fn member_sha256(path: &Path) -> std::io::Result<(String, u64)> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = super::open_regular(path, false)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(h.finalize()), size))
+}
+
+/// A name a record gives as a file of the run: refused (a finding) unless
+/// it is a plain name inside the directory.
+fn member_or_finding(dir: &Path, name: &str, out: &mut Vec<Finding>) -> Option<PathBuf> {
+    match super::member(dir, name) {
+        Ok(p) => Some(p),
+        Err(why) => {
+            out.push(Finding {
+                status: Status::Broken,
+                subject: name.to_string(),
+                detail: format!("{why}: not read"),
+            });
+            None
+        }
     }
 }
 
@@ -380,9 +435,12 @@ fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
             .iter()
             .any(|r| r["event"] == "file_written" && r["path"] == name);
         if let Some(kept) = archived {
+            let Some(kept_path) = member_or_finding(dir, kept, out) else {
+                continue;
+            };
             hash_file(
                 kept,
-                &dir.join(kept),
+                &kept_path,
                 want,
                 Some(size),
                 &format!("the audit log (as {name}, before the run was resumed)"),
@@ -390,9 +448,11 @@ fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
             );
             continue;
         }
+        let Some(path) = member_or_finding(dir, name, out) else {
+            continue;
+        };
         if appended {
             let subject = format!("{name} (its first {size} bytes)");
-            let path = dir.join(name);
             out.push(match crate::evidence::prefix_sha256(&path, size) {
                 Ok(Some(found)) if found == want => Finding {
                     status: Status::Ok,
@@ -417,15 +477,7 @@ fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
             });
             continue;
         }
-        // Names are relative to the run directory; older logs hold paths
-        // as the run was given them.
-        let path = if Path::new(name).is_absolute() {
-            PathBuf::from(name)
-        } else if dir.join(name).exists() || !Path::new(name).exists() {
-            dir.join(name)
-        } else {
-            PathBuf::from(name)
-        };
+        // Names are plain names in the run directory, nothing else.
         hash_file(name, &path, want, Some(size), "the audit log", out);
         view.written.push(name.to_string());
     }
@@ -603,6 +655,19 @@ fn check_merge(dir: &Path, merge: &serde_json::Value, report: &ReportView, out: 
             });
             continue;
         }
+        // A manifest naming its own directory (or a merge naming it) as a
+        // shard overflowed the stack: a cycle is a finding, not recursion.
+        let canonical = shard_dir
+            .canonicalize()
+            .unwrap_or_else(|_| shard_dir.to_path_buf());
+        if VERIFYING.with(|v| v.borrow().contains(&canonical)) {
+            out.push(Finding {
+                status: Status::Broken,
+                subject,
+                detail: "names a run directory being verified (itself, or a merge that names it): a cycle".into(),
+            });
+            continue;
+        }
         let findings = match verify(shard_dir) {
             Ok(f) => f,
             Err(e) => {
@@ -763,18 +828,18 @@ fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
             });
             continue;
         };
-        if Path::new(name).components().count() != 1 {
+        let Ok(path) = super::member(dir, name) else {
             out.push(Finding {
                 status: Status::Broken,
                 subject: subject.clone(),
                 detail: format!("files entry {name:?} is not a name inside the run directory"),
             });
             continue;
-        }
+        };
         if f.role.as_deref() == Some("pcap") {
             pcap_sha = Some(want.clone());
         }
-        hash_file(name, &dir.join(name), want, f.size, "the report", out);
+        hash_file(name, &path, want, f.size, "the report", out);
     }
     // The report's anchor in the audit chain: the hash of the record it saw last.
     match (
@@ -1039,5 +1104,97 @@ mod tests {
         std::fs::remove_file(d.path().join(AUDIT)).unwrap();
         let f = failures(&verify(d.path()).unwrap());
         assert!(f.iter().any(|l| l.starts_with("MISSING")), "{f:#?}");
+    }
+
+    /// Regression (issue 26): `capture.pcap` a FIFO, or a symbolic link to
+    /// `/dev/zero`, hung `verify` forever. Each is a finding, at once.
+    #[test]
+    fn a_fifo_or_a_link_to_a_device_is_a_finding_not_a_hang() {
+        let scope = scope_file();
+        let d = run_dir(scope.path());
+        let pcap = d.path().join(PCAP);
+        std::fs::remove_file(&pcap).unwrap();
+        let c = std::ffi::CString::new(pcap.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo reads a NUL-terminated path, which `c` is.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let started = std::time::Instant::now();
+        let f = verify(d.path()).unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let fails = failures(&f);
+        assert!(
+            fails
+                .iter()
+                .any(|f| f.contains("capture.pcap") && f.contains("not a regular file")),
+            "{fails:#?}"
+        );
+        std::fs::remove_file(&pcap).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &pcap).unwrap();
+        let f = verify(d.path()).unwrap();
+        assert!(
+            failures(&f).iter().any(|f| f.contains("symbolic link")),
+            "{f:#?}"
+        );
+    }
+
+    /// Regression (issue 26): an audit record naming
+    /// `../../../../etc/shadow` made `verify` hash and print a file outside
+    /// the run. A name that is not a plain file of the directory is refused.
+    #[test]
+    fn a_record_naming_a_path_outside_the_run_is_refused_unread() {
+        let scope = scope_file();
+        let outer = tempfile::tempdir().unwrap();
+        let run = outer.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        std::fs::write(run.join(PCAP), b"pcap bytes").unwrap();
+        std::fs::write(run.join(RESULTS), b"{}\n").unwrap();
+        run_dir_in(&run, scope.path());
+        std::fs::write(outer.path().join("secret"), b"not the run's").unwrap();
+        // A record appended and re-chained, as a hand edit would.
+        let text = std::fs::read_to_string(run.join(AUDIT)).unwrap();
+        let mut log = AuditLog::continuing(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(run.join(AUDIT))
+                .unwrap(),
+            text.lines().count() as u64,
+            &verify_chain(&text).1,
+        );
+        let (sha, size) = file_sha256(&outer.path().join("secret")).unwrap();
+        record(
+            &mut log,
+            "file_written",
+            json!({"path": "../secret", "sha256": sha, "size": size}),
+        );
+        let f = verify(&run).unwrap();
+        let fails = failures(&f);
+        assert!(
+            fails
+                .iter()
+                .any(|f| f.contains("../secret") && f.contains("not a file of the run directory")),
+            "{fails:#?}"
+        );
+        assert!(!f.iter().any(|f| f.detail.contains(&sha)), "{f:#?}");
+    }
+
+    /// Regression (issue 26): a merged directory whose manifest named
+    /// itself as a shard overflowed the stack (exit 134).
+    #[test]
+    fn a_merge_naming_itself_as_a_shard_is_a_cycle_not_a_crash() {
+        let scope = scope_file();
+        let d = run_dir(scope.path());
+        let p = d.path();
+        let shards = json!([{"shard": "1/1", "run_directory": p.display().to_string(),
+                            "report_sha256": "x", "audit_head": "y"}]);
+        std::fs::write(
+            p.join("merge.json"),
+            serde_json::to_vec(&json!({"shards": shards})).unwrap(),
+        )
+        .unwrap();
+        let mut report: Value =
+            serde_json::from_slice(&std::fs::read(p.join(REPORT)).unwrap()).unwrap();
+        report["merge"] = json!({"manifest": "merge.json", "shards": shards});
+        std::fs::write(p.join(REPORT), serde_json::to_vec(&report).unwrap()).unwrap();
+        let f = verify(p).unwrap();
+        assert!(f.iter().any(|f| f.detail.contains("a cycle")), "{f:#?}");
     }
 }

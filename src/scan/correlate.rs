@@ -32,7 +32,7 @@ use crate::targets::index::IndexSpace;
 /// The largest answered-bitmap kept (bits over every probe of the scan);
 /// larger scans keep a set of the probes answered instead. Zeroed memory
 /// is only mapped, so what a sparse scan touches is what it costs.
-const MAX_BITMAP_BYTES: u64 = 4 << 30;
+pub(crate) const MAX_BITMAP_BYTES: u64 = 4 << 30;
 
 /// Which probes have their result: one bit per probe of the scan's index
 /// spaces (a /16 x 1,000 ports: 8 MB, where a set of keys took 30 bytes

@@ -26,6 +26,10 @@ use crate::scan::StopPoint;
 
 /// The probes answered when a run stopped ([`crate::scan::correlate::AnsweredSnapshot::to_bytes`]).
 pub(super) const ANSWERED: &str = "answered.bin";
+/// The most `answered.bin` may hold: the correlator keeps answered bits as
+/// a bitmap only up to MAX_BITMAP_BYTES (and then writes no such file),
+/// plus the header and each kind's name and count.
+const MAX_ANSWERED_BYTES: u64 = crate::scan::correlate::MAX_BITMAP_BYTES + 4096;
 
 /// What a resumed segment takes from the run directory.
 pub(super) struct Resuming {
@@ -240,12 +244,37 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
         .unwrap_or_default()
         .to_string();
     let answered = match stopped["answered"].as_str() {
-        Some(name) => Some(
-            std::fs::read(path.join(name)).map_err(|source| Error::Input {
-                what: format!("{} (which probes were answered)", path.join(name).display()),
-                source,
-            })?,
-        ),
+        // A plain name of a regular file in the run directory, read without
+        // following a link (one naming /dev/zero was read until memory
+        // ran out).
+        Some(name) => {
+            let file = crate::evidence::member(&path, name).map_err(|why| {
+                Error::usage(
+                    format!("{}: scan_stopped.answered {why}", path.display()),
+                    format!("sonde verify {} names every problem", path.display()),
+                )
+            })?;
+            let mut bytes = Vec::new();
+            crate::evidence::open_regular(&file, false)
+                .and_then(|f| {
+                    use std::io::Read;
+                    f.take(MAX_ANSWERED_BYTES + 1).read_to_end(&mut bytes)
+                })
+                .map_err(|source| Error::Input {
+                    what: format!("{} (which probes were answered)", file.display()),
+                    source,
+                })?;
+            if bytes.len() as u64 > MAX_ANSWERED_BYTES {
+                return Err(Error::usage(
+                    format!(
+                        "{} is over {MAX_ANSWERED_BYTES} bytes: not the answered bits of a scan",
+                        file.display()
+                    ),
+                    format!("sonde verify {} names every problem", path.display()),
+                ));
+            }
+            Some(bytes)
+        }
         None => None,
     };
     let flags = Flags::check(&original)?;
