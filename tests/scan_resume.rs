@@ -300,4 +300,18 @@ fn the_probe_budget_covers_every_segment_of_a_resumed_run() {
         "ip.src==198.18.0.2 && tcp.flags.syn==1 && tcp.flags.ack==0",
     );
     assert_eq!(syns, 260, "probes that reached the targets, both segments");
+    // Regression (issue 26): a run its budget ended was resumed again and
+    // again, each time an empty segment with exit 0. It is final.
+    let audit_before = std::fs::read(run.join("audit.jsonl")).unwrap();
+    let (code, out, err) = lab.sonde(&["scan", "--resume", run.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("its scope ended it") && err.contains("nothing to resume"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(run.join("audit.jsonl")).unwrap(),
+        audit_before,
+        "the refused resume changed nothing"
+    );
 }

@@ -164,6 +164,21 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
             "only a scan stopped early (Ctrl-C, SIGTERM) is resumed",
         ));
     };
+    // A run its scope ended (the budget spent, the window closed) is
+    // final: resuming it appended an empty segment, exit 0, forever.
+    if let Some(ended) = records[last_start..]
+        .iter()
+        .find(|r| event(r) == "scope_stopped")
+    {
+        return Err(Error::usage(
+            format!(
+                "{}: its scope ended it ({}): a run stopped by its budget or its window is final; nothing to resume",
+                path.display(),
+                ended["reason"].as_str().unwrap_or("the scope's limits")
+            ),
+            "a new budget or window is a new scope file, and a new scan",
+        ));
+    }
     let stop: StopPoint = serde_json::from_value(serde_json::json!({
         "pass": stopped["pass"],
         "kind": stopped["kind"],
