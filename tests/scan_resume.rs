@@ -246,6 +246,20 @@ fn a_changed_scope_or_a_finished_run_is_not_resumed() {
 /// on the target side.
 #[test]
 fn the_probe_budget_covers_every_segment_of_a_resumed_run() {
+    budget_over_segments(false);
+}
+
+/// Regression (issue 26): the budget of a resumed run was read from
+/// `report.json`, which a person can edit: its `counters.sent` set to 0
+/// and the audit log re-chained by hand, a resumed run put more SYNs on
+/// the target than `max_probes`, and `verify` said everything held. The
+/// earlier segments are charged at least the probes their capture holds.
+#[test]
+fn an_edited_report_cannot_buy_probes_past_the_budget() {
+    budget_over_segments(true);
+}
+
+fn budget_over_segments(forge: bool) {
     let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
     let scope = dir.path().join("budget.toml");
@@ -285,11 +299,36 @@ fn the_probe_budget_covers_every_segment_of_a_resumed_run() {
         first > 0 && first < 220,
         "interrupted in the first pass: {first}"
     );
+    if forge {
+        support::evidence::edit_report_and_rechain(&run, |r| {
+            r["counters"]["sent"] = 0.into();
+            r["segments"][0]["sent"] = 0.into();
+        });
+        let (code, out, err) = lab.sonde(&["verify", run.to_str().unwrap()]);
+        assert_eq!(code, 0, "the forgery holds together: {out}{err}");
+    }
     let (code, out, err) = lab.sonde(&["scan", "--resume", run.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     tshark.stop();
+    if forge {
+        let audit = std::fs::read_to_string(run.join("audit.jsonl")).unwrap();
+        let resumed: serde_json::Value = audit
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|r| r["event"] == "run_resumed")
+            .unwrap();
+        let charged = &resumed["budget_charged"];
+        assert_eq!(charged["report"], 0, "{resumed}");
+        assert_eq!(
+            charged["capture"], first,
+            "every probe sent is in the capture"
+        );
+        assert_eq!(charged["charged"], first, "{resumed}");
+    }
     let r = report_json(&run.join("report.json"));
-    assert_eq!(r["counters"]["sent"], 260, "{}", r["counters"]);
+    if !forge {
+        assert_eq!(r["counters"]["sent"], 260, "{}", r["counters"]);
+    }
     assert!(
         r["scope_stopped"].as_str().unwrap().contains("budget"),
         "{}",

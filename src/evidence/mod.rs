@@ -125,6 +125,55 @@ pub fn member(dir: &std::path::Path, name: &str) -> Result<std::path::PathBuf, S
     }
 }
 
+/// The probes a run's capture holds: packets to one of `targets` that are
+/// a probe's shape (a TCP SYN without ACK, an ICMP or ICMPv6 echo request,
+/// UDP to `dns_port`). With full evidence every probe sent is in the
+/// capture, so a resumed run's budget is charged at least this many
+/// whatever its report says (issue 26: an edited report's `counters.sent`
+/// let a resumed run exceed `max_probes`). Anything probe-shaped a target
+/// sent to us counts too: the charge errs high, never low.
+pub fn probes_in_capture(
+    path: &std::path::Path,
+    targets: &crate::targets::IpSet,
+    dns_port: u16,
+) -> std::io::Result<u64> {
+    let file = open_regular(path, false)?;
+    let name = path.display().to_string();
+    let mut reader = crate::pcap::reader::CaptureReader::new(file, &name)
+        .map_err(|w| std::io::Error::new(std::io::ErrorKind::InvalidData, w.message))?;
+    let mut probes = 0u64;
+    // A damaged tail ends the count; what was read is charged.
+    let _ = reader.for_each_frame(|f| {
+        if is_probe(f.data, targets, dns_port) {
+            probes += 1;
+        }
+    });
+    Ok(probes)
+}
+
+/// Whether a raw IP packet is a probe to one of `targets`.
+fn is_probe(ip: &[u8], targets: &crate::targets::IpSet, dns_port: u16) -> bool {
+    use etherparse::{Icmpv4Type, Icmpv6Type, NetSlice, SlicedPacket, TransportSlice};
+    let Ok(p) = SlicedPacket::from_ip(ip) else {
+        return false;
+    };
+    let dst: std::net::IpAddr = match &p.net {
+        Some(NetSlice::Ipv4(v4)) => v4.header().destination_addr().into(),
+        Some(NetSlice::Ipv6(v6)) => v6.header().destination_addr().into(),
+        _ => return false,
+    };
+    if !targets.contains(crate::targets::canonical_ip(dst)) {
+        return false;
+    }
+    match &p.transport {
+        Some(TransportSlice::Tcp(t)) => t.syn() && !t.ack(),
+        Some(TransportSlice::Udp(u)) => u.destination_port() == dns_port,
+        Some(TransportSlice::Icmpv4(i)) => matches!(i.icmp_type(), Icmpv4Type::EchoRequest(_)),
+        Some(TransportSlice::Icmpv6(i)) => matches!(i.icmp_type(), Icmpv6Type::EchoRequest(_)),
+        _ => false,
+    }
+}
+
 /// SHA-256 and size of a regular file (following a symbolic link: the
 /// scope file may be one).
 pub fn file_sha256(path: &std::path::Path) -> std::io::Result<(String, u64)> {

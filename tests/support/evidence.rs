@@ -80,3 +80,35 @@ pub fn open_ports(
         })
         .collect()
 }
+
+/// Edit a run's `report.json` with `edit` and make the run directory hold
+/// together again as a forger would: the report's `file_written` record
+/// gets the new hash and size, and the audit chain is recomputed from
+/// there (the records before it, which the report anchors to, are
+/// unchanged and keep their hashes).
+pub fn edit_report_and_rechain(run: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    use sha2::Digest;
+    let path = run.join("report.json");
+    let mut r: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut r);
+    let bytes = serde_json::to_vec_pretty(&r).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    let text = std::fs::read_to_string(run.join("audit.jsonl")).unwrap();
+    let mut log = sonde::evidence::AuditLog::new(Vec::new());
+    for line in text.lines() {
+        let mut rec: serde_json::Value = serde_json::from_str(line).unwrap();
+        if rec["event"] == "file_written" && rec["path"] == "report.json" {
+            rec["sha256"] = sha.clone().into();
+            rec["size"] = (bytes.len() as u64).into();
+        }
+        let serde_json::Value::Object(mut m) = rec else {
+            unreachable!()
+        };
+        let event = m.remove("event").unwrap();
+        let time = m.remove("time").unwrap();
+        log.append(event.as_str().unwrap(), time.as_str().unwrap(), m)
+            .unwrap();
+    }
+    std::fs::write(run.join("audit.jsonl"), log.into_inner()).unwrap();
+}

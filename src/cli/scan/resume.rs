@@ -42,12 +42,15 @@ pub(super) struct Resuming {
     pub prior: Value,
     /// The scope file's SHA-256 when the run began.
     pub scope_sha256: String,
+    /// Probes the earlier segments sent, charged to the budget: the larger
+    /// of their report's count and the probes in the capture.
+    pub charged: u64,
 }
 
 impl Resuming {
     /// Probes (and retries) the earlier segments sent: charged to the budget.
     pub fn prior_sent(&self) -> u64 {
-        self.prior["counters"]["sent"].as_u64().unwrap_or(0)
+        self.charged
     }
 }
 
@@ -306,6 +309,20 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
     if !prepared.refusals.is_empty() {
         return Err(Error::Refused(prepared.refusals));
     }
+    // The budget is charged with what the earlier segments sent: their
+    // report says so, and every probe sent is in the capture. The larger
+    // counts, so an edited report cannot buy probes.
+    let from_report = prior["counters"]["sent"].as_u64().unwrap_or(0);
+    let from_capture =
+        crate::evidence::probes_in_capture(&path.join(run_dir::PCAP), &prepared.targets, 53)
+            .map_err(|source| Error::Input {
+                what: format!(
+                    "{} (the probes sent so far)",
+                    path.join(run_dir::PCAP).display()
+                ),
+                source,
+            })?;
+    let charged = from_report.max(from_capture);
     drop(prepared);
     let dir = RunDir::existing(&path)
         .map_err(|e| Error::usage(e.to_string(), "give the run directory"))?;
@@ -337,6 +354,12 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
             "segment": segment,
             "from": stop,
             "archived": archived,
+            // What the earlier segments are charged to the budget, and why.
+            "budget_charged": {
+                "report": from_report,
+                "capture": from_capture,
+                "charged": charged,
+            },
         })),
     )?;
     run_segment(
@@ -351,6 +374,7 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
             answered,
             prior,
             scope_sha256,
+            charged,
         }),
     )
 }
