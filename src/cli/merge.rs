@@ -283,6 +283,9 @@ pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
             RunDirError::Io(..) => Error::runtime("cannot create the merged run directory", e),
             _ => Error::usage(e.to_string(), "name a new or empty directory with -o"),
         })?;
+    // One writer per run directory: a second merge into an empty -o DIR
+    // at the same moment is refused, naming this one.
+    let _writer = super::scan::lock_run_dir(dir.path())?;
     let mut log: Audit = crate::evidence::AuditLog::new(create_in(&dir, run_dir::AUDIT)?);
     let started = now_rfc3339();
     let manifest_shards: Vec<Value> = shards
