@@ -38,6 +38,31 @@ pub fn visible(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `s` as one line of text another tool parses (nmap's greppable format,
+/// an XML attribute): [`visible`], and tabs, line breaks and the
+/// noncharacters XML 1.0 forbids (U+FFFE, U+FFFF) escaped too, so a
+/// control character in a scope file's or a run directory's name can
+/// neither break a line nor make an XML file `xmllint` rejects.
+///
+/// ```
+/// assert_eq!(sonde::text::one_line("run\u{1b}[2J\tx\n"), "run\\u{1b}[2J\\u{9}x\\u{a}");
+/// ```
+pub fn one_line(s: &str) -> Cow<'_, str> {
+    let bad = |c: char| is_unsafe(c) || matches!(c, '\t' | '\n' | '\u{FFFE}' | '\u{FFFF}');
+    if !s.chars().any(bad) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if bad(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// A writer that passes text through [`visible`]: for a command's terminal
 /// output, where names from scope files and captures are printed. (Not for
 /// JSON: its own escapes are the right ones there.)

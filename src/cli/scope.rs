@@ -53,6 +53,9 @@ pub(crate) fn parse_instant(s: &str) -> Result<OffsetDateTime, String> {
         .expect("0 is a valid nanosecond"))
 }
 
+/// The largest scope file read: 64 MiB.
+pub const MAX_SCOPE_BYTES: u64 = 64 << 20;
+
 /// A scope file as loaded: the parsed scope, its path and its SHA-256.
 pub struct ScopeFile {
     pub scope: Scope,
@@ -62,10 +65,29 @@ pub struct ScopeFile {
 
 /// Read, hash and parse a scope file.
 pub fn load_scope(path: &Path) -> Result<ScopeFile, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Input {
-        what: format!("scope file {}", path.display()),
-        source,
-    })?;
+    // Bounded: a scope "file" that is /dev/zero was read until memory ran
+    // out (issue 26). 64 MiB holds a million rules.
+    let bytes = {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_SCOPE_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|source| Error::Input {
+                what: format!("scope file {}", path.display()),
+                source,
+            })?;
+        if bytes.len() as u64 > MAX_SCOPE_BYTES {
+            return Err(Error::usage(
+                format!(
+                    "scope file {} is over {} MiB: not read further",
+                    path.display(),
+                    MAX_SCOPE_BYTES >> 20
+                ),
+                "a scope file is TOML text; name the file itself",
+            ));
+        }
+        bytes
+    };
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let text = String::from_utf8(bytes).map_err(|e| {
         Error::usage(

@@ -95,7 +95,7 @@ fn classify(path: &Path) -> std::io::Result<Target> {
         seq: Option<IgnoredAny>,
         prev: Option<IgnoredAny>,
     }
-    let file = std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(path)?);
+    let file = std::io::BufReader::with_capacity(1 << 16, super::open_regular(path, true)?);
     match serde_json::Deserializer::from_reader(file)
         .into_iter::<Peek>()
         .next()
@@ -304,6 +304,16 @@ fn hash_file(
     }
 }
 
+/// The bytes of a run directory's file: a regular file, not followed
+/// through a symbolic link (an audit log linked to /dev/zero was read
+/// until memory ran out).
+fn read_member(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    super::open_regular(path, false)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// SHA-256 and size of a run directory's file: a regular file, not
 /// followed through a symbolic link.
 fn member_sha256(path: &Path) -> std::io::Result<(String, u64)> {
@@ -342,7 +352,7 @@ fn member_or_finding(dir: &Path, name: &str, out: &mut Vec<Finding>) -> Option<P
 
 fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
     let subject = log.display().to_string();
-    let bytes = match std::fs::read(log) {
+    let bytes = match read_member(log) {
         Ok(b) => b,
         Err(e) => {
             out.push(Finding {
@@ -517,7 +527,7 @@ fn check_signature(
     use super::signature::{RunSignature, SIGNATURE, fingerprint};
     let path = dir.join(SIGNATURE);
     let subject = path.display().to_string();
-    let text = match std::fs::read(&path) {
+    let text = match read_member(&path) {
         Ok(t) => t,
         Err(_) if trusted.is_empty() => return,
         Err(e) => {
@@ -616,8 +626,9 @@ fn check_signature(
 fn check_merge(dir: &Path, merge: &serde_json::Value, report: &ReportView, out: &mut Vec<Finding>) {
     let manifest_name = merge["manifest"].as_str().unwrap_or("merge.json");
     let subject = dir.join(manifest_name).display().to_string();
-    match std::fs::read(dir.join(manifest_name))
+    match super::member(dir, manifest_name)
         .ok()
+        .and_then(|p| read_member(&p).ok())
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
     {
         Some(m) if m["shards"] == merge["shards"] => out.push(Finding {
@@ -732,7 +743,7 @@ fn check_merge(dir: &Path, merge: &serde_json::Value, report: &ReportView, out: 
 /// check its hash chain.
 fn check_sent_log(path: &Path, out: &mut Vec<Finding>) {
     let subject = SENT.to_string();
-    let replay = match std::fs::File::open(path)
+    let replay = match super::open_regular(path, false)
         .and_then(|f| super::sent_log::replay(std::io::BufReader::with_capacity(1 << 16, f)))
     {
         Ok(r) => r,
@@ -796,7 +807,7 @@ fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
         });
         return;
     }
-    let report: ReportView = match std::fs::File::open(&path) {
+    let report: ReportView = match super::open_regular(&path, false) {
         Err(e) => {
             out.push(Finding {
                 status: Status::Missing,

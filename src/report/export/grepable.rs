@@ -15,7 +15,8 @@ pub(super) fn write(scan: &ScanView, out: &mut dyn Write) -> io::Result<()> {
         "# sonde {} scan initiated {} as: {}",
         scan.sonde_version,
         nmap_time(&scan.started),
-        scan.command.join(" ")
+        // One line, whatever the names in the command hold.
+        crate::text::one_line(&scan.command.join(" "))
     )?;
     let scanned = scan.syn_ports();
     for host in &scan.hosts {

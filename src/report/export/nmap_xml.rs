@@ -34,7 +34,9 @@ pub(super) fn write(scan: &ScanView, out: &mut dyn Write) -> io::Result<()> {
         "xml-stylesheet href=\"file:///usr/share/nmap/nmap.xsl\" type=\"text/xsl\"",
     )))?;
     let (start, end) = scan.start_end();
-    let args = scan.command.join(" ");
+    // From the command line (a scope file's or a run directory's name):
+    // characters XML 1.0 forbids are escaped, so xmllint accepts the file.
+    let args = crate::text::one_line(&scan.command.join(" ")).into_owned();
     let version = format!("sonde-{}", scan.sonde_version);
     let scanned = scan.syn_ports();
     w.create_element("nmaprun")
@@ -258,7 +260,7 @@ fn write_host<W: Write>(
                                 w.create_element("script")
                                     .with_attributes([
                                         ("id", "dns-answer"),
-                                        ("output", dns_text(r).as_str()),
+                                        ("output", crate::text::one_line(&dns_text(r)).as_ref()),
                                     ])
                                     .write_empty()?;
                             }

@@ -136,3 +136,30 @@ fn an_analysis_report_is_not_a_scan() {
     let err = ScanView::from_slice(br#"{"input": {}, "statistics": {}}"#).unwrap_err();
     assert!(err.to_string().contains("not a scan report"), "{err}");
 }
+
+/// Regression (issue 26): control characters in a scope file's or a run
+/// directory's name reached nmap XML attributes raw (xmllint then refused
+/// the file) and broke `-oG` lines. They are escaped, visibly.
+#[test]
+fn control_characters_in_names_are_escaped_in_xml_and_greppable() {
+    let report = REPORT.replace(
+        r#""--scope", "s.toml""#,
+        r#""--scope", "s\u001b[2J\u0001\ttab\nline.toml""#,
+    );
+    assert_ne!(report, REPORT);
+    let run = |format| {
+        let mut out = Vec::new();
+        export(format, report.as_bytes(), None, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let x = run(ExportFormat::Xml);
+    assert!(!x.chars().any(|c| c.is_control() && c != '\n'), "{x:?}");
+    assert!(x.contains(r"s\u{1b}[2J\u{1}\u{9}tab\u{a}line.toml"), "{x}");
+    let g = run(ExportFormat::Grepable);
+    let first = g.lines().next().unwrap();
+    assert!(
+        first.ends_with(r"s\u{1b}[2J\u{1}\u{9}tab\u{a}line.toml 198.18.0.0/28 -p 20-25,3306"),
+        "{first}"
+    );
+    assert_eq!(g.lines().count(), 6, "{g}");
+}
