@@ -274,6 +274,36 @@ fn three_machines_scan_shards_that_merge_into_the_single_machine_scan() {
         err.contains("shards of different scans: their seed differs"),
         "{err}"
     );
+    // Regression (issue 26): a shard that recorded other results
+    // (--record all) merged silently into a set that did not.
+    let other = dir.path().join("other-record");
+    let (code, out, err) = output(lab.sonde_in(&machines[1].0).args([
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        TARGETS,
+        "-p",
+        PORTS,
+        "--rate",
+        "20000",
+        "--wait",
+        "0.3",
+        "--seed",
+        SEED,
+        "--shard",
+        "2/3",
+        "--record",
+        "all",
+        "-o",
+        other.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = merge(&[&s1, &other, &s3]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("shards of different scans: their record differs"),
+        "{err}"
+    );
 
     // Shards must be signed by a trusted key: machine 3's is left out.
     let untrusted_out = dir.path().join("untrusted");
@@ -288,7 +318,9 @@ fn three_machines_scan_shards_that_merge_into_the_single_machine_scan() {
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains(&format!("shard {} does not verify", s3.display()))
-            && err.contains("which is not one of the keys given"),
+            && err.contains("which is not one of the keys given")
+            && err.contains("not signed by a trusted key is not merged")
+            && !err.contains("damaged"),
         "{err}"
     );
     assert!(!untrusted_out.exists());

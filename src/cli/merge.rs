@@ -84,9 +84,16 @@ fn read_shard(dir: &Path, trusted: &[ed25519_dalek::VerifyingKey]) -> Result<Sha
     let findings = crate::evidence::verify::verify_anchored(dir, &anchors)
         .map_err(|e| Error::runtime(format!("cannot read {name}"), e))?;
     if let Some(f) = findings.iter().find(|f| f.status.is_failure()) {
+        // A shard signed by a key not trusted is not damaged: it is
+        // someone else's (issue 26 called the message wrong).
+        let why = if f.subject.ends_with(crate::evidence::signature::SIGNATURE) {
+            "a shard not signed by a trusted key is not merged"
+        } else {
+            "a damaged shard is not merged"
+        };
         return Err(Error::usage(
             format!(
-                "shard {name} does not verify ({}: {}): a damaged shard is not merged",
+                "shard {name} does not verify ({}: {}): {why}",
                 f.subject, f.detail
             ),
             format!("sonde verify {name} names every problem"),

@@ -1230,6 +1230,9 @@ fn scan_inner(
             .map(|q| format!("{}:{}", q.name, crate::probe::qtype_name(q.qtype)))
             .collect::<Vec<_>>(),
         "retries": config.retries,
+        // What the results file holds: shards that recorded different
+        // results are not one scan's (issue 26).
+        "record": args.record,
         "seed": config.seed,
         "shard": format!("{}/{}", shard.index + 1, shard.count),
         "index_space": crate::scan::index_space_size(&config).map_err(|e| Error::Runtime {
