@@ -247,27 +247,37 @@ fn three_machines_scan_shards_that_merge_into_the_single_machine_scan() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("shard 2/3 given twice"), "{err}");
 
+    // Shard 2/3 of the same scan but for `changed` (flag and value).
+    let shard_2_with = |name: &str, changed: [&str; 2]| {
+        let out_dir = dir.path().join(name);
+        let mut args = vec![
+            "scan",
+            "--scope",
+            "scopes/lab.toml",
+            TARGETS,
+            "-p",
+            PORTS,
+            "--rate",
+            "20000",
+            "--wait",
+            "0.3",
+            "--seed",
+            SEED,
+            "--shard",
+            "2/3",
+        ];
+        match args.iter().position(|a| *a == changed[0]) {
+            Some(i) => args[i + 1] = changed[1],
+            None => args.extend(changed),
+        }
+        args.extend(["-o", out_dir.to_str().unwrap()]);
+        let (code, out, err) = output(lab.sonde_in(&machines[1].0).args(&args));
+        assert_eq!(code, 0, "{out}{err}");
+        out_dir
+    };
+
     // A shard of another seed.
-    let other = dir.path().join("other-seed");
-    let (code, out, err) = output(lab.sonde_in(&machines[1].0).args([
-        "scan",
-        "--scope",
-        "scopes/lab.toml",
-        TARGETS,
-        "-p",
-        PORTS,
-        "--rate",
-        "20000",
-        "--wait",
-        "0.3",
-        "--seed",
-        "7",
-        "--shard",
-        "2/3",
-        "-o",
-        other.to_str().unwrap(),
-    ]));
-    assert_eq!(code, 0, "{out}{err}");
+    let other = shard_2_with("other-seed", ["--seed", "7"]);
     let (code, _, err) = merge(&[&s1, &other, &s3]);
     assert_eq!(code, 2, "{err}");
     assert!(
@@ -276,28 +286,7 @@ fn three_machines_scan_shards_that_merge_into_the_single_machine_scan() {
     );
     // Regression (issue 26): a shard that recorded other results
     // (--record all) merged silently into a set that did not.
-    let other = dir.path().join("other-record");
-    let (code, out, err) = output(lab.sonde_in(&machines[1].0).args([
-        "scan",
-        "--scope",
-        "scopes/lab.toml",
-        TARGETS,
-        "-p",
-        PORTS,
-        "--rate",
-        "20000",
-        "--wait",
-        "0.3",
-        "--seed",
-        SEED,
-        "--shard",
-        "2/3",
-        "--record",
-        "all",
-        "-o",
-        other.to_str().unwrap(),
-    ]));
-    assert_eq!(code, 0, "{out}{err}");
+    let other = shard_2_with("other-record", ["--record", "all"]);
     let (code, _, err) = merge(&[&s1, &other, &s3]);
     assert_eq!(code, 2, "{err}");
     assert!(

@@ -177,14 +177,17 @@ fn is_probe(ip: &[u8], targets: &crate::targets::IpSet, dns_port: u16) -> bool {
 /// SHA-256 and size of a regular file (following a symbolic link: the
 /// scope file may be one).
 pub fn file_sha256(path: &std::path::Path) -> std::io::Result<(String, u64)> {
+    sha256_of(open_regular(path, true)?)
+}
+
+/// SHA-256 and size of everything `source` yields.
+pub fn sha256_of(mut source: impl std::io::Read) -> std::io::Result<(String, u64)> {
     use sha2::Digest;
-    use std::io::Read;
-    let mut f = open_regular(path, true)?;
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut size = 0u64;
     loop {
-        let n = f.read(&mut buf)?;
+        let n = source.read(&mut buf)?;
         if n == 0 {
             break;
         }

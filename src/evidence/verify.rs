@@ -317,21 +317,7 @@ fn read_member(path: &Path) -> std::io::Result<Vec<u8>> {
 /// SHA-256 and size of a run directory's file: a regular file, not
 /// followed through a symbolic link.
 fn member_sha256(path: &Path) -> std::io::Result<(String, u64)> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut f = super::open_regular(path, false)?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((hex::encode(h.finalize()), size))
+    super::sha256_of(super::open_regular(path, false)?)
 }
 
 /// A name a record gives as a file of the run: refused (a finding) unless
