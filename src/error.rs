@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::scope::{Refusal, ScopeError};
+use crate::scope::{Refusal, ScopeError, ScopeFileError};
 use crate::targets::{PortError, TargetError};
 
 /// Exit codes, as documented in the README.
@@ -124,6 +124,25 @@ impl From<ScopeError> for Error {
         Error::Scope(e)
     }
 }
+impl From<ScopeFileError> for Error {
+    fn from(e: ScopeFileError) -> Error {
+        match e {
+            ScopeFileError::Read { path, source } => Error::Input {
+                what: format!("scope file {}", path.display()),
+                source,
+            },
+            e @ ScopeFileError::TooLarge { .. } => Error::usage(
+                e.to_string(),
+                "a scope file is TOML text; name the file itself",
+            ),
+            e @ ScopeFileError::NotUtf8 { .. } => {
+                Error::usage(e.to_string(), "scope files are TOML, which is UTF-8 text")
+            }
+            ScopeFileError::Parse(e) => Error::Scope(e),
+        }
+    }
+}
+
 impl From<TargetError> for Error {
     fn from(e: TargetError) -> Error {
         Error::Target(e)

@@ -914,6 +914,7 @@ fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
         events,
         [
             "run_started",
+            "scan_request",
             "scan_identity",
             "scope_accepted",
             "rate_applied",
@@ -937,13 +938,18 @@ fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
         ))
     };
     assert!(
-        out.contains(&format!("audit log head {head} after 12 records")),
+        out.contains(&format!("audit log head {head} after 13 records")),
         "{out}"
     );
-    assert_eq!(records[1]["scope_sha256"], scope_sha.as_str());
-    assert_eq!(records[2]["sha256"], scope_sha.as_str());
-    assert_eq!(r["audit"]["records"], 10, "the report saw ten records");
-    assert_eq!(records[10]["path"], "report.json");
+    // The request as the run resolved it: what a resume reads back.
+    let request = &records[1]["request"];
+    assert_eq!(request["seed"], r["parameters"]["seed"], "{request}");
+    assert_eq!(request["targets"], r["parameters"]["targets"], "{request}");
+    assert_eq!(request["ports"], r["parameters"]["ports"], "{request}");
+    assert_eq!(records[2]["scope_sha256"], scope_sha.as_str());
+    assert_eq!(records[3]["sha256"], scope_sha.as_str());
+    assert_eq!(r["audit"]["records"], 11, "the report saw eleven records");
+    assert_eq!(records[11]["path"], "report.json");
 
     // sonde verify, on the directory and on the report.
     let verify = |path: &std::path::Path| {

@@ -239,6 +239,53 @@ fn a_changed_scope_or_a_finished_run_is_not_resumed() {
     assert_eq!(code, 0, "{verified}");
 }
 
+/// Regression (issue 25): a resume parsed the recorded command line again,
+/// so it read `-iL FILE` (and resolved host names) anew: a list edited
+/// between the segments changed the targets, and with them the probe
+/// order the stop point refers to. The run records its request as
+/// resolved (`scan_request`), and a resume reads that back.
+#[test]
+fn a_resume_scans_the_targets_the_run_resolved_not_the_list_file_now() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("targets.txt");
+    std::fs::write(&list, "198.18.1.1-198.18.1.254\n").unwrap();
+    let run = dir.path().join("run");
+    let child = lab
+        .sonde_command()
+        .args(["scan", "--scope", "scopes/lab.toml", "-iL"])
+        .arg(&list)
+        .args(["-p", "1-20,22,80", "--rate", "2000", "--wait", "0.3", "-o"])
+        .arg(&run)
+        .spawn()
+        .unwrap();
+    let out = interrupt_after(child, Duration::from_millis(900));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The list now names other hosts (and then none at all).
+    std::fs::write(&list, "198.18.1.7\n").unwrap();
+    let (code, out, err) = lab.sonde(&["scan", "--resume", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = report_json(&run.join("report.json"));
+    assert_eq!(
+        r["parameters"]["targets"],
+        serde_json::json!(["198.18.1.1-198.18.1.254"])
+    );
+    // 22 and 80 on every up host (198.18.1.200-209 are down).
+    let found = open_ports(&r);
+    assert_eq!(
+        found.iter().filter(|(_, p)| *p == 22 || *p == 80).count(),
+        244 * 2,
+        "{found:?}"
+    );
+    let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{verified}");
+}
+
 /// The scope's probe budget is per run, not per process: a resumed segment
 /// is charged with what the earlier one sent. At the edge: a budget of 260
 /// for a first pass of 220 probes and a retry pass of 120 (six hosts never

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::scope::load_scope;
 use super::write_err;
 use crate::analyze::dissect::{Transport, dissect};
 use crate::craft::{Crafted, TransportKind, craft, fragment, reply};
@@ -396,7 +395,7 @@ fn send(
         crafted.dst.expect("kind_of checked the IP layer"),
     );
     let scope_path = args.scope.as_ref().expect("clap requires --scope");
-    let file = load_scope(scope_path)?;
+    let file = crate::scope::ScopeFile::load(scope_path)?;
     // The pace: one packet (with its fragments) per interval, never above the scope's ceiling.
     let per_second = if args.interval > 0.0 {
         (packets.len() as f64 / args.interval).max(1.0)

@@ -19,11 +19,14 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::scan::{Audit, audit, create_in, file_written, now_rfc3339, write_report};
 use super::write_err;
 use crate::error::{Error, exit};
 use crate::evidence::run_dir::{self, RunDir, RunDirError};
 use crate::scan::hosts::HostTable;
+use crate::scan::session::{
+    Audit, analyze_captures, audit, create_in, file_written, lock_run_dir, now_rfc3339, sign_run,
+    write_report,
+};
 
 /// The merge's manifest.
 pub const MANIFEST: &str = "merge.json";
@@ -292,7 +295,7 @@ pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
         })?;
     // One writer per run directory: a second merge into an empty -o DIR
     // at the same moment is refused, naming this one.
-    let _writer = super::scan::lock_run_dir(dir.path())?;
+    let _writer = lock_run_dir(dir.path())?;
     let mut log: Audit = crate::evidence::AuditLog::new(create_in(&dir, run_dir::AUDIT)?);
     let started = now_rfc3339();
     let manifest_shards: Vec<Value> = shards
@@ -372,7 +375,8 @@ pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
 
     // Every shard's capture, analyzed as one capture set.
     let pcaps: Vec<PathBuf> = shards.iter().map(|s| s.dir.join(run_dir::PCAP)).collect();
-    let (capture_analysis, cost) = super::scan::analyze_captures(&pcaps, None, &mut log)?;
+    let (capture_analysis, cost) =
+        analyze_captures(&pcaps, None, &mut log, &super::scan::StderrObserver)?;
 
     let finished = now_rfc3339();
     let first_started = shards
@@ -457,7 +461,14 @@ pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
     audit(&mut log, "run_finished", json!({ "exit_status": exit::OK }))?;
     if let Some(key) = &sign_key {
         let f = create_in(&dir, crate::evidence::signature::SIGNATURE)?;
-        super::scan::sign_run(key, f, &dir, &log, out)?;
+        let fingerprint = sign_run(key, f, &dir, &log)?;
+        writeln!(
+            out,
+            "signed with ed25519 key {fingerprint}: {}/{}",
+            dir.path().display(),
+            crate::evidence::signature::SIGNATURE
+        )
+        .map_err(super::write_err)?;
     }
     let open: usize = hosts.iter().map(|h| h.open_ports().count()).sum();
     writeln!(

@@ -1,17 +1,16 @@
 //! `sonde scope check FILE [TARGET[:PORT]]...`
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::targets::TargetArgs;
 use super::write_err;
 use crate::error::{Error, exit};
-use crate::scope::{Decision, HARD_DENY, ProbeKind, Rule, Scope, ScopeGate};
+use crate::scope::{Decision, HARD_DENY, ProbeKind, Rule, ScopeGate};
 use crate::targets::{Family, PortSet, SystemResolver};
 
 #[derive(Debug, Subcommand)]
@@ -53,60 +52,6 @@ pub(crate) fn parse_instant(s: &str) -> Result<OffsetDateTime, String> {
         .expect("0 is a valid nanosecond"))
 }
 
-/// The largest scope file read: 64 MiB.
-pub const MAX_SCOPE_BYTES: u64 = 64 << 20;
-
-/// A scope file as loaded: the parsed scope, its path and its SHA-256.
-pub struct ScopeFile {
-    pub scope: Scope,
-    pub path: PathBuf,
-    pub sha256: String,
-}
-
-/// Read, hash and parse a scope file.
-pub fn load_scope(path: &Path) -> Result<ScopeFile, Error> {
-    // Bounded: a scope "file" that is /dev/zero was read until memory ran
-    // out (issue 26). 64 MiB holds a million rules.
-    let bytes = {
-        use std::io::Read;
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_SCOPE_BYTES + 1).read_to_end(&mut bytes))
-            .map_err(|source| Error::Input {
-                what: format!("scope file {}", path.display()),
-                source,
-            })?;
-        if bytes.len() as u64 > MAX_SCOPE_BYTES {
-            return Err(Error::usage(
-                format!(
-                    "scope file {} is over {} MiB: not read further",
-                    path.display(),
-                    MAX_SCOPE_BYTES >> 20
-                ),
-                "a scope file is TOML text; name the file itself",
-            ));
-        }
-        bytes
-    };
-    let sha256 = hex::encode(Sha256::digest(&bytes));
-    let text = String::from_utf8(bytes).map_err(|e| {
-        Error::usage(
-            format!(
-                "scope file {} is not UTF-8 text (byte {} is not)",
-                path.display(),
-                e.utf8_error().valid_up_to()
-            ),
-            "scope files are TOML, which is UTF-8 text",
-        )
-    })?;
-    let scope = Scope::from_toml(&text, &path.display().to_string())?;
-    Ok(ScopeFile {
-        scope,
-        path: path.to_path_buf(),
-        sha256,
-    })
-}
-
 pub fn run(cmd: ScopeCommand, out: &mut dyn Write) -> Result<i32, Error> {
     match cmd {
         ScopeCommand::Check(args) => check(args, out),
@@ -114,7 +59,7 @@ pub fn run(cmd: ScopeCommand, out: &mut dyn Write) -> Result<i32, Error> {
 }
 
 fn check(args: CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
-    let file = load_scope(&args.file)?;
+    let file = crate::scope::ScopeFile::load(&args.file)?;
     let probe: Option<ProbeKind> = match &args.probe {
         None => None,
         Some(p) => Some(
@@ -175,7 +120,7 @@ fn check(args: CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
                 t.port
                     .map(PortSet::single)
                     .or_else(|| ports.clone())
-                    .unwrap_or_else(|| super::targets::default_syn_ports(&file.scope)),
+                    .unwrap_or_else(|| file.scope.default_syn_ports()),
             ),
             ProbeKind::Dns => Some(
                 t.port
@@ -193,7 +138,7 @@ fn check(args: CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
         };
         // A refusal names the target, the port and the kind itself: it is
         // printed alone, so nothing appears twice.
-        match judge(
+        match crate::scope::judge_ports(
             &gate,
             &t.target.range,
             port_list.as_ref(),
@@ -222,57 +167,12 @@ fn check(args: CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
             .iter()
             .flat_map(|t| t.target.range.canonical_parts())
             .collect();
-        if let Some(note) = super::targets::exclude_hint(&file.scope, &judged) {
+        if let Some(note) = file.scope.exclude_hint(&judged) {
             writeln!(out, "{note}").map_err(write_err)?;
         }
         return Ok(exit::REFUSED);
     }
     Ok(exit::OK)
-}
-
-/// Judge a range against a whole port list. The decision can change only
-/// where some rule's port list starts or ends, so one port per segment
-/// between those boundaries stands for the segment.
-pub(crate) fn judge(
-    gate: &ScopeGate,
-    range: &crate::targets::AddrRange,
-    ports: Option<&PortSet>,
-    kind: ProbeKind,
-    label: &str,
-    now: OffsetDateTime,
-) -> Decision {
-    let Some(ports) = ports.filter(|_| kind.has_port()) else {
-        let port = if kind == ProbeKind::Dns {
-            Some(53)
-        } else {
-            None
-        };
-        return gate.decide_at(*range, port, kind, label, now);
-    };
-    let scope = gate.scope();
-    let mut cuts: Vec<u32> = vec![1, 65536];
-    for r in scope.allow.iter().chain(&scope.deny) {
-        for &(s, e) in r.ports.iter().flat_map(|p| p.ranges()) {
-            cuts.push(u32::from(s));
-            cuts.push(u32::from(e) + 1);
-        }
-    }
-    cuts.sort_unstable();
-    cuts.dedup();
-    let mut first_allowed = None;
-    for &(s, e) in ports.ranges() {
-        let (s, e) = (u32::from(s), u32::from(e));
-        let mut p = s;
-        while p <= e {
-            let next_cut = cuts.iter().copied().find(|&c| c > p).unwrap_or(65536);
-            match gate.decide_at(*range, Some(p as u16), kind, label, now) {
-                Decision::Refused(r) => return Decision::Refused(r),
-                allowed => first_allowed = first_allowed.or(Some(allowed)),
-            }
-            p = next_cut.min(e + 1).max(p + 1);
-        }
-    }
-    first_allowed.expect("a port list is never empty")
 }
 
 fn count(n: u128) -> String {
@@ -286,7 +186,7 @@ fn count(n: u128) -> String {
 }
 
 fn summarize(
-    file: &ScopeFile,
+    file: &crate::scope::ScopeFile,
     gate: &ScopeGate,
     now: OffsetDateTime,
     out: &mut dyn Write,

@@ -47,54 +47,6 @@ pub struct TargetArgs {
     pub exclude_file: Option<PathBuf>,
 }
 
-/// The ports a SYN scan probes when none are named: the ports the scope
-/// allows SYN probes to, or nmap's top 1,000 when it allows them all.
-/// `scan` and `scope check` share it, so the check judges what the scan
-/// would send.
-pub fn default_syn_ports(scope: &crate::scope::Scope) -> PortSet {
-    let allowed = scope.allowed_ports(crate::scope::ProbeKind::Syn);
-    if allowed.len() < 65_535 {
-        allowed
-    } else {
-        PortSet::top(1000).expect("1000 is within the list")
-    }
-}
-
-/// The addresses of `targets` that a deny rule of `scope` names: what
-/// `--exclude` would take out so the rest can be judged on its own.
-pub fn denied_part(
-    scope: &crate::scope::Scope,
-    targets: &crate::targets::IpSet,
-) -> crate::targets::IpSet {
-    let mut denied = crate::targets::IpSet::new();
-    for rule in &scope.deny {
-        denied.union_with(&rule.targets);
-    }
-    // targets ∩ denied = targets − (targets − denied)
-    let mut outside = targets.clone();
-    outside.subtract(&denied);
-    let mut inside = targets.clone();
-    inside.subtract(&outside);
-    inside
-}
-
-/// The hint a refusal by deny rules gets: the `--exclude` that carves the
-/// denied addresses out (exclusions only narrow), when there are any.
-pub fn exclude_hint(
-    scope: &crate::scope::Scope,
-    targets: &crate::targets::IpSet,
-) -> Option<String> {
-    let part = denied_part(scope, targets);
-    if part.is_empty() {
-        return None;
-    }
-    let ranges: Vec<String> = part.ranges().map(|r| r.to_string()).collect();
-    let list = ranges.join(",");
-    Some(format!(
-        "note: deny rules cover {list} of the targets; --exclude {list} takes that out, and the rest is judged on its own"
-    ))
-}
-
 /// One target with the port it named, if any.
 #[derive(Debug, Clone)]
 pub struct TargetWithPort {

@@ -12,7 +12,7 @@ pub mod signature;
 pub mod verify;
 
 /// What a scan's evidence keeps of the probes it sent.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EvidenceMode {
     /// Every probe and every reply in the pcap (the default: any tool

@@ -214,3 +214,23 @@ pub fn dns_query(id: u16, q: &DnsQuestion) -> Result<Vec<u8>, BuildError> {
     p.build_bytes_vec()
         .map_err(|_| BuildError::BadDnsName(q.name.clone()))
 }
+
+/// `NAME:TYPE`, as `--dns-query` takes it.
+impl std::fmt::Display for DnsQuestion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.name, qtype_name(self.qtype))
+    }
+}
+
+impl serde::Serialize for DnsQuestion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DnsQuestion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<DnsQuestion, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        DnsQuestion::parse(&text).map_err(serde::de::Error::custom)
+    }
+}

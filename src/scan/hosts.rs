@@ -22,7 +22,7 @@ use crate::targets::PortSet;
 pub const MAX_FOLDED_RANGES: usize = 64;
 
 /// Which per-probe results the NDJSON stream records.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordMode {
     /// Positive findings only: open ports, echo replies, DNS answers.

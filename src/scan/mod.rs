@@ -17,7 +17,9 @@ pub mod ndjson;
 pub mod neighbours;
 pub mod progress;
 mod recv;
+pub mod request;
 mod send;
+pub mod session;
 pub mod timing;
 mod writer;
 

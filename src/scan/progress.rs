@@ -65,6 +65,9 @@ pub enum ScanEvent {
     /// A retry pass is added because the last one still found answers
     /// (the link loses packets).
     PassAdded { pass: u32, new_answers: u64 },
+    /// Something the person running the scan should read (a warning, a
+    /// hint), one line, without the `sonde: ` prefix.
+    Note(String),
 }
 
 /// Who receives a scan's [`ScanEvent`]s; called from the scan's threads.

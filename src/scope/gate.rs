@@ -991,3 +991,49 @@ impl ScopeGate {
         }
     }
 }
+
+/// Judge a range against a whole port list (the dry run, `scope check`
+/// and a scan's start judge every target so). The decision can change only
+/// where some rule's port list starts or ends, so one port per segment
+/// between those boundaries stands for the segment.
+pub fn judge_ports(
+    gate: &ScopeGate,
+    range: &crate::targets::AddrRange,
+    ports: Option<&PortSet>,
+    kind: ProbeKind,
+    label: &str,
+    now: OffsetDateTime,
+) -> Decision {
+    let Some(ports) = ports.filter(|_| kind.has_port()) else {
+        let port = if kind == ProbeKind::Dns {
+            Some(53)
+        } else {
+            None
+        };
+        return gate.decide_at(*range, port, kind, label, now);
+    };
+    let scope = gate.scope();
+    let mut cuts: Vec<u32> = vec![1, 65536];
+    for r in scope.allow.iter().chain(&scope.deny) {
+        for &(s, e) in r.ports.iter().flat_map(|p| p.ranges()) {
+            cuts.push(u32::from(s));
+            cuts.push(u32::from(e) + 1);
+        }
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut first_allowed = None;
+    for &(s, e) in ports.ranges() {
+        let (s, e) = (u32::from(s), u32::from(e));
+        let mut p = s;
+        while p <= e {
+            let next_cut = cuts.iter().copied().find(|&c| c > p).unwrap_or(65536);
+            match gate.decide_at(*range, Some(p as u16), kind, label, now) {
+                Decision::Refused(r) => return Decision::Refused(r),
+                allowed => first_allowed = first_allowed.or(Some(allowed)),
+            }
+            p = next_cut.min(e + 1).max(p + 1);
+        }
+    }
+    first_allowed.expect("a port list is never empty")
+}

@@ -33,6 +33,7 @@
 //! assert!(batch.permit("127.0.0.9".parse().unwrap(), "127.0.0.1".parse().unwrap(), Some(22), ProbeKind::Syn).is_err());
 //! ```
 
+mod file;
 mod gate;
 mod parse;
 
@@ -43,12 +44,17 @@ use time::OffsetDateTime;
 
 use crate::targets::{IpSet, PortSet};
 
+pub use file::{MAX_SCOPE_BYTES, ScopeFile, ScopeFileError};
 pub(crate) use gate::rfc3339 as gate_time;
-pub use gate::{Allowance, Decision, HARD_DENY, MAX_WAIT, MIN_RATE, Permit, Refusal, ScopeGate};
+pub use gate::{
+    Allowance, Decision, HARD_DENY, MAX_WAIT, MIN_RATE, Permit, Refusal, ScopeGate, judge_ports,
+};
 pub use parse::ScopeError;
 
 /// The kinds of probe sonde sends; each scope says which it allows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeKind {
     /// TCP SYN to a port.
@@ -229,6 +235,48 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// The ports a SYN scan probes when none are named: the ports the scope
+    /// allows SYN probes to, or nmap's top 1,000 when it allows them all.
+    /// `scan` and `scope check` share it, so the check judges what the scan
+    /// would send.
+    pub fn default_syn_ports(&self) -> PortSet {
+        let allowed = self.allowed_ports(ProbeKind::Syn);
+        if allowed.len() < 65_535 {
+            allowed
+        } else {
+            PortSet::top(1000).expect("1000 is within the list")
+        }
+    }
+
+    /// The addresses of `targets` that a deny rule names: what `--exclude`
+    /// would take out so the rest can be judged on its own.
+    pub fn denied_part(&self, targets: &IpSet) -> IpSet {
+        let mut denied = IpSet::new();
+        for rule in &self.deny {
+            denied.union_with(&rule.targets);
+        }
+        // targets ∩ denied = targets − (targets − denied)
+        let mut outside = targets.clone();
+        outside.subtract(&denied);
+        let mut inside = targets.clone();
+        inside.subtract(&outside);
+        inside
+    }
+
+    /// The hint a refusal by deny rules gets: the `--exclude` that carves
+    /// the denied addresses out (exclusions only narrow), when there are any.
+    pub fn exclude_hint(&self, targets: &IpSet) -> Option<String> {
+        let part = self.denied_part(targets);
+        if part.is_empty() {
+            return None;
+        }
+        let ranges: Vec<String> = part.ranges().map(|r| r.to_string()).collect();
+        let list = ranges.join(",");
+        Some(format!(
+            "note: deny rules cover {list} of the targets; --exclude {list} takes that out, and the rest is judged on its own"
+        ))
+    }
+
     /// Parse and validate a scope file's text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Scope, ScopeError> {
         parse::parse(text, origin)

@@ -427,6 +427,49 @@ impl FromIterator<AddrRange> for IpSet {
     }
 }
 
+/// The text [`AddrRange`]'s `Display` writes (`ADDR`, `ADDR/PREFIX`,
+/// `FIRST-LAST`), read back: how a recorded scan request names its targets.
+impl std::str::FromStr for AddrRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<AddrRange, String> {
+        let bad = |why: &str| format!("{s:?} is not an address range ({why})");
+        if let Some((base, prefix)) = s.split_once('/') {
+            let base: IpAddr = base.parse().map_err(|_| bad("address before '/'"))?;
+            let prefix: u8 = prefix.parse().map_err(|_| bad("prefix length"))?;
+            return AddrRange::cidr(base, prefix).map_err(|e| bad(&e.to_string()));
+        }
+        if let Some((a, b)) = s.split_once('-') {
+            let (a, b): (IpAddr, IpAddr) = (
+                a.parse().map_err(|_| bad("first address"))?,
+                b.parse().map_err(|_| bad("last address"))?,
+            );
+            return AddrRange::new(a, b).map_err(|e| bad(&e.to_string()));
+        }
+        s.parse::<IpAddr>()
+            .map(AddrRange::single)
+            .map_err(|_| bad("an address, ADDR/PREFIX or FIRST-LAST"))
+    }
+}
+
+/// A set as the list of its ranges' text, e.g. `["198.18.0.0/24", "::1"]`.
+impl serde::Serialize for IpSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.ranges().map(|r| r.to_string()))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for IpSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<IpSet, D::Error> {
+        let texts = <Vec<String> as serde::Deserialize>::deserialize(d)?;
+        let mut set = IpSet::new();
+        for t in texts {
+            set.insert(t.parse().map_err(serde::de::Error::custom)?);
+        }
+        Ok(set)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

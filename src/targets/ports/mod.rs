@@ -209,6 +209,20 @@ fn parse_port(s: &str) -> Result<u16, String> {
     }
 }
 
+/// A port list as the text `-p` takes (`22,80,1000-2000`).
+impl serde::Serialize for PortSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PortSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PortSet, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        PortSet::parse(&text).map_err(|e| serde::de::Error::custom(e.message))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,31 +1,30 @@
-//! `sonde scan --resume RUN_DIR`: an interrupted run goes on where it
-//! stopped, in its own directory.
+//! `scan --resume RUN_DIR`: an interrupted run goes on where it stopped,
+//! in its own directory.
 //!
-//! The run directory says everything: the first `run_started` record holds
-//! the command, the last segment's `scan_stopped` record the stop point
-//! (pass, probe kind, each sending thread's next position), the seed and
-//! the senders, and `answered.bin` which probes had their result. The
-//! directory must verify first, and the scope file must hash as it did
-//! (a run resumes under the authorization it began with; the gate checks
-//! the window again). The pcap and NDJSON are appended to, the audit chain
-//! goes on (`run_resumed`), and the files a segment rewrites (report.json,
-//! answered.bin) are kept as `report.segment-N.json` and
-//! `answered.segment-N.bin`, so every earlier record still verifies.
+//! The run directory says everything: the `scan_request` record holds the
+//! request as the run resolved it (targets, ports, seed, senders), the last
+//! segment's `scan_stopped` record the stop point (pass, probe kind, each
+//! sending thread's next position), and `answered.bin` which probes had
+//! their result. The directory must verify first, and the scope file must
+//! hash as it did (a run resumes under the authorization it began with;
+//! the gate checks the window again). The pcap and NDJSON are appended to,
+//! the audit chain goes on (`run_resumed`), and the files a segment
+//! rewrites (report.json, answered.bin) are kept as `report.segment-N.json`
+//! and `answered.segment-N.bin`, so every earlier record still verifies.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use clap::Parser;
 use serde_json::Value;
 
-use super::{Audit, Flags, ScanArgs, audit, run_segment};
+use super::files::{Audit, audit};
 use crate::error::Error;
 use crate::evidence::run_dir::{self, RunDir};
 use crate::evidence::{EvidenceMode, verify_chain};
 use crate::scan::StopPoint;
+use crate::scan::request::ScanRequest;
 
 /// The probes answered when a run stopped ([`crate::scan::correlate::AnsweredSnapshot::to_bytes`]).
-pub(super) const ANSWERED: &str = "answered.bin";
+pub const ANSWERED: &str = "answered.bin";
 /// The most `answered.bin` may hold: the correlator keeps answered bits as
 /// a bitmap only up to MAX_BITMAP_BYTES (and then writes no such file),
 /// plus the header and each kind's name and count.
@@ -45,27 +44,6 @@ pub(super) struct Resuming {
     /// Probes the earlier segments sent, charged to the budget: the larger
     /// of their report's count and the probes in the capture.
     pub charged: u64,
-}
-
-impl Resuming {
-    /// Probes (and retries) the earlier segments sent: charged to the budget.
-    pub fn prior_sent(&self) -> u64 {
-        self.charged
-    }
-}
-
-/// Open `name` in the run directory to append to it: (file, its length).
-pub(super) fn append_to(dir: &RunDir, name: &str) -> Result<(std::fs::File, u64), Error> {
-    let p = dir.file(name);
-    let f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&p)
-        .map_err(|e| Error::runtime(format!("cannot append to {}", p.display()), e))?;
-    let len = f
-        .metadata()
-        .map_err(|e| Error::runtime(format!("cannot read {}", p.display()), e))?
-        .len();
-    Ok((f, len))
 }
 
 /// `now`'s numbers plus `prior`'s, field by field (counters of two
@@ -92,40 +70,27 @@ pub(super) fn segments(prior: Option<&Value>, this: Value) -> Value {
     Value::Array(all)
 }
 
-/// `sonde scan --resume DIR`.
-pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32, Error> {
-    let path = args.resume.clone().expect("--resume was given");
-    if !path.is_dir() {
-        return Err(Error::usage(
-            format!("--resume {}: no such run directory", path.display()),
-            "give the directory of an interrupted scan (its -o DIR)",
-        ));
-    }
-    // One writer at a time: a second resume (or the scan itself, still
-    // running) would fork the audit chain. Held until the segment ends.
-    let _writer = super::lock_run_dir(&path)?;
+/// What a resume starts from: the directory, its audit log continued (with
+/// `run_resumed` written), the recorded request and the stop point.
+pub(super) struct Opened {
+    pub dir: RunDir,
+    pub log: Audit,
+    pub request: ScanRequest,
+    pub resuming: Resuming,
+}
+
+fn damaged(path: &Path, what: String) -> Error {
+    Error::usage(
+        format!("{}: {what}", path.display()),
+        format!("sonde verify {} names every problem", path.display()),
+    )
+}
+
+/// Open `path` to resume it; the caller holds its one-writer lock.
+pub(super) fn open(path: &Path) -> Result<Opened, Error> {
     // Damaged evidence is not continued: its story could not be told.
-    let findings = crate::evidence::verify::verify(&path)
+    let findings = crate::evidence::verify::verify(path)
         .map_err(|e| Error::runtime(format!("cannot read {}", path.display()), e))?;
-    // The scope file is judged below, as a refusal of its own.
-    let scope_file = std::fs::read(path.join(run_dir::REPORT))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .and_then(|r| r["scope"]["absolute_path"].as_str().map(str::to_string));
-    if let Some(f) = findings
-        .iter()
-        .find(|f| f.status.is_failure() && Some(&f.subject) != scope_file.as_ref())
-    {
-        return Err(Error::usage(
-            format!(
-                "{} does not verify ({}: {}): a run whose evidence is damaged is not resumed",
-                path.display(),
-                f.subject,
-                f.detail
-            ),
-            format!("sonde verify {} names every problem", path.display()),
-        ));
-    }
     let audit_path = path.join(run_dir::AUDIT);
     let text = std::fs::read_to_string(&audit_path).map_err(|source| Error::Input {
         what: format!("the audit log {}", audit_path.display()),
@@ -137,19 +102,39 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     let event = |r: &Value| r["event"].as_str().unwrap_or_default().to_string();
-    let command: Vec<String> = records
-        .iter()
-        .find(|r| event(r) == "run_started")
-        .and_then(|r| serde_json::from_value(r["command"].clone()).ok())
-        .ok_or_else(|| {
-            Error::usage(
+    // The request as the run resolved it; a run without one is not a scan
+    // this sonde started.
+    let request: ScanRequest = match records.iter().rev().find(|r| event(r) == "scan_request") {
+        Some(r) => serde_json::from_value(r["request"].clone()).map_err(|e| {
+            damaged(
+                path,
+                format!("its scan_request record is not one this sonde reads: {e}"),
+            )
+        })?,
+        None => {
+            return Err(Error::usage(
                 format!(
-                    "{}: the audit log has no run_started record with its command",
+                    "{}: the audit log has no scan_request record (not a scan, or one started by a sonde before 0.12)",
                     path.display()
                 ),
-                "give the directory of a sonde scan",
-            )
-        })?;
+                "give the directory of a sonde scan; resume a run with the sonde version that started it",
+            ));
+        }
+    };
+    // The scope file is judged below, as a refusal of its own.
+    let scope_file = request.scope.display().to_string();
+    if let Some(f) = findings
+        .iter()
+        .find(|f| f.status.is_failure() && f.subject != scope_file)
+    {
+        return Err(damaged(
+            path,
+            format!(
+                "does not verify ({}: {}): a run whose evidence is damaged is not resumed",
+                f.subject, f.detail
+            ),
+        ));
+    }
     let last_start = records
         .iter()
         .rposition(|r| matches!(event(r).as_str(), "run_started" | "run_resumed"))
@@ -164,7 +149,7 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
                 "{}: the run sent every pass to its end (no scan_stopped record): nothing to resume",
                 path.display()
             ),
-            "only a scan stopped early (Ctrl-C, SIGTERM) is resumed",
+            "only a scan stopped early (Ctrl-C, SIGTERM, a closed terminal) is resumed",
         ));
     };
     // A run its scope ended (the budget spent, the window closed) is
@@ -182,20 +167,35 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
             "a new budget or window is a new scope file, and a new scan",
         ));
     }
+    if request.evidence == EvidenceMode::Compact {
+        return Err(Error::usage(
+            "resuming a run with --evidence compact is not supported: its sent-probe log is one hash chain with one key per run",
+            "scan again, or use --evidence full for runs that may be interrupted",
+        ));
+    }
     let stop: StopPoint = serde_json::from_value(serde_json::json!({
         "pass": stopped["pass"],
         "kind": stopped["kind"],
         "next": stopped["next"],
     }))
     .map_err(|e| {
-        Error::usage(
-            format!(
-                "{}: its scan_stopped record is not one sonde reads: {e}",
-                path.display()
-            ),
-            "sonde verify DIR checks the run directory",
+        damaged(
+            path,
+            format!("its scan_stopped record is not one sonde reads: {e}"),
         )
     })?;
+    // The stop point belongs to the request: the same order (seed) and
+    // one position per sending thread.
+    if stopped["seed"].as_u64() != request.seed
+        || stopped["senders"].as_u64().map(|n| n as usize) != request.senders
+        || Some(stop.next.len()) != request.senders
+    {
+        return Err(damaged(
+            path,
+            "its scan_stopped record (seed, senders, positions) disagrees with its scan_request"
+                .into(),
+        ));
+    }
     let segment = stopped["segment"].as_u64().unwrap_or(1) + 1;
     let report_path = path.join(run_dir::REPORT);
     let prior: Value = std::fs::read(&report_path)
@@ -204,59 +204,9 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
             source,
         })
         .and_then(|b| {
-            serde_json::from_slice(&b).map_err(|e| {
-                Error::usage(
-                    format!("{} is not JSON: {e}", report_path.display()),
-                    "sonde verify DIR checks the run directory",
-                )
-            })
+            serde_json::from_slice(&b)
+                .map_err(|e| damaged(path, format!("{} is not JSON: {e}", run_dir::REPORT)))
         })?;
-
-    // The original command, parsed again; what the run drew (seed,
-    // senders) and where it is come from the directory.
-    let mut original = match crate::cli::Cli::try_parse_from(crate::cli::nmap_aliases(
-        command.iter().map(std::ffi::OsString::from).collect(),
-    )) {
-        Ok(crate::cli::Cli {
-            command: crate::cli::Command::Scan(a),
-        }) => *a,
-        _ => {
-            return Err(Error::usage(
-                format!(
-                    "{}: the run's command is not a scan sonde reads: {}",
-                    path.display(),
-                    command.join(" ")
-                ),
-                "resume with the sonde version that started the run",
-            ));
-        }
-    };
-    if original.evidence == EvidenceMode::Compact {
-        return Err(Error::usage(
-            "resuming a run with --evidence compact is not supported: its sent-probe log is one hash chain with one key per run",
-            "scan again, or use --evidence full for runs that may be interrupted",
-        ));
-    }
-    original.seed = stopped["seed"].as_u64().or(original.seed);
-    original.senders = stopped["senders"].as_u64().or(original.senders);
-    original.output_dir = Some(path.clone());
-    original.quiet |= args.quiet;
-    original.dry_run = false;
-    original.resume = None;
-    if args.sign_key.is_some() {
-        original.sign_key = args.sign_key.clone();
-    }
-    if !args.exports().is_empty() {
-        original.output_xml = args.output_xml.clone();
-        original.output_grepable = args.output_grepable.clone();
-        original.output_list = args.output_list.clone();
-        original.output_json = args.output_json.clone();
-    }
-    // The scope file where the run found it (its path may have been
-    // relative to another working directory).
-    if let Some(abs) = prior["scope"]["absolute_path"].as_str() {
-        original.scope = Some(PathBuf::from(abs));
-    }
     let scope_sha256 = prior["scope"]["sha256"]
         .as_str()
         .unwrap_or_default()
@@ -266,12 +216,8 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
         // following a link (one naming /dev/zero was read until memory
         // ran out).
         Some(name) => {
-            let file = crate::evidence::member(&path, name).map_err(|why| {
-                Error::usage(
-                    format!("{}: scan_stopped.answered {why}", path.display()),
-                    format!("sonde verify {} names every problem", path.display()),
-                )
-            })?;
+            let file = crate::evidence::member(path, name)
+                .map_err(|why| damaged(path, format!("scan_stopped.answered {why}")))?;
             let mut bytes = Vec::new();
             crate::evidence::open_regular(&file, false)
                 .and_then(|f| {
@@ -283,22 +229,21 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
                     source,
                 })?;
             if bytes.len() as u64 > MAX_ANSWERED_BYTES {
-                return Err(Error::usage(
+                return Err(damaged(
+                    path,
                     format!(
                         "{} is over {MAX_ANSWERED_BYTES} bytes: not the answered bits of a scan",
                         file.display()
                     ),
-                    format!("sonde verify {} names every problem", path.display()),
                 ));
             }
             Some(bytes)
         }
         None => None,
     };
-    let flags = Flags::check(&original)?;
     // Judged before anything in the directory changes: the same scope file
     // (by hash), its window open, the targets still allowed.
-    let prepared = super::prepare(&original, &flags.kinds)?;
+    let prepared = crate::scan::request::prepare(&request, None)?;
     if prepared.file.sha256 != scope_sha256 {
         return Err(Error::Refused(vec![crate::scope::Refusal::ScopeChanged {
             path: prepared.file.path.display().to_string(),
@@ -324,7 +269,7 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
             })?;
     let charged = from_report.max(from_capture);
     drop(prepared);
-    let dir = RunDir::existing(&path)
+    let dir = RunDir::existing(path)
         .map_err(|e| Error::usage(e.to_string(), "give the run directory"))?;
 
     // Keep what this segment rewrites, under the segment's name.
@@ -362,21 +307,19 @@ pub(super) fn resume_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32,
             },
         })),
     )?;
-    run_segment(
-        original,
-        flags,
-        stdout,
-        log,
+    Ok(Opened {
         dir,
-        Some(Resuming {
+        log,
+        request,
+        resuming: Resuming {
             segment,
             stop,
             answered,
             prior,
             scope_sha256,
             charged,
-        }),
-    )
+        },
+    })
 }
 
 /// `report.json` of segment 1 kept as `report.segment-1.json`.

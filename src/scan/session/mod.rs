@@ -1,0 +1,894 @@
+//! One scan run from request to evidence: the run directory and its lock,
+//! the audit log, the stop signals, the evidence watcher, resume, the
+//! report and the signature. The command line turns flags into a
+//! [`ScanRequest`] and a [`SessionOutcome`] into text and an exit code;
+//! the session itself never writes to a terminal (it tells an
+//! [`Observer`]).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use sonde::scan::progress::{Observer, ScanEvent};
+//! use sonde::scan::request::ScanRequest;
+//! use sonde::scan::session::{Session, SessionOptions};
+//!
+//! struct Log;
+//! impl Observer for Log {
+//!     fn event(&self, e: &ScanEvent) {
+//!         if let ScanEvent::Note(n) = e {
+//!             eprintln!("{n}");
+//!         }
+//!     }
+//! }
+//! let targets = "198.18.0.0/24".parse().map(|r| {
+//!     let mut s = sonde::targets::IpSet::new();
+//!     s.insert(r);
+//!     s
+//! })?;
+//! let request = ScanRequest::new("scopes/lab.toml", Some(targets));
+//! let session = Session::create(request, SessionOptions::new(Arc::new(Log)))?;
+//! let outcome = session.run()?;
+//! println!("{} open ports, exit {}", outcome.open_ports(), outcome.exit_code());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod files;
+mod resume;
+mod watch;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+pub use files::{
+    Audit, analyze_captures, append_to, audit, create_in, file_written, lock_run_dir, now_rfc3339,
+    sign_run, write_report,
+};
+pub use resume::{ANSWERED, segment_name};
+
+use crate::error::{Error, exit};
+use crate::evidence::run_dir::{self, RunDirError};
+use crate::evidence::{EvidenceMode, RunDir};
+use crate::probe::ProbeTemplate;
+use crate::scan::hosts::HostResults;
+use crate::scan::progress::{Observer, ScanEvent};
+use crate::scan::request::{ScanRequest, prepare};
+use crate::scan::{Counters, RateReport, ScanConfig, ScopeStop};
+use crate::scope::{ProbeKind, Refusal};
+use watch::{Interrupts, Watched};
+
+/// How a session runs, beside what it scans: where, who signs, who hears.
+pub struct SessionOptions {
+    /// A new or empty run directory; `None`: a new timestamped one under
+    /// the working directory.
+    pub output_dir: Option<PathBuf>,
+    /// Signs the finished run (`signature.json`).
+    pub sign_key: Option<ed25519_dalek::SigningKey>,
+    /// Hears progress, rate shortfalls and notes.
+    pub observer: Arc<dyn Observer>,
+    /// Send [`ScanEvent::Progress`] once a second.
+    pub progress: bool,
+    /// Take SIGINT, SIGTERM and SIGHUP as stops (a command line's session);
+    /// a library caller that stops the scan otherwise leaves it off.
+    pub signals: bool,
+}
+
+impl SessionOptions {
+    pub fn new(observer: Arc<dyn Observer>) -> SessionOptions {
+        SessionOptions {
+            output_dir: None,
+            sign_key: None,
+            observer,
+            progress: false,
+            signals: false,
+        }
+    }
+}
+
+/// A run directory being written by this process, and what it is to scan.
+pub struct Session {
+    dir: RunDir,
+    log: Audit,
+    request: ScanRequest,
+    resuming: Option<resume::Resuming>,
+    options: SessionOptions,
+    /// One writer per run directory, held until the session ends.
+    _writer: crate::evidence::lock::HostLock,
+}
+
+/// How a run ended, beside failing.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ended {
+    /// Every pass was sent.
+    Complete,
+    /// A stop signal (or the caller's stop flag) ended sending; resumable.
+    Interrupted,
+    /// An output could not be written (a full disk): sending stopped.
+    OutputFailed(String),
+    /// The scope's window closed while sending.
+    WindowClosed(Refusal),
+    /// The budget ran out in the retry passes (the first pass was whole).
+    BudgetSpent(Refusal),
+}
+
+/// Targets found down before any probe, as the report's
+/// `neighbour_discovery.down` lists them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DownHosts {
+    /// `no-arp-reply` or `no-nd-reply`.
+    pub reason: &'static str,
+    pub count: u64,
+    pub ranges: Vec<String>,
+}
+
+/// The segment a resume ran.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResumedSegment {
+    pub segment: u64,
+    /// Probes of every segment so far.
+    pub probes_in_all: u64,
+    /// When the run's first segment started.
+    pub started: String,
+}
+
+/// What a finished session leaves: its outputs are in `dir`; this is what
+/// a caller shows.
+pub struct SessionOutcome {
+    pub dir: PathBuf,
+    pub ended: Ended,
+    /// Probes of this segment, counting retries.
+    pub probes: u64,
+    pub counters: Counters,
+    pub rate: RateReport,
+    pub kinds: Vec<ProbeKind>,
+    pub engagement_id: String,
+    pub scope_path: PathBuf,
+    pub resumed: Option<ResumedSegment>,
+    pub down: Vec<DownHosts>,
+    pub hosts: Vec<HostResults>,
+    pub report_sha256: String,
+    pub audit_head: String,
+    pub audit_records: u64,
+    /// The fingerprint of the key that signed the run.
+    pub signed_by: Option<String>,
+}
+
+impl SessionOutcome {
+    /// The exit code the outcome calls for: 0 complete (or only the
+    /// retries cut by the budget), 1 interrupted or an output failed, 3
+    /// stopped by the scope's window.
+    pub fn exit_code(&self) -> i32 {
+        match self.ended {
+            Ended::Complete | Ended::BudgetSpent(_) => exit::OK,
+            Ended::Interrupted | Ended::OutputFailed(_) => exit::RUNTIME,
+            Ended::WindowClosed(_) => exit::REFUSED,
+        }
+    }
+
+    /// Open ports found, over every host.
+    pub fn open_ports(&self) -> usize {
+        self.hosts.iter().map(|h| h.open_ports().count()).sum()
+    }
+}
+
+impl Session {
+    /// A new run: checks the request, creates the run directory, takes its
+    /// lock and writes `run_started`. Nothing is judged or sent yet; a
+    /// run that is then refused leaves its audit log saying so.
+    pub fn create(request: ScanRequest, options: SessionOptions) -> Result<Session, Error> {
+        request.check()?;
+        // The run directory and its audit log come first: a refused or
+        // failed run leaves records too.
+        let dir = RunDir::create(options.output_dir.as_deref(), crate::clock::now_nanos())
+            .map_err(|e| match e {
+                RunDirError::Io(..) => Error::runtime("cannot create the run directory", e),
+                _ => Error::usage(
+                    e.to_string(),
+                    "name a new or empty directory with -o, or leave -o out for a new timestamped one",
+                ),
+            })?;
+        crate::net::privilege::chown_to_invoker(dir.path())
+            .and_then(|()| crate::net::privilege::share_with_invoker_group(dir.path()))
+            .and_then(|()| crate::net::privilege::keep_invoker_group())
+            .map_err(|e| Error::runtime("cannot give the run directory to the sudo user", e))?;
+        // One writer per run directory: a `--resume` of it while this runs
+        // is refused.
+        let writer = lock_run_dir(dir.path())?;
+        let mut log = crate::evidence::AuditLog::new(create_in(&dir, run_dir::AUDIT)?);
+        audit(
+            &mut log,
+            "run_started",
+            crate::evidence::provenance(serde_json::json!({
+                "run_directory": dir.path().display().to_string(),
+            })),
+        )?;
+        Ok(Session {
+            dir,
+            log,
+            request,
+            resuming: None,
+            options,
+            _writer: writer,
+        })
+    }
+
+    /// An interrupted run, to go on where it stopped: the directory must
+    /// verify, its scope file hash as it did and allow the targets still;
+    /// the request is the one its audit log recorded.
+    pub fn resume(path: &Path, options: SessionOptions) -> Result<Session, Error> {
+        if !path.is_dir() {
+            return Err(Error::usage(
+                format!("--resume {}: no such run directory", path.display()),
+                "give the directory of an interrupted scan (its -o DIR)",
+            ));
+        }
+        // One writer at a time: a second resume (or the scan itself, still
+        // running) would fork the audit chain. Held until the segment ends.
+        let writer = lock_run_dir(path)?;
+        let opened = resume::open(path)?;
+        Ok(Session {
+            dir: opened.dir,
+            log: opened.log,
+            request: opened.request,
+            resuming: Some(opened.resuming),
+            options,
+            _writer: writer,
+        })
+    }
+
+    /// The run directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What this session scans (for a resume: as the run recorded it).
+    pub fn request(&self) -> &ScanRequest {
+        &self.request
+    }
+
+    /// Run the scan (or the rest of it) and write its evidence. Every end
+    /// is in the audit log (`run_finished` with the exit code); an error is
+    /// returned after it is recorded.
+    pub fn run(mut self) -> Result<SessionOutcome, Error> {
+        let observer = self.options.observer.clone();
+        // Opened now (the sudo user must own it); signed once the log is final.
+        let signer = match self.options.sign_key.clone() {
+            Some(k) => Some((
+                k,
+                create_in(&self.dir, crate::evidence::signature::SIGNATURE)?,
+            )),
+            None => None,
+        };
+        let result = self.scan();
+        let log = &mut self.log;
+        let result = match result {
+            Ok(mut outcome) => {
+                let code = outcome.exit_code();
+                audit(
+                    log,
+                    "run_finished",
+                    serde_json::json!({ "exit_status": code }),
+                )?;
+                if let Some((key, f)) = signer {
+                    outcome.signed_by = Some(sign_run(&key, f, &self.dir, log)?);
+                }
+                outcome.audit_head = log.head().to_string();
+                outcome.audit_records = log.records();
+                Ok(outcome)
+            }
+            Err(Error::Refused(r)) => {
+                let reasons: Vec<String> = r.iter().map(|x| x.to_string()).collect();
+                audit(
+                    log,
+                    "scope_refused",
+                    serde_json::json!({ "reasons": reasons }),
+                )?;
+                audit(
+                    log,
+                    "run_finished",
+                    serde_json::json!({ "exit_status": exit::REFUSED }),
+                )?;
+                Err(Error::Refused(r))
+            }
+            Err(e) => {
+                audit(
+                    log,
+                    "run_failed",
+                    serde_json::json!({ "error": e.to_string() }),
+                )?;
+                audit(
+                    log,
+                    "run_finished",
+                    serde_json::json!({ "exit_status": e.exit_code() }),
+                )?;
+                Err(e)
+            }
+        };
+        if result.is_err() {
+            // Nothing final to sign.
+            let _ = std::fs::remove_file(self.dir.file(crate::evidence::signature::SIGNATURE));
+            observer.event(&ScanEvent::Note(format!(
+                "the audit log of this run is {}",
+                self.dir.file(run_dir::AUDIT).display()
+            )));
+        }
+        result
+    }
+
+    fn scan(&mut self) -> Result<SessionOutcome, Error> {
+        let Session {
+            dir,
+            log,
+            request,
+            resuming,
+            options,
+            ..
+        } = self;
+        let dir = &*dir;
+        let observer = options.observer.clone();
+        // A resumed run's report covers the whole run, from its first start.
+        let segment_started = now_rfc3339();
+        let started = resuming
+            .as_ref()
+            .and_then(|r| r.prior["started"].as_str().map(str::to_string))
+            .unwrap_or_else(now_rfc3339);
+        let prepared = prepare(request, None)?;
+        if let Some(r) = resuming.as_ref()
+            && prepared.file.sha256 != r.scope_sha256
+        {
+            return Err(Error::Refused(vec![Refusal::ScopeChanged {
+                path: prepared.file.path.display().to_string(),
+                was: r.scope_sha256.clone(),
+                now: prepared.file.sha256.clone(),
+            }]));
+        }
+        // Chosen now, once: the order's seed and the sending threads.
+        let seed = request.seed.unwrap_or_else(rand::random);
+        let senders = request.senders_for(prepared.gate.rate());
+        let resolved = prepared.resolved(request, seed, senders);
+        let crate::scan::request::Prepared {
+            file,
+            gate,
+            targets,
+            ports,
+            refusals,
+        } = prepared;
+        let (file, targets, ports) = (&file, &targets, &ports);
+        // The scope's budget is per run: what earlier segments sent counts.
+        let gate = match resuming.as_ref() {
+            Some(r) => gate.with_spent(r.charged),
+            None => gate,
+        };
+        let scope = gate.scope();
+        if !refusals.is_empty() {
+            if refusals.iter().any(|r| matches!(r, Refusal::Denied { .. }))
+                && let Some(hint) = scope.exclude_hint(targets)
+            {
+                observer.event(&ScanEvent::Note(hint));
+            }
+            return Err(Error::Refused(refusals));
+        }
+        let kinds = request.probes.clone();
+        let questions = request.dns_questions.clone();
+        let shard = request.shard;
+        let config = ScanConfig {
+            resume: match resuming.as_ref() {
+                Some(r) => Some(crate::scan::Resume {
+                    at: r.stop.clone(),
+                    answered: r.answered.clone(),
+                    hosts: crate::scan::hosts::HostTable::from_report(&r.prior["hosts"]).map_err(
+                        |e| {
+                            Error::usage(
+                                format!("the run's report.json cannot be resumed from: {e}"),
+                                "sonde verify DIR checks the run directory",
+                            )
+                        },
+                    )?,
+                }),
+                None => None,
+            },
+            targets: targets.clone(),
+            ports: ports.clone(),
+            kinds: kinds.clone(),
+            dns_questions: questions.clone(),
+            dns_port: 53,
+            retries: request.retries,
+            max_retries: request.max_retries,
+            wait: Duration::from_secs_f64(request.wait_seconds()),
+            adaptive_wait: request.wait.is_none(),
+            seed,
+            shard,
+            template: ProbeTemplate::default(),
+            progress: options.progress,
+            observer: Some(observer.clone()),
+            interface: request.interface.clone(),
+            source: request.source_ip,
+            record: request.record,
+            keep_results: false,
+            sniffer_queue: request
+                .sniffer_buffer
+                .unwrap_or(crate::net::packet::Sniffer::DEFAULT_QUEUE),
+            senders,
+        };
+        // The budget covers the whole first pass, and the source is this
+        // host's (or a spoofed one the scope lists), or nothing is sent.
+        let plan_failed = |e: crate::scan::ScanError| Error::Runtime {
+            context: "cannot plan the scan".into(),
+            source: Some(Box::new(e)),
+        };
+        let planned = crate::scan::planned_probes(&config).map_err(plan_failed)?;
+        gate.check_plan(planned)
+            .map_err(|r| Error::Refused(vec![r]))?;
+        if let Some(s) = request.source_ip {
+            gate.check_source(s).map_err(|r| Error::Refused(vec![r]))?;
+        }
+        // One scan per scope on this host at a time, held until the session
+        // ends: the scope's max_rate is the host's ceiling, and two
+        // processes pacing to it each would send twice it.
+        let _lease = crate::evidence::lock::scope_lease(
+            &file.sha256,
+            &crate::evidence::lock::this_process(dir.path()),
+        )
+        .map_err(|e| match e {
+            crate::evidence::lock::LockError::Held { holder } => {
+                Error::Refused(vec![Refusal::CeilingInUse {
+                    holder: holder.map(|h| h.to_string()),
+                    ceiling: scope.max_rate,
+                }])
+            }
+            e => Error::runtime("cannot take the scope's host-wide lease", e),
+        })?;
+        // The request as resolved, recorded: what a resume reads back.
+        audit(
+            log,
+            "scan_request",
+            serde_json::json!({ "request": resolved }),
+        )?;
+        *request = resolved;
+        // What makes shards parts of one scan: `sonde merge` joins only runs
+        // whose identities agree but for the shard.
+        let identity = serde_json::json!({
+            "scope_sha256": file.sha256,
+            "targets": targets.ranges().map(|r| r.to_string()).collect::<Vec<_>>(),
+            "ports": ports.to_string(),
+            "probes": kinds,
+            "dns_query": questions.iter().map(|q| q.to_string()).collect::<Vec<_>>(),
+            "retries": config.retries,
+            // What the results file holds: shards that recorded different
+            // results are not one scan's (issue 26).
+            "record": request.record,
+            "seed": config.seed,
+            "shard": shard.to_string(),
+            "index_space": crate::scan::index_space_size(&config).map_err(plan_failed)?,
+        });
+        audit(log, "scan_identity", identity.clone())?;
+        audit(
+            log,
+            "scope_accepted",
+            serde_json::json!({
+                "path": file.path.display().to_string(),
+                "sha256": file.sha256,
+                "engagement_id": scope.engagement.id,
+                "not_before": crate::scope::gate_time(scope.engagement.not_before),
+                "not_after": crate::scope::gate_time(scope.engagement.not_after),
+            }),
+        )?;
+        audit(
+            log,
+            "rate_applied",
+            serde_json::json!({ "rate": gate.rate(), "max_rate": scope.max_rate }),
+        )?;
+        let excluded = &request.exclude;
+        audit(
+            log,
+            "recording",
+            serde_json::json!({
+                "results_ndjson": request.record,
+                "excluded": excluded.ranges().map(|r| r.to_string()).collect::<Vec<_>>(),
+                "report_hosts": "findings in full; closed, filtered and unreachable ports counted per host",
+                "evidence": request.evidence,
+                "capture_pcap": match request.evidence {
+                    EvidenceMode::Full => "every probe and every reply",
+                    EvidenceMode::Compact => "every reply; the probes are in sent.jsonl",
+                },
+            }),
+        )?;
+
+        // Open every output before the first packet: once the sockets are
+        // open the process holds no capabilities. The report is written
+        // under a temporary name and renamed when whole, so a report.json
+        // is never a truncated one (under sudo the process keeps the
+        // invoker's group, which may write in the run directory:
+        // privilege::drop_all). A resumed run appends to the capture and
+        // the results it has.
+        let (pcap, pcap_len, results_file) = if resuming.is_some() {
+            let (pcap, len) = append_to(dir, run_dir::PCAP)?;
+            let (results, _) = append_to(dir, run_dir::RESULTS)?;
+            (pcap, Some(len), results)
+        } else {
+            (
+                create_in(dir, run_dir::PCAP)?,
+                None,
+                create_in(dir, run_dir::RESULTS)?,
+            )
+        };
+        let report_file = create_in(dir, run_dir::REPORT_PARTIAL)?;
+        // Opened now, while the process may still give it to the sudo user;
+        // removed at the end unless the scan stopped early.
+        let mut answered_file = Some(create_in(dir, ANSWERED)?);
+        let sent_log = match request.evidence {
+            EvidenceMode::Compact => Some(create_in(dir, run_dir::SENT)?),
+            EvidenceMode::Full => None,
+        };
+        let mut watched_files = vec![
+            (run_dir::PCAP, &pcap),
+            (run_dir::RESULTS, &results_file),
+            (run_dir::REPORT_PARTIAL, &report_file),
+        ];
+        if let Some(f) = &sent_log {
+            watched_files.push((run_dir::SENT, f));
+        }
+        let watched = Watched::new(dir, &watched_files)?;
+        let ndjson: Box<dyn Write + Send> =
+            Box::new(crate::scan::ndjson::NdjsonWriter::new(results_file));
+
+        // A stop signal: the first stops sending (recorded in the audit log
+        // as it arrives), runs the cooldown and writes everything; a second
+        // exits at once (the pcap holds whole records; no report is left).
+        let stop = Arc::new(AtomicBool::new(false));
+        let interrupts = if options.signals {
+            Some(Interrupts::install(
+                stop.clone(),
+                dir.file(run_dir::REPORT_PARTIAL),
+                observer.clone(),
+            )?)
+        } else {
+            None
+        };
+        let mut recorded_interrupt = false;
+        let lost: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let done = AtomicBool::new(false);
+        let (outcome, watched_result) = std::thread::scope(|s| {
+            // The watcher holds the audit log while the scan runs: a signal
+            // is recorded when it arrives, and a run directory or file
+            // removed or moved stops the scan within a second.
+            let watcher = s.spawn(|| -> Result<(), Error> {
+                crate::net::privilege::drop_in_this_thread()
+                    .map_err(|e| Error::runtime("cannot drop capabilities in the watcher", e))?;
+                let mut tick = 0u32;
+                while !done.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    tick += 1;
+                    if !recorded_interrupt && let Some(i) = &interrupts {
+                        recorded_interrupt = i.record(log)?;
+                    }
+                    if tick.is_multiple_of(4)
+                        && lost.lock().map(|l| l.is_none()).unwrap_or(false)
+                        && let Some(what) = watched.first_lost()
+                    {
+                        stop.store(true, Ordering::Relaxed);
+                        audit(log, "evidence_lost", serde_json::json!({ "what": what }))?;
+                        if let Ok(mut l) = lost.lock() {
+                            *l = Some(what);
+                        }
+                    }
+                }
+                Ok(())
+            });
+            let outputs = crate::scan::ScanOutputs {
+                pcap: Some(pcap),
+                pcap_len,
+                ndjson: Some(ndjson),
+                sent_log,
+            };
+            let outcome = crate::scan::run(&config, &gate, outputs, &stop);
+            done.store(true, Ordering::Relaxed);
+            let watched = watcher.join().unwrap_or_else(|_| {
+                Err(Error::runtime(
+                    "the evidence watcher failed",
+                    std::io::Error::other("panic"),
+                ))
+            });
+            (outcome, watched)
+        });
+        if outcome.is_err() || watched_result.is_err() {
+            // A run that failed writes no report and keeps no answered bits:
+            // neither placeholder is left behind (the audit log says why).
+            let _ = std::fs::remove_file(dir.file(run_dir::REPORT_PARTIAL));
+            if answered_file.take().is_some() {
+                let _ = std::fs::remove_file(dir.file(ANSWERED));
+            }
+        }
+        watched_result?;
+        let outcome = outcome.map_err(|e| match e {
+            crate::scan::ScanError::Refused(r) => Error::Refused(vec![r]),
+            other => Error::Runtime {
+                context: "scan failed".into(),
+                source: Some(Box::new(other)),
+            },
+        })?;
+        if let Some(what) = lost.into_inner().ok().flatten() {
+            return Err(Error::Runtime {
+                context: format!(
+                    "{what} during the scan: sending stopped after {} probes; what was written is in the files that were moved, if they were",
+                    outcome.probes
+                ),
+                source: None,
+            });
+        }
+        let finished = now_rfc3339();
+        let e = &scope.engagement;
+
+        // The run's events so far, then the files the scan wrote. An
+        // interrupt the watcher did not see (it came as the scan ended) is
+        // recorded now, with the time it arrived.
+        if !recorded_interrupt && let Some(i) = &interrupts {
+            i.record(log)?;
+        }
+        if outcome.interrupted {
+            audit(
+                log,
+                "sending_stopped",
+                serde_json::json!({ "probes_sent": outcome.counters.sent }),
+            )?;
+        }
+        if let Some(e) = &outcome.output_error {
+            audit(log, "output_failed", serde_json::json!({ "error": e }))?;
+        }
+        let discovery = &outcome.neighbours;
+        let down: Vec<DownHosts> = [
+            ("no-arp-reply", &discovery.no_arp_reply),
+            ("no-nd-reply", &discovery.no_nd_reply),
+        ]
+        .into_iter()
+        .filter(|(_, set)| !set.is_empty())
+        .map(|(reason, set)| DownHosts {
+            reason,
+            count: u64::try_from(
+                set.count(crate::targets::Family::V4) + set.count(crate::targets::Family::V6),
+            )
+            .unwrap_or(u64::MAX),
+            ranges: set.ranges().map(|r| r.to_string()).collect(),
+        })
+        .collect();
+        let neighbour_discovery = serde_json::json!({
+            "asked": discovery.asked,
+            "answered": discovery.answered,
+            "requests_sent": discovery.requests_sent,
+            "down": down.iter().map(|d| serde_json::json!({
+                "reason": d.reason,
+                "count": d.count,
+                "addresses": d.ranges,
+            })).collect::<Vec<_>>(),
+        });
+        audit(log, "neighbour_discovery", neighbour_discovery.clone())?;
+        if let Some(short) = &outcome.rate.shortfall {
+            audit(
+                log,
+                "rate_shortfall",
+                serde_json::to_value(short).unwrap_or_default(),
+            )?;
+        }
+        if let Some(stop) = &outcome.scope_stop {
+            audit(
+                log,
+                "scope_stopped",
+                serde_json::json!({
+                    "reason": stop.refusal().to_string(),
+                    "probes_sent": outcome.counters.sent,
+                }),
+            )?;
+        }
+        audit(
+            log,
+            "cooldown",
+            serde_json::json!({
+                "seconds": (outcome.cooldown_seconds * 1000.0).round() / 1000.0,
+                "longest": config.wait.as_secs_f64(),
+                "adaptive": config.adaptive_wait,
+            }),
+        )?;
+        // Stopped early: where, so that `--resume` goes on from there.
+        let segment = resuming.as_ref().map_or(1, |r| r.segment);
+        let bits = outcome
+            .stopped_at
+            .as_ref()
+            .and(outcome.answered.as_ref())
+            .and_then(|a| a.to_bytes());
+        match (bits.as_ref(), answered_file.take()) {
+            (Some(bits), Some(mut f)) => {
+                f.write_all(bits)
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| Error::runtime("cannot write answered.bin", e))?;
+                file_written(log, dir, ANSWERED)?;
+            }
+            (_, f) => {
+                drop(f);
+                std::fs::remove_file(dir.file(ANSWERED))
+                    .map_err(|e| Error::runtime("cannot remove the unused answered.bin", e))?;
+            }
+        }
+        if let Some(at) = &outcome.stopped_at {
+            audit(
+                log,
+                "scan_stopped",
+                serde_json::json!({
+                    "segment": segment,
+                    "pass": at.pass,
+                    "kind": at.kind,
+                    "next": at.next,
+                    "seed": config.seed,
+                    "shard": shard.to_string(),
+                    "senders": config.senders,
+                    "answered": bits.as_ref().map(|_| ANSWERED),
+                }),
+            )?;
+        }
+        let mut files = Vec::new();
+        let mut written = vec![(run_dir::PCAP, "pcap"), (run_dir::RESULTS, "results")];
+        if request.evidence == EvidenceMode::Compact {
+            written.push((run_dir::SENT, "sent-probes"));
+        }
+        for (name, role) in written {
+            let written = file_written(log, dir, name)?;
+            files.push(serde_json::json!({
+                "name": name, "role": role, "sha256": written.0, "size": written.1,
+            }));
+        }
+
+        // The session's capture, analyzed like any other: what happened on
+        // the wire. Named as in the run directory, so the report does not
+        // depend on where the directory was when the scan ran.
+        let (capture_analysis, analysis_cost) = analyze_captures(
+            &[dir.file(run_dir::PCAP)],
+            Some(run_dir::PCAP),
+            log,
+            observer.as_ref(),
+        )?;
+        let prior = resuming.as_ref().map(|r| &r.prior);
+        let prior_probes = prior.map_or(0, |p| p["probes"].as_u64().unwrap_or(0));
+
+        // The head is small; the hosts are streamed after it (write_report).
+        let report = crate::evidence::provenance(serde_json::json!({
+            "started": started,
+            "finished": finished,
+            "run_directory": dir.path().display().to_string(),
+            "scope": {
+                "path": file.path.display().to_string(),
+                "absolute_path": std::fs::canonicalize(&file.path)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| file.path.display().to_string()),
+                "sha256": file.sha256,
+                "engagement_id": e.id,
+                "client": e.client,
+                "authorized_by": e.authorized_by,
+                "contact": e.contact,
+                "not_before": crate::scope::gate_time(e.not_before),
+                "not_after": crate::scope::gate_time(e.not_after),
+                "max_rate": scope.max_rate,
+            },
+            "parameters": {
+                "targets": targets.ranges().map(|r| r.to_string()).collect::<Vec<_>>(),
+                "exclude": excluded.ranges().map(|r| r.to_string()).collect::<Vec<_>>(),
+                "ports": ports.to_string(),
+                "probes": kinds,
+                "rate": gate.rate(),
+                "retries": config.retries,
+                "wait_seconds": config.wait.as_secs_f64(),
+                "wait_adaptive": config.adaptive_wait,
+                "seed": config.seed,
+                "shard": shard.to_string(),
+                "dns_query": questions.iter().map(|q| q.to_string()).collect::<Vec<_>>(),
+                "interface": request.interface,
+                "source_ip": request.source_ip,
+                "senders": config.senders,
+                "record": config.record,
+                "evidence": request.evidence,
+                "sniffer_buffer": config.sniffer_queue,
+            },
+            "identity": identity,
+            "interrupted": outcome.interrupted,
+            "output_error": outcome.output_error,
+            "planned_probes": planned,
+            "max_probes": scope.max_probes,
+            // Why the scope ended sending early, if it did.
+            "scope_stopped": outcome.scope_stop.as_ref().map(|s| s.refusal().to_string()),
+            // Results may miss replies when the kernel dropped packets or an
+            // output failed; say so where the results are read.
+            "possibly_incomplete": outcome.counters.kernel_drops > 0 || outcome.output_error.is_some(),
+            "counters": resume::sum_with_prior(
+                serde_json::to_value(outcome.counters).unwrap_or_default(),
+                prior.map(|p| &p["counters"]),
+            ),
+            // The rate asked for, the rate achieved, and what held it back.
+            "rate": outcome.rate,
+            // The scan's own ARP/NDP before the first probe: next hops asked
+            // for, and the targets found down (folded into address ranges).
+            "neighbour_discovery": neighbour_discovery,
+            // Every link the run went through (this host's own addresses
+            // over loopback), each with its targets.
+            "links": outcome.links,
+            // The passes sent: the retries asked for, those added because
+            // passes kept finding answers (a lossy link), what each found.
+            "passes": outcome.passes,
+            "probes": outcome.probes + prior_probes,
+            "unanswered": resume::sum_with_prior(
+                serde_json::to_value(outcome.unanswered.iter().map(|(k, v)| (k.name(), *v)).collect::<std::collections::BTreeMap<_, _>>()).unwrap_or_default(),
+                prior.map(|p| &p["unanswered"]),
+            ),
+            // Each part of a run that was interrupted and resumed.
+            "segments": resume::segments(
+                prior,
+                serde_json::json!({
+                    "segment": segment,
+                    "started": segment_started,
+                    "finished": finished,
+                    "probes": outcome.probes,
+                    "sent": outcome.counters.sent,
+                    "interrupted": outcome.interrupted,
+                    "stopped_at": outcome.stopped_at,
+                }),
+            ),
+            "files": files,
+            // The report's anchor in the audit chain: the records written
+            // before it and the hash of the last one. The record after names
+            // the report's own hash.
+            "audit": {
+                "file": run_dir::AUDIT,
+                "records": log.records(),
+                "head": log.head(),
+            },
+            "compliance": crate::evidence::compliance::CONTROLS,
+            "capture_analysis": capture_analysis,
+            // What analyzing the run's own capture took (null when it failed).
+            "capture_analysis_cost": analysis_cost,
+        }));
+        if let Err(e) = write_report(report_file, &report, &outcome.hosts) {
+            // Never leave a partial report; when an output failed first (a
+            // full disk), that failure is the one to name.
+            let _ = std::fs::remove_file(dir.file(run_dir::REPORT_PARTIAL));
+            return Err(match &outcome.output_error {
+                Some(first) => Error::Runtime {
+                    context: format!("{first}; then the report could not be written either ({e})"),
+                    source: None,
+                },
+                None => Error::runtime("cannot write the report", e),
+            });
+        }
+        std::fs::rename(dir.file(run_dir::REPORT_PARTIAL), dir.file(run_dir::REPORT))
+            .map_err(|e| Error::runtime("cannot put the finished report in place", e))?;
+        let (report_sha256, _) = file_written(log, dir, run_dir::REPORT)?;
+
+        let ended = match (&outcome.output_error, &outcome.scope_stop) {
+            (Some(e), _) => Ended::OutputFailed(e.clone()),
+            (None, Some(ScopeStop::WindowClosed(r))) => Ended::WindowClosed(r.clone()),
+            (None, Some(ScopeStop::BudgetSpent(r))) if !outcome.interrupted => {
+                Ended::BudgetSpent(r.clone())
+            }
+            _ if outcome.interrupted => Ended::Interrupted,
+            _ => Ended::Complete,
+        };
+        Ok(SessionOutcome {
+            dir: dir.path().to_path_buf(),
+            ended,
+            probes: outcome.probes,
+            counters: outcome.counters,
+            rate: outcome.rate,
+            kinds,
+            engagement_id: e.id.clone(),
+            scope_path: file.path.clone(),
+            resumed: resuming.as_ref().map(|r| ResumedSegment {
+                segment: r.segment,
+                probes_in_all: outcome.probes + prior_probes,
+                started: started.clone(),
+            }),
+            down,
+            hosts: outcome.hosts,
+            report_sha256,
+            audit_head: String::new(),
+            audit_records: 0,
+            signed_by: None,
+        })
+    }
+}
