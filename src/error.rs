@@ -11,6 +11,9 @@ pub mod exit {
     pub const RUNTIME: i32 = 1;
     pub const INPUT: i32 = 2;
     pub const REFUSED: i32 = 3;
+    /// `verify`: the run was cut before it finished; its evidence holds up
+    /// to its last checkpoint.
+    pub const CUT: i32 = 4;
 }
 
 #[derive(Debug)]

@@ -919,6 +919,10 @@ fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
             "scope_accepted",
             "rate_applied",
             "recording",
+            // One per pass boundary (the first pass, the retry pass): the
+            // run is durable there (issue 29).
+            "scan_checkpoint",
+            "scan_checkpoint",
             "neighbour_discovery",
             "cooldown",
             "file_written",
@@ -938,7 +942,7 @@ fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
         ))
     };
     assert!(
-        out.contains(&format!("audit log head {head} after 13 records")),
+        out.contains(&format!("audit log head {head} after 15 records")),
         "{out}"
     );
     // The request as the run resolved it: what a resume reads back.
@@ -948,8 +952,22 @@ fn a_run_directory_is_self_describing_and_verify_catches_every_change() {
     assert_eq!(request["ports"], r["parameters"]["ports"], "{request}");
     assert_eq!(records[2]["scope_sha256"], scope_sha.as_str());
     assert_eq!(records[3]["sha256"], scope_sha.as_str());
-    assert_eq!(r["audit"]["records"], 11, "the report saw eleven records");
-    assert_eq!(records[11]["path"], "report.json");
+    assert_eq!(r["audit"]["records"], 13, "the report saw thirteen records");
+    assert_eq!(records[13]["path"], "report.json");
+    // The pass boundaries' checkpoints: where sending stood, the capture
+    // and the results as long as they were then, and the state's slot.
+    let checkpoint = &records[6];
+    assert_eq!(checkpoint["pass"], 0, "{checkpoint}");
+    assert_eq!(checkpoint["kind"], 2, "both kinds sent: {checkpoint}");
+    assert_eq!(
+        checkpoint["files"][0]["path"], "capture.pcap",
+        "{checkpoint}"
+    );
+    assert!(
+        checkpoint["files"][0]["size"].as_u64().unwrap() > 24,
+        "{checkpoint}"
+    );
+    assert_eq!(records[7]["pass"], 1, "{}", records[7]);
 
     // sonde verify, on the directory and on the report.
     let verify = |path: &std::path::Path| {

@@ -43,6 +43,8 @@ fn ground_truth_at(rate: f64, ports: &str) {
     let ports = PortSet::parse(ports).unwrap();
     let config = ScanConfig {
         resume: None,
+        checkpoints: None,
+        checkpoint_every: std::time::Duration::from_secs(5),
         targets: targets.clone(),
         ports: ports.clone(),
         kinds: vec![ProbeKind::Syn, ProbeKind::Icmp],
@@ -136,6 +138,8 @@ fn dns_probes_get_the_lab_resolver_answer() {
     .collect();
     let config = ScanConfig {
         resume: None,
+        checkpoints: None,
+        checkpoint_every: std::time::Duration::from_secs(5),
         targets,
         ports: PortSet::single(53),
         kinds: vec![ProbeKind::Dns],

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -146,6 +147,13 @@ pub struct ScanArgs {
     /// Sign the finished run with this Ed25519 key (PEM, from `sonde
     /// keygen`): signature.json over the report's hash and the audit log's
     /// final head; `sonde verify --pubkey` checks it.
+    /// How often, in seconds, a running scan makes its evidence durable
+    /// (capture and results synced and hashed, its state saved, a
+    /// `scan_checkpoint` audit record): a run killed outright verifies up
+    /// to its last checkpoint and resumes from it (default 5; at least 0.1).
+    #[arg(long = "checkpoint-every", value_name = "SECS")]
+    pub checkpoint_every: Option<f64>,
+
     #[arg(long = "sign-key", value_name = "FILE")]
     pub sign_key: Option<PathBuf>,
 
@@ -287,6 +295,15 @@ pub fn run_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32, Error> {
         observer: Arc::new(StderrObserver),
         progress: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         signals: true,
+        checkpoint_every: match args.checkpoint_every {
+            Some(s) => Duration::from_secs_f64(super::seconds(
+                "--checkpoint-every",
+                s,
+                "e.g. --checkpoint-every 5",
+            )?)
+            .max(Duration::from_millis(100)),
+            None => crate::scan::session::CHECKPOINT_EVERY,
+        },
     };
     let session = match &args.resume {
         Some(dir) => Session::resume(dir, options)?,

@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::write_err;
 use crate::error::{Error, exit};
+use crate::evidence::verify::Status;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -72,6 +73,14 @@ pub fn run_verify(args: VerifyArgs, out: &mut dyn Write) -> Result<i32, Error> {
     if failures > 0 {
         writeln!(out, "{failures} problem(s): the evidence does not hold").map_err(write_err)?;
         return Ok(exit::RUNTIME);
+    }
+    if findings.iter().any(|f| f.status == Status::Cut) {
+        writeln!(
+            out,
+            "cut: the evidence holds up to the run's last checkpoint; the run did not finish (resume it with sonde scan --resume)"
+        )
+        .map_err(write_err)?;
+        return Ok(exit::CUT);
     }
     writeln!(out, "everything holds").map_err(write_err)?;
     Ok(exit::OK)

@@ -97,6 +97,11 @@ impl<W: Write> AuditLog<W> {
         self.seq
     }
 
+    /// The output (to sync a log on a file to the disk).
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
     pub fn into_inner(self) -> W {
         self.out
     }

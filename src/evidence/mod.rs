@@ -138,6 +138,11 @@ pub fn probes_in_capture(
     dns_port: u16,
 ) -> std::io::Result<u64> {
     let file = open_regular(path, false)?;
+    // A capture cut before its header was whole (a run killed before its
+    // first flush) holds no probe.
+    if file.metadata()?.len() < 24 {
+        return Ok(0);
+    }
     let name = path.display().to_string();
     let mut reader = crate::pcap::reader::CaptureReader::new(file, &name)
         .map_err(|w| std::io::Error::new(std::io::ErrorKind::InvalidData, w.message))?;

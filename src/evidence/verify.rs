@@ -28,6 +28,10 @@ pub enum Status {
     /// Could not be checked, and that is not evidence of tampering (a scope
     /// file no longer at its recorded path).
     Unchecked,
+    /// The run was cut (killed, a power cut) before it finished: what its
+    /// last checkpoint anchors holds, what came after is an unanchored
+    /// tail, and `scan --resume` goes on from the checkpoint.
+    Cut,
 }
 
 impl Status {
@@ -38,6 +42,7 @@ impl Status {
             Status::Missing => "MISSING",
             Status::Broken => "BROKEN",
             Status::Unchecked => "unchecked",
+            Status::Cut => "CUT",
         }
     }
 
@@ -271,6 +276,9 @@ struct AuditView {
     exit_status: Option<i64>,
     /// The scope accepted the run, so it created its output files.
     accepted: bool,
+    /// The run was cut before it finished (no run_finished, no report):
+    /// when, as the last record says.
+    cut: Option<String>,
 }
 
 fn hash_file(
@@ -375,9 +383,18 @@ fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    // A run's log ends with run_finished: without it, records were cut off
-    // the end (or the run never finished).
-    if records.last().and_then(|r| r["event"].as_str()) != Some("run_finished") {
+    // A run's log ends with run_finished. Without it, the run was cut
+    // (killed outright: what its last checkpoint anchors holds, and it
+    // resumes), unless a report is there: a finished run's log whose end
+    // was cut off.
+    let finished = records.last().and_then(|r| r["event"].as_str()) == Some("run_finished");
+    let is_run_log = log == dir.join(AUDIT);
+    let cut = !finished
+        && problems.is_empty()
+        && is_run_log
+        && !records.is_empty()
+        && !dir.join(REPORT).exists();
+    if !finished && !cut {
         out.push(Finding {
             status: Status::Broken,
             subject: subject.clone(),
@@ -398,6 +415,15 @@ fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
         lines: text.lines().map(str::to_string).collect(),
         ..AuditView::default()
     };
+    if cut {
+        view.cut = Some(
+            records
+                .last()
+                .and_then(|r| r["time"].as_str())
+                .unwrap_or("?")
+                .to_string(),
+        );
+    }
     for (i, r) in records.iter().enumerate() {
         if r["event"] == "run_finished" {
             view.exit_status = r["exit_status"].as_i64();
@@ -427,9 +453,12 @@ fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
             .iter()
             .find(|r| r["event"] == "run_resumed" && r["archived"].get(name).is_some())
             .and_then(|r| r["archived"][name].as_str());
-        let appended = later
-            .iter()
-            .any(|r| r["event"] == "file_written" && r["path"] == name);
+        // Appended to later: by a later segment, or by the segment a cut
+        // ended (its checkpoints measure the file).
+        let appended = later.iter().any(|r| {
+            (r["event"] == "file_written" && r["path"] == name)
+                || (r["event"] == "run_resumed" && [PCAP, RESULTS].contains(&name))
+        });
         if let Some(kept) = archived {
             let Some(kept_path) = member_or_finding(dir, kept, out) else {
                 continue;
@@ -477,6 +506,9 @@ fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
         hash_file(name, &path, want, Some(size), "the audit log", out);
         view.written.push(name.to_string());
     }
+    if cut {
+        check_cut(&records, dir, out);
+    }
     // The segments of a resumed run, as the log tells them.
     let resumed: Vec<&Value> = records
         .iter()
@@ -499,6 +531,139 @@ fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
         }
     }
     view
+}
+
+/// A cut run: the last checkpoint of its last segment anchors a prefix of
+/// each file it measured and the state a resume starts from; the bytes
+/// after those prefixes are an unanchored tail (said with their size).
+/// Before its first checkpoint, what the segment's start anchors counts:
+/// the files' lengths at the end of the segment before, or nothing.
+fn check_cut(records: &[Value], dir: &Path, out: &mut Vec<Finding>) {
+    let last_start = records
+        .iter()
+        .rposition(|r| r["event"] == "run_started" || r["event"] == "run_resumed")
+        .unwrap_or(0);
+    let segment = &records[last_start..];
+    let checkpoint = segment
+        .iter()
+        .rev()
+        .find(|r| r["event"] == "scan_checkpoint");
+    let end = records
+        .last()
+        .and_then(|r| r["time"].as_str())
+        .unwrap_or("?");
+    // What each measured file is anchored to: (name, size, sha256).
+    let mut anchored: Vec<(String, u64, Option<String>)> = Vec::new();
+    match checkpoint {
+        Some(c) => {
+            out.push(Finding {
+                status: Status::Cut,
+                subject: AUDIT.to_string(),
+                detail: format!(
+                    "the run was cut: its log ends at {end} without run_finished; checkpoint {} at {} (pass {}, {} probes) anchors what follows; `sonde scan --resume {}` goes on from it",
+                    c["checkpoint"],
+                    c["time"].as_str().unwrap_or("?"),
+                    c["pass"],
+                    c["probes"],
+                    dir.display()
+                ),
+            });
+            for f in c["files"].as_array().into_iter().flatten() {
+                if let (Some(name), Some(size)) = (f["path"].as_str(), f["size"].as_u64()) {
+                    anchored.push((
+                        name.to_string(),
+                        size,
+                        f["sha256"].as_str().map(str::to_string),
+                    ));
+                }
+            }
+            // The state a resume starts from: the slot this checkpoint wrote.
+            let state = &c["state"];
+            if let (Some(name), Some(want)) = (state["path"].as_str(), state["sha256"].as_str())
+                && let Some(path) = member_or_finding(dir, name, out)
+            {
+                hash_file(
+                    name,
+                    &path,
+                    want,
+                    state["size"].as_u64(),
+                    &format!("checkpoint {}", c["checkpoint"]),
+                    out,
+                );
+            }
+        }
+        None => {
+            out.push(Finding {
+                status: Status::Cut,
+                subject: AUDIT.to_string(),
+                detail: format!(
+                    "the run was cut before its first checkpoint: its log ends at {end} without run_finished; nothing this segment wrote is anchored; `sonde scan --resume {}` starts the segment again",
+                    dir.display()
+                ),
+            });
+            for name in [PCAP, RESULTS] {
+                let before = records[..last_start]
+                    .iter()
+                    .rev()
+                    .find(|r| r["event"] == "file_written" && r["path"] == name)
+                    .and_then(|r| r["size"].as_u64())
+                    .unwrap_or(0);
+                anchored.push((name.to_string(), before, None));
+            }
+        }
+    }
+    for (name, size, sha256) in anchored {
+        let Some(path) = member_or_finding(dir, &name, out) else {
+            continue;
+        };
+        if let Some(want) = &sha256 {
+            let subject = format!("{name} (its first {size} bytes)");
+            out.push(match crate::evidence::prefix_sha256(&path, size) {
+                Ok(Some(found)) if found == *want => Finding {
+                    status: Status::Ok,
+                    subject,
+                    detail: format!("sha256 {found}, as the last checkpoint recorded"),
+                },
+                Ok(found) => Finding {
+                    status: Status::Changed,
+                    subject,
+                    detail: format!(
+                        "the last checkpoint recorded sha256 {want}, found {}",
+                        found.unwrap_or_else(|| "a shorter file".into())
+                    ),
+                },
+                Err(e) => Finding {
+                    status: Status::Missing,
+                    subject,
+                    detail: format!("{e} (the last checkpoint recorded sha256 {want})"),
+                },
+            });
+        }
+        match super::open_regular(&path, false).and_then(|f| f.metadata()) {
+            Ok(m) if m.len() > size => out.push(Finding {
+                status: Status::Cut,
+                subject: name.clone(),
+                detail: format!(
+                    "{} bytes after its first {size} were written after the last anchor: an unanchored tail (a resume keeps it aside, hashed)",
+                    m.len() - size
+                ),
+            }),
+            Ok(m) if m.len() < size => out.push(Finding {
+                status: Status::Changed,
+                subject: name.clone(),
+                detail: format!(
+                    "{} bytes, shorter than the {size} the last anchor recorded",
+                    m.len()
+                ),
+            }),
+            Ok(_) => {}
+            Err(e) => out.push(Finding {
+                status: Status::Missing,
+                subject: name.clone(),
+                detail: e.to_string(),
+            }),
+        }
+    }
 }
 
 /// `signature.json`, when the run was signed (or must be: `trusted` keys
@@ -776,6 +941,14 @@ fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
     // A refused or failed run records no report: it wrote none, or an
     // empty file opened before sending, or as much as a full disk took.
     // Its audit log says why; nothing there is evidence of tampering.
+    if let Some(at) = &audit.cut {
+        out.push(Finding {
+            status: Status::Unchecked,
+            subject,
+            detail: format!("no report: the run was cut at {at} before its segment wrote one"),
+        });
+        return;
+    }
     if !recorded && !audit.lines.is_empty() && audit.exit_status != Some(0) {
         let status = audit
             .exit_status

@@ -10,6 +10,7 @@
 //! probe. Retries resend only probes without a reply. Probes and replies
 //! are written to the evidence pcap (raw IP link type) as they go.
 
+pub mod checkpoint;
 pub mod correlate;
 pub mod hosts;
 pub mod links;
@@ -92,6 +93,11 @@ pub struct ScanConfig {
     /// Continue an interrupted scan of the same plan (same seed, shard and
     /// senders) where it stopped.
     pub resume: Option<Resume>,
+    /// Where checkpoints go ([`checkpoint::Checkpoint`]): every
+    /// `checkpoint_every` while sending and at every pass boundary. None:
+    /// no checkpoints.
+    pub checkpoints: Option<std::sync::mpsc::Sender<checkpoint::Checkpoint>>,
+    pub checkpoint_every: Duration,
 }
 
 impl ScanConfig {
@@ -419,6 +425,9 @@ struct Shared {
     /// The scope ended sending: the window closed or the budget ran out.
     scope_stop: Mutex<Option<ScopeStop>>,
     scope_stopped: AtomicBool,
+    /// The state checkpoints copy: where the senders stand, the hosts'
+    /// tables, and the lock that makes a copy a consistent cut.
+    ck: checkpoint::CheckpointState,
 }
 
 /// What the scan sends: each probe kind's index space and keyed order.
@@ -491,6 +500,9 @@ pub struct ScanOutputs {
     /// Compact evidence: the sent probes as what regenerates them
     /// (`evidence::sent_log`), instead of a pcap record each.
     pub sent_log: Option<std::fs::File>,
+    /// The files a checkpoint syncs and measures (handles to the same
+    /// files as above, by name): their lengths go into each checkpoint.
+    pub sync: Vec<(&'static str, std::fs::File)>,
 }
 
 /// The receive ring of one link: the link with the most targets keeps
@@ -688,6 +700,19 @@ pub fn run(
         scope_stop: Mutex::new(None),
         scope_stopped: AtomicBool::new(false),
         answers: Mutex::new(Vec::new()),
+        // One table per link's receiving thread: each folds its own hosts
+        // (a target leaves through one link, so its replies come back on
+        // it), merged at the end. A resumed scan folds on from the
+        // segments before.
+        ck: checkpoint::CheckpointState::new(
+            config.senders.max(1),
+            (0..egress.len())
+                .map(|i| match (i, &config.resume) {
+                    (0, Some(r)) => r.hosts.clone(),
+                    _ => hosts::HostTable::new(),
+                })
+                .collect(),
+        ),
     });
 
     let sinks = writer::Sinks {
@@ -724,6 +749,7 @@ pub fn run(
         },
         key,
         open: Vec::new(),
+        sync: outputs.sync,
     };
 
     // Every socket the scan will use, opened now: after this the process
@@ -752,10 +778,7 @@ pub fn run(
     let (outputs, writer) = sinks
         .start(shared.clone())
         .map_err(|e| ScanError::Io("cannot start the evidence writer", e))?;
-    // One receiving thread per link: each folds its own hosts (a target
-    // leaves through one link, so its replies come back on it), merged at
-    // the end. A resumed scan folds on from the segments before.
-    let mut prior_hosts = config.resume.as_ref().map(|r| r.hosts.clone());
+    // One receiving thread per link, folding into its table (`shared.ck`).
     let receivers = sniffers
         .into_iter()
         .enumerate()
@@ -763,12 +786,9 @@ pub fn run(
             let shared = shared.clone();
             let outputs = outputs.clone();
             let (record, keep_results) = (config.record, config.keep_results);
-            let hosts = prior_hosts.take().unwrap_or_default();
             std::thread::Builder::new()
                 .name(format!("sonde-sniff-{i}"))
-                .spawn(move || {
-                    recv::receive(&shared, i, &outputs, sniffer, record, keep_results, hosts)
-                })
+                .spawn(move || recv::receive(&shared, i, &outputs, sniffer, record, keep_results))
                 .map_err(|e| ScanError::Io("cannot start a receiving thread", e))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -822,7 +842,49 @@ pub fn run(
         }
         let sending_started = Instant::now();
         let watch_done = AtomicBool::new(false);
+        // A checkpoint (when the caller takes them): a consistent cut of
+        // the state, the writer's marker behind the evidence it covers.
+        let take_checkpoint = || {
+            let Some(tx) = &config.checkpoints else {
+                return;
+            };
+            shared.ck.take(
+                || {
+                    let answered = shared
+                        .correlator
+                        .lock()
+                        .expect("correlator lock")
+                        .answered_snapshot()
+                        .to_bytes();
+                    (
+                        probes.load(Ordering::Relaxed),
+                        retried.load(Ordering::Relaxed),
+                        shared.matched.load(Ordering::Relaxed),
+                        answered,
+                        outputs.checkpoint_marker(),
+                    )
+                },
+                |marker| marker?.recv().ok(),
+                |c| {
+                    let _ = tx.send(c);
+                },
+            );
+        };
         let sent_all = std::thread::scope(|sc| {
+            // Checkpoints every `checkpoint_every` while sending.
+            if config.checkpoints.is_some() {
+                sc.spawn(|| {
+                    let _ = crate::net::privilege::drop_in_this_thread();
+                    let mut last = Instant::now();
+                    while !watch_done.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(20));
+                        if last.elapsed() >= config.checkpoint_every {
+                            take_checkpoint();
+                            last = Instant::now();
+                        }
+                    }
+                });
+            }
             // Rate honesty: a thread watching the first pass's rate.
             sc.spawn(|| {
                 let _ = crate::net::privilege::drop_in_this_thread();
@@ -871,6 +933,10 @@ pub fn run(
                             Some(at) if pass == at.pass && kind_index == at.kind => at.next.clone(),
                             _ => vec![Some(0); senders],
                         };
+                        {
+                            let _cut = shared.ck.cut.read();
+                            shared.ck.live.begin(pass, kind_index, &starts);
+                        }
                         let results: Vec<Result<Option<u64>, ScanError>> =
                             std::thread::scope(|scope| {
                                 let handles: Vec<_> = route_caches
@@ -886,6 +952,7 @@ pub fn run(
                                             count: config.shard.count * senders as u64,
                                         };
                                         let worker = send::Worker {
+                                            thread: t,
                                             config,
                                             gate,
                                             key: &key,
@@ -964,6 +1031,16 @@ pub fn run(
                     if shared.output_failed.load(Ordering::Relaxed) {
                         break 'passes;
                     }
+                    // A pass boundary is a checkpoint: the pass whole, no
+                    // kind of it left.
+                    {
+                        let _cut = shared.ck.cut.read();
+                        shared
+                            .ck
+                            .live
+                            .begin(pass, plan.kinds().len(), &vec![None; senders]);
+                    }
+                    take_checkpoint();
                     // Give replies to this pass's last probes time before deciding
                     // what to retry: a quarter second covers any LAN and most
                     // routed round trips; a later reply still counts, its probe is
@@ -1052,11 +1129,15 @@ pub fn run(
     let mut results = Vec::new();
     let mut hosts = hosts::HostTable::new();
     for r in receivers {
-        let (stats, r, h) = r.join().unwrap_or_default();
+        let (stats, r) = r.join().unwrap_or_default();
         sniffer_stats.received += stats.received;
         sniffer_stats.dropped += stats.dropped;
         results.extend(r);
-        hosts.absorb(h);
+    }
+    for table in &shared.ck.hosts {
+        if let Ok(mut t) = table.lock() {
+            hosts.absorb(std::mem::take(&mut *t));
+        }
     }
     // The last handle gone, the writer empties its queue, flushes, reveals
     // the key of a compact run's sent-probe log, and ends.

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::correlate::Correlation;
-use super::hosts::{HostTable, RecordMode};
+use super::hosts::RecordMode;
 use super::writer::{Batch, Frames, Outputs};
 use super::{ScanResult, Shared};
 use crate::net::packet::{RecvBatch, Sniffer, SnifferStats};
@@ -20,8 +20,7 @@ pub(super) fn receive(
     mut sniffer: Sniffer,
     record: RecordMode,
     keep_results: bool,
-    mut hosts: HostTable,
-) -> (SnifferStats, Vec<ScanResult>, HostTable) {
+) -> (SnifferStats, Vec<ScanResult>) {
     let mut batch = RecvBatch::new(64, 65536);
     let mut seen: Vec<(usize, Correlation)> = Vec::with_capacity(64);
     // Folded per host as they come (memory grows with findings);
@@ -48,6 +47,12 @@ pub(super) fn receive(
         // long a block waited to be read.
         let times = batch.times();
         seen.clear();
+        // The whole batch, from the correlator to the evidence writer and
+        // the host table, is inside one checkpoint or after it.
+        let _cut = shared.ck.cut.read();
+        let Ok(mut hosts) = shared.ck.hosts[link].lock() else {
+            break;
+        };
         {
             let mut c = shared.correlator.lock().expect("correlator lock");
             for (i, f) in batch.frames().enumerate() {
@@ -108,5 +113,5 @@ pub(super) fn receive(
             outputs.send(Batch::Results(lines));
         }
     }
-    (sniffer.stats().unwrap_or_default(), results, hosts)
+    (sniffer.stats().unwrap_or_default(), results)
 }

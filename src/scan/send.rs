@@ -34,6 +34,8 @@ pub(super) struct Job<'a> {
 
 /// One sending thread's view of the scan.
 pub(super) struct Worker<'a, P> {
+    /// This thread's index among the sending threads.
+    pub(super) thread: usize,
     pub(super) config: &'a ScanConfig,
     pub(super) gate: &'a ScopeGate,
     pub(super) key: &'a CookieKey,
@@ -224,11 +226,18 @@ where
                 }
                 // The batch's evidence is handed over before its frames
                 // leave (at the flush below), so in the pcap a probe comes
-                // before its reply, as on the wire.
+                // before its reply, as on the wire; then the thread's
+                // position moves on. A checkpoint sees all three or none
+                // (`checkpoint`).
+                let _cut = self.shared.ck.cut.read();
                 if !sent.frames.is_empty() && !self.outputs.send(Batch::Sent(sent)) {
                     break;
                 }
                 link.flush().map_err(|e| ScanError::Io("cannot send", e))?;
+                self.shared
+                    .ck
+                    .live
+                    .advance(self.thread, walk.peek().copied());
             }
             Ok(walk.peek().copied())
         })();

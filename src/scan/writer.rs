@@ -79,6 +79,9 @@ pub(super) enum Batch {
     Results(String),
     /// Reach the disk, then answer.
     Flush(SyncSender<()>),
+    /// A checkpoint's marker: everything before it reaches the disk and is
+    /// synced; the answer is each synced file's length.
+    Checkpoint(SyncSender<Vec<(&'static str, u64)>>),
 }
 
 /// The handle senders and the receive thread write through.
@@ -110,6 +113,15 @@ impl Outputs {
         self.tx.send(b).is_ok()
     }
 
+    /// Queue a checkpoint's marker behind everything handed over so far;
+    /// the answer (the synced files' lengths) comes on the receiver.
+    /// `None`: the writer is gone.
+    pub fn checkpoint_marker(&self) -> Option<Receiver<Vec<(&'static str, u64)>>> {
+        let (ack, answer) = sync_channel(1);
+        self.tx.send(Batch::Checkpoint(ack)).ok()?;
+        Some(answer)
+    }
+
     /// Wait until everything handed over so far is on the disk.
     pub fn flush(&self) {
         let (ack, done) = sync_channel(1);
@@ -130,6 +142,8 @@ pub(super) struct Sinks {
     /// The sent-probe log's records being gathered (one per sending
     /// thread, kind, pass and source).
     pub open: Vec<OpenRecord>,
+    /// The files a checkpoint syncs and measures, by name.
+    pub sync: Vec<(&'static str, std::fs::File)>,
 }
 
 /// Probes gathered into one record of the sent-probe log at most.
@@ -189,6 +203,8 @@ impl Sinks {
                 Some(Batch::Flush(ack)) if shared.output_failed() => {
                     let _ = ack.send(());
                 }
+                // No checkpoint after a failure: the answer never comes.
+                Some(Batch::Checkpoint(_)) if shared.output_failed() => {}
                 Some(_) if shared.output_failed() => {}
                 Some(Batch::Sent(s)) => self.sent(s, shared),
                 Some(Batch::Replies(f)) => self.pcap(&f, shared),
@@ -202,6 +218,13 @@ impl Sinks {
                     self.flush(shared);
                     flushed = Instant::now();
                     let _ = ack.send(());
+                }
+                Some(Batch::Checkpoint(ack)) => {
+                    self.flush(shared);
+                    flushed = Instant::now();
+                    if let Some(lengths) = self.sync(shared) {
+                        let _ = ack.send(lengths);
+                    }
                 }
                 None => {}
             }
@@ -296,6 +319,26 @@ impl Sinks {
             let _ = p.cut_to_whole_records();
         }
         shared.check_output("the pcap", r);
+    }
+
+    /// Sync every checkpointed file to the disk: their lengths, or `None`
+    /// when one failed (the failure stops the scan, as any output's).
+    fn sync(&mut self, shared: &Shared) -> Option<Vec<(&'static str, u64)>> {
+        if shared.output_failed() {
+            return None;
+        }
+        let mut lengths = Vec::with_capacity(self.sync.len());
+        for (name, f) in &self.sync {
+            let r = f.sync_data().and_then(|()| f.metadata()).map(|m| m.len());
+            match r {
+                Ok(len) => lengths.push((*name, len)),
+                Err(e) => {
+                    shared.check_output(name, Err(e));
+                    return None;
+                }
+            }
+        }
+        Some(lengths)
     }
 
     fn flush(&mut self, shared: &Shared) {

@@ -31,6 +31,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod checkpoints;
 pub mod files;
 mod resume;
 mod watch;
@@ -72,7 +73,14 @@ pub struct SessionOptions {
     /// Take SIGINT, SIGTERM and SIGHUP as stops (a command line's session);
     /// a library caller that stops the scan otherwise leaves it off.
     pub signals: bool,
+    /// How often a checkpoint makes the run durable while it sends (and
+    /// at every pass boundary): a run killed outright verifies up to its
+    /// last checkpoint and resumes from it.
+    pub checkpoint_every: Duration,
 }
+
+/// How often a checkpoint is taken unless the caller says otherwise.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
 impl SessionOptions {
     pub fn new(observer: Arc<dyn Observer>) -> SessionOptions {
@@ -82,6 +90,7 @@ impl SessionOptions {
             observer,
             progress: false,
             signals: false,
+            checkpoint_every: CHECKPOINT_EVERY,
         }
     }
 }
@@ -372,6 +381,7 @@ impl Session {
         let kinds = request.probes.clone();
         let questions = request.dns_questions.clone();
         let shard = request.shard;
+        let (checkpoint_tx, checkpoint_rx) = std::sync::mpsc::channel();
         let config = ScanConfig {
             resume: match resuming.as_ref() {
                 Some(r) => Some(crate::scan::Resume {
@@ -410,6 +420,8 @@ impl Session {
                 .sniffer_buffer
                 .unwrap_or(crate::net::packet::Sniffer::DEFAULT_QUEUE),
             senders,
+            checkpoints: Some(checkpoint_tx),
+            checkpoint_every: options.checkpoint_every,
         };
         // The budget covers the whole first pass, and the source is this
         // host's (or a spoofed one the scope lists), or nothing is sent.
@@ -505,7 +517,8 @@ impl Session {
         let (pcap, pcap_len, results_file) = if resuming.is_some() {
             let (pcap, len) = append_to(dir, run_dir::PCAP)?;
             let (results, _) = append_to(dir, run_dir::RESULTS)?;
-            (pcap, Some(len), results)
+            // A capture a cut segment left empty gets its header again.
+            (pcap, (len > 0).then_some(len), results)
         } else {
             (
                 create_in(dir, run_dir::PCAP)?,
@@ -530,6 +543,23 @@ impl Session {
             watched_files.push((run_dir::SENT, f));
         }
         let watched = Watched::new(dir, &watched_files)?;
+        // Checkpoints: the files they sync and measure, by name.
+        let segment = resuming.as_ref().map_or(1, |r| r.segment);
+        let mut measured = vec![run_dir::PCAP, run_dir::RESULTS];
+        let clone = |f: &std::fs::File, name: &str| {
+            f.try_clone()
+                .map_err(|e| Error::runtime(format!("cannot open {name} again"), e))
+        };
+        let mut sync = vec![
+            (run_dir::PCAP, clone(&pcap, run_dir::PCAP)?),
+            (run_dir::RESULTS, clone(&results_file, run_dir::RESULTS)?),
+        ];
+        if let Some(f) = &sent_log {
+            measured.push(run_dir::SENT);
+            sync.push((run_dir::SENT, clone(f, run_dir::SENT)?));
+        }
+        let mut checkpointer = checkpoints::Checkpointer::new(dir, segment, &measured)?;
+        let checkpoint_rx = std::sync::Mutex::new(checkpoint_rx);
         let ndjson: Box<dyn Write + Send> =
             Box::new(crate::scan::ndjson::NdjsonWriter::new(results_file));
 
@@ -557,9 +587,18 @@ impl Session {
                 crate::net::privilege::drop_in_this_thread()
                     .map_err(|e| Error::runtime("cannot drop capabilities in the watcher", e))?;
                 let mut tick = 0u32;
+                // Checkpoints are recorded as they come, and the last ones
+                // once the scan is over.
+                let mut record_checkpoints = |log: &mut Audit| -> Result<(), Error> {
+                    while let Some(c) = checkpoint_rx.lock().ok().and_then(|r| r.try_recv().ok()) {
+                        checkpointer.record(c, log)?;
+                    }
+                    Ok(())
+                };
                 while !done.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(50));
                     tick += 1;
+                    record_checkpoints(log)?;
                     if !recorded_interrupt && let Some(i) = &interrupts {
                         recorded_interrupt = i.record(log)?;
                     }
@@ -574,13 +613,14 @@ impl Session {
                         }
                     }
                 }
-                Ok(())
+                record_checkpoints(log)
             });
             let outputs = crate::scan::ScanOutputs {
                 pcap: Some(pcap),
                 pcap_len,
                 ndjson: Some(ndjson),
                 sent_log,
+                sync,
             };
             let outcome = crate::scan::run(&config, &gate, outputs, &stop);
             done.store(true, Ordering::Relaxed);
@@ -690,7 +730,6 @@ impl Session {
             }),
         )?;
         // Stopped early: where, so that `--resume` goes on from there.
-        let segment = resuming.as_ref().map_or(1, |r| r.segment);
         let bits = outcome
             .stopped_at
             .as_ref()
@@ -859,6 +898,11 @@ impl Session {
         std::fs::rename(dir.file(run_dir::REPORT_PARTIAL), dir.file(run_dir::REPORT))
             .map_err(|e| Error::runtime("cannot put the finished report in place", e))?;
         let (report_sha256, _) = file_written(log, dir, run_dir::REPORT)?;
+        // The segment ended whole: its report and stop point supersede
+        // the checkpoints' state.
+        for slot in checkpoints::SLOTS {
+            let _ = std::fs::remove_file(dir.file(slot));
+        }
 
         let ended = match (&outcome.output_error, &outcome.scope_stop) {
             (Some(e), _) => Ended::OutputFailed(e.clone()),

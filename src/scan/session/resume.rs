@@ -16,7 +16,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::files::{Audit, audit};
+use super::checkpoints::{encode_state, read_state};
+use super::files::{Audit, audit, file_written};
 use crate::error::Error;
 use crate::evidence::run_dir::{self, RunDir};
 use crate::evidence::{EvidenceMode, verify_chain};
@@ -25,10 +26,12 @@ use crate::scan::request::ScanRequest;
 
 /// The probes answered when a run stopped ([`crate::scan::correlate::AnsweredSnapshot::to_bytes`]).
 pub const ANSWERED: &str = "answered.bin";
-/// The most `answered.bin` may hold: the correlator keeps answered bits as
-/// a bitmap only up to MAX_BITMAP_BYTES (and then writes no such file),
-/// plus the header and each kind's name and count.
-const MAX_ANSWERED_BYTES: u64 = crate::scan::correlate::MAX_BITMAP_BYTES + 4096;
+/// The most a state file read by a resume may hold (`answered.bin`, a
+/// checkpoint's slot, an archived report): the correlator keeps answered
+/// bits as a bitmap only up to MAX_BITMAP_BYTES, and the hosts' findings
+/// and folded counts take far less than 256 MiB. Files are regular ones
+/// (never /dev/zero); the bound keeps memory to what a scan can write.
+const MAX_STATE_BYTES: u64 = crate::scan::correlate::MAX_BITMAP_BYTES + (256 << 20);
 
 /// What a resumed segment takes from the run directory.
 pub(super) struct Resuming {
@@ -139,108 +142,42 @@ pub(super) fn open(path: &Path) -> Result<Opened, Error> {
         .iter()
         .rposition(|r| matches!(event(r).as_str(), "run_started" | "run_resumed"))
         .unwrap_or(0);
-    let Some(stopped) = records[last_start..]
-        .iter()
-        .rev()
-        .find(|r| event(r) == "scan_stopped")
-    else {
-        return Err(Error::usage(
-            format!(
-                "{}: the run sent every pass to its end (no scan_stopped record): nothing to resume",
-                path.display()
-            ),
-            "only a scan stopped early (Ctrl-C, SIGTERM, a closed terminal) is resumed",
-        ));
-    };
-    // A run its scope ended (the budget spent, the window closed) is
-    // final: resuming it appended an empty segment, exit 0, forever.
-    if let Some(ended) = records[last_start..]
-        .iter()
-        .find(|r| event(r) == "scope_stopped")
-    {
-        return Err(Error::usage(
-            format!(
-                "{}: its scope ended it ({}): a run stopped by its budget or its window is final; nothing to resume",
-                path.display(),
-                ended["reason"].as_str().unwrap_or("the scope's limits")
-            ),
-            "a new budget or window is a new scope file, and a new scan",
-        ));
-    }
     if request.evidence == EvidenceMode::Compact {
         return Err(Error::usage(
             "resuming a run with --evidence compact is not supported: its sent-probe log is one hash chain with one key per run",
             "scan again, or use --evidence full for runs that may be interrupted",
         ));
     }
-    let stop: StopPoint = serde_json::from_value(serde_json::json!({
-        "pass": stopped["pass"],
-        "kind": stopped["kind"],
-        "next": stopped["next"],
-    }))
-    .map_err(|e| {
-        damaged(
-            path,
-            format!("its scan_stopped record is not one sonde reads: {e}"),
-        )
-    })?;
-    // The stop point belongs to the request: the same order (seed) and
-    // one position per sending thread.
-    if stopped["seed"].as_u64() != request.seed
-        || stopped["senders"].as_u64().map(|n| n as usize) != request.senders
-        || Some(stop.next.len()) != request.senders
-    {
+    let segment_records = &records[last_start..];
+    let finished = segment_records.iter().any(|r| event(r) == "run_finished");
+    // A segment that failed (a full disk: its report could not be
+    // written) goes on from its last checkpoint, as a cut one does.
+    let failed = segment_records.iter().any(|r| event(r) == "run_failed");
+    let senders = request.senders.unwrap_or(1);
+    let from = if finished && !failed {
+        stopped_segment(path, &records, last_start, &request)?
+    } else {
+        cut_segment(path, &records, last_start, senders)?
+    };
+    let From {
+        stop,
+        segment,
+        prior,
+        answered,
+        cut,
+    } = from;
+    if stop.next.len() != senders {
         return Err(damaged(
             path,
-            "its scan_stopped record (seed, senders, positions) disagrees with its scan_request"
-                .into(),
+            "its stop point has not one position per sending thread of its scan_request".into(),
         ));
     }
-    let segment = stopped["segment"].as_u64().unwrap_or(1) + 1;
-    let report_path = path.join(run_dir::REPORT);
-    let prior: Value = std::fs::read(&report_path)
-        .map_err(|source| Error::Input {
-            what: format!("the report {}", report_path.display()),
-            source,
-        })
-        .and_then(|b| {
-            serde_json::from_slice(&b)
-                .map_err(|e| damaged(path, format!("{} is not JSON: {e}", run_dir::REPORT)))
-        })?;
-    let scope_sha256 = prior["scope"]["sha256"]
-        .as_str()
+    let scope_sha256 = records
+        .iter()
+        .find(|r| event(r) == "scope_accepted")
+        .and_then(|r| r["sha256"].as_str())
         .unwrap_or_default()
         .to_string();
-    let answered = match stopped["answered"].as_str() {
-        // A plain name of a regular file in the run directory, read without
-        // following a link (one naming /dev/zero was read until memory
-        // ran out).
-        Some(name) => {
-            let file = crate::evidence::member(path, name)
-                .map_err(|why| damaged(path, format!("scan_stopped.answered {why}")))?;
-            let mut bytes = Vec::new();
-            crate::evidence::open_regular(&file, false)
-                .and_then(|f| {
-                    use std::io::Read;
-                    f.take(MAX_ANSWERED_BYTES + 1).read_to_end(&mut bytes)
-                })
-                .map_err(|source| Error::Input {
-                    what: format!("{} (which probes were answered)", file.display()),
-                    source,
-                })?;
-            if bytes.len() as u64 > MAX_ANSWERED_BYTES {
-                return Err(damaged(
-                    path,
-                    format!(
-                        "{} is over {MAX_ANSWERED_BYTES} bytes: not the answered bits of a scan",
-                        file.display()
-                    ),
-                ));
-            }
-            Some(bytes)
-        }
-        None => None,
-    };
     // Judged before anything in the directory changes: the same scope file
     // (by hash), its window open, the targets still allowed.
     let prepared = crate::scan::request::prepare(&request, None)?;
@@ -258,6 +195,8 @@ pub(super) fn open(path: &Path) -> Result<Opened, Error> {
     // report says so, and every probe sent is in the capture. The larger
     // counts, so an edited report cannot buy probes.
     let from_report = prior["counters"]["sent"].as_u64().unwrap_or(0);
+    // A cut segment's evidence ends at its last checkpoint: the tails after
+    // it are charged (they are in the capture counted above) and kept aside.
     let from_capture =
         crate::evidence::probes_in_capture(&path.join(run_dir::PCAP), &prepared.targets, 53)
             .map_err(|source| Error::Input {
@@ -268,10 +207,77 @@ pub(super) fn open(path: &Path) -> Result<Opened, Error> {
                 source,
             })?;
     let charged = from_report.max(from_capture);
+    // A cut segment sent what its capture shows beyond the segments
+    // before (the tail too): the run's counters say so.
+    let mut prior = prior;
+    if cut.is_some() {
+        let before: u64 = prior["segments"]
+            .as_array()
+            .map(|s| {
+                s[..s.len().saturating_sub(1)]
+                    .iter()
+                    .filter_map(|x| x["sent"].as_u64())
+                    .sum()
+            })
+            .unwrap_or(0);
+        let cut_sent = charged.saturating_sub(before);
+        if let Some(last) = prior["segments"].as_array_mut().and_then(|s| s.last_mut()) {
+            last["sent"] = cut_sent.into();
+        }
+        if !prior["counters"].is_object() {
+            prior["counters"] = serde_json::json!({});
+        }
+        prior["counters"]["sent"] = charged.into();
+    }
     drop(prepared);
     let dir = RunDir::existing(path)
         .map_err(|e| Error::usage(e.to_string(), "give the run directory"))?;
 
+    // A cut segment: the files go back to what its last checkpoint
+    // anchors; what was written after is kept beside them, hashed.
+    let mut tails = Vec::new();
+    let mut removed = Vec::new();
+    if let Some(cut) = &cut {
+        for (name, size) in &cut.sizes {
+            if let Some(t) = keep_tail(&dir, name, *size, segment - 1)? {
+                tails.push(t);
+            }
+        }
+        // The placeholders the cut segment opened before its first packet
+        // (an empty report, answered bits, signature), never written and
+        // never recorded: the new segment opens its own.
+        for name in [
+            run_dir::REPORT_PARTIAL,
+            ANSWERED,
+            crate::evidence::signature::SIGNATURE,
+        ] {
+            if dir.file(name).exists() {
+                std::fs::remove_file(dir.file(name)).map_err(|e| {
+                    Error::runtime(format!("cannot remove the cut segment's {name}"), e)
+                })?;
+                removed.push(name);
+            }
+        }
+    }
+    // A cut segment's resume writes the run as it stands (what a report
+    // would say, and the answered bits): a later segment cut before its
+    // first checkpoint starts from it again.
+    let state_file = match &cut {
+        Some(_) => {
+            let name = format!("run.cut-segment-{}.bin", segment - 1);
+            let mut head = prior.clone();
+            head["answered_bytes"] = answered.as_ref().map(Vec::len).into();
+            let head = serde_json::to_vec(&head)
+                .map_err(|e| Error::runtime("cannot encode the run's state", e))?;
+            let mut f = super::files::create_in(&dir, &name)?;
+            use std::io::Write;
+            f.write_all(&encode_state(&head, answered.as_deref()))
+                .and_then(|()| f.sync_all())
+                .map_err(|e| Error::runtime(format!("cannot write {name}"), e))?;
+            Some(name)
+        }
+        None => None,
+    };
     // Keep what this segment rewrites, under the segment's name.
     let mut archived = serde_json::Map::new();
     for name in [
@@ -305,8 +311,28 @@ pub(super) fn open(path: &Path) -> Result<Opened, Error> {
                 "capture": from_capture,
                 "charged": charged,
             },
+            // Segment N-1 was cut (killed outright): the checkpoint it goes
+            // on from, and the tails written after it, kept aside.
+            "cut": cut.as_ref().map(|c| serde_json::json!({
+                "at": c.at,
+                "checkpoint": c.checkpoint,
+                "removed": removed,
+                "state": state_file,
+                "tails": tails.iter().map(|t: &Tail| serde_json::json!({
+                    "of": t.of,
+                    "from_offset": t.from,
+                    "path": t.kept,
+                    "size": t.size,
+                })).collect::<Vec<_>>(),
+            })),
         })),
     )?;
+    for t in &tails {
+        file_written(&mut log, &dir, &t.kept)?;
+    }
+    if let Some(name) = &state_file {
+        file_written(&mut log, &dir, name)?;
+    }
     Ok(Opened {
         dir,
         log,
@@ -331,4 +357,380 @@ pub fn segment_name(name: &str, segment: u64) -> String {
         ),
         None => format!("{name}.segment-{segment}"),
     }
+}
+
+/// Where a resumed segment starts, and what it starts from.
+struct From {
+    stop: StopPoint,
+    /// The new segment's number.
+    segment: u64,
+    /// The run so far, as a report says it (a cut segment's is made from
+    /// its checkpoint and the report before it).
+    prior: Value,
+    answered: Option<Vec<u8>>,
+    cut: Option<Cut>,
+}
+
+/// A segment that was cut.
+struct Cut {
+    /// When its log ends.
+    at: String,
+    /// Its last checkpoint (None: cut before the first).
+    checkpoint: Option<u64>,
+    /// Each file's anchored length: what the resume cuts it back to.
+    sizes: Vec<(&'static str, u64)>,
+}
+
+/// A segment that stopped early and finished (Ctrl-C, SIGTERM, a closed
+/// terminal): its `scan_stopped`, `answered.bin` and report.
+fn stopped_segment(
+    path: &Path,
+    records: &[Value],
+    last_start: usize,
+    request: &ScanRequest,
+) -> Result<From, Error> {
+    let event = |r: &Value| r["event"].as_str().unwrap_or_default().to_string();
+    let Some(stopped) = records[last_start..]
+        .iter()
+        .rev()
+        .find(|r| event(r) == "scan_stopped")
+    else {
+        return Err(Error::usage(
+            format!(
+                "{}: the run sent every pass to its end (no scan_stopped record): nothing to resume",
+                path.display()
+            ),
+            "only a scan stopped early (Ctrl-C, SIGTERM, a closed terminal) or cut (killed) is resumed",
+        ));
+    };
+    // A run its scope ended (the budget spent, the window closed) is
+    // final: resuming it appended an empty segment, exit 0, forever.
+    if let Some(ended) = records[last_start..]
+        .iter()
+        .find(|r| event(r) == "scope_stopped")
+    {
+        return Err(Error::usage(
+            format!(
+                "{}: its scope ended it ({}): a run stopped by its budget or its window is final; nothing to resume",
+                path.display(),
+                ended["reason"].as_str().unwrap_or("the scope's limits")
+            ),
+            "a new budget or window is a new scope file, and a new scan",
+        ));
+    }
+    let stop: StopPoint = serde_json::from_value(serde_json::json!({
+        "pass": stopped["pass"],
+        "kind": stopped["kind"],
+        "next": stopped["next"],
+    }))
+    .map_err(|e| {
+        damaged(
+            path,
+            format!("its scan_stopped record is not one sonde reads: {e}"),
+        )
+    })?;
+    // The stop point belongs to the request: the same order (seed) and
+    // the same sending threads.
+    if stopped["seed"].as_u64() != request.seed
+        || stopped["senders"].as_u64().map(|n| n as usize) != request.senders
+    {
+        return Err(damaged(
+            path,
+            "its scan_stopped record (seed, senders) disagrees with its scan_request".into(),
+        ));
+    }
+    let report_path = path.join(run_dir::REPORT);
+    let prior: Value = std::fs::read(&report_path)
+        .map_err(|source| Error::Input {
+            what: format!("the report {}", report_path.display()),
+            source,
+        })
+        .and_then(|b| {
+            serde_json::from_slice(&b)
+                .map_err(|e| damaged(path, format!("{} is not JSON: {e}", run_dir::REPORT)))
+        })?;
+    let answered = match stopped["answered"].as_str() {
+        Some(name) => Some(read_bounded(path, name, "scan_stopped.answered")?),
+        None => None,
+    };
+    Ok(From {
+        stop,
+        segment: stopped["segment"].as_u64().unwrap_or(1) + 1,
+        prior,
+        answered,
+        cut: None,
+    })
+}
+
+/// A run directory's member `name`, read whole without following a link
+/// and bounded (one naming /dev/zero was read until memory ran out).
+fn read_bounded(path: &Path, name: &str, what: &str) -> Result<Vec<u8>, Error> {
+    let file = crate::evidence::member(path, name)
+        .map_err(|why| damaged(path, format!("{what} {why}")))?;
+    let mut bytes = Vec::new();
+    crate::evidence::open_regular(&file, false)
+        .and_then(|f| {
+            use std::io::Read;
+            f.take(MAX_STATE_BYTES + 1).read_to_end(&mut bytes)
+        })
+        .map_err(|source| Error::Input {
+            what: format!("{} ({what})", file.display()),
+            source,
+        })?;
+    if bytes.len() as u64 > MAX_STATE_BYTES {
+        return Err(damaged(
+            path,
+            format!(
+                "{} is over {MAX_STATE_BYTES} bytes: not the state of a scan",
+                file.display()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A segment that was cut (killed outright, no `run_finished`): it goes on
+/// from its last checkpoint (its stop point, its state slot, whose hash
+/// the record names), or, cut before the first, from where it began.
+fn cut_segment(
+    path: &Path,
+    records: &[Value],
+    last_start: usize,
+    senders: usize,
+) -> Result<From, Error> {
+    let event = |r: &Value| r["event"].as_str().unwrap_or_default().to_string();
+    let segment_records = &records[last_start..];
+    let start = &records[last_start];
+    let this_segment = if event(start) == "run_resumed" {
+        start["segment"].as_u64().unwrap_or(2)
+    } else {
+        1
+    };
+    let at = records
+        .last()
+        .and_then(|r| r["time"].as_str())
+        .unwrap_or("?")
+        .to_string();
+    // The run as it stood when this segment began: the report of the
+    // segment before (kept under its segment's name), or, when that one
+    // was cut too, the state its resume wrote (`run_resumed.cut.state`),
+    // each with the answered bits of that moment.
+    let (before, bits_before): (Option<Value>, Option<Vec<u8>>) = if event(start) != "run_resumed" {
+        (None, None)
+    } else if let Some(name) = start["cut"]["state"].as_str() {
+        let bytes = read_bounded(path, name, "run_resumed.cut.state")?;
+        let (head, bits) = read_state(&bytes).map_err(|e| damaged(path, format!("{name}: {e}")))?;
+        (Some(head), bits)
+    } else {
+        let report = match start["archived"][run_dir::REPORT].as_str() {
+            Some(name) => {
+                let bytes = read_bounded(path, name, "run_resumed.archived")?;
+                Some(
+                    serde_json::from_slice(&bytes)
+                        .map_err(|e| damaged(path, format!("{name} is not JSON: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        let bits = match start["archived"][ANSWERED].as_str() {
+            Some(name) => Some(read_bounded(path, name, "run_resumed.archived")?),
+            None => None,
+        };
+        (report, bits)
+    };
+    let checkpoint = segment_records
+        .iter()
+        .rev()
+        .find(|r| event(r) == "scan_checkpoint");
+    let measured = [run_dir::PCAP, run_dir::RESULTS];
+    let (stop, hosts, answered, sizes, checkpoint_n, probes) = match checkpoint {
+        Some(c) => {
+            let stop: StopPoint = serde_json::from_value(serde_json::json!({
+                "pass": c["pass"], "kind": c["kind"], "next": c["next"],
+            }))
+            .map_err(|e| {
+                damaged(
+                    path,
+                    format!("its scan_checkpoint record is not one sonde reads: {e}"),
+                )
+            })?;
+            let name = c["state"]["path"].as_str().unwrap_or_default();
+            let bytes = read_bounded(path, name, "scan_checkpoint.state")?;
+            let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            if Some(sha.as_str()) != c["state"]["sha256"].as_str() {
+                return Err(damaged(
+                    path,
+                    format!("{name} does not hash as its checkpoint recorded"),
+                ));
+            }
+            let (head, bits) =
+                read_state(&bytes).map_err(|e| damaged(path, format!("{name}: {e}")))?;
+            let mut sizes = Vec::new();
+            for name in measured {
+                let size = c["files"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|f| f["path"] == name)
+                    .and_then(|f| f["size"].as_u64())
+                    .ok_or_else(|| {
+                        damaged(path, format!("its last checkpoint does not measure {name}"))
+                    })?;
+                sizes.push((name, size));
+            }
+            let probes = c["probes"].as_u64().unwrap_or(0) + c["retried"].as_u64().unwrap_or(0);
+            (
+                stop,
+                head["hosts"].clone(),
+                bits,
+                sizes,
+                c["checkpoint"].as_u64(),
+                probes,
+            )
+        }
+        None => {
+            // Where the segment began: the start of the run, or the stop
+            // point it was resumed from (with that segment's state).
+            let stop = if event(start) == "run_resumed" {
+                serde_json::from_value(start["from"].clone()).map_err(|e| {
+                    damaged(
+                        path,
+                        format!("its run_resumed record is not one sonde reads: {e}"),
+                    )
+                })?
+            } else {
+                StopPoint::start_of(0, senders)
+            };
+            let bits = bits_before;
+            let mut sizes = Vec::new();
+            for name in measured {
+                let size = records[..last_start]
+                    .iter()
+                    .rev()
+                    .find(|r| event(r) == "file_written" && r["path"] == name)
+                    .and_then(|r| r["size"].as_u64())
+                    .unwrap_or(0);
+                sizes.push((name, size));
+            }
+            let hosts = before
+                .as_ref()
+                .map_or(Value::Array(Vec::new()), |b| b["hosts"].clone());
+            (stop, hosts, bits, sizes, None, 0)
+        }
+    };
+    // The run so far, as a report would say it: the report before, this
+    // segment's hosts and probes from its checkpoint, and the segment
+    // itself, cut.
+    let before = before.unwrap_or(Value::Null);
+    let started = if before["started"].is_string() {
+        before["started"].clone()
+    } else {
+        records[0]["time"].clone()
+    };
+    let mut segments: Vec<Value> = before["segments"].as_array().cloned().unwrap_or_default();
+    segments.push(serde_json::json!({
+        "segment": this_segment,
+        "started": start["time"],
+        "finished": at,
+        "cut": { "at": at, "checkpoint": checkpoint_n },
+        "probes": probes,
+        // Made good below: the probes its capture holds, tail included.
+        "sent": probes,
+        "interrupted": false,
+        "stopped_at": stop,
+    }));
+    // What the checkpoint saw sent is charged at least (the capture's
+    // count, taken later, covers the tail too).
+    let mut counters = before["counters"].clone();
+    if !counters.is_object() {
+        counters = serde_json::json!({});
+    }
+    counters["sent"] = (counters["sent"].as_u64().unwrap_or(0) + probes).into();
+    let prior = serde_json::json!({
+        "started": started,
+        "hosts": hosts,
+        "counters": counters,
+        "unanswered": before["unanswered"],
+        "probes": before["probes"].as_u64().unwrap_or(0) + probes,
+        "segments": segments,
+    });
+    Ok(From {
+        stop,
+        segment: this_segment + 1,
+        prior,
+        answered,
+        cut: Some(Cut {
+            at,
+            checkpoint: checkpoint_n,
+            sizes: sizes.into_iter().collect(),
+        }),
+    })
+}
+
+/// A tail kept aside.
+struct Tail {
+    of: &'static str,
+    from: u64,
+    kept: String,
+    size: u64,
+}
+
+/// Cut `name` back to `size` bytes, keeping what came after in a file of
+/// its own: a capture's tail as a pcap of its own (the capture's header,
+/// then the records), a results tail as it was.
+fn keep_tail(
+    dir: &RunDir,
+    name: &'static str,
+    size: u64,
+    segment: u64,
+) -> Result<Option<Tail>, Error> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let path = dir.file(name);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::runtime(format!("cannot open {name} to cut it back"), e))?;
+    let len = f
+        .metadata()
+        .map_err(|e| Error::runtime(format!("cannot read {name}"), e))?
+        .len();
+    if len < size {
+        return Err(Error::usage(
+            format!(
+                "{}: {name} holds {len} bytes, fewer than the {size} its last checkpoint anchored",
+                dir.path().display()
+            ),
+            format!("sonde verify {} names every problem", dir.path().display()),
+        ));
+    }
+    if len == size {
+        return Ok(None);
+    }
+    let kept = match name {
+        run_dir::PCAP => format!("capture.cut-segment-{segment}.pcap"),
+        _ => format!("{name}.cut-segment-{segment}"),
+    };
+    let mut out = super::files::create_in(dir, &kept)?;
+    let mut copy = || -> std::io::Result<()> {
+        if name == run_dir::PCAP && size >= 24 {
+            // The capture's own header, so tools read the tail.
+            let mut header = [0u8; 24];
+            f.seek(SeekFrom::Start(0))?;
+            f.read_exact(&mut header)?;
+            out.write_all(&header)?;
+        }
+        f.seek(SeekFrom::Start(size))?;
+        std::io::copy(&mut (&mut f).take(len - size), &mut out)?;
+        out.sync_all()?;
+        f.set_len(size)?;
+        f.sync_all()
+    };
+    copy().map_err(|e| Error::runtime(format!("cannot keep the tail of {name} as {kept}"), e))?;
+    Ok(Some(Tail {
+        of: name,
+        from: size,
+        kept,
+        size: len - size,
+    }))
 }

@@ -1,0 +1,230 @@
+//! A scan survives its faults (issue 29), in the lab: killed outright
+//! (`kill -9`: the OOM killer, a crash, a power cut look the same) at
+//! random moments, a run verifies up to its last checkpoint ("cut",
+//! exit 4) and resumes from it until it ends as an uninterrupted run
+//! would; an edited byte inside what a checkpoint anchors is still caught.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::evidence::{open_ports, report_json};
+use support::lab::*;
+
+const TARGETS: &str = "198.18.1.1-198.18.1.254";
+const PORTS: &str = "1-100,443,8080,8081";
+/// 254 hosts x 103 ports.
+const PLANNED: u64 = 254 * 103;
+
+/// Start a scan (or a resume) and kill it outright after `delay`: its
+/// exit status and standard error.
+fn kill_after(mut cmd: Command, delay: Duration) -> (std::process::ExitStatus, String) {
+    let child = cmd.spawn().unwrap();
+    std::thread::sleep(delay);
+    let _ = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn scan_args(run: &std::path::Path, rate: &str) -> Vec<String> {
+    [
+        "scan",
+        "--scope",
+        "scopes/lab.toml",
+        TARGETS,
+        "-p",
+        PORTS,
+        "--rate",
+        rate,
+        "--wait",
+        "0.5",
+        "--checkpoint-every",
+        "0.3",
+        "-o",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([run.display().to_string()])
+    .collect()
+}
+
+#[test]
+fn killed_outright_at_random_moments_and_resumed_ends_as_an_uninterrupted_run() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+
+    // The uninterrupted run, for comparison.
+    let whole = dir.path().join("whole");
+    let args = scan_args(&whole, "20000");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = lab.sonde(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    let expected = open_ports(&report_json(&whole.join("report.json")));
+    assert_eq!(expected.len(), 244 * 3 + 2, "the uninterrupted run");
+
+    // The same scan, killed at random moments (from before the first
+    // probe to the cooldown) and resumed each time.
+    let capture = dir.path().join("target.pcap");
+    let tshark = lab.capture_target_side("vt", &capture);
+    let run = dir.path().join("run");
+    let mut seed: u64 = 0x6b11_1e9d;
+    let mut delay = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        Duration::from_millis(150 + (seed >> 33) % 2500)
+    };
+    let mut first = lab.sonde_command();
+    first.args(scan_args(&run, "2000"));
+    let mut kills = 0;
+    let (mut status, mut err) = kill_after(first, delay());
+    // Kills after a checkpoint (the others came before the first one).
+    let mut anchored = 0;
+    loop {
+        if status.success() {
+            break;
+        }
+        assert_eq!(status.code(), None, "killed by a signal: {status:?}: {err}");
+        kills += 1;
+        // Cut, not damaged: exit 4, what holds said.
+        let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
+        assert_eq!(code, 4, "after kill {kills}: {verified}");
+        assert!(verified.contains("CUT"), "{verified}");
+        assert!(
+            verified.contains("the run was cut"),
+            "after kill {kills}: {verified}"
+        );
+        if verified.contains("anchors what follows") {
+            anchored += 1;
+            assert!(
+                verified.contains("as the last checkpoint recorded"),
+                "{verified}"
+            );
+        }
+        let mut resume = lab.sonde_command();
+        resume.args(["scan", "--resume", run.to_str().unwrap()]);
+        (status, err) = if kills < 6 {
+            kill_after(resume, delay())
+        } else {
+            let out = resume.output().unwrap();
+            (
+                out.status,
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+    }
+    tshark.stop();
+    assert!(kills >= 1, "the first run was killed");
+    assert!(anchored >= 1, "no kill came after a checkpoint");
+
+    let r = report_json(&run.join("report.json"));
+    let found = open_ports(&r);
+    assert!(
+        found == expected,
+        "the resumed run's open ports differ: missing {:?}, extra {:?}",
+        expected.difference(&found).take(10).collect::<Vec<_>>(),
+        found.difference(&expected).take(10).collect::<Vec<_>>()
+    );
+    // Every segment is in the report; the cut ones say so.
+    let segments = r["segments"].as_array().unwrap();
+    assert_eq!(segments.len(), kills + 1, "{segments:?}");
+    assert!(
+        segments.iter().filter(|s| !s["cut"].is_null()).count() >= 1,
+        "{segments:?}"
+    );
+    let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "the finished run verifies: {verified}");
+    assert!(verified.contains("everything holds"), "{verified}");
+
+    // On the wire: every probe reached its target; none more often than
+    // 1 + --retries + once per kill (a tail's probes are sent again).
+    let fields = Command::new("tshark")
+        .args([
+            "-r",
+            capture.to_str().unwrap(),
+            "-Y",
+            "ip.src==198.18.0.2 && tcp.flags.syn==1 && tcp.flags.ack==0",
+            "-T",
+            "fields",
+            "-e",
+            "ip.dst",
+            "-e",
+            "tcp.dstport",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let mut syns: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&fields.stdout).lines() {
+        let mut f = line.split('\t');
+        let key = (f.next().unwrap().to_string(), f.next().unwrap().to_string());
+        *syns.entry(key).or_default() += 1;
+    }
+    assert_eq!(syns.len() as u64, PLANNED, "every probe reached its target");
+    let most = syns.values().max().copied().unwrap_or(0);
+    assert!(
+        most as usize <= 2 + kills,
+        "a probe was sent {most} times over {kills} kills"
+    );
+}
+
+/// What a checkpoint anchors stays evidence: a byte edited inside it is
+/// caught (exit 1), and put back, the run verifies as cut and resumes.
+#[test]
+fn an_edited_byte_inside_a_checkpoint_is_caught() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut scan = lab.sonde_command();
+    scan.args(scan_args(&run, "2000"));
+    let (status, err) = kill_after(scan, Duration::from_millis(2500));
+    assert_eq!(status.code(), None, "{err}");
+    let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
+    assert_eq!(code, 4, "{verified}");
+    assert!(
+        verified.contains("as the last checkpoint recorded"),
+        "{verified}"
+    );
+
+    let pcap = run.join("capture.pcap");
+    let mut bytes = std::fs::read(&pcap).unwrap();
+    let original = bytes[40];
+    bytes[40] ^= 0xff;
+    std::fs::write(&pcap, &bytes).unwrap();
+    let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
+    assert_eq!(code, 1, "{verified}");
+    assert!(
+        verified.contains("CHANGED   capture.pcap (its first"),
+        "{verified}"
+    );
+    // A damaged run is not resumed.
+    let (code, _, err) = lab.sonde(&["scan", "--resume", run.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("does not verify"), "{err}");
+
+    bytes[40] = original;
+    std::fs::write(&pcap, &bytes).unwrap();
+    let (code, out, err) = lab.sonde(&["scan", "--resume", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("segment 2 of a resumed run"), "{out}");
+    let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{verified}");
+    // The tails written after the last checkpoint are kept, hashed.
+    let kept: Vec<String> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".cut-segment-1"))
+        .collect();
+    for k in &kept {
+        assert!(verified.contains(k.as_str()), "{k} is verified: {verified}");
+    }
+    let r = report_json(&run.join("report.json"));
+    assert_eq!(r["probes"].as_u64().map(|p| p >= PLANNED), Some(true));
+}
