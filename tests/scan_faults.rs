@@ -74,12 +74,18 @@ fn killed_outright_at_random_moments_and_resumed_ends_as_an_uninterrupted_run() 
     let capture = dir.path().join("target.pcap");
     let tshark = lab.capture_target_side("vt", &capture);
     let run = dir.path().join("run");
+    // Short kills land in discovery or the first batches, long ones after
+    // checkpoints (each segment asks ARP for its targets first, up to
+    // 0.85 s); a jitter moves each within its range.
     let mut seed: u64 = 0x6b11_1e9d;
+    let mut turn = 0usize;
     let mut delay = || {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        Duration::from_millis(150 + (seed >> 33) % 2500)
+        turn += 1;
+        let base = if turn % 2 == 0 { 150 } else { 2500 };
+        Duration::from_millis(base + (seed >> 33) % 1200)
     };
     let mut first = lab.sonde_command();
     first.args(scan_args(&run, "2000"));
@@ -87,6 +93,7 @@ fn killed_outright_at_random_moments_and_resumed_ends_as_an_uninterrupted_run() 
     let (mut status, mut err) = kill_after(first, delay());
     // Kills after a checkpoint (the others came before the first one).
     let mut anchored = 0;
+    let mut said = Vec::new();
     loop {
         if status.success() {
             break;
@@ -101,6 +108,7 @@ fn killed_outright_at_random_moments_and_resumed_ends_as_an_uninterrupted_run() 
             verified.contains("the run was cut"),
             "after kill {kills}: {verified}"
         );
+        said.push(verified.lines().find(|l| l.contains("the run was cut")).unwrap_or("").to_string());
         if verified.contains("anchors what follows") {
             anchored += 1;
             assert!(
@@ -122,7 +130,7 @@ fn killed_outright_at_random_moments_and_resumed_ends_as_an_uninterrupted_run() 
     }
     tshark.stop();
     assert!(kills >= 1, "the first run was killed");
-    assert!(anchored >= 1, "no kill came after a checkpoint");
+    assert!(anchored >= 1, "no kill came after a checkpoint: {said:#?}");
 
     let r = report_json(&run.join("report.json"));
     let found = open_ports(&r);
@@ -227,4 +235,74 @@ fn an_edited_byte_inside_a_checkpoint_is_caught() {
     }
     let r = report_json(&run.join("report.json"));
     assert_eq!(r["probes"].as_u64().map(|p| p >= PLANNED), Some(true));
+}
+
+/// A small tmpfs, unmounted when dropped.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(path).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount a tmpfs (root)");
+        SmallDisk {
+            path: path.to_path_buf(),
+        }
+    }
+
+    fn grow(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount the tmpfs");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+/// A full disk stops the scan at its first failed write, after a
+/// checkpoint; with space freed, `--resume` goes on from it and the run
+/// ends as an uninterrupted one.
+#[test]
+fn a_full_disk_stops_the_scan_and_it_resumes_once_space_is_freed() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&dir.path().join("disk"), "700k");
+    let run = disk.path.join("run");
+    let args = scan_args(&run, "5000");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = lab.sonde(&args);
+    assert_eq!(code, 1, "the disk filled: {out}{err}");
+    assert!(
+        err.contains("No space left on device"),
+        "the failure is named: {err}"
+    );
+    let audit = std::fs::read_to_string(run.join("audit.jsonl")).unwrap();
+    assert!(audit.contains("scan_checkpoint"), "{audit}");
+    // Whatever the full disk let the run write, its log is whole.
+    let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
+    assert!(code == 0 || code == 4, "{verified}");
+    assert!(!verified.contains("BROKEN"), "{verified}");
+
+    disk.grow("64m");
+    let (code, out, err) = lab.sonde(&["scan", "--resume", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{verified}");
+    let found = open_ports(&report_json(&run.join("report.json")));
+    assert_eq!(found.len(), 244 * 3 + 2, "every open port of the lab");
 }

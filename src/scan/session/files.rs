@@ -22,13 +22,20 @@ pub fn now_rfc3339() -> String {
 }
 
 /// Append an audit record; a failing audit log stops the run (exit 1).
+/// A record the disk took only part of (full) is cut off again, so the
+/// log still ends with a whole record and its chain holds.
 pub fn audit(log: &mut Audit, event: &str, fields: serde_json::Value) -> Result<(), Error> {
     let fields = match fields {
         serde_json::Value::Object(m) => m,
         _ => serde_json::Map::new(),
     };
-    log.append(event, &now_rfc3339(), fields)
-        .map_err(|e| Error::runtime("cannot write the audit log", e))
+    let before = log.get_ref().metadata().map(|m| m.len());
+    log.append(event, &now_rfc3339(), fields).map_err(|e| {
+        if let Ok(len) = before {
+            let _ = log.get_ref().set_len(len);
+        }
+        Error::runtime("cannot write the audit log", e)
+    })
 }
 
 /// Hash `name` in the run directory and record it in the audit log.

@@ -583,37 +583,50 @@ impl Session {
             // The watcher holds the audit log while the scan runs: a signal
             // is recorded when it arrives, and a run directory or file
             // removed or moved stops the scan within a second.
-            let watcher = s.spawn(|| -> Result<(), Error> {
-                crate::net::privilege::drop_in_this_thread()
-                    .map_err(|e| Error::runtime("cannot drop capabilities in the watcher", e))?;
-                let mut tick = 0u32;
-                // Checkpoints are recorded as they come, and the last ones
-                // once the scan is over.
-                let mut record_checkpoints = |log: &mut Audit| -> Result<(), Error> {
-                    while let Some(c) = checkpoint_rx.lock().ok().and_then(|r| r.try_recv().ok()) {
-                        checkpointer.record(c, log)?;
-                    }
-                    Ok(())
-                };
-                while !done.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(50));
-                    tick += 1;
-                    record_checkpoints(log)?;
-                    if !recorded_interrupt && let Some(i) = &interrupts {
-                        recorded_interrupt = i.record(log)?;
-                    }
-                    if tick.is_multiple_of(4)
-                        && lost.lock().map(|l| l.is_none()).unwrap_or(false)
-                        && let Some(what) = watched.first_lost()
-                    {
-                        stop.store(true, Ordering::Relaxed);
-                        audit(log, "evidence_lost", serde_json::json!({ "what": what }))?;
-                        if let Ok(mut l) = lost.lock() {
-                            *l = Some(what);
+            let watcher = s.spawn(|| {
+                let mut watch = || -> Result<(), Error> {
+                    crate::net::privilege::drop_in_this_thread().map_err(|e| {
+                        Error::runtime("cannot drop capabilities in the watcher", e)
+                    })?;
+                    let mut tick = 0u32;
+                    // Checkpoints are recorded as they come, and the last ones
+                    // once the scan is over.
+                    let mut record_checkpoints = |log: &mut Audit| -> Result<(), Error> {
+                        while let Some(c) =
+                            checkpoint_rx.lock().ok().and_then(|r| r.try_recv().ok())
+                        {
+                            checkpointer.record(c, log)?;
+                        }
+                        Ok(())
+                    };
+                    while !done.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
+                        tick += 1;
+                        record_checkpoints(log)?;
+                        if !recorded_interrupt && let Some(i) = &interrupts {
+                            recorded_interrupt = i.record(log)?;
+                        }
+                        if tick.is_multiple_of(4)
+                            && lost.lock().map(|l| l.is_none()).unwrap_or(false)
+                            && let Some(what) = watched.first_lost()
+                        {
+                            stop.store(true, Ordering::Relaxed);
+                            audit(log, "evidence_lost", serde_json::json!({ "what": what }))?;
+                            if let Ok(mut l) = lost.lock() {
+                                *l = Some(what);
+                            }
                         }
                     }
+                    record_checkpoints(log)
+                };
+                // An audit log (or a checkpoint) that cannot be written
+                // stops the scan: nothing may be sent that the evidence
+                // cannot tell.
+                let r = watch();
+                if r.is_err() {
+                    stop.store(true, Ordering::Relaxed);
                 }
-                record_checkpoints(log)
+                r
             });
             let outputs = crate::scan::ScanOutputs {
                 pcap: Some(pcap),

@@ -251,7 +251,11 @@ pub(super) fn open(path: &Path) -> Result<Opened, Error> {
             ANSWERED,
             crate::evidence::signature::SIGNATURE,
         ] {
-            if dir.file(name).exists() {
+            // One the segment recorded is evidence: kept (archived below).
+            let recorded = records[last_start..]
+                .iter()
+                .any(|r| r["event"] == "file_written" && r["path"] == name);
+            if dir.file(name).exists() && !recorded {
                 std::fs::remove_file(dir.file(name)).map_err(|e| {
                     Error::runtime(format!("cannot remove the cut segment's {name}"), e)
                 })?;
@@ -542,6 +546,14 @@ fn cut_segment(
         .iter()
         .rev()
         .find(|r| event(r) == "scan_checkpoint");
+    // The length this segment recorded for `name` (file_written), if any.
+    let recorded_in_segment = |name: &str| {
+        segment_records
+            .iter()
+            .rev()
+            .find(|r| event(r) == "file_written" && r["path"] == name)
+            .and_then(|r| r["size"].as_u64())
+    };
     let measured = [run_dir::PCAP, run_dir::RESULTS];
     let (stop, hosts, answered, sizes, checkpoint_n, probes) = match checkpoint {
         Some(c) => {
@@ -576,7 +588,10 @@ fn cut_segment(
                     .ok_or_else(|| {
                         damaged(path, format!("its last checkpoint does not measure {name}"))
                     })?;
-                sizes.push((name, size));
+                // A segment that failed after recording its files (a full
+                // disk took the report, not the capture) keeps what it
+                // recorded: the records after the checkpoint anchor more.
+                sizes.push((name, size.max(recorded_in_segment(name).unwrap_or(0))));
             }
             let probes = c["probes"].as_u64().unwrap_or(0) + c["retried"].as_u64().unwrap_or(0);
             (
@@ -604,7 +619,9 @@ fn cut_segment(
             let bits = bits_before;
             let mut sizes = Vec::new();
             for name in measured {
-                let size = records[..last_start]
+                // The last length recorded: this segment's, or the one
+                // before's.
+                let size = records
                     .iter()
                     .rev()
                     .find(|r| event(r) == "file_written" && r["path"] == name)
