@@ -306,3 +306,59 @@ fn a_full_disk_stops_the_scan_and_it_resumes_once_space_is_freed() {
     let found = open_ports(&report_json(&run.join("report.json")));
     assert_eq!(found.len(), 244 * 3 + 2, "every open port of the lab");
 }
+
+/// A real terminal closing (issue 29): the scan runs under `script`, which
+/// gives it a pseudo-terminal; `script` killed, the terminal's master side
+/// closes, and the kernel hangs up the scan's session (SIGHUP to its
+/// foreground group). Its output now fails (EIO). The scan stops with its
+/// evidence whole, and resumes.
+#[test]
+fn a_closing_terminal_hangs_up_the_scan_and_it_resumes() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let command = format!(
+        "{} scan --scope scopes/lab.toml 198.18.1.0/24 -p 1-40 --rate 2000 -o {}",
+        env!("CARGO_BIN_EXE_sonde"),
+        run.display()
+    );
+    let mut terminal = lab.scanner_command("setsid");
+    terminal
+        .args(["script", "-qfec", &command, "/dev/null"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut script = terminal.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
+    let _ = Command::new("kill")
+        .args(["-KILL", &script.id().to_string()])
+        .status();
+    let _ = script.wait();
+    // The scan is not our child: wait for its audit log to end.
+    let audit = run.join("audit.jsonl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        if text.contains("\"run_finished\"") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scan never finished after the hangup: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(text.contains("\"signal\":1"), "a SIGHUP: {text}");
+    assert!(text.contains("\"scan_stopped\""), "{text}");
+    assert!(text.contains("\"exit_status\":1"), "{text}");
+    let r = report_json(&run.join("report.json"));
+    assert_eq!(r["interrupted"], true);
+    let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{verified}");
+    let (code, out, err) = lab.sonde(&["scan", "--resume", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let found = open_ports(&report_json(&run.join("report.json")));
+    // 22 on every up host of the /24 (198.18.1.200-209 are down).
+    assert_eq!(found.iter().filter(|(_, p)| *p == 22).count(), 244);
+}
