@@ -30,7 +30,8 @@
 #   lossy:  the dense scan with 5% of packets dropped each way on the
 #           target side (iptables statistic): sonde with default flags and
 #           nmap -sS -T4 --min-rate RATE; recall and time (LOSS=0 skips).
-# RATE (default 100000) is asked of every tool. BASELINE=PATH runs the
+# RATE (default 100000) is asked of every tool. ONLY=checkpoint runs the
+# checkpoint cost alone (CHECKPOINT=0 skips it). BASELINE=PATH runs the
 # dense scan with another sonde binary too (today's against an earlier one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -131,6 +132,48 @@ for line in open(sys.argv[1]):
                 print(m.group(1), f[0])
 PY
 }
+
+# Checkpoint cost (issue 29): a first pass of about 12 s to the 150 live
+# hosts at CK_RATE (default 300000), today's binary with its default
+# checkpoints (every 5 s, and at the pass's end), with one a second (the
+# stress case), and with none but the pass's end (--checkpoint-every 3600),
+# in turns, twice; BASELINE too when given (a binary without checkpoints).
+# The figure is the first pass's achieved rate (report.json rate.achieved):
+# the cost is what the checkpoints take from it.
+checkpoint_cost() {
+  local rate=${CK_RATE:-300000}
+  local nports=$(((rate * 12 + 149) / 150))
+  [ "$nports" -gt 65535 ] && nports=65535
+  echo
+  echo "checkpoint cost: 198.18.1.1-150 x 1-$nports at --rate $rate, first pass's achieved rate, best of two turns"
+  printf '%-44s %10s %8s %s
+' "binary, checkpoints" "achieved" seconds checkpoints
+  declare -A best
+  local labels=("none:3600" "default:5" "every-second:1")
+  for turn in 1 2; do
+    for spec in "${labels[@]}" ${BASELINE:+"baseline:-"}; do
+      local name=${spec%%:*} every=${spec##*:} bin=$sonde extra=()
+      if [ "$name" = baseline ]; then bin=$BASELINE; else extra=(--checkpoint-every "$every"); fi
+      rm -rf "$work/ck"
+      read -r secs mb <<<"$(run "$work/ck.out" 120 "$bin" scan --scope scopes/lab.toml 198.18.1.1-150 \
+        -p "1-$nports" --rate "$rate" --retries 0 --wait 0.5 --quiet "${extra[@]}" -o "$work/ck")"
+      local got n
+      got=$(python3 -c "import json; print(round(json.load(open('$work/ck/report.json'))['rate']['achieved']))")
+      n=$(grep -c '"scan_checkpoint"' "$work/ck/audit.jsonl" || true)
+      printf '%-44s %10s %8s %s
+' "$name (turn $turn)" "$got" "$secs" "$n"
+      if [ -z "${best[$name]:-}" ] || [ "$got" -gt "${best[$name]}" ]; then best[$name]=$got; fi
+    done
+  done
+  echo "achieved with default checkpoints / without: $(awk "BEGIN { printf \"%.4f\", ${best[default]} / ${best[none]} }") (target: at least 0.99)"
+  echo "achieved with one a second / without: $(awk "BEGIN { printf \"%.4f\", ${best[every-second]} / ${best[none]} }")"
+  [ -n "${BASELINE:-}" ] && echo "achieved today's default / baseline: $(awk "BEGIN { printf \"%.4f\", ${best[default]} / ${best[baseline]} }")"
+  return 0
+}
+if [ "${ONLY:-}" = checkpoint ]; then
+  checkpoint_cost
+  exit 0
+fi
 
 echo "dense on-link: 198.18.1.0/24 x 1-1024,8080 at --rate $RATE"
 printf '%-44s %8s %8s %8s %s\n' tool seconds "rss MB" open exact
@@ -252,3 +295,5 @@ for rate in $ACCURACY_RATES; do
   }'
 done
 done
+
+[ "${CHECKPOINT:-1}" = 0 ] || checkpoint_cost

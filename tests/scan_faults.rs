@@ -33,14 +33,16 @@ fn kill_after(mut cmd: Command, delay: Duration) -> (std::process::ExitStatus, S
     )
 }
 
-fn scan_args(run: &std::path::Path, rate: &str) -> Vec<String> {
+/// `sonde scan` of `targets` x `ports` at `rate` into `run`, with a
+/// checkpoint every 0.3 s.
+fn scan_of(targets: &str, ports: &str, run: &std::path::Path, rate: &str) -> Vec<String> {
     [
         "scan",
         "--scope",
         "scopes/lab.toml",
-        TARGETS,
+        targets,
         "-p",
-        PORTS,
+        ports,
         "--rate",
         rate,
         "--wait",
@@ -55,70 +57,90 @@ fn scan_args(run: &std::path::Path, rate: &str) -> Vec<String> {
     .collect()
 }
 
-#[test]
-fn killed_outright_at_random_moments_and_resumed_ends_as_an_uninterrupted_run() {
-    let lab = Lab::new();
-    let dir = tempfile::tempdir().unwrap();
+fn scan_args(run: &std::path::Path, rate: &str) -> Vec<String> {
+    scan_of(TARGETS, PORTS, run, rate)
+}
 
-    // The uninterrupted run, for comparison.
-    let whole = dir.path().join("whole");
-    let args = scan_args(&whole, "20000");
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, out, err) = lab.sonde(&args);
-    assert_eq!(code, 0, "{out}{err}");
-    let expected = open_ports(&report_json(&whole.join("report.json")));
-    assert_eq!(expected.len(), 244 * 3 + 2, "the uninterrupted run");
+/// How a run killed again and again went.
+struct Kills {
+    kills: usize,
+    /// Kills that came after a checkpoint (the others before the first).
+    anchored: usize,
+    /// Kills whose last checkpoint was past the first pass (a retry pass
+    /// or the cooldown).
+    after_first_pass: usize,
+    /// What verify said after each kill.
+    said: Vec<String>,
+}
 
-    // The same scan, killed at random moments (from before the first
-    // probe to the cooldown) and resumed each time.
-    let capture = dir.path().join("target.pcap");
-    let tshark = lab.capture_target_side("vt", &capture);
-    let run = dir.path().join("run");
-    // Short kills land in discovery or the first batches, long ones after
-    // checkpoints (each segment asks ARP for its targets first, up to
-    // 0.85 s); a jitter moves each within its range.
-    let mut seed: u64 = 0x6b11_1e9d;
-    let mut turn = 0usize;
-    let mut delay = || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        turn += 1;
-        let base = if turn % 2 == 0 { 150 } else { 2500 };
-        Duration::from_millis(base + (seed >> 33) % 1200)
-    };
+/// Scan `targets` x `ports` into `run` at 2,000 pps, kill it outright
+/// `kills` times at moments from `delays` (each resumed segment too), then
+/// let the last resume finish. After every kill the run verifies as cut
+/// (exit 4), what a checkpoint anchors as recorded.
+fn kill_and_resume(
+    lab: &Lab,
+    targets: &str,
+    ports: &str,
+    run: &std::path::Path,
+    kills: usize,
+    mut delay: impl FnMut() -> Duration,
+) -> Kills {
     let mut first = lab.sonde_command();
-    first.args(scan_args(&run, "2000"));
-    let mut kills = 0;
+    first.args(scan_of(targets, ports, run, "2000"));
     let (mut status, mut err) = kill_after(first, delay());
-    // Kills after a checkpoint (the others came before the first one).
-    let mut anchored = 0;
+    let mut done = Kills {
+        kills: 0,
+        anchored: 0,
+        after_first_pass: 0,
+        said: Vec::new(),
+    };
     let mut said = Vec::new();
     loop {
         if status.success() {
             break;
         }
         assert_eq!(status.code(), None, "killed by a signal: {status:?}: {err}");
-        kills += 1;
+        done.kills += 1;
         // Cut, not damaged: exit 4, what holds said.
         let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
-        assert_eq!(code, 4, "after kill {kills}: {verified}");
-        assert!(verified.contains("CUT"), "{verified}");
-        assert!(
-            verified.contains("the run was cut"),
-            "after kill {kills}: {verified}"
-        );
-        said.push(verified.lines().find(|l| l.contains("the run was cut")).unwrap_or("").to_string());
+        assert_eq!(code, 4, "after kill {}: {verified}", done.kills);
+        let line = verified
+            .lines()
+            .find(|l| l.contains("the run was cut"))
+            .unwrap_or_default()
+            .to_string();
         if verified.contains("anchors what follows") {
-            anchored += 1;
+            done.anchored += 1;
             assert!(
                 verified.contains("as the last checkpoint recorded"),
                 "{verified}"
             );
+            let audit = std::fs::read_to_string(run.join("audit.jsonl")).unwrap();
+            let last = audit
+                .lines()
+                .rfind(|l| l.contains("\"scan_checkpoint\""))
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .unwrap();
+            if last["pass"].as_u64() > Some(0) || last["kind"].as_u64() > Some(0) {
+                done.after_first_pass += 1;
+            }
+            said.push(format!(
+                "{line} [pass {} kind {} next {} probes {}]",
+                last["pass"], last["kind"], last["next"], last["probes"]
+            ));
+        } else {
+            said.push(line);
         }
+        // The checkpoint interval is the invocation's, not the run's.
         let mut resume = lab.sonde_command();
-        resume.args(["scan", "--resume", run.to_str().unwrap()]);
-        (status, err) = if kills < 6 {
+        resume.args([
+            "scan",
+            "--resume",
+            run.to_str().unwrap(),
+            "--checkpoint-every",
+            "0.3",
+        ]);
+        (status, err) = if done.kills < kills {
             kill_after(resume, delay())
         } else {
             let out = resume.output().unwrap();
@@ -128,10 +150,35 @@ fn killed_outright_at_random_moments_and_resumed_ends_as_an_uninterrupted_run() 
             )
         };
     }
-    tshark.stop();
-    assert!(kills >= 1, "the first run was killed");
-    assert!(anchored >= 1, "no kill came after a checkpoint: {said:#?}");
+    assert!(done.kills >= 1, "the first run was killed");
+    assert!(
+        done.anchored >= 1,
+        "no kill came after a checkpoint: {said:#?}"
+    );
+    done.said = said;
+    done
+}
 
+/// Short kills land in discovery or the first batches, long ones after
+/// checkpoints (each segment asks ARP for its targets first, up to
+/// 0.85 s); a jitter moves each within its range.
+fn delays(seed: u64, short: u64, long: u64) -> impl FnMut() -> Duration {
+    let mut seed = seed;
+    let mut turn = 0usize;
+    move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        turn += 1;
+        let base = if turn.is_multiple_of(2) { short } else { long };
+        Duration::from_millis(base + (seed >> 33) % 1200)
+    }
+}
+
+/// The finished run: its open ports equal the uninterrupted run's, its
+/// segments are all in the report (the cut ones marked), and it verifies.
+fn ends_as_uninterrupted(lab: &Lab, run: &std::path::Path, whole: &std::path::Path, k: &Kills) {
+    let expected = open_ports(&report_json(&whole.join("report.json")));
     let r = report_json(&run.join("report.json"));
     let found = open_ports(&r);
     assert!(
@@ -140,19 +187,57 @@ fn killed_outright_at_random_moments_and_resumed_ends_as_an_uninterrupted_run() 
         expected.difference(&found).take(10).collect::<Vec<_>>(),
         found.difference(&expected).take(10).collect::<Vec<_>>()
     );
-    // Every segment is in the report; the cut ones say so.
+    // A segment per kill, but for a resume killed before it began its
+    // segment (while it checked the directory): that one left nothing.
     let segments = r["segments"].as_array().unwrap();
-    assert_eq!(segments.len(), kills + 1, "{segments:?}");
     assert!(
-        segments.iter().filter(|s| !s["cut"].is_null()).count() >= 1,
+        (2..=k.kills + 1).contains(&segments.len()),
+        "{} segments after {} kills: {segments:?}",
+        segments.len(),
+        k.kills
+    );
+    assert_eq!(
+        segments.iter().filter(|s| !s["cut"].is_null()).count(),
+        segments.len() - 1,
         "{segments:?}"
     );
     let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
     assert_eq!(code, 0, "the finished run verifies: {verified}");
     assert!(verified.contains("everything holds"), "{verified}");
+}
 
-    // On the wire: every probe reached its target; none more often than
-    // 1 + --retries + once per kill (a tail's probes are sent again).
+/// Routed targets (198.18.1.0/24 behind the lab's gateway): eight kills,
+/// and on the wire every probe reached its target, none more often than
+/// 1 + --retries + once per kill (a tail's probes are sent again).
+#[test]
+fn killed_outright_at_random_moments_and_resumed_ends_as_an_uninterrupted_run() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    let args = scan_of(TARGETS, PORTS, &whole, "20000");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = lab.sonde(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        open_ports(&report_json(&whole.join("report.json"))).len(),
+        244 * 3 + 2,
+        "the uninterrupted run"
+    );
+
+    let capture = dir.path().join("target.pcap");
+    let tshark = lab.capture_target_side("vt", &capture);
+    let run = dir.path().join("run");
+    let k = kill_and_resume(
+        &lab,
+        TARGETS,
+        PORTS,
+        &run,
+        8,
+        delays(0x6b11_1e9d, 150, 2500),
+    );
+    tshark.stop();
+    ends_as_uninterrupted(&lab, &run, &whole, &k);
+
     let fields = Command::new("tshark")
         .args([
             "-r",
@@ -178,9 +263,51 @@ fn killed_outright_at_random_moments_and_resumed_ends_as_an_uninterrupted_run() 
     assert_eq!(syns.len() as u64, PLANNED, "every probe reached its target");
     let most = syns.values().max().copied().unwrap_or(0);
     assert!(
-        most as usize <= 2 + kills,
-        "a probe was sent {most} times over {kills} kills"
+        most as usize <= 2 + k.kills,
+        "a probe was sent {most} times over {} kills",
+        k.kills
     );
+}
+
+/// On-link targets (the scanner's own /24: ten hosts that answer ARP, the
+/// rest absent, the scanner's own address over loopback), a scan short
+/// enough that kills land in its retry pass and cooldown too.
+#[test]
+fn killed_outright_on_link_in_every_phase_and_resumed() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (targets, ports) = ("198.18.0.0/24", "1-800,8080,8081");
+    let whole = dir.path().join("whole");
+    let args = scan_of(targets, ports, &whole, "20000");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = lab.sonde(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    let run = dir.path().join("run");
+    let k = kill_and_resume(&lab, targets, ports, &run, 6, delays(0x51de, 300, 2200));
+    ends_as_uninterrupted(&lab, &run, &whole, &k);
+    assert!(
+        k.after_first_pass >= 1,
+        "no kill came after the first pass ({} kills): {:#?}",
+        k.kills,
+        k.said
+    );
+}
+
+/// A sparse range (a /20 with 264 live addresses, on-link and routed):
+/// most probes go unanswered, so the retry pass is long.
+#[test]
+fn killed_outright_in_a_sparse_range_and_resumed() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (targets, ports) = ("198.18.0.0/20", "22,80");
+    let whole = dir.path().join("whole");
+    let args = scan_of(targets, ports, &whole, "20000");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = lab.sonde(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    let run = dir.path().join("run");
+    let k = kill_and_resume(&lab, targets, ports, &run, 6, delays(0x5ba5e, 300, 2200));
+    ends_as_uninterrupted(&lab, &run, &whole, &k);
 }
 
 /// What a checkpoint anchors stays evidence: a byte edited inside it is

@@ -273,7 +273,7 @@ pub(super) fn open(path: &Path) -> Result<Opened, Error> {
             head["answered_bytes"] = answered.as_ref().map(Vec::len).into();
             let head = serde_json::to_vec(&head)
                 .map_err(|e| Error::runtime("cannot encode the run's state", e))?;
-            let mut f = super::files::create_in(&dir, &name)?;
+            let mut f = create_or_rewrite(&dir, &name)?;
             use std::io::Write;
             f.write_all(&encode_state(&head, answered.as_deref()))
                 .and_then(|()| f.sync_all())
@@ -721,14 +721,36 @@ fn keep_tail(
             format!("sonde verify {} names every problem", dir.path().display()),
         ));
     }
-    if len == size {
-        return Ok(None);
-    }
     let kept = match name {
         run_dir::PCAP => format!("capture.cut-segment-{segment}.pcap"),
         _ => format!("{name}.cut-segment-{segment}"),
     };
-    let mut out = super::files::create_in(dir, &kept)?;
+    if len == size {
+        // Nothing past the anchor; unless a resume killed before it
+        // recorded its work already cut the tail off: then its kept copy
+        // (whole: the file is cut only after the copy is synced) is the
+        // tail, recorded now.
+        return Ok(match std::fs::metadata(dir.file(&kept)) {
+            Ok(m) if m.is_file() => {
+                let header = if name == run_dir::PCAP && size >= 24 {
+                    24
+                } else {
+                    0
+                };
+                Some(Tail {
+                    of: name,
+                    from: size,
+                    size: m.len().saturating_sub(header),
+                    kept,
+                })
+            }
+            _ => None,
+        });
+    }
+    // One a resume killed before it recorded its work is written again
+    // (the capture still holds every byte: it is cut only once the tail
+    // is safe).
+    let mut out = create_or_rewrite(dir, &kept)?;
     let mut copy = || -> std::io::Result<()> {
         if name == run_dir::PCAP && size >= 24 {
             // The capture's own header, so tools read the tail.
@@ -750,4 +772,18 @@ fn keep_tail(
         kept,
         size: len - size,
     }))
+}
+
+/// `name` in the run directory, created for the sudo user, or emptied
+/// when a resume that was killed before it recorded anything left it.
+fn create_or_rewrite(dir: &RunDir, name: &str) -> Result<std::fs::File, Error> {
+    if dir.file(name).exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(dir.file(name))
+            .map_err(|e| Error::runtime(format!("cannot rewrite {name}"), e))
+    } else {
+        super::files::create_in(dir, name)
+    }
 }
