@@ -1,7 +1,7 @@
 //! deploy/kubernetes (issue 17): the manifests are valid Kubernetes objects
 //! (kubernetes-validate --strict, installed by the test command), and they
 //! say one scan: the Indexed Job runs N pods, pod I scans shard I+1 of N with
-//! the shared seed into /runs/shard-(I+1), and the merge Job waits for and
+//! the shared seed into its own directory /runs/index-I, and the merge Job waits for and
 //! merges exactly those N directories. No cluster is reachable here, so the
 //! semantics are checked by expanding each pod's command as its shell would.
 
@@ -26,7 +26,7 @@ fn yaml_files() -> Vec<String> {
 #[test]
 fn manifests_validate_strictly() {
     let files = yaml_files();
-    assert_eq!(files.len(), 4, "{files:?}");
+    assert_eq!(files.len(), 5, "{files:?}");
     let out = Command::new("kubernetes-validate")
         .arg("--strict")
         .args(&files)
@@ -58,6 +58,11 @@ print(json.dumps({
   "caps": c["securityContext"]["capabilities"], "non_root": pod["securityContext"]["runAsNonRoot"],
   "args": c["args"][0], "env": {e["name"]: e["value"] for e in c["env"]},
   "merge": mc["args"], "wait": wait,
+  "mounts": {m["name"]: m for m in c["volumeMounts"]},
+  "volumes": {v["name"]: v for v in pod["volumes"]},
+  "merge_volumes": {v["name"]: v for v in merge["spec"]["template"]["spec"]["volumes"]},
+  "seccomp": [pod["securityContext"]["seccompProfile"]["type"],
+              merge["spec"]["template"]["spec"]["securityContext"]["seccompProfile"]["type"]],
 }))
 "#;
     let out = Command::new("python3")
@@ -78,9 +83,26 @@ print(json.dumps({
     assert_eq!(v["host_network"], true);
     assert_eq!(v["non_root"], true);
     assert_eq!(v["caps"]["drop"], serde_json::json!(["ALL"]));
+    // Raw sockets only (issue 26: NET_ADMIN was not needed).
+    assert_eq!(v["caps"]["add"], serde_json::json!(["NET_RAW"]));
     assert_eq!(
-        v["caps"]["add"],
-        serde_json::json!(["NET_RAW", "NET_ADMIN"])
+        v["seccomp"],
+        serde_json::json!(["RuntimeDefault", "RuntimeDefault"])
+    );
+    // Each scan pod writes only its own directory of the volume, and holds
+    // only the private key; the merge holds only the public one.
+    assert_eq!(v["mounts"]["runs"]["mountPath"], "/out");
+    assert_eq!(
+        v["mounts"]["runs"]["subPathExpr"],
+        "index-$(JOB_COMPLETION_INDEX)"
+    );
+    assert_eq!(
+        v["volumes"]["keys"]["secret"]["items"],
+        serde_json::json!([{"key": "scanner.key", "path": "scanner.key"}])
+    );
+    assert_eq!(
+        v["merge_volumes"]["keys"]["secret"]["secretName"],
+        "sonde-scanner-pub"
     );
 
     // Each pod's command, as its shell expands it.
@@ -110,7 +132,12 @@ print(json.dumps({
         assert_eq!(argv[0], "scan");
         assert_eq!(after("--shard"), format!("{}/{n}", index + 1));
         assert_eq!(after("--seed"), v["env"]["SONDE_SEED"].as_str().unwrap());
-        dirs.push(after("-o"));
+        // As the merge sees it: the pod's /out is index-I of the volume.
+        let own = after("-o");
+        let inside = own
+            .strip_prefix("/out/")
+            .unwrap_or_else(|| panic!("-o {own} is not under /out"));
+        dirs.push(format!("/runs/index-{index}/{inside}"));
     }
     // The merge takes exactly those directories, and waits for each.
     let merge: Vec<&str> = v["merge"]
@@ -127,7 +154,11 @@ print(json.dumps({
         .collect();
     assert_eq!(given, dirs.iter().map(String::as_str).collect::<Vec<_>>());
     let wait = v["wait"].as_str().unwrap();
-    let listed: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    assert!(
+        wait.contains("/runs/index-$i/run/report.json"),
+        "the merge waits for each pod's run: {wait}"
+    );
+    let listed: Vec<String> = (0..n).map(|i| i.to_string()).collect();
     assert!(
         wait.contains(&format!("for i in {};", listed.join(" "))),
         "the merge waits for every shard: {wait}"

@@ -489,3 +489,83 @@ fn a_closing_terminal_hangs_up_the_scan_and_it_resumes() {
     // 22 on every up host of the /24 (198.18.1.200-209 are down).
     assert_eq!(found.iter().filter(|(_, p)| *p == 22).count(), 244);
 }
+
+/// The probe budget holds at its edge across a kill: the cut segment is
+/// charged its last budget lease (at least every probe its capture holds,
+/// its tail included), so the probes a resume sends again come out of the
+/// same budget. A budget of 260 for a first pass of 220 and retries of 120:
+/// regression, 266 SYNs reached the targets when only the capture was
+/// charged (a kill loses the writer's unwritten buffer).
+#[test]
+fn the_budget_holds_at_its_edge_across_a_kill() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let scope = dir.path().join("budget.toml");
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scopes/lab.toml"),
+    )
+    .unwrap()
+    .replace("max_rate = 2000000", "max_rate = 2000000\nmax_probes = 260");
+    std::fs::write(&scope, text).unwrap();
+    let capture = dir.path().join("target.pcap");
+    let tshark = lab.capture_target_side("vt", &capture);
+    let run = dir.path().join("run");
+    let mut scan = lab.sonde_command();
+    scan.args([
+        "scan",
+        "--scope",
+        scope.to_str().unwrap(),
+        "198.18.1.195-198.18.1.205",
+        "-p",
+        "1-20",
+        "--rate",
+        "200",
+        "--wait",
+        "0.3",
+        "--checkpoint-every",
+        "0.2",
+        "-o",
+        run.to_str().unwrap(),
+    ]);
+    let (status, err) = kill_after(scan, Duration::from_millis(800));
+    assert_eq!(status.code(), None, "{err}");
+    let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
+    assert_eq!(code, 4, "{verified}");
+    let (code, out, err) = lab.sonde(&["scan", "--resume", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    tshark.stop();
+    let audit = std::fs::read_to_string(run.join("audit.jsonl")).unwrap();
+    let resumed: serde_json::Value = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["event"] == "run_resumed")
+        .unwrap();
+    assert!(
+        resumed["budget_charged"]["capture"].as_u64() > Some(0),
+        "the cut segment's probes are charged: {resumed}"
+    );
+    let r = report_json(&run.join("report.json"));
+    assert!(
+        r["scope_stopped"].as_str().unwrap_or("").contains("budget"),
+        "{}",
+        r["scope_stopped"]
+    );
+    let syns = support::evidence::tshark_count(
+        &capture,
+        "ip.src==198.18.0.2 && tcp.flags.syn==1 && tcp.flags.ack==0",
+    );
+    // At most the budget, though the kill lost the probes the writer had
+    // not yet written: the cut segment is charged its last lease, which no
+    // probe it sent exceeds (a second of probes at most goes unspent).
+    let charged = resumed["budget_charged"]["charged"].as_u64().unwrap();
+    assert!(
+        syns <= 260 && syns as u64 + 200 >= 260,
+        "{syns} probes reached the targets, both segments (charged {charged})"
+    );
+    assert!(
+        resumed["budget_charged"]["lease"].as_u64() > Some(0),
+        "the cut segment's lease is charged: {resumed}"
+    );
+    let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{verified}");
+}

@@ -207,6 +207,34 @@ fn verify_anchored_inner(path: &Path, anchors: &Anchors) -> std::io::Result<Vec<
             (dir, log)
         }
     };
+    // With trusted keys, the signature comes first: a run that is not
+    // theirs has none of its files hashed (a hostile directory's files
+    // are only read once someone trusted vouches for the run; issue 26).
+    let signed_first = log == dir.join(AUDIT) && !anchors.trusted_keys.is_empty();
+    if signed_first {
+        let lines = read_member(&log)
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .lines()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let view = AuditView {
+            lines,
+            ..AuditView::default()
+        };
+        let before = findings.len();
+        check_signature(&dir, &view, &anchors.trusted_keys, &mut findings);
+        if findings[before..].iter().any(|f| f.status.is_failure()) {
+            findings.push(Finding {
+                status: Status::Unchecked,
+                subject: dir.display().to_string(),
+                detail: "the run's files were not hashed: its signature does not hold for the keys given".into(),
+            });
+            return Ok(findings);
+        }
+    }
     let audit = check_audit(&log, &dir, &mut findings);
     if log == dir.join(AUDIT) {
         // A run the scope accepted created its capture and results before
@@ -228,7 +256,7 @@ fn verify_anchored_inner(path: &Path, anchors: &Anchors) -> std::io::Result<Vec<
             check_sent_log(&dir.join(SENT), &mut findings);
         }
     }
-    if log == dir.join(AUDIT) {
+    if log == dir.join(AUDIT) && !signed_first {
         check_signature(&dir, &audit, &anchors.trusted_keys, &mut findings);
     }
     if let Some(want) = &anchors.report_sha256 {

@@ -554,6 +554,11 @@ pub struct ScopeGate {
     /// The scope's `spoof_sources` that its allow rules also cover.
     spoof_sources: IpSet,
     now: Now,
+    /// A budget lease: permits (counted as `reserved`) up to this many only,
+    /// below `max_probes`; the caller records each lease durably before it
+    /// raises it, so a run killed outright is charged its lease, an upper
+    /// bound of what it sent (issue 29). `None`: no lease.
+    lease: Option<Arc<AtomicU64>>,
 }
 
 /// The longest the gate sleeps before asking again whether to stop.
@@ -630,7 +635,21 @@ impl ScopeGate {
             local_sources: IpSet::new(),
             spoof_sources,
             now,
+            lease: None,
         })
+    }
+
+    /// Grant probes under a budget only up to `lease` (see [`ScopeGate`]'s
+    /// `lease`): sending waits at the lease until the caller raises it.
+    pub fn with_lease(mut self, lease: Arc<AtomicU64>) -> ScopeGate {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// Permits issued plus those held in live allowances (what a budget is
+    /// charged so far).
+    pub fn reserved(&self) -> u64 {
+        self.reserved.load(Ordering::Acquire)
     }
 
     /// The addresses of this host (`net::route::local_addresses`): packets
@@ -740,9 +759,14 @@ impl ScopeGate {
             Some(max) => {
                 let mut taken = self.reserved.load(Ordering::Acquire);
                 loop {
-                    let left = max.saturating_sub(taken);
+                    // A lease below the budget: wait at it until raised.
+                    let cap = self
+                        .lease
+                        .as_ref()
+                        .map_or(max, |l| l.load(Ordering::Acquire).min(max));
+                    let left = cap.saturating_sub(taken);
                     if left == 0 {
-                        if self.issued() >= max {
+                        if cap >= max && self.issued() >= max {
                             return Err(Refusal::BudgetExhausted { max_probes: max });
                         }
                         // Another thread holds the rest in an allowance it

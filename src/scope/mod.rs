@@ -251,10 +251,10 @@ impl Scope {
     /// The addresses of `targets` that a deny rule names: what `--exclude`
     /// would take out so the rest can be judged on its own.
     pub fn denied_part(&self, targets: &IpSet) -> IpSet {
-        let mut denied = IpSet::new();
-        for rule in &self.deny {
-            denied.union_with(&rule.targets);
-        }
+        // Every deny rule's ranges sorted and merged once: a union per rule
+        // was quadratic (a dry run of a 100,000-rule scope that hit one
+        // deny rule took 9.2 s, issue 26).
+        let denied: IpSet = self.deny.iter().flat_map(|r| r.targets.ranges()).collect();
         // targets ∩ denied = targets − (targets − denied)
         let mut outside = targets.clone();
         outside.subtract(&denied);

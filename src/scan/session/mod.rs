@@ -369,6 +369,20 @@ impl Session {
             Some(r) => gate.with_spent(r.charged),
             None => gate,
         };
+        // Under a budget, probes are granted on a lease the audit log
+        // records (synced) before it is raised: a run killed outright is
+        // charged its last lease, which no probe it sent exceeds, though
+        // some never reached the capture (issue 29). A lease is a second
+        // of probes, raised when half of it is used.
+        let lease = gate.scope().max_probes.map(|max| BudgetLease {
+            upto: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            chunk: (gate.rate().ceil() as u64).clamp(100, 1 << 24),
+            max,
+        });
+        let gate = match &lease {
+            Some(l) => gate.with_lease(l.upto.clone()),
+            None => gate,
+        };
         let scope = gate.scope();
         if !refusals.is_empty() {
             if refusals.iter().any(|r| matches!(r, Refusal::Denied { .. }))
@@ -577,6 +591,9 @@ impl Session {
             None
         };
         let mut recorded_interrupt = false;
+        if let Some(l) = &lease {
+            l.extend(&gate, log)?;
+        }
         let lost: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
         let done = AtomicBool::new(false);
         let (outcome, watched_result) = std::thread::scope(|s| {
@@ -603,6 +620,9 @@ impl Session {
                         std::thread::sleep(Duration::from_millis(50));
                         tick += 1;
                         record_checkpoints(log)?;
+                        if let Some(l) = &lease {
+                            l.extend(&gate, log)?;
+                        }
                         if !recorded_interrupt && let Some(i) = &interrupts {
                             recorded_interrupt = i.record(log)?;
                         }
@@ -947,5 +967,36 @@ impl Session {
             audit_records: 0,
             signed_by: None,
         })
+    }
+}
+
+/// The budget granted ahead, a chunk at a time, each recorded before it
+/// is given (`budget_leased`).
+struct BudgetLease {
+    upto: Arc<std::sync::atomic::AtomicU64>,
+    chunk: u64,
+    max: u64,
+}
+
+impl BudgetLease {
+    /// Raise the lease when half of the last chunk is used (or none was
+    /// given yet): recorded and synced first.
+    fn extend(&self, gate: &crate::scope::ScopeGate, log: &mut Audit) -> Result<(), Error> {
+        let now = self.upto.load(Ordering::Acquire);
+        let used = gate.reserved();
+        if now >= self.max || (now > 0 && used + self.chunk / 2 < now) {
+            return Ok(());
+        }
+        let upto = (used.max(now) + self.chunk).min(self.max);
+        audit(
+            log,
+            "budget_leased",
+            serde_json::json!({ "upto": upto, "max_probes": self.max }),
+        )?;
+        log.get_ref()
+            .sync_data()
+            .map_err(|e| Error::runtime("cannot sync the audit log", e))?;
+        self.upto.store(upto, Ordering::Release);
+        Ok(())
     }
 }

@@ -206,7 +206,19 @@ pub(super) fn open(path: &Path) -> Result<Opened, Error> {
                 ),
                 source,
             })?;
-    let charged = from_report.max(from_capture);
+    // A cut segment granted probes on leases (`budget_leased`): its last
+    // one bounds what it sent, captured or not (a kill loses the writer's
+    // unwritten buffer).
+    let from_lease = match &cut {
+        Some(_) => records[last_start..]
+            .iter()
+            .rev()
+            .find(|r| r["event"] == "budget_leased")
+            .and_then(|r| r["upto"].as_u64())
+            .unwrap_or(0),
+        None => 0,
+    };
+    let charged = from_report.max(from_capture).max(from_lease);
     // A cut segment sent what its capture shows beyond the segments
     // before (the tail too): the run's counters say so.
     let mut prior = prior;
@@ -313,6 +325,7 @@ pub(super) fn open(path: &Path) -> Result<Opened, Error> {
             "budget_charged": {
                 "report": from_report,
                 "capture": from_capture,
+                "lease": from_lease,
                 "charged": charged,
             },
             // Segment N-1 was cut (killed outright): the checkpoint it goes
