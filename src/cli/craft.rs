@@ -4,20 +4,15 @@
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use clap::Args;
 
 use super::write_err;
 use crate::analyze::dissect::{Transport, dissect};
-use crate::craft::{Crafted, TransportKind, craft, fragment, reply};
+use crate::craft::{Crafted, craft, fragment, reply};
 use crate::error::Error;
-use crate::net::link::{self, Link};
-use crate::net::packet::Sniffer;
-use crate::net::route::{self, RouteCache, RouteError};
+use crate::net::route;
 use crate::pcap::{LinkType, PcapWriter};
-use crate::scope::{Decision, ProbeKind, ScopeGate};
-use crate::targets::AddrRange;
 use crate::wire::ethernet::EthernetFrame;
 use crate::wire::ip::IpPacket;
 
@@ -307,264 +302,54 @@ fn mac(b: &[u8]) -> String {
         .join(":")
 }
 
-/// The scope's probe kind and port for a crafted packet: TCP is authorized
-/// as `syn` on its destination port, UDP as `dns` on its port, ICMP as `icmp`.
-fn kind_of(c: &Crafted) -> Result<(ProbeKind, Option<u16>), Error> {
-    match c.transport {
-        Some(TransportKind::Tcp { dport, .. }) => Ok((ProbeKind::Syn, Some(dport))),
-        Some(TransportKind::Udp { dport, .. }) => Ok((ProbeKind::Dns, Some(dport))),
-        Some(TransportKind::Icmp { .. } | TransportKind::Icmpv6 { .. }) => {
-            Ok((ProbeKind::Icmp, None))
-        }
-        Some(TransportKind::Other(p)) => Err(Error::usage(
-            format!("--send: IP protocol {p} has no probe kind a scope can authorize"),
-            "a scope authorizes tcp (as syn), udp (as dns) and icmp; use --write for other protocols",
-        )),
-        None => Err(Error::usage(
-            "--send needs an ip(...) or ipv6(...) layer with a destination",
-            "e.g. ip(dst=198.18.1.5)/tcp(dport=80)",
-        )),
-    }
-}
-
-/// Resolve `dst`'s next hop with our own ARP request or neighbour
-/// solicitation (the scan's rounds): the frame's next hop, or `None` to
-/// leave it to the kernel (a spoofed source, or a next hop the scope does
-/// not let sonde ask about). A next hop that never answers is an error:
-/// nothing can be sent to it.
-fn ask_next_hop(
-    gate: &ScopeGate,
-    routes: &mut RouteCache,
-    link: &mut Link,
-    buf: &mut [u8],
-    dst: IpAddr,
-    src: IpAddr,
-) -> Result<Option<route::NextHop>, Error> {
-    let (ifindex, next_hop, route_source) = routes
-        .next_hop(dst)
-        .map_err(|e| Error::runtime("cannot route the packet", e))?;
-    if src != route_source || !gate.allows_neighbour_request(next_hop) {
-        return Ok(None);
-    }
-    let Link {
-        senders, sniffers, ..
-    } = link;
-    match link::ask_neighbour(
-        gate,
-        routes,
-        &mut senders[0],
-        &mut sniffers[0],
-        buf,
-        ifindex,
-        src,
-        next_hop,
-    ) {
-        Ok(()) => {
-            let mut hop = routes
-                .resolve(dst)
-                .map_err(|e| Error::runtime("cannot route the packet", e))?;
-            hop.source = src;
-            Ok(Some(hop))
-        }
-        Err(link::AskError::Refused(r)) => Err(Error::Refused(vec![r])),
-        Err(link::AskError::Silent { next_hop }) => Err(Error::Runtime {
-            context: format!(
-                "{next_hop} (the next hop to {dst}) answered no ARP request or neighbour solicitation: nothing was sent"
-            ),
-            source: None,
-        }),
-        Err(e) => Err(Error::runtime("cannot ask for the next hop", e)),
-    }
-}
-
+/// `--send`: the library sends; each reply is printed as it comes, as
+/// hping3 prints them.
 fn send(
     args: &CraftArgs,
     crafted: &Crafted,
     packets: &[Vec<u8>],
     out: &mut dyn Write,
 ) -> Result<i32, Error> {
-    if crafted.ethernet {
-        return Err(Error::usage(
-            "--send builds the Ethernet header from the route's next hop; drop ether(...)",
-            "ether(...) is for --write and --dump",
-        ));
-    }
-    let (kind, port) = kind_of(crafted)?;
-    let (src, dst) = (
-        crafted.src.expect("kind_of checked the IP layer"),
-        crafted.dst.expect("kind_of checked the IP layer"),
-    );
-    let scope_path = args.scope.as_ref().expect("clap requires --scope");
-    let file = crate::scope::ScopeFile::load(scope_path)?;
-    // The pace: one packet (with its fragments) per interval, never above the scope's ceiling.
-    let per_second = if args.interval > 0.0 {
-        (packets.len() as f64 / args.interval).max(1.0)
-    } else {
-        file.scope.max_rate
+    use crate::scan::craft_send::{CraftEvent, CraftSend};
+    let scope = args.scope.as_deref().expect("clap requires --scope");
+    let what = CraftSend {
+        scope,
+        crafted,
+        packets,
+        count: args.count,
+        interval: args.interval,
+        wait: args.wait,
+        pcap: args.pcap.clone(),
     };
-    let local = route::local_addresses()
-        .map_err(|e| Error::runtime("cannot read this host's addresses", e))?;
-    let gate = ScopeGate::new(
-        file.scope.clone(),
-        Some(per_second.min(file.scope.max_rate)),
-    )
-    .map_err(Error::from)?
-    .with_local_sources(local);
-    // Refused before anything is opened or sent: the destination, and the
-    // source (the replies go there).
-    if let Decision::Refused(r) = gate.decide(AddrRange::single(dst), port, kind, &dst.to_string())
-    {
-        return Err(Error::Refused(vec![r]));
-    }
-    gate.check_source(src)
-        .map_err(|r| Error::Refused(vec![r]))?;
-    gate.check_plan(args.count.saturating_mul(packets.len() as u64))
-        .map_err(|r| Error::Refused(vec![r]))?;
-
-    let mut routes = RouteCache::load().map_err(|e| Error::runtime("cannot read the routes", e))?;
-    let (ifindex, _, _) = routes
-        .route(dst)
-        .map_err(|e| Error::runtime("cannot route the packet", e))?;
-    let loopback = !routes
-        .link(ifindex)
-        .map_err(|e| Error::runtime("cannot read the interface", e))?
-        .resolves_neighbours;
-    let hop = match routes.resolve(dst) {
-        // Loopback goes through the kernel's raw IP socket: IPv4 to
-        // 127.0.0.0/8 injected as a frame is dropped as a martian.
-        Ok(_) if loopback => None,
-        Ok(mut h) => {
-            h.source = src;
-            Some(h)
-        }
-        Err(RouteError::NeighbourUnknown { .. }) => None,
-        Err(e) => return Err(Error::runtime("cannot route the packet", e)),
-    };
-    let mut link = Link::open(
-        &[link::Interface {
-            ifindex,
-            ours: vec![src],
-            queue: Sniffer::DEFAULT_QUEUE,
-        }],
-        1,
-        Duration::from_millis(20),
-        false,
-    )
-    .map_err(|(what, e)| Error::runtime(what, e))?;
-    let mut pcap = match &args.pcap {
-        Some(p) => {
-            let f = std::fs::File::create(p)
-                .map_err(|e| Error::runtime(format!("cannot create {}", p.display()), e))?;
-            crate::net::privilege::chown_to_invoker(p)
-                .map_err(|e| Error::runtime("cannot give the pcap to the sudo user", e))?;
-            Some(
-                PcapWriter::new(f, crate::pcap::writer::LINKTYPE_RAW, 65535)
-                    .map_err(|e| Error::runtime("cannot write the pcap", e))?,
-            )
-        }
-        None => None,
-    };
-    // Every socket is open: no capability is needed from here on.
-    crate::net::privilege::drop_all()
-        .map_err(|e| Error::runtime("cannot drop capabilities after opening the sockets", e))?;
-    let mut frame = vec![0u8; 65536];
-    // A next hop the kernel does not know: ask for it ourselves, under the
-    // gate, as the scan does; the kernel's path stays for a spoofed source
-    // (the answer would go elsewhere) and a gateway outside the scope.
-    let hop = match hop {
-        None if !loopback => ask_next_hop(&gate, &mut routes, &mut link, &mut frame, dst, src)?,
-        hop => hop,
-    };
-    let path = match hop {
-        Some(h) => link::Path::Frame(h),
-        None => link::Path::Kernel,
-    };
-    let (mut sent, mut replies) = (0u64, 0u64);
-    for n in 0..args.count {
-        // The fragments of one packet can outnumber one allowance (its
-        // burst is about 10 ms of the pace): reserve again as it runs out.
-        let mut batch = None;
-        for p in packets {
-            if batch
-                .as_ref()
-                .is_none_or(|b: &crate::scope::Allowance| b.remaining() == 0)
-            {
-                batch = Some(
-                    gate.reserve((packets.len()) as u32)
-                        .map_err(|r| Error::Refused(vec![r]))?,
-                );
-            }
-            let permit = batch
-                .as_mut()
-                .expect("reserved above")
-                .permit(src, dst, port, kind)
-                .map_err(|r| Error::Refused(vec![r]))?;
-            if let Some(w) = pcap.as_mut() {
-                w.write(crate::clock::now_nanos(), p)
-                    .map_err(|e| Error::runtime("cannot write the pcap", e))?;
-            }
-            link.senders[0]
-                .send(permit, &path, p)
-                .map_err(|e| Error::runtime("cannot send", e))?;
-        }
-        link.senders[0]
-            .flush()
-            .map_err(|e| Error::runtime("cannot send", e))?;
-        // Timed from when the packet left, not from before the gate paced
-        // it (a neighbour request may have taken the last token).
-        let sent_at = Instant::now();
-        sent += packets.len() as u64;
-        // Listen until the next send (or the final wait).
-        let listen = if n + 1 < args.count {
-            Duration::from_secs_f64(args.interval)
-        } else {
-            Duration::from_secs_f64(args.wait)
-        };
-        let mut answered = false;
-        while sent_at.elapsed() < listen {
-            let Ok(Some(f)) = link.sniffers[0].next(&mut frame) else {
-                continue;
-            };
-            let ip = crate::wire::ethernet::payload_of(f);
-            if let Some(a) = reply::answers(crafted, ip) {
-                replies += 1;
-                answered = true;
-                if let Some(w) = pcap.as_mut() {
-                    w.write(crate::clock::now_nanos(), ip)
-                        .map_err(|e| Error::runtime("cannot write the pcap", e))?;
-                }
-                writeln!(
-                    out,
-                    "len={} ip={} ttl={} {} seq={} rtt={:.2} ms",
-                    a.len,
-                    a.from,
-                    a.ttl,
-                    a.summary,
-                    n,
-                    sent_at.elapsed().as_secs_f64() * 1000.0
-                )
-                .map_err(write_err)?;
-            }
-        }
-        if !answered {
-            writeln!(
+    let o = crate::scan::craft_send::send(&what, &mut |e| {
+        match e {
+            CraftEvent::Reply { n, answer: a, rtt } => writeln!(
+                out,
+                "len={} ip={} ttl={} {} seq={} rtt={:.2} ms",
+                a.len,
+                a.from,
+                a.ttl,
+                a.summary,
+                n,
+                rtt.as_secs_f64() * 1000.0
+            ),
+            CraftEvent::NoReply { n, waited } => writeln!(
                 out,
                 "no reply to packet {n} within {:.2} s",
-                listen.as_secs_f64()
-            )
-            .map_err(write_err)?;
+                waited.as_secs_f64()
+            ),
         }
-    }
-    if let Some(w) = pcap.as_mut() {
-        w.flush()
-            .map_err(|e| Error::runtime("cannot write the pcap", e))?;
-    }
+        .map_err(write_err)
+    })?;
     writeln!(
         out,
-        "--- {dst}: {sent} packet(s) sent, {replies} repl{} (scope {}, {})",
-        if replies == 1 { "y" } else { "ies" },
-        file.scope.engagement.id,
-        file.path.display()
+        "--- {}: {} packet(s) sent, {} repl{} (scope {}, {})",
+        o.dst,
+        o.sent,
+        o.replies,
+        if o.replies == 1 { "y" } else { "ies" },
+        o.engagement_id,
+        o.scope_path.display()
     )
     .map_err(write_err)?;
     Ok(0)

@@ -1,35 +1,14 @@
-//! `sonde merge SHARD_DIR... -o DIR`: the run directories of one sharded
-//! scan (`--shard I/N --seed S` on N machines) joined into one.
-//!
-//! Nothing is merged that does not hold: every shard must verify (as
-//! `sonde verify`), have finished (an interrupted shard is resumed first),
-//! and record the same scan identity but for its shard (scope hash,
-//! targets, ports, probe kinds, DNS questions, retries, seed, the size of
-//! the whole index space); every shard 1..N must be given exactly once.
-//! The merge writes a run directory of its own: the shards' results one
-//! after the other, a report whose hosts are folded across shards and whose
-//! counters are summed (each shard's times and rate kept), the analysis of
-//! every shard's capture as one capture set, a manifest (`merge.json`)
-//! naming each shard's report SHA-256 and audit head, and an audit log.
-//! `sonde verify` on it checks the merge and every shard still present.
+//! `sonde merge SHARD_DIR... -o DIR`: flags to a [`MergeRequest`], its
+//! outcome to text (the merge itself is `scan::merge`).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
-use serde_json::{Value, json};
 
 use super::write_err;
 use crate::error::{Error, exit};
-use crate::evidence::run_dir::{self, RunDir, RunDirError};
-use crate::scan::hosts::HostTable;
-use crate::scan::session::{
-    Audit, analyze_captures, audit, create_in, file_written, lock_run_dir, now_rfc3339, sign_run,
-    write_report,
-};
-
-/// The merge's manifest.
-pub const MANIFEST: &str = "merge.json";
+use crate::scan::merge::{MergeRequest, merge};
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {
@@ -51,216 +30,6 @@ pub struct MergeArgs {
     pub sign_key: Option<PathBuf>,
 }
 
-/// One shard, read and checked.
-struct Shard {
-    dir: PathBuf,
-    /// The shard's report without its hosts (read into `hosts`).
-    report: Value,
-    hosts: HostTable,
-    report_sha256: String,
-    audit_head: String,
-    index: u64,
-    count: u64,
-}
-
-/// The identity fields a shard may differ in: only its shard.
-fn identity_without_shard(report: &Value) -> Value {
-    let mut id = report["identity"].clone();
-    if let Some(o) = id.as_object_mut() {
-        o.remove("shard");
-    }
-    id
-}
-
-fn read_shard(dir: &Path, trusted: &[ed25519_dalek::VerifyingKey]) -> Result<Shard, Error> {
-    let name = dir.display().to_string();
-    if !dir.is_dir() {
-        return Err(Error::usage(
-            format!("{name}: no such run directory"),
-            "give each shard's run directory (its -o DIR)",
-        ));
-    }
-    let anchors = crate::evidence::verify::Anchors {
-        trusted_keys: trusted.to_vec(),
-        ..Default::default()
-    };
-    let findings = crate::evidence::verify::verify_anchored(dir, &anchors)
-        .map_err(|e| Error::runtime(format!("cannot read {name}"), e))?;
-    if let Some(f) = findings.iter().find(|f| f.status.is_failure()) {
-        // A shard signed by a key not trusted is not damaged: it is
-        // someone else's (issue 26 called the message wrong).
-        let why = if f.subject.ends_with(crate::evidence::signature::SIGNATURE) {
-            "a shard not signed by a trusted key is not merged"
-        } else {
-            "a damaged shard is not merged"
-        };
-        return Err(Error::usage(
-            format!(
-                "shard {name} does not verify ({}: {}): {why}",
-                f.subject, f.detail
-            ),
-            format!("sonde verify {name} names every problem"),
-        ));
-    }
-    let report_path = dir.join(run_dir::REPORT);
-    let bytes = std::fs::read(&report_path).map_err(|source| Error::Input {
-        what: format!("the report {}", report_path.display()),
-        source,
-    })?;
-    let mut report: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        Error::usage(
-            format!("{} is not JSON: {e}", report_path.display()),
-            "give scan run directories",
-        )
-    })?;
-    drop(bytes);
-    // The hosts, folded as the scan folded them; the rest of the report
-    // is small. (A shard's report as a JSON tree is many times its size.)
-    let hosts = HostTable::from_report(&report["hosts"]).map_err(|e| {
-        Error::usage(
-            format!("{name}: its report's hosts cannot be read: {e}"),
-            "sonde verify DIR checks the run directory",
-        )
-    })?;
-    if let Some(o) = report.as_object_mut() {
-        o.remove("hosts");
-    }
-    if report["identity"].is_null() {
-        return Err(Error::usage(
-            format!(
-                "{name}: its report records no scan identity (made before sonde recorded one, or not a scan)"
-            ),
-            "scan the shards again with this version of sonde",
-        ));
-    }
-    if report["interrupted"] == true
-        || report["segments"]
-            .as_array()
-            .and_then(|s| s.last())
-            .is_some_and(|s| !s["stopped_at"].is_null())
-    {
-        return Err(Error::usage(
-            format!("shard {name} stopped before it sent every probe: its share is incomplete"),
-            format!("resume it first: sonde scan --resume {name}"),
-        ));
-    }
-    let shard = report["identity"]["shard"].as_str().unwrap_or_default();
-    let (index, count) = shard
-        .split_once('/')
-        .and_then(|(i, n)| Some((i.parse::<u64>().ok()?, n.parse::<u64>().ok()?)))
-        .ok_or_else(|| {
-            Error::usage(
-                format!("{name}: its identity names no shard I/N"),
-                "give scan run directories",
-            )
-        })?;
-    let (report_sha256, _) = crate::evidence::file_sha256(&report_path)
-        .map_err(|e| Error::runtime(format!("cannot read {}", report_path.display()), e))?;
-    let audit_text =
-        std::fs::read_to_string(dir.join(run_dir::AUDIT)).map_err(|source| Error::Input {
-            what: format!("the audit log of {name}"),
-            source,
-        })?;
-    let (_, audit_head) = crate::evidence::verify_chain(&audit_text);
-    Ok(Shard {
-        dir: dir.to_path_buf(),
-        report,
-        hosts,
-        report_sha256,
-        audit_head,
-        index,
-        count,
-    })
-}
-
-/// Check that `shards` are every shard of one scan, once.
-fn check_set(shards: &[Shard]) -> Result<(), Error> {
-    let first = &shards[0];
-    let want = identity_without_shard(&first.report);
-    for s in &shards[1..] {
-        let got = identity_without_shard(&s.report);
-        if got != want {
-            let field = want
-                .as_object()
-                .into_iter()
-                .flatten()
-                .find(|(k, v)| got.get(k.as_str()) != Some(v))
-                .map_or("identity".to_string(), |(k, _)| k.clone());
-            return Err(Error::usage(
-                format!(
-                    "{} and {} are shards of different scans: their {field} differs ({} / {})",
-                    first.dir.display(),
-                    s.dir.display(),
-                    want[&field],
-                    got[&field]
-                ),
-                "merge the shards of one scan: the same scope, targets, ports, probes and --seed",
-            ));
-        }
-        if s.count != first.count {
-            return Err(Error::usage(
-                format!(
-                    "{} is shard {}/{} and {} shard {}/{}: one scan has one shard count",
-                    first.dir.display(),
-                    first.index,
-                    first.count,
-                    s.dir.display(),
-                    s.index,
-                    s.count
-                ),
-                "merge the shards of one scan",
-            ));
-        }
-    }
-    let n = first.count;
-    for i in 1..=n {
-        let given: Vec<&Shard> = shards.iter().filter(|s| s.index == i).collect();
-        match given.len() {
-            0 => {
-                return Err(Error::usage(
-                    format!("shard {i}/{n} missing: the merge would leave a gap"),
-                    format!("give the run directories of all {n} shards"),
-                ));
-            }
-            1 => {}
-            _ => {
-                return Err(Error::usage(
-                    format!(
-                        "shard {i}/{n} given twice ({} and {})",
-                        given[0].dir.display(),
-                        given[1].dir.display()
-                    ),
-                    "give each shard once",
-                ));
-            }
-        }
-    }
-    if shards.len() as u64 != n {
-        return Err(Error::usage(
-            format!("{} run directories for {n} shards", shards.len()),
-            "give each shard once",
-        ));
-    }
-    Ok(())
-}
-
-/// Numbers of `field` summed over the shards, member by member.
-fn summed(shards: &[Shard], field: &str) -> Value {
-    let mut out = serde_json::Map::new();
-    for s in shards {
-        for (k, v) in s.report[field].as_object().into_iter().flatten() {
-            if let Some(n) = v.as_u64() {
-                let t = out.get(k).and_then(Value::as_u64).unwrap_or(0);
-                out.insert(k.clone(), Value::from(t + n));
-            } else if v.is_boolean() {
-                let t = out.get(k).and_then(Value::as_bool).unwrap_or(false);
-                out.insert(k.clone(), Value::from(t || v.as_bool() == Some(true)));
-            }
-        }
-    }
-    Value::Object(out)
-}
-
 pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
     let mut trusted = Vec::new();
     for p in &args.trust {
@@ -276,217 +45,40 @@ pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
         .as_deref()
         .map(super::scan::load_sign_key)
         .transpose()?;
-    let mut shards = Vec::new();
-    for d in &args.shards {
-        shards.push(read_shard(d, &trusted)?);
-    }
-    check_set(&shards)?;
-    shards.sort_by_key(|s| s.index);
-    // Hosts folded across the shards.
-    let mut hosts = HostTable::new();
-    for s in &mut shards {
-        hosts.absorb(std::mem::take(&mut s.hosts));
-    }
-
-    let dir =
-        RunDir::create(Some(&args.output_dir), crate::clock::now_nanos()).map_err(|e| match e {
-            RunDirError::Io(..) => Error::runtime("cannot create the merged run directory", e),
-            _ => Error::usage(e.to_string(), "name a new or empty directory with -o"),
-        })?;
-    // One writer per run directory: a second merge into an empty -o DIR
-    // at the same moment is refused, naming this one.
-    let _writer = lock_run_dir(dir.path())?;
-    let mut log: Audit = crate::evidence::AuditLog::new(create_in(&dir, run_dir::AUDIT)?);
-    let started = now_rfc3339();
-    let manifest_shards: Vec<Value> = shards
-        .iter()
-        .map(|s| {
-            let r = &s.report;
-            let pcap = r["files"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|f| f["role"] == "pcap")
-                .cloned()
-                .unwrap_or(Value::Null);
-            json!({
-                "shard": format!("{}/{}", s.index, s.count),
-                "run_directory": std::fs::canonicalize(&s.dir)
-                    .unwrap_or_else(|_| s.dir.clone())
-                    .display()
-                    .to_string(),
-                "report_sha256": s.report_sha256,
-                "audit_head": s.audit_head,
-                "pcap_sha256": pcap["sha256"],
-                "started": r["started"],
-                "finished": r["finished"],
-                "host": r["host"],
-                "operator": r["operator"],
-                "probes": r["probes"],
-                "rate": r["rate"],
-            })
-        })
-        .collect();
-    audit(
-        &mut log,
-        "merge_started",
-        crate::evidence::provenance(json!({
-            "run_directory": dir.path().display().to_string(),
-            "shards": manifest_shards,
-        })),
+    let o = merge(
+        MergeRequest {
+            shards: args.shards,
+            output_dir: args.output_dir,
+            trusted,
+            sign_key,
+        },
+        &super::scan::StderrObserver,
     )?;
-
-    // The results, shard after shard.
-    {
-        let mut results = std::io::BufWriter::new(create_in(&dir, run_dir::RESULTS)?);
-        for s in &shards {
-            let p = s.dir.join(run_dir::RESULTS);
-            let mut f = std::fs::File::open(&p).map_err(|source| Error::Input {
-                what: p.display().to_string(),
-                source,
-            })?;
-            std::io::copy(&mut f, &mut results)
-                .map_err(|e| Error::runtime("cannot write the merged results", e))?;
-        }
-        results
-            .flush()
-            .map_err(|e| Error::runtime("cannot write the merged results", e))?;
-    }
-    let (results_sha, results_size) = file_written(&mut log, &dir, run_dir::RESULTS)?;
-
-    // The manifest.
-    let first = &shards[0].report;
-    let mut identity = first["identity"].clone();
-    identity["shard"] = Value::from("1/1");
-    let manifest = json!({
-        "identity": identity,
-        "shards": manifest_shards,
-    });
-    {
-        let mut f = create_in(&dir, MANIFEST)?;
-        serde_json::to_writer_pretty(&mut f, &manifest)
-            .map_err(|e| Error::runtime("cannot write merge.json", e))?;
-        f.write_all(b"\n")
-            .map_err(|e| Error::runtime("cannot write merge.json", e))?;
-    }
-    let (manifest_sha, manifest_size) = file_written(&mut log, &dir, MANIFEST)?;
-
-    let hosts = hosts.into_hosts();
-
-    // Every shard's capture, analyzed as one capture set.
-    let pcaps: Vec<PathBuf> = shards.iter().map(|s| s.dir.join(run_dir::PCAP)).collect();
-    let (capture_analysis, cost) =
-        analyze_captures(&pcaps, None, &mut log, &super::scan::StderrObserver)?;
-
-    let finished = now_rfc3339();
-    let first_started = shards
-        .iter()
-        .filter_map(|s| s.report["started"].as_str())
-        .min()
-        .unwrap_or(&started)
-        .to_string();
-    let last_finished = shards
-        .iter()
-        .filter_map(|s| s.report["finished"].as_str())
-        .max()
-        .unwrap_or(&finished)
-        .to_string();
-    let sum = |f: &str| -> u64 {
-        shards
-            .iter()
-            .map(|s| s.report[f].as_u64().unwrap_or(0))
-            .sum()
-    };
-    let rate_sum = |f: &str| -> f64 {
-        shards
-            .iter()
-            .map(|s| s.report["rate"][f].as_f64().unwrap_or(0.0))
-            .sum()
-    };
-    let rate_max = |f: &str| -> f64 {
-        shards
-            .iter()
-            .map(|s| s.report["rate"][f].as_f64().unwrap_or(0.0))
-            .fold(0.0, f64::max)
-    };
-    let mut parameters = first["parameters"].clone();
-    parameters["shard"] = Value::from("1/1");
-    let report = crate::evidence::provenance(json!({
-        "started": first_started,
-        "finished": last_finished,
-        "run_directory": dir.path().display().to_string(),
-        "scope": first["scope"],
-        "parameters": parameters,
-        "identity": identity,
-        "merge": {
-            "manifest": MANIFEST,
-            "shards": manifest["shards"],
-        },
-        "interrupted": false,
-        "output_error": Value::Null,
-        "planned_probes": sum("planned_probes"),
-        "max_probes": first["max_probes"],
-        "scope_stopped": Value::Null,
-        "possibly_incomplete": shards.iter().any(|s| s.report["possibly_incomplete"] == true),
-        "counters": summed(&shards, "counters"),
-        "rate": {
-            "requested": rate_sum("requested"),
-            "achieved": rate_sum("achieved"),
-            "sending_seconds": rate_max("sending_seconds"),
-            "discovery_seconds": rate_max("discovery_seconds"),
-            "shortfall": Value::Null,
-        },
-        "neighbour_discovery": first["neighbour_discovery"],
-        "probes": sum("probes"),
-        "unanswered": summed(&shards, "unanswered"),
-        "files": [
-            {"name": run_dir::RESULTS, "role": "results", "sha256": results_sha, "size": results_size},
-            {"name": MANIFEST, "role": "merge-manifest", "sha256": manifest_sha, "size": manifest_size},
-        ],
-        "audit": {
-            "file": run_dir::AUDIT,
-            "records": log.records(),
-            "head": log.head(),
-        },
-        "compliance": crate::evidence::compliance::CONTROLS,
-        "capture_analysis": capture_analysis,
-        "capture_analysis_cost": cost,
-    }));
-    let report_file = create_in(&dir, run_dir::REPORT_PARTIAL)?;
-    write_report(report_file, &report, &hosts)
-        .map_err(|e| Error::runtime("cannot write the merged report", e))?;
-    std::fs::rename(dir.file(run_dir::REPORT_PARTIAL), dir.file(run_dir::REPORT))
-        .map_err(|e| Error::runtime("cannot put the merged report in place", e))?;
-    let (report_sha, _) = file_written(&mut log, &dir, run_dir::REPORT)?;
-    audit(&mut log, "run_finished", json!({ "exit_status": exit::OK }))?;
-    if let Some(key) = &sign_key {
-        let f = create_in(&dir, crate::evidence::signature::SIGNATURE)?;
-        let fingerprint = sign_run(key, f, &dir, &log)?;
+    if let Some(fingerprint) = &o.signed_by {
         writeln!(
             out,
             "signed with ed25519 key {fingerprint}: {}/{}",
-            dir.path().display(),
+            o.dir.display(),
             crate::evidence::signature::SIGNATURE
         )
-        .map_err(super::write_err)?;
+        .map_err(write_err)?;
     }
-    let open: usize = hosts.iter().map(|h| h.open_ports().count()).sum();
     writeln!(
         out,
-        "merged {} shards of one scan ({} probes, {} hosts answered, {} open ports) into {}/ (report.json sha256 {report_sha}); check it with: sonde verify {}",
-        shards.len(),
-        sum("probes"),
-        hosts.len(),
-        open,
-        dir.path().display(),
-        dir.path().display()
+        "merged {} shards of one scan ({} probes, {} hosts answered, {} open ports) into {}/ (report.json sha256 {}); check it with: sonde verify {}",
+        o.shards,
+        o.probes,
+        o.hosts,
+        o.open_ports,
+        o.dir.display(),
+        o.report_sha256,
+        o.dir.display()
     )
     .map_err(write_err)?;
     writeln!(
         out,
         "audit log head {} after {} records",
-        log.head(),
-        log.records()
+        o.audit_head, o.audit_records
     )
     .map_err(write_err)?;
     Ok(exit::OK)

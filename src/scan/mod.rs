@@ -12,8 +12,10 @@
 
 pub mod checkpoint;
 pub mod correlate;
+pub mod craft_send;
 pub mod hosts;
 pub mod links;
+pub mod merge;
 pub mod ndjson;
 pub mod neighbours;
 pub mod progress;
