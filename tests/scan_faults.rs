@@ -569,3 +569,29 @@ fn the_budget_holds_at_its_edge_across_a_kill() {
     let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
     assert_eq!(code, 0, "{verified}");
 }
+
+/// A compact-evidence run killed outright: its sent-probe log never
+/// revealed its key, which is the cut, not damage; its anchored prefix
+/// still holds (it is not resumed: compact runs are not).
+#[test]
+fn a_compact_run_killed_outright_verifies_as_cut() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut args = scan_args(&run, "2000");
+    args.extend(["--evidence".to_string(), "compact".to_string()]);
+    let mut scan = lab.sonde_command();
+    scan.args(&args);
+    let (status, err) = kill_after(scan, Duration::from_millis(2500));
+    assert_eq!(status.code(), None, "{err}");
+    let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
+    assert_eq!(code, 4, "{verified}");
+    assert!(
+        verified.contains("CUT       sent.jsonl: no end record"),
+        "{verified}"
+    );
+    assert!(
+        verified.contains("sent.jsonl (its first"),
+        "the log's prefix is anchored: {verified}"
+    );
+}

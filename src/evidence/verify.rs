@@ -253,7 +253,15 @@ fn verify_anchored_inner(path: &Path, anchors: &Anchors) -> std::io::Result<Vec<
         }
         check_report(&dir, &audit, &mut findings);
         if audit.written.iter().any(|w| w == SENT) || dir.join(SENT).exists() {
-            check_sent_log(&dir.join(SENT), &mut findings);
+            // A cut run's log: the prefix its checkpoint anchors.
+            let limit = audit.cut.as_ref().map(|_| {
+                audit
+                    .cut_anchors
+                    .iter()
+                    .find(|(n, _)| n == SENT)
+                    .map_or(0, |(_, s)| *s)
+            });
+            check_sent_log(&dir.join(SENT), limit, &mut findings);
         }
     }
     if log == dir.join(AUDIT) && !signed_first {
@@ -307,6 +315,8 @@ struct AuditView {
     /// The run was cut before it finished (no run_finished, no report):
     /// when, as the last record says.
     cut: Option<String>,
+    /// A cut run's files and the lengths its last checkpoint anchors.
+    cut_anchors: Vec<(String, u64)>,
 }
 
 fn hash_file(
@@ -535,7 +545,7 @@ fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
         view.written.push(name.to_string());
     }
     if cut {
-        check_cut(&records, dir, out);
+        view.cut_anchors = check_cut(&records, dir, out);
     }
     // The segments of a resumed run, as the log tells them.
     let resumed: Vec<&Value> = records
@@ -566,7 +576,7 @@ fn check_audit(log: &Path, dir: &Path, out: &mut Vec<Finding>) -> AuditView {
 /// after those prefixes are an unanchored tail (said with their size).
 /// Before its first checkpoint, what the segment's start anchors counts:
 /// the files' lengths at the end of the segment before, or nothing.
-fn check_cut(records: &[Value], dir: &Path, out: &mut Vec<Finding>) {
+fn check_cut(records: &[Value], dir: &Path, out: &mut Vec<Finding>) -> Vec<(String, u64)> {
     let last_start = records
         .iter()
         .rposition(|r| r["event"] == "run_started" || r["event"] == "run_resumed")
@@ -640,6 +650,7 @@ fn check_cut(records: &[Value], dir: &Path, out: &mut Vec<Finding>) {
             }
         }
     }
+    let sizes = anchored.iter().map(|(n, s, _)| (n.clone(), *s)).collect();
     for (name, size, sha256) in anchored {
         let Some(path) = member_or_finding(dir, &name, out) else {
             continue;
@@ -692,6 +703,7 @@ fn check_cut(records: &[Value], dir: &Path, out: &mut Vec<Finding>) {
             }),
         }
     }
+    sizes
 }
 
 /// `signature.json`, when the run was signed (or must be: `trusted` keys
@@ -920,11 +932,24 @@ fn check_merge(dir: &Path, merge: &serde_json::Value, report: &ReportView, out: 
 
 /// Compact evidence: rebuild every probe the sent-probe log records and
 /// check its hash chain.
-fn check_sent_log(path: &Path, out: &mut Vec<Finding>) {
+/// The compact evidence's sent-probe log, replayed; `limit`: a cut run's,
+/// whose checkpoint anchors this many bytes (its key was never revealed).
+fn check_sent_log(path: &Path, limit: Option<u64>, out: &mut Vec<Finding>) {
+    use std::io::Read;
     let subject = SENT.to_string();
-    let replay = match super::open_regular(path, false)
-        .and_then(|f| super::sent_log::replay(std::io::BufReader::with_capacity(1 << 16, f)))
-    {
+    if limit == Some(0) {
+        out.push(Finding {
+            status: Status::Cut,
+            subject,
+            detail: "nothing of it is anchored (the run was cut before its first checkpoint)"
+                .into(),
+        });
+        return;
+    }
+    let replay = match super::open_regular(path, false).and_then(|f| {
+        let r = std::io::BufReader::with_capacity(1 << 16, f.take(limit.unwrap_or(u64::MAX)));
+        super::sent_log::replay(r)
+    }) {
         Ok(r) => r,
         Err(e) => {
             out.push(Finding {
@@ -936,8 +961,11 @@ fn check_sent_log(path: &Path, out: &mut Vec<Finding>) {
         }
     };
     for p in &replay.problems {
+        // A cut run never revealed its key: what its probes were cannot be
+        // rebuilt, and that is the cut, not damage.
+        let cut = limit.is_some() && p.starts_with("no end record");
         out.push(Finding {
-            status: Status::Broken,
+            status: if cut { Status::Cut } else { Status::Broken },
             subject: subject.clone(),
             detail: p.clone(),
         });
