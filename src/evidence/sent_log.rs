@@ -15,8 +15,9 @@
 //!    address, the positions sent (as runs of `[first, count]` with the
 //!    thread's stride) and a chained hash: `chain = SHA-256(previous chain
 //!    ‖ SHA-256(the record's frames, each prefixed by its length as two
-//!    bytes, big-endian))`, the first previous chain being the SHA-256 of
-//!    the header line;
+//!    bytes, big-endian) ‖ t ‖ pass ‖ step)` (t as 8 bytes, pass as 4,
+//!    step as 8, big-endian: what the frames alone do not show), the first
+//!    previous chain being the SHA-256 of the header line;
 //! 3. once the run ends, an `end` record revealing the key, with the
 //!    number of probes and the final chain.
 //!
@@ -38,8 +39,12 @@ use crate::scope::ProbeKind;
 use crate::targets::index::Shard;
 use crate::targets::{AddrRange, IpSet, PortSet};
 
-/// The log's format name, in its header.
-pub const FORMAT: &str = "sonde-sent-log/1";
+/// The log's format name, in its header. Version 2 chains each record's
+/// time, pass and stride with its frames (issue 26: a record's time could
+/// be edited unseen, since frames do not depend on it).
+pub const FORMAT: &str = "sonde-sent-log/2";
+/// The first format, still read: its chain covers the frames only.
+pub const FORMAT_V1: &str = "sonde-sent-log/1";
 
 /// What the probes of a run are made from.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -145,10 +150,16 @@ impl BatchDigest {
         self.h.update(frame);
     }
 
-    fn chain(self, previous: &[u8; 32]) -> [u8; 32] {
+    /// The chain after this batch; `meta` (t, pass, step) in format 2.
+    fn chain(self, previous: &[u8; 32], meta: Option<(i64, u32, u64)>) -> [u8; 32] {
         let mut c = Sha256::new();
         c.update(previous);
         c.update(self.h.finalize());
+        if let Some((t, pass, step)) = meta {
+            c.update(t.to_be_bytes());
+            c.update(pass.to_be_bytes());
+            c.update(step.to_be_bytes());
+        }
         c.finalize().into()
     }
 }
@@ -187,7 +198,7 @@ impl<W: Write> SentLogWriter<W> {
         runs: Vec<[u64; 2]>,
         digest: BatchDigest,
     ) -> std::io::Result<()> {
-        self.chain = digest.chain(&self.chain);
+        self.chain = digest.chain(&self.chain, Some((t, pass, step)));
         self.probes += runs.iter().map(|r| r[1]).sum::<u64>();
         let rec = SentRecord {
             t,
@@ -271,13 +282,16 @@ pub fn replay_each<R: BufRead>(log: R, mut on_probe: impl FnMut(&[u8])) -> std::
             return Ok(out);
         }
     };
-    if header.format != FORMAT {
-        out.problem(format!(
-            "line 1: format {:?}, this sonde reads {FORMAT:?}",
-            header.format
-        ));
-        return Ok(out);
-    }
+    let chains_meta = match header.format.as_str() {
+        FORMAT => true,
+        FORMAT_V1 => false,
+        other => {
+            out.problem(format!(
+                "line 1: format {other:?}, this sonde reads {FORMAT:?} and {FORMAT_V1:?}"
+            ));
+            return Ok(out);
+        }
+    };
     let plan = match Rebuild::from_header(&header) {
         Ok(p) => p,
         Err(e) => {
@@ -333,7 +347,7 @@ pub fn replay_each<R: BufRead>(log: R, mut on_probe: impl FnMut(&[u8])) -> std::
     for (n, rec) in &records {
         match plan.rebuild(rec, &key, &mut buf, &mut on_probe) {
             Ok((digest, probes)) => {
-                let next = digest.chain(&chain);
+                let next = digest.chain(&chain, chains_meta.then_some((rec.t, rec.pass, rec.step)));
                 if hex::encode(next) != rec.chain {
                     out.problem(format!(
                         "line {n}: the rebuilt probes hash to chain {}, the log recorded {}",
@@ -571,6 +585,16 @@ mod tests {
         );
         let r = replay(other.as_bytes()).unwrap();
         assert!(r.problems[0].contains("not the one the header committed to"));
+        // Another time for a record (format 2 chains it; the frames do not
+        // show it).
+        let mut rec: SentRecord = serde_json::from_str(lines[2]).unwrap();
+        rec.t += 1_000_000_000;
+        let mut changed = lines.clone();
+        let s = serde_json::to_string(&rec).unwrap();
+        changed[2] = &s;
+        let r = replay(changed.join("\n").as_bytes()).unwrap();
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert!(r.problems[0].starts_with("line 3: the rebuilt probes hash"));
         // No end record: nothing can be rebuilt, and it says why.
         let cut = lines[..lines.len() - 1].join("\n");
         let r = replay(cut.as_bytes()).unwrap();
