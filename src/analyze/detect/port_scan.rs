@@ -76,13 +76,16 @@ fn probe_kind(f: &Flow) -> Option<usize> {
 /// count is "at least" from there, and memory stops growing with the
 /// capture (a /16 × 1,000-port scan's own capture held 65,536 pairs of up
 /// to 1,000 ports each, 300 MB, before).
-struct Touched<T> {
+struct Touched<T: std::hash::Hash> {
     inline: [Option<T>; 4],
     spill: Option<Box<HashSet<T>>>,
     cap: usize,
     /// The set reached the cap: these are some of its values.
     sample: Option<Vec<T>>,
     more: bool,
+    /// Past the cap, the distinct values estimated (HyperLogLog++, about
+    /// 3 KB; a responder quotes "about 1,000 ports", not "at least 256").
+    estimate: Option<Box<cardinality_estimator::CardinalityEstimator<T>>>,
 }
 
 /// Values kept of a set that reached its cap (the report lists 20 ports,
@@ -97,7 +100,13 @@ impl<T: std::hash::Hash + Eq + Copy> Touched<T> {
             cap,
             sample: None,
             more: false,
+            estimate: None,
         }
+    }
+
+    /// The distinct values estimated, once past the cap.
+    fn estimated(&self) -> Option<usize> {
+        self.estimate.as_ref().map(|e| e.estimate().max(self.cap))
     }
 
     fn len(&self) -> usize {
@@ -112,15 +121,24 @@ impl<T: std::hash::Hash + Eq + Copy> Touched<T> {
 
     fn insert(&mut self, v: T) {
         if let Some(sample) = &self.sample {
-            // Whether v is new can no longer be told: the count is a floor.
+            // Whether v is new can no longer be told exactly: the count is
+            // a floor, and the estimate goes on.
             if !sample.contains(&v) {
                 self.more = true;
+            }
+            if let Some(e) = &mut self.estimate {
+                e.insert(&v);
             }
             return;
         }
         if let Some(set) = &mut self.spill {
             set.insert(v);
             if set.len() >= self.cap {
+                let mut e = Box::new(cardinality_estimator::CardinalityEstimator::new());
+                for x in set.iter() {
+                    e.insert(x);
+                }
+                self.estimate = Some(e);
                 self.sample = Some(set.iter().take(SAMPLE).copied().collect());
                 self.spill = None;
             }
@@ -149,7 +167,7 @@ impl<T: std::hash::Hash + Eq + Copy> Touched<T> {
     }
 }
 
-struct Probes<T> {
+struct Probes<T: std::hash::Hash> {
     touched: Touched<T>,
     kinds: [u32; 6],
     span: Span,
@@ -414,10 +432,9 @@ impl PortScan {
                         Severity::Low
                     },
                     format!(
-                        "{} scan of {dst} from {src}: {}{ports} port{}{}",
+                        "{} scan of {dst} from {src}: {}{}",
                         scan_type.to_uppercase(),
-                        if p.touched.more { "at least " } else { "" },
-                        if ports == 1 { "" } else { "s" },
+                        counted(&p.touched, ports, "port", "ports"),
                         if vertical {
                             String::new()
                         } else {
@@ -452,10 +469,10 @@ impl PortScan {
                     Some("horizontal"),
                     Severity::Medium,
                     format!(
-                        "{} sweep of {}/{port} from {src}: {}{hosts} hosts",
+                        "{} sweep of {}/{port} from {src}: {}",
                         scan_type.to_uppercase(),
                         if proto == 17 { "udp" } else { "tcp" },
-                        if p.touched.more { "at least " } else { "" }
+                        counted(&p.touched, hosts, "host", "hosts")
                     ),
                     p.span,
                     p.examples(),
@@ -471,11 +488,38 @@ fn stealth_type(kinds: &[u32; 6]) -> &'static str {
     KINDS[best]
 }
 
-fn evidence<T>(p: &Probes<T>, distinct: u64) -> BTreeMap<&'static str, f64> {
+/// "3 ports", or past the exact count's cap "about 1,000 ports (estimated;
+/// 256 counted exactly)".
+fn counted<T: std::hash::Hash + Eq + Copy>(
+    t: &Touched<T>,
+    exact: u64,
+    one: &str,
+    many: &str,
+) -> String {
+    match t.estimated().filter(|_| t.more) {
+        Some(n) => format!(
+            "about {} {many} (estimated; {exact} counted exactly)",
+            super::thousands(n as u64)
+        ),
+        None if exact == 1 => format!("{exact} {one}"),
+        None => format!("{exact} {many}"),
+    }
+}
+
+fn evidence<T: std::hash::Hash + Eq + Copy>(
+    p: &Probes<T>,
+    distinct: u64,
+) -> BTreeMap<&'static str, f64> {
     let mut e = BTreeMap::from([
         ("distinct_targets", distinct as f64),
         ("duration_seconds", p.span.seconds()),
     ]);
+    // Counted exactly up to the cap; past it, estimated.
+    if p.touched.more
+        && let Some(n) = p.touched.estimated()
+    {
+        e.insert("distinct_targets_estimated", n as f64);
+    }
     for (i, name) in [
         "probes_syn",
         "probes_connect",

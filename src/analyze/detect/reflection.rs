@@ -76,7 +76,7 @@ fn amplifier(port: u16) -> Option<&'static str> {
 
 /// Victims tracked; more are not followed.
 const MAX_VICTIMS: usize = 10_000;
-/// Reflectors counted exactly per victim; "at least" beyond.
+/// Reflectors counted exactly per victim; estimated beyond.
 const MAX_SOURCES: usize = 4_096;
 
 const SYN: u8 = 0x02;
@@ -92,6 +92,8 @@ struct Victim {
     bytes: u64,
     sources: HashSet<IpAddr>,
     sources_capped: bool,
+    /// Past MAX_SOURCES, the reflectors estimated (HyperLogLog++).
+    sources_estimate: Option<Box<cardinality_estimator::CardinalityEstimator<IpAddr>>>,
     ports: BTreeMap<u16, u64>,
     /// Requests the victim was seen sending to the service, and their
     /// answers' bytes (for the amplification factor).
@@ -105,8 +107,37 @@ impl Victim {
     fn add_source(&mut self, src: IpAddr) {
         if self.sources.len() < MAX_SOURCES {
             self.sources.insert(src);
-        } else if !self.sources.contains(&src) {
+            return;
+        }
+        if !self.sources.contains(&src) {
             self.sources_capped = true;
+        }
+        let sources = &self.sources;
+        self.sources_estimate
+            .get_or_insert_with(|| {
+                let mut e = Box::new(cardinality_estimator::CardinalityEstimator::new());
+                for s in sources {
+                    e.insert(s);
+                }
+                e
+            })
+            .insert(&src);
+    }
+
+    /// "4,096 sources", or past the exact count "about 6,900 sources
+    /// (estimated; 4096 counted exactly)".
+    fn sources_text(&self) -> String {
+        match self
+            .sources_estimate
+            .as_ref()
+            .filter(|_| self.sources_capped)
+        {
+            Some(e) => format!(
+                "about {} sources (estimated; {} counted exactly)",
+                super::thousands(e.estimate().max(self.sources.len()) as u64),
+                self.sources.len()
+            ),
+            None => format!("{} sources", self.sources.len()),
         }
     }
 
@@ -246,7 +277,7 @@ impl Reflection {
                 destinations: vec![victim.to_string()],
                 ports: ports.iter().take(20).map(|(p, _)| *p).collect(),
                 note: v.sources_capped.then(|| {
-                    format!("at least {MAX_SOURCES} sources (counted exactly up to there)")
+                    format!("{MAX_SOURCES} sources counted exactly, the rest estimated")
                 }),
                 ..Anomaly::new(
                     "reflection",
@@ -257,10 +288,9 @@ impl Reflection {
                         Severity::Medium
                     },
                     format!(
-                        "{} SYN-ACKs or RSTs to {victim} for SYNs it did not send, from {}{} sources ({rate:.0}/s)",
+                        "{} SYN-ACKs or RSTs to {victim} for SYNs it did not send, from {} ({rate:.0}/s)",
                         v.answers,
-                        if v.sources_capped { "at least " } else { "" },
-                        v.sources.len()
+                        v.sources_text()
                     ),
                     span,
                     v.examples,
@@ -303,18 +333,17 @@ impl Reflection {
                 destinations: vec![victim.to_string()],
                 ports: vec![port],
                 note: v.sources_capped.then(|| {
-                    format!("at least {MAX_SOURCES} sources (counted exactly up to there)")
+                    format!("{MAX_SOURCES} sources counted exactly, the rest estimated")
                 }),
                 ..Anomaly::new(
                     "reflection",
                     Some("udp_amplification"),
                     Severity::High,
                     format!(
-                        "{} {service} responses to {victim} ({} with no request seen), from {}{} sources ({} bytes)",
+                        "{} {service} responses to {victim} ({} with no request seen), from {} ({} bytes)",
                         v.answers,
                         v.unsolicited,
-                        if v.sources_capped { "at least " } else { "" },
-                        v.sources.len(),
+                        v.sources_text(),
                         v.bytes
                     ),
                     span,

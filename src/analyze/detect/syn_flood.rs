@@ -38,7 +38,8 @@ impl Default for SynFloodThresholds {
 
 /// Destinations tracked at most; beyond this, new ones are counted, not tracked.
 const MAX_TARGETS: usize = 20_000;
-/// Sources remembered over all destinations; beyond this, counts are "at least".
+/// Sources remembered over all destinations; beyond this, counts are
+/// estimated (HyperLogLog++ per destination, seeded with what it holds).
 const MAX_SOURCES_TOTAL: usize = 200_000;
 /// The sliding window is kept as this many sub-buckets.
 const SLOTS: usize = 10;
@@ -49,6 +50,9 @@ struct Target {
     half_open: u64,
     sources: Sources,
     sources_capped: bool,
+    /// Once the remembered sources are capped: this destination's
+    /// sources estimated.
+    sources_estimate: Option<Box<cardinality_estimator::CardinalityEstimator<IpAddr>>>,
     span: Span,
     examples: Vec<u64>,
     /// Sub-bucket counts and the index of the newest sub-bucket.
@@ -151,6 +155,7 @@ impl SynFlood {
             half_open: 0,
             sources: Sources::default(),
             sources_capped: false,
+            sources_estimate: None,
             span: Span::new(now),
             examples: Vec::new(),
             slots: [0; SLOTS],
@@ -162,8 +167,20 @@ impl SynFlood {
         push_example(&mut t.examples, frame);
         if self.sources_total < MAX_SOURCES_TOTAL {
             self.sources_total += usize::from(t.sources.insert(Addr::from(ip.src)));
-        } else if !t.sources.contains(Addr::from(ip.src)) {
-            t.sources_capped = true;
+        } else {
+            if !t.sources.contains(Addr::from(ip.src)) {
+                t.sources_capped = true;
+            }
+            let known = &t.sources;
+            t.sources_estimate
+                .get_or_insert_with(|| {
+                    let mut e = Box::new(cardinality_estimator::CardinalityEstimator::new());
+                    for a in known.addresses() {
+                        e.insert(&a);
+                    }
+                    e
+                })
+                .insert(&ip.src);
         }
         // Advance the ring to this frame's sub-bucket (frames out of order
         // by less than a window land in their own bucket; older ones in the oldest).
@@ -254,13 +271,19 @@ impl SynFlood {
                     None,
                     severity,
                     format!(
-                        "SYN flood on {}: {} SYNs, peak {:.0}/s, {} answered, from {}{} sources",
+                        "SYN flood on {}: {} SYNs, peak {:.0}/s, {} answered, from {}",
                         endpoint(dst, port),
                         t.syns,
                         rate,
                         t.synacks,
-                        if t.sources_capped { "at least " } else { "" },
-                        t.sources.len()
+                        match t.sources_estimate.as_ref().filter(|_| t.sources_capped) {
+                            Some(e) => format!(
+                                "about {} sources (estimated; {} counted exactly)",
+                                super::thousands(e.estimate().max(t.sources.len()) as u64),
+                                t.sources.len()
+                            ),
+                            None => format!("{} sources", t.sources.len()),
+                        }
                     ),
                     t.span,
                     t.examples,
