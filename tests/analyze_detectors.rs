@@ -149,10 +149,25 @@ fn vertical_port_scans_and_their_types() {
     assert!(has(&r, "port_scan", Some("vertical")), "{:?}", kinds(&r));
     assert_eq!(scan_type(&r), Some("syn"));
     assert_eq!(r.anomalies[0].evidence["distinct_targets"], 50.0);
+    // Under the vertical threshold, still named (issue 27: a handful of
+    // probed ports is a low-severity finding, not silence); under the
+    // small-scan threshold, nothing.
+    let under = probes(49, SYN, false).analyze();
     assert!(
-        !has(&probes(49, SYN, false).analyze(), "port_scan", None),
-        "49 ports is under the threshold"
+        !has(&under, "port_scan", Some("vertical")),
+        "49 ports is under the vertical threshold"
     );
+    let small = under
+        .anomalies
+        .iter()
+        .find(|a| a.kind == "port_scan" && a.subtype == Some("small"))
+        .expect("a small scan");
+    assert_eq!(small.severity, sonde::analyze::detect::Severity::Low);
+    assert!(small.summary.contains("49 ports"), "{}", small.summary);
+    let five = probes(5, SYN, false).analyze();
+    assert!(has(&five, "port_scan", Some("small")), "{:?}", kinds(&five));
+    let four = probes(4, SYN, false).analyze();
+    assert!(!has(&four, "port_scan", None), "{:?}", kinds(&four));
     assert_eq!(scan_type(&probes(60, SYN, true).analyze()), Some("connect"));
     assert_eq!(scan_type(&probes(60, FIN, false).analyze()), Some("fin"));
     assert_eq!(scan_type(&probes(60, 0, false).analyze()), Some("null"));

@@ -27,6 +27,11 @@ pub struct PortScanThresholds {
     /// from its packets (other than TCP, UDP and ICMP) and the
     /// protocol-unreachable replies they draw.
     pub min_ip_protocols: u64,
+    /// Distinct ports one source probes on one host, below
+    /// `min_ports_vertical` (and 50), that still make a low-severity
+    /// finding (a responder wants a handful of probed ports named, not
+    /// silence).
+    pub min_ports_small: u64,
 }
 
 impl Default for PortScanThresholds {
@@ -38,9 +43,13 @@ impl Default for PortScanThresholds {
             // Ordinary pairs use two or three (TCP, UDP, ICMP); an IP
             // protocol scan tries all 256.
             min_ip_protocols: 8,
+            min_ports_small: 5,
         }
     }
 }
+
+/// The most ports a small scan has (the default vertical threshold).
+const SMALL_UP_TO: u64 = 50;
 
 /// Kinds of probe, by the flags of a flow's first packet.
 const KINDS: [&str; 6] = ["syn", "connect", "fin", "null", "xmas", "udp"];
@@ -354,6 +363,7 @@ impl PortScan {
             ("min_ports_vertical", th.min_ports_vertical as f64),
             ("min_hosts_horizontal", th.min_hosts_horizontal as f64),
             ("min_stealth_probes", th.min_stealth_probes as f64),
+            ("min_ports_small", th.min_ports_small as f64),
         ]);
         let note = (self.pruned > 0).then(|| {
             format!(
@@ -397,10 +407,15 @@ impl PortScan {
             let ports = p.touched.len() as u64;
             let vertical = ports >= th.min_ports_vertical;
             let stealth = p.stealth() >= th.min_stealth_probes;
-            if !vertical && !stealth {
+            // A handful: from min_ports_small up to the default vertical
+            // threshold (a user who raised that threshold chose not to
+            // hear of larger scans, and is not told of them as small).
+            let small = ports >= th.min_ports_small.max(2)
+                && ports < th.min_ports_vertical.min(SMALL_UP_TO);
+            if !vertical && !stealth && !small {
                 continue;
             }
-            let scan_type = if vertical {
+            let scan_type = if vertical || !stealth {
                 p.scan_type()
             } else {
                 stealth_type(&p.kinds)
@@ -412,8 +427,10 @@ impl PortScan {
             port_list.truncate(20);
             let subtype = if vertical {
                 "vertical"
-            } else {
+            } else if stealth {
                 "stealth_probes"
+            } else {
+                "small"
             };
             out.push(Anomaly {
                 evidence: evidence(&p, ports),
@@ -437,11 +454,16 @@ impl PortScan {
                         counted(&p.touched, ports, "port", "ports"),
                         if vertical {
                             String::new()
-                        } else {
+                        } else if stealth {
                             format!(
                                 ", {} FIN/NULL/XMAS probe{}",
                                 p.stealth(),
                                 if p.stealth() == 1 { "" } else { "s" }
+                            )
+                        } else {
+                            format!(
+                                " with no conversation, below the vertical threshold of {}",
+                                th.min_ports_vertical
                             )
                         }
                     ),
