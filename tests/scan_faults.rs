@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -238,28 +237,7 @@ fn killed_outright_at_random_moments_and_resumed_ends_as_an_uninterrupted_run() 
     tshark.stop();
     ends_as_uninterrupted(&lab, &run, &whole, &k);
 
-    let fields = Command::new("tshark")
-        .args([
-            "-r",
-            capture.to_str().unwrap(),
-            "-Y",
-            "ip.src==198.18.0.2 && tcp.flags.syn==1 && tcp.flags.ack==0",
-            "-T",
-            "fields",
-            "-e",
-            "ip.dst",
-            "-e",
-            "tcp.dstport",
-        ])
-        .stderr(Stdio::null())
-        .output()
-        .unwrap();
-    let mut syns: BTreeMap<(String, String), u32> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&fields.stdout).lines() {
-        let mut f = line.split('\t');
-        let key = (f.next().unwrap().to_string(), f.next().unwrap().to_string());
-        *syns.entry(key).or_default() += 1;
-    }
+    let syns = support::evidence::syns_per_target(&capture, "198.18.0.2");
     assert_eq!(syns.len() as u64, PLANNED, "every probe reached its target");
     let most = syns.values().max().copied().unwrap_or(0);
     assert!(
@@ -269,22 +247,29 @@ fn killed_outright_at_random_moments_and_resumed_ends_as_an_uninterrupted_run() 
     );
 }
 
-/// On-link targets (the scanner's own /24: ten hosts that answer ARP, the
-/// rest absent, the scanner's own address over loopback), a scan short
-/// enough that kills land in its retry pass and cooldown too.
-#[test]
-fn killed_outright_on_link_in_every_phase_and_resumed() {
+/// The uninterrupted scan of `targets` x `ports` (into `dir`/whole), then
+/// the same scan killed `kills` times and resumed (into `dir`/run); the
+/// finished run must end as the uninterrupted one.
+fn killed_and_compared(targets: &str, ports: &str, kills: usize, seed: u64) -> Kills {
     let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
-    let (targets, ports) = ("198.18.0.0/24", "1-800,8080,8081");
     let whole = dir.path().join("whole");
     let args = scan_of(targets, ports, &whole, "20000");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, out, err) = lab.sonde(&args);
     assert_eq!(code, 0, "{out}{err}");
     let run = dir.path().join("run");
-    let k = kill_and_resume(&lab, targets, ports, &run, 6, delays(0x51de, 300, 2200));
+    let k = kill_and_resume(&lab, targets, ports, &run, kills, delays(seed, 300, 2200));
     ends_as_uninterrupted(&lab, &run, &whole, &k);
+    k
+}
+
+/// On-link targets (the scanner's own /24: ten hosts that answer ARP, the
+/// rest absent, the scanner's own address over loopback), a scan short
+/// enough that kills land in its retry pass and cooldown too.
+#[test]
+fn killed_outright_on_link_in_every_phase_and_resumed() {
+    let k = killed_and_compared("198.18.0.0/24", "1-800,8080,8081", 6, 0x51de);
     assert!(
         k.after_first_pass >= 1,
         "no kill came after the first pass ({} kills): {:#?}",
@@ -297,17 +282,7 @@ fn killed_outright_on_link_in_every_phase_and_resumed() {
 /// most probes go unanswered, so the retry pass is long.
 #[test]
 fn killed_outright_in_a_sparse_range_and_resumed() {
-    let lab = Lab::new();
-    let dir = tempfile::tempdir().unwrap();
-    let (targets, ports) = ("198.18.0.0/20", "22,80");
-    let whole = dir.path().join("whole");
-    let args = scan_of(targets, ports, &whole, "20000");
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, out, err) = lab.sonde(&args);
-    assert_eq!(code, 0, "{out}{err}");
-    let run = dir.path().join("run");
-    let k = kill_and_resume(&lab, targets, ports, &run, 6, delays(0x5ba5e, 300, 2200));
-    ends_as_uninterrupted(&lab, &run, &whole, &k);
+    killed_and_compared("198.18.0.0/20", "22,80", 6, 0x5ba5e);
 }
 
 /// What a checkpoint anchors stays evidence: a byte edited inside it is

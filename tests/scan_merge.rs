@@ -21,28 +21,8 @@ const SEED: &str = "424242";
 
 /// The (target, port) pairs a shard's own pcap shows it sent SYNs to.
 fn probed(pcap: &std::path::Path, source: std::net::Ipv4Addr) -> BTreeSet<(String, String)> {
-    let out = Command::new("tshark")
-        .args([
-            "-r",
-            pcap.to_str().unwrap(),
-            "-Y",
-            &format!("ip.src=={source} && tcp.flags.syn==1 && tcp.flags.ack==0"),
-            "-T",
-            "fields",
-            "-e",
-            "ip.dst",
-            "-e",
-            "tcp.dstport",
-        ])
-        .stderr(Stdio::null())
-        .output()
-        .expect("tshark (the test command installs it)");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let (a, b) = l.split_once('\t').unwrap();
-            (a.to_string(), b.to_string())
-        })
+    support::evidence::syns_per_target(pcap, &source.to_string())
+        .into_keys()
         .collect()
 }
 

@@ -7,9 +7,8 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use support::evidence::{open_ports, report_json};
@@ -142,28 +141,7 @@ fn interrupted_five_times_and_resumed_ends_as_an_uninterrupted_run() {
 
     // On the wire: no (target, port) got more SYNs than 1 + --retries (1),
     // and every one got at least one.
-    let fields = Command::new("tshark")
-        .args([
-            "-r",
-            capture.to_str().unwrap(),
-            "-Y",
-            "ip.src==198.18.0.2 && tcp.flags.syn==1 && tcp.flags.ack==0",
-            "-T",
-            "fields",
-            "-e",
-            "ip.dst",
-            "-e",
-            "tcp.dstport",
-        ])
-        .stderr(Stdio::null())
-        .output()
-        .unwrap();
-    let mut syns: BTreeMap<(String, String), u32> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&fields.stdout).lines() {
-        let mut f = line.split('\t');
-        let key = (f.next().unwrap().to_string(), f.next().unwrap().to_string());
-        *syns.entry(key).or_default() += 1;
-    }
+    let syns = support::evidence::syns_per_target(&capture, "198.18.0.2");
     assert_eq!(syns.len() as u64, PLANNED, "every probe reached its target");
     let most = syns.values().max().copied().unwrap_or(0);
     assert!(most <= 2, "a probe was sent {most} times");

@@ -54,15 +54,6 @@ pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
         },
         &super::scan::StderrObserver,
     )?;
-    if let Some(fingerprint) = &o.signed_by {
-        writeln!(
-            out,
-            "signed with ed25519 key {fingerprint}: {}/{}",
-            o.dir.display(),
-            crate::evidence::signature::SIGNATURE
-        )
-        .map_err(write_err)?;
-    }
     writeln!(
         out,
         "merged {} shards of one scan ({} probes, {} hosts answered, {} open ports) into {}/ (report.json sha256 {}); check it with: sonde verify {}",
@@ -75,11 +66,12 @@ pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
         o.dir.display()
     )
     .map_err(write_err)?;
-    writeln!(
+    super::print_anchors(
         out,
-        "audit log head {} after {} records",
-        o.audit_head, o.audit_records
-    )
-    .map_err(write_err)?;
+        &o.dir,
+        o.signed_by.as_deref(),
+        &o.audit_head,
+        o.audit_records,
+    )?;
     Ok(exit::OK)
 }

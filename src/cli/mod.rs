@@ -196,3 +196,30 @@ pub(crate) fn seconds(flag: &str, value: f64, example: &str) -> Result<f64, Erro
 pub(crate) fn write_err(e: std::io::Error) -> Error {
     Error::runtime("cannot write output", e)
 }
+
+/// A finished run's anchors, the last lines of `scan` and `merge`: the key
+/// that signed it, if one did, and the audit log's final head. With the
+/// report's hash printed before, what to keep outside the directory:
+/// nothing in it can then be rewritten unseen.
+pub(crate) fn print_anchors(
+    out: &mut dyn std::io::Write,
+    dir: &std::path::Path,
+    signed_by: Option<&str>,
+    audit_head: &str,
+    audit_records: u64,
+) -> Result<(), crate::error::Error> {
+    if let Some(fingerprint) = signed_by {
+        writeln!(
+            out,
+            "signed with ed25519 key {fingerprint}: {}/{}",
+            dir.display(),
+            crate::evidence::signature::SIGNATURE
+        )
+        .map_err(write_err)?;
+    }
+    writeln!(
+        out,
+        "audit log head {audit_head} after {audit_records} records"
+    )
+    .map_err(write_err)
+}

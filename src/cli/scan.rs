@@ -576,23 +576,13 @@ fn summarize(o: &SessionOutcome, out: &mut dyn Write) -> Result<(), Error> {
         o.dir.display()
     )
     .map_err(write_err)?;
-    if let Some(fingerprint) = &o.signed_by {
-        writeln!(
-            out,
-            "signed with ed25519 key {fingerprint}: {}/{}",
-            o.dir.display(),
-            crate::evidence::signature::SIGNATURE
-        )
-        .map_err(write_err)?;
-    }
-    // With the report's hash printed before, what to keep outside the
-    // directory: nothing in it can then be rewritten unseen.
-    writeln!(
+    super::print_anchors(
         out,
-        "audit log head {} after {} records",
-        o.audit_head, o.audit_records
-    )
-    .map_err(write_err)?;
+        &o.dir,
+        o.signed_by.as_deref(),
+        &o.audit_head,
+        o.audit_records,
+    )?;
     match &o.ended {
         Ended::Complete => {}
         Ended::OutputFailed(e) => say!(

@@ -873,15 +873,21 @@ pub fn run(
             );
         };
         let sent_all = std::thread::scope(|sc| {
-            // Checkpoints every `checkpoint_every` while sending.
+            // Checkpoints every `checkpoint_every` while sending, and never
+            // closer than 20 times what the last one took: a /8's answered
+            // bits are 100 MB to copy and sync, and checkpoints must stay a
+            // small part of the run (about 5% of one thread at most).
             if config.checkpoints.is_some() {
                 sc.spawn(|| {
                     let _ = crate::net::privilege::drop_in_this_thread();
                     let mut last = Instant::now();
+                    let mut every = config.checkpoint_every;
                     while !watch_done.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(20));
-                        if last.elapsed() >= config.checkpoint_every {
+                        if last.elapsed() >= every {
+                            let took = Instant::now();
                             take_checkpoint();
+                            every = config.checkpoint_every.max(took.elapsed() * 20);
                             last = Instant::now();
                         }
                     }

@@ -5,6 +5,37 @@
 use std::path::Path;
 use std::process::Command;
 
+/// SYNs (without ACK) from `source` in `pcap`, per (destination, port),
+/// as tshark reads them.
+pub fn syns_per_target(
+    pcap: &Path,
+    source: &str,
+) -> std::collections::BTreeMap<(String, String), u32> {
+    let out = Command::new("tshark")
+        .args([
+            "-r",
+            pcap.to_str().unwrap(),
+            "-Y",
+            &format!("ip.src=={source} && tcp.flags.syn==1 && tcp.flags.ack==0"),
+            "-T",
+            "fields",
+            "-e",
+            "ip.dst",
+            "-e",
+            "tcp.dstport",
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("tshark (the test command installs it)");
+    let mut syns = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((a, b)) = line.split_once('\t') {
+            *syns.entry((a.to_string(), b.to_string())).or_default() += 1;
+        }
+    }
+    syns
+}
+
 /// Packets of `pcap` matching the display filter, as tshark counts them.
 pub fn tshark_count(pcap: &Path, filter: &str) -> usize {
     let out = Command::new("tshark")
