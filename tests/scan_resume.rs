@@ -287,13 +287,7 @@ fn an_edited_report_cannot_buy_probes_past_the_budget() {
 fn budget_over_segments(forge: bool) {
     let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
-    let scope = dir.path().join("budget.toml");
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scopes/lab.toml"),
-    )
-    .unwrap()
-    .replace("max_rate = 2000000", "max_rate = 2000000\nmax_probes = 260");
-    std::fs::write(&scope, text).unwrap();
+    let scope = lab_scope_with_budget(dir.path(), 260);
     let capture = dir.path().join("target.pcap");
     let tshark = lab.capture_target_side("vt", &capture);
     let run = dir.path().join("run");

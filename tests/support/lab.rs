@@ -576,3 +576,19 @@ pub fn dns_query_a(server: IpAddr, name: &str, timeout: Duration) -> Result<Vec<
         })
         .collect())
 }
+
+/// A copy of `scopes/lab.toml` in `dir` with a probe budget of
+/// `max_probes`: the scope a budget test runs under.
+pub fn lab_scope_with_budget(dir: &Path, max_probes: u64) -> std::path::PathBuf {
+    let scope = dir.join("budget.toml");
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scopes/lab.toml"),
+    )
+    .unwrap()
+    .replace(
+        "max_rate = 2000000",
+        &format!("max_rate = 2000000\nmax_probes = {max_probes}"),
+    );
+    std::fs::write(&scope, text).unwrap();
+    scope
+}
