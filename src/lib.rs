@@ -14,6 +14,7 @@ pub mod output;
 pub mod pcap;
 pub mod probe;
 pub mod report;
+pub mod results;
 pub mod scan;
 pub mod scope;
 pub mod targets;

@@ -498,14 +498,14 @@ fn summarize(o: &SessionOutcome, out: &mut dyn Write) -> Result<(), Error> {
         .map_err(write_err)?;
     }
     for d in &o.down {
-        let shown: Vec<&str> = d.ranges.iter().take(8).map(String::as_str).collect();
+        let shown: Vec<&str> = d.addresses.iter().take(8).map(String::as_str).collect();
         writeln!(
             out,
             "{} hosts down ({}, not probed): {}{}",
             d.count,
             d.reason,
             shown.join(", "),
-            if d.ranges.len() > shown.len() {
+            if d.addresses.len() > shown.len() {
                 ", ..."
             } else {
                 ""

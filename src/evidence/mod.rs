@@ -4,47 +4,13 @@
 //! checks `sonde verify` runs again (`verify`).
 
 pub mod audit;
-pub mod compliance;
 pub mod lock;
 pub mod run_dir;
 pub mod sent_log;
 pub mod signature;
 pub mod verify;
 
-/// What a scan's evidence keeps of the probes it sent.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EvidenceMode {
-    /// Every probe and every reply in the pcap (the default: any tool
-    /// reads it, and it shows the bytes as they left).
-    #[default]
-    Full,
-    /// The replies in the pcap; the probes as what regenerates them
-    /// exactly, hash-chained ([`sent_log`]), which `sonde verify` rebuilds.
-    Compact,
-}
-
-impl EvidenceMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            EvidenceMode::Full => "full",
-            EvidenceMode::Compact => "compact",
-        }
-    }
-}
-
-impl std::str::FromStr for EvidenceMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<EvidenceMode, String> {
-        match s {
-            "full" => Ok(EvidenceMode::Full),
-            "compact" => Ok(EvidenceMode::Compact),
-            other => Err(format!(
-                "{other:?} is not an evidence mode: full (every probe and reply in the pcap; the default) or compact (replies in the pcap, probes in sent.jsonl)"
-            )),
-        }
-    }
-}
+pub use crate::results::EvidenceMode;
 
 pub use audit::{AuditLog, ChainProblem, GENESIS, verify_chain};
 pub use run_dir::RunDir;
@@ -205,6 +171,28 @@ pub fn sha256_of(mut source: impl std::io::Read) -> std::io::Result<(String, u64
 /// Who ran what, where, for a report or an audit record: `sonde_version`,
 /// `command`, `operator` and `host`, then the fields of `fields` (an
 /// object).
+/// Who ran sonde, where, and how: the head of every report and of the
+/// records that start a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provenance {
+    pub sonde_version: String,
+    pub command: Vec<String>,
+    pub operator: String,
+    pub host: String,
+}
+
+impl Provenance {
+    /// This process's.
+    pub fn current() -> Provenance {
+        Provenance {
+            sonde_version: env!("CARGO_PKG_VERSION").to_string(),
+            command: std::env::args().collect(),
+            operator: operator(),
+            host: hostname(),
+        }
+    }
+}
+
 pub fn provenance(fields: serde_json::Value) -> serde_json::Value {
     let mut out = serde_json::json!({
         "sonde_version": env!("CARGO_PKG_VERSION"),

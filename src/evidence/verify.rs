@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::run_dir::{AUDIT, PCAP, REPORT, RESULTS, SENT};
 use super::{file_sha256, verify_chain};
+use crate::results::{MergeManifest, MergeRecord, ScanReport};
 
 /// How one check came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,50 +115,9 @@ fn classify(path: &Path) -> std::io::Result<Target> {
     }
 }
 
-/// The parts of a report that verify reads. Everything else (the hosts:
-/// millions of results in a large scan) is skipped while parsing, never held.
-#[derive(Deserialize)]
-struct ReportView {
-    #[serde(default)]
-    files: Vec<FileView>,
-    audit: Option<AnchorView>,
-    scope: Option<ScopeView>,
-    capture_analysis: Option<AnalysisView>,
-    /// A merged run (`sonde merge`): its shards.
-    merge: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct FileView {
-    name: Option<String>,
-    role: Option<String>,
-    sha256: Option<String>,
-    size: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct AnchorView {
-    records: Option<u64>,
-    head: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ScopeView {
-    path: Option<String>,
-    absolute_path: Option<String>,
-    sha256: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct AnalysisView {
-    #[serde(default)]
-    input: Vec<InputView>,
-}
-
-#[derive(Deserialize)]
-struct InputView {
-    sha256: Option<String>,
-}
+/// A report as verify reads it: the one definition, its hosts (millions
+/// of results in a large scan) skipped while parsing, never held.
+type ReportView = ScanReport<serde::de::IgnoredAny>;
 
 /// Hashes kept outside the run directory (the scan prints them at the
 /// end): a directory rewritten consistently, every hash recomputed, still
@@ -814,21 +774,18 @@ fn check_signature(
 /// A merged run: the manifest says what the report says; each shard still
 /// present verifies and is the run the merge read (its report's hash, its
 /// audit head); the embedded analysis is of the shards' captures.
-fn check_merge(dir: &Path, merge: &serde_json::Value, report: &ReportView, out: &mut Vec<Finding>) {
-    let manifest_name = merge["manifest"].as_str().unwrap_or("merge.json");
+fn check_merge(dir: &Path, merge: &MergeRecord, report: &ReportView, out: &mut Vec<Finding>) {
+    let manifest_name = merge.manifest.as_str();
     let subject = dir.join(manifest_name).display().to_string();
     match super::member(dir, manifest_name)
         .ok()
         .and_then(|p| read_member(&p).ok())
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|b| serde_json::from_slice::<MergeManifest>(&b).ok())
     {
-        Some(m) if m["shards"] == merge["shards"] => out.push(Finding {
+        Some(m) if m.shards == merge.shards => out.push(Finding {
             status: Status::Ok,
             subject: subject.clone(),
-            detail: format!(
-                "names the {} shards the report merged",
-                merge["shards"].as_array().map_or(0, Vec::len)
-            ),
+            detail: format!("names the {} shards the report merged", merge.shards.len()),
         }),
         Some(_) => out.push(Finding {
             status: Status::Broken,
@@ -842,11 +799,11 @@ fn check_merge(dir: &Path, merge: &serde_json::Value, report: &ReportView, out: 
         }),
     }
     let mut pcaps = Vec::new();
-    for shard in merge["shards"].as_array().into_iter().flatten() {
-        let name = shard["shard"].as_str().unwrap_or("?");
-        let shard_dir = Path::new(shard["run_directory"].as_str().unwrap_or_default());
-        if let Some(p) = shard["pcap_sha256"].as_str() {
-            pcaps.push(p.to_string());
+    for shard in &merge.shards {
+        let name = &shard.shard;
+        let shard_dir = Path::new(&shard.run_directory);
+        if let Some(p) = &shard.pcap_sha256 {
+            pcaps.push(p.clone());
         }
         let subject = format!("shard {name} ({})", shard_dir.display());
         if !shard_dir.is_dir() {
@@ -893,8 +850,8 @@ fn check_merge(dir: &Path, merge: &serde_json::Value, report: &ReportView, out: 
         let head = std::fs::read_to_string(shard_dir.join(AUDIT))
             .map(|t| verify_chain(&t).1)
             .ok();
-        if report_sha.as_deref() == shard["report_sha256"].as_str()
-            && head.as_deref() == shard["audit_head"].as_str()
+        if report_sha.as_deref() == Some(shard.report_sha256.as_str())
+            && head.as_deref() == Some(shard.audit_head.as_str())
         {
             out.push(Finding {
                 status: Status::Ok,
@@ -908,19 +865,15 @@ fn check_merge(dir: &Path, merge: &serde_json::Value, report: &ReportView, out: 
                 subject,
                 detail: format!(
                     "the merge read report sha256 {} and audit head {}; the directory now holds {} and {}",
-                    shard["report_sha256"],
-                    shard["audit_head"],
+                    shard.report_sha256,
+                    shard.audit_head,
                     report_sha.unwrap_or_default(),
                     head.unwrap_or_default()
                 ),
             });
         }
     }
-    let analyzed: Vec<String> = report
-        .capture_analysis
-        .as_ref()
-        .map(|a| a.input.iter().filter_map(|i| i.sha256.clone()).collect())
-        .unwrap_or_default();
+    let analyzed = report.analyzed_captures();
     if !analyzed.is_empty() && analyzed != pcaps {
         out.push(Finding {
             status: Status::Broken,
@@ -1046,14 +999,7 @@ fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
     // The files the report recorded.
     let mut pcap_sha = None;
     for f in &report.files {
-        let (Some(name), Some(want)) = (&f.name, &f.sha256) else {
-            out.push(Finding {
-                status: Status::Broken,
-                subject: subject.clone(),
-                detail: "a files entry without name and sha256".into(),
-            });
-            continue;
-        };
+        let (name, want) = (&f.name, &f.sha256);
         let Ok(path) = super::member(dir, name) else {
             out.push(Finding {
                 status: Status::Broken,
@@ -1062,50 +1008,38 @@ fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
             });
             continue;
         };
-        if f.role.as_deref() == Some("pcap") {
+        if f.role == "pcap" {
             pcap_sha = Some(want.clone());
         }
-        hash_file(name, &path, want, f.size, "the report", out);
+        hash_file(name, &path, want, Some(f.size), "the report", out);
     }
     // The report's anchor in the audit chain: the hash of the record it saw last.
-    match (
-        report.audit.as_ref().and_then(|a| a.records),
-        report.audit.as_ref().and_then(|a| a.head.as_deref()),
-    ) {
-        (Some(n), Some(head)) => {
-            let n = n as usize;
-            let found = n
-                .checked_sub(1)
-                .and_then(|i| audit.lines.get(i))
-                .map(|l| hex::encode(Sha256::digest(l.as_bytes())));
-            match found {
-                Some(h) if h == head => out.push(Finding {
-                    status: Status::Ok,
-                    subject: subject.clone(),
-                    detail: format!("anchored in the audit log at record {}, head {head}", n - 1),
-                }),
-                Some(h) => out.push(Finding {
-                    status: Status::Broken,
-                    subject: subject.clone(),
-                    detail: format!(
-                        "the report records audit head {head} after {n} records, but record {} hashes to {h}",
-                        n - 1
-                    ),
-                }),
-                None => out.push(Finding {
-                    status: Status::Broken,
-                    subject: subject.clone(),
-                    detail: format!(
-                        "the report records {n} audit records (head {head}), the log holds {}",
-                        audit.lines.len()
-                    ),
-                }),
-            }
-        }
-        _ => out.push(Finding {
+    let (n, head) = (report.audit.records as usize, report.audit.head.as_str());
+    let found = n
+        .checked_sub(1)
+        .and_then(|i| audit.lines.get(i))
+        .map(|l| hex::encode(Sha256::digest(l.as_bytes())));
+    match found {
+        Some(h) if h == head => out.push(Finding {
+            status: Status::Ok,
+            subject: subject.clone(),
+            detail: format!("anchored in the audit log at record {}, head {head}", n - 1),
+        }),
+        Some(h) => out.push(Finding {
             status: Status::Broken,
             subject: subject.clone(),
-            detail: "no audit.records and audit.head".into(),
+            detail: format!(
+                "the report records audit head {head} after {n} records, but record {} hashes to {h}",
+                n - 1
+            ),
+        }),
+        None => out.push(Finding {
+            status: Status::Broken,
+            subject: subject.clone(),
+            detail: format!(
+                "the report records {n} audit records (head {head}), the log holds {}",
+                audit.lines.len()
+            ),
         }),
     }
     if !recorded {
@@ -1116,12 +1050,8 @@ fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
         });
     }
     // The analysis embedded in the report was made of the run's own capture.
-    let analyzed = report
-        .capture_analysis
-        .as_ref()
-        .and_then(|a| a.input.first())
-        .and_then(|i| i.sha256.as_deref());
-    if let (Some(want), Some(analyzed)) = (&pcap_sha, analyzed)
+    let analyzed = report.analyzed_captures();
+    if let (Some(want), Some(analyzed)) = (&pcap_sha, analyzed.first())
         && want != analyzed
     {
         out.push(Finding {
@@ -1136,11 +1066,14 @@ fn check_report(dir: &Path, audit: &AuditView, out: &mut Vec<Finding>) {
         check_merge(dir, merge, &report, out);
     }
     // The scope file, when it is still where the run read it.
-    let scope = report.scope.as_ref();
-    if let (Some(p), Some(want)) = (
-        scope.and_then(|s| s.absolute_path.as_deref().or(s.path.as_deref())),
-        scope.and_then(|s| s.sha256.as_deref()),
-    ) {
+    let scope = &report.scope;
+    let p = if scope.absolute_path.is_empty() {
+        &scope.path
+    } else {
+        &scope.absolute_path
+    };
+    let want = &scope.sha256;
+    {
         if Path::new(p).exists() {
             hash_file(p, Path::new(p), want, None, "the report", out);
         } else {
@@ -1193,13 +1126,13 @@ mod tests {
             );
             files.push(json!({"name": name, "role": role, "sha256": sha, "size": size}));
         }
-        let report = json!({
-            "files": files,
-            "audit": {"file": AUDIT, "records": log.records(), "head": log.head()},
-            "scope": {"absolute_path": scope.display().to_string(),
-                      "sha256": file_sha256(scope).unwrap().0},
-            "capture_analysis": {"input": [{"sha256": files[0]["sha256"]}]},
-        });
+        // A whole report (the one definition), these files' and this log's.
+        let mut report = serde_json::to_value(ScanReport::example()).unwrap();
+        report["files"] = json!(files);
+        report["audit"] = json!({"file": AUDIT, "records": log.records(), "head": log.head()});
+        report["scope"]["absolute_path"] = json!(scope.display().to_string());
+        report["scope"]["sha256"] = json!(file_sha256(scope).unwrap().0);
+        report["capture_analysis"] = json!({"input": [{"sha256": files[0]["sha256"]}]});
         std::fs::write(p.join(REPORT), serde_json::to_vec(&report).unwrap()).unwrap();
         let (sha, size) = file_sha256(&p.join(REPORT)).unwrap();
         record(
@@ -1410,10 +1343,15 @@ mod tests {
         let d = run_dir(scope.path());
         let p = d.path();
         let shards = json!([{"shard": "1/1", "run_directory": p.display().to_string(),
-                            "report_sha256": "x", "audit_head": "y"}]);
+                            "report_sha256": "x", "audit_head": "y", "pcap_sha256": null,
+                            "started": "2026-12-07T06:00:00Z", "finished": "2026-12-07T06:00:02Z",
+                            "host": "lab", "operator": "tester", "probes": 6,
+                            "rate": {"requested": 1.0, "achieved": 1.0, "sending_seconds": 1.0,
+                                     "discovery_seconds": 0.0, "shortfall": null}}]);
+        let identity = serde_json::to_value(ScanReport::example().identity).unwrap();
         std::fs::write(
             p.join("merge.json"),
-            serde_json::to_vec(&json!({"shards": shards})).unwrap(),
+            serde_json::to_vec(&json!({"identity": identity, "shards": shards})).unwrap(),
         )
         .unwrap();
         let mut report: Value =

@@ -14,7 +14,7 @@ use super::cookie::CookieKey;
 use crate::scope::ProbeKind;
 
 /// What a reply says about its target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Verdict {
     /// TCP SYN-ACK.

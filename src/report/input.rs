@@ -6,9 +6,11 @@
 
 use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+
+use crate::probe::Verdict;
+use crate::results::{FoldedState, HostResults};
 
 /// Hosts listed on the page at most (the JSON holds them all).
 pub const MAX_HOST_ROWS: usize = 2000;
@@ -121,7 +123,9 @@ impl<'de> Visitor<'de> for HostsVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HostsSummary, A::Error> {
         let mut s = HostsSummary::default();
-        while let Some(row) = seq.next_element_seed(HostSeed)? {
+        // One host at a time, as the scan wrote it, folded into its row.
+        while let Some(host) = seq.next_element::<HostResults>()? {
+            let row = HostRow::of(&host);
             if row.open.is_empty() && !row.up && row.dns.is_empty() {
                 continue;
             }
@@ -137,98 +141,35 @@ impl<'de> Visitor<'de> for HostsVisitor {
     }
 }
 
-struct HostSeed;
-
-impl<'de> de::DeserializeSeed<'de> for HostSeed {
-    type Value = HostRow;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<HostRow, D::Error> {
-        d.deserialize_map(HostVisitor)
-    }
-}
-
-struct HostVisitor;
-
-impl<'de> Visitor<'de> for HostVisitor {
-    type Value = HostRow;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a host: address and results")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HostRow, A::Error> {
-        let mut row = HostRow::default();
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
-                "address" => row.address = map.next_value()?,
-                "results" => map.next_value_seed(ResultsSeed(&mut row))?,
-                // The folded form: counts of what is not listed.
-                "not_shown" => {
-                    for f in map.next_value::<Vec<FoldedLite>>()? {
-                        match f.state.as_str() {
-                            "closed" => row.closed += f.count,
-                            "filtered" => row.filtered += f.count,
-                            _ => {}
-                        }
-                    }
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(row)
-    }
-}
-
-/// One folded group of a host's results, as the page uses it.
-#[derive(Deserialize)]
-struct FoldedLite {
-    state: String,
-    count: u64,
-}
-
-/// One result, only the fields the page uses; the rest is skipped.
-#[derive(Deserialize)]
-struct ResultLite {
-    port: Option<u16>,
-    state: String,
-    question: Option<String>,
-    rcode: Option<u8>,
-}
-
-struct ResultsSeed<'a>(&'a mut HostRow);
-
-impl<'de> de::DeserializeSeed<'de> for ResultsSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ResultsSeed<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of results")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let row = self.0;
-        while let Some(r) = seq.next_element::<ResultLite>()? {
-            match r.state.as_str() {
-                "open" => row.open.extend(r.port),
-                "closed" => row.closed += 1,
-                "filtered" => row.filtered += 1,
-                "up" => row.up = true,
-                "dns_answer" => row.dns.push(format!(
-                    "{} rcode {}",
+impl HostRow {
+    /// A host's line: its open ports, ping and DNS answers listed, the
+    /// closed and filtered ports counted (listed or folded).
+    fn of(host: &HostResults) -> HostRow {
+        let mut row = HostRow {
+            address: host.address.to_string(),
+            ..HostRow::default()
+        };
+        for r in &host.results {
+            match r.verdict {
+                Verdict::Open => row.open.extend(r.port),
+                Verdict::Closed => row.closed += 1,
+                Verdict::Filtered { .. } => row.filtered += 1,
+                Verdict::Up => row.up = true,
+                Verdict::DnsAnswer { rcode, .. } => row.dns.push(format!(
+                    "{} rcode {rcode}",
                     r.question.as_deref().unwrap_or("?"),
-                    r.rcode.map_or("?".to_string(), |c| c.to_string())
                 )),
-                _ => {}
+                Verdict::Unreachable { .. } => {}
             }
         }
-        Ok(())
+        for f in &host.not_shown {
+            match f.state {
+                FoldedState::Closed => row.closed += f.count,
+                FoldedState::Filtered => row.filtered += f.count,
+                FoldedState::Unreachable => {}
+            }
+        }
+        row
     }
 }
 
@@ -240,13 +181,15 @@ mod tests {
     fn hosts_are_summarized_and_the_rest_kept() {
         let text = br#"{"a": 1, "hosts": [
             {"address": "198.18.1.10", "results": [
-                {"target": "198.18.1.10", "port": 22, "probe": "syn", "state": "open", "ttl": 64},
-                {"target": "198.18.1.10", "port": 23, "probe": "syn", "state": "closed"},
-                {"target": "198.18.1.10", "probe": "icmp", "state": "up"}]},
+                {"target": "198.18.1.10", "port": 22, "probe": "syn", "state": "open", "ttl": 64, "time": "2026-12-07T06:00:00Z"},
+                {"target": "198.18.1.10", "port": 23, "probe": "syn", "state": "closed", "ttl": 64, "time": "2026-12-07T06:00:00Z"},
+                {"target": "198.18.1.10", "probe": "icmp", "state": "up", "ttl": 64, "time": "2026-12-07T06:00:00Z"}],
+             "not_shown": []},
             {"address": "198.18.1.11", "results": [
-                {"port": 80, "state": "filtered"}]},
+                {"target": "198.18.1.11", "port": 80, "probe": "syn", "state": "filtered", "icmp_type": 3, "icmp_code": 13, "ttl": 64, "time": "2026-12-07T06:00:00Z"}],
+             "not_shown": []},
             {"address": "198.18.1.12", "results": [
-                {"port": 22, "probe": "syn", "state": "open"}],
+                {"target": "198.18.1.12", "port": 22, "probe": "syn", "state": "open", "ttl": 64, "time": "2026-12-07T06:00:00Z"}],
              "not_shown": [{"probe": "syn", "state": "closed", "reason": "rst", "count": 998, "ports": "1-21,23-999"},
                            {"probe": "syn", "state": "filtered", "reason": "icmp 3/13", "count": 2, "ports": null}]}
         ], "z": [2]}"#;

@@ -10,7 +10,10 @@ pub mod svg;
 
 use std::fmt::Write;
 
+use serde::de::IgnoredAny;
 use serde_json::Value;
+
+use crate::results::ScanReport;
 
 use input::HostsSummary;
 pub use input::PageInput;
@@ -107,23 +110,33 @@ table.files td:first-child{white-space:nowrap}
 /// ```
 pub fn render_html(input: &PageInput, source: &Source) -> Result<String, NotAReport> {
     let report = &input.doc;
-    let (scan, analysis) = if report.get("capture_analysis").is_some() {
-        (Some(report), &report["capture_analysis"])
-    } else if report.get("input").is_some() && report.get("summary").is_some() {
-        (None, report)
+    let null = Value::Null;
+    // A scan report is read as its one definition (its hosts were
+    // summarized while it was parsed); an analysis report as JSON.
+    let scan: Option<ScanReport<IgnoredAny>> = if report.get("capture_analysis").is_some() {
+        let mut head = report.clone();
+        head["hosts"] = Value::Array(Vec::new());
+        Some(serde_json::from_value(head).map_err(|e| {
+            NotAReport(format!(
+                "{} is not a scan report this sonde reads: {e}",
+                source.name
+            ))
+        })?)
     } else {
-        return Err(NotAReport(format!(
-            "{} is not a sonde report: expected a scan report (with capture_analysis) or an analysis report (with input and summary)",
-            source.name
-        )));
+        None
     };
-    let title = match scan {
-        Some(s) => format!(
-            "sonde scan report: {}",
-            s["scope"]["engagement_id"]
-                .as_str()
-                .unwrap_or("unknown engagement")
-        ),
+    let analysis = match &scan {
+        Some(s) => s.capture_analysis.as_ref().unwrap_or(&null),
+        None if report.get("input").is_some() && report.get("summary").is_some() => report,
+        None => {
+            return Err(NotAReport(format!(
+                "{} is not a sonde report: expected a scan report (with capture_analysis) or an analysis report (with input and summary)",
+                source.name
+            )));
+        }
+    };
+    let title = match &scan {
+        Some(s) => format!("sonde scan report: {}", s.scope.engagement_id),
         None => format!(
             "sonde analysis report: {}",
             analysis["input"]
@@ -136,6 +149,10 @@ pub fn render_html(input: &PageInput, source: &Source) -> Result<String, NotARep
                 .unwrap_or_default()
         ),
     };
+    let version = match &scan {
+        Some(s) => s.sonde_version.as_str(),
+        None => report["sonde_version"].as_str().unwrap_or("?"),
+    };
     let mut h = String::new();
     let _ = write!(
         h,
@@ -143,9 +160,9 @@ pub fn render_html(input: &PageInput, source: &Source) -> Result<String, NotARep
         t = escape(&title),
         name = escape(&source.name),
         sha = escape(&source.sha256),
-        v = escape(report["sonde_version"].as_str().unwrap_or("?")),
+        v = escape(version),
     );
-    if let Some(s) = scan {
+    if let Some(s) = &scan {
         run_section(&mut h, s);
         hosts_section(&mut h, input.hosts.as_ref());
     } else {
@@ -159,7 +176,7 @@ pub fn render_html(input: &PageInput, source: &Source) -> Result<String, NotARep
         traffic_sections(&mut h, analysis);
         anomalies_section(&mut h, analysis);
     }
-    if let Some(s) = scan {
+    if let Some(s) = &scan {
         compliance_section(&mut h, s);
     }
     h.push_str("</main></body></html>\n");
@@ -203,21 +220,26 @@ fn kv(h: &mut String, rows: &[(&str, String)]) {
     h.push_str("</dl>");
 }
 
-fn run_section(h: &mut String, s: &Value) {
-    let scope = &s["scope"];
+/// A count with thousands separators.
+fn thousands(n: u64) -> String {
+    count(&Value::from(n))
+}
+
+fn run_section(h: &mut String, s: &ScanReport<IgnoredAny>) {
+    let scope = &s.scope;
     h.push_str("<section><h2>Run and authorization</h2>");
     let mut status = String::new();
-    if s["interrupted"] == true {
+    if s.interrupted {
         status.push_str(r#"<span class="flag">interrupted</span> "#);
     }
-    if let Some(e) = s["output_error"].as_str() {
+    if let Some(e) = &s.output_error {
         let _ = write!(
             status,
             r#"<span class="flag">output failed: {}</span> "#,
             escape(e)
         );
     }
-    if s["possibly_incomplete"] == true {
+    if s.possibly_incomplete {
         status.push_str(r#"<span class="flag">results possibly incomplete</span>"#);
     }
     if status.is_empty() {
@@ -226,91 +248,93 @@ fn run_section(h: &mut String, s: &Value) {
     kv(
         h,
         &[
-            ("Engagement", escape(&text(&scope["engagement_id"]))),
-            ("Client", escape(&text(&scope["client"]))),
-            ("Authorized by", escape(&text(&scope["authorized_by"]))),
-            ("Contact", escape(&text(&scope["contact"]))),
+            ("Engagement", escape(&scope.engagement_id)),
+            ("Client", escape(&scope.client)),
+            ("Authorized by", escape(&scope.authorized_by)),
+            ("Contact", escape(&scope.contact)),
             (
                 "Validity window",
                 format!(
                     "{} to {}",
-                    escape(&text(&scope["not_before"])),
-                    escape(&text(&scope["not_after"]))
+                    escape(&scope.not_before),
+                    escape(&scope.not_after)
                 ),
             ),
             (
                 "Scope file",
                 format!(
                     r#"<code>{}</code>, sha256 <span class="hash">{}</span>"#,
-                    escape(&text(&scope["path"])),
-                    escape(&text(&scope["sha256"]))
+                    escape(&scope.path),
+                    escape(&scope.sha256)
                 ),
             ),
-            ("Operator", escape(&text(&s["operator"]))),
-            ("Host", escape(&text(&s["host"]))),
+            ("Operator", escape(&s.operator)),
+            ("Host", escape(&s.host)),
             (
                 "Started / finished (UTC)",
-                format!(
-                    "{} / {}",
-                    escape(&text(&s["started"])),
-                    escape(&text(&s["finished"]))
-                ),
+                format!("{} / {}", escape(&s.started), escape(&s.finished)),
             ),
             (
                 "Command",
-                format!(
-                    "<code>{}</code>",
-                    escape(&text(&s["command"]).replace(", ", " "))
-                ),
+                format!("<code>{}</code>", escape(&s.command.join(" "))),
             ),
             ("Outcome", status),
         ],
     );
-    let p = &s["parameters"];
-    let c = &s["counters"];
+    let p = &s.parameters;
+    let c = &s.counters;
     h.push_str("<h3>Parameters and counters</h3>");
     kv(
         h,
         &[
-            ("Targets", escape(&text(&p["targets"]))),
-            ("Ports", escape(&text(&p["ports"]))),
-            ("Probes", escape(&text(&p["probes"]))),
+            ("Targets", escape(&p.targets.join(", "))),
+            ("Ports", escape(&p.ports)),
+            (
+                "Probes",
+                escape(
+                    &p.probes
+                        .iter()
+                        .map(|k| k.name())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+            ),
             (
                 "Rate",
                 format!(
                     "{} packets/s (scope ceiling {})",
-                    escape(&text(&p["rate"])),
-                    escape(&text(&scope["max_rate"]))
+                    escape(&Value::from(p.rate).to_string()),
+                    escape(&Value::from(scope.max_rate).to_string())
                 ),
             ),
             (
                 "Sent / replies / invalid / kernel drops",
                 format!(
                     "{} / {} / {} / {}",
-                    count(&c["sent"]),
-                    count(&c["matched"]),
-                    count(&c["invalid"]),
-                    count(&c["kernel_drops"])
+                    thousands(c.sent),
+                    thousands(c.matched),
+                    thousands(c.invalid),
+                    thousands(c.kernel_drops)
                 ),
             ),
         ],
     );
     h.push_str("<h3>Evidence files</h3><table class=\"files\"><tr><th>file</th><th class=\"num\">bytes</th><th>sha256</th></tr>");
-    for f in s["files"].as_array().into_iter().flatten() {
+    for f in &s.files {
         let _ = write!(
             h,
             r#"<tr><td><code>{}</code></td><td class="num">{}</td><td class="hash">{}</td></tr>"#,
-            escape(&text(&f["name"])),
-            count(&f["size"]),
-            escape(&text(&f["sha256"]))
+            escape(&f.name),
+            thousands(f.size),
+            escape(&f.sha256)
         );
     }
     let _ = write!(
         h,
         r#"<tr><td><code>{}</code></td><td class="num muted">—</td><td class="hash">head {} after {} records (the next record holds this report's hash)</td></tr></table>"#,
-        escape(&text(&s["audit"]["file"])),
-        escape(&text(&s["audit"]["head"])),
-        count(&s["audit"]["records"])
+        escape(&s.audit.file),
+        escape(&s.audit.head),
+        thousands(s.audit.records)
     );
     h.push_str(r#"<p class="muted">Check every hash again with <code>sonde verify RUN_DIR</code>.</p></section>"#);
 }
@@ -613,16 +637,16 @@ fn anomalies_section(h: &mut String, a: &Value) {
     h.push_str("</section>");
 }
 
-fn compliance_section(h: &mut String, s: &Value) {
+fn compliance_section(h: &mut String, s: &ScanReport<IgnoredAny>) {
     h.push_str("<section><h2>Compliance controls this evidence supports</h2><table><tr><th>framework</th><th>control</th><th>title</th><th>supported by</th></tr>");
-    for c in s["compliance"].as_array().into_iter().flatten() {
+    for c in &s.compliance {
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&text(&c["framework"])),
-            escape(&text(&c["control"])),
-            escape(&text(&c["title"])),
-            escape(&text(&c["evidence"]))
+            escape(&c.framework),
+            escape(&c.control),
+            escape(&c.title),
+            escape(&c.evidence)
         );
     }
     h.push_str("</table><p class=\"muted\">A fixed mapping (docs/evidence.md): what the evidence can be used for, not a claim that a control is met.</p></section>");

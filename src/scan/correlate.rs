@@ -366,7 +366,8 @@ impl Correlator {
             ProbeKind::Syn => r.port.and_then(crate::targets::ports::tcp_service),
             ProbeKind::Dns => Some("domain"),
             ProbeKind::Icmp => None,
-        };
+        }
+        .map(std::borrow::Cow::Borrowed);
         Correlation::Matched(ScanResult {
             target: r.target,
             port: r.port,

@@ -9,10 +9,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use serde::Serialize;
-
-use super::ScanResult;
 use crate::probe::Verdict;
+use crate::results::FoldedState;
+pub use crate::results::{Folded, HostResults, RecordMode, ScanResult, is_finding};
 use crate::scope::ProbeKind;
 use crate::targets::PortSet;
 
@@ -20,105 +19,6 @@ use crate::targets::PortSet;
 /// keeps its count only (a top-1000 scan's closed ports on a /16 would
 /// otherwise hold hundreds of ranges per host).
 pub const MAX_FOLDED_RANGES: usize = 64;
-
-/// Which per-probe results the NDJSON stream records.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RecordMode {
-    /// Positive findings only: open ports, echo replies, DNS answers.
-    Open,
-    /// Every reply but a closed port's RST (counted per host in the
-    /// report): the default, since closed ports are most of a scan's
-    /// replies and the least of its findings.
-    #[default]
-    Answered,
-    /// Every reply.
-    All,
-}
-
-impl RecordMode {
-    pub fn records(self, verdict: &Verdict) -> bool {
-        match self {
-            RecordMode::All => true,
-            RecordMode::Answered => !matches!(verdict, Verdict::Closed),
-            RecordMode::Open => is_finding(verdict),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            RecordMode::Open => "open",
-            RecordMode::Answered => "answered",
-            RecordMode::All => "all",
-        }
-    }
-}
-
-impl std::str::FromStr for RecordMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<RecordMode, String> {
-        match s {
-            "open" => Ok(RecordMode::Open),
-            "answered" => Ok(RecordMode::Answered),
-            "all" => Ok(RecordMode::All),
-            other => Err(format!(
-                "{other:?} is not a record mode: open, answered (the default) or all"
-            )),
-        }
-    }
-}
-
-/// A positive answer, kept in full.
-pub fn is_finding(verdict: &Verdict) -> bool {
-    matches!(
-        verdict,
-        Verdict::Open | Verdict::Up | Verdict::DnsAnswer { .. }
-    )
-}
-
-/// Results of one kind, state and reason on one host, folded.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Folded {
-    pub probe: ProbeKind,
-    pub state: &'static str,
-    /// `rst`, or `icmp TYPE/CODE`.
-    pub reason: String,
-    pub count: u64,
-    /// The ports as ranges (`1-21,23-79`); `None` when they were scattered
-    /// over more than [`MAX_FOLDED_RANGES`] ranges, or for ICMP.
-    #[serde(serialize_with = "ports_text")]
-    pub ports: Option<PortSet>,
-}
-
-fn ports_text<S: serde::Serializer>(p: &Option<PortSet>, s: S) -> Result<S::Ok, S::Error> {
-    match p {
-        Some(p) => s.serialize_str(&p.to_string()),
-        None => s.serialize_none(),
-    }
-}
-
-/// One host's results.
-#[derive(Clone, Debug, Serialize)]
-pub struct HostResults {
-    pub address: IpAddr,
-    /// Positive findings in full, sorted by port, kind and question.
-    pub results: Vec<ScanResult>,
-    /// Everything else, folded.
-    pub not_shown: Vec<Folded>,
-}
-
-impl HostResults {
-    pub fn open_ports(&self) -> impl Iterator<Item = u16> + '_ {
-        self.results
-            .iter()
-            .filter(|r| r.verdict == Verdict::Open)
-            .filter_map(|r| r.port)
-    }
-
-    pub fn answers_ping(&self) -> bool {
-        self.results.iter().any(|r| r.verdict == Verdict::Up)
-    }
-}
 
 /// Every host's results, folded as they arrive.
 #[derive(Clone, Default)]
@@ -145,15 +45,21 @@ impl HostTable {
             return;
         }
         let (state, reason) = match r.verdict {
-            Verdict::Closed => ("closed", "rst".to_string()),
+            Verdict::Closed => (FoldedState::Closed, "rst".to_string()),
             Verdict::Filtered {
                 icmp_type,
                 icmp_code,
-            } => ("filtered", format!("icmp {icmp_type}/{icmp_code}")),
+            } => (
+                FoldedState::Filtered,
+                format!("icmp {icmp_type}/{icmp_code}"),
+            ),
             Verdict::Unreachable {
                 icmp_type,
                 icmp_code,
-            } => ("unreachable", format!("icmp {icmp_type}/{icmp_code}")),
+            } => (
+                FoldedState::Unreachable,
+                format!("icmp {icmp_type}/{icmp_code}"),
+            ),
             Verdict::Open | Verdict::Up | Verdict::DnsAnswer { .. } => unreachable!("findings"),
         };
         let group = match host
@@ -199,60 +105,20 @@ impl HostTable {
         self.hosts.is_empty()
     }
 
-    /// The table a report's `hosts` array describes (the report of an
-    /// interrupted segment), so that a resumed scan folds on from it.
-    pub fn from_report(hosts: &serde_json::Value) -> Result<HostTable, String> {
+    /// The table a report's hosts describe (the report of an interrupted
+    /// segment), so that a resumed scan folds on from it.
+    pub fn from_hosts(hosts: Vec<HostResults>) -> HostTable {
         let mut table = HostTable::new();
-        for (i, h) in hosts
-            .as_array()
-            .ok_or("hosts is not an array")?
-            .iter()
-            .enumerate()
-        {
-            let address: IpAddr = h["address"]
-                .as_str()
-                .and_then(|a| a.parse().ok())
-                .ok_or_else(|| format!("hosts[{i}]: no address"))?;
-            let mut host = HostResults {
-                address,
-                results: Vec::new(),
-                not_shown: Vec::new(),
-            };
-            for r in h["results"].as_array().into_iter().flatten() {
-                let result = result_from_json(r).map_err(|e| format!("hosts[{i}]: {e}"))?;
-                table.answered[result.probe as usize] += 1;
-                host.results.push(result);
+        for host in hosts {
+            for r in &host.results {
+                table.answered[r.probe as usize] += 1;
             }
-            for g in h["not_shown"].as_array().into_iter().flatten() {
-                let probe: ProbeKind = g["probe"]
-                    .as_str()
-                    .and_then(|p| p.parse().ok())
-                    .ok_or_else(|| format!("hosts[{i}]: a folded group without its probe"))?;
-                let state = match g["state"].as_str() {
-                    Some("closed") => "closed",
-                    Some("filtered") => "filtered",
-                    Some("unreachable") => "unreachable",
-                    other => return Err(format!("hosts[{i}]: folded state {other:?}")),
-                };
-                let count = g["count"]
-                    .as_u64()
-                    .ok_or_else(|| format!("hosts[{i}]: a folded group without its count"))?;
-                let ports = match g["ports"].as_str() {
-                    Some(p) => Some(PortSet::parse(p).map_err(|e| format!("hosts[{i}]: {e}"))?),
-                    None => None,
-                };
-                table.answered[probe as usize] += count;
-                host.not_shown.push(Folded {
-                    probe,
-                    state,
-                    reason: g["reason"].as_str().unwrap_or_default().to_string(),
-                    count,
-                    ports,
-                });
+            for g in &host.not_shown {
+                table.answered[g.probe as usize] += g.count;
             }
-            table.hosts.insert(address, host);
+            table.hosts.insert(host.address, host);
         }
-        Ok(table)
+        table
     }
 
     /// Fold `other`'s hosts into this table (shards of one scan, whose
@@ -307,72 +173,6 @@ impl HostTable {
     }
 }
 
-/// One result as report.json writes it, read back.
-fn result_from_json(r: &serde_json::Value) -> Result<ScanResult, String> {
-    let field = |k: &str| r[k].as_u64();
-    let probe: ProbeKind = r["probe"]
-        .as_str()
-        .and_then(|p| p.parse().ok())
-        .ok_or("a result without its probe kind")?;
-    let port = field("port").map(|p| p as u16);
-    let icmp = || -> Result<(u8, u8), String> {
-        Ok((
-            field("icmp_type").ok_or("no icmp_type")? as u8,
-            field("icmp_code").ok_or("no icmp_code")? as u8,
-        ))
-    };
-    let verdict = match r["state"].as_str() {
-        Some("open") => Verdict::Open,
-        Some("closed") => Verdict::Closed,
-        Some("up") => Verdict::Up,
-        Some("filtered") => {
-            let (icmp_type, icmp_code) = icmp()?;
-            Verdict::Filtered {
-                icmp_type,
-                icmp_code,
-            }
-        }
-        Some("unreachable") => {
-            let (icmp_type, icmp_code) = icmp()?;
-            Verdict::Unreachable {
-                icmp_type,
-                icmp_code,
-            }
-        }
-        Some("dns_answer") => Verdict::DnsAnswer {
-            rcode: field("rcode").ok_or("no rcode")? as u8,
-            answers: field("answers").ok_or("no answers")? as u16,
-            recursion_available: r["recursion_available"].as_bool().unwrap_or(false),
-        },
-        other => return Err(format!("state {other:?}")),
-    };
-    let time = r["time"]
-        .as_str()
-        .and_then(|t| {
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-        })
-        .ok_or("a result without its time")?;
-    Ok(ScanResult {
-        target: r["target"]
-            .as_str()
-            .and_then(|t| t.parse().ok())
-            .ok_or("a result without its target")?,
-        port,
-        probe,
-        question: r["question"].as_str().map(std::sync::Arc::from),
-        // Named as the scan names it: from the port (DNS: domain).
-        service: match (probe, port) {
-            (ProbeKind::Dns, _) => Some("domain"),
-            (ProbeKind::Syn, Some(p)) => crate::targets::ports::tcp_service(p),
-            _ => None,
-        },
-        verdict,
-        ttl: field("ttl").ok_or("a result without its TTL")? as u8,
-        rtt_us: field("rtt_us"),
-        time: super::CaptureTime(time.unix_timestamp_nanos() as i64),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,7 +185,9 @@ mod tests {
             probe,
             question: None,
             // As the scan names them.
-            service: port.and_then(crate::targets::ports::tcp_service),
+            service: port
+                .and_then(crate::targets::ports::tcp_service)
+                .map(std::borrow::Cow::Borrowed),
             verdict,
             ttl: 64,
             rtt_us: None,
@@ -417,13 +219,13 @@ mod tests {
         let closed = &h.not_shown[0];
         assert_eq!(
             (closed.state, closed.reason.as_str(), closed.count),
-            ("closed", "rst", 999)
+            (FoldedState::Closed, "rst", 999)
         );
         assert_eq!(closed.ports.as_ref().unwrap().to_string(), "1-21,23-1000");
         let f = &h.not_shown[1];
         assert_eq!(
             (f.state, f.reason.as_str(), f.count),
-            ("filtered", "icmp 3/13", 2)
+            (FoldedState::Filtered, "icmp 3/13", 2)
         );
         assert_eq!(f.ports.as_ref().unwrap().to_string(), "3306-3307");
         let json = serde_json::to_value(h).unwrap();
@@ -478,7 +280,7 @@ mod tests {
         ));
         t.add(result(None, ProbeKind::Icmp, Verdict::Up));
         let json = serde_json::to_value(t.clone().into_hosts()).unwrap();
-        let mut back = HostTable::from_report(&json).unwrap();
+        let mut back = HostTable::from_hosts(serde_json::from_value(json.clone()).unwrap());
         assert_eq!(back.answered(ProbeKind::Syn), 5);
         assert_eq!(back.answered(ProbeKind::Icmp), 1);
         assert_eq!(
@@ -492,7 +294,10 @@ mod tests {
             serde_json::to_value(back.into_hosts()).unwrap(),
             serde_json::to_value(t.into_hosts()).unwrap()
         );
-        assert!(HostTable::from_report(&serde_json::json!([{"address": "x"}])).is_err());
+        assert!(
+            serde_json::from_value::<Vec<HostResults>>(serde_json::json!([{"address": "x"}]))
+                .is_err()
+        );
     }
 
     #[test]

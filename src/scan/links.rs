@@ -7,6 +7,7 @@
 //! The grouping itself is pure: it is given where each part of the target
 //! set is routed, so it is tested with made-up routes.
 
+pub use crate::results::LinkReport;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -54,19 +55,6 @@ impl Egress {
         };
         format!("{} ({how})", self.name)
     }
-}
-
-/// What the report says of one link of a run.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LinkReport {
-    /// The interface's name.
-    pub interface: String,
-    /// How its targets are reached: `on-link`, `via GATEWAY`, `through the kernel`.
-    pub reached: String,
-    /// Its targets, as address ranges.
-    pub targets: Vec<String>,
-    /// The source addresses of its probes.
-    pub sources: Vec<IpAddr>,
 }
 
 impl From<&Egress> for LinkReport {

@@ -16,10 +16,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::error::{Error, exit};
 use crate::evidence::run_dir::{self, RunDir, RunDirError};
+use crate::results::{
+    AuditAnchor, FileRecord, Identity, MergeManifest, MergeRecord, RateReport, ScanReport,
+    ShardRecord,
+};
 use crate::scan::hosts::HostTable;
 use crate::scan::progress::Observer;
 use crate::scan::session::{
@@ -33,8 +37,9 @@ pub const MANIFEST: &str = "merge.json";
 /// One shard, read and checked.
 struct Shard {
     dir: PathBuf,
-    /// The shard's report without its hosts (read into `hosts`).
-    report: Value,
+    /// The shard's report, its hosts taken out (into `hosts`).
+    report: ScanReport,
+    identity: Identity,
     hosts: HostTable,
     report_sha256: String,
     audit_head: String,
@@ -43,12 +48,11 @@ struct Shard {
 }
 
 /// The identity fields a shard may differ in: only its shard.
-fn identity_without_shard(report: &Value) -> Value {
-    let mut id = report["identity"].clone();
-    if let Some(o) = id.as_object_mut() {
-        o.remove("shard");
+fn identity_without_shard(id: &Identity) -> Identity {
+    Identity {
+        shard: String::new(),
+        ..id.clone()
     }
-    id
 }
 
 fn read_shard(dir: &Path, trusted: &[ed25519_dalek::VerifyingKey]) -> Result<Shard, Error> {
@@ -86,45 +90,36 @@ fn read_shard(dir: &Path, trusted: &[ed25519_dalek::VerifyingKey]) -> Result<Sha
         what: format!("the report {}", report_path.display()),
         source,
     })?;
-    let mut report: Value = serde_json::from_slice(&bytes).map_err(|e| {
+    let mut report: ScanReport = serde_json::from_slice(&bytes).map_err(|e| {
         Error::usage(
-            format!("{} is not JSON: {e}", report_path.display()),
+            format!("{} is not a scan report: {e}", report_path.display()),
             "give scan run directories",
         )
     })?;
     drop(bytes);
-    // The hosts, folded as the scan folded them; the rest of the report
-    // is small. (A shard's report as a JSON tree is many times its size.)
-    let hosts = HostTable::from_report(&report["hosts"]).map_err(|e| {
-        Error::usage(
-            format!("{name}: its report's hosts cannot be read: {e}"),
-            "sonde verify DIR checks the run directory",
-        )
-    })?;
-    if let Some(o) = report.as_object_mut() {
-        o.remove("hosts");
-    }
-    if report["identity"].is_null() {
+    // The hosts, folded as the scan folded them.
+    let hosts = HostTable::from_hosts(std::mem::take(&mut report.hosts));
+    let Some(identity) = report.identity.clone() else {
         return Err(Error::usage(
             format!(
                 "{name}: its report records no scan identity (made before sonde recorded one, or not a scan)"
             ),
             "scan the shards again with this version of sonde",
         ));
-    }
-    if report["interrupted"] == true
-        || report["segments"]
-            .as_array()
-            .and_then(|s| s.last())
-            .is_some_and(|s| !s["stopped_at"].is_null())
+    };
+    if report.interrupted
+        || report
+            .segments
+            .last()
+            .is_some_and(|s| s.stopped_at.is_some())
     {
         return Err(Error::usage(
             format!("shard {name} stopped before it sent every probe: its share is incomplete"),
             format!("resume it first: sonde scan --resume {name}"),
         ));
     }
-    let shard = report["identity"]["shard"].as_str().unwrap_or_default();
-    let (index, count) = shard
+    let (index, count) = identity
+        .shard
         .split_once('/')
         .and_then(|(i, n)| Some((i.parse::<u64>().ok()?, n.parse::<u64>().ok()?)))
         .ok_or_else(|| {
@@ -144,6 +139,7 @@ fn read_shard(dir: &Path, trusted: &[ed25519_dalek::VerifyingKey]) -> Result<Sha
     Ok(Shard {
         dir: dir.to_path_buf(),
         report,
+        identity,
         hosts,
         report_sha256,
         audit_head,
@@ -155,10 +151,13 @@ fn read_shard(dir: &Path, trusted: &[ed25519_dalek::VerifyingKey]) -> Result<Sha
 /// Check that `shards` are every shard of one scan, once.
 fn check_set(shards: &[Shard]) -> Result<(), Error> {
     let first = &shards[0];
-    let want = identity_without_shard(&first.report);
+    let want = identity_without_shard(&first.identity);
     for s in &shards[1..] {
-        let got = identity_without_shard(&s.report);
+        let got = identity_without_shard(&s.identity);
         if got != want {
+            // Named by member, as the report writes them.
+            let want = serde_json::to_value(&want).unwrap_or_default();
+            let got = serde_json::to_value(&got).unwrap_or_default();
             let field = want
                 .as_object()
                 .into_iter()
@@ -223,23 +222,6 @@ fn check_set(shards: &[Shard]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Numbers of `field` summed over the shards, member by member.
-fn summed(shards: &[Shard], field: &str) -> Value {
-    let mut out = serde_json::Map::new();
-    for s in shards {
-        for (k, v) in s.report[field].as_object().into_iter().flatten() {
-            if let Some(n) = v.as_u64() {
-                let t = out.get(k).and_then(Value::as_u64).unwrap_or(0);
-                out.insert(k.clone(), Value::from(t + n));
-            } else if v.is_boolean() {
-                let t = out.get(k).and_then(Value::as_bool).unwrap_or(false);
-                out.insert(k.clone(), Value::from(t || v.as_bool() == Some(true)));
-            }
-        }
-    }
-    Value::Object(out)
-}
-
 /// What to merge, where, trusting and signing with which keys.
 pub struct MergeRequest {
     /// The shards' run directories (every shard 1..N of one scan, once).
@@ -300,33 +282,26 @@ pub fn merge(request: MergeRequest, observer: &dyn Observer) -> Result<MergeOutc
     let _writer = lock_run_dir(dir.path())?;
     let mut log: Audit = crate::evidence::AuditLog::new(create_in(&dir, run_dir::AUDIT)?);
     let started = now_rfc3339();
-    let manifest_shards: Vec<Value> = shards
+    let manifest_shards: Vec<ShardRecord> = shards
         .iter()
         .map(|s| {
             let r = &s.report;
-            let pcap = r["files"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|f| f["role"] == "pcap")
-                .cloned()
-                .unwrap_or(Value::Null);
-            json!({
-                "shard": format!("{}/{}", s.index, s.count),
-                "run_directory": std::fs::canonicalize(&s.dir)
+            ShardRecord {
+                shard: format!("{}/{}", s.index, s.count),
+                run_directory: std::fs::canonicalize(&s.dir)
                     .unwrap_or_else(|_| s.dir.clone())
                     .display()
                     .to_string(),
-                "report_sha256": s.report_sha256,
-                "audit_head": s.audit_head,
-                "pcap_sha256": pcap["sha256"],
-                "started": r["started"],
-                "finished": r["finished"],
-                "host": r["host"],
-                "operator": r["operator"],
-                "probes": r["probes"],
-                "rate": r["rate"],
-            })
+                report_sha256: s.report_sha256.clone(),
+                audit_head: s.audit_head.clone(),
+                pcap_sha256: r.file_with_role("pcap").map(|f| f.sha256.clone()),
+                started: r.started.clone(),
+                finished: r.finished.clone(),
+                host: r.host.clone(),
+                operator: r.operator.clone(),
+                probes: r.probes,
+                rate: r.rate.clone(),
+            }
         })
         .collect();
     audit(
@@ -358,12 +333,14 @@ pub fn merge(request: MergeRequest, observer: &dyn Observer) -> Result<MergeOutc
 
     // The manifest.
     let first = &shards[0].report;
-    let mut identity = first["identity"].clone();
-    identity["shard"] = Value::from("1/1");
-    let manifest = json!({
-        "identity": identity,
-        "shards": manifest_shards,
-    });
+    let identity = Identity {
+        shard: "1/1".to_string(),
+        ..shards[0].identity.clone()
+    };
+    let manifest = MergeManifest {
+        identity: identity.clone(),
+        shards: manifest_shards.clone(),
+    };
     {
         let mut f = create_in(&dir, MANIFEST)?;
         serde_json::to_writer_pretty(&mut f, &manifest)
@@ -382,79 +359,89 @@ pub fn merge(request: MergeRequest, observer: &dyn Observer) -> Result<MergeOutc
     let finished = now_rfc3339();
     let first_started = shards
         .iter()
-        .filter_map(|s| s.report["started"].as_str())
+        .map(|s| s.report.started.as_str())
         .min()
         .unwrap_or(&started)
         .to_string();
     let last_finished = shards
         .iter()
-        .filter_map(|s| s.report["finished"].as_str())
+        .map(|s| s.report.finished.as_str())
         .max()
         .unwrap_or(&finished)
         .to_string();
-    let sum = |f: &str| -> u64 {
-        shards
-            .iter()
-            .map(|s| s.report[f].as_u64().unwrap_or(0))
-            .sum()
-    };
-    let rate_sum = |f: &str| -> f64 {
-        shards
-            .iter()
-            .map(|s| s.report["rate"][f].as_f64().unwrap_or(0.0))
-            .sum()
-    };
-    let rate_max = |f: &str| -> f64 {
-        shards
-            .iter()
-            .map(|s| s.report["rate"][f].as_f64().unwrap_or(0.0))
-            .fold(0.0, f64::max)
-    };
-    let mut parameters = first["parameters"].clone();
-    parameters["shard"] = Value::from("1/1");
-    let report = crate::evidence::provenance(json!({
-        "started": first_started,
-        "finished": last_finished,
-        "run_directory": dir.path().display().to_string(),
-        "scope": first["scope"],
-        "parameters": parameters,
-        "identity": identity,
-        "merge": {
-            "manifest": MANIFEST,
-            "shards": manifest["shards"],
+    let probes: u64 = shards.iter().map(|s| s.report.probes).sum();
+    let rates = || shards.iter().map(|s| &s.report.rate);
+    let mut counters = crate::results::Counters::default();
+    let mut unanswered = std::collections::BTreeMap::new();
+    for s in &shards {
+        counters += s.report.counters;
+        crate::results::add_per_kind(&mut unanswered, &s.report.unanswered);
+    }
+    let who = crate::evidence::Provenance::current();
+    let report = ScanReport {
+        sonde_version: who.sonde_version,
+        command: who.command,
+        operator: who.operator,
+        host: who.host,
+        started: first_started,
+        finished: last_finished,
+        run_directory: dir.path().display().to_string(),
+        scope: first.scope.clone(),
+        parameters: crate::results::Parameters {
+            shard: "1/1".to_string(),
+            ..first.parameters.clone()
         },
-        "interrupted": false,
-        "output_error": Value::Null,
-        "planned_probes": sum("planned_probes"),
-        "max_probes": first["max_probes"],
-        "scope_stopped": Value::Null,
-        "possibly_incomplete": shards.iter().any(|s| s.report["possibly_incomplete"] == true),
-        "counters": summed(&shards, "counters"),
-        "rate": {
-            "requested": rate_sum("requested"),
-            "achieved": rate_sum("achieved"),
-            "sending_seconds": rate_max("sending_seconds"),
-            "discovery_seconds": rate_max("discovery_seconds"),
-            "shortfall": Value::Null,
+        identity: Some(identity),
+        merge: Some(MergeRecord {
+            manifest: MANIFEST.to_string(),
+            shards: manifest.shards,
+        }),
+        interrupted: false,
+        output_error: None,
+        planned_probes: shards.iter().map(|s| s.report.planned_probes).sum(),
+        max_probes: first.max_probes,
+        scope_stopped: None,
+        possibly_incomplete: shards.iter().any(|s| s.report.possibly_incomplete),
+        counters,
+        rate: RateReport {
+            requested: rates().map(|r| r.requested).sum(),
+            achieved: rates().map(|r| r.achieved).sum(),
+            sending_seconds: rates().map(|r| r.sending_seconds).fold(0.0, f64::max),
+            discovery_seconds: rates().map(|r| r.discovery_seconds).fold(0.0, f64::max),
+            shortfall: None,
         },
-        "neighbour_discovery": first["neighbour_discovery"],
-        "probes": sum("probes"),
-        "unanswered": summed(&shards, "unanswered"),
-        "files": [
-            {"name": run_dir::RESULTS, "role": "results", "sha256": results_sha, "size": results_size},
-            {"name": MANIFEST, "role": "merge-manifest", "sha256": manifest_sha, "size": manifest_size},
+        neighbour_discovery: first.neighbour_discovery.clone(),
+        links: Vec::new(),
+        passes: None,
+        probes,
+        unanswered,
+        segments: Vec::new(),
+        files: vec![
+            FileRecord {
+                name: run_dir::RESULTS.to_string(),
+                role: "results".to_string(),
+                sha256: results_sha,
+                size: results_size,
+            },
+            FileRecord {
+                name: MANIFEST.to_string(),
+                role: "merge-manifest".to_string(),
+                sha256: manifest_sha,
+                size: manifest_size,
+            },
         ],
-        "audit": {
-            "file": run_dir::AUDIT,
-            "records": log.records(),
-            "head": log.head(),
+        audit: AuditAnchor {
+            file: run_dir::AUDIT.to_string(),
+            records: log.records(),
+            head: log.head().to_string(),
         },
-        "compliance": crate::evidence::compliance::CONTROLS,
-        "capture_analysis": capture_analysis,
-        "capture_analysis_cost": cost,
-    }));
+        compliance: crate::results::compliance::controls(),
+        capture_analysis,
+        capture_analysis_cost: cost,
+        hosts,
+    };
     let report_file = create_in(&dir, run_dir::REPORT_PARTIAL)?;
-    write_report(report_file, &report, &hosts)
+    write_report(report_file, &report)
         .map_err(|e| Error::runtime("cannot write the merged report", e))?;
     std::fs::rename(dir.file(run_dir::REPORT_PARTIAL), dir.file(run_dir::REPORT))
         .map_err(|e| Error::runtime("cannot put the merged report in place", e))?;
@@ -470,9 +457,9 @@ pub fn merge(request: MergeRequest, observer: &dyn Observer) -> Result<MergeOutc
     Ok(MergeOutcome {
         dir: dir.path().to_path_buf(),
         shards: shards.len(),
-        probes: sum("probes"),
-        hosts: hosts.len(),
-        open_ports: hosts.iter().map(|h| h.open_ports().count()).sum(),
+        probes,
+        hosts: report.hosts.len(),
+        open_ports: report.hosts.iter().map(|h| h.open_ports().count()).sum(),
         report_sha256: report_sha,
         audit_head: log.head().to_string(),
         audit_records: log.records(),

@@ -33,8 +33,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::evidence::sent_log::{PlanParts, SentLogHeader, SentLogWriter};
 use crate::net::link::{self, Link};
 use crate::net::packet::SnifferStats;
@@ -43,11 +41,15 @@ use crate::pcap::PcapWriter;
 use crate::pcap::writer::LINKTYPE_RAW;
 use crate::probe::cookie::MAX_DNS_QUESTIONS;
 use crate::probe::plan::ProbePlan;
-use crate::probe::{CookieKey, DnsQuestion, ProbeTemplate, Verdict};
+use crate::probe::{CookieKey, DnsQuestion, ProbeTemplate};
 use crate::scope::{ProbeKind, Refusal, ScopeGate};
 use crate::targets::index::Shard;
 use crate::targets::{IpSet, PortSet};
 use correlate::Correlator;
+
+pub use crate::results::{
+    CaptureTime, Counters, PassAnswers, PassReport, RateReport, ScanResult, StopPoint,
+};
 
 /// What to scan and how.
 pub struct ScanConfig {
@@ -111,28 +113,6 @@ impl ScanConfig {
     }
 }
 
-/// Where an interrupted scan stopped: the pass, the probe kind (its index
-/// among the plan's kinds) and each sending thread's next position in its
-/// share of that kind's order (`None`: its share was done). Every probe
-/// before it was sent (or skipped as down) in that pass; none after.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct StopPoint {
-    pub pass: u32,
-    pub kind: usize,
-    pub next: Vec<Option<u64>>,
-}
-
-impl StopPoint {
-    /// The start of `pass`, for `senders` threads.
-    pub fn start_of(pass: u32, senders: usize) -> StopPoint {
-        StopPoint {
-            pass,
-            kind: 0,
-            next: vec![Some(0); senders],
-        }
-    }
-}
-
 /// What a resumed scan takes from the segments before it.
 pub struct Resume {
     pub at: StopPoint,
@@ -141,57 +121,6 @@ pub struct Resume {
     pub answered: Option<Vec<u8>>,
     /// The hosts' results so far (from the last report), folded on.
     pub hosts: hosts::HostTable,
-}
-
-/// One result: the first valid reply to a probe.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ScanResult {
-    pub target: IpAddr,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    pub probe: ProbeKind,
-    /// The DNS question, NAME:TYPE (DNS results only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub question: Option<Arc<str>>,
-    /// nmap's name for the port's service (`ssh`; `domain` for DNS), as
-    /// nmap prints it beside a port; none for ICMP or an unnamed port.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub service: Option<&'static str>,
-    #[serde(flatten)]
-    pub verdict: Verdict,
-    pub ttl: u8,
-    /// Microseconds from the first probe of this target/port to the reply
-    /// (kept for the first 100,000 probes of a scan).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rtt_us: Option<u64>,
-    /// When the reply was captured (RFC 3339 in JSON).
-    pub time: CaptureTime,
-}
-
-/// Nanoseconds since the Unix epoch, written as RFC 3339. A result holds no
-/// heap data, so a scan's memory is a fixed size per reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct CaptureTime(pub i64);
-
-impl Serialize for CaptureTime {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::clock::timestamp(self.0))
-    }
-}
-
-/// Counters of one run.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct Counters {
-    pub sent: u64,
-    /// Probes not sent because their target answered no ARP request or
-    /// neighbour solicitation (down).
-    pub skipped_down: u64,
-    pub received: u64,
-    pub matched: u64,
-    pub invalid: u64,
-    pub duplicates: u64,
-    pub retried: u64,
-    pub kernel_drops: u64,
 }
 
 /// Everything a scan produced.
@@ -228,73 +157,6 @@ pub struct ScanOutcome {
     /// Which probes have their result, every segment's: kept for a resume
     /// when the scan stopped early.
     pub answered: Option<correlate::AnsweredSnapshot>,
-}
-
-/// The passes of a run: the retries asked for, the ones added because the
-/// link lost packets, and what each pass found.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct PassReport {
-    /// `--retries`: the retry passes always sent (unanswered probes only).
-    pub retries: u32,
-    /// `--max-retries`: the most retry passes when passes keep finding answers.
-    pub max_retries: u32,
-    /// Retry passes added past `retries` because the one before still
-    /// found answers.
-    pub added: u32,
-    /// Each pass sent (0: the first), with the results that came while it
-    /// was sent and in the pause after it.
-    pub answers: Vec<PassAnswers>,
-    /// The share of results that only a retry pass got: how much the first
-    /// pass lost to the link (about the round trip's loss rate).
-    pub loss_estimate: f64,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct PassAnswers {
-    pub pass: u32,
-    pub results: u64,
-}
-
-impl PassReport {
-    fn new(retries: u32, max_retries: u32, found: Vec<(u32, u64)>) -> PassReport {
-        let total: u64 = found.iter().map(|p| p.1).sum();
-        let later: u64 = found.iter().filter(|p| p.0 > 0).map(|p| p.1).sum();
-        PassReport {
-            retries,
-            max_retries,
-            added: found
-                .iter()
-                .filter(|p| p.0 > retries)
-                .count()
-                .try_into()
-                .unwrap_or(u32::MAX),
-            answers: found
-                .into_iter()
-                .map(|(pass, results)| PassAnswers { pass, results })
-                .collect(),
-            loss_estimate: if total == 0 {
-                0.0
-            } else {
-                ((later as f64 / total as f64) * 10_000.0).round() / 10_000.0
-            },
-        }
-    }
-}
-
-/// The rate asked for, the rate achieved, and what held it back.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct RateReport {
-    /// Packets per second the gate paced to.
-    pub requested: f64,
-    /// First-pass probes per second of the first pass (discovery and the
-    /// retries excluded): the rate the scan ran at.
-    pub achieved: f64,
-    /// Seconds of sending, every pass.
-    pub sending_seconds: f64,
-    /// Seconds of neighbour discovery before the first probe.
-    pub discovery_seconds: f64,
-    /// Set when the rate stayed below 90% of the requested one for 5 s.
-    pub shortfall: Option<progress::RateShortfall>,
 }
 
 /// Why a scan stopped.

@@ -2,41 +2,14 @@
 //! which stage holds it back. Pure: fed samples of the counters with their
 //! times, so it is tested without a network.
 
+pub use crate::results::{LimitingStage, RateShortfall};
 use std::collections::VecDeque;
-
-use serde::Serialize;
 
 /// How long the achieved rate must stay below 90% of the requested one
 /// before it is reported.
 pub const SHORTFALL_AFTER_NS: i64 = 5_000_000_000;
 /// The window the achieved rate is measured over.
 pub const WINDOW_NS: i64 = 1_000_000_000;
-
-/// What limited the rate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LimitingStage {
-    /// The sending threads never waited for the gate: they (their CPU,
-    /// the kernel's send path) are the limit. More `--senders` may help.
-    SenderCpu,
-    /// The kernel dropped replies the receive thread did not take in time.
-    ReceiverDrops,
-    /// The threads waited for the gate and still fell short: bursts lost to
-    /// scheduling on a loaded machine.
-    Pacing,
-}
-
-impl LimitingStage {
-    pub fn describe(self) -> &'static str {
-        match self {
-            LimitingStage::SenderCpu => {
-                "the sending threads (CPU or the kernel's send path; more --senders may help)"
-            }
-            LimitingStage::ReceiverDrops => "the receive side (the kernel dropped replies)",
-            LimitingStage::Pacing => "pacing on a loaded machine (the threads waited for the gate)",
-        }
-    }
-}
 
 /// What a running scan tells its caller: the library never writes to a
 /// terminal itself; the command line draws these, a library caller logs
@@ -73,17 +46,6 @@ pub enum ScanEvent {
 /// Who receives a scan's [`ScanEvent`]s; called from the scan's threads.
 pub trait Observer: Send + Sync {
     fn event(&self, event: &ScanEvent);
-}
-
-/// A rate that stayed below 90% of the requested one for 5 seconds.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RateShortfall {
-    pub requested: f64,
-    /// Probes per second over the last second when it was noticed.
-    pub achieved: f64,
-    pub stage: LimitingStage,
-    /// Seconds after sending began.
-    pub after_seconds: f64,
 }
 
 /// One reading of the counters.

@@ -50,7 +50,9 @@ pub fn tshark_count(pcap: &Path, filter: &str) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
-/// A scan report, validated against docs/scan-report.schema.json.
+/// A scan report, validated against docs/scan-report.schema.json and read
+/// as the one definition (`sonde::results::ScanReport`), losslessly: the
+/// typed report written again is the JSON the run wrote.
 pub fn report_json(path: &Path) -> serde_json::Value {
     let schema: serde_json::Value =
         serde_json::from_str(include_str!("../../docs/scan-report.schema.json")).unwrap();
@@ -75,6 +77,14 @@ pub fn report_json(path: &Path) -> serde_json::Value {
     assert!(
         errors.is_empty(),
         "{} does not match the schema: {errors:#?}",
+        path.display()
+    );
+    let typed: sonde::results::ScanReport = serde_json::from_value(r.clone())
+        .unwrap_or_else(|e| panic!("{} is not a ScanReport: {e}", path.display()));
+    assert_eq!(
+        serde_json::to_value(&typed).unwrap(),
+        r,
+        "{}: the typed report does not write back as read",
         path.display()
     );
     r

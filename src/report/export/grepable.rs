@@ -7,9 +7,10 @@
 
 use std::io::{self, Write};
 
-use super::{ScanView, nmap_state, nmap_time};
+use super::{HostExport, ScanExport, nmap_state, nmap_time};
+use crate::results::ScanReport;
 
-pub(super) fn write(scan: &ScanView, out: &mut dyn Write) -> io::Result<()> {
+pub(super) fn write(scan: &ScanReport, out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
         "# sonde {} scan initiated {} as: {}",
@@ -29,15 +30,15 @@ pub(super) fn write(scan: &ScanView, out: &mut dyn Write) -> io::Result<()> {
             for r in &a.listed {
                 ports.push((
                     r.port.unwrap_or(0),
-                    nmap_state(&r.state).to_string(),
+                    nmap_state(r.state()).to_string(),
                     "tcp",
-                    r.service.clone().unwrap_or_default(),
+                    r.service.as_deref().unwrap_or_default().to_string(),
                 ));
             }
             let mut groups: Vec<(String, u64, Option<String>)> = a
                 .folded
                 .iter()
-                .map(|(s, _, n, p)| (nmap_state(s).to_string(), *n, p.map(str::to_string)))
+                .map(|(s, _, n, p)| (nmap_state(s).to_string(), *n, p.map(|p| p.to_string())))
                 .collect();
             if a.no_response > 0 {
                 groups.push((

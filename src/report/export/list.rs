@@ -5,19 +5,21 @@
 
 use std::io::{self, Write};
 
-use super::{ScanView, epoch};
+use crate::probe::Verdict;
+use crate::results::ScanReport;
+use crate::scope::ProbeKind;
 
-pub(super) fn write(scan: &ScanView, out: &mut dyn Write) -> io::Result<()> {
+pub(super) fn write(scan: &ScanReport, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "#masscan")?;
     for host in &scan.hosts {
         for r in &host.results {
-            let (proto, port) = match (r.probe.as_str(), r.state.as_str(), r.port) {
-                ("syn", "open", Some(p)) => ("tcp", p),
-                ("icmp", "up", _) => ("icmp", 0),
-                ("dns", _, _) => ("udp", 53),
+            let (proto, port) = match (r.probe, r.verdict, r.port) {
+                (ProbeKind::Syn, Verdict::Open, Some(p)) => ("tcp", p),
+                (ProbeKind::Icmp, Verdict::Up, _) => ("icmp", 0),
+                (ProbeKind::Dns, _, _) => ("udp", 53),
                 _ => continue,
             };
-            writeln!(out, "open {proto} {port} {} {}", r.target, epoch(&r.time))?;
+            writeln!(out, "open {proto} {port} {} {}", r.target, r.time.seconds())?;
         }
     }
     writeln!(out, "# end")

@@ -14,12 +14,11 @@ mod list;
 mod nmap_xml;
 mod table;
 
-use std::io::{self, BufRead, Write};
-use std::net::IpAddr;
-
-use serde::Deserialize;
-
+use crate::probe::Verdict;
+use crate::results::{HostResults, ScanReport, ScanResult};
+use crate::scope::ProbeKind;
 use crate::targets::{AddrRange, IpSet, PortSet};
+use std::io::{self, BufRead, Write};
 
 pub use table::{COLUMNS, write_csv};
 
@@ -82,113 +81,34 @@ impl From<io::Error> for ExportError {
     }
 }
 
-/// What the exports read of a scan's report.json.
-#[derive(Debug, Deserialize)]
-pub struct ScanView {
-    pub sonde_version: String,
-    pub command: Vec<String>,
-    pub started: String,
-    pub finished: String,
-    #[serde(default)]
-    pub interrupted: bool,
-    pub parameters: ParametersView,
-    #[serde(default)]
-    pub neighbour_discovery: Option<DiscoveryView>,
-    pub hosts: Vec<HostView>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ParametersView {
-    pub targets: Vec<String>,
-    pub ports: String,
-    pub probes: Vec<String>,
-    #[serde(default)]
-    pub dns_query: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct DiscoveryView {
-    #[serde(default)]
-    pub down: Vec<DownView>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct DownView {
-    pub reason: String,
-    pub count: u64,
-    pub addresses: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct HostView {
-    pub address: IpAddr,
-    pub results: Vec<ResultView>,
-    pub not_shown: Vec<FoldedView>,
-}
-
-/// One result as report.json and results.ndjson write it.
-#[derive(Debug, Deserialize)]
-pub struct ResultView {
-    pub target: IpAddr,
-    #[serde(default)]
-    pub port: Option<u16>,
-    pub probe: String,
-    #[serde(default)]
-    pub question: Option<String>,
-    #[serde(default)]
-    pub service: Option<String>,
-    pub state: String,
-    #[serde(default)]
-    pub icmp_type: Option<u8>,
-    #[serde(default)]
-    pub icmp_code: Option<u8>,
-    #[serde(default)]
-    pub rcode: Option<u8>,
-    #[serde(default)]
-    pub answers: Option<u64>,
-    #[serde(default)]
-    pub recursion_available: Option<bool>,
-    pub ttl: u8,
-    #[serde(default)]
-    pub rtt_us: Option<u64>,
-    pub time: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct FoldedView {
-    pub probe: String,
-    pub state: String,
-    pub reason: String,
-    pub count: u64,
-    #[serde(default)]
-    pub ports: Option<String>,
-}
-
-impl ScanView {
-    /// Read a scan's report.json; an analysis report or other JSON is
-    /// refused with what is missing.
-    pub fn from_slice(bytes: &[u8]) -> Result<ScanView, ExportError> {
-        let doc: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| ExportError::NotAScan(e.to_string()))?;
-        if doc.get("parameters").is_none() || doc.get("hosts").is_none() {
-            return Err(ExportError::NotAScan(
-                "it has no \"parameters\" and \"hosts\" (an analysis report has no scan results)"
-                    .into(),
-            ));
-        }
-        serde_json::from_value(doc).map_err(|e| ExportError::NotAScan(e.to_string()))
+/// Read a scan's report.json; an analysis report or other JSON is refused
+/// with what is missing.
+pub fn read_scan(bytes: &[u8]) -> Result<ScanReport, ExportError> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ExportError::NotAScan(e.to_string()))?;
+    if doc.get("parameters").is_none() || doc.get("hosts").is_none() {
+        return Err(ExportError::NotAScan(
+            "it has no \"parameters\" and \"hosts\" (an analysis report has no scan results)"
+                .into(),
+        ));
     }
+    serde_json::from_value(doc).map_err(|e| ExportError::NotAScan(e.to_string()))
+}
 
-    /// The SYN ports scanned, when SYN probes were sent.
-    pub fn syn_ports(&self) -> Option<PortSet> {
-        if !self.parameters.probes.iter().any(|p| p == "syn") {
-            return None;
-        }
-        PortSet::parse(&self.parameters.ports).ok()
-    }
-
+/// What the exports ask of a scan report beyond its fields.
+pub trait ScanExport {
     /// How many addresses the scan's target list held.
-    pub fn target_count(&self) -> u128 {
+    fn target_count(&self) -> u128;
+    /// The addresses discovery found down, by reason.
+    fn down(&self) -> Vec<(&'static str, AddrRange)>;
+    /// How many addresses discovery found down.
+    fn down_count(&self) -> u64;
+    /// Seconds since the epoch of the scan's start and end.
+    fn start_end(&self) -> (i64, i64);
+}
+
+impl ScanExport for ScanReport {
+    fn target_count(&self) -> u128 {
         let mut set = IpSet::new();
         for t in &self.parameters.targets {
             if let Some(r) = parse_range(t) {
@@ -198,26 +118,23 @@ impl ScanView {
         set.count(crate::targets::Family::V4) + set.count(crate::targets::Family::V6)
     }
 
-    /// The addresses discovery found down, by reason.
-    pub fn down(&self) -> impl Iterator<Item = (&str, AddrRange)> + '_ {
-        self.neighbour_discovery.iter().flat_map(|d| {
-            d.down.iter().flat_map(|g| {
+    fn down(&self) -> Vec<(&'static str, AddrRange)> {
+        self.neighbour_discovery
+            .down
+            .iter()
+            .flat_map(|g| {
                 g.addresses
                     .iter()
                     .filter_map(|a| parse_range(a).map(|r| (g.reason.as_str(), r)))
             })
-        })
+            .collect()
     }
 
-    /// How many addresses discovery found down.
-    pub fn down_count(&self) -> u64 {
-        self.neighbour_discovery
-            .as_ref()
-            .map_or(0, |d| d.down.iter().map(|g| g.count).sum())
+    fn down_count(&self) -> u64 {
+        self.neighbour_discovery.down.iter().map(|g| g.count).sum()
     }
 
-    /// Seconds since the epoch of the scan's start and end.
-    pub fn start_end(&self) -> (i64, i64) {
+    fn start_end(&self) -> (i64, i64) {
         (epoch(&self.started), epoch(&self.finished))
     }
 }
@@ -256,23 +173,35 @@ pub fn nmap_time(s: &str) -> String {
 pub struct PortAccount<'a> {
     /// Listed one by one: open ports, and filtered or unreachable ones
     /// whose ICMP error named them (with their result).
-    pub listed: Vec<&'a ResultView>,
+    pub listed: Vec<&'a ScanResult>,
     /// Folded: (state, reason, count, ports if known).
-    pub folded: Vec<(&'a str, &'a str, u64, Option<&'a str>)>,
+    pub folded: Vec<(&'static str, &'a str, u64, Option<&'a PortSet>)>,
     /// Ports that got no answer at all: nmap's "filtered (no-response)",
     /// with their ranges when every other port's is known.
     pub no_response: u64,
     pub no_response_ports: Option<PortSet>,
 }
 
-impl HostView {
+/// What the exports ask of a host's results.
+pub trait HostExport {
     /// Account for every SYN port of `scanned` on this host.
-    pub fn syn_account(&self, scanned: &PortSet) -> PortAccount<'_> {
+    fn syn_account(&self, scanned: &PortSet) -> PortAccount<'_>;
+    /// The host's echo reply, if it answered ping.
+    fn echo(&self) -> Option<&ScanResult>;
+    /// The host's DNS answers.
+    fn dns(&self) -> impl Iterator<Item = &ScanResult>;
+    /// Why the host is up, as nmap says it: the reply that showed it, and
+    /// that reply's TTL.
+    fn up_reason(&self) -> (&'static str, u8);
+}
+
+impl HostExport for HostResults {
+    fn syn_account(&self, scanned: &PortSet) -> PortAccount<'_> {
         let mut a = PortAccount::default();
         let mut known = PortSet::new();
         let mut all_known = true;
         for r in &self.results {
-            if r.probe == "syn"
+            if r.probe == ProbeKind::Syn
                 && let Some(p) = r.port
             {
                 a.listed.push(r);
@@ -280,13 +209,13 @@ impl HostView {
             }
         }
         let mut accounted = a.listed.len() as u64;
-        for f in self.not_shown.iter().filter(|f| f.probe == "syn") {
+        for f in self.not_shown.iter().filter(|f| f.probe == ProbeKind::Syn) {
             a.folded
-                .push((&f.state, &f.reason, f.count, f.ports.as_deref()));
+                .push((f.state.as_str(), &f.reason, f.count, f.ports.as_ref()));
             accounted += f.count;
-            match f.ports.as_deref().map(PortSet::parse) {
-                Some(Ok(ports)) => known.union_with(&ports),
-                _ => all_known = false,
+            match &f.ports {
+                Some(ports) => known.union_with(ports),
+                None => all_known = false,
             }
         }
         a.no_response = (scanned.len() as u64).saturating_sub(accounted);
@@ -300,35 +229,31 @@ impl HostView {
         a
     }
 
-    /// The host's echo reply, if it answered ping.
-    pub fn echo(&self) -> Option<&ResultView> {
+    fn echo(&self) -> Option<&ScanResult> {
         self.results
             .iter()
-            .find(|r| r.probe == "icmp" && r.state == "up")
+            .find(|r| r.probe == ProbeKind::Icmp && r.verdict == Verdict::Up)
     }
 
-    /// The host's DNS answers.
-    pub fn dns(&self) -> impl Iterator<Item = &ResultView> {
-        self.results.iter().filter(|r| r.probe == "dns")
+    fn dns(&self) -> impl Iterator<Item = &ScanResult> {
+        self.results.iter().filter(|r| r.probe == ProbeKind::Dns)
     }
 
-    /// Why the host is up, as nmap says it: the reply that showed it, and
-    /// that reply's TTL.
-    pub fn up_reason(&self) -> (&'static str, u8) {
-        let first = |pred: &dyn Fn(&ResultView) -> bool| self.results.iter().find(|r| pred(r));
-        if let Some(r) = first(&|r| r.probe == "icmp" && r.state == "up") {
+    fn up_reason(&self) -> (&'static str, u8) {
+        let first = |pred: &dyn Fn(&ScanResult) -> bool| self.results.iter().find(|r| pred(r));
+        if let Some(r) = first(&|r| r.probe == ProbeKind::Icmp && r.verdict == Verdict::Up) {
             return ("echo-reply", r.ttl);
         }
-        if let Some(r) = first(&|r| r.probe == "syn" && r.state == "open") {
+        if let Some(r) = first(&|r| r.probe == ProbeKind::Syn && r.verdict == Verdict::Open) {
             return ("syn-ack", r.ttl);
         }
-        if let Some(r) = first(&|r| r.probe == "dns") {
+        if let Some(r) = first(&|r| r.probe == ProbeKind::Dns) {
             return ("udp-response", r.ttl);
         }
         if self
             .not_shown
             .iter()
-            .any(|f| f.probe == "syn" && f.reason == "rst")
+            .any(|f| f.probe == ProbeKind::Syn && f.reason == "rst")
         {
             return ("reset", 0);
         }
@@ -340,19 +265,24 @@ impl HostView {
 }
 
 /// nmap's reason for a port or host a result showed.
-pub fn reason(r: &ResultView) -> &'static str {
-    match (r.probe.as_str(), r.state.as_str()) {
-        ("syn", "open") => "syn-ack",
-        ("syn", "closed") => "reset",
-        ("icmp", "up") => "echo-reply",
-        ("dns", _) => "udp-response",
+pub fn reason(r: &ScanResult) -> &'static str {
+    match (r.probe, r.verdict) {
+        (ProbeKind::Syn, Verdict::Open) => "syn-ack",
+        (ProbeKind::Syn, Verdict::Closed) => "reset",
+        (ProbeKind::Icmp, Verdict::Up) => "echo-reply",
+        (ProbeKind::Dns, _) => "udp-response",
         _ => icmp_reason(r),
     }
 }
 
 /// nmap's names for ICMP errors (its reason.cc).
-pub fn icmp_reason(r: &ResultView) -> &'static str {
-    match (r.icmp_type, r.icmp_code) {
+pub fn icmp_reason(r: &ScanResult) -> &'static str {
+    let (t, c) = r.icmp().unzip();
+    icmp_name(t, c)
+}
+
+fn icmp_name(icmp_type: Option<u8>, icmp_code: Option<u8>) -> &'static str {
+    match (icmp_type, icmp_code) {
         (Some(3), Some(0)) => "net-unreach",
         (Some(3), Some(1)) => "host-unreach",
         (Some(3), Some(2)) => "proto-unreach",
@@ -376,23 +306,7 @@ pub fn folded_reason(reason: &str) -> String {
         .split('/')
         .map(|n| n.parse::<u8>().ok());
     let (t, c) = (it.next().flatten(), it.next().flatten());
-    let probe = ResultView {
-        target: IpAddr::from([0, 0, 0, 0]),
-        port: None,
-        probe: String::new(),
-        question: None,
-        service: None,
-        state: String::new(),
-        icmp_type: t,
-        icmp_code: c,
-        rcode: None,
-        answers: None,
-        recursion_available: None,
-        ttl: 0,
-        rtt_us: None,
-        time: String::new(),
-    };
-    icmp_reason(&probe).to_string()
+    icmp_name(t, c).to_string()
 }
 
 /// A port state as nmap names it (sonde's `unreachable` is nmap's
@@ -412,7 +326,7 @@ pub fn export(
     results: Option<&mut dyn BufRead>,
     out: &mut dyn Write,
 ) -> Result<(), ExportError> {
-    let scan = ScanView::from_slice(report)?;
+    let scan = read_scan(report)?;
     match format {
         ExportFormat::Xml => nmap_xml::write(&scan, out)?,
         ExportFormat::Grepable => grepable::write(&scan, out)?,

@@ -21,12 +21,14 @@ use std::io::{self, Write};
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesPI, BytesText, Event};
 
-use super::{HostView, ScanView, epoch, folded_reason, nmap_state, nmap_time, reason};
+use super::{HostExport, ScanExport, epoch, folded_reason, nmap_state, nmap_time, reason};
+use crate::results::{HostResults, ScanReport, ScanResult};
+use crate::scope::ProbeKind;
 
 /// The xmloutputversion nmap 7.9x writes.
 const XML_OUTPUT_VERSION: &str = "1.05";
 
-pub(super) fn write(scan: &ScanView, out: &mut dyn Write) -> io::Result<()> {
+pub(super) fn write(scan: &ScanReport, out: &mut dyn Write) -> io::Result<()> {
     let mut w = Writer::new_with_indent(out, b' ', 0);
     w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
     w.write_event(Event::DocType(BytesText::from_escaped("nmaprun")))?;
@@ -60,7 +62,7 @@ pub(super) fn write(scan: &ScanView, out: &mut dyn Write) -> io::Result<()> {
                     ])
                     .write_empty()?;
             }
-            if scan.parameters.probes.iter().any(|p| p == "dns") {
+            if scan.parameters.probes.contains(&ProbeKind::Dns) {
                 w.create_element("scaninfo")
                     .with_attributes([
                         ("type", "udp"),
@@ -136,12 +138,12 @@ fn address<W: Write>(w: &mut Writer<W>, addr: std::net::IpAddr) -> io::Result<()
 
 fn write_host<W: Write>(
     w: &mut Writer<W>,
-    host: &HostView,
+    host: &HostResults,
     scanned: Option<&crate::targets::PortSet>,
     start: i64,
     end: i64,
 ) -> io::Result<()> {
-    let times: Vec<i64> = host.results.iter().map(|r| epoch(&r.time)).collect();
+    let times: Vec<i64> = host.results.iter().map(|r| r.time.seconds()).collect();
     let first = times
         .iter()
         .copied()
@@ -181,7 +183,7 @@ fn write_host<W: Write>(
                                 nmap_state(state),
                                 folded_reason(why),
                                 *n,
-                                ports.map(str::to_string),
+                                ports.map(|p| p.to_string()),
                             )
                         })
                         .collect();
@@ -232,7 +234,7 @@ fn write_host<W: Write>(
                             .write_inner_content(|w| {
                                 w.create_element("state")
                                     .with_attributes([
-                                        ("state", nmap_state(&r.state)),
+                                        ("state", nmap_state(r.state())),
                                         ("reason", reason(r)),
                                         ("reason_ttl", r.ttl.to_string().as_str()),
                                     ])
@@ -284,8 +286,8 @@ fn service<W: Write>(w: &mut Writer<W>, name: &str) -> io::Result<()> {
 }
 
 /// What a DNS answer said, in one line.
-fn dns_text(r: &super::ResultView) -> String {
-    let rcode = r.rcode.unwrap_or(0);
+fn dns_text(r: &ScanResult) -> String {
+    let (rcode, n, recursion) = r.dns_answer().unwrap_or_default();
     let name = match rcode {
         0 => "NOERROR",
         1 => "FORMERR",
@@ -295,12 +297,12 @@ fn dns_text(r: &super::ResultView) -> String {
         5 => "REFUSED",
         _ => "other",
     };
-    let n = r.answers.unwrap_or(0);
+
     format!(
         "question {}; rcode {rcode} ({name}); {n} answer{}; recursion {}",
         r.question.as_deref().unwrap_or("?"),
         if n == 1 { "" } else { "s" },
-        if r.recursion_available == Some(true) {
+        if recursion {
             "available"
         } else {
             "not available"

@@ -3,7 +3,9 @@
 
 use std::io::{self, BufRead, Write};
 
-use super::{ExportError, ResultView, reason};
+use super::{ExportError, reason};
+use crate::results::ScanResult;
+use crate::scope::ProbeKind;
 
 /// The header, in column order.
 pub const COLUMNS: [&str; 13] = [
@@ -26,34 +28,35 @@ pub fn write_csv(results: &mut dyn BufRead, out: &mut dyn Write) -> Result<(), E
         if line.trim().is_empty() {
             continue;
         }
-        let r: ResultView = serde_json::from_str(&line).map_err(|e| {
+        let r: ScanResult = serde_json::from_str(&line).map_err(|e| {
             ExportError::NotAScan(format!("results.ndjson line {n} is not a result: {e}"))
         })?;
-        let protocol = match r.probe.as_str() {
-            "syn" => "tcp",
-            "dns" => "udp",
-            _ => "icmp",
+        let protocol = match r.probe {
+            ProbeKind::Syn => "tcp",
+            ProbeKind::Dns => "udp",
+            ProbeKind::Icmp => "icmp",
         };
-        let port = match (r.port, r.probe.as_str()) {
+        let port = match (r.port, r.probe) {
             (Some(p), _) => p.to_string(),
-            (None, "dns") => "53".into(),
+            (None, ProbeKind::Dns) => "53".into(),
             _ => String::new(),
         };
+        let dns = r.dns_answer();
         let opt = |v: Option<String>| v.unwrap_or_default();
         w.write_record([
             r.target.to_string(),
             protocol.to_string(),
             port,
-            r.probe.clone(),
-            r.state.clone(),
+            r.probe.name().to_string(),
+            r.state().to_string(),
             reason(&r).to_string(),
-            opt(r.service.clone()),
+            opt(r.service.as_deref().map(str::to_string)),
             r.ttl.to_string(),
             opt(r.rtt_us.map(|v| v.to_string())),
-            r.time.clone(),
-            opt(r.question.clone()),
-            opt(r.rcode.map(|v| v.to_string())),
-            opt(r.answers.map(|v| v.to_string())),
+            r.time.to_string(),
+            opt(r.question.as_deref().map(str::to_string)),
+            opt(dns.map(|d| d.0.to_string())),
+            opt(dns.map(|d| d.1.to_string())),
         ])
         .map_err(csv_err)?;
     }

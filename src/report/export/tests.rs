@@ -3,7 +3,28 @@ use super::*;
 /// A scan report as sonde writes it: one host with open, closed (folded,
 /// ports scattered), ICMP-filtered and unanswered ports; one that answered
 /// ping only; one DNS server.
-pub(crate) const REPORT: &str = r#"{
+pub(crate) static REPORT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| complete(PARTIAL));
+
+/// `partial` over a complete report ([`ScanReport::example`]): the members
+/// it names replace the example's (objects member by member).
+pub(crate) fn complete(partial: &str) -> String {
+    fn over(base: &mut serde_json::Value, top: serde_json::Value) {
+        match (base, top) {
+            (serde_json::Value::Object(b), serde_json::Value::Object(t)) => {
+                for (k, v) in t {
+                    over(b.entry(k).or_insert(serde_json::Value::Null), v);
+                }
+            }
+            (b, t) => *b = t,
+        }
+    }
+    let mut base = serde_json::to_value(ScanReport::example()).unwrap();
+    over(&mut base, serde_json::from_str(partial).unwrap());
+    serde_json::to_string_pretty(&base).unwrap()
+}
+
+const PARTIAL: &str = r#"{
   "sonde_version": "0.1.0",
   "command": ["sonde", "scan", "--scope", "s.toml", "198.18.0.0/28", "-p", "20-25,3306"],
   "started": "2026-11-30T01:00:00Z",
@@ -106,19 +127,19 @@ fn masscan_list_has_findings_only() {
 
 #[test]
 fn csv_quotes_fields_and_names_bad_lines() {
-    let ndjson = r#"{"target":"198.18.0.5","probe":"dns","question":"a,b A","state":"dns_answer","rcode":3,"answers":0,"ttl":64,"time":"t"}
-{"target":"198.18.0.4","port":22,"probe":"syn","service":"ssh","state":"open","ttl":64,"rtt_us":120,"time":"t"}
+    let ndjson = r#"{"target":"198.18.0.5","probe":"dns","question":"a,b A","state":"dns_answer","rcode":3,"answers":0,"recursion_available":false,"ttl":64,"time":"2026-11-30T01:00:01Z"}
+{"target":"198.18.0.4","port":22,"probe":"syn","service":"ssh","state":"open","ttl":64,"rtt_us":120,"time":"2026-11-30T01:00:01.5Z"}
 "#;
     let c = export_str(ExportFormat::Csv, Some(ndjson));
     let lines: Vec<&str> = c.lines().collect();
     assert_eq!(lines[0], COLUMNS.join(","));
     assert_eq!(
         lines[1],
-        "198.18.0.5,udp,53,dns,dns_answer,udp-response,,64,,t,\"a,b A\",3,0"
+        "198.18.0.5,udp,53,dns,dns_answer,udp-response,,64,,2026-11-30T01:00:01Z,\"a,b A\",3,0"
     );
     assert_eq!(
         lines[2],
-        "198.18.0.4,tcp,22,syn,open,syn-ack,ssh,64,120,t,,,"
+        "198.18.0.4,tcp,22,syn,open,syn-ack,ssh,64,120,2026-11-30T01:00:01.5Z,,,"
     );
     let mut out = Vec::new();
     let err = export(
@@ -133,7 +154,7 @@ fn csv_quotes_fields_and_names_bad_lines() {
 
 #[test]
 fn an_analysis_report_is_not_a_scan() {
-    let err = ScanView::from_slice(br#"{"input": {}, "statistics": {}}"#).unwrap_err();
+    let err = read_scan(br#"{"input": {}, "statistics": {}}"#).unwrap_err();
     assert!(err.to_string().contains("not a scan report"), "{err}");
 }
 
@@ -142,11 +163,11 @@ fn an_analysis_report_is_not_a_scan() {
 /// the file) and broke `-oG` lines. They are escaped, visibly.
 #[test]
 fn control_characters_in_names_are_escaped_in_xml_and_greppable() {
-    let report = REPORT.replace(
-        r#""--scope", "s.toml""#,
-        r#""--scope", "s\u001b[2J\u0001\ttab\nline.toml""#,
-    );
-    assert_ne!(report, REPORT);
+    let mut v: serde_json::Value = serde_json::from_str(&REPORT).unwrap();
+    assert_eq!(v["command"][3], "s.toml");
+    v["command"][3] = "s\u{1b}[2J\u{1}\ttab\nline.toml".into();
+    let report = v.to_string();
+    assert_ne!(report, *REPORT);
     let run = |format| {
         let mut out = Vec::new();
         export(format, report.as_bytes(), None, &mut out).unwrap();

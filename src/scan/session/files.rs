@@ -5,12 +5,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use crate::error::Error;
 use crate::evidence::RunDir;
 use crate::evidence::run_dir;
-use crate::scan::hosts::HostResults;
 use crate::scan::progress::{Observer, ScanEvent};
 
 /// The run's audit log (always written: `RUN_DIR/audit.jsonl`).
@@ -118,21 +115,13 @@ pub fn sign_run(
     ))
 }
 
-/// Write `head` (a JSON object) with a `hosts` member added, streaming the
-/// hosts: findings in full, the rest folded per host.
+/// Write `report` whole (the caller renames it into place).
 pub fn write_report(
     file: std::fs::File,
-    head: &serde_json::Value,
-    hosts: &[HostResults],
+    report: &crate::results::ScanReport,
 ) -> std::io::Result<()> {
-    #[derive(Serialize)]
-    struct Report<'a> {
-        #[serde(flatten)]
-        head: &'a serde_json::Value,
-        hosts: &'a [HostResults],
-    }
     let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
-    serde_json::to_writer_pretty(&mut w, &Report { head, hosts })?;
+    serde_json::to_writer_pretty(&mut w, report)?;
     w.write_all(b"\n")?;
     w.flush()
 }
@@ -146,7 +135,13 @@ pub fn analyze_captures(
     name: Option<&str>,
     log: &mut Audit,
     observer: &dyn Observer,
-) -> Result<(serde_json::Value, serde_json::Value), Error> {
+) -> Result<
+    (
+        Option<serde_json::Value>,
+        Option<crate::results::AnalysisCost>,
+    ),
+    Error,
+> {
     let opts = crate::analyze::AnalyzeOptions::default();
     match crate::analyze::analyze_timed(paths, &opts) {
         Ok((mut report, t)) => {
@@ -155,15 +150,19 @@ pub fn analyze_captures(
                     input.path = name.to_string();
                 }
             }
-            let cost = serde_json::json!({
-                "frames": t.frames,
-                "wall_seconds": (t.wall * 1000.0).round() / 1000.0,
-                "cpu_seconds": ((t.analysis_cpu + t.hashing_cpu) * 1000.0).round() / 1000.0,
-            });
-            audit(log, "capture_analyzed", cost.clone())?;
+            let cost = crate::results::AnalysisCost {
+                frames: t.frames,
+                wall_seconds: (t.wall * 1000.0).round() / 1000.0,
+                cpu_seconds: ((t.analysis_cpu + t.hashing_cpu) * 1000.0).round() / 1000.0,
+            };
+            audit(
+                log,
+                "capture_analyzed",
+                serde_json::to_value(cost).unwrap_or_default(),
+            )?;
             let value = serde_json::to_value(&report)
                 .map_err(|e| Error::runtime("cannot encode the capture's analysis", e))?;
-            Ok((value, cost))
+            Ok((Some(value), Some(cost)))
         }
         Err(e) => {
             observer.event(&ScanEvent::Note(format!(
@@ -175,7 +174,7 @@ pub fn analyze_captures(
                 "analysis_failed",
                 serde_json::json!({ "error": e.message }),
             )?;
-            Ok((serde_json::Value::Null, serde_json::Value::Null))
+            Ok((None, None))
         }
     }
 }

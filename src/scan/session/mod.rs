@@ -36,6 +36,7 @@ pub mod files;
 mod resume;
 mod watch;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,6 +53,10 @@ use crate::error::{Error, exit};
 use crate::evidence::run_dir::{self, RunDirError};
 use crate::evidence::{EvidenceMode, RunDir};
 use crate::probe::ProbeTemplate;
+use crate::results::{
+    AuditAnchor, DownHosts, DownReason, FileRecord, Identity, NeighbourDiscovery, Parameters,
+    ScanReport, ScopeRecord, Segment,
+};
 use crate::scan::hosts::HostResults;
 use crate::scan::progress::{Observer, ScanEvent};
 use crate::scan::request::{ScanRequest, prepare};
@@ -119,16 +124,6 @@ pub enum Ended {
     WindowClosed(Refusal),
     /// The budget ran out in the retry passes (the first pass was whole).
     BudgetSpent(Refusal),
-}
-
-/// Targets found down before any probe, as the report's
-/// `neighbour_discovery.down` lists them.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DownHosts {
-    /// `no-arp-reply` or `no-nd-reply`.
-    pub reason: &'static str,
-    pub count: u64,
-    pub ranges: Vec<String>,
 }
 
 /// The segment a resume ran.
@@ -340,7 +335,7 @@ impl Session {
         let segment_started = now_rfc3339();
         let started = resuming
             .as_ref()
-            .and_then(|r| r.prior["started"].as_str().map(str::to_string))
+            .and_then(|r| r.prior.started.clone())
             .unwrap_or_else(now_rfc3339);
         let prepared = prepare(request, None)?;
         if let Some(r) = resuming.as_ref()
@@ -397,21 +392,11 @@ impl Session {
         let shard = request.shard;
         let (checkpoint_tx, checkpoint_rx) = std::sync::mpsc::channel();
         let config = ScanConfig {
-            resume: match resuming.as_ref() {
-                Some(r) => Some(crate::scan::Resume {
-                    at: r.stop.clone(),
-                    answered: r.answered.clone(),
-                    hosts: crate::scan::hosts::HostTable::from_report(&r.prior["hosts"]).map_err(
-                        |e| {
-                            Error::usage(
-                                format!("the run's report.json cannot be resumed from: {e}"),
-                                "sonde verify DIR checks the run directory",
-                            )
-                        },
-                    )?,
-                }),
-                None => None,
-            },
+            resume: resuming.as_ref().map(|r| crate::scan::Resume {
+                at: r.stop.clone(),
+                answered: r.answered.clone(),
+                hosts: crate::scan::hosts::HostTable::from_hosts(r.prior.hosts.clone()),
+            }),
             targets: targets.clone(),
             ports: ports.clone(),
             kinds: kinds.clone(),
@@ -474,21 +459,25 @@ impl Session {
         *request = resolved;
         // What makes shards parts of one scan: `sonde merge` joins only runs
         // whose identities agree but for the shard.
-        let identity = serde_json::json!({
-            "scope_sha256": file.sha256,
-            "targets": targets.ranges().map(|r| r.to_string()).collect::<Vec<_>>(),
-            "ports": ports.to_string(),
-            "probes": kinds,
-            "dns_query": questions.iter().map(|q| q.to_string()).collect::<Vec<_>>(),
-            "retries": config.retries,
+        let identity = Identity {
+            scope_sha256: file.sha256.clone(),
+            targets: targets.ranges().map(|r| r.to_string()).collect(),
+            ports: ports.to_string(),
+            probes: kinds.clone(),
+            dns_query: questions.iter().map(|q| q.to_string()).collect(),
+            retries: config.retries,
             // What the results file holds: shards that recorded different
             // results are not one scan's (issue 26).
-            "record": request.record,
-            "seed": config.seed,
-            "shard": shard.to_string(),
-            "index_space": crate::scan::index_space_size(&config).map_err(plan_failed)?,
-        });
-        audit(log, "scan_identity", identity.clone())?;
+            record: Some(request.record),
+            seed: config.seed,
+            shard: shard.to_string(),
+            index_space: crate::scan::index_space_size(&config).map_err(plan_failed)?,
+        };
+        audit(
+            log,
+            "scan_identity",
+            serde_json::to_value(&identity).unwrap_or_default(),
+        )?;
         audit(
             log,
             "scope_accepted",
@@ -711,8 +700,8 @@ impl Session {
         }
         let discovery = &outcome.neighbours;
         let down: Vec<DownHosts> = [
-            ("no-arp-reply", &discovery.no_arp_reply),
-            ("no-nd-reply", &discovery.no_nd_reply),
+            (DownReason::NoArpReply, &discovery.no_arp_reply),
+            (DownReason::NoNdReply, &discovery.no_nd_reply),
         ]
         .into_iter()
         .filter(|(_, set)| !set.is_empty())
@@ -722,20 +711,20 @@ impl Session {
                 set.count(crate::targets::Family::V4) + set.count(crate::targets::Family::V6),
             )
             .unwrap_or(u64::MAX),
-            ranges: set.ranges().map(|r| r.to_string()).collect(),
+            addresses: set.ranges().map(|r| r.to_string()).collect(),
         })
         .collect();
-        let neighbour_discovery = serde_json::json!({
-            "asked": discovery.asked,
-            "answered": discovery.answered,
-            "requests_sent": discovery.requests_sent,
-            "down": down.iter().map(|d| serde_json::json!({
-                "reason": d.reason,
-                "count": d.count,
-                "addresses": d.ranges,
-            })).collect::<Vec<_>>(),
-        });
-        audit(log, "neighbour_discovery", neighbour_discovery.clone())?;
+        let neighbour_discovery = NeighbourDiscovery {
+            asked: discovery.asked,
+            answered: discovery.answered,
+            requests_sent: discovery.requests_sent,
+            down: down.clone(),
+        };
+        audit(
+            log,
+            "neighbour_discovery",
+            serde_json::to_value(&neighbour_discovery).unwrap_or_default(),
+        )?;
         if let Some(short) = &outcome.rate.shortfall {
             audit(
                 log,
@@ -803,10 +792,13 @@ impl Session {
             written.push((run_dir::SENT, "sent-probes"));
         }
         for (name, role) in written {
-            let written = file_written(log, dir, name)?;
-            files.push(serde_json::json!({
-                "name": name, "role": role, "sha256": written.0, "size": written.1,
-            }));
+            let (sha256, size) = file_written(log, dir, name)?;
+            files.push(FileRecord {
+                name: name.to_string(),
+                role: role.to_string(),
+                sha256,
+                size,
+            });
         }
 
         // The session's capture, analyzed like any other: what happened on
@@ -819,104 +811,97 @@ impl Session {
             observer.as_ref(),
         )?;
         let prior = resuming.as_ref().map(|r| &r.prior);
-        let prior_probes = prior.map_or(0, |p| p["probes"].as_u64().unwrap_or(0));
-
-        // The head is small; the hosts are streamed after it (write_report).
-        let report = crate::evidence::provenance(serde_json::json!({
-            "started": started,
-            "finished": finished,
-            "run_directory": dir.path().display().to_string(),
-            "scope": {
-                "path": file.path.display().to_string(),
-                "absolute_path": std::fs::canonicalize(&file.path)
+        let prior_probes = prior.map_or(0, |p| p.probes);
+        let mut counters = outcome.counters;
+        let mut unanswered: BTreeMap<ProbeKind, u64> =
+            outcome.unanswered.iter().map(|(k, v)| (*k, *v)).collect();
+        let mut segments = Vec::new();
+        if let Some(p) = prior {
+            counters += p.counters;
+            crate::results::add_per_kind(&mut unanswered, &p.unanswered);
+            segments = p.segments.clone();
+        }
+        segments.push(Segment {
+            segment,
+            started: segment_started,
+            finished: finished.clone(),
+            probes: outcome.probes,
+            sent: outcome.counters.sent,
+            interrupted: outcome.interrupted,
+            stopped_at: outcome.stopped_at.clone(),
+            cut: None,
+        });
+        let who = crate::evidence::Provenance::current();
+        let report = ScanReport {
+            sonde_version: who.sonde_version,
+            command: who.command,
+            operator: who.operator,
+            host: who.host,
+            started: started.clone(),
+            finished,
+            run_directory: dir.path().display().to_string(),
+            scope: ScopeRecord {
+                path: file.path.display().to_string(),
+                absolute_path: std::fs::canonicalize(&file.path)
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|_| file.path.display().to_string()),
-                "sha256": file.sha256,
-                "engagement_id": e.id,
-                "client": e.client,
-                "authorized_by": e.authorized_by,
-                "contact": e.contact,
-                "not_before": crate::scope::gate_time(e.not_before),
-                "not_after": crate::scope::gate_time(e.not_after),
-                "max_rate": scope.max_rate,
+                sha256: file.sha256.clone(),
+                engagement_id: e.id.clone(),
+                client: e.client.clone(),
+                authorized_by: e.authorized_by.clone(),
+                contact: e.contact.clone(),
+                not_before: crate::scope::gate_time(e.not_before),
+                not_after: crate::scope::gate_time(e.not_after),
+                max_rate: scope.max_rate,
             },
-            "parameters": {
-                "targets": targets.ranges().map(|r| r.to_string()).collect::<Vec<_>>(),
-                "exclude": excluded.ranges().map(|r| r.to_string()).collect::<Vec<_>>(),
-                "ports": ports.to_string(),
-                "probes": kinds,
-                "rate": gate.rate(),
-                "retries": config.retries,
-                "wait_seconds": config.wait.as_secs_f64(),
-                "wait_adaptive": config.adaptive_wait,
-                "seed": config.seed,
-                "shard": shard.to_string(),
-                "dns_query": questions.iter().map(|q| q.to_string()).collect::<Vec<_>>(),
-                "interface": request.interface,
-                "source_ip": request.source_ip,
-                "senders": config.senders,
-                "record": config.record,
-                "evidence": request.evidence,
-                "sniffer_buffer": config.sniffer_queue,
+            parameters: Parameters {
+                targets: targets.ranges().map(|r| r.to_string()).collect(),
+                exclude: excluded.ranges().map(|r| r.to_string()).collect(),
+                ports: ports.to_string(),
+                probes: kinds.clone(),
+                rate: gate.rate(),
+                retries: config.retries,
+                wait_seconds: config.wait.as_secs_f64(),
+                wait_adaptive: config.adaptive_wait,
+                seed: config.seed,
+                shard: shard.to_string(),
+                dns_query: questions.iter().map(|q| q.to_string()).collect(),
+                interface: request.interface.clone(),
+                source_ip: request.source_ip,
+                senders: config.senders,
+                record: config.record,
+                evidence: request.evidence,
+                sniffer_buffer: config.sniffer_queue,
             },
-            "identity": identity,
-            "interrupted": outcome.interrupted,
-            "output_error": outcome.output_error,
-            "planned_probes": planned,
-            "max_probes": scope.max_probes,
-            // Why the scope ended sending early, if it did.
-            "scope_stopped": outcome.scope_stop.as_ref().map(|s| s.refusal().to_string()),
-            // Results may miss replies when the kernel dropped packets or an
-            // output failed; say so where the results are read.
-            "possibly_incomplete": outcome.counters.kernel_drops > 0 || outcome.output_error.is_some(),
-            "counters": resume::sum_with_prior(
-                serde_json::to_value(outcome.counters).unwrap_or_default(),
-                prior.map(|p| &p["counters"]),
-            ),
-            // The rate asked for, the rate achieved, and what held it back.
-            "rate": outcome.rate,
-            // The scan's own ARP/NDP before the first probe: next hops asked
-            // for, and the targets found down (folded into address ranges).
-            "neighbour_discovery": neighbour_discovery,
-            // Every link the run went through (this host's own addresses
-            // over loopback), each with its targets.
-            "links": outcome.links,
-            // The passes sent: the retries asked for, those added because
-            // passes kept finding answers (a lossy link), what each found.
-            "passes": outcome.passes,
-            "probes": outcome.probes + prior_probes,
-            "unanswered": resume::sum_with_prior(
-                serde_json::to_value(outcome.unanswered.iter().map(|(k, v)| (k.name(), *v)).collect::<std::collections::BTreeMap<_, _>>()).unwrap_or_default(),
-                prior.map(|p| &p["unanswered"]),
-            ),
-            // Each part of a run that was interrupted and resumed.
-            "segments": resume::segments(
-                prior,
-                serde_json::json!({
-                    "segment": segment,
-                    "started": segment_started,
-                    "finished": finished,
-                    "probes": outcome.probes,
-                    "sent": outcome.counters.sent,
-                    "interrupted": outcome.interrupted,
-                    "stopped_at": outcome.stopped_at,
-                }),
-            ),
-            "files": files,
-            // The report's anchor in the audit chain: the records written
-            // before it and the hash of the last one. The record after names
-            // the report's own hash.
-            "audit": {
-                "file": run_dir::AUDIT,
-                "records": log.records(),
-                "head": log.head(),
+            identity: Some(identity),
+            merge: None,
+            interrupted: outcome.interrupted,
+            output_error: outcome.output_error.clone(),
+            planned_probes: planned,
+            max_probes: scope.max_probes,
+            scope_stopped: outcome.scope_stop.as_ref().map(|s| s.refusal().to_string()),
+            possibly_incomplete: outcome.counters.kernel_drops > 0
+                || outcome.output_error.is_some(),
+            counters,
+            rate: outcome.rate.clone(),
+            neighbour_discovery,
+            links: outcome.links,
+            passes: Some(outcome.passes),
+            probes: outcome.probes + prior_probes,
+            unanswered,
+            segments,
+            files,
+            audit: AuditAnchor {
+                file: run_dir::AUDIT.to_string(),
+                records: log.records(),
+                head: log.head().to_string(),
             },
-            "compliance": crate::evidence::compliance::CONTROLS,
-            "capture_analysis": capture_analysis,
-            // What analyzing the run's own capture took (null when it failed).
-            "capture_analysis_cost": analysis_cost,
-        }));
-        if let Err(e) = write_report(report_file, &report, &outcome.hosts) {
+            compliance: crate::results::compliance::controls(),
+            capture_analysis,
+            capture_analysis_cost: analysis_cost,
+            hosts: outcome.hosts,
+        };
+        if let Err(e) = write_report(report_file, &report) {
             // Never leave a partial report; when an output failed first (a
             // full disk), that failure is the one to name.
             let _ = std::fs::remove_file(dir.file(run_dir::REPORT_PARTIAL));
@@ -961,7 +946,7 @@ impl Session {
                 started: started.clone(),
             }),
             down,
-            hosts: outcome.hosts,
+            hosts: report.hosts,
             report_sha256,
             audit_head: String::new(),
             audit_records: 0,

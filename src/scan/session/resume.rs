@@ -21,6 +21,7 @@ use super::files::{Audit, audit, file_written};
 use crate::error::Error;
 use crate::evidence::run_dir::{self, RunDir};
 use crate::evidence::{EvidenceMode, verify_chain};
+use crate::results::{RunSoFar, ScanReport, Segment, SegmentCut};
 use crate::scan::StopPoint;
 use crate::scan::request::ScanRequest;
 
@@ -40,37 +41,14 @@ pub(super) struct Resuming {
     pub stop: StopPoint,
     /// answered.bin as the last segment wrote it.
     pub answered: Option<Vec<u8>>,
-    /// The last segment's report (its hosts, counters and segments).
-    pub prior: Value,
+    /// The run so far: the last segment's report (its hosts, counters
+    /// and segments), or a cut segment's checkpoint.
+    pub prior: RunSoFar,
     /// The scope file's SHA-256 when the run began.
     pub scope_sha256: String,
     /// Probes the earlier segments sent, charged to the budget: the larger
     /// of their report's count and the probes in the capture.
     pub charged: u64,
-}
-
-/// `now`'s numbers plus `prior`'s, field by field (counters of two
-/// segments of one run).
-pub(super) fn sum_with_prior(now: Value, prior: Option<&Value>) -> Value {
-    let (Value::Object(mut now), Some(Value::Object(prior))) = (now.clone(), prior) else {
-        return now;
-    };
-    for (k, v) in prior {
-        if let Some(p) = v.as_u64() {
-            let n = now.get(k).and_then(Value::as_u64).unwrap_or(0);
-            now.insert(k.clone(), Value::from(n + p));
-        }
-    }
-    Value::Object(now)
-}
-
-/// The run's segments: the earlier report's, then `this`.
-pub(super) fn segments(prior: Option<&Value>, this: Value) -> Value {
-    let mut all: Vec<Value> = prior
-        .and_then(|p| p["segments"].as_array().cloned())
-        .unwrap_or_default();
-    all.push(this);
-    Value::Array(all)
 }
 
 /// What a resume starts from: the directory, its audit log continued (with
@@ -194,7 +172,7 @@ pub(super) fn open(path: &Path) -> Result<Opened, Error> {
     // The budget is charged with what the earlier segments sent: their
     // report says so, and every probe sent is in the capture. The larger
     // counts, so an edited report cannot buy probes.
-    let from_report = prior["counters"]["sent"].as_u64().unwrap_or(0);
+    let from_report = prior.counters.sent;
     // A cut segment's evidence ends at its last checkpoint: the tails after
     // it are charged (they are in the capture counted above) and kept aside.
     let from_capture =
@@ -223,23 +201,16 @@ pub(super) fn open(path: &Path) -> Result<Opened, Error> {
     // before (the tail too): the run's counters say so.
     let mut prior = prior;
     if cut.is_some() {
-        let before: u64 = prior["segments"]
-            .as_array()
-            .map(|s| {
-                s[..s.len().saturating_sub(1)]
-                    .iter()
-                    .filter_map(|x| x["sent"].as_u64())
-                    .sum()
-            })
-            .unwrap_or(0);
+        let segments = &mut prior.segments;
+        let before: u64 = segments[..segments.len().saturating_sub(1)]
+            .iter()
+            .map(|x| x.sent)
+            .sum();
         let cut_sent = charged.saturating_sub(before);
-        if let Some(last) = prior["segments"].as_array_mut().and_then(|s| s.last_mut()) {
-            last["sent"] = cut_sent.into();
+        if let Some(last) = segments.last_mut() {
+            last.sent = cut_sent;
         }
-        if !prior["counters"].is_object() {
-            prior["counters"] = serde_json::json!({});
-        }
-        prior["counters"]["sent"] = charged.into();
+        prior.counters.sent = charged;
     }
     drop(prepared);
     let dir = RunDir::existing(path)
@@ -281,10 +252,17 @@ pub(super) fn open(path: &Path) -> Result<Opened, Error> {
     let state_file = match &cut {
         Some(_) => {
             let name = format!("run.cut-segment-{}.bin", segment - 1);
-            let mut head = prior.clone();
-            head["answered_bytes"] = answered.as_ref().map(Vec::len).into();
-            let head = serde_json::to_vec(&head)
-                .map_err(|e| Error::runtime("cannot encode the run's state", e))?;
+            #[derive(serde::Serialize)]
+            struct StateHead<'a> {
+                #[serde(flatten)]
+                run: &'a RunSoFar,
+                answered_bytes: Option<usize>,
+            }
+            let head = serde_json::to_vec(&StateHead {
+                run: &prior,
+                answered_bytes: answered.as_ref().map(Vec::len),
+            })
+            .map_err(|e| Error::runtime("cannot encode the run's state", e))?;
             let mut f = create_or_rewrite(&dir, &name)?;
             use std::io::Write;
             f.write_all(&encode_state(&head, answered.as_deref()))
@@ -383,7 +361,7 @@ struct From {
     segment: u64,
     /// The run so far, as a report says it (a cut segment's is made from
     /// its checkpoint and the report before it).
-    prior: Value,
+    prior: RunSoFar,
     answered: Option<Vec<u8>>,
     cut: Option<Cut>,
 }
@@ -457,15 +435,20 @@ fn stopped_segment(
         ));
     }
     let report_path = path.join(run_dir::REPORT);
-    let prior: Value = std::fs::read(&report_path)
+    let prior: RunSoFar = std::fs::read(&report_path)
         .map_err(|source| Error::Input {
             what: format!("the report {}", report_path.display()),
             source,
         })
         .and_then(|b| {
-            serde_json::from_slice(&b)
-                .map_err(|e| damaged(path, format!("{} is not JSON: {e}", run_dir::REPORT)))
-        })?;
+            serde_json::from_slice::<ScanReport>(&b).map_err(|e| {
+                damaged(
+                    path,
+                    format!("{} is not a scan report: {e}", run_dir::REPORT),
+                )
+            })
+        })?
+        .into();
     let answered = match stopped["answered"].as_str() {
         Some(name) => Some(read_bounded(path, name, "scan_stopped.answered")?),
         None => None,
@@ -532,19 +515,24 @@ fn cut_segment(
     // segment before (kept under its segment's name), or, when that one
     // was cut too, the state its resume wrote (`run_resumed.cut.state`),
     // each with the answered bits of that moment.
-    let (before, bits_before): (Option<Value>, Option<Vec<u8>>) = if event(start) != "run_resumed" {
+    let (before, bits_before): (Option<RunSoFar>, Option<Vec<u8>>) = if event(start)
+        != "run_resumed"
+    {
         (None, None)
     } else if let Some(name) = start["cut"]["state"].as_str() {
         let bytes = read_bounded(path, name, "run_resumed.cut.state")?;
         let (head, bits) = read_state(&bytes).map_err(|e| damaged(path, format!("{name}: {e}")))?;
-        (Some(head), bits)
+        let run = serde_json::from_value(head)
+            .map_err(|e| damaged(path, format!("{name}: its head: {e}")))?;
+        (Some(run), bits)
     } else {
         let report = match start["archived"][run_dir::REPORT].as_str() {
             Some(name) => {
                 let bytes = read_bounded(path, name, "run_resumed.archived")?;
                 Some(
-                    serde_json::from_slice(&bytes)
-                        .map_err(|e| damaged(path, format!("{name} is not JSON: {e}")))?,
+                    serde_json::from_slice::<ScanReport>(&bytes)
+                        .map_err(|e| damaged(path, format!("{name} is not a scan report: {e}")))?
+                        .into(),
                 )
             }
             None => None,
@@ -590,6 +578,8 @@ fn cut_segment(
             }
             let (head, bits) =
                 read_state(&bytes).map_err(|e| damaged(path, format!("{name}: {e}")))?;
+            let head: RunSoFar = serde_json::from_value(head)
+                .map_err(|e| damaged(path, format!("{name}: its head: {e}")))?;
             let mut sizes = Vec::new();
             for name in measured {
                 let size = c["files"]
@@ -609,7 +599,7 @@ fn cut_segment(
             let probes = c["probes"].as_u64().unwrap_or(0) + c["retried"].as_u64().unwrap_or(0);
             (
                 stop,
-                head["hosts"].clone(),
+                head.hosts,
                 bits,
                 sizes,
                 c["checkpoint"].as_u64(),
@@ -642,48 +632,45 @@ fn cut_segment(
                     .unwrap_or(0);
                 sizes.push((name, size));
             }
-            let hosts = before
-                .as_ref()
-                .map_or(Value::Array(Vec::new()), |b| b["hosts"].clone());
+            let hosts = before.as_ref().map_or_else(Vec::new, |b| b.hosts.clone());
             (stop, hosts, bits, sizes, None, 0)
         }
     };
     // The run so far, as a report would say it: the report before, this
     // segment's hosts and probes from its checkpoint, and the segment
     // itself, cut.
-    let before = before.unwrap_or(Value::Null);
-    let started = if before["started"].is_string() {
-        before["started"].clone()
-    } else {
-        records[0]["time"].clone()
-    };
-    let mut segments: Vec<Value> = before["segments"].as_array().cloned().unwrap_or_default();
-    segments.push(serde_json::json!({
-        "segment": this_segment,
-        "started": start["time"],
-        "finished": at,
-        "cut": { "at": at, "checkpoint": checkpoint_n },
-        "probes": probes,
+    let before = before.unwrap_or_default();
+    let mut segments = before.segments;
+    segments.push(Segment {
+        segment: this_segment,
+        started: start["time"].as_str().unwrap_or("?").to_string(),
+        finished: at.clone(),
+        cut: Some(SegmentCut {
+            at: at.clone(),
+            checkpoint: checkpoint_n,
+        }),
+        probes,
         // Made good below: the probes its capture holds, tail included.
-        "sent": probes,
-        "interrupted": false,
-        "stopped_at": stop,
-    }));
+        sent: probes,
+        interrupted: false,
+        stopped_at: Some(stop.clone()),
+    });
     // What the checkpoint saw sent is charged at least (the capture's
     // count, taken later, covers the tail too).
-    let mut counters = before["counters"].clone();
-    if !counters.is_object() {
-        counters = serde_json::json!({});
-    }
-    counters["sent"] = (counters["sent"].as_u64().unwrap_or(0) + probes).into();
-    let prior = serde_json::json!({
-        "started": started,
-        "hosts": hosts,
-        "counters": counters,
-        "unanswered": before["unanswered"],
-        "probes": before["probes"].as_u64().unwrap_or(0) + probes,
-        "segments": segments,
-    });
+    let mut counters = before.counters;
+    counters.sent += probes;
+    let prior = RunSoFar {
+        started: Some(
+            before
+                .started
+                .unwrap_or_else(|| records[0]["time"].as_str().unwrap_or("?").to_string()),
+        ),
+        hosts,
+        counters,
+        unanswered: before.unanswered,
+        probes: before.probes + probes,
+        segments,
+    };
     Ok(From {
         stop,
         segment: this_segment + 1,
