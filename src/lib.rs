@@ -17,6 +17,7 @@ pub mod report;
 pub mod results;
 pub mod scan;
 pub mod scope;
+pub mod service;
 pub mod targets;
 pub mod text;
 pub mod wire;
