@@ -707,6 +707,16 @@ fn dry_run(args: &ScanArgs, request: &ScanRequest, out: &mut dyn Write) -> Resul
                 format!("syn {addresses} x {} ports ({ports})", ports.len()),
             ),
             ProbeKind::Icmp => (addresses, format!("icmp {addresses}")),
+            // Connections only to the ports the SYN probes find open: at
+            // most one per address and port, none counted ahead.
+            ProbeKind::Service => {
+                per_kind.push(format!(
+                    "service: one connection per open port found (at most {} x {} ports)",
+                    addresses,
+                    ports.len()
+                ));
+                continue;
+            }
             ProbeKind::Dns => (
                 addresses * request.dns_questions.len() as u128,
                 format!(

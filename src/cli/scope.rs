@@ -116,7 +116,7 @@ fn check(args: CheckArgs, out: &mut dyn Write) -> Result<i32, Error> {
         let kind = probe.unwrap_or(ProbeKind::Syn);
         let port_list: Option<PortSet> = match kind {
             ProbeKind::Icmp => None,
-            ProbeKind::Syn => Some(
+            ProbeKind::Syn | ProbeKind::Service => Some(
                 t.port
                     .map(PortSet::single)
                     .or_else(|| ports.clone())

@@ -105,6 +105,8 @@ pub enum BuildError {
     PortRequired,
     DnsQuestionRequired,
     BadDnsName(String),
+    /// Service identification is a kernel connection, not a crafted packet.
+    NotCrafted,
 }
 
 impl std::fmt::Display for BuildError {
@@ -116,6 +118,10 @@ impl std::fmt::Display for BuildError {
             ),
             BuildError::PortRequired => write!(f, "this probe kind needs a destination port"),
             BuildError::DnsQuestionRequired => write!(f, "a DNS probe needs a question"),
+            BuildError::NotCrafted => write!(
+                f,
+                "service identification connects through the kernel; it has no crafted probe"
+            ),
             BuildError::BadDnsName(n) => write!(f, "{n:?} is not a DNS name"),
         }
     }
@@ -168,6 +174,7 @@ pub fn build(
         unreachable!("writing to a Vec cannot fail: {e}")
     };
     match kind {
+        ProbeKind::Service => Err(BuildError::NotCrafted),
         ProbeKind::Syn => {
             let port = port.ok_or(BuildError::PortRequired)?;
             b.tcp(marks.source_port, port, marks.tcp_isn, template.window)

@@ -132,8 +132,11 @@ impl ProbePlan {
         dns_port: u16,
         seed: u64,
     ) -> Result<ProbePlan, IndexError> {
+        // Service identification connects through the kernel after the
+        // scan; the plan holds the crafted kinds only.
         let kinds = kinds
             .iter()
+            .filter(|k| k.is_raw())
             .map(|&kind| {
                 let slots = match kind {
                     ProbeKind::Syn => Some(ports.clone()),
@@ -143,6 +146,7 @@ impl ProbePlan {
                         Some(s)
                     }
                     ProbeKind::Icmp => None,
+                    ProbeKind::Service => unreachable!("filtered out above"),
                 };
                 let space = IndexSpace::new(targets, slots.as_ref())?;
                 let order =
@@ -202,6 +206,7 @@ mod tests {
                         assert!(p.question < 3);
                     }
                     ProbeKind::Icmp => assert_eq!((p.port, p.question), (None, 0)),
+                    ProbeKind::Service => panic!("the plan holds crafted kinds only"),
                 }
                 assert!(seen.insert((p.target, p.port, p.question)), "{p:?} twice");
             }

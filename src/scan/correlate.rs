@@ -365,7 +365,7 @@ impl Correlator {
         let service = match r.kind {
             ProbeKind::Syn => r.port.and_then(crate::targets::ports::tcp_service),
             ProbeKind::Dns => Some("domain"),
-            ProbeKind::Icmp => None,
+            ProbeKind::Icmp | ProbeKind::Service => None,
         }
         .map(std::borrow::Cow::Borrowed);
         Correlation::Matched(ScanResult {

@@ -252,7 +252,8 @@ pub fn prepare(request: &ScanRequest, at: Option<OffsetDateTime>) -> Result<Prep
     for kind in kinds {
         for range in targets.ranges() {
             let port_list = match kind {
-                ProbeKind::Syn => Some(ports.clone()),
+                // Connections go to the open ports among these.
+                ProbeKind::Syn | ProbeKind::Service => Some(ports.clone()),
                 ProbeKind::Dns => Some(PortSet::single(53)),
                 ProbeKind::Icmp => None,
             };

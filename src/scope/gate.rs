@@ -371,7 +371,7 @@ impl Drop for Allowance<'_> {
 /// port-limited rules grouped by port list, so thousands of rules cost a
 /// few binary searches per packet, not a walk over every rule.
 struct RuleIndex {
-    kinds: [KindRules; 3],
+    kinds: [KindRules; ProbeKind::ALL.len()],
 }
 
 #[derive(Default)]

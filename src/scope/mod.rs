@@ -63,17 +63,35 @@ pub enum ProbeKind {
     Icmp,
     /// DNS query over UDP to a port (53 unless said otherwise).
     Dns,
+    /// A TCP connection through the kernel to an open port, to name the
+    /// service behind it (issue 28): its packets are the kernel's, each
+    /// connection under one permit.
+    Service,
 }
 
 impl ProbeKind {
-    pub const ALL: [ProbeKind; 3] = [ProbeKind::Syn, ProbeKind::Icmp, ProbeKind::Dns];
+    pub const ALL: [ProbeKind; 4] = [
+        ProbeKind::Syn,
+        ProbeKind::Icmp,
+        ProbeKind::Dns,
+        ProbeKind::Service,
+    ];
+    /// The kinds sent as crafted packets by the scan engine.
+    pub const RAW: [ProbeKind; 3] = [ProbeKind::Syn, ProbeKind::Icmp, ProbeKind::Dns];
 
     pub fn name(self) -> &'static str {
         match self {
             ProbeKind::Syn => "syn",
             ProbeKind::Icmp => "icmp",
             ProbeKind::Dns => "dns",
+            ProbeKind::Service => "service",
         }
+    }
+
+    /// Whether the scan engine sends it as crafted packets (not a kernel
+    /// connection).
+    pub fn is_raw(self) -> bool {
+        !matches!(self, ProbeKind::Service)
     }
 
     /// Whether probes of this kind go to a port.
@@ -99,8 +117,9 @@ impl FromStr for ProbeKind {
             "syn" | "tcp" => Ok(ProbeKind::Syn),
             "icmp" | "ping" | "echo" => Ok(ProbeKind::Icmp),
             "dns" => Ok(ProbeKind::Dns),
+            "service" | "sv" | "version" => Ok(ProbeKind::Service),
             other => Err(format!(
-                "unknown probe kind {other:?}: the kinds are syn, icmp, dns"
+                "unknown probe kind {other:?}: the kinds are syn, icmp, dns, service"
             )),
         }
     }

@@ -2,6 +2,8 @@
 //! from what it says. The pure core: rules (`rules.rs`, data in
 //! `rules.toml`) matched over bytes a connection heard; no sockets here.
 
+pub mod http;
+pub mod probe;
 pub mod rules;
 pub mod tls;
 

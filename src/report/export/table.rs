@@ -32,7 +32,7 @@ pub fn write_csv(results: &mut dyn BufRead, out: &mut dyn Write) -> Result<(), E
             ExportError::NotAScan(format!("results.ndjson line {n} is not a result: {e}"))
         })?;
         let protocol = match r.probe {
-            ProbeKind::Syn => "tcp",
+            ProbeKind::Syn | ProbeKind::Service => "tcp",
             ProbeKind::Dns => "udp",
             ProbeKind::Icmp => "icmp",
         };

@@ -399,7 +399,8 @@ impl Session {
             }),
             targets: targets.clone(),
             ports: ports.clone(),
-            kinds: kinds.clone(),
+            // The crafted kinds; service identification follows the scan.
+            kinds: kinds.iter().copied().filter(|k| k.is_raw()).collect(),
             dns_questions: questions.clone(),
             dns_port: 53,
             retries: request.retries,
