@@ -7,4 +7,5 @@ pub mod packet;
 pub mod privilege;
 mod ring;
 pub mod route;
+pub mod service;
 mod sys;

@@ -9,6 +9,7 @@
 
 pub mod compliance;
 mod report;
+mod service;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -21,6 +22,7 @@ use crate::scope::ProbeKind;
 use crate::targets::PortSet;
 
 pub use report::*;
+pub use service::{ServiceKind, ServiceResult, TlsResult};
 
 /// What a scan's evidence keeps of the probes it sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -414,6 +416,9 @@ pub struct HostResults {
     pub results: Vec<ScanResult>,
     /// Everything else, folded.
     pub not_shown: Vec<Folded>,
+    /// What runs on the open ports (`--probe syn,service`), by port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceResult>,
 }
 
 impl HostResults {

@@ -660,6 +660,7 @@ impl ScanReport {
                     count: 5,
                     ports: crate::targets::PortSet::parse("20-21,23-25").ok(),
                 }],
+                services: Vec::new(),
             }],
         }
     }

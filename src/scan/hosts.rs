@@ -39,6 +39,7 @@ impl HostTable {
             address: r.target,
             results: Vec::new(),
             not_shown: Vec::new(),
+            services: Vec::new(),
         });
         if is_finding(&r.verdict) {
             host.results.push(r);
@@ -134,6 +135,7 @@ impl HostTable {
                 continue;
             };
             mine.results.extend(theirs.results);
+            mine.services.extend(theirs.services);
             for g in theirs.not_shown {
                 match mine
                     .not_shown
@@ -164,6 +166,7 @@ impl HostTable {
                 h.results.sort_unstable_by(|a, b| {
                     (a.port, a.probe, &a.question).cmp(&(b.port, b.probe, &b.question))
                 });
+                h.services.sort_unstable_by_key(|s| s.port);
                 h.not_shown.sort_unstable_by(|a, b| {
                     (a.probe, a.state, &a.reason).cmp(&(b.probe, b.state, &b.reason))
                 });
