@@ -19,6 +19,11 @@ command -v faketime >/dev/null || need+=(faketime)
 command -v xmllint >/dev/null || need+=(libxml2-utils)
 command -v xsltproc >/dev/null || need+=(xsltproc)
 /usr/bin/python3 -c 'import libnmap' 2>/dev/null || need+=(python3-libnmap)
+# service identification's lab: real Debian services (tests/service_lab.rs)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+[ -x /usr/sbin/nginx ] || need+=(nginx-light)
+[ -x /usr/sbin/vsftpd ] || need+=(vsftpd)
+command -v openssl >/dev/null || need+=(openssl)
 # the HTML report's browser test
 command -v chromium >/dev/null || need+=(chromium fonts-liberation)
 if [ ${#need[@]} -gt 0 ]; then

@@ -106,6 +106,27 @@ fn maximal() -> ScanReport {
                    "recursion_available": true, "ttl": 64, "time": "2026-12-07T06:00:01Z"}),
         ),
     ]);
+    // A service with every member: TLS with a certificate, HTTP inside.
+    r.hosts[0].services.push(
+        serde_json::from_value(json!({
+            "target": t, "port": 443, "probe": "service", "service": "http",
+            "product": "nginx", "version": "1.22.1", "extrainfo": "Debian",
+            "hostname": "www.lab", "cpe": "cpe:/a:f5:nginx:1.22.1", "tunnel": "ssl",
+            "method": "probed", "conf": 10, "banner": "HTTP/1.1 200 OK\\r\\n",
+            "http": {"status": 301, "reason": "Moved Permanently", "server": "nginx/1.22.1",
+                     "location": "https://elsewhere.example/", "title": "Moved"},
+            "tls": {"version": "TLSv1.3", "cipher": "TLS13_AES_256_GCM_SHA384", "alpn": "http/1.1",
+                    "chain": [{"subject": "CN=www.lab", "issuer": "CN=www.lab",
+                               "subject_alt_names": ["www.lab"], "serial": "1234",
+                               "not_before": "2026-12-07T00:00:00Z", "not_after": "2027-12-07T00:00:00Z",
+                               "days_left": 365, "key_type": "RSA", "key_bits": 2048,
+                               "signature_algorithm": "sha256WithRSAEncryption", "self_signed": true,
+                               "sha256": "0".repeat(64)}]},
+            "error": "read: connection reset", "connections": 2, "bytes_read": 512,
+            "time": "2026-12-07T06:00:01Z"
+        }))
+        .unwrap(),
+    );
     r
 }
 
@@ -199,6 +220,10 @@ fn a_member_neither_knows_is_refused_by_both() {
         "/segments/0",
         "/hosts/0",
         "/hosts/0/results/0",
+        "/hosts/0/services/0",
+        "/hosts/0/services/0/tls",
+        "/hosts/0/services/0/tls/chain/0",
+        "/hosts/0/services/0/http",
         "/merge/shards/0",
     ] {
         let mut doc = base.clone();

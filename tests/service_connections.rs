@@ -62,8 +62,12 @@ fn server(serve: impl Fn(std::net::TcpStream) + Send + Sync + 'static) -> (u16, 
 /// be a source.
 fn gate(scope: Scope) -> ScopeGate {
     let mut local = sonde::targets::IpSet::new();
-    local.insert(sonde::targets::AddrRange::single("127.0.0.1".parse().unwrap()));
-    ScopeGate::new(scope, None).unwrap().with_local_sources(local)
+    local.insert(sonde::targets::AddrRange::single(
+        "127.0.0.1".parse().unwrap(),
+    ));
+    ScopeGate::new(scope, None)
+        .unwrap()
+        .with_local_sources(local)
 }
 
 fn job(port: u16) -> ServiceJob {
@@ -87,7 +91,11 @@ fn run(gate: &ScopeGate, ports: &[u16]) -> (Vec<ServiceResult>, Option<ServiceSt
         &|| false,
         &|_| *seen.lock().unwrap() += 1,
     );
-    assert_eq!(*seen.lock().unwrap(), results.len(), "every result reported");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        results.len(),
+        "every result reported"
+    );
     (results, stop)
 }
 
@@ -135,18 +143,32 @@ fn a_greeting_an_http_answer_and_the_hostile_ones_each_end_with_a_clear_result()
 
     let s = by(ssh);
     assert_eq!(
-        (s.service.as_deref(), s.product.as_deref(), s.version.as_deref()),
+        (
+            s.service.as_deref(),
+            s.product.as_deref(),
+            s.version.as_deref()
+        ),
         (Some("ssh"), Some("OpenSSH"), Some("9.2p1"))
     );
-    assert_eq!((s.method.as_str(), s.conf, s.connections), ("probed", 10, 1));
+    assert_eq!(
+        (s.method.as_str(), s.conf, s.connections),
+        ("probed", 10, 1)
+    );
     assert_eq!(s.cpe.as_deref(), Some("cpe:/a:openbsd:openssh:9.2p1"));
 
     let h = by(http);
     assert_eq!(
-        (h.service.as_deref(), h.product.as_deref(), h.version.as_deref()),
+        (
+            h.service.as_deref(),
+            h.product.as_deref(),
+            h.version.as_deref()
+        ),
         (Some("http"), Some("nginx"), Some("1.22.1"))
     );
-    assert_eq!(h.http.as_ref().unwrap().title.as_deref(), Some("Welcome to nginx!"));
+    assert_eq!(
+        h.http.as_ref().unwrap().title.as_deref(),
+        Some("Welcome to nginx!")
+    );
 
     // Silent: asked HTTP, heard nothing; named from the table if at all.
     let q = by(silent);
@@ -163,7 +185,10 @@ fn a_greeting_an_http_answer_and_the_hostile_ones_each_end_with_a_clear_result()
     assert_eq!((c.bytes_read, c.product.as_deref()), (0, None));
 
     let g = by(garbage);
-    assert_eq!(g.banner.as_deref(), Some("\\x16\\x03\\x01\\x00\\x05\\xde\\xad\\xbe\\xef\\x00"));
+    assert_eq!(
+        g.banner.as_deref(),
+        Some("\\x16\\x03\\x01\\x00\\x05\\xde\\xad\\xbe\\xef\\x00")
+    );
     assert_eq!(g.product, None);
 }
 
@@ -180,7 +205,11 @@ fn a_scope_without_service_refuses_before_any_connection() {
         other => panic!("{other:?}"),
     }
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(taken.load(Ordering::SeqCst), 0, "no connection reached the server");
+    assert_eq!(
+        taken.load(Ordering::SeqCst),
+        0,
+        "no connection reached the server"
+    );
 }
 
 #[test]
@@ -191,7 +220,13 @@ fn the_budget_counts_connections_and_stops_them() {
     });
     let (r, stop) = run(&gate, &[port, port, port, port]);
     assert_eq!(r.len(), 2, "{r:?}");
-    assert!(matches!(stop, Some(ServiceStop::Scope(Refusal::BudgetExhausted { .. }))), "{stop:?}");
+    assert!(
+        matches!(
+            stop,
+            Some(ServiceStop::Scope(Refusal::BudgetExhausted { .. }))
+        ),
+        "{stop:?}"
+    );
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(taken.load(Ordering::SeqCst), 2);
     assert_eq!(r[0].product.as_deref(), Some("vsftpd"));

@@ -82,6 +82,7 @@ pub(crate) fn nmap_aliases(args: Vec<OsString>) -> Vec<OsString> {
                 Some("-oG") => "--output-grepable",
                 Some("-oL") => "--output-list",
                 Some("-oJ") => "--output-json",
+                Some("-sV") => "--service-version",
                 _ => return a,
             };
             OsString::from(long)

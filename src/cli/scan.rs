@@ -30,9 +30,16 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub targets: TargetArgs,
 
-    /// Probe kinds, comma-separated: syn, icmp, dns.
+    /// Probe kinds, comma-separated: syn, icmp, dns, service (service:
+    /// one connection to each open port the SYN probes find, naming what
+    /// runs there).
     #[arg(long = "probe", value_name = "KINDS", default_value = "syn")]
     pub probe: String,
+
+    /// Name the service and version on every open port (nmap's -sV): adds
+    /// syn and service to --probe.
+    #[arg(long = "service-version")]
+    pub service_version: bool,
 
     /// Packets per second (default: the lower of 1000 and the scope's max_rate).
     #[arg(long, value_name = "PPS", allow_hyphen_values = true, value_parser = parse_rate)]
@@ -168,7 +175,7 @@ pub struct ScanArgs {
             "scope", "targets", "input_list", "ports", "top_ports", "exclude",
             "exclude_file", "probe", "rate", "retries", "max_retries", "wait", "seed", "shard",
             "dns_query", "output_dir", "interface", "senders", "sniffer_buffer",
-            "record", "evidence", "source_ip", "dry_run", "at",
+            "record", "evidence", "source_ip", "dry_run", "at", "service_version",
         ]
     )]
     pub resume: Option<PathBuf>,
@@ -375,14 +382,21 @@ fn request(args: &ScanArgs) -> Result<ScanRequest, Error> {
         .wait
         .map(|w| super::seconds("--wait", w, "e.g. --wait 2"))
         .transpose()?;
-    let probes: Vec<ProbeKind> = args
+    let mut probes: Vec<ProbeKind> = args
         .probe
         .split(',')
         .map(|k| {
             k.parse()
-                .map_err(|m: String| Error::usage(m, "--probe syn,icmp,dns"))
+                .map_err(|m: String| Error::usage(m, "--probe syn,icmp,dns,service"))
         })
         .collect::<Result<_, _>>()?;
+    if args.service_version {
+        for k in [ProbeKind::Syn, ProbeKind::Service] {
+            if !probes.contains(&k) {
+                probes.push(k);
+            }
+        }
+    }
     let mut dns_questions = Vec::new();
     for q in &args.dns_query {
         dns_questions.push(DnsQuestion::parse(q).map_err(|m| {
@@ -560,6 +574,10 @@ fn summarize(o: &SessionOutcome, out: &mut dyn Write) -> Result<(), Error> {
             parts.push(format!("not shown: {}", not_shown.join(", ")));
         }
         writeln!(out, "{}: {}", h.address, parts.join("; ")).map_err(write_err)?;
+        // What runs on the open ports, as nmap -sV lists it.
+        for sv in &h.services {
+            writeln!(out, "  {}", crate::text::visible(&service_line(sv))).map_err(write_err)?;
+        }
     }
     if quiet_hosts > 0 {
         writeln!(
@@ -804,4 +822,48 @@ fn duration(secs: f64) -> String {
             (secs % 3600.0) / 60.0
         )
     }
+}
+
+/// One service as `nmap -sV` lists it: `22/tcp ssh OpenSSH 9.2p1
+/// (protocol 2.0)`, with TLS and the title when there are.
+fn service_line(s: &crate::results::ServiceResult) -> String {
+    let mut line = format!(
+        "{}/tcp {}{}",
+        s.port,
+        if s.tunnel.is_some() { "ssl/" } else { "" },
+        s.service.as_deref().unwrap_or("unknown")
+    );
+    for part in [&s.product, &s.version].into_iter().flatten() {
+        line.push(' ');
+        line.push_str(part);
+    }
+    if let Some(x) = &s.extrainfo {
+        line.push_str(&format!(" ({x})"));
+    }
+    if let Some(t) = &s.tls {
+        line.push_str(&format!("; {}", t.version));
+        if let Some(c) = t.chain.first() {
+            line.push_str(&format!(
+                ", certificate {} ({} days left{})",
+                c.subject,
+                c.days_left,
+                if c.self_signed { ", self-signed" } else { "" }
+            ));
+        }
+    }
+    if let Some(t) = s.http.as_ref().and_then(|h| h.title.as_ref()) {
+        line.push_str(&format!("; title {t:?}"));
+    }
+    if s.product.is_none()
+        && let Some(b) = &s.banner
+    {
+        line.push_str(&format!(
+            "; said {:?}",
+            b.chars().take(80).collect::<String>()
+        ));
+    }
+    if let Some(e) = &s.error {
+        line.push_str(&format!("; {e}"));
+    }
+    line
 }

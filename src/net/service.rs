@@ -87,7 +87,9 @@ pub fn identify(
                     }
                     if stop() {
                         halted.store(true, Ordering::Release);
-                        why.lock().expect("not poisoned").get_or_insert(ServiceStop::Stopped);
+                        why.lock()
+                            .expect("not poisoned")
+                            .get_or_insert(ServiceStop::Stopped);
                         return;
                     }
                     let i = next.fetch_add(1, Ordering::AcqRel);
@@ -313,7 +315,14 @@ fn identify_one(
         let _ = t.conn.complete_io(&mut t.sock);
     }
     drop(conn);
-    Ok(result(job, id.finish(), connections, read_total, error, started))
+    Ok(result(
+        job,
+        id.finish(),
+        connections,
+        read_total,
+        error,
+        started,
+    ))
 }
 
 fn remaining(deadline: Instant) -> Duration {
@@ -344,7 +353,9 @@ fn listen(
         } else {
             IDLE.min(until - now)
         };
-        let _ = c.tcp().set_read_timeout(Some(timeout.max(Duration::from_millis(1))));
+        let _ = c
+            .tcp()
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))));
         match c.read(&mut buf) {
             Ok(0) => return (out, None),
             Ok(n) => out.extend_from_slice(&buf[..n.min(room - out.len())]),
@@ -372,14 +383,20 @@ fn handshake(
     config: &Arc<rustls::ClientConfig>,
     host: &str,
     deadline: Instant,
-) -> Result<(rustls::StreamOwned<rustls::ClientConnection, TcpStream>, TlsSeen), String> {
+) -> Result<
+    (
+        rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+        TlsSeen,
+    ),
+    String,
+> {
     let name = match host.parse::<IpAddr>() {
         Ok(ip) => rustls::pki_types::ServerName::IpAddress(ip.into()),
         Err(_) => rustls::pki_types::ServerName::try_from(host.to_string())
             .map_err(|e| format!("{host:?} is not a TLS server name: {e}"))?,
     };
-    let mut conn = rustls::ClientConnection::new(config.clone(), name)
-        .map_err(|e| format!("TLS: {e}"))?;
+    let mut conn =
+        rustls::ClientConnection::new(config.clone(), name).map_err(|e| format!("TLS: {e}"))?;
     let mut tcp = tcp;
     while conn.is_handshaking() {
         let left = remaining(deadline);
@@ -393,7 +410,12 @@ fn handshake(
                 return Err("TLS handshake: the service closed the connection".into());
             }
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err("TLS handshake timed out".into());
             }
             Err(e) => return Err(format!("TLS handshake failed: {e}")),

@@ -99,6 +99,12 @@ impl ScanRequest {
                 "--probe syn,icmp,dns",
             ));
         }
+        if self.probes.contains(&ProbeKind::Service) && !self.probes.contains(&ProbeKind::Syn) {
+            return Err(Error::usage(
+                "service identification connects to the ports the SYN probes find open, and no syn probe was asked for",
+                "--probe syn,service (or -sV, which adds both)",
+            ));
+        }
         if self.dns_questions.is_empty() || self.dns_questions.len() > MAX_DNS_QUESTIONS {
             return Err(Error::usage(
                 format!(

@@ -347,6 +347,22 @@ mod tests {
             (n.product.as_deref(), n.version.as_deref()),
             (Some("Exim smtpd"), Some("4.96"))
         );
+        let n = id(
+            Field::Greeting,
+            b"500 OOPS: vsftpd: both local and anonymous access disabled!\r\n",
+        );
+        assert_eq!(
+            (
+                n.service.as_str(),
+                n.product.as_deref(),
+                n.extrainfo.as_deref()
+            ),
+            (
+                "ftp",
+                Some("vsftpd"),
+                Some("both local and anonymous access disabled!")
+            )
+        );
         let n = id(Field::Greeting, b"220 (vsFTPd 3.0.3)\r\n");
         assert_eq!(
             (

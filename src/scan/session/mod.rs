@@ -34,6 +34,7 @@
 mod checkpoints;
 pub mod files;
 mod resume;
+mod services;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -664,7 +665,7 @@ impl Session {
             }
         }
         watched_result?;
-        let outcome = outcome.map_err(|e| match e {
+        let mut outcome = outcome.map_err(|e| match e {
             crate::scan::ScanError::Refused(r) => Error::Refused(vec![r]),
             other => Error::Runtime {
                 context: "scan failed".into(),
@@ -679,6 +680,38 @@ impl Session {
                 ),
                 source: None,
             });
+        }
+        // Service identification: after the passes, on the ports they
+        // found open, unless the scan was stopped or cut short.
+        if kinds.contains(&ProbeKind::Service)
+            && !outcome.interrupted
+            && outcome.output_error.is_none()
+            && outcome.scope_stop.is_none()
+        {
+            let results = std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.file(run_dir::RESULTS))
+                .map_err(|e| Error::runtime("cannot append to results.ndjson", e))?;
+            if let Some(l) = &lease {
+                // Two connections a port at most (a TLS retry), and what the
+                // concurrent reservations hold for a moment.
+                let ports: u64 = outcome
+                    .hosts
+                    .iter()
+                    .map(|h| h.open_ports().count() as u64)
+                    .sum();
+                let held = u64::from(crate::net::service::PACKETS_PER_CONNECTION)
+                    * crate::net::service::ServiceLimits::default().concurrency as u64;
+                l.lease_more(&gate, 2 * ports + held, log)?;
+            }
+            services::identify_open_ports(
+                &mut outcome,
+                &gate,
+                &stop,
+                results,
+                log,
+                observer.as_ref(),
+            )?;
         }
         let finished = now_rfc3339();
         let e = &scope.engagement;
@@ -965,6 +998,32 @@ struct BudgetLease {
 }
 
 impl BudgetLease {
+    /// Lease `extra` probes past what is reserved now (at most the budget),
+    /// recorded and synced first: the service phase's connections, asked
+    /// for at once since no watcher raises the lease then.
+    fn lease_more(
+        &self,
+        gate: &crate::scope::ScopeGate,
+        extra: u64,
+        log: &mut Audit,
+    ) -> Result<(), Error> {
+        let now = self.upto.load(Ordering::Acquire);
+        let upto = (gate.reserved() + extra).min(self.max).max(now);
+        if upto == now {
+            return Ok(());
+        }
+        audit(
+            log,
+            "budget_leased",
+            serde_json::json!({ "upto": upto, "max_probes": self.max }),
+        )?;
+        log.get_ref()
+            .sync_data()
+            .map_err(|e| Error::runtime("cannot sync the audit log", e))?;
+        self.upto.store(upto, Ordering::Release);
+        Ok(())
+    }
+
     /// Raise the lease when half of the last chunk is used (or none was
     /// given yet): recorded and synced first.
     fn extend(&self, gate: &crate::scope::ScopeGate, log: &mut Audit) -> Result<(), Error> {
