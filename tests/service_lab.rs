@@ -308,6 +308,50 @@ fn debian_services_are_named_as_their_packages_say() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 4, "{ndjson}");
+    // nmap XML: valid against nmap's DTD, and python-libnmap (as
+    // DefectDojo-style importers) reads each service's product and version.
+    let xml = dir.path().join("scan.xml");
+    let (code, out, err) = lab.sonde(&[
+        "report",
+        run.to_str().unwrap(),
+        "--format",
+        "xml",
+        "-o",
+        xml.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let xml = xml.display().to_string();
+    sh(
+        "xmllint",
+        &["--noout", "--dtdvalid", "/usr/share/nmap/nmap.dtd", &xml],
+    );
+    let libnmap = sh(
+        "/usr/bin/python3",
+        &[
+            "-c",
+            r#"
+import sys
+from libnmap.parser import NmapParser
+r = NmapParser.parse_fromfile(sys.argv[1])
+for h in r.hosts:
+    for s in sorted(h.services, key=lambda s: s.port):
+        print(s.port, s.service, s.banner_dict.get("product", ""), s.banner_dict.get("version", ""), s.tunnel, ",".join(c.cpestring for c in s.cpelist))
+"#,
+            &xml,
+        ],
+    );
+    let ssh_version = upstream_version("openssh-server");
+    let ftp_version = upstream_version("vsftpd");
+    assert_eq!(
+        libnmap.lines().collect::<Vec<_>>(),
+        [
+            format!("{FTP} ftp vsftpd {ftp_version}  cpe:/a:beasts:vsftpd:{ftp_version}"),
+            format!("{SSH} ssh OpenSSH {ssh_version}  cpe:/a:openbsd:openssh:{ssh_version}"),
+            format!("{HTTP} http nginx {nginx_version}  cpe:/a:f5:nginx:{nginx_version}"),
+            format!("{HTTPS} http nginx {nginx_version} ssl cpe:/a:f5:nginx:{nginx_version}"),
+        ],
+        "{libnmap}"
+    );
     // And the run verifies.
     let (code, out, err) = lab.sonde(&["verify", run.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}\n{err}");

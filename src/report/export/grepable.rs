@@ -22,17 +22,27 @@ pub(super) fn write(scan: &ScanReport, out: &mut dyn Write) -> io::Result<()> {
     let scanned = scan.syn_ports();
     for host in &scan.hosts {
         writeln!(out, "Host: {} ()\tStatus: Up", host.address)?;
-        // (port, state, protocol, service)
-        let mut ports: Vec<(u16, String, &str, String)> = Vec::new();
+        // (port, state, protocol, service, version information)
+        let mut ports: Vec<(u16, String, &str, String, String)> = Vec::new();
         let mut ignored: Option<(String, u64)> = None;
         if let Some(scanned) = &scanned {
             let a = host.syn_account(scanned);
             for r in &a.listed {
+                let port = r.port.unwrap_or(0);
+                let found = host.services.iter().find(|s| s.port == port);
+                let name = match found.and_then(|s| s.service.as_deref()) {
+                    // nmap -sV writes a TLS service as ssl|NAME.
+                    Some(n) if found.is_some_and(|s| s.tunnel.is_some()) => format!("ssl|{n}"),
+                    Some(n) => n.to_string(),
+                    None => r.service.as_deref().unwrap_or_default().to_string(),
+                };
+                let version = found.map(version_info).unwrap_or_default();
                 ports.push((
-                    r.port.unwrap_or(0),
+                    port,
                     nmap_state(r.state()).to_string(),
                     "tcp",
-                    r.service.as_deref().unwrap_or_default().to_string(),
+                    name,
+                    version,
                 ));
             }
             let mut groups: Vec<(String, u64, Option<String>)> = a
@@ -57,12 +67,18 @@ pub(super) fn write(scan: &ScanReport, out: &mut dyn Write) -> io::Result<()> {
                 };
                 for port in set.iter() {
                     let service = crate::targets::ports::tcp_service(port).unwrap_or("");
-                    ports.push((port, state.clone(), "tcp", service.to_string()));
+                    ports.push((
+                        port,
+                        state.clone(),
+                        "tcp",
+                        service.to_string(),
+                        String::new(),
+                    ));
                 }
             }
         }
         if host.dns().next().is_some() {
-            ports.push((53, "open".into(), "udp", "domain".into()));
+            ports.push((53, "open".into(), "udp", "domain".into(), String::new()));
         }
         if ports.is_empty() && ignored.is_none() {
             continue;
@@ -72,7 +88,9 @@ pub(super) fn write(scan: &ScanReport, out: &mut dyn Write) -> io::Result<()> {
         if !ports.is_empty() {
             let list: Vec<String> = ports
                 .iter()
-                .map(|(p, state, proto, service)| format!("{p}/{state}/{proto}//{service}///"))
+                .map(|(p, state, proto, service, version)| {
+                    format!("{p}/{state}/{proto}//{service}//{version}/")
+                })
                 .collect();
             write!(out, "\tPorts: {}", list.join(", "))?;
         }
@@ -94,4 +112,20 @@ pub(super) fn write(scan: &ScanReport, out: &mut dyn Write) -> io::Result<()> {
         if up == 1 { "" } else { "s" },
         elapsed
     )
+}
+
+/// nmap's version field: product, version and extra information, with
+/// the characters that separate fields (`/`, `,`) replaced as nmap does.
+fn version_info(s: &crate::results::ServiceResult) -> String {
+    let mut v: Vec<String> = [&s.product, &s.version]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    if let Some(x) = &s.extrainfo {
+        v.push(format!("({x})"));
+    }
+    crate::text::one_line(&v.join(" "))
+        .replace('/', "|")
+        .replace(',', " ")
 }

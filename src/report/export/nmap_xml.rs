@@ -22,7 +22,7 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesPI, BytesText, Event};
 
 use super::{HostExport, ScanExport, epoch, folded_reason, nmap_state, nmap_time, reason};
-use crate::results::{HostResults, ScanReport, ScanResult};
+use crate::results::{HostResults, ScanReport, ScanResult, ServiceResult};
 use crate::scope::ProbeKind;
 
 /// The xmloutputversion nmap 7.9x writes.
@@ -239,8 +239,13 @@ fn write_host<W: Write>(
                                         ("reason_ttl", r.ttl.to_string().as_str()),
                                     ])
                                     .write_empty()?;
-                                if let Some(name) = &r.service {
-                                    service(w, name)?;
+                                match host.services.iter().find(|s| Some(s.port) == r.port) {
+                                    Some(sv) if sv.service.is_some() => probed_service(w, sv)?,
+                                    _ => {
+                                        if let Some(name) = &r.service {
+                                            service(w, name)?;
+                                        }
+                                    }
                                 }
                                 Ok(())
                             })?;
@@ -282,6 +287,45 @@ fn service<W: Write>(w: &mut Writer<W>, name: &str) -> io::Result<()> {
     w.create_element("service")
         .with_attributes([("name", name), ("method", "table"), ("conf", "3")])
         .write_empty()?;
+    Ok(())
+}
+
+/// A service identification found (`-sV`): nmap's attributes in nmap's
+/// order, and its CPE as a child element.
+fn probed_service<W: Write>(w: &mut Writer<W>, sv: &ServiceResult) -> io::Result<()> {
+    let one = |s: &Option<String>| s.as_deref().map(|v| crate::text::one_line(v).into_owned());
+    let conf = sv.conf.min(10).to_string();
+    let mut attrs: Vec<(&str, String)> = vec![("name", one(&sv.service).unwrap_or_default())];
+    for (k, v) in [
+        ("product", one(&sv.product)),
+        ("version", one(&sv.version)),
+        ("extrainfo", one(&sv.extrainfo)),
+        ("hostname", one(&sv.hostname)),
+        ("tunnel", sv.tunnel.as_ref().map(|_| "ssl".to_string())),
+    ] {
+        if let Some(v) = v {
+            attrs.push((k, v));
+        }
+    }
+    attrs.push(("method", sv.method.clone()));
+    attrs.push(("conf", conf));
+    let e = w
+        .create_element("service")
+        .with_attributes(attrs.iter().map(|(k, v)| (*k, v.as_str())));
+    match &sv.cpe {
+        Some(cpe) => {
+            e.write_inner_content(|w| {
+                w.create_element("cpe")
+                    .write_text_content(quick_xml::events::BytesText::new(
+                        &crate::text::one_line(cpe),
+                    ))?;
+                Ok(())
+            })?;
+        }
+        None => {
+            e.write_empty()?;
+        }
+    }
     Ok(())
 }
 

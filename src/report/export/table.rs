@@ -8,10 +8,32 @@ use crate::results::ScanResult;
 use crate::scope::ProbeKind;
 
 /// The header, in column order.
-pub const COLUMNS: [&str; 13] = [
-    "target", "protocol", "port", "probe", "state", "reason", "service", "ttl", "rtt_us", "time",
-    "question", "rcode", "answers",
+pub const COLUMNS: [&str; 16] = [
+    "target",
+    "protocol",
+    "port",
+    "probe",
+    "state",
+    "reason",
+    "service",
+    "ttl",
+    "rtt_us",
+    "time",
+    "question",
+    "rcode",
+    "answers",
+    "product",
+    "version",
+    "extrainfo",
 ];
+
+/// A line of results.ndjson: a probe's result, or a port's service.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Line {
+    Service(Box<crate::results::ServiceResult>),
+    Result(ScanResult),
+}
 
 /// Write one CSV row per line of `results` (NDJSON results) to `out`.
 pub fn write_csv(results: &mut dyn BufRead, out: &mut dyn Write) -> Result<(), ExportError> {
@@ -28,9 +50,40 @@ pub fn write_csv(results: &mut dyn BufRead, out: &mut dyn Write) -> Result<(), E
         if line.trim().is_empty() {
             continue;
         }
-        let r: ScanResult = serde_json::from_str(&line).map_err(|e| {
-            ExportError::NotAScan(format!("results.ndjson line {n} is not a result: {e}"))
+        let line: Line = serde_json::from_str(&line).map_err(|e| {
+            ExportError::NotAScan(format!(
+                "results.ndjson line {n} is not a result or a service: {e}"
+            ))
         })?;
+        let r = match line {
+            Line::Result(r) => r,
+            Line::Service(s) => {
+                let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+                w.write_record([
+                    s.target.to_string(),
+                    "tcp".into(),
+                    s.port.to_string(),
+                    "service".into(),
+                    "open".into(),
+                    s.method.clone(),
+                    match (&s.service, &s.tunnel) {
+                        (Some(n), Some(_)) => format!("ssl/{n}"),
+                        (n, _) => opt(n),
+                    },
+                    String::new(),
+                    String::new(),
+                    s.time.to_string(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    opt(&s.product),
+                    opt(&s.version),
+                    opt(&s.extrainfo),
+                ])
+                .map_err(csv_err)?;
+                continue;
+            }
+        };
         let protocol = match r.probe {
             ProbeKind::Syn | ProbeKind::Service => "tcp",
             ProbeKind::Dns => "udp",
@@ -57,6 +110,9 @@ pub fn write_csv(results: &mut dyn BufRead, out: &mut dyn Write) -> Result<(), E
             opt(r.question.as_deref().map(str::to_string)),
             opt(dns.map(|d| d.0.to_string())),
             opt(dns.map(|d| d.1.to_string())),
+            String::new(),
+            String::new(),
+            String::new(),
         ])
         .map_err(csv_err)?;
     }

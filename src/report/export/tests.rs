@@ -39,7 +39,11 @@ const PARTIAL: &str = r#"{
        {"target": "198.18.0.4", "port": 22, "probe": "syn", "service": "ssh", "state": "open", "ttl": 64, "time": "2026-11-30T01:00:01Z"},
        {"target": "198.18.0.4", "port": 3306, "probe": "syn", "service": "mysql", "state": "filtered", "icmp_type": 3, "icmp_code": 13, "ttl": 63, "time": "2026-11-30T01:00:01Z"},
        {"target": "198.18.0.4", "probe": "icmp", "state": "up", "ttl": 64, "time": "2026-11-30T01:00:02Z"}],
-     "not_shown": [{"probe": "syn", "state": "closed", "reason": "rst", "count": 4, "ports": null}]},
+     "not_shown": [{"probe": "syn", "state": "closed", "reason": "rst", "count": 4, "ports": null}],
+     "services": [{"target": "198.18.0.4", "port": 22, "probe": "service", "service": "ssh", "product": "OpenSSH",
+                   "version": "9.2p1", "extrainfo": "Debian-2+deb12u3; protocol 2.0", "cpe": "cpe:/a:openbsd:openssh:9.2p1",
+                   "method": "probed", "conf": 10, "banner": "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\\r\\n",
+                   "connections": 1, "bytes_read": 40, "time": "2026-11-30T01:00:03Z"}]},
     {"address": "198.18.0.5", "results": [
        {"target": "198.18.0.5", "probe": "icmp", "state": "up", "ttl": 64, "time": "2026-11-30T01:00:02Z"},
        {"target": "198.18.0.5", "probe": "dns", "question": "example.com A", "service": "domain", "state": "dns_answer", "rcode": 0, "answers": 1, "recursion_available": true, "ttl": 64, "time": "2026-11-30T01:00:02Z"}],
@@ -76,7 +80,8 @@ fn nmap_xml_has_hosts_ports_reasons_and_runstats() {
     );
     assert!(x.contains(r#"<scaninfo type="udp" protocol="udp" numservices="1" services="53"/>"#));
     assert!(x.contains(r#"<status state="up" reason="echo-reply" reason_ttl="64"/>"#));
-    assert!(x.contains(r#"<port protocol="tcp" portid="22"><state state="open" reason="syn-ack" reason_ttl="64"/><service name="ssh" method="table" conf="3"/></port>"#), "{x}");
+    // -sV's service: nmap's attributes and its CPE.
+    assert!(x.contains(r#"<port protocol="tcp" portid="22"><state state="open" reason="syn-ack" reason_ttl="64"/><service name="ssh" product="OpenSSH" version="9.2p1" extrainfo="Debian-2+deb12u3; protocol 2.0" method="probed" conf="10"><cpe>cpe:/a:openbsd:openssh:9.2p1</cpe></service></port>"#), "{x}");
     assert!(x.contains(r#"<state state="filtered" reason="admin-prohibited" reason_ttl="63"/>"#));
     // 4 closed (ports unknown), and no port of .4 unanswered: 1 + 1 + 4 = 6
     // of 7, so one port (unknown which) got no response.
@@ -104,7 +109,7 @@ fn greppable_lists_ports_and_the_ignored_state() {
     assert_eq!(lines[1], "Host: 198.18.0.4 ()\tStatus: Up");
     assert_eq!(
         lines[2],
-        "Host: 198.18.0.4 ()\tPorts: 22/open/tcp//ssh///, 3306/filtered/tcp//mysql///\tIgnored State: closed (4)"
+        "Host: 198.18.0.4 ()\tPorts: 22/open/tcp//ssh//OpenSSH 9.2p1 (Debian-2+deb12u3; protocol 2.0)/, 3306/filtered/tcp//mysql///\tIgnored State: closed (4)"
     );
     assert_eq!(
         lines[4],
@@ -129,17 +134,22 @@ fn masscan_list_has_findings_only() {
 fn csv_quotes_fields_and_names_bad_lines() {
     let ndjson = r#"{"target":"198.18.0.5","probe":"dns","question":"a,b A","state":"dns_answer","rcode":3,"answers":0,"recursion_available":false,"ttl":64,"time":"2026-11-30T01:00:01Z"}
 {"target":"198.18.0.4","port":22,"probe":"syn","service":"ssh","state":"open","ttl":64,"rtt_us":120,"time":"2026-11-30T01:00:01.5Z"}
+{"target":"198.18.0.4","port":443,"probe":"service","service":"http","product":"nginx","version":"1.22.1","tunnel":"ssl","method":"probed","conf":10,"connections":1,"bytes_read":300,"time":"2026-11-30T01:00:03Z"}
 "#;
     let c = export_str(ExportFormat::Csv, Some(ndjson));
     let lines: Vec<&str> = c.lines().collect();
     assert_eq!(lines[0], COLUMNS.join(","));
     assert_eq!(
         lines[1],
-        "198.18.0.5,udp,53,dns,dns_answer,udp-response,,64,,2026-11-30T01:00:01Z,\"a,b A\",3,0"
+        "198.18.0.5,udp,53,dns,dns_answer,udp-response,,64,,2026-11-30T01:00:01Z,\"a,b A\",3,0,,,"
     );
     assert_eq!(
         lines[2],
-        "198.18.0.4,tcp,22,syn,open,syn-ack,ssh,64,120,2026-11-30T01:00:01.5Z,,,"
+        "198.18.0.4,tcp,22,syn,open,syn-ack,ssh,64,120,2026-11-30T01:00:01.5Z,,,,,,"
+    );
+    assert_eq!(
+        lines[3],
+        "198.18.0.4,tcp,443,service,open,probed,ssl/http,,,2026-11-30T01:00:03Z,,,,nginx,1.22.1,"
     );
     let mut out = Vec::new();
     let err = export(
