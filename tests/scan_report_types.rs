@@ -122,7 +122,9 @@ fn maximal() -> ScanReport {
                                "days_left": 365, "key_type": "RSA", "key_bits": 2048,
                                "signature_algorithm": "sha256WithRSAEncryption", "self_signed": true,
                                "sha256": "0".repeat(64)}]},
-            "error": "read: connection reset", "connections": 2, "bytes_read": 512,
+            "error": "read: connection reset",
+            "findings": [{"kind": "self_signed_certificate", "severity": "medium", "summary": "self-signed"}],
+            "connections": 2, "bytes_read": 512,
             "time": "2026-12-07T06:00:01Z"
         }))
         .unwrap(),
@@ -224,6 +226,7 @@ fn a_member_neither_knows_is_refused_by_both() {
         "/hosts/0/services/0/tls",
         "/hosts/0/services/0/tls/chain/0",
         "/hosts/0/services/0/http",
+        "/hosts/0/services/0/findings/0",
         "/merge/shards/0",
     ] {
         let mut doc = base.clone();

@@ -281,7 +281,19 @@ fn debian_services_are_named_as_their_packages_say() {
             .to_lowercase(),
         c.sha256
     );
+    // What a responder acts on: the certificate expires within 30 days
+    // and is self-signed; FTP sends passwords in clear text.
+    let kinds = |s: &sonde::results::ServiceResult| -> Vec<sonde::results::ServiceFindingKind> {
+        s.findings.iter().map(|f| f.kind).collect()
+    };
+    use sonde::results::ServiceFindingKind as K;
+    assert_eq!(
+        kinds(https),
+        [K::CertificateExpiring, K::SelfSignedCertificate]
+    );
+    assert_eq!(kinds(ssh), []);
     let ftp = by(FTP);
+    assert_eq!(kinds(ftp), [K::CleartextAuthentication]);
     assert_eq!(
         (
             ftp.service.as_deref(),
@@ -351,6 +363,35 @@ for h in r.hosts:
             format!("{HTTPS} http nginx {nginx_version} ssl cpe:/a:f5:nginx:{nginx_version}"),
         ],
         "{libnmap}"
+    );
+    // The page: services per host, by product and version, and the
+    // findings.
+    let page = dir.path().join("page.html");
+    let (code, out, err) = lab.sonde(&[
+        "report",
+        run.to_str().unwrap(),
+        "--html",
+        page.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let page = std::fs::read_to_string(page).unwrap();
+    assert!(
+        page.contains("<h3>Services by product and version</h3>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "<td>http</td><td>nginx</td><td>{nginx_version}</td><td class=\"num\">2</td>"
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("{HTTPS}/ssl/http nginx {nginx_version}")),
+        "{page}"
+    );
+    assert!(
+        page.contains("passwords cross the network in clear text"),
+        "{page}"
     );
     // And the run verifies.
     let (code, out, err) = lab.sonde(&["verify", run.to_str().unwrap()]);

@@ -577,6 +577,15 @@ fn summarize(o: &SessionOutcome, out: &mut dyn Write) -> Result<(), Error> {
         // What runs on the open ports, as nmap -sV lists it.
         for sv in &h.services {
             writeln!(out, "  {}", crate::text::visible(&service_line(sv))).map_err(write_err)?;
+            for f in &sv.findings {
+                let sev = match f.severity {
+                    crate::results::Severity::High => "HIGH",
+                    crate::results::Severity::Medium => "MEDIUM",
+                    crate::results::Severity::Low => "LOW",
+                };
+                writeln!(out, "    {sev}: {}", crate::text::visible(&f.summary))
+                    .map_err(write_err)?;
+            }
         }
     }
     if quiet_hosts > 0 {

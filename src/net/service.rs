@@ -542,7 +542,7 @@ fn result(
             .filter_map(|der| CertificateInfo::from_der(der, now).ok())
             .collect(),
     });
-    ServiceResult {
+    let mut r = ServiceResult {
         target: job.target,
         port: job.port,
         probe: ServiceKind::Service,
@@ -559,8 +559,11 @@ fn result(
         http: found.http,
         tls,
         error: found.tls_error.map(|e| e.to_string()).or(error),
+        findings: Vec::new(),
         connections,
         bytes_read,
         time: CaptureTime(started),
-    }
+    };
+    r.findings = r.assess();
+    r
 }

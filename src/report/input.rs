@@ -10,7 +10,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::probe::Verdict;
-use crate::results::{FoldedState, HostResults};
+use crate::results::{FoldedState, HostResults, Severity};
 
 /// Hosts listed on the page at most (the JSON holds them all).
 pub const MAX_HOST_ROWS: usize = 2000;
@@ -34,6 +34,11 @@ pub struct HostsSummary {
     pub answered: usize,
     /// Hosts with at least one open port.
     pub with_open: usize,
+    /// Services identified (`-sV`), by (service, product, version): how
+    /// many ports run each (every host, not only the listed rows).
+    pub by_product: std::collections::BTreeMap<(String, String, String), usize>,
+    /// Service findings, every host's: (severity, summary), the worst first.
+    pub findings: Vec<(Severity, String)>,
 }
 
 /// One host's line on the page.
@@ -46,6 +51,8 @@ pub struct HostRow {
     pub up: bool,
     /// DNS answers: `question rcode N`.
     pub dns: Vec<String>,
+    /// Services on the open ports: `PORT NAME PRODUCT VERSION`.
+    pub services: Vec<String>,
 }
 
 impl PageInput {
@@ -125,6 +132,17 @@ impl<'de> Visitor<'de> for HostsVisitor {
         let mut s = HostsSummary::default();
         // One host at a time, as the scan wrote it, folded into its row.
         while let Some(host) = seq.next_element::<HostResults>()? {
+            for sv in &host.services {
+                let key = (
+                    sv.service.clone().unwrap_or_else(|| "unknown".into()),
+                    sv.product.clone().unwrap_or_default(),
+                    sv.version.clone().unwrap_or_default(),
+                );
+                *s.by_product.entry(key).or_insert(0) += 1;
+                for f in &sv.findings {
+                    s.findings.push((f.severity, f.summary.clone()));
+                }
+            }
             let row = HostRow::of(&host);
             if row.open.is_empty() && !row.up && row.dns.is_empty() {
                 continue;
@@ -137,6 +155,7 @@ impl<'de> Visitor<'de> for HostsVisitor {
                 s.rows.push(row);
             }
         }
+        s.findings.sort_by_key(|f| std::cmp::Reverse(f.0));
         Ok(s)
     }
 }
@@ -161,6 +180,19 @@ impl HostRow {
                 )),
                 Verdict::Unreachable { .. } => {}
             }
+        }
+        for sv in &host.services {
+            let mut line = format!(
+                "{}/{}{}",
+                sv.port,
+                if sv.tunnel.is_some() { "ssl/" } else { "" },
+                sv.service.as_deref().unwrap_or("unknown")
+            );
+            for part in [&sv.product, &sv.version].into_iter().flatten() {
+                line.push(' ');
+                line.push_str(part);
+            }
+            row.services.push(line);
         }
         for f in &host.not_shown {
             match f.state {

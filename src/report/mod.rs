@@ -351,13 +351,13 @@ fn hosts_section(h: &mut String, hosts: Option<&HostsSummary>) {
     );
     if !hosts.rows.is_empty() {
         h.push_str(
-            r#"<table class="hosts"><tr><th>host</th><th>open</th><th class="num">closed</th><th class="num">filtered</th><th>ping</th><th>DNS</th></tr>"#,
+            r#"<table class="hosts"><tr><th>host</th><th>open</th><th class="num">closed</th><th class="num">filtered</th><th>ping</th><th>DNS</th><th>services</th></tr>"#,
         );
         for row in &hosts.rows {
             let open: Vec<String> = row.open.iter().map(u16::to_string).collect();
             let _ = write!(
                 h,
-                r#"<tr><td><code>{}</code></td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td>{}</td></tr>"#,
+                r#"<tr><td><code>{}</code></td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
                 escape(&row.address),
                 if open.is_empty() {
                     r#"<span class="muted">none</span>"#.to_string()
@@ -367,10 +367,48 @@ fn hosts_section(h: &mut String, hosts: Option<&HostsSummary>) {
                 row.closed,
                 row.filtered,
                 if row.up { "answers" } else { "" },
-                escape(&row.dns.join("; "))
+                escape(&row.dns.join("; ")),
+                row.services
+                    .iter()
+                    .map(|s| escape(s))
+                    .collect::<Vec<_>>()
+                    .join("<br>")
             );
         }
         h.push_str("</table>");
+    }
+    if !hosts.by_product.is_empty() {
+        h.push_str(
+            r#"<h3>Services by product and version</h3><table class="services"><tr><th>service</th><th>product</th><th>version</th><th class="num">ports</th></tr>"#,
+        );
+        let mut rows: Vec<_> = hosts.by_product.iter().collect();
+        rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for ((service, product, version), n) in rows {
+            let _ = write!(
+                h,
+                r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="num">{n}</td></tr>"#,
+                escape(service),
+                escape(product),
+                escape(version)
+            );
+        }
+        h.push_str("</table>");
+    }
+    if !hosts.findings.is_empty() {
+        h.push_str("<h3>Service findings</h3><ul class=\"service-findings\">");
+        for (severity, summary) in &hosts.findings {
+            let sev = match severity {
+                crate::results::Severity::High => "high",
+                crate::results::Severity::Medium => "medium",
+                crate::results::Severity::Low => "low",
+            };
+            let _ = write!(
+                h,
+                r#"<li><span class="sev sev-{sev}">{sev}</span> {}</li>"#,
+                escape(summary)
+            );
+        }
+        h.push_str("</ul>");
     }
     if hosts.answered > hosts.rows.len() {
         let _ = write!(

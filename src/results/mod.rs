@@ -22,7 +22,10 @@ use crate::scope::ProbeKind;
 use crate::targets::PortSet;
 
 pub use report::*;
-pub use service::{ServiceKind, ServiceResult, TlsResult};
+pub use service::{
+    EXPIRING_DAYS, ServiceFinding, ServiceFindingKind, ServiceKind, ServiceResult, Severity,
+    TlsResult,
+};
 
 /// What a scan's evidence keeps of the probes it sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
