@@ -133,6 +133,11 @@ impl ProbeKinds {
     pub fn all() -> ProbeKinds {
         ProbeKind::ALL.into_iter().collect()
     }
+    /// What a scope without a `probes` list allows: the crafted kinds.
+    /// Connections to services are allowed only where a scope names them.
+    pub fn crafted() -> ProbeKinds {
+        ProbeKind::RAW.into_iter().collect()
+    }
     pub fn contains(self, k: ProbeKind) -> bool {
         self.0 & k.bit() != 0
     }

@@ -226,7 +226,8 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scope, ScopeError> {
     };
 
     let probes = match &raw.probes {
-        None => ProbeKinds::all(),
+        // `service` (connections to services) only where a scope names it.
+        None => ProbeKinds::crafted(),
         Some(list) => kinds(&cx, list)?,
     };
 
