@@ -305,7 +305,7 @@ fn check_judges_what_scan_would_send() {
     std::fs::write(
         &scope,
         text.replace(
-            "probes = [\"syn\", \"icmp\", \"dns\"]",
+            "probes = [\"syn\", \"icmp\", \"dns\", \"service\"]",
             "probes = [\"syn\"]",
         ),
     )

@@ -109,6 +109,15 @@ fn maximal() -> ScanReport {
     // A service with every member: TLS with a certificate, HTTP inside.
     r.hosts[0].services.push(
         serde_json::from_value(json!({
+            "target": t, "port": 53, "protocol": "udp", "probe": "service", "service": "domain",
+            "product": "dnsmasq", "version": "2.90", "method": "probed", "conf": 10,
+            "banner": "dnsmasq-2.90", "connections": 0, "bytes_read": 60,
+            "time": "2026-12-07T06:00:01Z"
+        }))
+        .unwrap(),
+    );
+    r.hosts[0].services.push(
+        serde_json::from_value(json!({
             "target": t, "port": 443, "probe": "service", "service": "http",
             "product": "nginx", "version": "1.22.1", "extrainfo": "Debian",
             "hostname": "www.lab", "cpe": "cpe:/a:f5:nginx:1.22.1", "tunnel": "ssl",

@@ -180,8 +180,8 @@ fn replies_are_never_steered_to_a_source_the_scope_does_not_list() {
         dir.path(),
         "spoof.toml",
         &[(
-            "probes = [\"syn\", \"icmp\", \"dns\"]",
-            "probes = [\"syn\", \"icmp\", \"dns\"]\nspoof_sources = [\"198.18.65.0/24\"]",
+            "probes = [\"syn\", \"icmp\", \"dns\", \"service\"]",
+            "probes = [\"syn\", \"icmp\", \"dns\", \"service\"]\nspoof_sources = [\"198.18.65.0/24\"]",
         )],
     );
     let (code, out, err) = lab.sonde(&[

@@ -75,6 +75,7 @@ fn job(port: u16) -> ServiceJob {
         target: "127.0.0.1".parse::<IpAddr>().unwrap(),
         port,
         host: "127.0.0.1".into(),
+        protocol: sonde::results::Protocol::Tcp,
     }
 }
 

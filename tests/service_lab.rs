@@ -201,15 +201,47 @@ fn debian_services_are_named_as_their_packages_say() {
         "--scope",
         "scopes/lab.toml",
         &SERVICE_HOST.to_string(),
+        &DNS_SERVER_V4.to_string(),
         "-p",
         &ports,
+        "--probe",
+        "dns",
         "-sV",
         "-o",
         run.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
     let r = report(&run);
-    let host = &r.hosts[0];
+    // The lab's dnsmasq, asked version.bind over UDP.
+    let dns = r
+        .hosts
+        .iter()
+        .find(|h| h.address == std::net::IpAddr::V4(DNS_SERVER_V4))
+        .unwrap();
+    let d = &dns.services[0];
+    assert_eq!(
+        (
+            d.protocol,
+            d.port,
+            d.service.as_deref(),
+            d.product.as_deref()
+        ),
+        (
+            sonde::results::Protocol::Udp,
+            53,
+            Some("domain"),
+            Some("dnsmasq")
+        )
+    );
+    assert_eq!(
+        d.version.as_deref(),
+        Some(upstream_version("dnsmasq-base").as_str())
+    );
+    let host = r
+        .hosts
+        .iter()
+        .find(|h| h.address == std::net::IpAddr::V4(SERVICE_HOST))
+        .unwrap();
     let by = |p: u16| {
         host.services
             .iter()
@@ -319,7 +351,7 @@ fn debian_services_are_named_as_their_packages_say() {
         .filter(|l| l.contains("\"probe\":\"service\""))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 4, "{ndjson}");
+    assert_eq!(lines.len(), 5, "{ndjson}");
     // nmap XML: valid against nmap's DTD, and python-libnmap (as
     // DefectDojo-style importers) reads each service's product and version.
     let xml = dir.path().join("scan.xml");
@@ -361,6 +393,10 @@ for h in r.hosts:
             format!("{SSH} ssh OpenSSH {ssh_version}  cpe:/a:openbsd:openssh:{ssh_version}"),
             format!("{HTTP} http nginx {nginx_version}  cpe:/a:f5:nginx:{nginx_version}"),
             format!("{HTTPS} http nginx {nginx_version} ssl cpe:/a:f5:nginx:{nginx_version}"),
+            format!(
+                "53 domain dnsmasq {dnsmasq}  cpe:/a:thekelleys:dnsmasq:{dnsmasq}",
+                dnsmasq = upstream_version("dnsmasq-base")
+            ),
         ],
         "{libnmap}"
     );

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::results::{CaptureTime, ServiceKind, ServiceResult, TlsResult};
+use crate::results::{CaptureTime, Protocol, ServiceKind, ServiceResult, TlsResult};
 use crate::scope::{Permit, ProbeKind, Refusal, ScopeGate};
 use crate::service::probe::{Action, Event, Found, Identification, MAX_READ, TlsSeen};
 use crate::service::tls::CertificateInfo;
@@ -30,7 +30,13 @@ pub struct ServiceJob {
     pub port: u16,
     /// The name the HTTP request's Host names (the target as given).
     pub host: String,
+    /// `Udp`: a DNS server (it answered the scan's DNS probes), asked
+    /// `version.bind`; `Tcp`: a connection.
+    pub protocol: Protocol,
 }
+
+/// How long a DNS server has to answer `version.bind`.
+const DNS_WAIT: Duration = Duration::from_secs(2);
 
 /// How hard to try.
 #[derive(Clone, Debug)]
@@ -94,7 +100,11 @@ pub fn identify(
                     }
                     let i = next.fetch_add(1, Ordering::AcqRel);
                     let Some(job) = jobs.get(i) else { return };
-                    match identify_one(job, gate, limits, &tls, stop) {
+                    let r = match job.protocol {
+                        Protocol::Tcp => identify_one(job, gate, limits, &tls, stop),
+                        Protocol::Udp => ask_dns_version(job, gate, stop),
+                    };
+                    match r {
                         Ok(r) => {
                             on_result(&r);
                             results.lock().expect("not poisoned").push((i, r));
@@ -129,6 +139,87 @@ fn source_for(dst: IpAddr) -> std::io::Result<IpAddr> {
     Ok(s.local_addr()?.ip())
 }
 
+/// A permit for `job` from `src`: the reservation paces `packets`; only
+/// the permit is charged to the budget (the allowance returns the rest).
+fn permit_for(
+    job: &ServiceJob,
+    src: IpAddr,
+    packets: u32,
+    gate: &ScopeGate,
+    stop: &dyn Fn() -> bool,
+) -> Result<Permit, ServiceStop> {
+    let mut allowance = match gate.reserve_unless(packets, stop) {
+        Ok(Some(a)) => a,
+        Ok(None) => return Err(ServiceStop::Stopped),
+        Err(r) => return Err(ServiceStop::Scope(r)),
+    };
+    allowance
+        .permit(src, job.target, Some(job.port), ProbeKind::Service)
+        .map_err(ServiceStop::Scope)
+}
+
+/// Ask a DNS server `version.bind` over UDP (one query, one answer).
+fn ask_dns_version(
+    job: &ServiceJob,
+    gate: &ScopeGate,
+    stop: &dyn Fn() -> bool,
+) -> Result<ServiceResult, ServiceStop> {
+    let started = crate::clock::now_nanos();
+    let mut found = Found::default();
+    let mut read = 0u64;
+    let asked = match source_for(job.target) {
+        Err(e) => Err(format!("no route: {e}")),
+        Ok(src) => {
+            let permit = permit_for(job, src, 2, gate, stop)?;
+            query_version(&permit, job.port, &mut read)
+        }
+    };
+    let error = match asked {
+        Ok(version) => {
+            found.named = crate::service::Rules::builtin()
+                .identify(crate::service::Field::DnsVersion, version.as_bytes());
+            found.banner = Some(crate::service::probe::banner_text(version.as_bytes()));
+            None
+        }
+        Err(e) => Some(e),
+    };
+    let mut r = result(job, found, 0, read, error, started);
+    r.protocol = Protocol::Udp;
+    if r.method == "table" {
+        // It answered the scan's DNS probes: a DNS server, whatever it is.
+        r.service = Some("domain".into());
+    }
+    Ok(r)
+}
+
+/// One `version.bind` query under `permit`; the version text.
+fn query_version(permit: &Permit, port: u16, read: &mut u64) -> Result<String, String> {
+    let socket =
+        UdpSocket::bind(SocketAddr::new(permit.src(), 0)).map_err(|e| describe(&e, "bind"))?;
+    socket
+        .connect(SocketAddr::new(permit.dst(), port))
+        .map_err(|e| describe(&e, "connect"))?;
+    let id: u16 = rand::random();
+    socket
+        .send(&crate::service::dns::version_bind_query(id))
+        .map_err(|e| describe(&e, "send"))?;
+    let deadline = Instant::now() + DNS_WAIT;
+    let mut buf = [0u8; 4096];
+    loop {
+        let _ = socket.set_read_timeout(Some(remaining(deadline)));
+        let n = socket
+            .recv(&mut buf)
+            .map_err(|e| describe(&e, "version.bind"))?;
+        *read += n as u64;
+        match crate::service::dns::version_bind_answer(&buf[..n], id)? {
+            Some(v) => return Ok(v),
+            // Not the answer (another id): wait on for it.
+            None if Instant::now() < deadline => {}
+            None => return Err("version.bind: no answer".into()),
+        }
+    }
+}
+
 /// One connection, opened under a permit.
 fn connect(
     job: &ServiceJob,
@@ -140,17 +231,7 @@ fn connect(
         Ok(s) => s,
         Err(e) => return Ok(Err(format!("no route: {e}"))),
     };
-    let mut allowance = match gate.reserve_unless(PACKETS_PER_CONNECTION, stop) {
-        Ok(Some(a)) => a,
-        Ok(None) => return Err(ServiceStop::Stopped),
-        Err(r) => return Err(ServiceStop::Scope(r)),
-    };
-    let permit: Permit = allowance
-        .permit(src, job.target, Some(job.port), ProbeKind::Service)
-        .map_err(ServiceStop::Scope)?;
-    // The rest of the reservation paced the connection's packets; only
-    // the permit is charged to the budget (the allowance returns the rest).
-    drop(allowance);
+    let permit = permit_for(job, src, PACKETS_PER_CONNECTION, gate, stop)?;
     let addr = SocketAddr::new(permit.dst(), job.port);
     let stream = match TcpStream::connect_timeout(&addr, limits.connect_timeout) {
         Ok(s) => s,
@@ -545,6 +626,7 @@ fn result(
     let mut r = ServiceResult {
         target: job.target,
         port: job.port,
+        protocol: job.protocol,
         probe: ServiceKind::Service,
         service,
         product: named.product,

@@ -23,8 +23,8 @@ use crate::targets::PortSet;
 
 pub use report::*;
 pub use service::{
-    EXPIRING_DAYS, ServiceFinding, ServiceFindingKind, ServiceKind, ServiceResult, Severity,
-    TlsResult,
+    EXPIRING_DAYS, Protocol, ServiceFinding, ServiceFindingKind, ServiceKind, ServiceResult,
+    Severity, TlsResult,
 };
 
 /// What a scan's evidence keeps of the probes it sent.

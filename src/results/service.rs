@@ -15,6 +15,9 @@ use crate::service::tls::CertificateInfo;
 pub struct ServiceResult {
     pub target: IpAddr,
     pub port: u16,
+    /// `tcp`; `udp` for a DNS server asked over UDP (absent: tcp).
+    #[serde(default, skip_serializing_if = "Protocol::is_tcp")]
+    pub protocol: Protocol,
     /// Always `service` (the record's kind in results.ndjson).
     pub probe: ServiceKind,
     /// nmap's name for the service (`ssh`, `http`); none when nothing
@@ -59,6 +62,28 @@ pub struct ServiceResult {
     pub bytes_read: u64,
     /// When the first connection was opened.
     pub time: CaptureTime,
+}
+
+/// The transport a service was reached over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn is_tcp(&self) -> bool {
+        *self == Protocol::Tcp
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
 }
 
 /// The kind tag of a service record.

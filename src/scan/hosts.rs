@@ -166,7 +166,8 @@ impl HostTable {
                 h.results.sort_unstable_by(|a, b| {
                     (a.port, a.probe, &a.question).cmp(&(b.port, b.probe, &b.question))
                 });
-                h.services.sort_unstable_by_key(|s| s.port);
+                h.services
+                    .sort_unstable_by_key(|s| (!s.protocol.is_tcp(), s.port));
                 h.not_shown.sort_unstable_by(|a, b| {
                     (a.probe, a.state, &a.reason).cmp(&(b.probe, b.state, &b.reason))
                 });

@@ -99,9 +99,12 @@ impl ScanRequest {
                 "--probe syn,icmp,dns",
             ));
         }
-        if self.probes.contains(&ProbeKind::Service) && !self.probes.contains(&ProbeKind::Syn) {
+        if self.probes.contains(&ProbeKind::Service)
+            && !self.probes.contains(&ProbeKind::Syn)
+            && !self.probes.contains(&ProbeKind::Dns)
+        {
             return Err(Error::usage(
-                "service identification connects to the ports the SYN probes find open, and no syn probe was asked for",
+                "service identification asks the ports the SYN probes find open (and the DNS servers the DNS probes find), and neither syn nor dns was asked for",
                 "--probe syn,service (or -sV, which adds both)",
             ));
         }

@@ -2,6 +2,7 @@
 //! from what it says. The pure core: rules (`rules.rs`, data in
 //! `rules.toml`) matched over bytes a connection heard; no sockets here.
 
+pub mod dns;
 pub mod http;
 pub mod probe;
 pub mod rules;

@@ -29,7 +29,10 @@ pub(super) fn write(scan: &ScanReport, out: &mut dyn Write) -> io::Result<()> {
             let a = host.syn_account(scanned);
             for r in &a.listed {
                 let port = r.port.unwrap_or(0);
-                let found = host.services.iter().find(|s| s.port == port);
+                let found = host
+                    .services
+                    .iter()
+                    .find(|s| s.protocol.is_tcp() && s.port == port);
                 let name = match found.and_then(|s| s.service.as_deref()) {
                     // nmap -sV writes a TLS service as ssl|NAME.
                     Some(n) if found.is_some_and(|s| s.tunnel.is_some()) => format!("ssl|{n}"),
@@ -78,7 +81,13 @@ pub(super) fn write(scan: &ScanReport, out: &mut dyn Write) -> io::Result<()> {
             }
         }
         if host.dns().next().is_some() {
-            ports.push((53, "open".into(), "udp", "domain".into(), String::new()));
+            let version = host
+                .services
+                .iter()
+                .find(|s| !s.protocol.is_tcp() && s.port == 53)
+                .map(version_info)
+                .unwrap_or_default();
+            ports.push((53, "open".into(), "udp", "domain".into(), version));
         }
         if ports.is_empty() && ignored.is_none() {
             continue;

@@ -239,7 +239,11 @@ fn write_host<W: Write>(
                                         ("reason_ttl", r.ttl.to_string().as_str()),
                                     ])
                                     .write_empty()?;
-                                match host.services.iter().find(|s| Some(s.port) == r.port) {
+                                match host
+                                    .services
+                                    .iter()
+                                    .find(|s| s.protocol.is_tcp() && Some(s.port) == r.port)
+                                {
                                     Some(sv) if sv.service.is_some() => probed_service(w, sv)?,
                                     _ => {
                                         if let Some(name) = &r.service {
@@ -262,7 +266,14 @@ fn write_host<W: Write>(
                                     ("reason_ttl", first.ttl.to_string().as_str()),
                                 ])
                                 .write_empty()?;
-                            service(w, "domain")?;
+                            match host
+                                .services
+                                .iter()
+                                .find(|s| !s.protocol.is_tcp() && s.port == 53)
+                            {
+                                Some(sv) => probed_service(w, sv)?,
+                                None => service(w, "domain")?,
+                            }
                             for r in &dns {
                                 w.create_element("script")
                                     .with_attributes([

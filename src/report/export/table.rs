@@ -61,7 +61,7 @@ pub fn write_csv(results: &mut dyn BufRead, out: &mut dyn Write) -> Result<(), E
                 let opt = |v: &Option<String>| v.clone().unwrap_or_default();
                 w.write_record([
                     s.target.to_string(),
-                    "tcp".into(),
+                    s.protocol.name().into(),
                     s.port.to_string(),
                     "service".into(),
                     "open".into(),

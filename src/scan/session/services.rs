@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::files::{Audit, audit};
 use crate::error::Error;
 use crate::net::service::{ServiceJob, ServiceLimits, ServiceStop, identify};
-use crate::results::ServiceResult;
+use crate::results::{Protocol, ServiceResult};
 use crate::scan::progress::{Observer, ScanEvent};
 use crate::scan::{ScanOutcome, ScopeStop};
 use crate::scope::{Refusal, ScopeGate};
@@ -25,17 +25,34 @@ pub(super) fn identify_open_ports(
     log: &mut Audit,
     observer: &dyn Observer,
 ) -> Result<(), Error> {
-    let jobs: Vec<ServiceJob> = outcome
-        .hosts
-        .iter()
-        .flat_map(|h| {
-            h.open_ports().map(|port| ServiceJob {
+    let mut jobs: Vec<ServiceJob> = Vec::new();
+    for h in &outcome.hosts {
+        for port in h.open_ports() {
+            jobs.push(ServiceJob {
                 target: h.address,
                 port,
                 host: h.address.to_string(),
-            })
-        })
-        .collect();
+                protocol: Protocol::Tcp,
+            });
+        }
+        // A DNS server that answered the scan's questions: asked what it is.
+        let mut dns_ports: Vec<u16> = h
+            .results
+            .iter()
+            .filter(|r| matches!(r.verdict, crate::probe::Verdict::DnsAnswer { .. }))
+            .map(|r| r.port.unwrap_or(53))
+            .collect();
+        dns_ports.sort_unstable();
+        dns_ports.dedup();
+        for port in dns_ports {
+            jobs.push(ServiceJob {
+                target: h.address,
+                port,
+                host: h.address.to_string(),
+                protocol: Protocol::Udp,
+            });
+        }
+    }
     let limits = ServiceLimits::default();
     audit(
         log,
@@ -114,7 +131,8 @@ pub(super) fn identify_open_ports(
         }
     }
     for h in &mut outcome.hosts {
-        h.services.sort_unstable_by_key(|s| s.port);
+        h.services
+            .sort_unstable_by_key(|s| (s.protocol != Protocol::Tcp, s.port));
     }
     Ok(())
 }
