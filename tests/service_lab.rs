@@ -400,6 +400,53 @@ for h in r.hosts:
         ],
         "{libnmap}"
     );
+    // Every packet of the connections is in the run's capture, as tshark
+    // reads it: the kernel's SYN beside the scan's, the TLS ClientHello and
+    // the HTTP request; the embedded analysis saw the TLS server's hello.
+    let pcap = run.join("capture.pcap");
+    let count = |filter: &str| {
+        support::evidence::tshark_count(&pcap, &format!("ip.addr == {SERVICE_HOST} && ({filter})"))
+    };
+    assert_eq!(
+        count(&format!(
+            "tcp.dstport == {SSH} && tcp.flags.syn == 1 && tcp.flags.ack == 0"
+        )),
+        2
+    );
+    assert_eq!(
+        count(&format!(
+            "tcp.srcport == {SSH} && tcp.flags.syn == 1 && tcp.flags.ack == 1"
+        )),
+        2
+    );
+    assert!(
+        count(&format!("tcp.srcport == {SSH} && tcp.len > 0")) >= 1,
+        "sshd's greeting"
+    );
+    assert_eq!(
+        count(&format!(
+            "tcp.dstport == {HTTPS} && tls.handshake.type == 1"
+        )),
+        1
+    );
+    assert_eq!(
+        count(&format!(
+            "tcp.dstport == {HTTP} && http.request.method == \"GET\""
+        )),
+        1
+    );
+    assert_eq!(
+        support::evidence::tshark_count(
+            &pcap,
+            &format!("ip.dst == {DNS_SERVER_V4} && dns.qry.name == \"version.bind\""),
+        ),
+        1
+    );
+    let analysis = serde_json::to_string(&r.capture_analysis).unwrap();
+    assert!(
+        analysis.contains("\"ja4s\""),
+        "the analysis names the TLS server's hello"
+    );
     // The page: services per host, by product and version, and the
     // findings.
     let page = dir.path().join("page.html");

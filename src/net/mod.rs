@@ -2,6 +2,7 @@
 //! AF_PACKET sender, the raw IP sender and the sniffer (`packet`), and one
 //! interface's sockets as `scan` and `craft` use them (`link`).
 
+pub mod capture;
 pub mod link;
 pub mod packet;
 pub mod privilege;

@@ -585,6 +585,15 @@ impl Session {
         if let Some(l) = &lease {
             l.extend(&gate, log)?;
         }
+        // Service identification's capture: opened now, while the process
+        // may still open packet sockets (the scan drops that right).
+        let service_capture = if kinds.contains(&ProbeKind::Service) {
+            Some(crate::net::capture::ConnectionCapture::open().map_err(|e| {
+                Error::runtime("cannot open the capture of the service connections", e)
+            })?)
+        } else {
+            None
+        };
         let lost: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
         let done = AtomicBool::new(false);
         let (outcome, watched_result) = std::thread::scope(|s| {
@@ -704,11 +713,23 @@ impl Session {
                     * crate::net::service::ServiceLimits::default().concurrency as u64;
                 l.lease_more(&gate, 2 * ports + held, log)?;
             }
+            let capture = match service_capture {
+                Some(c) => Some((
+                    c,
+                    std::fs::OpenOptions::new()
+                        .read(true)
+                        .append(true)
+                        .open(dir.file(run_dir::PCAP))
+                        .map_err(|e| Error::runtime("cannot append to capture.pcap", e))?,
+                )),
+                None => None,
+            };
             services::identify_open_ports(
                 &mut outcome,
                 &gate,
                 &stop,
                 results,
+                capture,
                 log,
                 observer.as_ref(),
             )?;
