@@ -15,6 +15,10 @@ use sonde::results::ServiceResult;
 use sonde::scope::{Refusal, Scope, ScopeGate};
 
 fn scope(probes: &str, max_probes: Option<u64>) -> Scope {
+    scope_at(probes, max_probes, 1000)
+}
+
+fn scope_at(probes: &str, max_probes: Option<u64>, max_rate: u32) -> Scope {
     let budget = max_probes.map_or(String::new(), |n| format!("max_probes = {n}\n"));
     Scope::from_toml(
         &format!(
@@ -28,7 +32,7 @@ contact = "t@example.test"
 not_before = 2024-01-01T00:00:00Z
 not_after = 2099-12-31T23:59:59Z
 [limits]
-max_rate = 1000
+max_rate = {max_rate}
 {budget}
 [[allow]]
 name = "loopback"
@@ -231,4 +235,70 @@ fn the_budget_counts_connections_and_stops_them() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(taken.load(Ordering::SeqCst), 2);
     assert_eq!(r[0].product.as_deref(), Some("vsftpd"));
+}
+
+/// The kernel's packets are paced ahead: at max_rate 480, 48 packets a
+/// connection, ten connections a second at most, whatever the burst.
+#[test]
+fn connections_are_paced_under_the_rate_ceiling() {
+    let gate = gate(scope_at(r#""syn", "service""#, None, 480));
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let t = times.clone();
+    let (port, _) = server(move |mut s| {
+        t.lock().unwrap().push(Instant::now());
+        let _ = s.write_all(b"220 (vsFTPd 3.0.3)\r\n");
+    });
+    let started = Instant::now();
+    let (r, stop) = run(&gate, &[port; 15]);
+    assert!(stop.is_none());
+    assert_eq!(r.len(), 15);
+    let times = times.lock().unwrap();
+    assert_eq!(times.len(), 15);
+    // 15 connections at 10 a second: at least 1.3 s (the bucket starts
+    // with one burst's room).
+    let span = *times.iter().max().unwrap() - started;
+    assert!(span >= Duration::from_millis(1300), "{span:?}");
+    // No second holds more than 10 (+1 for a window's edge).
+    for a in times.iter() {
+        let within = times
+            .iter()
+            .filter(|b| **b >= *a && **b < *a + Duration::from_secs(1))
+            .count();
+        assert!(within <= 11, "{within} connections within a second");
+    }
+}
+
+/// A TLS port answering garbage: the handshake fails with a clear error,
+/// within the deadline.
+#[test]
+fn garbage_on_a_tls_port_is_a_failed_handshake() {
+    // 8443 is a TLS port; on a loopback address of this test's own.
+    let l = TcpListener::bind("127.0.0.88:8443").unwrap();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\ngarbage, not TLS");
+        }
+    });
+    let mut local = sonde::targets::IpSet::new();
+    local.insert(sonde::targets::AddrRange::single(
+        "127.0.0.1".parse().unwrap(),
+    ));
+    let gate = ScopeGate::new(scope(r#""syn", "service""#, None), None)
+        .unwrap()
+        .with_local_sources(local);
+    let jobs = [ServiceJob {
+        target: "127.0.0.88".parse().unwrap(),
+        port: 8443,
+        host: "127.0.0.88".into(),
+        protocol: sonde::results::Protocol::Tcp,
+    }];
+    let t0 = Instant::now();
+    let (r, stop) = identify(&jobs, &gate, &ServiceLimits::default(), &|| false, &|_| {});
+    assert!(stop.is_none(), "{stop:?}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    let e = r[0].error.as_deref().unwrap();
+    assert!(e.starts_with("TLS handshake failed"), "{e}");
+    assert!(r[0].tls.is_none());
 }

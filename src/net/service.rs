@@ -1,9 +1,9 @@
 //! Service identification's connections (issue 28): one TCP connection
 //! through the kernel per open port, under a permit of kind `service`,
-//! driven by `service::probe::Identification`. Every connection reserves
-//! [`PACKETS_PER_CONNECTION`] packets of the rate ceiling (its packets are
-//! the kernel's, so they are paced ahead) and is charged one probe of the
-//! budget; every connect, read and handshake has a timeout; at most
+//! driven by `service::probe::Identification`. Before each connection
+//! the rate ceiling makes room for [`PACKETS_PER_CONNECTION`] packets (its
+//! packets are the kernel's, so they are paced ahead, whatever the burst),
+//! and it is charged one probe of the budget; every connect, read and handshake has a timeout; at most
 //! [`MAX_READ`] bytes are read from one port.
 
 use std::io::{Read, Write};
@@ -139,8 +139,9 @@ fn source_for(dst: IpAddr) -> std::io::Result<IpAddr> {
     Ok(s.local_addr()?.ip())
 }
 
-/// A permit for `job` from `src`: the reservation paces `packets`; only
-/// the permit is charged to the budget (the allowance returns the rest).
+/// A permit for `job` from `src`, charged one probe of the budget, after
+/// the rate ceiling made room for `packets` (the permit's and the rest the
+/// kernel will send for it, which are not probes).
 fn permit_for(
     job: &ServiceJob,
     src: IpAddr,
@@ -148,7 +149,17 @@ fn permit_for(
     gate: &ScopeGate,
     stop: &dyn Fn() -> bool,
 ) -> Result<Permit, ServiceStop> {
-    let mut allowance = match gate.reserve_unless(packets, stop) {
+    // One connection's packets are paced together, before it opens: were
+    // every worker to pace its own in turn, all of them would finish
+    // together and open at once, a burst the ceiling never allowed.
+    static PACING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = PACING.lock().unwrap_or_else(|e| e.into_inner());
+    match gate.pace(packets.saturating_sub(1), stop) {
+        Ok(true) => {}
+        Ok(false) => return Err(ServiceStop::Stopped),
+        Err(r) => return Err(ServiceStop::Scope(r)),
+    }
+    let mut allowance = match gate.reserve_unless(1, stop) {
         Ok(Some(a)) => a,
         Ok(None) => return Err(ServiceStop::Stopped),
         Err(r) => return Err(ServiceStop::Scope(r)),

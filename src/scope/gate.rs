@@ -836,6 +836,23 @@ impl ScopeGate {
         self.paced_ns.load(Ordering::Relaxed)
     }
 
+    /// Wait until the rate ceiling has room for `n` more packets that are
+    /// not probes (the kernel's packets of a connection a permit allowed),
+    /// in burst-sized slices: paced with the probes, charged nothing of
+    /// the budget. False when `stop()` said so first.
+    pub fn pace(&self, n: u32, stop: &dyn Fn() -> bool) -> Result<bool, Refusal> {
+        self.check_window(self.now())?;
+        let mut left = n;
+        while left > 0 {
+            let slice = left.min(self.burst);
+            if !self.wait_for_rate(slice, stop) {
+                return Ok(false);
+            }
+            left -= slice;
+        }
+        Ok(true)
+    }
+
     /// Reserve up to `n` neighbour requests (ARP, neighbour solicitations):
     /// the window is checked and the rate ceiling paces them with the
     /// probes, but they are not probes and leave the probe budget alone.

@@ -702,15 +702,15 @@ impl Session {
                 .open(dir.file(run_dir::RESULTS))
                 .map_err(|e| Error::runtime("cannot append to results.ndjson", e))?;
             if let Some(l) = &lease {
-                // Two connections a port at most (a TLS retry), and what the
-                // concurrent reservations hold for a moment.
+                // Two connections a port at most (a TLS retry), a question
+                // per DNS server, and one reservation per concurrent
+                // connection held for a moment.
                 let ports: u64 = outcome
                     .hosts
                     .iter()
-                    .map(|h| h.open_ports().count() as u64)
+                    .map(|h| h.open_ports().count() as u64 + h.results.len() as u64)
                     .sum();
-                let held = u64::from(crate::net::service::PACKETS_PER_CONNECTION)
-                    * crate::net::service::ServiceLimits::default().concurrency as u64;
+                let held = crate::net::service::ServiceLimits::default().concurrency as u64;
                 l.lease_more(&gate, 2 * ports + held, log)?;
             }
             let capture = match service_capture {
