@@ -369,6 +369,9 @@ fn debian_services_are_named_as_their_packages_say() {
         "xmllint",
         &["--noout", "--dtdvalid", "/usr/share/nmap/nmap.dtd", &xml],
     );
+    // nmap's stylesheet renders it, products included.
+    let html = sh("xsltproc", &["/usr/share/nmap/nmap.xsl", &xml]);
+    assert!(html.contains("OpenSSH") && html.contains("vsftpd"), "{html}");
     let libnmap = sh(
         "/usr/bin/python3",
         &[
