@@ -232,10 +232,10 @@ fn a_member_neither_knows_is_refused_by_both() {
         "/hosts/0",
         "/hosts/0/results/0",
         "/hosts/0/services/0",
-        "/hosts/0/services/0/tls",
-        "/hosts/0/services/0/tls/chain/0",
-        "/hosts/0/services/0/http",
-        "/hosts/0/services/0/findings/0",
+        "/hosts/0/services/1/tls",
+        "/hosts/0/services/1/tls/chain/0",
+        "/hosts/0/services/1/http",
+        "/hosts/0/services/1/findings/0",
         "/merge/shards/0",
     ] {
         let mut doc = base.clone();
