@@ -371,7 +371,10 @@ fn debian_services_are_named_as_their_packages_say() {
     );
     // nmap's stylesheet renders it, products included.
     let html = sh("xsltproc", &["/usr/share/nmap/nmap.xsl", &xml]);
-    assert!(html.contains("OpenSSH") && html.contains("vsftpd"), "{html}");
+    assert!(
+        html.contains("OpenSSH") && html.contains("vsftpd"),
+        "{html}"
+    );
     let libnmap = sh(
         "/usr/bin/python3",
         &[

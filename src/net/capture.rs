@@ -58,17 +58,7 @@ impl ConnectionCapture {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         attach(&fd, &keep(0))?;
         // Packets that arrived before the filter: dropped.
-        let mut junk = [0u8; 2048];
-        // SAFETY: junk is a valid buffer of its length.
-        while unsafe {
-            libc::recv(
-                fd.as_raw_fd(),
-                junk.as_mut_ptr().cast(),
-                junk.len(),
-                libc::MSG_DONTWAIT,
-            )
-        } > 0
-        {}
+        super::sys::drain(&fd);
         // SAFETY: the name is a NUL-terminated string.
         let loopback = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
         Ok(ConnectionCapture { fd, loopback })

@@ -478,17 +478,7 @@ impl Sniffer {
         };
         setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
         // Frames that arrived before the filter was attached: discard them.
-        let mut junk = [0u8; 2048];
-        // SAFETY: junk is a valid buffer of its length.
-        while unsafe {
-            libc::recv(
-                fd.as_raw_fd(),
-                junk.as_mut_ptr().cast(),
-                junk.len(),
-                libc::MSG_DONTWAIT,
-            )
-        } > 0
-        {}
+        super::sys::drain(&fd);
         Ok(Sniffer {
             fd,
             stats: SnifferStats::default(),

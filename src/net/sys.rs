@@ -31,3 +31,19 @@ pub(super) fn setsockopt<T>(
     })
     .map(|_| ())
 }
+
+/// Read and drop whatever is queued on `fd` now (packets that arrived
+/// before a socket's filter was attached).
+pub(super) fn drain(fd: &OwnedFd) {
+    let mut junk = [0u8; 2048];
+    // SAFETY: junk is a valid buffer of its length.
+    while unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            junk.as_mut_ptr().cast(),
+            junk.len(),
+            libc::MSG_DONTWAIT,
+        )
+    } > 0
+    {}
+}

@@ -21,8 +21,7 @@ use serde_json::json;
 use crate::error::{Error, exit};
 use crate::evidence::run_dir::{self, RunDir, RunDirError};
 use crate::results::{
-    AuditAnchor, FileRecord, Identity, MergeManifest, MergeRecord, RateReport, ScanReport,
-    ShardRecord,
+    FileRecord, Identity, MergeManifest, MergeRecord, RateReport, ScanReport, ShardRecord,
 };
 use crate::scan::hosts::HostTable;
 use crate::scan::progress::Observer;
@@ -430,11 +429,7 @@ pub fn merge(request: MergeRequest, observer: &dyn Observer) -> Result<MergeOutc
                 size: manifest_size,
             },
         ],
-        audit: AuditAnchor {
-            file: run_dir::AUDIT.to_string(),
-            records: log.records(),
-            head: log.head().to_string(),
-        },
+        audit: crate::scan::session::files::anchor(&log),
         compliance: crate::results::compliance::controls(),
         capture_analysis,
         capture_analysis_cost: cost,

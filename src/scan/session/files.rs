@@ -115,6 +115,15 @@ pub fn sign_run(
     ))
 }
 
+/// The report's anchor in `log`: the records so far and the last one's hash.
+pub fn anchor(log: &Audit) -> crate::results::AuditAnchor {
+    crate::results::AuditAnchor {
+        file: run_dir::AUDIT.to_string(),
+        records: log.records(),
+        head: log.head().to_string(),
+    }
+}
+
 /// Write `report` whole (the caller renames it into place).
 pub fn write_report(
     file: std::fs::File,

@@ -55,8 +55,8 @@ use crate::evidence::run_dir::{self, RunDirError};
 use crate::evidence::{EvidenceMode, RunDir};
 use crate::probe::ProbeTemplate;
 use crate::results::{
-    AuditAnchor, DownHosts, DownReason, FileRecord, Identity, NeighbourDiscovery, Parameters,
-    ScanReport, ScopeRecord, Segment,
+    DownHosts, DownReason, FileRecord, Identity, NeighbourDiscovery, Parameters, ScanReport,
+    ScopeRecord, Segment,
 };
 use crate::scan::hosts::HostResults;
 use crate::scan::progress::{Observer, ScanEvent};
@@ -946,11 +946,7 @@ impl Session {
             unanswered,
             segments,
             files,
-            audit: AuditAnchor {
-                file: run_dir::AUDIT.to_string(),
-                records: log.records(),
-                head: log.head().to_string(),
-            },
+            audit: files::anchor(log),
             compliance: crate::results::compliance::controls(),
             capture_analysis,
             capture_analysis_cost: analysis_cost,
@@ -1033,16 +1029,7 @@ impl BudgetLease {
         if upto == now {
             return Ok(());
         }
-        audit(
-            log,
-            "budget_leased",
-            serde_json::json!({ "upto": upto, "max_probes": self.max }),
-        )?;
-        log.get_ref()
-            .sync_data()
-            .map_err(|e| Error::runtime("cannot sync the audit log", e))?;
-        self.upto.store(upto, Ordering::Release);
-        Ok(())
+        self.raise(upto, log)
     }
 
     /// Raise the lease when half of the last chunk is used (or none was
@@ -1054,6 +1041,11 @@ impl BudgetLease {
             return Ok(());
         }
         let upto = (used.max(now) + self.chunk).min(self.max);
+        self.raise(upto, log)
+    }
+
+    /// Record the lease `upto`, sync the log, then grant it.
+    fn raise(&self, upto: u64, log: &mut Audit) -> Result<(), Error> {
         audit(
             log,
             "budget_leased",
