@@ -97,10 +97,13 @@ impl Default for Stats {
 pub const MAX_BUCKETS: i64 = 1000;
 
 /// Packets and bytes over time, for the packets-per-second chart. Buckets
-/// start one second wide, aligned to whole seconds; whenever the span
-/// would need more than [`MAX_BUCKETS`], their width doubles and
-/// neighbours merge. Memory is bounded whatever the capture's length, and
-/// the result depends only on the frames, not on the order of reading.
+/// start a millisecond wide, aligned to whole milliseconds; whenever the
+/// span would need more than [`MAX_BUCKETS`], they widen and neighbours
+/// merge: tenfold up to a second (1 ms, 10 ms, 100 ms, 1 s), then
+/// doubling. So the buckets follow the capture's length (a 0.2 s capture
+/// is 200 bars, not one; an hour, 900 of 4 s). Memory is bounded whatever
+/// the capture's length, and the result depends only on the frames, not on
+/// the order of reading.
 #[derive(Debug)]
 pub struct Timeline {
     width_ns: i64,
@@ -117,7 +120,7 @@ pub struct Timeline {
 impl Default for Timeline {
     fn default() -> Timeline {
         Timeline {
-            width_ns: 1_000_000_000,
+            width_ns: 1_000_000,
             buckets: BTreeMap::new(),
             current: None,
             current_span: (0, 0),
@@ -168,10 +171,12 @@ impl Timeline {
 
     fn widen(&mut self) {
         self.park();
-        self.width_ns = self.width_ns.saturating_mul(2);
+        // Round widths while below a second, then doubling as before.
+        let factor = if self.width_ns < 1_000_000_000 { 10 } else { 2 };
+        self.width_ns = self.width_ns.saturating_mul(factor);
         let old = std::mem::take(&mut self.buckets);
         for (i, c) in old {
-            let e = self.buckets.entry(i.div_euclid(2)).or_default();
+            let e = self.buckets.entry(i.div_euclid(factor)).or_default();
             e.packets += c.packets;
             e.bytes += c.bytes;
         }
@@ -183,7 +188,7 @@ impl Timeline {
         let (Some(&lo), Some(&hi)) = (self.buckets.keys().next(), self.buckets.keys().next_back())
         else {
             return TimelineReport {
-                bucket_seconds: (self.width_ns / 1_000_000_000) as u64,
+                bucket_seconds: self.width_ns as f64 / 1e9,
                 start: None,
                 packets: Vec::new(),
                 bytes: Vec::new(),
@@ -196,7 +201,7 @@ impl Timeline {
             bytes[(i - lo) as usize] = c.bytes;
         }
         TimelineReport {
-            bucket_seconds: (self.width_ns / 1_000_000_000) as u64,
+            bucket_seconds: self.width_ns as f64 / 1e9,
             start: Some(timestamp(lo.saturating_mul(self.width_ns))),
             packets,
             bytes,
@@ -207,8 +212,8 @@ impl Timeline {
 /// The report's `timeline`: packets and bytes per bucket from `start`.
 #[derive(Debug, Serialize)]
 pub struct TimelineReport {
-    /// Width of each bucket (1, 2, 4, ... seconds).
-    pub bucket_seconds: u64,
+    /// Width of each bucket: 0.001, 0.01, 0.1, 1, 2, 4, ... seconds.
+    pub bucket_seconds: f64,
     /// Start of the first bucket (RFC 3339, UTC); null without frames.
     pub start: Option<String>,
     pub packets: Vec<u64>,
@@ -773,10 +778,42 @@ mod tests {
             t.add(ts, len);
         }
         let r = t.report();
-        assert_eq!(r.bucket_seconds, 1);
+        // Over 2 s: 10 ms buckets would be 201, 1 ms ones 2,001 (too many).
+        assert_eq!(r.bucket_seconds, 0.01);
         assert_eq!(r.start.as_deref(), Some("1970-01-01T00:00:10Z"));
-        assert_eq!(r.packets, [3, 0, 1]);
-        assert_eq!(r.bytes, [151, 0, 10]);
+        assert_eq!(r.packets.len(), 201);
+        assert_eq!((r.packets[0], r.packets[200]), (3, 1));
+        assert_eq!((r.bytes[0], r.bytes[200]), (151, 10));
+        // Whole seconds, as a capture of minutes shows them.
+        let mut t = Timeline::default();
+        for (ts, len) in [
+            (10 * S, 100),
+            (10 * S + 5, 50),
+            (12 * S + 1, 10),
+            (10 * S + 7, 1),
+            (200 * S, 0),
+        ] {
+            t.add(ts, len);
+        }
+        let r = t.report();
+        assert_eq!(r.bucket_seconds, 1.0);
+        assert_eq!(r.packets.len(), 191);
+        assert_eq!(r.packets[190], 1);
+        assert_eq!(r.packets[..3], [3, 0, 1]);
+        assert_eq!(r.bytes[..3], [151, 0, 10]);
+    }
+
+    /// Regression (issue 27): a 0.2 s capture was one bar.
+    #[test]
+    fn a_short_capture_gets_buckets_as_short_as_it_is() {
+        let mut t = Timeline::default();
+        for ms in 0..200 {
+            t.add(5 * S + ms * 1_000_000, 60);
+        }
+        let r = t.report();
+        assert_eq!(r.bucket_seconds, 0.001);
+        assert_eq!(r.packets.len(), 200);
+        assert!(r.packets.iter().all(|&p| p == 1));
     }
 
     #[test]
@@ -788,7 +825,7 @@ mod tests {
             t.add(s * S, 1);
         }
         let r = t.report();
-        assert_eq!(r.bucket_seconds, 4);
+        assert_eq!(r.bucket_seconds, 4.0);
         assert_eq!(r.packets.len(), 900);
         assert!(r.packets.iter().all(|&p| p == 4));
         // A stray timestamp far away widens the buckets, never the memory.

@@ -491,7 +491,7 @@ fn traffic_sections(h: &mut String, a: &Value) {
 
     // Packets per second over time.
     let t = &a["timeline"];
-    let step = num(&t["bucket_seconds"]).max(1.0);
+    let step = num(&t["bucket_seconds"]).max(0.001);
     let pps: Vec<f64> = t["packets"]
         .as_array()
         .into_iter()
