@@ -274,6 +274,23 @@ fn a_scan_report_page_shows_authorization_open_ports_and_controls() {
     ] {
         assert!(r.dom.contains(text), "{text} missing");
     }
+    // What answered, by port, before the hosts: 22, 80 and 443 are open
+    // on both lab hosts.
+    assert!(
+        r.dom.contains("What answered, by port"),
+        "by-port summary missing"
+    );
+    for port in ["22/tcp ssh", "80/tcp http", "443/tcp https"] {
+        let cell = r
+            .dom
+            .split(&format!("<td>{port}</td>"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no row for {port}"));
+        assert!(
+            cell.starts_with("<td class=\"num\">2 hosts</td>"),
+            "{port}: {cell:.80}"
+        );
+    }
     // 198.18.1.10 has 22 and 80 open in the lab.
     let row = r
         .dom

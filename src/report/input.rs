@@ -34,6 +34,9 @@ pub struct HostsSummary {
     pub answered: usize,
     /// Hosts with at least one open port.
     pub with_open: usize,
+    /// Hosts with each TCP port open (every host, not only the listed
+    /// rows): what answered, by port.
+    pub by_port: std::collections::BTreeMap<u16, usize>,
     /// Services identified (`-sV`), by (service, product, version): how
     /// many ports run each (every host, not only the listed rows).
     pub by_product: std::collections::BTreeMap<(String, String, String), usize>,
@@ -142,6 +145,9 @@ impl<'de> Visitor<'de> for HostsVisitor {
                 for f in &sv.findings {
                     s.findings.push((f.severity, f.summary.clone()));
                 }
+            }
+            for port in host.open_ports() {
+                *s.by_port.entry(port).or_insert(0) += 1;
             }
             let row = HostRow::of(&host);
             if row.open.is_empty() && !row.up && row.dns.is_empty() {

@@ -349,6 +349,31 @@ fn hosts_section(h: &mut String, hosts: Option<&HostsSummary>) {
         plural(hosts.answered, "host", "hosts"),
         hosts.with_open
     );
+    if !hosts.by_port.is_empty() {
+        // What answered first, by port, the most common first: on a large
+        // scan this is the page's summary, the hosts follow.
+        h.push_str(r#"<h3>What answered, by port</h3><table class="by-port"><tr><th>port</th><th class="num">hosts open</th></tr>"#);
+        let mut ports: Vec<(&u16, &usize)> = hosts.by_port.iter().collect();
+        ports.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (port, n) in ports.iter().take(MAX_PORT_ROWS) {
+            let name = crate::targets::ports::tcp_service(**port).unwrap_or("");
+            let _ = write!(
+                h,
+                r#"<tr><td>{port}/tcp {}</td><td class="num">{}</td></tr>"#,
+                escape(name),
+                plural(**n, "host", "hosts")
+            );
+        }
+        h.push_str("</table>");
+        if ports.len() > MAX_PORT_ROWS {
+            let _ = write!(
+                h,
+                r#"<p class="muted">{} more ports are in report.json.</p>"#,
+                ports.len() - MAX_PORT_ROWS
+            );
+        }
+        h.push_str("<h3>Hosts</h3>");
+    }
     if !hosts.rows.is_empty() {
         h.push_str(
             r#"<table class="hosts"><tr><th>host</th><th>open</th><th class="num">closed</th><th class="num">filtered</th><th>ping</th><th>DNS</th><th>services</th></tr>"#,
@@ -419,6 +444,9 @@ fn hosts_section(h: &mut String, hosts: Option<&HostsSummary>) {
     }
     h.push_str("</section>");
 }
+
+/// Ports listed in the by-port summary at most.
+const MAX_PORT_ROWS: usize = 50;
 
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
