@@ -2,10 +2,12 @@
 //! the scan's sniffer keeps only replies to crafted probes, and is closed
 //! when the connections begin, so these packets need a socket of their
 //! own. It is opened while CAP_NET_RAW is held, before the scan (a packet
-//! socket cannot be opened after the capabilities are dropped), with a
-//! filter that keeps nothing, so the scan's traffic never queues on it;
-//! `start` swaps in a filter that keeps every IP packet, and the caller
-//! keeps those of its connections.
+//! socket cannot be opened after the capabilities are dropped), with
+//! protocol 0: the kernel hands it nothing and does not even clone the
+//! scan's packets for it (a socket bound to every protocol would cost each
+//! probe sent a clone and a filter run). `start` binds it to every
+//! protocol on every interface (binding needs no capability), and the
+//! caller keeps the packets of its connections.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -13,7 +15,6 @@ use std::time::Duration;
 
 use super::sys::{check, setsockopt};
 
-const SO_ATTACH_FILTER: libc::c_int = 26;
 const PACKET_OUTGOING: u8 = 4;
 
 /// Every IP packet on every interface, both ways, once the capture starts.
@@ -24,49 +25,37 @@ pub struct ConnectionCapture {
     loopback: u32,
 }
 
-/// A classic BPF program of one instruction: keep `k` bytes of each
-/// packet (0: none).
-fn keep(k: u32) -> [libc::sock_filter; 1] {
-    [libc::sock_filter {
-        code: 0x06, // BPF_RET | BPF_K
-        jt: 0,
-        jf: 0,
-        k,
-    }]
-}
-
-fn attach(fd: &OwnedFd, program: &[libc::sock_filter]) -> io::Result<()> {
-    let prog = libc::sock_fprog {
-        len: program.len() as u16,
-        filter: program.as_ptr() as *mut libc::sock_filter,
-    };
-    setsockopt(fd, libc::SOL_SOCKET, SO_ATTACH_FILTER, &prog)
-}
-
 impl ConnectionCapture {
-    /// Open it, keeping nothing yet. Needs CAP_NET_RAW.
+    /// Open it, receiving nothing yet. Needs CAP_NET_RAW.
     pub fn open() -> io::Result<ConnectionCapture> {
-        // SAFETY: plain socket(2); the fd is owned right away.
+        // SAFETY: plain socket(2) with protocol 0 (no packets until bound
+        // to one); the fd is owned right away.
         let raw = check(unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                i32::from((libc::ETH_P_ALL as u16).to_be()),
-            )
+            libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
         })?;
         // SAFETY: raw is a new, valid descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        attach(&fd, &keep(0))?;
-        // Packets that arrived before the filter: dropped.
-        super::sys::drain(&fd);
         // SAFETY: the name is a NUL-terminated string.
         let loopback = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
         Ok(ConnectionCapture { fd, loopback })
     }
 
-    /// From now on, keep every IP packet (whole, up to 64 KiB).
+    /// From now on, receive every packet on every interface.
     pub fn start(&self) -> io::Result<()> {
-        attach(&self.fd, &keep(65_535))
+        // SAFETY: sockaddr_ll is plain data; zeroed is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        sll.sll_ifindex = 0;
+        // SAFETY: sll is a valid sockaddr_ll of the size passed.
+        check(unsafe {
+            libc::bind(
+                self.fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        })
+        .map(|_| ())
     }
 
     /// The next IP packet into `buf` and when it was read (ns since the
