@@ -11,15 +11,35 @@ use std::path::{Path, PathBuf};
 /// without a commit, the temporary file is removed and the final path is
 /// untouched.
 pub struct OutputFile {
-    tmp: tempfile::NamedTempFile,
+    sink: Sink,
     path: PathBuf,
+}
+
+enum Sink {
+    /// A regular file (or a new one): written aside, renamed into place.
+    Temp(tempfile::NamedTempFile),
+    /// A device, a FIFO or a socket (`--report /dev/null`, a pipe):
+    /// written as it is. Renaming over it would replace the device with a
+    /// regular file (run as root, `/dev/null` became one).
+    Direct(std::fs::File),
 }
 
 impl OutputFile {
     /// Start writing `path`: a temporary file in the same directory (so
     /// the rename is atomic), created at once, so an unwritable directory
-    /// is an error before any work is done.
+    /// is an error before any work is done. A path that names something
+    /// other than a regular file is opened and written in place.
     pub fn create(path: &Path) -> io::Result<OutputFile> {
+        if let Ok(meta) = std::fs::metadata(path)
+            && !meta.is_file()
+            && !meta.is_dir()
+        {
+            let f = std::fs::OpenOptions::new().write(true).open(path)?;
+            return Ok(OutputFile {
+                sink: Sink::Direct(f),
+                path: path.to_path_buf(),
+            });
+        }
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
@@ -32,7 +52,7 @@ impl OutputFile {
             .suffix(".partial")
             .tempfile_in(dir)?;
         Ok(OutputFile {
-            tmp,
+            sink: Sink::Temp(tmp),
             path: path.to_path_buf(),
         })
     }
@@ -40,18 +60,20 @@ impl OutputFile {
     /// Flush and rename the finished file into place, replacing what was
     /// there; the file keeps the permissions a new file gets (0600 from
     /// the temporary file widened to 0644, as `File::create` would under a
-    /// usual umask).
-    pub fn commit(mut self) -> io::Result<()> {
-        self.tmp.flush()?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let f = self.tmp.as_file();
-            f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    /// usual umask). A device or FIFO is only flushed.
+    pub fn commit(self) -> io::Result<()> {
+        match self.sink {
+            Sink::Direct(mut f) => f.flush(),
+            Sink::Temp(mut tmp) => {
+                tmp.flush()?;
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let f = tmp.as_file();
+                    f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+                }
+                tmp.persist(&self.path).map(|_| ()).map_err(|e| e.error)
+            }
         }
-        self.tmp
-            .persist(&self.path)
-            .map(|_| ())
-            .map_err(|e| e.error)
     }
 
     /// Where the file goes once committed.
@@ -62,16 +84,46 @@ impl OutputFile {
 
 impl Write for OutputFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tmp.write(buf)
+        match &mut self.sink {
+            Sink::Temp(t) => t.write(buf),
+            Sink::Direct(f) => f.write(buf),
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.tmp.flush()
+        match &mut self.sink {
+            Sink::Temp(t) => t.flush(),
+            Sink::Direct(f) => f.flush(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: `analyze --report /dev/null` run as root renamed a
+    /// regular file over /dev/null. A FIFO (as safe to make in a test)
+    /// stands for the device: it must stay a FIFO and get the bytes.
+    #[test]
+    fn an_output_to_a_fifo_or_device_is_written_in_place_not_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        let mut out = OutputFile::create(&fifo).unwrap();
+        out.write_all(b"{\"report\": 1}").unwrap();
+        out.commit().unwrap();
+        assert_eq!(reader.join().unwrap(), b"{\"report\": 1}");
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    }
 
     #[test]
     fn an_output_dropped_before_its_commit_leaves_the_old_file_as_it_was() {
