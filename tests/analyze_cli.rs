@@ -558,3 +558,57 @@ fn a_failed_run_leaves_an_existing_output_as_it_was() {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert!(v["summary"].is_object(), "{v}");
 }
+
+/// Issue 27: a capture with no finding never reads "clean". The report
+/// lists every detector that ran with its thresholds and how close the
+/// capture came (the busiest SYN rate, the widest scan); the page says
+/// "No finding" and shows them.
+#[test]
+fn a_capture_without_findings_says_what_ran_and_how_close_it_came() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, html) = (dir.path().join("r.json"), dir.path().join("r.html"));
+    let (code, _, err) = support::cli::sonde(&[
+        "analyze",
+        support::cli::corpus("normal/tcp_ports.pcapng")
+            .to_str()
+            .unwrap(),
+        "--report",
+        json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["anomalies"].as_array().unwrap().len(), 0);
+    let runs = r["detectors"].as_array().unwrap();
+    let names: Vec<&str> = runs.iter().map(|d| d["name"].as_str().unwrap()).collect();
+    for name in [
+        "syn_flood",
+        "port_scan",
+        "dns_tunneling",
+        "ip_fragmentation",
+        "malformed_header",
+        "arp_spoofing",
+        "reflection",
+        "os_fingerprinting",
+        "password_guessing",
+        "web_scanner",
+    ] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    let syn = runs.iter().find(|d| d["name"] == "syn_flood").unwrap();
+    assert_eq!(syn["findings"], 0);
+    assert_eq!(syn["thresholds"]["min_syn_rate"], 100.0);
+    let closest = &syn["closest"][0];
+    assert_eq!(closest["measure"], "peak_syn_rate");
+    assert!(closest["value"].as_f64().unwrap() > 0.0, "{closest}");
+    assert!(closest["value"].as_f64().unwrap() < 100.0, "{closest}");
+    // Every conversation here is a real one: no probe to measure a scan by.
+    let scan = runs.iter().find(|d| d["name"] == "port_scan").unwrap();
+    assert_eq!(scan["closest"].as_array().map(Vec::len), Some(0), "{scan}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("No finding."), "the page says so");
+    assert!(!page.contains("No detector fired"), "no green 'clean'");
+    assert!(page.contains("peak_syn_rate"), "how close the capture came");
+    assert!(page.contains("min_syn_rate = 100"), "the thresholds");
+}

@@ -16,6 +16,19 @@ fn has(r: &sonde::analyze::Report, kind: &str, subtype: Option<&str>) -> bool {
         .any(|a| a.kind == kind && (subtype.is_none() || a.subtype == subtype))
 }
 
+/// The first finding of `kind` (and `subtype`, if given), or a panic
+/// listing what was found.
+fn finding<'a>(
+    r: &'a sonde::analyze::Report,
+    kind: &str,
+    subtype: Option<&str>,
+) -> &'a sonde::analyze::detect::Anomaly {
+    r.anomalies
+        .iter()
+        .find(|a| a.kind == kind && (subtype.is_none() || a.subtype == subtype))
+        .unwrap_or_else(|| panic!("no {kind} {subtype:?} in {:?}", kinds(r)))
+}
+
 fn syns(n: usize, spacing_ns: i64, answered: bool) -> Capture {
     let mut c = Capture::default();
     for i in 0..n {
@@ -650,11 +663,7 @@ fn reflection_backscatter_and_udp_amplification() {
         );
     }
     let r = c.analyze();
-    let a = r
-        .anomalies
-        .iter()
-        .find(|a| a.subtype == Some("udp_amplification"))
-        .unwrap_or_else(|| panic!("{:?}", kinds(&r)));
+    let a = finding(&r, "reflection", Some("udp_amplification"));
     assert_eq!(a.destinations, vec![victim]);
     assert_eq!(a.ports, vec![53]);
     assert_eq!(a.evidence["unsolicited_responses"], 200.0);
@@ -681,11 +690,7 @@ fn reflection_backscatter_and_udp_amplification() {
         c.analyze()
     };
     let r = exchanges(440);
-    let a = r
-        .anomalies
-        .iter()
-        .find(|a| a.subtype == Some("udp_amplification"))
-        .unwrap_or_else(|| panic!("{:?}", kinds(&r)));
+    let a = finding(&r, "reflection", Some("udp_amplification"));
     // Frame bytes: 482 answered for 50 sent.
     assert!(a.evidence["amplification_factor"] > 9.0, "{:?}", a.evidence);
     assert_eq!(a.evidence["unsolicited_responses"], 0.0);
@@ -980,4 +985,299 @@ fn spoofed_fragment_flood_keeps_findings_bounded() {
     assert!(rest.summary.contains("various sources"), "{}", rest.summary);
     let total: f64 = tiny.iter().map(|a| a.evidence["count"]).sum();
     assert_eq!(total, 4500.0, "every fragment is counted once");
+}
+
+/// Issue 27: a SYN carried inside tiny fragments (nmap -f) was reported as
+/// a fragmentation attack and never reached the flows, the port counters
+/// or the scan detector. The fragments are put back together first.
+#[test]
+fn a_scan_in_tiny_fragments_is_reassembled_into_flows() {
+    let mut c = Capture::default();
+    for port in 1..=40u16 {
+        // The SYN's 20-byte TCP header, checksum left 0: 8 + 8 + 4 bytes.
+        let mut syn = tcp("198.18.0.66", "198.18.1.10", 40000, port, SYN, &[]);
+        let header = syn.split_off(14 + 20);
+        let id = 100 + port;
+        let at = i64::from(port) * MS;
+        c.push(
+            at,
+            fragment("198.18.0.66", "198.18.1.10", 6, id, 0, true, &header[..8]),
+        );
+        c.push(
+            at + 1,
+            fragment("198.18.0.66", "198.18.1.10", 6, id, 8, true, &header[8..16]),
+        );
+        c.push(
+            at + 2,
+            fragment(
+                "198.18.0.66",
+                "198.18.1.10",
+                6,
+                id,
+                16,
+                false,
+                &header[16..],
+            ),
+        );
+    }
+    // One datagram whose middle never came: no flow for it.
+    let mut syn = tcp("198.18.0.66", "198.18.1.10", 40000, 9999, SYN, &[]);
+    let header = syn.split_off(14 + 20);
+    c.push(
+        90 * MS,
+        fragment("198.18.0.66", "198.18.1.10", 6, 7, 0, true, &header[..8]),
+    );
+    c.push(
+        91 * MS,
+        fragment("198.18.0.66", "198.18.1.10", 6, 7, 16, false, &header[16..]),
+    );
+    let r = c.analyze();
+    assert_eq!(
+        r.flows.count.tcp, 40,
+        "one conversation per reassembled SYN"
+    );
+    let scan = finding(&r, "port_scan", None);
+    assert_eq!(
+        scan.evidence["distinct_targets"], 40.0,
+        "{:?}",
+        scan.evidence
+    );
+    assert_eq!(scan.sources, vec!["198.18.0.66"]);
+    assert!(
+        has(&r, "ip_fragmentation", Some("tiny_first_fragment")),
+        "{:?}",
+        kinds(&r)
+    );
+    // Every frame is counted once in the host table.
+    let host = r
+        .stats
+        .top_talkers
+        .by_packets
+        .sources
+        .iter()
+        .find(|h| h.address == "198.18.0.66");
+    assert_eq!(host.map(|h| h.packets), Some(122), "{host:?}");
+}
+
+/// Issue 27: reflection recognised by its shape, not only by a listed
+/// port. IKE NAT-traversal answers from port 4500 (off the amplifier list)
+/// from thousands of sources to one victim; DNS answers, large and
+/// fragmented, aimed at the victim's port 22, some of whose fragments never
+/// arrived (the flood's debris, folded into it).
+#[test]
+fn reflection_by_shape_on_an_unlisted_port_and_a_low_victim_port() {
+    let victim = "198.18.0.2";
+    let ike = |sources: u32| {
+        let mut c = Capture::default();
+        for i in 0..sources {
+            let src = format!("198.19.{}.{}", i / 250, 1 + i % 250);
+            c.push(
+                i64::from(i) * 100_000,
+                udp(&src, victim, 4500, 20000 + (i % 40000) as u16, &[0x2e; 400]),
+            );
+        }
+        c.analyze()
+    };
+    let r = ike(2800);
+    let a = finding(&r, "reflection", Some("udp_amplification"));
+    assert_eq!(a.destinations, vec![victim]);
+    assert_eq!(a.ports, vec![4500]);
+    assert!(a.summary.contains("udp/4500"), "{}", a.summary);
+    assert_eq!(a.evidence["distinct_sources"], 2800.0);
+    assert_eq!(a.thresholds["min_sources_unlisted_port"], 50.0);
+    // Forty sources: under the unlisted port's bar.
+    assert!(!has(&ike(40), "reflection", None));
+
+    // DNS answers of 2,000 bytes to port 22 from 49 resolvers, each in two
+    // fragments; 5 resolvers' first 5 answers lost their last fragment.
+    let mut c = Capture::default();
+    let mut at = 0;
+    for i in 0..300u16 {
+        let resolver = format!("198.18.3.{}", 1 + i % 49);
+        let full = udp(&resolver, victim, 53, 22, &[0x81; 2000]);
+        let l4 = &full[14 + 20..];
+        let (first, rest) = l4.split_at(1480);
+        let lost = i % 49 < 5 && i < 49 * 5;
+        c.push(at, fragment(&resolver, victim, 17, i, 0, true, first));
+        if !lost {
+            c.push(
+                at + 1,
+                fragment(&resolver, victim, 17, i, 1480, false, rest),
+            );
+        }
+        at += MS;
+    }
+    let r = c.analyze();
+    let a = finding(&r, "reflection", Some("udp_amplification"));
+    assert_eq!(a.ports, vec![53]);
+    assert_eq!(a.destinations, vec![victim]);
+    assert_eq!(a.evidence["distinct_sources"], 49.0);
+    assert_eq!(a.evidence["responses"], 275.0, "the reassembled answers");
+    assert_eq!(a.evidence["incomplete_fragmented_datagrams"], 25.0);
+    assert!(
+        !r.anomalies
+            .iter()
+            .any(|a| a.kind == "ip_fragmentation" && a.subtype == Some("incomplete")),
+        "the debris is the flood's: {:?}",
+        kinds(&r)
+    );
+}
+
+/// Issue 27: what comes close to a reflection's shape and is none: traps
+/// and syslog to their collectors, mDNS to its group, a port answered from
+/// the same port.
+#[test]
+fn one_way_udp_to_collectors_and_groups_is_no_reflection() {
+    let mut c = Capture::default();
+    for i in 0..300u32 {
+        let src = format!("198.18.{}.{}", 10 + i / 250, 1 + i % 250);
+        let at = i64::from(i) * MS;
+        c.push(at, udp(&src, "198.18.0.2", 161, 162, &[0x30; 300]));
+        c.push(at + 1, udp(&src, "198.18.0.3", 514, 514, &[b'<'; 300]));
+        c.push(at + 2, udp(&src, "198.18.0.4", 53000, 2055, &[0; 1400]));
+        c.push(at + 3, udp(&src, "224.0.0.251", 5353, 5353, &[0; 300]));
+        c.push(at + 4, udp(&src, "198.18.0.5", 4500, 4500, &[0; 300]));
+    }
+    let r = c.analyze();
+    assert!(!has(&r, "reflection", None), "{:?}", kinds(&r));
+}
+
+/// One SSH connection of `bytes` payload each way (handshake, data, FIN).
+fn ssh_connection(c: &mut Capture, at: i64, client: &str, port: u16, bytes: usize) {
+    let server = "198.18.1.22";
+    c.push(at, tcp(client, server, port, 22, SYN, &[]));
+    c.push(at + MS, tcp(server, client, 22, port, SYN | ACK, &[]));
+    c.push(at + 2 * MS, tcp(client, server, port, 22, ACK, &[]));
+    c.push(
+        at + 3 * MS,
+        tcp(
+            server,
+            client,
+            22,
+            port,
+            ACK | PSH,
+            b"SSH-2.0-OpenSSH_9.2p1\r\n",
+        ),
+    );
+    for i in 0..bytes.div_ceil(1400) {
+        let n = 1400.min(bytes - i * 1400);
+        let t = at + (4 + i as i64) * MS;
+        c.push(t, tcp(client, server, port, 22, ACK | PSH, &vec![0x5a; n]));
+        c.push(
+            t + 1,
+            tcp(server, client, 22, port, ACK | PSH, &vec![0xa5; n]),
+        );
+    }
+    let end = at + 200 * MS;
+    c.push(end, tcp(server, client, 22, port, FIN | ACK, &[]));
+    c.push(end + MS, tcp(client, server, port, 22, FIN | ACK, &[]));
+}
+
+/// Issue 27: an SSH password-guessing run (many short SSH connections from
+/// one client in seconds) is a finding; a backup job's many SSH
+/// connections carrying data, and a person's few retries, are not.
+#[test]
+fn ssh_password_guessing_and_its_near_misses() {
+    let run = |n: u16, spacing: i64, bytes: usize| {
+        let mut c = Capture::default();
+        for i in 0..n {
+            ssh_connection(
+                &mut c,
+                i64::from(i) * spacing,
+                "198.18.0.66",
+                40000 + i,
+                bytes,
+            );
+        }
+        c.analyze()
+    };
+    // hydra: 40 connections, one every 500 ms, 2.5 KB each way.
+    let r = run(40, 500 * MS, 2500);
+    let a = finding(&r, "password_guessing", None);
+    assert_eq!(a.subtype, Some("ssh"));
+    assert_eq!(a.sources, vec!["198.18.0.66"]);
+    assert_eq!(a.destinations, vec!["198.18.1.22"]);
+    assert_eq!(a.ports, vec![22]);
+    assert_eq!(a.evidence["short_connections"], 40.0);
+    // A backup job: as many connections, each carrying 40 KB.
+    assert!(!has(&run(40, 500 * MS, 40_000), "password_guessing", None));
+    // A person: 5 tries.
+    assert!(!has(&run(5, 3 * S, 2500), "password_guessing", None));
+    // The same 40 spread over 40 minutes: no run of 20 within a minute.
+    assert!(!has(&run(40, 60 * S, 2500), "password_guessing", None));
+}
+
+/// Issue 27: a web vulnerability scanner (one client, hundreds of
+/// requests, a scanner's User-Agent, injections and traversal in the URIs,
+/// mostly refused), a directory brute force under a browser's name, and
+/// the busy client that is neither.
+#[test]
+fn web_scanners_by_agent_attacks_and_refusals_but_not_a_busy_client() {
+    let run = |n: u16, request: &dyn Fn(u16) -> (String, u16)| {
+        let mut c = Capture::default();
+        for i in 0..n {
+            let (req, status) = request(i);
+            http_exchange(
+                &mut c,
+                i64::from(i) * 10 * MS,
+                "198.18.0.66",
+                30000 + i,
+                &req,
+                status,
+            );
+        }
+        c.analyze()
+    };
+    let get = |uri: &str, ua: &str| {
+        format!("GET {uri} HTTP/1.1\r\nHost: 198.18.1.80\r\nUser-Agent: {ua}\r\n\r\n")
+    };
+    // Nikto: its agent, 30 of 120 URIs carrying attacks, 404s.
+    let nikto = "Mozilla/5.00 (Nikto/2.1.6) (Evasions:None) (Test:000001)";
+    let r = run(120, &|i| {
+        let uri = if i % 4 == 0 {
+            format!("/cgi-bin/test.cgi?file=../../../../etc/passwd&n={i}")
+        } else {
+            format!("/admin{i}/")
+        };
+        (get(&uri, nikto), 404)
+    });
+    let a = finding(&r, "web_scanner", None);
+    assert_eq!(a.sources, vec!["198.18.0.66"]);
+    assert_eq!(a.destinations, vec!["198.18.1.80"]);
+    assert_eq!(a.evidence["requests"], 120.0);
+    assert_eq!(a.evidence["attack_requests"], 30.0);
+    assert_eq!(a.evidence["scanner_agent_requests"], 120.0);
+    assert!(a.summary.contains("Nikto"), "{}", a.summary);
+    assert!(
+        a.note.as_deref().unwrap_or("").contains("etc/passwd"),
+        "{:?}",
+        a.note
+    );
+    // gobuster under a browser's name: 300 paths, 9 in 10 refused.
+    let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    let r = run(300, &|i| {
+        (
+            get(&format!("/w{i}"), firefox),
+            if i % 10 == 0 { 200 } else { 404 },
+        )
+    });
+    assert!(has(&r, "web_scanner", None), "{:?}", kinds(&r));
+    // A busy client: as many pages, nearly all found.
+    let r = run(300, &|i| {
+        (
+            get(&format!("/page/{i}"), firefox),
+            if i % 30 == 0 { 404 } else { 200 },
+        )
+    });
+    assert!(!has(&r, "web_scanner", None), "{:?}", kinds(&r));
+    // Five attack URIs: under the bar.
+    let r = run(50, &|i| {
+        let uri = if i < 5 {
+            "/x?id=1%27%20OR%20%271%27%3D%271".to_string()
+        } else {
+            format!("/p{i}")
+        };
+        (get(&uri, firefox), 200)
+    });
+    assert!(!has(&r, "web_scanner", None), "{:?}", kinds(&r));
 }

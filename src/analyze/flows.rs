@@ -123,9 +123,28 @@ pub struct Flow {
     pub payload_s2c: bool,
     /// 1 + the index in [`APP_PROTOCOLS`]; 0 while unknown.
     app: u8,
+    /// Where each endpoint's sequence numbers began (a SYN's, or one
+    /// before the first seen), as tshark sets its base: endpoint `a`
+    /// first; bit 0 (`a`) and bit 1 (`b`) of `base_set` say which are set.
+    base_seq: [u32; 2],
+    base_set: u8,
 }
 
 impl Flow {
+    /// Where the sequence numbers of endpoint `a` (or `b`) began, if seen.
+    fn base_seq(&self, a: bool) -> Option<u32> {
+        let i = usize::from(!a);
+        (self.base_set & (1 << i) != 0).then_some(self.base_seq[i])
+    }
+
+    fn set_base_seq(&mut self, a: bool, seq: u32, syn: bool) {
+        let i = usize::from(!a);
+        if self.base_set & (1 << i) == 0 {
+            self.base_seq[i] = if syn { seq } else { seq.wrapping_sub(1) };
+            self.base_set |= 1 << i;
+        }
+    }
+
     /// A real conversation: both sides sent payload. Scanners' probes do not.
     pub fn is_conversation(&self) -> bool {
         self.payload_c2s && self.payload_s2c
@@ -417,8 +436,29 @@ impl FlowTable {
         let (key, src_is_a) = FlowKey::of(proto, ip.src, sport, ip.dst, dport);
         let hash = self.hasher.hash_one(key);
         let flows = &self.flows;
-        let slot = match self.index.find(hash, |&i| flows[i as usize].key == key) {
-            Some(&i) => i as usize,
+        let mut found = self
+            .index
+            .find(hash, |&i| flows[i as usize].key == key)
+            .map(|&i| i as usize);
+        // tshark's connection identity (`tcp.stream`): a SYN whose sequence
+        // number is not where its sender's side of the flow began starts a
+        // new connection on the same addresses and ports (a client reusing
+        // its port, or a new SYN after a RST), however recent the old one.
+        let seq = (proto == 6)
+            .then(|| d.ip_payload.get(4..8))
+            .flatten()
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        if let (Some(slot), Some(seq)) = (found, seq)
+            && flags & (SYN | ACK) == SYN
+            && self.flows[slot]
+                .base_seq(src_is_a)
+                .is_some_and(|b| b != seq)
+        {
+            self.close(slot, finished);
+            found = None;
+        }
+        let slot = match found {
+            Some(i) => i,
             None => {
                 if self.index.len() >= MAX_ACTIVE_FLOWS {
                     self.evict_oldest(finished);
@@ -452,11 +492,16 @@ impl FlowTable {
                         payload_c2s: false,
                         payload_s2c: false,
                         app: 0,
+                        base_seq: [0; 2],
+                        base_set: 0,
                     },
                 )
             }
         };
         let flow = &mut self.flows[slot];
+        if let Some(seq) = seq {
+            flow.set_base_seq(src_is_a, seq, flags & SYN != 0);
+        }
         flow.last_ns = flow.last_ns.max(ts);
         self.seen[slot].0 = flow.last_ns;
         let len = u64::from(wire_len);

@@ -346,9 +346,30 @@ pub struct HttpStats {
     methods: BTreeMap<String, u64>,
     statuses: BTreeMap<u16, u64>,
     uris: HashMap<Box<[u8]>, u64>,
+    /// Who asked whom: the web-scanner detector.
+    pub(crate) web: crate::analyze::detect::web_scanner::WebScanner,
 }
 
 impl HttpStats {
+    pub fn with_web_thresholds(t: crate::analyze::detect::WebScannerThresholds) -> HttpStats {
+        HttpStats {
+            web: crate::analyze::detect::web_scanner::WebScanner::new(t),
+            ..Default::default()
+        }
+    }
+
+    /// [`HttpStats::add`], from `sender` to `receiver` at `ts`.
+    pub fn add_between(
+        &mut self,
+        m: &HttpMessage<'_>,
+        sender: std::net::IpAddr,
+        receiver: std::net::IpAddr,
+        ts: i64,
+    ) {
+        self.add(m);
+        self.web.message(m, sender, receiver, ts);
+    }
+
     pub fn add(&mut self, m: &HttpMessage<'_>) {
         match m {
             HttpMessage::Request {

@@ -12,6 +12,8 @@
 //! whose end cannot be told) waits for a segment that starts a message, as
 //! a stream first seen mid-connection does.
 
+use std::net::IpAddr;
+
 use std::collections::hash_map::Entry;
 
 use foldhash::HashMap;
@@ -107,16 +109,22 @@ struct Conn {
     /// starts afresh.
     flow: u64,
     dirs: [Dir; 2],
+    /// The connection's endpoints (`a`, `b`) and its latest segment's time:
+    /// who asked whom, for the web-scanner detector.
+    ends: [IpAddr; 2],
+    last_ns: i64,
     /// Requests not answered yet, oldest in the low bits, two bits each.
     asked: u64,
     asked_len: u32,
 }
 
 impl Conn {
-    fn new(flow: u64) -> Conn {
+    fn new(flow: u64, ends: [IpAddr; 2]) -> Conn {
         Conn {
             flow,
             dirs: [Dir::new(), Dir::new()],
+            ends,
+            last_ns: 0,
             asked: 0,
             asked_len: 0,
         }
@@ -157,6 +165,9 @@ pub struct StreamSegment<'a> {
     pub seq: u32,
     pub flags: u8,
     pub payload: &'a [u8],
+    /// The capture time, and the connection's endpoints `a` and `b`.
+    pub ts: i64,
+    pub ends: [IpAddr; 2],
 }
 
 impl HttpStreams {
@@ -175,7 +186,7 @@ impl HttpStreams {
                 let c = e.into_mut();
                 if c.flow != flow {
                     // The slot's flow finished: this is another one.
-                    let old = std::mem::replace(c, Conn::new(flow));
+                    let old = std::mem::replace(c, Conn::new(flow, seg.ends));
                     flush(old, stats);
                 }
                 c
@@ -184,10 +195,11 @@ impl HttpStreams {
                 if !http::may_start_message(seg.payload) {
                     return;
                 }
-                e.insert(Conn::new(flow))
+                e.insert(Conn::new(flow, seg.ends))
             }
         };
         let d = usize::from(!from_a);
+        conn.last_ns = seg.ts;
         follow(conn, d, seg, stats, &mut self.counts);
         let done = seg.flags & RST != 0 || conn.dirs.iter().all(|d| d.closed);
         // Not HTTP after all (its first bytes only looked like it).
@@ -232,12 +244,12 @@ fn cut_head(c: &mut Conn, d: usize, stats: &mut HttpStats) {
     if head.contains(&b'\n')
         && let Some(h) = http::parse_head(&head)
     {
-        count(c, &h.message, stats);
+        count(c, d, &h.message, stats);
     }
     c.dirs[d].state = State::Lost;
 }
 
-fn count(c: &mut Conn, m: &HttpMessage<'_>, stats: &mut HttpStats) {
+fn count(c: &mut Conn, d: usize, m: &HttpMessage<'_>, stats: &mut HttpStats) {
     if let HttpMessage::Request { method, .. } = m {
         c.push_asked(match *method {
             "HEAD" => Asked::Head,
@@ -245,7 +257,7 @@ fn count(c: &mut Conn, m: &HttpMessage<'_>, stats: &mut HttpStats) {
             _ => Asked::Other,
         });
     }
-    stats.add(m);
+    stats.add_between(m, c.ends[d], c.ends[1 - d], c.last_ns);
 }
 
 /// Feed one segment to direction `d` of `c`.
@@ -383,7 +395,7 @@ fn head_in_place<'a>(
 ) -> &'a [u8] {
     match h.end {
         HeadEnd::Complete { len, framing } => {
-            count(c, &h.message, stats);
+            count(c, d, &h.message, stats);
             c.dirs[d].state = body_state(c, &h.message, framing);
             &data[len..]
         }
@@ -393,13 +405,13 @@ fn head_in_place<'a>(
         }
         HeadEnd::Cut => {
             counts.heads_over_cap += 1;
-            count(c, &h.message, stats);
+            count(c, d, &h.message, stats);
             c.dirs[d].state = State::Lost;
             &[]
         }
         HeadEnd::Unreadable => {
             counts.unreadable += 1;
-            count(c, &h.message, stats);
+            count(c, d, &h.message, stats);
             c.dirs[d].state = State::Lost;
             &[]
         }
@@ -423,7 +435,7 @@ fn head_gathered<'a>(
         Some(HeadEnd::Complete { len, framing }) => {
             let h = parsed.as_ref().expect("parsed");
             counts.heads_reassembled += 1;
-            count(c, &h.message, stats);
+            count(c, d, &h.message, stats);
             c.dirs[d].state = body_state(c, &h.message, framing);
             // The head began `had` bytes before this segment's data.
             &data[len - had..]
@@ -439,7 +451,7 @@ fn head_gathered<'a>(
                 counts.unreadable += 1;
             }
             let h = parsed.as_ref().expect("parsed");
-            count(c, &h.message, stats);
+            count(c, d, &h.message, stats);
             c.dirs[d].state = State::Lost;
             &[]
         }
@@ -550,6 +562,10 @@ mod tests {
 
     const ACK: u8 = 0x10;
     const PSH: u8 = 0x08;
+    const ENDS: [std::net::IpAddr; 2] = [
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 1)),
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 2)),
+    ];
 
     /// Feeds segments of one connection: (from the client?, seq, flags, bytes).
     fn run(segments: &[(bool, u32, u8, &[u8])]) -> (HttpStats, StreamCounts) {
@@ -564,6 +580,8 @@ mod tests {
                     seq,
                     flags,
                     payload,
+                    ts: 0,
+                    ends: ENDS,
                 },
                 &mut stats,
             );
@@ -751,6 +769,8 @@ mod tests {
             seq,
             flags: ACK,
             payload,
+            ts: 0,
+            ends: ENDS,
         };
         streams.segment(
             3,

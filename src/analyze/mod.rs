@@ -17,6 +17,7 @@ pub mod flows;
 pub mod http;
 pub mod http_stream;
 pub mod quic;
+mod reassembly;
 pub mod stats;
 pub mod tcp_analysis;
 pub mod tls;
@@ -97,6 +98,9 @@ pub struct Report {
     pub tls: tls::TlsReport,
     pub tcp_analysis: tcp_analysis::TcpAnalysisReport,
     pub anomalies: Vec<Anomaly>,
+    /// Every detector that ran: its thresholds, findings, and how close
+    /// the capture came.
+    pub detectors: Vec<detect::DetectorRun>,
     pub warnings: Vec<ReadWarning>,
 }
 
@@ -140,6 +144,7 @@ pub struct Analyzer {
     http_streams: http_stream::HttpStreams,
     tls: tls::TlsStats,
     tcp: tcp_analysis::TcpAnalysis,
+    reassembly: reassembly::Reassembler,
     frames: u64,
     top: usize,
     listing: FlowListing,
@@ -152,10 +157,11 @@ impl Analyzer {
             flows: FlowTable::new(opts.flow_idle_timeout_seconds, opts.flows, opts.top),
             detectors: Detectors::new(&opts.thresholds),
             dns: dns::DnsStats::default(),
-            http: http::HttpStats::default(),
+            http: http::HttpStats::with_web_thresholds(opts.thresholds.web_scanner.clone()),
             http_streams: http_stream::HttpStreams::default(),
             tls: tls::TlsStats::default(),
             tcp: tcp_analysis::TcpAnalysis::default(),
+            reassembly: reassembly::Reassembler::default(),
             frames: 0,
             top: opts.top,
             listing: opts.flows,
@@ -169,6 +175,74 @@ impl Analyzer {
         let mut d = dissect::Dissected::default();
         dissect::dissect_into(link, data, &mut d);
         self.stats.add(ts, orig_len, &d);
+        let snaplen_cut = (orig_len as usize) > data.len();
+        if let Some(ip) = d.ip
+            && let Some(f) = ip.fragment
+        {
+            // A fragment is fragment evidence; its datagram, once whole,
+            // is what reaches flows and the other detectors (a frame
+            // captured short cannot be put back).
+            self.detectors.frame(
+                frame_no,
+                ts,
+                &d,
+                snaplen_cut,
+                None,
+                detect::FrameRole::Fragment,
+            );
+            if !snaplen_cut
+                && let reassembly::Reassembled::Whole(payload) = self.reassembly.add(
+                    ts,
+                    ip.src,
+                    ip.dst,
+                    ip.proto,
+                    f.id,
+                    f.offset,
+                    f.more,
+                    d.ip_payload,
+                )
+                && let Some(packet) =
+                    reassembly::Reassembler::packet(ip.src, ip.dst, ip.proto, &payload)
+            {
+                // The datagram is counted in the frame of its last
+                // fragment, with that frame's length, as tshark counts it;
+                // the other fragments' frames are counted on their own.
+                let mut whole = dissect::Dissected::default();
+                dissect::dissect_into(LinkType::Raw, &packet, &mut whole);
+                self.datagram(
+                    frame_no,
+                    ts,
+                    orig_len,
+                    &whole,
+                    false,
+                    detect::FrameRole::Reassembled,
+                );
+            } else {
+                self.stats.talk(ip.src, ip.dst, orig_len);
+            }
+            return;
+        }
+        self.datagram(
+            frame_no,
+            ts,
+            orig_len,
+            &d,
+            snaplen_cut,
+            detect::FrameRole::Whole,
+        );
+    }
+
+    /// One IP datagram (or a frame without one): flows, detectors and the
+    /// application layers.
+    fn datagram(
+        &mut self,
+        frame_no: u64,
+        ts: i64,
+        orig_len: u32,
+        d: &dissect::Dissected<'_>,
+        snaplen_cut: bool,
+        role: detect::FrameRole,
+    ) {
         let dns_msg = match d.transport {
             Some(Transport::Udp {
                 sport,
@@ -187,11 +261,10 @@ impl Analyzer {
         if let Some(m) = &dns_msg {
             self.dns.add(m);
         }
-        let snaplen_cut = (orig_len as usize) > data.len();
         self.detectors
-            .frame(frame_no, ts, &d, snaplen_cut, dns_msg.as_ref());
+            .frame(frame_no, ts, d, snaplen_cut, dns_msg.as_ref(), role);
         let (detectors, stats) = (&mut self.detectors, &mut self.stats);
-        let in_flow = self.flows.add(frame_no, ts, orig_len, &d, &mut |f| {
+        let in_flow = self.flows.add(frame_no, ts, orig_len, d, &mut |f| {
             detectors.flow_finished(f);
             stats.flow_finished(f);
         });
@@ -253,6 +326,8 @@ impl Analyzer {
                         seq: seg.seq,
                         flags: seg.flags,
                         payload,
+                        ts,
+                        ends: [key.a().ip(), key.b().ip()],
                     },
                     &mut self.http,
                 );
@@ -277,6 +352,13 @@ impl Analyzer {
             detectors.flow_finished(f);
             stats.flow_finished(f);
         });
+        let mut http = self.http;
+        let streams = self.http_streams.finish(&mut http);
+        let web = std::mem::take(&mut http.web);
+        let web_closest = web.closest();
+        let web_findings = web.finish();
+        let (anomalies, detectors_run) = detectors.finish(web_findings, web_closest);
+        let http_report = http.report(self.top, streams);
         let listing = match self.listing {
             FlowListing::All => "all",
             FlowListing::Top => "top",
@@ -292,14 +374,11 @@ impl Analyzer {
                 list,
             },
             dns: self.dns.report(self.top),
-            http: {
-                let mut http = self.http;
-                let streams = self.http_streams.finish(&mut http);
-                http.report(self.top, streams)
-            },
+            http: http_report,
             tls: self.tls.report(self.top),
             tcp_analysis: self.tcp.report(),
-            anomalies: detectors.finish(),
+            anomalies,
+            detectors: detectors_run,
             warnings,
         }
     }

@@ -634,12 +634,63 @@ fn traffic_sections(h: &mut String, a: &Value) {
     h.push_str("</section>");
 }
 
+/// Each detector that ran, its findings and the nearest the capture came.
+fn detectors_table(h: &mut String, a: &Value) {
+    let Some(runs) = a["detectors"].as_array().filter(|r| !r.is_empty()) else {
+        return;
+    };
+    h.push_str(
+        r#"<table class="detectors"><tr><th>detector</th><th class="num">findings</th><th>closest the capture came</th><th>thresholds</th></tr>"#,
+    );
+    for r in runs {
+        let closest: Vec<String> = r["closest"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                format!(
+                    "{} {} of {} ({})",
+                    escape(&text(&c["measure"])),
+                    escape(&human(num(&c["value"]))),
+                    escape(&human(num(&c["threshold"]))),
+                    escape(&text(&c["at"]))
+                )
+            })
+            .collect();
+        let thresholds: Vec<String> = r["thresholds"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{} = {}", escape(k), escape(&text(v))))
+            .collect();
+        let _ = write!(
+            h,
+            r#"<tr><td>{}</td><td class="num">{}</td><td>{}</td><td><small>{}</small></td></tr>"#,
+            escape(&text(&r["name"])),
+            count(&r["findings"]),
+            if closest.is_empty() {
+                "not measured".to_string()
+            } else {
+                closest.join("<br>")
+            },
+            thresholds.join(", ")
+        );
+    }
+    h.push_str("</table>");
+}
+
 fn anomalies_section(h: &mut String, a: &Value) {
     let list = a["anomalies"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     let _ = write!(h, "<section><h2>Anomalies ({})</h2>", list.len());
     if list.is_empty() {
-        h.push_str(r#"<p class="ok">No detector fired.</p>"#);
+        // Never a green "clean": what was looked for, and how close the
+        // capture came, so a reader can judge what the silence is worth.
+        h.push_str(
+            "<p>No finding. The detectors below ran with these thresholds; \
+             a finding needs the measured value to reach its threshold.</p>",
+        );
     }
+    detectors_table(h, a);
     for an in list {
         let sev = text(&an["severity"]);
         let _ = write!(

@@ -37,6 +37,77 @@ pub fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: u8, payload: &[u
     out
 }
 
+/// [`tcp`] with its sequence and acknowledgement numbers.
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_seq(
+    src: &str,
+    dst: &str,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4(ip(src), ip(dst), 64)
+        .tcp(sport, dport, seq, 64240)
+        .ack(ack)
+        .write(&mut out, payload)
+        .unwrap();
+    out[14 + 20 + 13] = flags;
+    out
+}
+
+/// One HTTP exchange on its own connection: handshake, `request`, the
+/// response with `status`, both FINs; frames `at` and just after.
+pub fn http_exchange(
+    c: &mut Capture,
+    at: i64,
+    client: &str,
+    port: u16,
+    request: &str,
+    status: u16,
+) {
+    let server = "198.18.1.80";
+    let (cs, ss) = (1000u32, 9000u32);
+    let req = request.as_bytes();
+    let resp = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+    let resp = resp.as_bytes();
+    c.push(at, tcp_seq(client, server, port, 80, SYN, cs, 0, &[]));
+    c.push(
+        at + 1,
+        tcp_seq(server, client, 80, port, SYN | ACK, ss, cs + 1, &[]),
+    );
+    c.push(
+        at + 2,
+        tcp_seq(client, server, port, 80, ACK, cs + 1, ss + 1, &[]),
+    );
+    c.push(
+        at + 3,
+        tcp_seq(client, server, port, 80, ACK | PSH, cs + 1, ss + 1, req),
+    );
+    let after = cs + 1 + req.len() as u32;
+    c.push(
+        at + 4,
+        tcp_seq(server, client, 80, port, ACK | PSH, ss + 1, after, resp),
+    );
+    let sent = ss + 1 + resp.len() as u32;
+    c.push(
+        at + 5,
+        tcp_seq(client, server, port, 80, FIN | ACK, after, sent, &[]),
+    );
+    c.push(
+        at + 6,
+        tcp_seq(server, client, 80, port, FIN | ACK, sent, after + 1, &[]),
+    );
+    c.push(
+        at + 7,
+        tcp_seq(client, server, port, 80, ACK, after + 1, sent + 1, &[]),
+    );
+}
+
 pub fn udp(src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     PacketBuilder::ethernet2(MAC_A, MAC_B)

@@ -174,7 +174,7 @@ impl Fragmentation {
             // Too many open datagrams: the oldest are given up as incomplete.
             self.expire_oldest();
         }
-        let digest = fnv(d.ip_payload);
+        let digest = super::fnv(d.ip_payload);
         let dg = self.open.entry(key).or_insert_with(|| Datagram {
             pieces: Vec::new(),
             count: 0,
@@ -385,11 +385,4 @@ fn covered(pieces: &mut [Piece], total: u32) -> bool {
         reach = reach.max(p.end);
     }
     reach >= total
-}
-
-/// FNV-1a: tells identical retransmitted fragments from different ones.
-fn fnv(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
-        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
-    })
 }

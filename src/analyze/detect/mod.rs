@@ -10,7 +10,9 @@ mod malformed_header;
 mod os_fingerprinting;
 mod port_scan;
 mod reflection;
+mod ssh_guessing;
 mod syn_flood;
+pub(crate) mod web_scanner;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -28,7 +30,9 @@ pub use malformed_header::MalformedThresholds;
 pub use os_fingerprinting::OsFingerprintingThresholds;
 pub use port_scan::PortScanThresholds;
 pub use reflection::ReflectionThresholds;
+pub use ssh_guessing::SshGuessingThresholds;
 pub use syn_flood::SynFloodThresholds;
+pub use web_scanner::WebScannerThresholds;
 
 /// Every detector's thresholds. Unknown keys in a thresholds file are errors.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -42,6 +46,8 @@ pub struct Thresholds {
     pub arp_spoofing: ArpSpoofingThresholds,
     pub reflection: ReflectionThresholds,
     pub os_fingerprinting: OsFingerprintingThresholds,
+    pub password_guessing: SshGuessingThresholds,
+    pub web_scanner: WebScannerThresholds,
 }
 
 impl Thresholds {
@@ -59,6 +65,10 @@ impl Thresholds {
                 "arp_spoofing.window_seconds",
                 self.arp_spoofing.window_seconds,
             ),
+            (
+                "password_guessing.window_seconds",
+                self.password_guessing.window_seconds,
+            ),
         ];
         for (name, v) in positive {
             if !(v.is_finite() && v > 0.0) {
@@ -71,6 +81,10 @@ impl Thresholds {
                 self.syn_flood.max_synack_ratio,
             ),
             ("dns_tunneling.min_score", self.dns_tunneling.min_score),
+            (
+                "web_scanner.min_client_error_share",
+                self.web_scanner.min_client_error_share,
+            ),
         ];
         for (name, v) in non_negative {
             if !(v.is_finite() && v >= 0.0) {
@@ -146,6 +160,40 @@ impl Anomaly {
     }
 }
 
+/// The nearest a capture came to a detector's threshold: the measure, its
+/// largest value and where it was seen.
+#[derive(Clone, Debug, Serialize)]
+pub struct Closest {
+    pub measure: &'static str,
+    pub value: f64,
+    pub threshold: f64,
+    /// The source, destination or pair the value was measured on.
+    pub at: String,
+}
+
+impl Closest {
+    /// The larger of `a` and `b` by value; on a tie, the one whose place
+    /// sorts first (tables are walked in hash order: the report must not
+    /// depend on it).
+    pub(crate) fn max(a: Option<Closest>, b: Closest) -> Option<Closest> {
+        match a {
+            Some(a) if a.value > b.value || (a.value == b.value && a.at <= b.at) => Some(a),
+            _ => Some(b),
+        }
+    }
+}
+
+/// One detector as it ran on the capture: what it looked for, its
+/// thresholds, its findings, and how close the capture came where it
+/// measures a rate or a count.
+#[derive(Clone, Debug, Serialize)]
+pub struct DetectorRun {
+    pub name: &'static str,
+    pub findings: usize,
+    pub thresholds: serde_json::Value,
+    pub closest: Vec<Closest>,
+}
+
 /// Frame numbers kept as examples per finding.
 pub(crate) const EXAMPLES: usize = 5;
 
@@ -173,6 +221,13 @@ impl Span {
         self.first = self.first.min(ts);
         self.last = self.last.max(ts);
     }
+    /// Widen `span` to cover `first..=last`, or start it there.
+    pub fn cover(span: &mut Option<Span>, first: i64, last: i64) {
+        let s = span.get_or_insert(Span::new(first));
+        s.add(first);
+        s.add(last);
+    }
+
     pub fn seconds(&self) -> f64 {
         (self.last - self.first) as f64 / 1e9
     }
@@ -190,8 +245,21 @@ pub(crate) fn addrs<'a>(it: impl IntoIterator<Item = &'a IpAddr>) -> Vec<String>
     v.into_iter().map(|a| a.to_string()).collect()
 }
 
+/// What a frame handed to the detectors is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameRole {
+    /// An unfragmented packet (or no IP at all): every detector.
+    Whole,
+    /// One fragment, as captured: the fragment and header checks only.
+    Fragment,
+    /// A datagram put back together from its fragments: every detector
+    /// but those, which saw the fragments themselves.
+    Reassembled,
+}
+
 /// All detectors together.
 pub struct Detectors {
+    thresholds: Thresholds,
     syn_flood: syn_flood::SynFlood,
     port_scan: port_scan::PortScan,
     dns_tunneling: dns_tunneling::DnsTunneling,
@@ -200,11 +268,13 @@ pub struct Detectors {
     arp_spoofing: arp_spoofing::ArpSpoofing,
     reflection: reflection::Reflection,
     os_fingerprinting: os_fingerprinting::OsFingerprinting,
+    ssh_guessing: ssh_guessing::SshGuessing,
 }
 
 impl Detectors {
     pub fn new(t: &Thresholds) -> Detectors {
         Detectors {
+            thresholds: t.clone(),
             syn_flood: syn_flood::SynFlood::new(t.syn_flood.clone()),
             port_scan: port_scan::PortScan::new(t.port_scan.clone()),
             dns_tunneling: dns_tunneling::DnsTunneling::new(t.dns_tunneling.clone()),
@@ -215,6 +285,7 @@ impl Detectors {
             os_fingerprinting: os_fingerprinting::OsFingerprinting::new(
                 t.os_fingerprinting.clone(),
             ),
+            ssh_guessing: ssh_guessing::SshGuessing::new(t.password_guessing.clone()),
         }
     }
 
@@ -229,10 +300,16 @@ impl Detectors {
         d: &Dissected<'_>,
         snaplen_cut: bool,
         dns: Option<&DnsMessage>,
+        role: FrameRole,
     ) {
+        if role != FrameRole::Reassembled {
+            self.fragmentation.frame(frame, ts, d);
+            self.malformed.frame(frame, ts, d, snaplen_cut);
+        }
+        if role == FrameRole::Fragment {
+            return;
+        }
         self.syn_flood.frame(frame, ts, d);
-        self.fragmentation.frame(frame, ts, d);
-        self.malformed.frame(frame, ts, d, snaplen_cut);
         self.port_scan.frame(frame, ts, d);
         self.os_fingerprinting.frame(frame, ts, d);
         if d.arp {
@@ -257,11 +334,45 @@ impl Detectors {
         self.syn_flood.flow_finished(f);
         self.port_scan.flow_finished(f);
         self.reflection.flow_finished(f);
+        self.ssh_guessing.flow_finished(f);
     }
 
-    /// Every finding, in a stable order: by first timestamp, then kind and summary.
-    pub fn finish(self) -> Vec<Anomaly> {
-        let mut all = Vec::new();
+    /// Every finding (`more`: those found outside the detectors, from the
+    /// HTTP exchanges), in a stable order: by first timestamp, then kind
+    /// and summary.
+    pub fn finish(
+        self,
+        more: Vec<Anomaly>,
+        web_closest: Vec<Closest>,
+    ) -> (Vec<Anomaly>, Vec<DetectorRun>) {
+        let t = &self.thresholds;
+        let mut closest: BTreeMap<&'static str, Vec<Closest>> = BTreeMap::from([
+            ("syn_flood", self.syn_flood.closest().into_iter().collect()),
+            ("port_scan", self.port_scan.closest()),
+            (
+                "reflection",
+                self.reflection.closest().into_iter().collect(),
+            ),
+            (
+                "password_guessing",
+                self.ssh_guessing.closest().into_iter().collect(),
+            ),
+            ("web_scanner", web_closest),
+        ]);
+        let json = |v: &dyn erased::Ser| v.value();
+        let runs: Vec<(&'static str, serde_json::Value)> = vec![
+            ("syn_flood", json(&t.syn_flood)),
+            ("port_scan", json(&t.port_scan)),
+            ("dns_tunneling", json(&t.dns_tunneling)),
+            ("ip_fragmentation", json(&t.ip_fragmentation)),
+            ("malformed_header", json(&t.malformed_header)),
+            ("arp_spoofing", json(&t.arp_spoofing)),
+            ("reflection", json(&t.reflection)),
+            ("os_fingerprinting", json(&t.os_fingerprinting)),
+            ("password_guessing", json(&t.password_guessing)),
+            ("web_scanner", json(&t.web_scanner)),
+        ];
+        let mut all = more;
         all.extend(self.syn_flood.finish());
         // A fingerprinted host's odd probes (T7 is FIN+PSH+URG) are the
         // fingerprinting, not also a stealth scan.
@@ -275,18 +386,69 @@ impl Detectors {
         }));
         all.extend(os);
         all.extend(self.dns_tunneling.finish());
-        all.extend(self.fragmentation.finish());
+        let mut reflection = self.reflection.finish();
+        // Fragments of a flood's answers that never completed are its
+        // debris: folded into the flood, not findings of their own.
+        for f in self.fragmentation.finish() {
+            let flood = (f.subtype == Some("incomplete"))
+                .then(|| {
+                    reflection.iter_mut().find(|r| {
+                        r.subtype == Some("udp_amplification")
+                            && !f.destinations.is_empty()
+                            && f.destinations.iter().all(|d| r.destinations.contains(d))
+                    })
+                })
+                .flatten();
+            match flood {
+                Some(r) => {
+                    *r.evidence
+                        .entry("incomplete_fragmented_datagrams")
+                        .or_default() += f.evidence.get("count").copied().unwrap_or(0.0);
+                }
+                None => all.push(f),
+            }
+        }
         all.extend(self.malformed.finish());
         all.extend(self.arp_spoofing.finish());
-        all.extend(self.reflection.finish());
+        all.extend(reflection);
+        all.extend(self.ssh_guessing.finish());
         all.sort_by(|a, b| {
             a.first_timestamp
                 .cmp(&b.first_timestamp)
                 .then(a.kind.cmp(b.kind))
                 .then(a.summary.cmp(&b.summary))
         });
-        all
+        let runs = runs
+            .into_iter()
+            .map(|(name, thresholds)| DetectorRun {
+                name,
+                findings: all.iter().filter(|a| a.kind == name).count(),
+                thresholds,
+                closest: closest.remove(name).unwrap_or_default(),
+            })
+            .collect();
+        (all, runs)
     }
+}
+
+/// Thresholds as JSON, whatever their type.
+mod erased {
+    pub trait Ser {
+        fn value(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn value(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        }
+    }
+}
+
+/// FNV-1a over `b`: tells identical byte strings from different ones
+/// (retransmitted fragments, repeated URIs) without keeping them.
+pub(crate) fn fnv(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// `6917` as `6,917`: counts a responder reads aloud.

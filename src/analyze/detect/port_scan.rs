@@ -356,6 +356,41 @@ impl PortScan {
         }
     }
 
+    /// The widest scans seen: most ports of one host from one source, and
+    /// most hosts on one port from one source, against their thresholds.
+    pub fn closest(&self) -> Vec<super::Closest> {
+        let th = &self.t;
+        let mut out = Vec::new();
+        let widest = self
+            .vertical
+            .iter()
+            .max_by_key(|(k, p)| (p.touched.len(), std::cmp::Reverse(**k)));
+        if let Some(((src, dst), p)) = widest {
+            out.push(super::Closest {
+                measure: "ports_of_one_host",
+                value: p.touched.len() as f64,
+                threshold: th.min_ports_vertical as f64,
+                at: format!("{src} to {dst}"),
+            });
+        }
+        let widest = self
+            .horizontal
+            .iter()
+            .max_by_key(|(k, p)| (p.touched.len(), std::cmp::Reverse(**k)));
+        if let Some(((src, proto, port), p)) = widest {
+            out.push(super::Closest {
+                measure: "hosts_on_one_port",
+                value: p.touched.len() as f64,
+                threshold: th.min_hosts_horizontal as f64,
+                at: format!(
+                    "{src} to {}/{port}",
+                    if *proto == 6 { "tcp" } else { "udp" }
+                ),
+            });
+        }
+        out
+    }
+
     pub fn finish(self) -> Vec<Anomaly> {
         let th = &self.t;
         let mut out = Vec::new();

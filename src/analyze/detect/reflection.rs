@@ -32,6 +32,9 @@ pub struct ReflectionThresholds {
     pub min_answers: u64,
     /// Distinct reflectors sending them.
     pub min_sources: u64,
+    /// Distinct reflectors for a service port off the amplifier list,
+    /// recognised by its shape alone (one-way answers from one source port).
+    pub min_sources_unlisted_port: u64,
 }
 
 impl Default for ReflectionThresholds {
@@ -42,6 +45,10 @@ impl Default for ReflectionThresholds {
             // someone else's traffic landing on it.
             min_answers: 100,
             min_sources: 10,
+            // Without the port's name to go by, five times the sources: a
+            // handful of peers sending from one port without an answer is
+            // a protocol's quirk; fifty is someone's flood.
+            min_sources_unlisted_port: 50,
         }
     }
 }
@@ -72,6 +79,20 @@ fn amplifier(port: u16) -> Option<&'static str> {
         .iter()
         .find(|(p, _)| *p == port)
         .map(|(_, name)| *name)
+}
+
+/// Ports that collect one-way traffic from many senders (SNMP traps,
+/// syslog, NetFlow/IPFIX, sFlow): many sources and no answer is their
+/// ordinary shape, not a flood.
+const COLLECTORS: [u16; 7] = [162, 514, 2055, 4739, 6343, 9995, 9996];
+
+/// Multicast and broadcast destinations: many senders are their nature
+/// (mDNS, SSDP announcements), no victim.
+fn is_group(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => a.is_multicast() || a.is_broadcast() || a.octets()[3] == 255,
+        IpAddr::V6(a) => a.is_multicast(),
+    }
 }
 
 /// Victims tracked; more are not followed.
@@ -142,17 +163,7 @@ impl Victim {
     }
 
     fn note(&mut self, f: &Flow) {
-        match &mut self.span {
-            Some(s) => {
-                s.add(f.first_ns);
-                s.add(f.last_ns);
-            }
-            None => {
-                let mut s = Span::new(f.first_ns);
-                s.add(f.last_ns);
-                self.span = Some(s);
-            }
-        }
+        Span::cover(&mut self.span, f.first_ns, f.last_ns);
         push_example(&mut self.examples, f.first_frame);
     }
 }
@@ -207,14 +218,20 @@ impl Reflection {
             }
             17 => {
                 // A service's response opened the flow: no request seen
-                // (the victim's view). Or a request (spoofed in the
-                // victim's name, where the capture sees it) answered with
-                // five times its bytes or more: an amplifying exchange;
+                // (the victim's view), whatever the victim's port (DNS
+                // answers aimed at its port 22 are a flood all the same).
+                // A port off the amplifier list counts by its shape alone:
+                // the victim never answers, and the findings ask more
+                // sources of it. Or a request (spoofed in the victim's
+                // name, where the capture sees it) answered with five
+                // times its bytes or more: an amplifying exchange;
                 // ordinary DNS answers are two to four times the query.
-                let (victim, reflector, port, packets, bytes, unsolicited) = if amplifier(cport)
-                    .is_some()
-                    && sport >= 1024
-                {
+                let one_way_answer = cport != sport
+                    && cport != 0
+                    && !is_group(server)
+                    && !COLLECTORS.contains(&sport)
+                    && (amplifier(cport).is_some() || (f.s2c.0 == 0 && cport < sport));
+                let (victim, reflector, port, packets, bytes, unsolicited) = if one_way_answer {
                     (server, client, cport, f.c2s.0, f.c2s.1, true)
                 } else if amplifier(sport).is_some() && f.c2s.0 > 0 && f.s2c.1 >= 5 * f.c2s.1.max(1)
                 {
@@ -227,11 +244,13 @@ impl Reflection {
                     return;
                 }
                 let v = self.amplified.entry(key).or_default();
-                v.answers += 1;
+                // Every response packet: a victim's fixed port makes one
+                // flow per reflector, however many answers it sends.
+                v.answers += packets;
                 v.packets += packets;
                 v.bytes += bytes;
                 if unsolicited {
-                    v.unsolicited += 1;
+                    v.unsolicited += packets;
                 } else {
                     v.request_bytes += f.c2s.1;
                     v.answered_bytes += f.s2c.1;
@@ -241,6 +260,36 @@ impl Reflection {
             }
             _ => {}
         }
+    }
+
+    /// The most reflectors answering one victim unasked, against the
+    /// threshold.
+    pub fn closest(&self) -> Option<super::Closest> {
+        let mut best: Option<super::Closest> = None;
+        let all = self
+            .backscatter
+            .iter()
+            .map(|(v, x)| (*v, None, x))
+            .chain(self.amplified.iter().map(|((v, p), x)| (*v, Some(*p), x)));
+        for (victim, port, v) in all {
+            let threshold = match port {
+                Some(p) if amplifier(p).is_none() => self.t.min_sources_unlisted_port,
+                _ => self.t.min_sources,
+            };
+            best = super::Closest::max(
+                best,
+                super::Closest {
+                    measure: "reflectors_to_one_victim",
+                    value: v.sources.len() as f64,
+                    threshold: threshold as f64,
+                    at: match port {
+                        Some(p) => format!("{victim} from port {p}"),
+                        None => victim.to_string(),
+                    },
+                },
+            );
+        }
+        best
     }
 
     pub fn finish(self) -> Vec<Anomaly> {
@@ -300,11 +349,18 @@ impl Reflection {
         let mut amplified: Vec<((IpAddr, u16), Victim)> = self.amplified.into_iter().collect();
         amplified.sort_by_key(|(k, _)| *k);
         for ((victim, port), v) in amplified {
-            if v.answers < th.min_answers || (v.sources.len() as u64) < th.min_sources {
+            let min_sources = if amplifier(port).is_some() {
+                th.min_sources
+            } else {
+                th.min_sources_unlisted_port
+            };
+            if v.answers < th.min_answers || (v.sources.len() as u64) < min_sources {
                 continue;
             }
             let span = v.span.expect("a victim has a span");
-            let service = amplifier(port).unwrap_or("udp");
+            let service = amplifier(port)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("udp/{port}"));
             let mut evidence = BTreeMap::from([
                 ("responses", v.answers as f64),
                 ("unsolicited_responses", v.unsolicited as f64),
@@ -326,9 +382,16 @@ impl Reflection {
                     v.answered_bytes as f64 / v.request_bytes as f64,
                 );
             }
+            let mut thresholds = thresholds.clone();
+            if amplifier(port).is_none() {
+                thresholds.insert(
+                    "min_sources_unlisted_port",
+                    th.min_sources_unlisted_port as f64,
+                );
+            }
             out.push(Anomaly {
                 evidence,
-                thresholds: thresholds.clone(),
+                thresholds,
                 sources: super::addrs(v.sources.iter()),
                 destinations: vec![victim.to_string()],
                 ports: vec![port],

@@ -212,6 +212,29 @@ impl SynFlood {
         }
     }
 
+    /// The busiest SYN rate to one destination port, against the
+    /// flood threshold.
+    pub fn closest(&self) -> Option<super::Closest> {
+        let th = &self.t;
+        let mut best: Option<super::Closest> = None;
+        for ((dst, port), t) in &self.targets {
+            let mean = if t.span.seconds() > 0.0 {
+                t.syns as f64 / t.span.seconds()
+            } else {
+                t.syns as f64
+            };
+            let rate = (t.peak as f64 / th.window_seconds).max(mean);
+            let c = super::Closest {
+                measure: "peak_syn_rate",
+                value: rate,
+                threshold: th.min_syn_rate,
+                at: std::net::SocketAddr::new(dst.ip(), *port).to_string(),
+            };
+            best = super::Closest::max(best, c);
+        }
+        best
+    }
+
     pub fn finish(self) -> Vec<Anomaly> {
         let th = &self.t;
         let mut out = Vec::new();
