@@ -1281,3 +1281,76 @@ fn web_scanners_by_agent_attacks_and_refusals_but_not_a_busy_client() {
     });
     assert!(!has(&r, "web_scanner", None), "{:?}", kinds(&r));
 }
+
+/// `n` hosts of 198.18.1.0/24 (from .1) asked by ICMP echo from `src`,
+/// 100 ms apart, starting at `at`; the first `answering` reply.
+fn ping_sweep(c: &mut Capture, src: &str, at: i64, n: usize, answering: usize) {
+    for i in 0..n {
+        let dst = format!("198.18.1.{}", 1 + i);
+        let t = at + i as i64 * 100 * MS;
+        c.push(t, icmp_echo(src, &dst, false, 7, i as u16));
+        if i < answering {
+            c.push(t + MS, icmp_echo(&dst, src, true, 7, i as u16));
+        }
+    }
+}
+
+/// Issue 27: a worm's sweep, echo requests to dozens of addresses and then
+/// SMB to many hosts, was no finding; a monitoring system that pings the
+/// same hosts every 10 s is not one.
+#[test]
+fn host_sweep_by_echo_and_smb_and_not_monitoring() {
+    let mut c = Capture::default();
+    ping_sweep(&mut c, "198.18.0.5", 0, 60, 10);
+    let r = c.analyze();
+    let a = finding(&r, "host_sweep", Some("icmp_echo"));
+    assert_eq!(a.sources, vec!["198.18.0.5"]);
+    assert_eq!(a.evidence["hosts"], 60.0);
+    assert_eq!(a.evidence["answered_hosts"], 10.0);
+    assert_eq!(a.evidence["requests_per_answering_host"], 1.0);
+    assert_eq!(a.severity, sonde::analyze::detect::Severity::Medium);
+    assert_eq!(a.example_frames[0], 1);
+
+    // The same source then tries SMB on 60 hosts: a worm's spread,
+    // reported once (not also as a horizontal scan of 445).
+    for i in 0..60 {
+        let dst = format!("198.18.1.{}", 1 + i);
+        let t = 10 * S + i as i64 * 50 * MS;
+        c.push(t, tcp("198.18.0.5", &dst, 50000 + i as u16, 445, SYN, &[]));
+        if i % 6 == 0 {
+            c.push(
+                t + MS,
+                tcp(&dst, "198.18.0.5", 445, 50000 + i as u16, SYN | ACK, &[]),
+            );
+        }
+    }
+    let r = c.analyze();
+    let smb = finding(&r, "host_sweep", Some("smb"));
+    assert_eq!(smb.severity, sonde::analyze::detect::Severity::High);
+    assert_eq!(smb.evidence["hosts"], 60.0);
+    assert_eq!(smb.evidence["answered_hosts"], 10.0);
+    assert!(smb.summary.contains("worm-like"), "{}", smb.summary);
+    assert_eq!(smb.ports, vec![445, 139]);
+    assert!(!has(&r, "port_scan", Some("horizontal")), "{:?}", kinds(&r));
+
+    // 19 hosts: under min_hosts, but the closest measure says 19.
+    let mut c = Capture::default();
+    ping_sweep(&mut c, "198.18.0.5", 0, 19, 19);
+    let r = c.analyze();
+    assert!(!has(&r, "host_sweep", None), "{:?}", kinds(&r));
+    let run = r.detectors.iter().find(|d| d.name == "host_sweep").unwrap();
+    assert_eq!(run.closest[0].value, 19.0);
+
+    // Monitoring: 30 hosts pinged every 10 s for a minute, all answer.
+    let mut c = Capture::default();
+    for round in 0..7 {
+        ping_sweep(&mut c, "198.18.0.9", round * 10 * S, 30, 30);
+    }
+    let r = c.analyze();
+    assert!(!has(&r, "host_sweep", None), "{:?}", kinds(&r));
+    // Its first round alone is indistinguishable from a sweep of live
+    // hosts, and is reported as one.
+    let mut c = Capture::default();
+    ping_sweep(&mut c, "198.18.0.9", 0, 30, 30);
+    assert!(has(&c.analyze(), "host_sweep", Some("icmp_echo")));
+}

@@ -245,3 +245,23 @@ pub fn pcapng_block(kind: u32, body: &[u8]) -> Vec<u8> {
     b.extend_from_slice(&(len as u32).to_le_bytes());
     b
 }
+
+/// An Ethernet/IPv4 ICMP echo request (or, with `reply`, its reply).
+pub fn icmp_echo(src: &str, dst: &str, reply: bool, id: u16, seq: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    let b = PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(ip(src), ip(dst), 64);
+    let b = if reply {
+        b.icmpv4_echo_reply(id, seq)
+    } else {
+        b.icmpv4_echo_request(id, seq)
+    };
+    b.write(&mut out, &[0x61; 32]).unwrap();
+    out
+}
+
+/// `frame` sent from `src` to `dst` on the link (its Ethernet addresses).
+pub fn with_macs(mut frame: Vec<u8>, src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
+    frame[0..6].copy_from_slice(&dst);
+    frame[6..12].copy_from_slice(&src);
+    frame
+}

@@ -5,6 +5,7 @@
 
 mod arp_spoofing;
 mod dns_tunneling;
+mod host_sweep;
 mod ip_fragmentation;
 mod malformed_header;
 mod os_fingerprinting;
@@ -25,6 +26,7 @@ use super::flows::Flow;
 
 pub use arp_spoofing::ArpSpoofingThresholds;
 pub use dns_tunneling::{DnsTunnelingThresholds, registered_domain, shannon_entropy};
+pub use host_sweep::HostSweepThresholds;
 pub use ip_fragmentation::FragmentationThresholds;
 pub use malformed_header::MalformedThresholds;
 pub use os_fingerprinting::OsFingerprintingThresholds;
@@ -48,6 +50,7 @@ pub struct Thresholds {
     pub os_fingerprinting: OsFingerprintingThresholds,
     pub password_guessing: SshGuessingThresholds,
     pub web_scanner: WebScannerThresholds,
+    pub host_sweep: HostSweepThresholds,
 }
 
 impl Thresholds {
@@ -69,6 +72,7 @@ impl Thresholds {
                 "password_guessing.window_seconds",
                 self.password_guessing.window_seconds,
             ),
+            ("host_sweep.window_seconds", self.host_sweep.window_seconds),
         ];
         for (name, v) in positive {
             if !(v.is_finite() && v > 0.0) {
@@ -84,6 +88,10 @@ impl Thresholds {
             (
                 "web_scanner.min_client_error_share",
                 self.web_scanner.min_client_error_share,
+            ),
+            (
+                "host_sweep.monitoring_repeats",
+                self.host_sweep.monitoring_repeats,
             ),
         ];
         for (name, v) in non_negative {
@@ -269,6 +277,7 @@ pub struct Detectors {
     reflection: reflection::Reflection,
     os_fingerprinting: os_fingerprinting::OsFingerprinting,
     ssh_guessing: ssh_guessing::SshGuessing,
+    host_sweep: host_sweep::HostSweep,
 }
 
 impl Detectors {
@@ -286,6 +295,7 @@ impl Detectors {
                 t.os_fingerprinting.clone(),
             ),
             ssh_guessing: ssh_guessing::SshGuessing::new(t.password_guessing.clone()),
+            host_sweep: host_sweep::HostSweep::new(t.host_sweep.clone()),
         }
     }
 
@@ -312,6 +322,7 @@ impl Detectors {
         self.syn_flood.frame(frame, ts, d);
         self.port_scan.frame(frame, ts, d);
         self.os_fingerprinting.frame(frame, ts, d);
+        self.host_sweep.frame(frame, ts, d);
         if d.arp {
             self.arp_spoofing.frame(frame, ts, d.net);
         }
@@ -358,6 +369,10 @@ impl Detectors {
                 self.ssh_guessing.closest().into_iter().collect(),
             ),
             ("web_scanner", web_closest),
+            (
+                "host_sweep",
+                self.host_sweep.closest().into_iter().collect(),
+            ),
         ]);
         let json = |v: &dyn erased::Ser| v.value();
         let runs: Vec<(&'static str, serde_json::Value)> = vec![
@@ -371,19 +386,31 @@ impl Detectors {
             ("os_fingerprinting", json(&t.os_fingerprinting)),
             ("password_guessing", json(&t.password_guessing)),
             ("web_scanner", json(&t.web_scanner)),
+            ("host_sweep", json(&t.host_sweep)),
         ];
         let mut all = more;
         all.extend(self.syn_flood.finish());
         // A fingerprinted host's odd probes (T7 is FIN+PSH+URG) are the
         // fingerprinting, not also a stealth scan.
         let (fingerprinted, os) = self.os_fingerprinting.finish();
+        // An SMB sweep is also a horizontal scan of its port: it is
+        // reported once, as the sweep (it says more).
+        let sweeps = self.host_sweep.finish();
         all.extend(self.port_scan.finish().into_iter().filter(|a| {
-            a.subtype != Some("stealth_probes")
-                || !fingerprinted.iter().any(|(s, d)| {
+            let fingerprinting = a.subtype == Some("stealth_probes")
+                && fingerprinted.iter().any(|(s, d)| {
                     a.sources.first() == Some(&s.to_string())
                         && a.destinations.first() == Some(&d.to_string())
-                })
+                });
+            let swept = a.subtype == Some("horizontal")
+                && sweeps.iter().any(|w| {
+                    w.subtype == Some("smb")
+                        && w.sources == a.sources
+                        && a.ports.iter().all(|p| w.ports.contains(p))
+                });
+            !fingerprinting && !swept
         }));
+        all.extend(sweeps);
         all.extend(os);
         all.extend(self.dns_tunneling.finish());
         let mut reflection = self.reflection.finish();
