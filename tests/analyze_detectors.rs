@@ -1354,3 +1354,161 @@ fn host_sweep_by_echo_and_smb_and_not_monitoring() {
     ping_sweep(&mut c, "198.18.0.9", 0, 30, 30);
     assert!(has(&c.analyze(), "host_sweep", Some("icmp_echo")));
 }
+
+/// `beats` small messages from `client` to `server:port` over one TCP
+/// connection, `period` apart (plus `wobble(i)`), each answered.
+fn heartbeat(
+    c: &mut Capture,
+    (client, server, port): (&str, &str, u16),
+    beats: usize,
+    period: i64,
+    bytes: usize,
+    wobble: impl Fn(usize) -> i64,
+) {
+    c.push(0, tcp(client, server, 49200, port, SYN, &[]));
+    c.push(MS, tcp(server, client, port, 49200, SYN | ACK, &[]));
+    c.push(2 * MS, tcp(client, server, 49200, port, ACK, &[]));
+    for i in 0..beats {
+        let t = S + i as i64 * period + wobble(i);
+        c.push(
+            t,
+            tcp(client, server, 49200, port, PSH | ACK, &vec![0x42; bytes]),
+        );
+        c.push(
+            t + 30 * MS,
+            tcp(server, client, port, 49200, PSH | ACK, b"ok"),
+        );
+    }
+}
+
+/// Issue 27: a remote-access trojan's command channel (a heartbeat every
+/// 10 s on an unusual port) was no finding. A monitoring system polling
+/// many hosts at its period, irregular traffic and large periodic
+/// transfers are not heartbeats.
+#[test]
+fn beaconing_heartbeats_and_what_is_not_one() {
+    // njRAT's port, one connection, a 12-byte beat every 10 s (±40 ms).
+    let mut c = Capture::default();
+    heartbeat(
+        &mut c,
+        ("198.18.0.20", "203.0.113.50", 5552),
+        10,
+        10 * S,
+        12,
+        |i| (i as i64 % 3 - 1) * 40 * MS,
+    );
+    let r = c.analyze();
+    let a = finding(&r, "beaconing", Some("tcp"));
+    assert_eq!(a.sources, vec!["198.18.0.20"]);
+    assert_eq!(a.destinations, vec!["203.0.113.50"]);
+    assert_eq!(a.ports, vec![5552]);
+    assert_eq!(a.evidence["beats"], 10.0);
+    assert!(
+        (a.evidence["period_seconds"] - 10.0).abs() < 0.05,
+        "{:?}",
+        a.evidence
+    );
+    assert!(
+        a.note.as_deref().unwrap().contains("outside private"),
+        "{a:?}"
+    );
+
+    // A new connection for each beat (an HTTP-style check-in), 30 s apart
+    // with a second of wobble: the same series.
+    let mut c = Capture::default();
+    for i in 0..8u16 {
+        let t = i as i64 * 30 * S + (i as i64 % 2) * S;
+        let port = 50000 + i;
+        c.push(t, tcp("198.18.0.21", "10.9.7.7", port, 7443, SYN, &[]));
+        c.push(
+            t + MS,
+            tcp("10.9.7.7", "198.18.0.21", 7443, port, SYN | ACK, &[]),
+        );
+        c.push(
+            t + 2 * MS,
+            tcp(
+                "198.18.0.21",
+                "10.9.7.7",
+                port,
+                7443,
+                PSH | ACK,
+                b"POST /c HTTP/1.1\r\n\r\n",
+            ),
+        );
+        c.push(
+            t + 9 * MS,
+            tcp("10.9.7.7", "198.18.0.21", 7443, port, FIN | ACK, &[]),
+        );
+    }
+    let a = c.analyze();
+    let a = finding(&a, "beaconing", Some("tcp"));
+    assert_eq!(a.evidence["beats"], 8.0);
+    assert!(!a.note.as_deref().unwrap().contains("outside private"));
+
+    // Five beats: under min_beats; the closest measure says 5.
+    let mut c = Capture::default();
+    heartbeat(
+        &mut c,
+        ("198.18.0.20", "203.0.113.50", 5552),
+        5,
+        10 * S,
+        12,
+        |_| 0,
+    );
+    let r = c.analyze();
+    assert!(!has(&r, "beaconing", None), "{:?}", kinds(&r));
+    let run = r.detectors.iter().find(|d| d.name == "beaconing").unwrap();
+    assert_eq!(run.closest[0].value, 5.0, "{:?}", run.closest);
+
+    // Irregular: intervals from 2 to 29 s.
+    let mut c = Capture::default();
+    heartbeat(
+        &mut c,
+        ("198.18.0.20", "203.0.113.50", 5552),
+        12,
+        2 * S,
+        12,
+        |i| (i * i * 7 % 27) as i64 * S,
+    );
+    assert!(!has(&c.analyze(), "beaconing", None));
+
+    // Large: 20 KB every 10 s is a transfer, not a check-in.
+    let mut c = Capture::default();
+    heartbeat(
+        &mut c,
+        ("198.18.0.20", "203.0.113.50", 5552),
+        10,
+        10 * S,
+        20_000,
+        |_| 0,
+    );
+    assert!(!has(&c.analyze(), "beaconing", None));
+
+    // A common service's port (NRPE, 5666): its own polling.
+    let mut c = Capture::default();
+    heartbeat(
+        &mut c,
+        ("198.18.0.9", "198.18.1.1", 5666),
+        10,
+        10 * S,
+        12,
+        |_| 0,
+    );
+    assert!(!has(&c.analyze(), "beaconing", None));
+
+    // A poller on an unusual port, every 10 s, to four hosts.
+    let mut c = Capture::default();
+    for h in 1..=4 {
+        heartbeat(
+            &mut c,
+            ("198.18.0.9", &format!("198.18.1.{h}"), 9999),
+            10,
+            10 * S,
+            40,
+            |_| h * 100 * MS,
+        );
+    }
+    c.frames.sort_by_key(|(t, _)| *t);
+    let r = c.analyze();
+    assert!(!has(&r, "beaconing", None), "{:?}", kinds(&r));
+}

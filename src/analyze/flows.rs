@@ -547,6 +547,11 @@ impl FlowTable {
         Some((slot, src_is_a))
     }
 
+    /// Whether endpoint `a` of the flow in `slot` is its client.
+    pub(crate) fn client_is_a(&self, slot: usize) -> bool {
+        self.flows[slot].a_is_client
+    }
+
     /// The first frame of the flow in `slot` (unique to it: a slot is reused).
     pub(crate) fn first_frame(&self, slot: usize) -> u64 {
         self.flows[slot].first_frame

@@ -271,6 +271,18 @@ impl Analyzer {
         if let (None, Some(ip)) = (in_flow, &d.ip) {
             self.stats.talk(ip.src, ip.dst, orig_len);
         }
+        // What the client says to the server, for heartbeats.
+        if let (Some((slot, src_is_a)), Some(ip)) = (in_flow, &d.ip) {
+            let (proto, dport, len) = match d.transport {
+                Some(Transport::Tcp { dport, payload, .. }) => (6, dport, payload.len()),
+                Some(Transport::Udp { dport, payload, .. }) => (17, dport, payload.len()),
+                _ => (0, 0, 0),
+            };
+            if len > 0 && self.flows.client_is_a(slot) == src_is_a {
+                self.detectors
+                    .client_payload(frame_no, ts, ip.src, ip.dst, dport, proto, len);
+            }
+        }
         // QUIC: a client's Initial packet carries its TLS ClientHello.
         if let (
             Some(Transport::Udp {

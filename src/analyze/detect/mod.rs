@@ -4,6 +4,7 @@
 //! from) and can be overridden from a TOML file.
 
 mod arp_spoofing;
+mod beaconing;
 mod dns_tunneling;
 mod host_sweep;
 mod ip_fragmentation;
@@ -25,6 +26,7 @@ use super::dns::DnsMessage;
 use super::flows::Flow;
 
 pub use arp_spoofing::ArpSpoofingThresholds;
+pub use beaconing::BeaconingThresholds;
 pub use dns_tunneling::{DnsTunnelingThresholds, registered_domain, shannon_entropy};
 pub use host_sweep::HostSweepThresholds;
 pub use ip_fragmentation::FragmentationThresholds;
@@ -51,6 +53,7 @@ pub struct Thresholds {
     pub password_guessing: SshGuessingThresholds,
     pub web_scanner: WebScannerThresholds,
     pub host_sweep: HostSweepThresholds,
+    pub beaconing: BeaconingThresholds,
 }
 
 impl Thresholds {
@@ -73,6 +76,14 @@ impl Thresholds {
                 self.password_guessing.window_seconds,
             ),
             ("host_sweep.window_seconds", self.host_sweep.window_seconds),
+            (
+                "beaconing.min_period_seconds",
+                self.beaconing.min_period_seconds,
+            ),
+            (
+                "beaconing.max_period_seconds",
+                self.beaconing.max_period_seconds,
+            ),
         ];
         for (name, v) in positive {
             if !(v.is_finite() && v > 0.0) {
@@ -92,6 +103,11 @@ impl Thresholds {
             (
                 "host_sweep.monitoring_repeats",
                 self.host_sweep.monitoring_repeats,
+            ),
+            ("beaconing.max_jitter", self.beaconing.max_jitter),
+            (
+                "beaconing.min_regular_share",
+                self.beaconing.min_regular_share,
             ),
         ];
         for (name, v) in non_negative {
@@ -278,6 +294,7 @@ pub struct Detectors {
     os_fingerprinting: os_fingerprinting::OsFingerprinting,
     ssh_guessing: ssh_guessing::SshGuessing,
     host_sweep: host_sweep::HostSweep,
+    beaconing: beaconing::Beaconing,
 }
 
 impl Detectors {
@@ -296,6 +313,7 @@ impl Detectors {
             ),
             ssh_guessing: ssh_guessing::SshGuessing::new(t.password_guessing.clone()),
             host_sweep: host_sweep::HostSweep::new(t.host_sweep.clone()),
+            beaconing: beaconing::Beaconing::new(t.beaconing.clone()),
         }
     }
 
@@ -341,6 +359,27 @@ impl Detectors {
         }
     }
 
+    /// A packet with payload from a flow's client to its server: a beat
+    /// of a heartbeat, when the server's port is one no common service
+    /// uses.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn client_payload(
+        &mut self,
+        frame: u64,
+        ts: i64,
+        client: IpAddr,
+        server: IpAddr,
+        port: u16,
+        proto: u8,
+        len: usize,
+    ) {
+        if beaconing::unusual_port(port) {
+            self.beaconing
+                .client_payload(frame, ts, client, server, port, proto, len);
+        }
+    }
+
     pub fn flow_finished(&mut self, f: &Flow) {
         self.syn_flood.flow_finished(f);
         self.port_scan.flow_finished(f);
@@ -373,6 +412,7 @@ impl Detectors {
                 "host_sweep",
                 self.host_sweep.closest().into_iter().collect(),
             ),
+            ("beaconing", self.beaconing.closest().into_iter().collect()),
         ]);
         let json = |v: &dyn erased::Ser| v.value();
         let runs: Vec<(&'static str, serde_json::Value)> = vec![
@@ -387,6 +427,7 @@ impl Detectors {
             ("password_guessing", json(&t.password_guessing)),
             ("web_scanner", json(&t.web_scanner)),
             ("host_sweep", json(&t.host_sweep)),
+            ("beaconing", json(&t.beaconing)),
         ];
         let mut all = more;
         all.extend(self.syn_flood.finish());
@@ -411,6 +452,7 @@ impl Detectors {
             !fingerprinting && !swept
         }));
         all.extend(sweeps);
+        all.extend(self.beaconing.finish());
         all.extend(os);
         all.extend(self.dns_tunneling.finish());
         let mut reflection = self.reflection.finish();
