@@ -1512,3 +1512,113 @@ fn beaconing_heartbeats_and_what_is_not_one() {
     let r = c.analyze();
     assert!(!has(&r, "beaconing", None), "{:?}", kinds(&r));
 }
+
+const ROUTER: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
+const POISONER: [u8; 6] = [2, 0, 0, 0, 0, 0x66];
+const VICTIM: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
+
+/// Remote hosts 203.0.113.1-5 answering the victim 198.18.0.10 through
+/// `via`, one packet each every 100 ms from `at` for `n` rounds.
+fn remote_traffic(c: &mut Capture, via: [u8; 6], at: i64, n: i64) {
+    for round in 0..n {
+        for h in 1..=5u16 {
+            let t = at + round * 100 * MS + i64::from(h) * MS;
+            let f = tcp(
+                &format!("203.0.113.{h}"),
+                "198.18.0.10",
+                443,
+                40000 + h,
+                ACK,
+                b"x",
+            );
+            c.push(t, with_macs(f, via, VICTIM));
+        }
+    }
+}
+
+/// Issue 27: ARP poisoning when the real gateway never sent ARP in the
+/// capture: one MAC tells the victim unasked that the gateway is at its
+/// MAC, and off-subnet traffic, which came through the router's MAC, comes
+/// through the poisoner's. Only a conflict between two ARP claims was
+/// found. A new device taking over an address, or two routers sharing the
+/// traffic, is no finding.
+#[test]
+fn arp_poisoning_seen_in_the_traffic_it_moves() {
+    let mut c = Capture::default();
+    remote_traffic(&mut c, ROUTER, 0, 20);
+    c.push(2_500 * MS, arp(2, POISONER, "198.18.0.1", "198.18.0.10"));
+    remote_traffic(&mut c, POISONER, 3 * S, 20);
+    let r = c.analyze();
+    let a = finding(&r, "arp_spoofing", Some("traffic_moved"));
+    assert_eq!(a.severity, sonde::analyze::detect::Severity::High);
+    assert_eq!(a.evidence["addresses_whose_traffic_moved"], 5.0);
+    assert_eq!(a.sources.len(), 5);
+    assert!(
+        a.summary
+            .contains("02:00:00:00:00:fe to MAC 02:00:00:00:00:66"),
+        "{}",
+        a.summary
+    );
+    assert!(
+        a.summary.contains("claimed 198.18.0.1 by ARP"),
+        "{}",
+        a.summary
+    );
+    // the first packet through the poisoner: frame 20 × 5 + ARP + 1
+    assert_eq!(a.example_frames[0], 102);
+    assert_eq!(r.anomalies.len(), 1, "{:?}", kinds(&r));
+
+    // Without the ARP, the poisoner's own address gives it away.
+    let mut c = Capture::default();
+    c.push(
+        0,
+        with_macs(
+            udp("198.18.0.66", "198.18.0.1", 5353, 53, b"q"),
+            POISONER,
+            ROUTER,
+        ),
+    );
+    remote_traffic(&mut c, ROUTER, MS, 20);
+    remote_traffic(&mut c, POISONER, 3 * S, 20);
+    let r = c.analyze();
+    let a = finding(&r, "arp_spoofing", Some("traffic_moved"));
+    assert_eq!(a.severity, sonde::analyze::detect::Severity::Medium);
+    assert!(
+        a.summary.contains("the MAC of 198.18.0.66"),
+        "{}",
+        a.summary
+    );
+
+    // A new device taking over an address: no other host's MAC.
+    let mut c = Capture::default();
+    let new_card = [2, 0, 0, 0, 0, 0x21];
+    for i in 0..10 {
+        let f = udp("198.18.0.20", "198.18.0.1", 5000, 53, b"q");
+        let mac = if i < 5 { VICTIM } else { new_card };
+        c.push(i * S, with_macs(f, mac, ROUTER));
+    }
+    let r = c.analyze();
+    assert!(!has(&r, "arp_spoofing", None), "{:?}", kinds(&r));
+
+    // Two routers, each with its own address, sharing the remote traffic.
+    let mut c = Capture::default();
+    let second = [2, 0, 0, 0, 0, 0xfd];
+    c.push(
+        0,
+        with_macs(
+            udp("198.18.0.2", "198.18.0.10", 520, 520, b"rip"),
+            second,
+            VICTIM,
+        ),
+    );
+    for round in 0..20 {
+        remote_traffic(
+            &mut c,
+            if round % 2 == 0 { ROUTER } else { second },
+            MS + round * S,
+            1,
+        );
+    }
+    let r = c.analyze();
+    assert!(!has(&r, "arp_spoofing", None), "{:?}", kinds(&r));
+}

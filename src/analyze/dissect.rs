@@ -150,6 +150,10 @@ pub struct Dissected<'a> {
     /// `ip`, `transport`, `net` and `ip_payload` are then the inner
     /// packet's.
     pub tunnel: Option<Tunnel>,
+    /// The frame's Ethernet source address, when it has one: which host
+    /// put the packet on this link (the ARP detector follows who carries
+    /// each IP address).
+    pub src_mac: Option<[u8; 6]>,
 }
 
 /// A tunnel a frame's packet came through: its kind and outer header.
@@ -245,6 +249,7 @@ fn dissect_layers<'a>(link: LinkType, data: &'a [u8], d: &mut Dissected<'a>) {
                 return;
             }
             d.ethernet = true;
+            d.src_mac = data.get(6..12).and_then(|m| m.try_into().ok());
             d.vlan = net_offset > 14;
             if net_offset > data.len() {
                 d.stopped = Some("vlan header truncated");

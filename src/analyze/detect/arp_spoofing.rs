@@ -17,6 +17,21 @@
 //!   caches wrong.
 //!
 //! ARP probes (sender 0.0.0.0, RFC 5227) claim nothing and are skipped.
+//!
+//! IP traffic shows bindings too, without any ARP: the Ethernet source of
+//! a packet is the host that put it on the link, its own address's or, for
+//! a router, every address it forwards. Poisoning moves traffic:
+//!
+//! * `traffic_moved`: packets from an address arrived through one MAC,
+//!   then, from one moment on, through another (the old one falling
+//!   silent), and that other MAC belongs to another host (it carried that
+//!   host's own address before) or claimed some other address by ARP. The
+//!   classic case: a poisoner answers a victim unasked that the gateway is
+//!   at its MAC, and the victim's off-subnet traffic, which came through
+//!   the router's MAC, now comes through the poisoner's, even when the
+//!   gateway never sent an ARP the capture holds. A new device taking over
+//!   an address (DHCP, a replaced card) moves one address to a MAC that
+//!   carries nothing else, and is no finding.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -80,10 +95,63 @@ struct Gratuitous {
     examples: Vec<u64>,
 }
 
+/// One MAC an address's packets came through.
+#[derive(Clone, Copy)]
+struct Carrier {
+    mac: Mac,
+    first_ns: i64,
+    first_frame: u64,
+}
+
+/// The MACs one source address's IP packets came through, and whether
+/// they moved from the older ones to the newest.
+struct Sender {
+    /// The first MAC (its time and frame are never reported).
+    first: Mac,
+    /// Later ones, in the order first seen (empty, unallocated, for
+    /// nearly every address).
+    later: Vec<Carrier>,
+    /// Packets through the older MACs before the newest appeared, and
+    /// through the older and the newest since.
+    before: u32,
+    old_since: u32,
+    new_since: u32,
+}
+
+impl Sender {
+    fn newest(&self) -> Mac {
+        self.later.last().map_or(self.first, |c| c.mac)
+    }
+
+    /// The MAC the address's packets moved to, from which, when they did:
+    /// enough packets through the old one, then through the new one, and
+    /// the old one (nearly) silent since.
+    fn moved(&self) -> Option<(Mac, Carrier)> {
+        let new = *self.later.last()?;
+        let old = match self.later.len() {
+            1 => self.first,
+            n => self.later[n - 2].mac,
+        };
+        (self.before >= MIN_MOVED_PACKETS
+            && self.new_since >= MIN_MOVED_PACKETS
+            && self.old_since.saturating_mul(10) <= self.new_since)
+            .then_some((old, new))
+    }
+}
+
+/// Source addresses followed through IP traffic: a move is seen on the
+/// first ones (all a router forwards move together).
+const MAX_SENDERS: usize = 4_096;
+
+/// Packets an address must have sent through its old MAC, and then
+/// through its new one, for a move to count.
+const MIN_MOVED_PACKETS: u32 = 3;
+
 pub struct ArpSpoofing {
     t: ArpSpoofingThresholds,
     addresses: HashMap<IpAddr, Address>,
     gratuitous: HashMap<Mac, Gratuitous>,
+    senders: HashMap<IpAddr, Sender>,
     untracked: u64,
 }
 
@@ -100,7 +168,56 @@ impl ArpSpoofing {
             t,
             addresses: HashMap::default(),
             gratuitous: HashMap::default(),
+            senders: HashMap::default(),
             untracked: 0,
+        }
+    }
+
+    /// An IP packet from `src` whose frame came from `mac`.
+    #[inline]
+    pub fn ip_frame(&mut self, frame: u64, now: i64, src: IpAddr, mac: Mac) {
+        let unicast = match src {
+            IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
+            IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
+        };
+        if !unicast || mac[0] & 1 != 0 {
+            return;
+        }
+        let carrier = Carrier {
+            mac,
+            first_ns: now,
+            first_frame: frame,
+        };
+        if let Some(s) = self.senders.get_mut(&src) {
+            if s.newest() == mac {
+                if s.later.is_empty() {
+                    s.before = s.before.saturating_add(1);
+                } else {
+                    s.new_since = s.new_since.saturating_add(1);
+                }
+            } else if s.first == mac || s.later.iter().any(|c| c.mac == mac) {
+                s.old_since = s.old_since.saturating_add(1);
+            } else if s.later.len() + 1 < MAX_MACS {
+                // A newer MAC: what came before it is the old route.
+                s.before = s
+                    .before
+                    .saturating_add(s.old_since)
+                    .saturating_add(s.new_since);
+                s.old_since = 0;
+                s.new_since = 1;
+                s.later.push(carrier);
+            }
+        } else if self.senders.len() < MAX_SENDERS {
+            self.senders.insert(
+                src,
+                Sender {
+                    first: mac,
+                    later: Vec::new(),
+                    before: 1,
+                    old_since: 0,
+                    new_since: 0,
+                },
+            );
         }
     }
 
@@ -211,6 +328,125 @@ impl ArpSpoofing {
         if a.claims.len() > 1 {
             a.span.add(now);
             push_example(&mut a.examples, frame);
+        }
+    }
+
+    /// `traffic_moved` findings: addresses whose packets moved to a MAC
+    /// that is another host's or claimed other addresses by ARP. Where the
+    /// MAC is already a `poisoning` finding's, the move is added to it.
+    fn traffic_moves(
+        &self,
+        out: &mut Vec<Anomaly>,
+        poisoners: &[Mac],
+        thresholds: &BTreeMap<&'static str, f64>,
+    ) {
+        let mut moved: BTreeMap<Mac, Vec<(IpAddr, Mac, Carrier)>> = BTreeMap::new();
+        for (ip, s) in &self.senders {
+            if let Some((old, new)) = s.moved() {
+                moved.entry(new.mac).or_default().push((*ip, old, new));
+            }
+        }
+        for (mac, mut list) in moved {
+            list.sort_by_key(|(ip, _, _)| *ip);
+            let is_moved = |ip: &IpAddr| list.iter().any(|(m, _, _)| m == ip);
+            // The MAC's own addresses: first seen through it, never moved.
+            let mut own: Vec<IpAddr> = self
+                .senders
+                .iter()
+                .filter(|(ip, s)| s.first == mac && s.later.is_empty() && !is_moved(ip))
+                .map(|(ip, _)| *ip)
+                .collect();
+            own.sort();
+            // Addresses it claimed by ARP, other than those that moved to it.
+            let mut claimed: Vec<IpAddr> = self
+                .addresses
+                .iter()
+                .filter(|(ip, a)| !is_moved(ip) && a.claims.iter().any(|c| c.mac == mac))
+                .map(|(ip, _)| *ip)
+                .collect();
+            claimed.sort();
+            if own.is_empty() && claimed.is_empty() {
+                continue;
+            }
+            // The MAC the traffic came through before, the most common one.
+            let mut olds: BTreeMap<Mac, usize> = BTreeMap::new();
+            for (_, old, _) in &list {
+                *olds.entry(*old).or_default() += 1;
+            }
+            let old_mac = olds
+                .iter()
+                .max_by_key(|(m, n)| (**n, std::cmp::Reverse(**m)))
+                .map(|(m, _)| *m)
+                .unwrap_or(mac);
+            let mut span = Span::new(list[0].2.first_ns);
+            let mut frames: Vec<u64> = Vec::new();
+            for (_, _, new) in &list {
+                span.add(new.first_ns);
+                frames.push(new.first_frame);
+            }
+            frames.sort_unstable();
+            frames.truncate(super::EXAMPLES);
+            let names = |v: &[IpAddr]| {
+                let mut t: Vec<String> = v.iter().take(5).map(|ip| ip.to_string()).collect();
+                if v.len() > 5 {
+                    t.push(format!("{} more", v.len() - 5));
+                }
+                t.join(", ")
+            };
+            let whose = if claimed.is_empty() {
+                format!("the MAC of {}", names(&own))
+            } else {
+                format!("a MAC that claimed {} by ARP", names(&claimed))
+            };
+            let moved_ips: Vec<IpAddr> = list.iter().map(|(ip, _, _)| *ip).collect();
+            let note = format!(
+                "packets from {} came through {} and, from {}, through {} ({whose})",
+                names(&moved_ips),
+                mac_text(&old_mac),
+                super::ts(span.first),
+                mac_text(&mac),
+            );
+            if poisoners.contains(&mac)
+                && let Some(p) = out.iter_mut().find(|a| {
+                    a.subtype == Some("poisoning")
+                        && a.note
+                            .as_deref()
+                            .is_some_and(|n| n.starts_with(&format!("MAC {} ", mac_text(&mac))))
+                })
+            {
+                p.evidence
+                    .insert("addresses_whose_traffic_moved", list.len() as f64);
+                p.note = Some(format!("{}; {note}", p.note.clone().unwrap_or_default()));
+                continue;
+            }
+            out.push(Anomaly {
+                evidence: BTreeMap::from([
+                    ("addresses_whose_traffic_moved", list.len() as f64),
+                    ("arp_claims_of_other_addresses", claimed.len() as f64),
+                    ("own_addresses", own.len() as f64),
+                ]),
+                thresholds: thresholds.clone(),
+                sources: super::addrs(&moved_ips),
+                note: Some(note),
+                ..Anomaly::new(
+                    "arp_spoofing",
+                    Some("traffic_moved"),
+                    if claimed.is_empty() {
+                        Severity::Medium
+                    } else {
+                        Severity::High
+                    },
+                    format!(
+                        "traffic from {} address{} moved from MAC {} to MAC {}, {whose}: a man in the middle",
+                        list.len(),
+                        if list.len() == 1 { "" } else { "es" },
+                        mac_text(&old_mac),
+                        mac_text(&mac),
+                    ),
+                    span,
+                    frames,
+                )
+            });
         }
     }
 
@@ -333,6 +569,7 @@ impl ArpSpoofing {
                 )
             });
         }
+        self.traffic_moves(&mut out, &poisoners, &thresholds);
         let mut storms: Vec<(&Mac, &Gratuitous)> = self
             .gratuitous
             .iter()

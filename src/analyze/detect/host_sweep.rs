@@ -53,9 +53,14 @@ impl Default for HostSweepThresholds {
     }
 }
 
-/// Sources followed, and hosts followed in all: past these, new ones are
-/// not followed (memory stays bounded whatever the capture).
+/// Sources followed once they asked two hosts, and hosts followed in all:
+/// past these, new ones are not followed (memory stays bounded whatever
+/// the capture).
 const MAX_SOURCES: usize = 4_096;
+/// Slots for sources that asked one or two hosts so far (most sources
+/// ping one host or two: a gateway, a server). A source that takes a slot another
+/// holds forgets that one; a sweep asks its second host long before.
+const SINGLES: usize = 4_096;
 const MAX_TARGETS: usize = 262_144;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -68,6 +73,25 @@ enum Question {
 struct Target {
     asked: u32,
     answered: bool,
+}
+
+/// One host a [`Single`] asked.
+#[derive(Clone, Copy)]
+struct Asked {
+    dst: IpAddr,
+    ts: i64,
+    frame: u64,
+    asked: u32,
+    answered: bool,
+}
+
+/// A source that asked one or two hosts so far (in a capture of many
+/// clients, a client meets a second server often, a third rarely).
+#[derive(Clone, Copy)]
+struct Single {
+    src: IpAddr,
+    q: Question,
+    hosts: [Option<Asked>; 2],
 }
 
 struct Sweeper {
@@ -84,6 +108,8 @@ pub struct HostSweep {
     t: HostSweepThresholds,
     window_ns: i64,
     sweepers: HashMap<(IpAddr, Question), Sweeper>,
+    singles: Vec<Option<Single>>,
+    slot_hasher: foldhash::fast::FixedState,
     targets: usize,
     untracked: u64,
 }
@@ -94,6 +120,8 @@ impl HostSweep {
             window_ns: (t.window_seconds * 1e9) as i64,
             t,
             sweepers: HashMap::default(),
+            singles: vec![None; SINGLES],
+            slot_hasher: foldhash::fast::FixedState::default(),
             targets: 0,
             untracked: 0,
         }
@@ -127,19 +155,85 @@ impl HostSweep {
         }
     }
 
+    fn slot(&self, src: IpAddr, q: Question) -> usize {
+        use std::hash::BuildHasher;
+        (self.slot_hasher.hash_one((src, q)) % SINGLES as u64) as usize
+    }
+
     fn ask(&mut self, frame: u64, ts: i64, src: IpAddr, dst: IpAddr, q: Question) {
-        if !self.sweepers.contains_key(&(src, q)) && self.sweepers.len() >= MAX_SOURCES {
-            self.untracked += 1;
-            return;
+        if !self.sweepers.contains_key(&(src, q)) {
+            let slot = self.slot(src, q);
+            let single = &mut self.singles[slot];
+            match single {
+                Some(one) if one.src == src && one.q == q => {
+                    if let Some(h) = one.hosts.iter_mut().flatten().find(|h| h.dst == dst) {
+                        h.asked = h.asked.saturating_add(1);
+                        return;
+                    }
+                    if let Some(free) = one.hosts.iter_mut().find(|h| h.is_none()) {
+                        *free = Some(Asked {
+                            dst,
+                            ts,
+                            frame,
+                            asked: 1,
+                            answered: false,
+                        });
+                        return;
+                    }
+                    // Its third host: followed from here on, the first
+                    // two carried over.
+                    if self.sweepers.len() >= MAX_SOURCES {
+                        self.untracked += 1;
+                        return;
+                    }
+                    let one = *one;
+                    *single = None;
+                    let mut sweeper = Sweeper {
+                        targets: HashMap::default(),
+                        requests: 0,
+                        recent: VecDeque::new(),
+                        peak: 0,
+                        span: Span::new(ts),
+                        examples: Vec::new(),
+                    };
+                    for h in one.hosts.iter().flatten() {
+                        sweeper.targets.insert(
+                            h.dst,
+                            Target {
+                                asked: h.asked,
+                                answered: h.answered,
+                            },
+                        );
+                        sweeper.requests += u64::from(h.asked);
+                        sweeper.recent.push_back(h.ts);
+                        sweeper.span.add(h.ts);
+                        push_example(&mut sweeper.examples, h.frame);
+                        self.targets += 1;
+                    }
+                    self.sweepers.insert((src, q), sweeper);
+                }
+                _ => {
+                    *single = Some(Single {
+                        src,
+                        q,
+                        hosts: [
+                            Some(Asked {
+                                dst,
+                                ts,
+                                frame,
+                                asked: 1,
+                                answered: false,
+                            }),
+                            None,
+                        ],
+                    });
+                    return;
+                }
+            }
         }
-        let s = self.sweepers.entry((src, q)).or_insert_with(|| Sweeper {
-            targets: HashMap::default(),
-            requests: 0,
-            recent: VecDeque::new(),
-            peak: 0,
-            span: Span::new(ts),
-            examples: Vec::new(),
-        });
+        let Some(s) = self.sweepers.get_mut(&(src, q)) else {
+            return;
+        };
         s.requests += 1;
         s.span.add(ts);
         if let Some(t) = s.targets.get_mut(&dst) {
@@ -167,6 +261,16 @@ impl HostSweep {
     }
 
     fn answer(&mut self, asker: IpAddr, host: IpAddr, q: Question) {
+        let slot = self.slot(asker, q);
+        if let Some(one) = &mut self.singles[slot]
+            && one.src == asker
+            && one.q == q
+        {
+            if let Some(h) = one.hosts.iter_mut().flatten().find(|h| h.dst == host) {
+                h.answered = true;
+            }
+            return;
+        }
         if let Some(t) = self
             .sweepers
             .get_mut(&(asker, q))

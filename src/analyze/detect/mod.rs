@@ -334,6 +334,12 @@ impl Detectors {
             self.fragmentation.frame(frame, ts, d);
             self.malformed.frame(frame, ts, d, snaplen_cut);
         }
+        // Which MAC carried each address's packets (a reassembled
+        // datagram has no frame of its own; a tunnel's inner packet was
+        // not put on this link by that MAC).
+        if let (Some(ip), Some(mac), None) = (&d.ip, d.src_mac, d.tunnel) {
+            self.arp_spoofing.ip_frame(frame, ts, ip.src, mac);
+        }
         if role == FrameRole::Fragment {
             return;
         }
