@@ -1622,3 +1622,80 @@ fn arp_poisoning_seen_in_the_traffic_it_moves() {
     let r = c.analyze();
     assert!(!has(&r, "arp_spoofing", None), "{:?}", kinds(&r));
 }
+
+/// Issue 27: a resolver answering a random non-existent name with an
+/// address (NXDOMAIN rewriting) was no finding. A local resolver answering
+/// its own single-label host names, or answering random names NXDOMAIN,
+/// is not one.
+#[test]
+fn nxdomain_rewriting_by_random_and_reserved_names() {
+    let (resolver, client) = ("198.18.0.53", "198.18.0.10");
+    // Chromium's three random probes, all answered with one address.
+    let mut c = Capture::default();
+    for (i, name) in ["xkqjzvbwpt", "qwhdkzmsalp", "pzmvkqhrt"]
+        .iter()
+        .enumerate()
+    {
+        c.push(i as i64 * MS, dns_query(client, i as u16, name, 1));
+        c.push(
+            i as i64 * MS + 500_000,
+            dns_answer(resolver, client, i as u16, name, Some("203.0.113.80")),
+        );
+    }
+    let r = c.analyze();
+    let a = finding(&r, "nxdomain_rewriting", None);
+    assert_eq!(a.sources, vec![resolver]);
+    assert_eq!(a.destinations, vec!["203.0.113.80"]);
+    assert_eq!(a.evidence["random_single_label_names"], 3.0);
+    assert!(a.summary.contains("xkqjzvbwpt"), "{}", a.summary);
+    assert_eq!(a.example_frames, vec![2, 4, 6]);
+
+    // One name under .invalid answered is enough.
+    let mut c = Capture::default();
+    c.push(
+        0,
+        dns_answer(
+            resolver,
+            client,
+            9,
+            "www.nothing-here.invalid",
+            Some("203.0.113.80"),
+        ),
+    );
+    let r = c.analyze();
+    assert_eq!(
+        finding(&r, "nxdomain_rewriting", None).evidence["reserved_names"],
+        1.0
+    );
+
+    // A local resolver's own host names: each its own address.
+    let mut c = Capture::default();
+    for (i, (name, addr)) in [("fileserver", "198.18.0.20"), ("printers", "198.18.0.21")]
+        .iter()
+        .enumerate()
+    {
+        c.push(
+            i as i64 * MS,
+            dns_answer(resolver, client, i as u16, name, Some(addr)),
+        );
+    }
+    // Two names of one server (an alias), words, not random strings.
+    for (i, name) in ["intranet", "exchange"].iter().enumerate() {
+        c.push(
+            MS * 10 + i as i64,
+            dns_answer(resolver, client, 5 + i as u16, name, Some("198.18.0.30")),
+        );
+    }
+    // Random names answered NXDOMAIN, as they should be.
+    for (i, name) in ["xkqjzvbwpt", "qwhdkzmsalp", "pzmvkqhrt"]
+        .iter()
+        .enumerate()
+    {
+        c.push(
+            S + i as i64 * MS,
+            dns_answer(resolver, client, 10 + i as u16, name, None),
+        );
+    }
+    let r = c.analyze();
+    assert!(!has(&r, "nxdomain_rewriting", None), "{:?}", kinds(&r));
+}

@@ -16,6 +16,78 @@ pub struct DnsMessage {
     /// The first question's name, lower case, without the trailing dot.
     pub qname: String,
     pub qtype: u16,
+    /// In a successful answer to a name that cannot exist
+    /// ([`cannot_exist`]), the first address it gives (read only then:
+    /// it is what a resolver rewriting NXDOMAIN answers with).
+    pub rewritten_to: Option<std::net::IpAddr>,
+}
+
+/// Whether no resolver should answer `qname` (lower case) with an
+/// address: a name under a special-use domain that never resolves
+/// (RFC 6761 `.invalid`, `.test`, `.example`; RFC 7686 `.onion`), or a
+/// single label of 7 to 15 letters that reads as random, the shape of the
+/// names Chromium asks to find resolvers that answer every name.
+pub fn cannot_exist(qname: &str) -> bool {
+    let tld = qname.rsplit('.').next().unwrap_or("");
+    if qname.contains('.') {
+        return matches!(tld, "invalid" | "test" | "example" | "onion");
+    }
+    (7..=15).contains(&qname.len())
+        && qname.bytes().all(|b| b.is_ascii_lowercase())
+        && qname != "localhost"
+        && looks_random(qname)
+}
+
+/// Whether a label of letters reads as random rather than as a word: few
+/// vowels (a tenth of English letters are 'e' alone; a random string of
+/// letters has one in five), or four consonants in a row. `fileserver`,
+/// `intranet` and `printers` are words; `xkqjzvbwpt` and `qwhdkzmsalp`
+/// are not.
+fn looks_random(label: &str) -> bool {
+    let vowel = |b: u8| matches!(b, b'a' | b'e' | b'i' | b'o' | b'u' | b'y');
+    let vowels = label.bytes().filter(|&b| vowel(b)).count();
+    let mut run = 0;
+    let mut longest = 0;
+    for b in label.bytes() {
+        run = if vowel(b) { 0 } else { run + 1 };
+        longest = longest.max(run);
+    }
+    vowels * 5 <= label.len() || longest >= 4
+}
+
+/// The first A or AAAA record's address in the answer section.
+fn first_address(msg: &[u8]) -> Option<std::net::IpAddr> {
+    // Past a name: labels to the root, or up to a compression pointer.
+    fn skip_name(msg: &[u8], mut at: usize) -> Option<usize> {
+        loop {
+            let len = *msg.get(at)?;
+            match len {
+                0 => return Some(at + 1),
+                l if l & 0xc0 == 0xc0 => return Some(at + 2),
+                l => at += 1 + usize::from(l),
+            }
+        }
+    }
+    let be16 = |at: usize| {
+        msg.get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let (questions, answers) = (be16(4)?, be16(6)?);
+    let mut at = 12;
+    for _ in 0..questions {
+        at = skip_name(msg, at)? + 4;
+    }
+    for _ in 0..answers {
+        at = skip_name(msg, at)?;
+        let (ty, len) = (be16(at)?, usize::from(be16(at + 8)?));
+        let data = msg.get(at + 10..at + 10 + len)?;
+        match (ty, len) {
+            (1, 4) => return Some(<[u8; 4]>::try_from(data).ok()?.into()),
+            (28, 16) => return Some(<[u8; 16]>::try_from(data).ok()?.into()),
+            _ => at += 10 + len,
+        }
+    }
+    None
 }
 
 /// Decode a DNS message; over TCP the payload starts with a 2-byte length.
@@ -42,9 +114,13 @@ pub fn parse(payload: &[u8], over_tcp: bool) -> Option<DnsMessage> {
             answers,
             qname: String::new(),
             qtype: 0,
+            rewritten_to: None,
         });
     }
     let (qname, qtype) = plain_question(&msg[12..]).or_else(|| any_question(msg))?;
+    let rewritten_to = (response && rcode == 0 && answers > 0 && cannot_exist(&qname))
+        .then(|| first_address(msg))
+        .flatten();
     Some(DnsMessage {
         id,
         response,
@@ -52,6 +128,7 @@ pub fn parse(payload: &[u8], over_tcp: bool) -> Option<DnsMessage> {
         answers,
         qname,
         qtype,
+        rewritten_to,
     })
 }
 
@@ -338,6 +415,31 @@ mod tests {
         let mut msg = query(&[], 1);
         msg.splice(12..13, [0xc0, 0x0c]);
         assert_eq!(plain_question(&msg[12..]), None);
+    }
+
+    #[test]
+    fn names_that_cannot_exist() {
+        for name in [
+            "xkqjzvbwpt",
+            "qwhdkzmsalp",
+            "pzmvkqhrt",
+            "a.invalid",
+            "x.y.onion",
+            "host.test",
+        ] {
+            assert!(super::cannot_exist(name), "{name}");
+        }
+        for name in [
+            "fileserver",
+            "intranet",
+            "printers",
+            "localhost",
+            "wpad",
+            "example.com",
+            "x.local",
+        ] {
+            assert!(!super::cannot_exist(name), "{name}");
+        }
     }
 
     #[test]

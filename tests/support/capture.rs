@@ -265,3 +265,40 @@ pub fn with_macs(mut frame: Vec<u8>, src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
     frame[6..12].copy_from_slice(&src);
     frame
 }
+
+/// A DNS response from `resolver` to `client` for `name` (type A): with
+/// `addr`, one A record (its name a compression pointer to the
+/// question); without, NXDOMAIN.
+pub fn dns_answer(
+    resolver: &str,
+    client: &str,
+    id: u16,
+    name: &str,
+    addr: Option<&str>,
+) -> Vec<u8> {
+    let rcode = if addr.is_some() { 0 } else { 3 };
+    let mut m = vec![
+        (id >> 8) as u8,
+        id as u8,
+        0x81,
+        0x80 | rcode,
+        0,
+        1,
+        0,
+        u8::from(addr.is_some()),
+        0,
+        0,
+        0,
+        0,
+    ];
+    for label in name.split('.') {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    if let Some(a) = addr {
+        m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        m.extend_from_slice(&ip(a));
+    }
+    udp(resolver, client, 53, 40000 + (id % 1000), &m)
+}

@@ -9,6 +9,7 @@ mod dns_tunneling;
 mod host_sweep;
 mod ip_fragmentation;
 mod malformed_header;
+mod nxdomain_rewriting;
 mod os_fingerprinting;
 mod port_scan;
 mod reflection;
@@ -31,6 +32,7 @@ pub use dns_tunneling::{DnsTunnelingThresholds, registered_domain, shannon_entro
 pub use host_sweep::HostSweepThresholds;
 pub use ip_fragmentation::FragmentationThresholds;
 pub use malformed_header::MalformedThresholds;
+pub use nxdomain_rewriting::NxdomainRewritingThresholds;
 pub use os_fingerprinting::OsFingerprintingThresholds;
 pub use port_scan::PortScanThresholds;
 pub use reflection::ReflectionThresholds;
@@ -54,6 +56,7 @@ pub struct Thresholds {
     pub web_scanner: WebScannerThresholds,
     pub host_sweep: HostSweepThresholds,
     pub beaconing: BeaconingThresholds,
+    pub nxdomain_rewriting: NxdomainRewritingThresholds,
 }
 
 impl Thresholds {
@@ -295,6 +298,7 @@ pub struct Detectors {
     ssh_guessing: ssh_guessing::SshGuessing,
     host_sweep: host_sweep::HostSweep,
     beaconing: beaconing::Beaconing,
+    nxdomain_rewriting: nxdomain_rewriting::NxdomainRewriting,
 }
 
 impl Detectors {
@@ -314,6 +318,9 @@ impl Detectors {
             ssh_guessing: ssh_guessing::SshGuessing::new(t.password_guessing.clone()),
             host_sweep: host_sweep::HostSweep::new(t.host_sweep.clone()),
             beaconing: beaconing::Beaconing::new(t.beaconing.clone()),
+            nxdomain_rewriting: nxdomain_rewriting::NxdomainRewriting::new(
+                t.nxdomain_rewriting.clone(),
+            ),
         }
     }
 
@@ -362,6 +369,7 @@ impl Detectors {
         }
         if let (Some(m), Some(ip)) = (dns, &d.ip) {
             self.dns_tunneling.query(frame, ts, ip.src, ip.dst, m);
+            self.nxdomain_rewriting.response(frame, ts, ip.src, m);
         }
     }
 
@@ -434,6 +442,7 @@ impl Detectors {
             ("web_scanner", json(&t.web_scanner)),
             ("host_sweep", json(&t.host_sweep)),
             ("beaconing", json(&t.beaconing)),
+            ("nxdomain_rewriting", json(&t.nxdomain_rewriting)),
         ];
         let mut all = more;
         all.extend(self.syn_flood.finish());
@@ -459,6 +468,7 @@ impl Detectors {
         }));
         all.extend(sweeps);
         all.extend(self.beaconing.finish());
+        all.extend(self.nxdomain_rewriting.finish());
         all.extend(os);
         all.extend(self.dns_tunneling.finish());
         let mut reflection = self.reflection.finish();
