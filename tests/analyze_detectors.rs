@@ -1699,3 +1699,60 @@ fn nxdomain_rewriting_by_random_and_reserved_names() {
     let r = c.analyze();
     assert!(!has(&r, "nxdomain_rewriting", None), "{:?}", kinds(&r));
 }
+
+/// The web scanner detector followed the first 4,096 client/server pairs
+/// and no more: a scanner after 5,000 ordinary visitors went unseen (and
+/// every visitor cost a table entry). Pairs of a few requests now wait in
+/// a fixed table; a scanner is followed from its first alarm, with the
+/// requests before it.
+#[test]
+fn a_web_scanner_after_thousands_of_visitors_is_found_with_every_request() {
+    let mut c = Capture::default();
+    let get = |uri: &str, ua: &str| {
+        format!("GET {uri} HTTP/1.1\r\nHost: 198.18.1.80\r\nUser-Agent: {ua}\r\n\r\n")
+    };
+    for i in 0..5_000u32 {
+        let client = format!("198.18.{}.{}", 100 + i / 250, 1 + i % 250);
+        http_exchange(
+            &mut c,
+            i64::from(i) * MS,
+            &client,
+            40000,
+            &get("/", "Mozilla/5.0"),
+            200,
+        );
+    }
+    // Three plain requests first, then sqlmap's.
+    for i in 0..23u16 {
+        let (uri, ua) = if i < 3 {
+            (format!("/page{i}"), "Mozilla/5.0")
+        } else {
+            (
+                format!("/item?id=1%27%20UNION%20SELECT%20{i}--"),
+                "sqlmap/1.7.2#stable (https://sqlmap.org)",
+            )
+        };
+        http_exchange(
+            &mut c,
+            6 * S + i64::from(i) * 10 * MS,
+            "198.18.0.66",
+            30000 + i,
+            &get(&uri, ua),
+            200,
+        );
+    }
+    let r = c.analyze();
+    let a = finding(&r, "web_scanner", None);
+    assert_eq!(a.sources, vec!["198.18.0.66"]);
+    assert_eq!(a.evidence["requests"], 23.0);
+    assert_eq!(a.evidence["distinct_uris"], 23.0);
+    assert_eq!(a.evidence["attack_requests"], 20.0);
+    assert_eq!(a.evidence["responses"], 23.0);
+    assert_eq!(
+        r.anomalies
+            .iter()
+            .filter(|a| a.kind == "web_scanner")
+            .count(),
+        1
+    );
+}

@@ -112,9 +112,16 @@ pub(crate) struct TcpConnState {
     /// round trip from it to the first pure ACK (0 while unknown, as
     /// tshark keeps it): the out-of-order threshold once known.
     syn_ns: i64,
-    irtt_ns: i64,
+    /// Nanoseconds, at most 4.29 s (a longer first round trip counts as
+    /// that); [`IRTT_UNUSABLE`] when the first ACK came before the SYN in
+    /// capture time. A `u32` keeps the state at 128 bytes, one per slot of
+    /// the flow table.
+    irtt_ns: u32,
     pub(crate) events: FlowEvents,
 }
+
+/// An initial round trip that cannot be used (measured negative).
+const IRTT_UNUSABLE: u32 = u32::MAX;
 
 impl Default for TcpConnState {
     fn default() -> Self {
@@ -293,10 +300,19 @@ impl TcpAnalysis {
         if syn && !ackf {
             conn.syn_ns = now;
         } else if !syn && ackf && conn.irtt_ns == 0 && conn.syn_ns != i64::MIN {
-            conn.irtt_ns = now - conn.syn_ns;
+            let d = now - conn.syn_ns;
+            if d != 0 {
+                conn.irtt_ns = u32::try_from(d)
+                    .map(|v| v.min(IRTT_UNUSABLE - 1))
+                    .unwrap_or(if d > 0 {
+                        IRTT_UNUSABLE - 1
+                    } else {
+                        IRTT_UNUSABLE
+                    });
+            }
         }
-        let ooo_threshold = if conn.irtt_ns > 0 {
-            conn.irtt_ns
+        let ooo_threshold = if conn.irtt_ns > 0 && conn.irtt_ns != IRTT_UNUSABLE {
+            i64::from(conn.irtt_ns)
         } else {
             OOO_NS
         };
@@ -604,5 +620,12 @@ mod size_tests {
     #[test]
     fn the_direction_state_stays_40_bytes() {
         assert_eq!(std::mem::size_of::<super::TcpDirState>(), 40);
+    }
+
+    /// Two directions, the SYN's time, the initial round trip and the
+    /// event counters: 128 bytes (136 with the round trip as an `i64`).
+    #[test]
+    fn the_connection_state_is_128_bytes() {
+        assert_eq!(std::mem::size_of::<super::TcpConnState>(), 128);
     }
 }

@@ -40,6 +40,7 @@ use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Anomaly, Severity, Span, push_example};
+use crate::analyze::dissect::Addr;
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -106,8 +107,9 @@ struct Carrier {
 /// The MACs one source address's IP packets came through, and whether
 /// they moved from the older ones to the newest.
 struct Sender {
-    /// The first MAC (its time and frame are never reported).
-    first: Mac,
+    /// The first MAC (its time and frame are never reported), as
+    /// [`mac_word`].
+    first: u64,
     /// Later ones, in the order first seen (empty, unallocated, for
     /// nearly every address).
     later: Vec<Carrier>,
@@ -119,8 +121,8 @@ struct Sender {
 }
 
 impl Sender {
-    fn newest(&self) -> Mac {
-        self.later.last().map_or(self.first, |c| c.mac)
+    fn newest(&self) -> u64 {
+        self.later.last().map_or(self.first, |c| mac_word(&c.mac))
     }
 
     /// The MAC the address's packets moved to, from which, when they did:
@@ -129,7 +131,7 @@ impl Sender {
     fn moved(&self) -> Option<(Mac, Carrier)> {
         let new = *self.later.last()?;
         let old = match self.later.len() {
-            1 => self.first,
+            1 => mac_from_word(self.first),
             n => self.later[n - 2].mac,
         };
         (self.before >= MIN_MOVED_PACKETS
@@ -141,7 +143,7 @@ impl Sender {
 
 /// Source addresses followed through IP traffic: a move is seen on the
 /// first ones (all a router forwards move together).
-const MAX_SENDERS: usize = 4_096;
+const MAX_SENDERS: usize = 2_048;
 
 /// Packets an address must have sent through its old MAC, and then
 /// through its new one, for a move to count.
@@ -151,8 +153,20 @@ pub struct ArpSpoofing {
     t: ArpSpoofingThresholds,
     addresses: HashMap<IpAddr, Address>,
     gratuitous: HashMap<Mac, Gratuitous>,
-    senders: HashMap<IpAddr, Sender>,
+    /// Keyed by the integer form of the address: compared and hashed per
+    /// packet.
+    senders: HashMap<Addr, Sender>,
     untracked: u64,
+}
+
+/// A MAC as one integer: compared per packet without a call to `bcmp`.
+fn mac_word(m: &Mac) -> u64 {
+    u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+}
+
+fn mac_from_word(w: u64) -> Mac {
+    let b = w.to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
 }
 
 fn mac_text(m: &Mac) -> String {
@@ -188,14 +202,16 @@ impl ArpSpoofing {
             first_ns: now,
             first_frame: frame,
         };
-        if let Some(s) = self.senders.get_mut(&src) {
-            if s.newest() == mac {
+        let word = mac_word(&mac);
+        let key = Addr::from(src);
+        if let Some(s) = self.senders.get_mut(&key) {
+            if s.newest() == word {
                 if s.later.is_empty() {
                     s.before = s.before.saturating_add(1);
                 } else {
                     s.new_since = s.new_since.saturating_add(1);
                 }
-            } else if s.first == mac || s.later.iter().any(|c| c.mac == mac) {
+            } else if s.first == word || s.later.iter().any(|c| c.mac == mac) {
                 s.old_since = s.old_since.saturating_add(1);
             } else if s.later.len() + 1 < MAX_MACS {
                 // A newer MAC: what came before it is the old route.
@@ -209,9 +225,9 @@ impl ArpSpoofing {
             }
         } else if self.senders.len() < MAX_SENDERS {
             self.senders.insert(
-                src,
+                key,
                 Sender {
-                    first: mac,
+                    first: word,
                     later: Vec::new(),
                     before: 1,
                     old_since: 0,
@@ -343,7 +359,7 @@ impl ArpSpoofing {
         let mut moved: BTreeMap<Mac, Vec<(IpAddr, Mac, Carrier)>> = BTreeMap::new();
         for (ip, s) in &self.senders {
             if let Some((old, new)) = s.moved() {
-                moved.entry(new.mac).or_default().push((*ip, old, new));
+                moved.entry(new.mac).or_default().push((ip.ip(), old, new));
             }
         }
         for (mac, mut list) in moved {
@@ -353,8 +369,9 @@ impl ArpSpoofing {
             let mut own: Vec<IpAddr> = self
                 .senders
                 .iter()
-                .filter(|(ip, s)| s.first == mac && s.later.is_empty() && !is_moved(ip))
-                .map(|(ip, _)| *ip)
+                .filter(|(_, s)| s.first == mac_word(&mac) && s.later.is_empty())
+                .map(|(ip, _)| ip.ip())
+                .filter(|ip| !is_moved(ip))
                 .collect();
             own.sort();
             // Addresses it claimed by ARP, other than those that moved to it.

@@ -60,7 +60,7 @@ const MAX_SOURCES: usize = 4_096;
 /// Slots for sources that asked one or two hosts so far (most sources
 /// ping one host or two: a gateway, a server). A source that takes a slot another
 /// holds forgets that one; a sweep asks its second host long before.
-const SINGLES: usize = 4_096;
+const SINGLES: usize = 2_048;
 const MAX_TARGETS: usize = 262_144;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

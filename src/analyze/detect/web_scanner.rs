@@ -115,23 +115,65 @@ struct Pair {
     span: Option<Span>,
 }
 
-#[derive(Debug, Default)]
+/// A client/server pair with fewer than [`PROMOTE_AT`] requests, none
+/// of them an attack or from a scanner: most pairs (a browser's visit)
+/// stay here, in a fixed table, and never cost a [`Pair`]. A pair that
+/// takes a slot another holds forgets that one.
+#[derive(Clone, Copy, Debug, Default)]
+struct Early {
+    key: Option<(IpAddr, IpAddr)>,
+    requests: u32,
+    responses: u32,
+    client_errors: u32,
+    first: i64,
+    last: i64,
+    uris: [u64; PROMOTE_AT as usize],
+}
+
+const PROMOTE_AT: u32 = 4;
+const EARLY_SLOTS: usize = 2_048;
+
+#[derive(Debug)]
 pub struct WebScanner {
     t: WebScannerThresholds,
     pairs: HashMap<(IpAddr, IpAddr), Pair>,
+    early: Vec<Early>,
+    slot_hasher: foldhash::fast::FixedState,
 }
+
+impl Default for WebScanner {
+    fn default() -> Self {
+        WebScanner::new(WebScannerThresholds::default())
+    }
+}
+
+/// One pass over a User-Agent or URI for every needle at once, case-blind
+/// and without a lower-case copy: every request of a capture is read.
+fn searcher(needles: impl IntoIterator<Item = &'static str>) -> aho_corasick::AhoCorasick {
+    aho_corasick::AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(needles)
+        .expect("fixed needles build")
+}
+
+static AGENT_SEARCH: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+    std::sync::LazyLock::new(|| searcher(SCANNER_AGENTS.iter().map(|(n, _)| *n)));
+static ATTACK_SEARCH: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+    std::sync::LazyLock::new(|| searcher(ATTACKS));
 
 /// The scanner a User-Agent names, if it names one.
 pub fn scanner_agent(ua: &[u8]) -> Option<&'static str> {
-    let ua = String::from_utf8_lossy(ua).to_ascii_lowercase();
-    SCANNER_AGENTS
-        .iter()
-        .find(|(needle, _)| ua.contains(needle))
-        .map(|(_, name)| *name)
+    AGENT_SEARCH
+        .find(ua)
+        .map(|m| SCANNER_AGENTS[m.pattern().as_usize()].1)
 }
 
 /// Whether a URI carries one of [`ATTACKS`].
 pub fn attack_in_uri(uri: &[u8]) -> bool {
+    // Most URIs have nothing to decode: searched as they are.
+    if !uri.iter().any(|&b| b == b'%' || b == b'+') {
+        return ATTACK_SEARCH.is_match(uri);
+    }
     let mut decoded = Vec::with_capacity(uri.len());
     let mut i = 0;
     while i < uri.len() {
@@ -150,8 +192,28 @@ pub fn attack_in_uri(uri: &[u8]) -> bool {
         decoded.push(if b == b'+' { b' ' } else { b });
         i += 1;
     }
-    let text = String::from_utf8_lossy(&decoded).to_ascii_lowercase();
-    ATTACKS.iter().any(|a| text.contains(a))
+    ATTACK_SEARCH.is_match(&decoded)
+}
+
+#[cfg(test)]
+mod search_tests {
+    #[test]
+    fn agents_and_attacks_are_found_case_blind_decoded_or_not() {
+        assert_eq!(
+            super::scanner_agent(b"Mozilla/5.00 (NIKTO/2.1.6)"),
+            Some("Nikto")
+        );
+        assert_eq!(
+            super::scanner_agent(b"Mozilla/5.0 (X11; Linux x86_64)"),
+            None
+        );
+        assert!(super::attack_in_uri(b"/a?id=1 UNION SELECT 2"));
+        assert!(super::attack_in_uri(b"/a?id=1%27%20union%20select%202--"));
+        assert!(super::attack_in_uri(b"/a?q=1+UNION+select+2"));
+        assert!(super::attack_in_uri(b"/x/..%2F..%2Fetc%2Fpasswd"));
+        assert!(!super::attack_in_uri(b"/index.html?page=2&sort=asc"));
+        assert!(!super::attack_in_uri(b"/search?q=50%25+off"));
+    }
 }
 
 impl WebScanner {
@@ -159,7 +221,74 @@ impl WebScanner {
         WebScanner {
             t,
             pairs: HashMap::default(),
+            early: vec![Early::default(); EARLY_SLOTS],
+            slot_hasher: foldhash::fast::FixedState::default(),
         }
+    }
+
+    /// Count `m` in the early table; `false` when the pair must be
+    /// followed as a [`Pair`] from this message on (made here, with what
+    /// the table held).
+    fn early(&mut self, m: &HttpMessage<'_>, key: (IpAddr, IpAddr), ts: i64, alarm: bool) -> bool {
+        use std::hash::BuildHasher;
+        let slot = (self.slot_hasher.hash_one(key) % EARLY_SLOTS as u64) as usize;
+        let e = &mut self.early[slot];
+        let request = matches!(m, HttpMessage::Request { .. });
+        if e.key != Some(key) {
+            if !request {
+                // A response whose request is not held: nothing to add to.
+                return true;
+            }
+            if !alarm {
+                *e = Early {
+                    key: Some(key),
+                    first: ts,
+                    last: ts,
+                    ..Early::default()
+                };
+            }
+        }
+        if e.key == Some(key) && !alarm && !(request && e.requests + 1 >= PROMOTE_AT) {
+            e.last = ts;
+            match m {
+                HttpMessage::Request { uri, .. } => {
+                    let h = super::fnv(uri);
+                    let n = e.requests as usize;
+                    if !e.uris[..n].contains(&h) {
+                        e.uris[n] = h;
+                    }
+                    e.requests += 1;
+                }
+                HttpMessage::Response { status } => {
+                    e.responses += 1;
+                    if (400..500).contains(status) {
+                        e.client_errors += 1;
+                    }
+                }
+            }
+            return true;
+        }
+        if self.pairs.len() >= MAX_PAIRS {
+            return true;
+        }
+        let mut p = Pair::default();
+        if e.key == Some(key) {
+            p.requests = u64::from(e.requests);
+            p.responses = u64::from(e.responses);
+            p.client_errors = u64::from(e.client_errors);
+            p.uris = e.uris[..e.requests as usize]
+                .iter()
+                .copied()
+                .filter(|&h| h != 0)
+                .collect();
+            p.span = Some(Span {
+                first: e.first,
+                last: e.last,
+            });
+            *e = Early::default();
+        }
+        self.pairs.insert(key, p);
+        false
     }
 
     /// One HTTP message from `sender` to `receiver` at `ts`.
@@ -168,27 +297,33 @@ impl WebScanner {
             HttpMessage::Request { .. } => (sender, receiver),
             HttpMessage::Response { .. } => (receiver, sender),
         };
-        if self.pairs.len() >= MAX_PAIRS && !self.pairs.contains_key(&key) {
+        let (attack, agent) = match m {
+            HttpMessage::Request {
+                uri, user_agent, ..
+            } => (attack_in_uri(uri), user_agent.and_then(scanner_agent)),
+            HttpMessage::Response { .. } => (false, None),
+        };
+        if !self.pairs.contains_key(&key) && self.early(m, key, ts, attack || agent.is_some()) {
             return;
         }
-        let p = self.pairs.entry(key).or_default();
+        let Some(p) = self.pairs.get_mut(&key) else {
+            return;
+        };
         match &mut p.span {
             Some(s) => s.add(ts),
             None => p.span = Some(Span::new(ts)),
         }
         match m {
-            HttpMessage::Request {
-                uri, user_agent, ..
-            } => {
+            HttpMessage::Request { uri, .. } => {
                 p.requests += 1;
                 if p.uris.len() < MAX_URIS {
                     p.uris.insert(super::fnv(uri));
                 }
-                if let Some(name) = user_agent.and_then(scanner_agent) {
+                if let Some(name) = agent {
                     p.scanner = Some(name);
                     p.scanner_requests += 1;
                 }
-                if attack_in_uri(uri) {
+                if attack {
                     p.attack_requests += 1;
                     if p.attack_examples.len() < EXAMPLES {
                         let shown: String =
