@@ -1756,3 +1756,144 @@ fn a_web_scanner_after_thousands_of_visitors_is_found_with_every_request() {
         1
     );
 }
+
+/// Issue 27: the ports section counted destination ports per packet, so a
+/// web server's answers put its clients' ephemeral ports beside port 80.
+/// Each packet of a flow now counts under its server's port.
+#[test]
+fn port_frequency_counts_the_service_side_of_each_flow() {
+    let mut c = Capture::default();
+    for i in 0..30u16 {
+        http_exchange(
+            &mut c,
+            i64::from(i) * 10 * MS,
+            "198.18.0.7",
+            40000 + i,
+            "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            200,
+        );
+    }
+    let (q, a) = (
+        dns_query("198.18.0.7", 1, "example.com", 1),
+        dns_answer(
+            "198.18.1.53",
+            "198.18.0.7",
+            1,
+            "example.com",
+            Some("198.18.1.80"),
+        ),
+    );
+    c.push(S, q);
+    c.push(S + MS, a);
+    let r = c.analyze();
+    let tcp: Vec<(u16, u64)> = r
+        .stats
+        .ports
+        .tcp
+        .iter()
+        .map(|p| (p.port, p.packets))
+        .collect();
+    let packets = r.stats.summary.packets - 2;
+    assert_eq!(tcp, vec![(80, packets)], "every TCP packet under 80");
+    let udp: Vec<(u16, u64)> = r
+        .stats
+        .ports
+        .udp
+        .iter()
+        .map(|p| (p.port, p.packets))
+        .collect();
+    assert_eq!(udp, vec![(53, 2)]);
+}
+
+/// Issue 27: a session cookie replayed from a second client was no
+/// finding. A user whose address changes (same browser, the old address
+/// silent after) is not one, nor is a shared preference cookie.
+#[test]
+fn cookie_replay_from_a_second_client() {
+    let req = |cookie: &str, ua: &str| {
+        format!(
+            "GET /account HTTP/1.1\r\nHost: shop.test\r\nUser-Agent: {ua}\r\nCookie: {cookie}\r\n\r\n"
+        )
+    };
+    let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    let session = "theme=dark; PHPSESSID=q8f3k2l9x0aa7c; lang=en";
+    let mut c = Capture::default();
+    for i in 0..3u16 {
+        http_exchange(
+            &mut c,
+            i64::from(i) * S,
+            "198.18.0.7",
+            40000 + i,
+            &req(session, firefox),
+            200,
+        );
+    }
+    http_exchange(
+        &mut c,
+        5 * S,
+        "198.18.0.66",
+        50000,
+        &req("PHPSESSID=q8f3k2l9x0aa7c", "curl/8.5.0"),
+        200,
+    );
+    http_exchange(
+        &mut c,
+        6 * S,
+        "198.18.0.7",
+        40010,
+        &req(session, firefox),
+        200,
+    );
+    let r = c.analyze();
+    let a = finding(&r, "cookie_replay", None);
+    assert_eq!(a.severity, sonde::analyze::detect::Severity::High);
+    assert_eq!(a.sources, vec!["198.18.0.7", "198.18.0.66"]);
+    assert_eq!(a.destinations, vec!["198.18.1.80"]);
+    assert!(
+        a.summary.contains("PHPSESSID for shop.test"),
+        "{}",
+        a.summary
+    );
+    assert_eq!(a.evidence["first_client_after_second"], 1.0);
+    assert_eq!(a.evidence["same_user_agent"], 0.0);
+    let run = r
+        .detectors
+        .iter()
+        .find(|d| d.name == "cookie_replay")
+        .unwrap();
+    assert_eq!(run.findings, 1);
+
+    // Roaming: the same browser from a new address, the old one silent.
+    let mut c = Capture::default();
+    for i in 0..3u16 {
+        http_exchange(
+            &mut c,
+            i64::from(i) * S,
+            "198.18.0.7",
+            40000 + i,
+            &req(session, firefox),
+            200,
+        );
+    }
+    for i in 0..3u16 {
+        http_exchange(
+            &mut c,
+            (10 + i64::from(i)) * S,
+            "198.18.0.8",
+            41000 + i,
+            &req(session, firefox),
+            200,
+        );
+    }
+    // A preference cookie shared by everyone is no session.
+    http_exchange(
+        &mut c,
+        20 * S,
+        "198.18.0.9",
+        42000,
+        &req("theme=dark; lang=en", "curl/8.5.0"),
+        200,
+    );
+    let r = c.analyze();
+    assert!(!has(&r, "cookie_replay", None), "{:?}", kinds(&r));
+}

@@ -547,6 +547,17 @@ impl FlowTable {
         Some((slot, src_is_a))
     }
 
+    /// The protocol of the flow in `slot` and its server's port.
+    pub(crate) fn service(&self, slot: usize) -> (u8, u16) {
+        let f = &self.flows[slot];
+        let port = if f.a_is_client {
+            f.key.b_port
+        } else {
+            f.key.a_port
+        };
+        (f.key.proto, port)
+    }
+
     /// Whether endpoint `a` of the flow in `slot` is its client.
     pub(crate) fn client_is_a(&self, slot: usize) -> bool {
         self.flows[slot].a_is_client

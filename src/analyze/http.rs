@@ -17,6 +17,8 @@ pub enum HttpMessage<'a> {
         /// counted, not for every request (most repeat).
         host: Option<&'a [u8]>,
         user_agent: Option<&'a [u8]>,
+        /// The `Cookie` header's value, as sent.
+        cookie: Option<&'a [u8]>,
     },
     Response {
         status: u16,
@@ -107,6 +109,7 @@ fn first_line_only(payload: &[u8]) -> Option<Head<'_>> {
             uri: req.path?.as_bytes(),
             host: None,
             user_agent: None,
+            cookie: None,
         },
         end: unreadable_or_cut(payload),
     })
@@ -151,6 +154,7 @@ fn parse_head_with<'a>(
                     uri: b"",
                     host: None,
                     user_agent: None,
+                    cookie: None,
                 },
                 end: HeadEnd::Cut,
             })
@@ -160,13 +164,14 @@ fn parse_head_with<'a>(
                 return Ok(None);
             };
             let end = head_end(Ok(status), req.headers);
-            let (host, user_agent) = host_and_agent(req.headers);
+            let (host, user_agent, cookie) = request_headers(req.headers);
             Some(Head {
                 message: HttpMessage::Request {
                     method,
                     uri: uri.as_bytes(),
                     host,
                     user_agent,
+                    cookie,
                 },
                 end,
             })
@@ -246,16 +251,21 @@ pub fn parse(payload: &[u8]) -> Option<HttpMessage<'_>> {
 }
 
 /// The first Host and User-Agent values, in one pass over the headers.
-fn host_and_agent<'a>(headers: &[httparse::Header<'a>]) -> (Option<&'a [u8]>, Option<&'a [u8]>) {
-    let (mut host, mut user_agent) = (None, None);
+/// The `Host`, `User-Agent` and `Cookie` headers' values.
+type RequestHeaders<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, Option<&'a [u8]>);
+
+fn request_headers<'a>(headers: &[httparse::Header<'a>]) -> RequestHeaders<'a> {
+    let (mut host, mut user_agent, mut cookie) = (None, None, None);
     for h in headers.iter().take_while(|h| !h.name.is_empty()) {
         if host.is_none() && h.name.eq_ignore_ascii_case("host") {
             host = Some(h.value);
         } else if user_agent.is_none() && h.name.eq_ignore_ascii_case("user-agent") {
             user_agent = Some(h.value);
+        } else if cookie.is_none() && h.name.eq_ignore_ascii_case("cookie") {
+            cookie = Some(h.value);
         }
     }
-    (host, user_agent)
+    (host, user_agent, cookie)
 }
 
 /// Methods a lenient request line may start with.
@@ -283,16 +293,16 @@ fn lenient_request(payload: &[u8]) -> Option<Head<'_>> {
     let uri = &line[sp + 1..last];
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let rest = &payload[end + 1..];
-    let (end, (host, user_agent)) = match httparse::parse_headers(rest, &mut headers) {
+    let (end, (host, user_agent, cookie)) = match httparse::parse_headers(rest, &mut headers) {
         Ok(httparse::Status::Complete((len, hs))) => (
             HeadEnd::Complete {
                 len: end + 1 + len,
                 framing: framing(hs),
             },
-            host_and_agent(hs),
+            request_headers(hs),
         ),
-        Ok(httparse::Status::Partial) => (HeadEnd::Cut, host_and_agent(&headers)),
-        Err(_) => (unreadable_or_cut(rest), (None, None)),
+        Ok(httparse::Status::Partial) => (HeadEnd::Cut, request_headers(&headers)),
+        Err(_) => (unreadable_or_cut(rest), (None, None, None)),
     };
     Some(Head {
         message: HttpMessage::Request {
@@ -300,6 +310,7 @@ fn lenient_request(payload: &[u8]) -> Option<Head<'_>> {
             uri,
             host,
             user_agent,
+            cookie,
         },
         end,
     })
@@ -318,6 +329,7 @@ fn request_line_so_far(payload: &[u8]) -> Option<Head<'_>> {
             uri: &payload[sp + 1..],
             host: None,
             user_agent: None,
+            cookie: None,
         },
         end: HeadEnd::Cut,
     })
@@ -348,6 +360,8 @@ pub struct HttpStats {
     uris: HashMap<Box<[u8]>, u64>,
     /// Who asked whom: the web-scanner detector.
     pub(crate) web: crate::analyze::detect::web_scanner::WebScanner,
+    /// Which clients sent each session cookie: the replay detector.
+    pub(crate) cookies: crate::analyze::detect::cookie_replay::CookieReplay,
 }
 
 impl HttpStats {
@@ -368,6 +382,7 @@ impl HttpStats {
     ) {
         self.add(m);
         self.web.message(m, sender, receiver, ts);
+        self.cookies.message(m, sender, receiver, ts);
     }
 
     pub fn add(&mut self, m: &HttpMessage<'_>) {
@@ -377,6 +392,7 @@ impl HttpStats {
                 uri,
                 host,
                 user_agent,
+                ..
             } => {
                 self.requests += 1;
                 // Look up before allocating: almost every method and host is already counted.
@@ -506,7 +522,8 @@ mod tests {
                 method: "GET",
                 uri: b"/index.html",
                 host: Some(&b"Lab.Test"[..]),
-                user_agent: Some(&b"curl/8"[..])
+                user_agent: Some(&b"curl/8"[..]),
+                cookie: None,
             }
         );
         // cut mid-headers: the request line is still there

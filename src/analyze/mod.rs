@@ -271,6 +271,10 @@ impl Analyzer {
         if let (None, Some(ip)) = (in_flow, &d.ip) {
             self.stats.talk(ip.src, ip.dst, orig_len);
         }
+        if let Some((slot, _)) = in_flow {
+            let (proto, port) = self.flows.service(slot);
+            self.stats.service_port(proto, port);
+        }
         // What the client says to the server, for heartbeats.
         if let (Some((slot, src_is_a)), Some(ip)) = (in_flow, &d.ip) {
             let (proto, dport, len) = match d.transport {
@@ -368,7 +372,8 @@ impl Analyzer {
         let streams = self.http_streams.finish(&mut http);
         let web = std::mem::take(&mut http.web);
         let web_closest = web.closest();
-        let web_findings = web.finish();
+        let mut web_findings = web.finish();
+        web_findings.extend(std::mem::take(&mut http.cookies).finish());
         let (anomalies, detectors_run) = detectors.finish(web_findings, web_closest);
         let http_report = http.report(self.top, streams);
         let listing = match self.listing {

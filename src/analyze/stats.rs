@@ -366,11 +366,15 @@ impl Stats {
             Some(Transport::Icmpv6 { .. }) => proto(ICMPV6),
             None => {}
         }
-        match d.transport {
-            Some(Transport::Tcp {
-                dport, valid: true, ..
-            }) => self.tcp_ports[usize::from(dport)] += 1,
-            Some(Transport::Udp { dport, .. }) => self.udp_ports[usize::from(dport)] += 1,
+    }
+
+    /// One packet of a flow whose server listens on `port`: the ports
+    /// section counts services, not the clients' ephemeral ports.
+    #[inline]
+    pub fn service_port(&mut self, proto: u8, port: u16) {
+        match proto {
+            6 => self.tcp_ports[usize::from(port)] += 1,
+            17 => self.udp_ports[usize::from(port)] += 1,
             _ => {}
         }
     }

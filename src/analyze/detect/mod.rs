@@ -5,6 +5,7 @@
 
 mod arp_spoofing;
 mod beaconing;
+pub(crate) mod cookie_replay;
 mod dns_tunneling;
 mod host_sweep;
 mod ip_fragmentation;
@@ -443,6 +444,8 @@ impl Detectors {
             ("host_sweep", json(&t.host_sweep)),
             ("beaconing", json(&t.beaconing)),
             ("nxdomain_rewriting", json(&t.nxdomain_rewriting)),
+            // No thresholds: one replay is a finding.
+            ("cookie_replay", serde_json::json!({})),
         ];
         let mut all = more;
         all.extend(self.syn_flood.finish());
