@@ -617,15 +617,11 @@ impl ArpSpoofing {
                 )
             });
         }
-        if self.untracked > 0
-            && let Some(first) = out.first_mut()
-        {
-            first.note = Some(format!(
-                "{}; {} ARP packets about addresses beyond the first {MAX_ADDRESSES} were not followed",
-                first.note.clone().unwrap_or_default(),
-                self.untracked
-            ));
-        }
+        super::note_untracked(
+            &mut out,
+            self.untracked,
+            format_args!("ARP packets about addresses beyond the first {MAX_ADDRESSES}"),
+        );
         out
     }
 }

@@ -362,15 +362,11 @@ impl Beaconing {
                 )
             });
         }
-        if self.untracked > 0
-            && let Some(first) = out.first_mut()
-        {
-            first.note = Some(format!(
-                "{}; {} packets past the first {MAX_SERIES} series were not followed",
-                first.note.clone().unwrap_or_default(),
-                self.untracked
-            ));
-        }
+        super::note_untracked(
+            &mut out,
+            self.untracked,
+            format_args!("packets past the first {MAX_SERIES} series"),
+        );
         out
     }
 }

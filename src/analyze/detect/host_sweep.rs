@@ -396,15 +396,11 @@ impl HostSweep {
                 )
             });
         }
-        if self.untracked > 0
-            && let Some(first) = out.first_mut()
-        {
-            first.note = Some(format!(
-                "{}; {} requests past the first {MAX_SOURCES} sources or {MAX_TARGETS} hosts were not followed",
-                first.note.clone().unwrap_or_default(),
-                self.untracked
-            ));
-        }
+        super::note_untracked(
+            &mut out,
+            self.untracked,
+            format_args!("requests past the first {MAX_SOURCES} sources or {MAX_TARGETS} hosts"),
+        );
         out
     }
 }

@@ -531,6 +531,22 @@ mod erased {
     }
 }
 
+/// Say on the first finding what a detector's bounded tables could not
+/// follow (`what`: "12 packets past the first 16,384 series"), so a
+/// reader knows the counts may be short.
+pub(crate) fn note_untracked(out: &mut [Anomaly], untracked: u64, what: std::fmt::Arguments<'_>) {
+    if untracked == 0 {
+        return;
+    }
+    if let Some(first) = out.first_mut() {
+        let said = format!("{untracked} {what} were not followed");
+        first.note = Some(match first.note.take() {
+            Some(before) => format!("{before}; {said}"),
+            None => said,
+        });
+    }
+}
+
 /// FNV-1a over `b`: tells identical byte strings from different ones
 /// (retransmitted fragments, repeated URIs) without keeping them.
 pub(crate) fn fnv(b: &[u8]) -> u64 {
@@ -554,6 +570,25 @@ pub(crate) fn thousands(n: u64) -> String {
 
 #[cfg(test)]
 mod count_text_tests {
+    #[test]
+    fn what_was_not_followed_is_said_on_the_first_finding() {
+        use super::{Anomaly, Severity, Span};
+        let a = || Anomaly::new("k", None, Severity::Low, "s".into(), Span::new(0), vec![]);
+        let mut out = vec![a(), a()];
+        super::note_untracked(&mut out, 0, format_args!("x"));
+        assert_eq!(out[0].note, None);
+        super::note_untracked(
+            &mut out,
+            12,
+            format_args!("packets past the first {} series", 16),
+        );
+        assert_eq!(
+            out[0].note.as_deref(),
+            Some("12 packets past the first 16 series were not followed")
+        );
+        assert_eq!(out[1].note, None);
+    }
+
     #[test]
     fn thousands_are_grouped() {
         assert_eq!(super::thousands(0), "0");
