@@ -106,7 +106,9 @@ fn ipv6_extension_headers_and_first_fragment() {
         1,
         "a first fragment keeps its transport header"
     );
-    assert_eq!(r.stats.ports.udp[0].port, 53);
+    // Ports count the packets of flows by their service; a datagram that
+    // never completed is in no flow (issue 27), only in the protocols.
+    assert!(r.stats.ports.udp.is_empty(), "{:?}", r.stats.ports.udp);
 }
 
 /// pcapng: one section, two interfaces (Ethernet with microseconds, raw IP
