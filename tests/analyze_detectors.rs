@@ -1748,6 +1748,9 @@ fn a_web_scanner_after_thousands_of_visitors_is_found_with_every_request() {
     assert_eq!(a.evidence["distinct_uris"], 23.0);
     assert_eq!(a.evidence["attack_requests"], 20.0);
     assert_eq!(a.evidence["responses"], 23.0);
+    // The first sqlmap requests (frames 40,028 on, 8 per exchange), not
+    // the plain ones before them.
+    assert_eq!(a.example_frames, vec![40028, 40036, 40044, 40052, 40060]);
     assert_eq!(
         r.anomalies
             .iter()
@@ -1856,6 +1859,9 @@ fn cookie_replay_from_a_second_client() {
     );
     assert_eq!(a.evidence["first_client_after_second"], 1.0);
     assert_eq!(a.evidence["same_user_agent"], 0.0);
+    // The victim's first request (the 4th frame of its exchange), the
+    // thief's, and the victim's first after it.
+    assert_eq!(a.example_frames, vec![4, 28, 36]);
     let run = r
         .detectors
         .iter()

@@ -372,17 +372,19 @@ impl HttpStats {
         }
     }
 
-    /// [`HttpStats::add`], from `sender` to `receiver` at `ts`.
+    /// [`HttpStats::add`], from `sender` to `receiver` at `ts`, in (or
+    /// ending in) `frame`.
     pub fn add_between(
         &mut self,
         m: &HttpMessage<'_>,
         sender: std::net::IpAddr,
         receiver: std::net::IpAddr,
         ts: i64,
+        frame: u64,
     ) {
         self.add(m);
-        self.web.message(m, sender, receiver, ts);
-        self.cookies.message(m, sender, receiver, ts);
+        self.web.message(m, sender, receiver, ts, frame);
+        self.cookies.message(m, sender, receiver, ts, frame);
     }
 
     pub fn add(&mut self, m: &HttpMessage<'_>) {

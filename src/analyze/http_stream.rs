@@ -113,6 +113,8 @@ struct Conn {
     /// who asked whom, for the web-scanner detector.
     ends: [IpAddr; 2],
     last_ns: i64,
+    /// The frame of the segment last fed: where a message found ends.
+    last_frame: u64,
     /// Requests not answered yet, oldest in the low bits, two bits each.
     asked: u64,
     asked_len: u32,
@@ -125,6 +127,7 @@ impl Conn {
             dirs: [Dir::new(), Dir::new()],
             ends,
             last_ns: 0,
+            last_frame: 0,
             asked: 0,
             asked_len: 0,
         }
@@ -168,6 +171,8 @@ pub struct StreamSegment<'a> {
     /// The capture time, and the connection's endpoints `a` and `b`.
     pub ts: i64,
     pub ends: [IpAddr; 2],
+    /// The frame the segment came in (numbered from 1).
+    pub frame: u64,
 }
 
 impl HttpStreams {
@@ -200,6 +205,7 @@ impl HttpStreams {
         };
         let d = usize::from(!from_a);
         conn.last_ns = seg.ts;
+        conn.last_frame = seg.frame;
         follow(conn, d, seg, stats, &mut self.counts);
         let done = seg.flags & RST != 0 || conn.dirs.iter().all(|d| d.closed);
         // Not HTTP after all (its first bytes only looked like it).
@@ -257,7 +263,7 @@ fn count(c: &mut Conn, d: usize, m: &HttpMessage<'_>, stats: &mut HttpStats) {
             _ => Asked::Other,
         });
     }
-    stats.add_between(m, c.ends[d], c.ends[1 - d], c.last_ns);
+    stats.add_between(m, c.ends[d], c.ends[1 - d], c.last_ns, c.last_frame);
 }
 
 /// Feed one segment to direction `d` of `c`.
@@ -571,7 +577,7 @@ mod tests {
     fn run(segments: &[(bool, u32, u8, &[u8])]) -> (HttpStats, StreamCounts) {
         let mut streams = HttpStreams::default();
         let mut stats = HttpStats::default();
-        for &(from_a, seq, flags, payload) in segments {
+        for (i, &(from_a, seq, flags, payload)) in segments.iter().enumerate() {
             streams.segment(
                 7,
                 1,
@@ -582,6 +588,7 @@ mod tests {
                     payload,
                     ts: 0,
                     ends: ENDS,
+                    frame: i as u64 + 1,
                 },
                 &mut stats,
             );
@@ -771,6 +778,7 @@ mod tests {
             payload,
             ts: 0,
             ends: ENDS,
+            frame: 1,
         };
         streams.segment(
             3,

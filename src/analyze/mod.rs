@@ -344,6 +344,7 @@ impl Analyzer {
                         payload,
                         ts,
                         ends: [key.a().ip(), key.b().ip()],
+                        frame: frame_no,
                     },
                     &mut self.http,
                 );

@@ -30,6 +30,8 @@ struct Use {
     agent: u64,
     first: i64,
     last: i64,
+    /// The frame of its first request with the cookie.
+    frame: u64,
 }
 
 #[derive(Debug)]
@@ -43,6 +45,8 @@ struct Session {
     first_after_second: bool,
     /// Requests from clients beyond the two.
     others: u64,
+    /// The first client's first request after the second began.
+    again_frame: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -68,7 +72,14 @@ fn session_cookies(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 }
 
 impl CookieReplay {
-    pub fn message(&mut self, m: &HttpMessage<'_>, client: IpAddr, server: IpAddr, ts: i64) {
+    pub fn message(
+        &mut self,
+        m: &HttpMessage<'_>,
+        client: IpAddr,
+        server: IpAddr,
+        ts: i64,
+        frame: u64,
+    ) {
         let HttpMessage::Request {
             cookie: Some(header),
             host,
@@ -91,6 +102,7 @@ impl CookieReplay {
                 agent,
                 first: ts,
                 last: ts,
+                frame,
             };
             if !self.sessions.contains_key(&key) {
                 if self.sessions.len() < MAX_SESSIONS {
@@ -104,6 +116,7 @@ impl CookieReplay {
                             second: None,
                             first_after_second: false,
                             others: 0,
+                            again_frame: None,
                         },
                     );
                 }
@@ -116,6 +129,7 @@ impl CookieReplay {
                 s.first.last = s.first.last.max(ts);
                 if s.second.is_some_and(|second| ts > second.first) {
                     s.first_after_second = true;
+                    s.again_frame.get_or_insert(frame);
                 }
             } else {
                 match &mut s.second {
@@ -183,7 +197,10 @@ impl CookieReplay {
                             s.name, s.first.client, second.client
                         ),
                         span,
-                        Vec::new(),
+                        [Some(s.first.frame), Some(second.frame), s.again_frame]
+                            .into_iter()
+                            .flatten()
+                            .collect(),
                     )
                 })
             })

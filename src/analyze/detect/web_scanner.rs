@@ -112,6 +112,9 @@ struct Pair {
     scanner: Option<&'static str>,
     uris: HashSet<u64>,
     attack_examples: Vec<String>,
+    /// Frames of the first requests that raised an alarm (an attack URI
+    /// or a scanner's agent), else of the first requests followed.
+    frames: Vec<u64>,
     span: Option<Span>,
 }
 
@@ -292,7 +295,14 @@ impl WebScanner {
     }
 
     /// One HTTP message from `sender` to `receiver` at `ts`.
-    pub fn message(&mut self, m: &HttpMessage<'_>, sender: IpAddr, receiver: IpAddr, ts: i64) {
+    pub fn message(
+        &mut self,
+        m: &HttpMessage<'_>,
+        sender: IpAddr,
+        receiver: IpAddr,
+        ts: i64,
+        frame: u64,
+    ) {
         let key = match m {
             HttpMessage::Request { .. } => (sender, receiver),
             HttpMessage::Response { .. } => (receiver, sender),
@@ -318,6 +328,16 @@ impl WebScanner {
                 p.requests += 1;
                 if p.uris.len() < MAX_URIS {
                     p.uris.insert(super::fnv(uri));
+                }
+                let alarmed = p.scanner_requests + p.attack_requests > 0;
+                if attack || agent.is_some() {
+                    // Alarms first: plain requests make way for them.
+                    if !alarmed {
+                        p.frames.clear();
+                    }
+                    super::push_example(&mut p.frames, frame);
+                } else if !alarmed {
+                    super::push_example(&mut p.frames, frame);
                 }
                 if let Some(name) = agent {
                     p.scanner = Some(name);
@@ -430,7 +450,7 @@ impl WebScanner {
                         signs.join(", ")
                     ),
                     span,
-                    Vec::new(),
+                    p.frames.clone(),
                 )
             });
         }
