@@ -797,6 +797,52 @@ fn ip_protocol_scan() {
     assert_eq!(a.destinations, vec![target]);
     assert_eq!(a.evidence["distinct_ip_protocols"], 10.0);
     assert_eq!(a.evidence["protocol_unreachable_replies"], 9.0);
+    assert_eq!(a.severity, sonde::analyze::detect::Severity::Medium);
+    // Issue 27: four protocols stayed under every threshold; they are a
+    // small (low-severity) protocol scan now.
+    let mut c = Capture::default();
+    for (i, proto) in [2u8, 4, 41, 47].into_iter().enumerate() {
+        let probe = raw(scanner, target, proto, &[]);
+        c.push(i as i64 * 10 * MS, probe.clone());
+        let mut icmp = vec![3, 2, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&probe[14..34]);
+        c.push(i as i64 * 10 * MS + MS, raw(target, scanner, 1, &icmp));
+    }
+    let small = c.analyze();
+    let s = finding(&small, "port_scan", Some("ip_protocol"));
+    assert_eq!(s.severity, sonde::analyze::detect::Severity::Low);
+    assert!(
+        s.summary.starts_with("small IP protocol scan"),
+        "{}",
+        s.summary
+    );
+    assert_eq!(s.evidence["distinct_ip_protocols"], 4.0);
+    // A router's own protocols to multicast groups (IGMP, OSPF, PIM,
+    // VRRP) are no scan; three protocols to one host are under it.
+    let mut c = Capture::default();
+    for (i, (proto, dst)) in [
+        (2u8, "224.0.0.22"),
+        (89, "224.0.0.5"),
+        (103, "224.0.0.13"),
+        (112, "224.0.0.18"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        c.push(i as i64 * MS, raw("198.18.0.1", dst, proto, &[0; 8]));
+    }
+    for (i, proto) in [47u8, 50, 4].into_iter().enumerate() {
+        c.push(
+            S + i as i64 * MS,
+            raw("198.18.0.5", "198.18.1.9", proto, &[0; 8]),
+        );
+    }
+    let quiet = c.analyze();
+    assert!(
+        !has(&quiet, "port_scan", Some("ip_protocol")),
+        "{:?}",
+        kinds(&quiet)
+    );
     // Ordinary traffic between two hosts: TCP, UDP and ICMP.
     let mut c = Capture::default();
     c.push(0, tcp(scanner, target, 40000, 80, SYN, &[]));

@@ -27,6 +27,10 @@ pub struct PortScanThresholds {
     /// from its packets (other than TCP, UDP and ICMP) and the
     /// protocol-unreachable replies they draw.
     pub min_ip_protocols: u64,
+    /// Fewer protocols than that, from this many, to one unicast host: a
+    /// low-severity small protocol scan (routers speak OSPF, PIM, VRRP and
+    /// IGMP to multicast groups, not to one host).
+    pub min_ip_protocols_small: u64,
     /// Distinct ports one source probes on one host, below
     /// `min_ports_vertical` (and 50), that still make a low-severity
     /// finding (a responder wants a handful of probed ports named, not
@@ -43,6 +47,7 @@ impl Default for PortScanThresholds {
             // Ordinary pairs use two or three (TCP, UDP, ICMP); an IP
             // protocol scan tries all 256.
             min_ip_protocols: 8,
+            min_ip_protocols_small: 4,
             min_ports_small: 5,
         }
     }
@@ -406,11 +411,13 @@ impl PortScan {
                 self.pruned
             )
         });
+        let small_from = th.min_ip_protocols_small.max(2);
         let mut protocol_scans: Vec<((IpAddr, IpAddr), Protocols)> = self
             .protocols
             .into_iter()
-            .filter(|(_, p)| {
-                u64::from(p.seen.iter().map(|w| w.count_ones()).sum::<u32>()) >= th.min_ip_protocols
+            .filter(|((_, dst), p)| {
+                let n = u64::from(p.seen.iter().map(|w| w.count_ones()).sum::<u32>());
+                n >= th.min_ip_protocols || (n >= small_from && !dst.is_multicast())
             })
             .collect();
         protocol_scans.sort_by_key(|(k, _)| *k);
@@ -422,15 +429,23 @@ impl PortScan {
                     ("protocol_unreachable_replies", p.unreachable as f64),
                     ("duration_seconds", p.span.seconds()),
                 ]),
-                thresholds: BTreeMap::from([("min_ip_protocols", th.min_ip_protocols as f64)]),
+                thresholds: BTreeMap::from([
+                    ("min_ip_protocols", th.min_ip_protocols as f64),
+                    ("min_ip_protocols_small", th.min_ip_protocols_small as f64),
+                ]),
                 sources: vec![src.to_string()],
                 destinations: vec![dst.to_string()],
                 ..Anomaly::new(
                     "port_scan",
                     Some("ip_protocol"),
-                    Severity::Medium,
+                    if u64::from(n) >= th.min_ip_protocols {
+                        Severity::Medium
+                    } else {
+                        Severity::Low
+                    },
                     format!(
-                        "IP protocol scan of {dst} by {src}: {n} protocols tried, {} refused with protocol unreachable",
+                        "{}IP protocol scan of {dst} by {src}: {n} protocols tried, {} refused with protocol unreachable",
+                        if u64::from(n) >= th.min_ip_protocols { "" } else { "small " },
                         p.unreachable
                     ),
                     p.span,
