@@ -93,10 +93,11 @@ impl CookieReplay {
         let host = host.unwrap_or(b"");
         for (name, value) in session_cookies(header) {
             let server_bytes = match server {
-                IpAddr::V4(a) => a.octets().to_vec(),
-                IpAddr::V6(a) => a.octets().to_vec(),
+                IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+                IpAddr::V6(a) => a.octets(),
             };
-            let key = super::fnv(&[&server_bytes[..], host, b"\0", name, b"=", value].concat());
+            // Hashed part by part: no copy of the header per request.
+            let key = super::fnv_parts(&[&server_bytes, host, b"\0", name, b"=", value]);
             let now = Use {
                 client,
                 agent,

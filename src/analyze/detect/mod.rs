@@ -550,9 +550,17 @@ pub(crate) fn note_untracked(out: &mut [Anomaly], untracked: u64, what: std::fmt
 /// FNV-1a over `b`: tells identical byte strings from different ones
 /// (retransmitted fragments, repeated URIs) without keeping them.
 pub(crate) fn fnv(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
-        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
-    })
+    fnv_parts(&[b])
+}
+
+/// [`fnv`] over the concatenation of `parts`, without making it.
+pub(crate) fn fnv_parts(parts: &[&[u8]]) -> u64 {
+    parts
+        .iter()
+        .flat_map(|p| p.iter())
+        .fold(0xcbf2_9ce4_8422_2325, |h, &x| {
+            (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 /// `6917` as `6,917`: counts a responder reads aloud.
@@ -587,6 +595,11 @@ mod count_text_tests {
             Some("12 packets past the first 16 series were not followed")
         );
         assert_eq!(out[1].note, None);
+    }
+
+    #[test]
+    fn hashing_parts_is_hashing_their_concatenation() {
+        assert_eq!(super::fnv_parts(&[b"ab", b"", b"cd"]), super::fnv(b"abcd"));
     }
 
     #[test]
