@@ -132,6 +132,22 @@ fn interrupted_five_times_and_resumed_ends_as_an_uninterrupted_run() {
     );
     let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
     assert_eq!(code, 0, "{verified}");
+    // Every resume checked its state against the capture, bit for bit
+    // (the segments' starts in the capture recorded), position by position.
+    let audit = std::fs::read_to_string(run.join("audit.jsonl")).unwrap();
+    let resumes: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["event"] == "run_resumed")
+        .collect();
+    assert_eq!(resumes.len(), segments.len() - 1);
+    for r in &resumes {
+        let checked = &r["state_checked"];
+        assert_eq!(checked["positions"], true, "{r}");
+        assert_eq!(checked["answered"], "both ways", "{r}");
+        assert!(checked["probes"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["capture_from"].as_u64().unwrap() > 24, "{r}");
+    }
     for n in 2..=segments.len() {
         assert!(
             verified.contains(&format!("segment {n} resumed at")),
@@ -372,4 +388,87 @@ fn budget_over_segments(forge: bool) {
         audit_before,
         "the refused resume changed nothing"
     );
+}
+
+/// A run interrupted in its first pass, for a forger to edit.
+fn interrupted_run(lab: &Lab, run: &std::path::Path) {
+    let child = lab
+        .sonde_command()
+        .args([
+            "scan",
+            "--scope",
+            "scopes/lab.toml",
+            TARGETS,
+            "-p",
+            PORTS,
+            "--rate",
+            "3000",
+            "--wait",
+            "0.3",
+            "-o",
+            run.to_str().unwrap(),
+        ])
+        .spawn()
+        .unwrap();
+    let out = interrupt_after(child, Duration::from_millis(1500));
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// A refused resume: exit 2, the reason, and the directory untouched.
+fn resume_is_refused(lab: &Lab, run: &std::path::Path, why: &str) {
+    let (code, verified, _) = lab.sonde(&["verify", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "the forgery holds together: {verified}");
+    let before = std::fs::read(run.join("audit.jsonl")).unwrap();
+    let (code, out, err) = lab.sonde(&["scan", "--resume", run.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("its state disagrees with its evidence") && err.contains(why),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(run.join("audit.jsonl")).unwrap(), before);
+}
+
+/// Regression (issue 26): a stop point edited back to the start of the
+/// pass (the audit log re-chained by hand) made 130 (target, port) pairs
+/// be probed twice. The capture holds those probes: the resume is refused.
+#[test]
+fn a_forged_stop_point_is_refused_by_the_capture() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    interrupted_run(&lab, &run);
+    support::evidence::edit_records_and_rechain(&run, |r| {
+        if r["event"] == "scan_stopped" {
+            assert_eq!(r["pass"], 0, "stopped in the first pass: {r}");
+            for n in r["next"].as_array_mut().unwrap() {
+                if let Some(p) = n.as_u64() {
+                    *n = (p / 2).into();
+                }
+            }
+        }
+    });
+    resume_is_refused(&lab, &run, "probe(s) its stop point says were not sent yet");
+}
+
+/// Regression (issue 26): answered bits cleared make a retry probe
+/// answered pairs again; the capture holds their replies.
+#[test]
+fn forged_answered_bits_are_refused_by_the_capture() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    interrupted_run(&lab, &run);
+    // answered.bin: a header line, then per kind its name, a word count
+    // and the words; every word zeroed.
+    let mut bits = std::fs::read(run.join("answered.bin")).unwrap();
+    let mut at = bits.iter().position(|&b| b == b'\n').unwrap() + 1;
+    while at < bits.len() {
+        at += 1 + bits[at] as usize;
+        let words = u64::from_le_bytes(bits[at..at + 8].try_into().unwrap()) as usize;
+        at += 8;
+        bits[at..at + words * 8].fill(0);
+        at += words * 8;
+    }
+    support::evidence::replace_file_and_rechain(&run, "answered.bin", &bits);
+    resume_is_refused(&lab, &run, "its answered bits call unanswered");
 }

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use etherparse::{IcmpEchoHeader, Icmpv4Type, Icmpv6Type, LaxIpSlice, TransportSlice};
 
-use super::cookie::CookieKey;
+use super::cookie::MarkSource;
 use crate::scope::ProbeKind;
 
 /// What a reply says about its target.
@@ -63,7 +63,7 @@ pub enum Classified {
 }
 
 /// Classify one IP packet (from the IP header on).
-pub fn classify(packet: &[u8], key: &CookieKey) -> Classified {
+pub fn classify<K: MarkSource>(packet: &[u8], key: &K) -> Classified {
     let Ok((ip, _)) = LaxIpSlice::from_slice(packet) else {
         return Classified::Unrelated;
     };
@@ -97,7 +97,9 @@ pub fn classify(packet: &[u8], key: &CookieKey) -> Classified {
         Some(TransportSlice::Tcp(t)) => {
             let (syn, ack, rst) = (t.syn(), t.ack(), t.rst());
             if syn && !ack && !rst {
-                let m = key.marks(src, dst, t.destination_port(), ProbeKind::Syn);
+                let Some(m) = key.marks_for(src, dst, t.destination_port(), ProbeKind::Syn) else {
+                    return Classified::Unrelated;
+                };
                 return if t.source_port() == m.source_port && t.sequence_number() == m.tcp_isn {
                     Classified::OwnProbe
                 } else {
@@ -107,7 +109,9 @@ pub fn classify(packet: &[u8], key: &CookieKey) -> Classified {
             if !(rst || syn && ack) {
                 return Classified::Unrelated;
             }
-            let m = key.marks(dst, src, t.source_port(), ProbeKind::Syn);
+            let Some(m) = key.marks_for(dst, src, t.source_port(), ProbeKind::Syn) else {
+                return Classified::Unrelated;
+            };
             if t.destination_port() != m.source_port {
                 return Classified::Unrelated;
             }
@@ -128,13 +132,17 @@ pub fn classify(packet: &[u8], key: &CookieKey) -> Classified {
             let d = u.payload();
             if d.len() >= 12 && d[2] & 0x80 == 0 {
                 // A query: ours when its source port and id carry our cookie.
-                let m = key.marks(src, dst, u.destination_port(), ProbeKind::Dns);
+                let Some(m) = key.marks_for(src, dst, u.destination_port(), ProbeKind::Dns) else {
+                    return Classified::Unrelated;
+                };
                 let id = u16::from_be_bytes([d[0], d[1]]);
                 if u.source_port() == m.source_port && m.dns_question_of(id).is_some() {
                     return Classified::OwnProbe;
                 }
             }
-            let m = key.marks(dst, src, u.source_port(), ProbeKind::Dns);
+            let Some(m) = key.marks_for(dst, src, u.source_port(), ProbeKind::Dns) else {
+                return Classified::Unrelated;
+            };
             if u.destination_port() != m.source_port {
                 return Classified::Unrelated;
             }
@@ -202,8 +210,10 @@ fn transport(proto: u8, b: &[u8]) -> Option<TransportSlice<'_>> {
 }
 
 /// An echo request carrying our cookie is one of our own probes.
-fn own_echo(e: IcmpEchoHeader, src: IpAddr, dst: IpAddr, key: &CookieKey) -> Classified {
-    let m = key.marks(src, dst, 0, ProbeKind::Icmp);
+fn own_echo<K: MarkSource>(e: IcmpEchoHeader, src: IpAddr, dst: IpAddr, key: &K) -> Classified {
+    let Some(m) = key.marks_for(src, dst, 0, ProbeKind::Icmp) else {
+        return Classified::Unrelated;
+    };
     if e.id == m.icmp_id && e.seq == m.icmp_seq {
         Classified::OwnProbe
     } else {
@@ -211,8 +221,16 @@ fn own_echo(e: IcmpEchoHeader, src: IpAddr, dst: IpAddr, key: &CookieKey) -> Cla
     }
 }
 
-fn echo(e: IcmpEchoHeader, src: IpAddr, dst: IpAddr, key: &CookieKey, ttl: u8) -> Classified {
-    let m = key.marks(dst, src, 0, ProbeKind::Icmp);
+fn echo<K: MarkSource>(
+    e: IcmpEchoHeader,
+    src: IpAddr,
+    dst: IpAddr,
+    key: &K,
+    ttl: u8,
+) -> Classified {
+    let Some(m) = key.marks_for(dst, src, 0, ProbeKind::Icmp) else {
+        return Classified::Unrelated;
+    };
     if e.id != m.icmp_id {
         return Classified::Unrelated;
     }
@@ -231,11 +249,11 @@ fn echo(e: IcmpEchoHeader, src: IpAddr, dst: IpAddr, key: &CookieKey, ttl: u8) -
 
 /// An ICMP error: find our probe in the quoted packet (its IP header and at
 /// least the first 8 bytes of its transport header).
-fn quoted(
+fn quoted<K: MarkSource>(
     icmp_type: u8,
     icmp_code: u8,
     inner: &[u8],
-    key: &CookieKey,
+    key: &K,
     ttl: u8,
     filtered: bool,
 ) -> Classified {
@@ -262,7 +280,9 @@ fn quoted(
     let mut question = 0;
     let (kind, port, ours) = match p.ip_number.0 {
         6 => {
-            let m = key.marks(us, target, dport, ProbeKind::Syn);
+            let Some(m) = key.marks_for(us, target, dport, ProbeKind::Syn) else {
+                return Classified::Unrelated;
+            };
             (
                 ProbeKind::Syn,
                 Some(dport),
@@ -270,7 +290,9 @@ fn quoted(
             )
         }
         17 => {
-            let m = key.marks(us, target, dport, ProbeKind::Dns);
+            let Some(m) = key.marks_for(us, target, dport, ProbeKind::Dns) else {
+                return Classified::Unrelated;
+            };
             // The DNS id follows the 8-byte UDP header when the quote is long enough.
             if let Some(id) = b.get(8..10) {
                 match m.dns_question_of(u16::from_be_bytes([id[0], id[1]])) {
@@ -283,7 +305,9 @@ fn quoted(
             (ProbeKind::Dns, Some(dport), sport == m.source_port)
         }
         1 | 58 => {
-            let m = key.marks(us, target, 0, ProbeKind::Icmp);
+            let Some(m) = key.marks_for(us, target, 0, ProbeKind::Icmp) else {
+                return Classified::Unrelated;
+            };
             let (id, seq) = (
                 u16::from_be_bytes([b[4], b[5]]),
                 u16::from_be_bytes([b[6], b[7]]),

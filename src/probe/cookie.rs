@@ -56,6 +56,21 @@ impl Marks {
     }
 }
 
+/// Where the marks a reply must carry come from: the run's key (the
+/// scan, which keeps no per-probe state), or the probes a capture holds
+/// (a resume checking its state against its evidence, without the key
+/// of the segment that sent them). `None`: no such probe.
+pub trait MarkSource {
+    fn marks_for(&self, src: IpAddr, dst: IpAddr, port: u16, kind: ProbeKind) -> Option<Marks>;
+}
+
+impl MarkSource for CookieKey {
+    #[inline]
+    fn marks_for(&self, src: IpAddr, dst: IpAddr, port: u16, kind: ProbeKind) -> Option<Marks> {
+        Some(self.marks(src, dst, port, kind))
+    }
+}
+
 impl CookieKey {
     /// A fresh random key for one run.
     pub fn random() -> CookieKey {

@@ -9,4 +9,4 @@ pub mod plan;
 
 pub use build::{DnsQuestion, Probe, ProbeTemplate, build, qtype_name};
 pub use classify::{Classified, Reply, Verdict, classify};
-pub use cookie::{CookieKey, Marks};
+pub use cookie::{CookieKey, MarkSource, Marks};

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::{CaptureTime, ScanResult};
-use crate::probe::{Classified, CookieKey, classify};
+use crate::probe::{Classified, CookieKey, MarkSource, classify};
 use crate::scope::ProbeKind;
 use crate::targets::IpSet;
 use crate::targets::index::IndexSpace;
@@ -183,6 +183,74 @@ impl AnsweredSnapshot {
     }
 }
 
+/// How two answered-bit sets of one scan differ: the probes each has
+/// answered that the other has not (how many, and the first, described).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AnsweredDifference {
+    pub only_here: u64,
+    pub first_only_here: Option<String>,
+    pub only_there: u64,
+    pub first_only_there: Option<String>,
+}
+
+impl AnsweredSnapshot {
+    /// No probe answered, over `spaces` (a set when they are too large).
+    pub fn empty(spaces: Vec<(ProbeKind, IndexSpace)>) -> AnsweredSnapshot {
+        AnsweredSnapshot(Answered::for_spaces(spaces))
+    }
+
+    /// Mark `probe` answered (`None`: not a probe of the spaces).
+    pub fn insert(&mut self, probe: ProbeKey) -> Option<bool> {
+        self.0.insert(probe)
+    }
+
+    /// Compare with `other`, bit by bit; `None` when either keeps a set
+    /// (a scan too large for bits) or their spaces differ.
+    pub fn difference(&self, other: &AnsweredSnapshot) -> Option<AnsweredDifference> {
+        let (Answered::Bits(a), Answered::Bits(b)) = (&self.0, &other.0) else {
+            return None;
+        };
+        if a.len() != b.len() {
+            return None;
+        }
+        let mut d = AnsweredDifference::default();
+        for ((kind, space, x), (kind2, _, y)) in a.iter().zip(b) {
+            if kind != kind2 || x.len() != y.len() {
+                return None;
+            }
+            for (w, (&xw, &yw)) in x.iter().zip(y).enumerate() {
+                for (diff, count, first) in [
+                    (xw & !yw, &mut d.only_here, &mut d.first_only_here),
+                    (yw & !xw, &mut d.only_there, &mut d.first_only_there),
+                ] {
+                    if diff == 0 {
+                        continue;
+                    }
+                    *count += u64::from(diff.count_ones());
+                    if first.is_none() {
+                        let index = w as u64 * 64 + u64::from(diff.trailing_zeros());
+                        *first = Some(describe(*kind, space, index));
+                    }
+                }
+            }
+        }
+        Some(d)
+    }
+}
+
+/// A probe of an index space, as a person reads it.
+fn describe(kind: ProbeKind, space: &IndexSpace, index: u64) -> String {
+    if index >= space.len() {
+        return format!("{} probe {index} (past the scan's end)", kind.name());
+    }
+    let (target, slot) = space.get(index);
+    match (kind, slot) {
+        (ProbeKind::Dns, Some(q)) => format!("DNS question {} to {target}", q.saturating_sub(1)),
+        (_, Some(port)) => format!("{} to {target} port {port}", kind.name()),
+        (_, None) => format!("{} to {target}", kind.name()),
+    }
+}
+
 /// One probe: target, port (the DNS server's for DNS), kind, and the DNS
 /// question's index (0 for other kinds).
 pub type ProbeKey = (IpAddr, Option<u16>, ProbeKind, u8);
@@ -226,8 +294,10 @@ pub struct RecvCounters {
 
 /// Matches replies to probes: validates each by cookie, keeps the first per
 /// probe, and times it against the probe's first send.
-pub struct Correlator {
-    key: CookieKey,
+pub struct Correlator<K: MarkSource = CookieKey> {
+    /// Where replies' marks come from: the run's key, or (a resume's
+    /// check of its state) the probes of a capture.
+    key: K,
     targets: IpSet,
     /// NAME:TYPE of each DNS question, by index.
     questions: Vec<Arc<str>>,
@@ -239,13 +309,13 @@ pub struct Correlator {
     counters: RecvCounters,
 }
 
-impl Correlator {
+impl<K: MarkSource> Correlator<K> {
     pub fn new(
-        key: CookieKey,
+        key: K,
         targets: IpSet,
         questions: Vec<Arc<str>>,
         max_timed: usize,
-    ) -> Correlator {
+    ) -> Correlator<K> {
         Correlator {
             key,
             targets,
@@ -262,7 +332,7 @@ impl Correlator {
     /// Count the probes `prior` marks answered (an earlier segment of a
     /// resumed scan) as answered: their replies are duplicates now, and a
     /// retry pass skips them. Call after [`Correlator::with_spaces`].
-    pub fn with_answered(mut self, prior: &AnsweredSnapshot) -> Correlator {
+    pub fn with_answered(mut self, prior: &AnsweredSnapshot) -> Correlator<K> {
         if let (Answered::Bits(mine), Answered::Bits(theirs)) = (&mut self.answered, &prior.0) {
             for ((k1, _, a), (k2, _, b)) in mine.iter_mut().zip(theirs) {
                 if k1 == k2 && a.len() == b.len() {
@@ -275,9 +345,15 @@ impl Correlator {
         self
     }
 
-    pub fn with_spaces(mut self, spaces: Vec<(ProbeKind, IndexSpace)>) -> Correlator {
+    pub fn with_spaces(mut self, spaces: Vec<(ProbeKind, IndexSpace)>) -> Correlator<K> {
         self.answered = Answered::for_spaces(spaces);
         self
+    }
+
+    /// The source of the marks replies are checked against (a capture's
+    /// probes learn as the capture is read).
+    pub fn marks_mut(&mut self) -> &mut K {
+        &mut self.key
     }
 
     /// Whether the send time of another probe would be kept.

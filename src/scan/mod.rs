@@ -23,6 +23,7 @@ mod recv;
 pub mod request;
 mod send;
 pub mod session;
+pub mod state_check;
 pub mod timing;
 mod writer;
 

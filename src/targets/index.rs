@@ -167,6 +167,30 @@ impl Permutation {
         (l << self.half_bits) | r
     }
 
+    /// The Feistel network backwards: the rounds' keys in reverse order.
+    fn feistel_inverse(&self, y: u64) -> u64 {
+        let mask = (1u64 << self.half_bits) - 1;
+        let (mut l, mut r) = (y >> self.half_bits, y & mask);
+        for &k in self.keys.iter().rev() {
+            let t = r ^ (self.round(l, k) & mask);
+            r = l;
+            l = t;
+        }
+        (l << self.half_bits) | r
+    }
+
+    /// Where `index` comes in the order: the `i` with `apply(i) == index`
+    /// (`index < n`). Cycle walking backwards leaves the values past `n`
+    /// the forward walk went through, so it ends at the one position.
+    pub fn position_of(&self, index: u64) -> u64 {
+        debug_assert!(index < self.n);
+        let mut x = self.feistel_inverse(index);
+        while x >= self.n {
+            x = self.feistel_inverse(x);
+        }
+        x
+    }
+
     /// The `i`-th element of the permuted order, `i < n`.
     pub fn apply(&self, i: u64) -> u64 {
         debug_assert!(i < self.n);
@@ -336,6 +360,19 @@ mod tests {
                         "n={n} seed={seed}: {x} twice or out of range"
                     );
                     seen[x as usize] = true;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn position_of_undoes_apply() {
+        for n in [1u64, 2, 3, 7, 64, 100, 1000, 4097, 65_536 * 21] {
+            for seed in [0, 1, 0xdead_beef] {
+                let p = Permutation::new(n, seed);
+                let step = (n / 5000).max(1);
+                for i in (0..n).step_by(step as usize) {
+                    assert_eq!(p.position_of(p.apply(i)), i, "n={n} seed={seed}");
                 }
             }
         }

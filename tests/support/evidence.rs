@@ -128,21 +128,65 @@ pub fn open_ports(
 /// there (the records before it, which the report anchors to, are
 /// unchanged and keep their hashes).
 pub fn edit_report_and_rechain(run: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
-    use sha2::Digest;
     let path = run.join("report.json");
     let mut r: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     edit(&mut r);
+    replace_file_and_rechain(run, "report.json", &serde_json::to_vec_pretty(&r).unwrap());
+}
+
+/// Replace a run's member `name` with `bytes` as a forger would: its
+/// `file_written` records get the new hash and size, the chain is
+/// recomputed, and the report's anchor in it follows.
+pub fn replace_file_and_rechain(run: &Path, name: &str, bytes: &[u8]) {
+    std::fs::write(run.join(name), bytes).unwrap();
+    rewrite_written(run, name, bytes);
+    if name != "report.json" {
+        reanchor_report(run);
+    }
+}
+
+/// Pass every audit record through `edit` and recompute the hash chain,
+/// as a forger would; the report's anchor follows.
+pub fn edit_records_and_rechain(run: &Path, edit: impl FnMut(&mut serde_json::Value)) {
+    rechain(run, edit);
+    reanchor_report(run);
+}
+
+fn rewrite_written(run: &Path, name: &str, bytes: &[u8]) {
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(bytes));
+    rechain(run, |rec| {
+        if rec["event"] == "file_written" && rec["path"] == name {
+            rec["sha256"] = sha.clone().into();
+            rec["size"] = (bytes.len() as u64).into();
+        }
+    });
+}
+
+/// The report names the head of the records before it: set it to the
+/// chain as it now is.
+fn reanchor_report(run: &Path) {
+    let path = run.join("report.json");
+    let Ok(bytes) = std::fs::read(&path) else {
+        return;
+    };
+    let mut r: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let n = r["audit"]["records"].as_u64().unwrap() as usize;
+    let text = std::fs::read_to_string(run.join("audit.jsonl")).unwrap();
+    let before: String = text.lines().take(n).map(|l| format!("{l}\n")).collect();
+    let (_, head) = sonde::evidence::verify_chain(&before);
+    r["audit"]["head"] = head.into();
     let bytes = serde_json::to_vec_pretty(&r).unwrap();
     std::fs::write(&path, &bytes).unwrap();
-    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    rewrite_written(run, "report.json", &bytes);
+}
+
+fn rechain(run: &Path, mut edit: impl FnMut(&mut serde_json::Value)) {
     let text = std::fs::read_to_string(run.join("audit.jsonl")).unwrap();
     let mut log = sonde::evidence::AuditLog::new(Vec::new());
     for line in text.lines() {
         let mut rec: serde_json::Value = serde_json::from_str(line).unwrap();
-        if rec["event"] == "file_written" && rec["path"] == "report.json" {
-            rec["sha256"] = sha.clone().into();
-            rec["size"] = (bytes.len() as u64).into();
-        }
+        edit(&mut rec);
         let serde_json::Value::Object(mut m) = rec else {
             unreachable!()
         };

@@ -169,6 +169,18 @@ pub(super) fn open(path: &Path) -> Result<Opened, Error> {
     if !prepared.refusals.is_empty() {
         return Err(Error::Refused(prepared.refusals));
     }
+    // The stop point and the answered bits are the capture's own story
+    // (issue 26: a forged stop point made pairs be probed twice).
+    let capture_limit = cut.as_ref().map(|c| c.state_covers);
+    let state_checked = check_state(
+        path,
+        &records,
+        &request,
+        &prepared,
+        &stop,
+        answered.as_deref(),
+        capture_limit,
+    )?;
     // The budget is charged with what the earlier segments sent: their
     // report says so, and every probe sent is in the capture. The larger
     // counts, so an edited report cannot buy probes.
@@ -306,6 +318,12 @@ pub(super) fn open(path: &Path) -> Result<Opened, Error> {
                 "lease": from_lease,
                 "charged": charged,
             },
+            // The stop point and answered bits agree with the capture.
+            "state_checked": state_checked,
+            // Where this segment begins in the capture: a reply after it
+            // was matched by this segment's key only.
+            "capture_from": std::fs::metadata(dir.file(run_dir::PCAP)).map(|m| m.len()).ok(),
+            "results_from": std::fs::metadata(dir.file(run_dir::RESULTS)).map(|m| m.len()).ok(),
             // Segment N-1 was cut (killed outright): the checkpoint it goes
             // on from, and the tails written after it, kept aside.
             "cut": cut.as_ref().map(|c| serde_json::json!({
@@ -343,6 +361,102 @@ pub(super) fn open(path: &Path) -> Result<Opened, Error> {
     })
 }
 
+/// Read the capture again and check the state a resume goes on from
+/// against it ([`crate::scan::state_check`]): a disagreement is refused,
+/// naming the first probe that shows it.
+fn check_state(
+    path: &Path,
+    records: &[Value],
+    request: &ScanRequest,
+    prepared: &crate::scan::request::Prepared,
+    stop: &StopPoint,
+    answered: Option<&[u8]>,
+    limit: Option<u64>,
+) -> Result<crate::scan::state_check::StateChecked, Error> {
+    use crate::probe::plan::ProbePlan;
+    use crate::scan::state_check::{ScanShape, StateCheck};
+    let kinds: Vec<_> = request
+        .probes
+        .iter()
+        .copied()
+        .filter(|k| k.is_raw())
+        .collect();
+    let plan = ProbePlan::new(
+        &prepared.targets,
+        &prepared.ports,
+        &kinds,
+        request.dns_questions.len(),
+        53,
+        request.seed.unwrap_or_default(),
+    )
+    .map_err(|e| {
+        Error::runtime(
+            "cannot plan the scan again",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    let spaces: Vec<_> = plan
+        .kinds()
+        .iter()
+        .map(|k| (k.kind, k.space.clone()))
+        .collect();
+    let bits = match answered {
+        Some(bytes) => Some(
+            crate::scan::correlate::AnsweredSnapshot::from_bytes(bytes, &spaces)
+                .map_err(|e| damaged(path, format!("its answered bits: {e}")))?,
+        ),
+        None => None,
+    };
+    // Where each later segment began in the capture; a resume by an
+    // older sonde did not record it.
+    let boundaries: Option<Vec<u64>> = records
+        .iter()
+        .filter(|r| r["event"] == "run_resumed")
+        .map(|r| r["capture_from"].as_u64())
+        .collect();
+    let scan = ScanShape {
+        plan: &plan,
+        targets: &prepared.targets,
+        shard: request.shard,
+        senders: request.senders.unwrap_or(1),
+        questions: request.dns_questions.len(),
+        dns_port: 53,
+    };
+    let mut check = StateCheck::new(scan, stop, boundaries, limit);
+    let pcap = path.join(run_dir::PCAP);
+    // Read twice: the probes, then the replies (one may come before its
+    // probe in the capture).
+    let read = |each: &mut dyn FnMut(&[u8])| -> std::io::Result<()> {
+        let file = crate::evidence::open_regular(&pcap, false)?;
+        // A capture cut before its header was whole holds nothing.
+        if file.metadata()?.len() < 24 {
+            return Ok(());
+        }
+        // Past what the state covers, only the probes' marks are read (a
+        // reply covered can come before its probe).
+        let mut reader = crate::pcap::reader::CaptureReader::new(file, &pcap.display().to_string())
+            .map_err(|w| std::io::Error::new(std::io::ErrorKind::InvalidData, w.message))?;
+        // A damaged tail ends the reading; verify judged the file before.
+        let _ = reader.for_each_frame(|f| each(f.data));
+        Ok(())
+    };
+    read(&mut |ip| check.on_frame(ip))
+        .and_then(|()| {
+            check.begin_replay();
+            read(&mut |ip| check.replay(ip))
+        })
+        .map_err(|source| Error::Input {
+            what: format!("{} (checking the run's state against it)", pcap.display()),
+            source,
+        })?;
+    check.finish(bits.as_ref()).map_err(|d| {
+        Error::usage(
+            format!("{}: its state disagrees with its evidence: {d}", path.display()),
+            "a run's stop point and answered bits are never edited; scan again into a new directory",
+        )
+    })
+}
+
 /// `report.json` of segment 1 kept as `report.segment-1.json`.
 pub fn segment_name(name: &str, segment: u64) -> String {
     match Path::new(name).extension().and_then(|e| e.to_str()) {
@@ -374,6 +488,9 @@ struct Cut {
     checkpoint: Option<u64>,
     /// Each file's anchored length: what the resume cuts it back to.
     sizes: Vec<(&'static str, u64)>,
+    /// The capture's length the stop point and answered bits cover (the
+    /// checkpoint's; a failed segment's recorded length can be more).
+    state_covers: u64,
 }
 
 /// A segment that stopped early and finished (Ctrl-C, SIGTERM, a closed
@@ -556,6 +673,7 @@ fn cut_segment(
             .and_then(|r| r["size"].as_u64())
     };
     let measured = [run_dir::PCAP, run_dir::RESULTS];
+    let mut state_covers = 0;
     let (stop, hosts, answered, sizes, checkpoint_n, probes) = match checkpoint {
         Some(c) => {
             let stop: StopPoint = serde_json::from_value(serde_json::json!({
@@ -591,6 +709,9 @@ fn cut_segment(
                     .ok_or_else(|| {
                         damaged(path, format!("its last checkpoint does not measure {name}"))
                     })?;
+                if name == run_dir::PCAP {
+                    state_covers = size;
+                }
                 // A segment that failed after recording its files (a full
                 // disk took the report, not the capture) keeps what it
                 // recorded: the records after the checkpoint anchor more.
@@ -622,14 +743,25 @@ fn cut_segment(
             let bits = bits_before;
             let mut sizes = Vec::new();
             for name in measured {
-                // The last length recorded: this segment's, or the one
-                // before's.
-                let size = records
-                    .iter()
-                    .rev()
-                    .find(|r| event(r) == "file_written" && r["path"] == name)
-                    .and_then(|r| r["size"].as_u64())
-                    .unwrap_or(0);
+                // Where the segment began (its resume records it), or,
+                // before that was recorded, the last length recorded: a
+                // cut earlier segment records none, so this cut its
+                // checkpointed evidence back into a tail.
+                let began = match name {
+                    run_dir::PCAP => start["capture_from"].as_u64(),
+                    _ => start["results_from"].as_u64(),
+                };
+                let size = began.unwrap_or_else(|| {
+                    records
+                        .iter()
+                        .rev()
+                        .find(|r| event(r) == "file_written" && r["path"] == name)
+                        .and_then(|r| r["size"].as_u64())
+                        .unwrap_or(0)
+                });
+                if name == run_dir::PCAP {
+                    state_covers = size;
+                }
                 sizes.push((name, size));
             }
             let hosts = before.as_ref().map_or_else(Vec::new, |b| b.hosts.clone());
@@ -680,6 +812,7 @@ fn cut_segment(
             at,
             checkpoint: checkpoint_n,
             sizes: sizes.into_iter().collect(),
+            state_covers,
         }),
     })
 }
