@@ -89,20 +89,26 @@ print(json.dumps({
         v["seccomp"],
         serde_json::json!(["RuntimeDefault", "RuntimeDefault"])
     );
-    // Each scan pod writes only its own directory of the volume, and holds
-    // only the private key; the merge holds only the public one.
+    // Each scan pod writes only its own directory of the volume, and sees
+    // only its own private key (issue 26: every pod shared one); the merge
+    // holds only the public ones.
     assert_eq!(v["mounts"]["runs"]["mountPath"], "/out");
     assert_eq!(
         v["mounts"]["runs"]["subPathExpr"],
         "index-$(JOB_COMPLETION_INDEX)"
     );
+    assert_eq!(v["mounts"]["keys"]["mountPath"], "/keys/scanner.key");
     assert_eq!(
-        v["volumes"]["keys"]["secret"]["items"],
-        serde_json::json!([{"key": "scanner.key", "path": "scanner.key"}])
+        v["mounts"]["keys"]["subPathExpr"],
+        "index-$(JOB_COMPLETION_INDEX).key"
+    );
+    assert_eq!(
+        v["volumes"]["keys"]["secret"]["secretName"],
+        "sonde-scanner-keys"
     );
     assert_eq!(
         v["merge_volumes"]["keys"]["secret"]["secretName"],
-        "sonde-scanner-pub"
+        "sonde-scanner-pubs"
     );
 
     // Each pod's command, as its shell expands it.
@@ -132,6 +138,11 @@ print(json.dumps({
         assert_eq!(argv[0], "scan");
         assert_eq!(after("--shard"), format!("{}/{n}", index + 1));
         assert_eq!(after("--seed"), v["env"]["SONDE_SEED"].as_str().unwrap());
+        assert_eq!(
+            after("--sign-key"),
+            "/keys/scanner.key",
+            "the pod's own key"
+        );
         // As the merge sees it: the pod's /out is index-I of the volume.
         let own = after("-o");
         let inside = own
@@ -163,8 +174,20 @@ print(json.dumps({
         wait.contains(&format!("for i in {};", listed.join(" "))),
         "the merge waits for every shard: {wait}"
     );
+    // Shard I+1 is merged only under pod I's key.
+    let bound: Vec<&str> = merge
+        .iter()
+        .skip_while(|a| **a != "--trust-shard")
+        .skip(1)
+        .take_while(|a| !a.starts_with('-'))
+        .copied()
+        .collect();
+    let expected: Vec<String> = (0..n)
+        .map(|i| format!("{}=/keys/index-{i}.pub", i + 1))
+        .collect();
+    assert_eq!(bound, expected, "each shard under its own scanner's key");
     assert!(
-        merge.contains(&"--trust"),
-        "shards are checked against the scanners' key"
+        !merge.contains(&"--trust"),
+        "no key vouches for every shard"
     );
 }

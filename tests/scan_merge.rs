@@ -295,6 +295,56 @@ fn three_machines_scan_shards_that_merge_into_the_single_machine_scan() {
     );
     assert!(!untrusted_out.exists());
 
+    // One key per scanner, bound to its shard (issue 26: with one key
+    // trusted for every shard, one scanner's key vouched for the others').
+    let bound = |keys: [&str; 3], out: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sonde"));
+        cmd.arg("merge")
+            .args([&s1, &s2, &s3])
+            .arg("-o")
+            .arg(dir.path().join(out))
+            .arg("--trust-shard");
+        for (i, k) in keys.iter().enumerate() {
+            cmd.arg(format!("{}={}", i + 1, key(k, "pub")));
+        }
+        output(&mut cmd)
+    };
+    let (code, out, err) = bound(["machine1", "machine2", "machine3"], "bound");
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = bound(["machine2", "machine1", "machine3"], "swapped");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("shard 1/3 (")
+            && err.contains("not by the key trusted for shard 1")
+            && err.contains("merged only under its own scanner's key"),
+        "{err}"
+    );
+    assert!(!dir.path().join("swapped").exists());
+    let (code, _, err) = output(
+        Command::new(env!("CARGO_BIN_EXE_sonde"))
+            .arg("merge")
+            .args([&s1, &s2, &s3])
+            .arg("-o")
+            .arg(dir.path().join("half"))
+            .args(["--trust-shard", &format!("1={}", key("machine1", "pub"))]),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("shard {} does not verify", s2.display()))
+            && err.contains("not signed by a trusted key is not merged"),
+        "{err}"
+    );
+    let (code, _, err) = output(
+        Command::new(env!("CARGO_BIN_EXE_sonde"))
+            .arg("merge")
+            .args([&s1, &s2, &s3])
+            .arg("-o")
+            .arg(dir.path().join("bad"))
+            .args(["--trust-shard", "0=x.pub"]),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not a shard number"), "{err}");
+
     // A tampered shard: one byte of its results changed.
     let tampered = dir.path().join("tampered");
     let cp = Command::new("cp")

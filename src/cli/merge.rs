@@ -25,6 +25,12 @@ pub struct MergeArgs {
     #[arg(long = "trust", value_name = "PUBKEY", num_args = 1..)]
     pub trust: Vec<PathBuf>,
 
+    /// Shard I (as in its --shard I/N) must be signed by exactly this
+    /// public key: one key per scanner, so one scanner's key cannot vouch
+    /// for another's shard (repeat, or give several).
+    #[arg(long = "trust-shard", value_name = "I=PUBKEY", num_args = 1..)]
+    pub trust_shard: Vec<String>,
+
     /// Sign the merged run with this key.
     #[arg(long = "sign-key", value_name = "FILE")]
     pub sign_key: Option<PathBuf>,
@@ -40,6 +46,39 @@ pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
             )
         })?);
     }
+    let mut shard_keys = Vec::new();
+    for given in &args.trust_shard {
+        let hint = "write --trust-shard I=PUBKEY, I as in the shard's --shard I/N, e.g. --trust-shard 2=scanner-2.pub";
+        let (index, path) = given
+            .split_once('=')
+            .ok_or_else(|| Error::usage(format!("--trust-shard {given:?}: no '='"), hint))?;
+        let index: u64 = index
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&i| i >= 1)
+            .ok_or_else(|| {
+                Error::usage(
+                    format!("--trust-shard {given:?}: {index:?} is not a shard number (1, 2, ...)"),
+                    hint,
+                )
+            })?;
+        if shard_keys.iter().any(|(i, _)| *i == index) {
+            return Err(Error::usage(
+                format!("--trust-shard names shard {index} twice"),
+                "give each shard one key",
+            ));
+        }
+        let key = crate::evidence::signature::load_public_key(std::path::Path::new(path)).map_err(
+            |e| {
+                Error::usage(
+                    format!("--trust-shard {index}={e}"),
+                    "give public keys from sonde keygen (NAME.pub)",
+                )
+            },
+        )?;
+        shard_keys.push((index, key));
+    }
     let sign_key = args
         .sign_key
         .as_deref()
@@ -50,6 +89,7 @@ pub fn run_merge(args: MergeArgs, out: &mut dyn Write) -> Result<i32, Error> {
             shards: args.shards,
             output_dir: args.output_dir,
             trusted,
+            shard_keys,
             sign_key,
         },
         &super::scan::StderrObserver,

@@ -221,15 +221,73 @@ fn check_set(shards: &[Shard]) -> Result<(), Error> {
     Ok(())
 }
 
+/// A shard bound to a key (`--trust-shard I=KEY`) is signed by that key;
+/// one not bound is signed by a `--trust` key (verify checked that the
+/// signature holds under the key it names, one of those given).
+fn check_shard_key(
+    shard: &Shard,
+    trusted: &[ed25519_dalek::VerifyingKey],
+    shard_keys: &[(u64, ed25519_dalek::VerifyingKey)],
+) -> Result<(), Error> {
+    use crate::evidence::signature::{RunSignature, SIGNATURE, fingerprint};
+    if shard_keys.is_empty() {
+        return Ok(());
+    }
+    let name = shard.dir.display();
+    let bound = shard_keys
+        .iter()
+        .find(|(i, _)| *i == shard.index)
+        .map(|(_, k)| k);
+    // Verify read it already: a regular file inside the run.
+    let signed_by = crate::evidence::open_regular(&shard.dir.join(SIGNATURE), false)
+        .and_then(|f| {
+            use std::io::Read;
+            let mut b = Vec::new();
+            f.take(1 << 16).read_to_end(&mut b).map(|_| b)
+        })
+        .ok()
+        .and_then(|b| serde_json::from_slice::<RunSignature>(&b).ok())
+        .and_then(|s| s.check().ok());
+    match (bound, signed_by) {
+        (Some(want), Some(got)) if got == *want => Ok(()),
+        (Some(want), got) => Err(Error::usage(
+            format!(
+                "shard {}/{} ({name}) is signed by {}, not by the key trusted for shard {} ({}): a shard is merged only under its own scanner's key",
+                shard.index,
+                shard.count,
+                got.map_or_else(
+                    || "no key".to_string(),
+                    |k| format!("ed25519 key {}", fingerprint(&k))
+                ),
+                shard.index,
+                fingerprint(want)
+            ),
+            "give each shard's public key with --trust-shard I=PUBKEY, I as in its --shard I/N",
+        )),
+        (None, Some(got)) if trusted.contains(&got) => Ok(()),
+        (None, _) => Err(Error::usage(
+            format!(
+                "shard {}/{} ({name}): no key is trusted for it (--trust-shard names other shards, and no --trust key signed it)",
+                shard.index, shard.count
+            ),
+            "give its public key with --trust-shard I=PUBKEY",
+        )),
+    }
+}
+
 /// What to merge, where, trusting and signing with which keys.
 pub struct MergeRequest {
     /// The shards' run directories (every shard 1..N of one scan, once).
     pub shards: Vec<PathBuf>,
     /// The merged run directory (created; new or empty).
     pub output_dir: PathBuf,
-    /// Every shard must be signed by one of these keys (none: unsigned
-    /// shards are merged too).
+    /// Every shard must be signed by one of these keys (none, and no
+    /// `shard_keys`: unsigned shards are merged too).
     pub trusted: Vec<ed25519_dalek::VerifyingKey>,
+    /// Shard I (from 1, as `--shard I/N`) must be signed by exactly this
+    /// key: with one key per scanner, a scanner's key cannot vouch for
+    /// another's shard. Shards without one here take `trusted`.
+    pub shard_keys: Vec<(u64, ed25519_dalek::VerifyingKey)>,
     /// Signs the merged run.
     pub sign_key: Option<ed25519_dalek::SigningKey>,
 }
@@ -257,11 +315,21 @@ pub fn merge(request: MergeRequest, observer: &dyn Observer) -> Result<MergeOutc
         shards: shard_dirs,
         output_dir,
         trusted,
+        shard_keys,
         sign_key,
     } = request;
+    // Verified against every key given; each shard's own key is checked
+    // once its report says which shard it is.
+    let any_key: Vec<_> = trusted
+        .iter()
+        .chain(shard_keys.iter().map(|(_, k)| k))
+        .copied()
+        .collect();
     let mut shards = Vec::new();
     for d in &shard_dirs {
-        shards.push(read_shard(d, &trusted)?);
+        let shard = read_shard(d, &any_key)?;
+        check_shard_key(&shard, &trusted, &shard_keys)?;
+        shards.push(shard);
     }
     check_set(&shards)?;
     shards.sort_by_key(|s| s.index);
