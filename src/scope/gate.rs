@@ -976,10 +976,7 @@ impl ScopeGate {
                 rule: rule.to_string(),
             };
         }
-        let mut covered = IpSet::new();
-        for r in applicable() {
-            covered.union_with(&r.targets);
-        }
+        let covered = IpSet::union_of(applicable().map(|r| &r.targets));
         let Some(missing) = covered.first_missing(range) else {
             let rule = applicable()
                 .find(|r| r.targets.contains(range.first()))

@@ -278,7 +278,7 @@ impl Scope {
         // Every deny rule's ranges sorted and merged once: a union per rule
         // was quadratic (a dry run of a 100,000-rule scope that hit one
         // deny rule took 9.2 s, issue 26).
-        let denied: IpSet = self.deny.iter().flat_map(|r| r.targets.ranges()).collect();
+        let denied = IpSet::union_of(self.deny.iter().map(|r| &r.targets));
         // targets ∩ denied = targets − (targets − denied)
         let mut outside = targets.clone();
         outside.subtract(&denied);
@@ -294,10 +294,22 @@ impl Scope {
         if part.is_empty() {
             return None;
         }
+        // A few ranges fit a command line; a scope of thousands of deny
+        // rules gave a note of half a megabyte.
+        const LISTED: usize = 16;
         let ranges: Vec<String> = part.ranges().map(|r| r.to_string()).collect();
-        let list = ranges.join(",");
+        if ranges.len() <= LISTED {
+            let list = ranges.join(",");
+            return Some(format!(
+                "note: deny rules cover {list} of the targets; --exclude {list} takes that out, and the rest is judged on its own"
+            ));
+        }
+        let addresses =
+            part.count(crate::targets::Family::V4) + part.count(crate::targets::Family::V6);
         Some(format!(
-            "note: deny rules cover {list} of the targets; --exclude {list} takes that out, and the rest is judged on its own"
+            "note: deny rules cover {} separate ranges ({addresses} addresses) of the targets, the first {LISTED}: {}; --excludefile FILE with the deny rules' targets (one per line) takes them out, and the rest is judged on its own",
+            ranges.len(),
+            ranges[..LISTED].join(",")
         ))
     }
 
@@ -309,24 +321,24 @@ impl Scope {
     /// Addresses some allow rule grants for `kind`, less hard-denied ones and
     /// those taken away by deny rules that apply to every port.
     pub fn allowed_addresses(&self, kind: ProbeKind) -> IpSet {
-        let mut set = IpSet::new();
         if !self.probes.contains(kind) {
-            return set;
+            return IpSet::new();
         }
-        for r in self
-            .allow
-            .iter()
-            .filter(|r| r.probes.is_none_or(|p| p.contains(kind)))
-        {
-            set.union_with(&r.targets);
-        }
-        for r in self
-            .deny
-            .iter()
-            .filter(|r| r.probes.is_none_or(|p| p.contains(kind)) && r.ports.is_none())
-        {
-            set.subtract(&r.targets);
-        }
+        // Each side sorted and merged once, then one subtraction: rule by
+        // rule was quadratic (a dry run of a 100,000-rule scope that hit
+        // one deny rule took 20 s, issue 26).
+        let mut set = IpSet::union_of(
+            self.allow
+                .iter()
+                .filter(|r| r.probes.is_none_or(|p| p.contains(kind)))
+                .map(|r| &r.targets),
+        );
+        set.subtract(&IpSet::union_of(
+            self.deny
+                .iter()
+                .filter(|r| r.probes.is_none_or(|p| p.contains(kind)) && r.ports.is_none())
+                .map(|r| &r.targets),
+        ));
         set.subtract(&gate::hard_deny_set());
         set
     }

@@ -270,10 +270,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scope, ScopeError> {
 
     let mut spoof_sources = IpSet::new();
     if let Some(list) = &raw.spoof_sources {
-        let mut allowed = IpSet::new();
-        for r in &allow {
-            allowed.union_with(&r.targets);
-        }
+        let allowed = IpSet::union_of(allow.iter().map(|r| &r.targets));
         for t in list.get_ref() {
             let range = target(&cx, t)?;
             let set: IpSet = range.canonical_parts().into_iter().collect();
