@@ -120,7 +120,23 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, String> {
 /// Read a public key (SPKI PEM, as `sonde keygen` or `openssl pkey -pubout`
 /// write it).
 pub fn load_public_key(path: &Path) -> Result<VerifyingKey, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    use std::io::Read;
+    // A key is a few hundred bytes: /dev/zero is not read until memory
+    // runs out.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(64 << 10).read_to_end(&mut bytes))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let not_pem = || {
+        format!(
+            "{}: not a PEM public key (no -----BEGIN PUBLIC KEY----- line)",
+            path.display()
+        )
+    };
+    let text = String::from_utf8(bytes).map_err(|_| not_pem())?;
+    if !text.contains("-----BEGIN ") {
+        return Err(not_pem());
+    }
     VerifyingKey::from_public_key_pem(&text)
         .map_err(|e| format!("{}: not an Ed25519 public key in PEM ({e})", path.display()))
 }
@@ -180,6 +196,19 @@ impl RunSignature {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (issue 26): a --trust file of garbage was reported as a
+    /// "NUL byte" error, and /dev/zero was read until memory ran out.
+    #[test]
+    fn garbage_is_not_a_pem_public_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("g.pub");
+        std::fs::write(&garbage, [0xffu8, 0, 7, 0x80, 1]).unwrap();
+        for path in [garbage.as_path(), Path::new("/dev/zero")] {
+            let e = load_public_key(path).unwrap_err();
+            assert!(e.contains("not a PEM public key"), "{e}");
+        }
+    }
 
     #[test]
     fn a_key_pair_round_trips_through_pem_files() {
