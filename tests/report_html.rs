@@ -309,3 +309,78 @@ fn a_scan_report_page_shows_authorization_open_ports_and_controls() {
         .0;
     assert!(r.dom.contains(&report));
 }
+
+/// Issue 27: the page has sections for HTTP (a scanner's User-Agent and an
+/// attack in a URI marked), TLS (server names, JA4) and TCP analysis, and
+/// each finding links to its flows in the flows table.
+#[test]
+fn an_analysis_page_has_http_tls_and_tcp_sections_and_findings_link_to_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, html) = (dir.path().join("r.json"), dir.path().join("r.html"));
+    let ours = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/corpus")
+            .join(name)
+    };
+    let (code, _, err) = sonde(&[
+        "analyze",
+        ours("http_streams.pcap").to_str().unwrap(),
+        ours("tls_loopback.pcap").to_str().unwrap(),
+        corpus("scan/synscan.pcapng").to_str().unwrap(),
+        "--flows",
+        "all",
+        "--report",
+        json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let page = std::fs::read_to_string(&html).unwrap();
+    let section = |id: &str| {
+        let start = page
+            .find(&format!("<section id=\"{id}\">"))
+            .unwrap_or_else(|| panic!("no {id} section"));
+        let end = start + page[start..].find("</section>").unwrap();
+        page[start..end].to_string()
+    };
+    let http = section("http");
+    assert!(
+        http.contains("sqlmap/1.7</code> <span class=\"sev sev-medium\">scanner"),
+        "{http}"
+    );
+    assert!(
+        http.contains(
+            "UNION ALL SELECT 1,2--</code> <span class=\"sev sev-medium\">attack pattern"
+        ),
+        "{http}"
+    );
+    assert!(http.contains("1 with an attack pattern"), "{http}");
+    let tls = section("tls");
+    assert!(tls.contains("lab.sonde.test"), "{tls}");
+    for ja4 in report["tls"]["top_ja4"].as_array().unwrap() {
+        assert!(tls.contains(ja4["key"].as_str().unwrap()), "{tls}");
+    }
+    let tcp = section("tcp");
+    assert!(tcp.contains("retransmissions") && tcp.contains("previous segment not captured"));
+    // The port scan's flows: every link lands on a row of the flows table.
+    let flows = section("flows");
+    let scan = page.find("class=\"anomaly\"").expect("the scan's finding");
+    let row = &page[scan..];
+    let row = &row[row.find("<dt>Flows</dt>").unwrap()..];
+    let row = &row[..row.find("</dd>").unwrap()];
+    let links: Vec<&str> = row
+        .split("href=\"#")
+        .skip(1)
+        .map(|l| &l[..l.find('"').unwrap()])
+        .collect();
+    assert_eq!(links.len(), 10, "the first ten, then how many more: {row}");
+    assert!(row.contains("more below"), "{row}");
+    for id in links {
+        assert!(
+            flows.contains(&format!("<tr id=\"{id}\">")),
+            "{id} is not a flow row"
+        );
+        assert!(row.contains("172.16.0.8:"), "{row}");
+    }
+}

@@ -174,7 +174,11 @@ pub fn render_html(input: &PageInput, source: &Source) -> Result<String, NotARep
         );
     } else {
         traffic_sections(&mut h, analysis);
+        http_section(&mut h, analysis);
+        tls_section(&mut h, analysis);
+        tcp_section(&mut h, analysis);
         anomalies_section(&mut h, analysis);
+        flows_section(&mut h, analysis);
     }
     if let Some(s) = &scan {
         compliance_section(&mut h, s);
@@ -634,6 +638,320 @@ fn traffic_sections(h: &mut String, a: &Value) {
     h.push_str("</section>");
 }
 
+/// A table of `(label, count)` rows from a list of objects (`value_key`
+/// and `count`), or from an object of counts; `flag` marks a row.
+fn count_table(
+    h: &mut String,
+    heading: &str,
+    rows: &Value,
+    value_key: &str,
+    flag: &dyn Fn(&str) -> Option<&'static str>,
+) {
+    let items: Vec<(String, String)> = match rows {
+        Value::Array(list) => list
+            .iter()
+            .map(|r| (text(&r[value_key]), count(&r["count"])))
+            .collect(),
+        Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), count(v))).collect(),
+        _ => Vec::new(),
+    };
+    if items.is_empty() {
+        return;
+    }
+    let _ = write!(
+        h,
+        r#"<table><tr><th>{}</th><th class="num">count</th></tr>"#,
+        escape(heading)
+    );
+    for (label, n) in items {
+        let mark = flag(&label).map_or_else(String::new, |why| {
+            format!(r#" <span class="sev sev-medium">{}</span>"#, escape(why))
+        });
+        let _ = write!(
+            h,
+            r#"<tr><td><code>{}</code>{mark}</td><td class="num">{}</td></tr>"#,
+            escape(&label),
+            n
+        );
+    }
+    h.push_str("</table>");
+}
+
+/// HTTP: hosts, methods, status codes, user agents (a scanner's marked)
+/// and the most requested URIs (attack patterns marked), when the capture
+/// holds any.
+fn http_section(h: &mut String, a: &Value) {
+    let http = &a["http"];
+    if num(&http["requests"]) == 0.0 && num(&http["responses"]) == 0.0 {
+        return;
+    }
+    h.push_str(r#"<section id="http"><h2>HTTP</h2>"#);
+    kv(
+        h,
+        &[
+            ("Requests", count(&http["requests"])),
+            ("Responses", count(&http["responses"])),
+        ],
+    );
+    let none = |_: &str| None;
+    count_table(h, "host", &http["hosts"], "value", &none);
+    count_table(h, "method", &http["methods"], "value", &none);
+    count_table(h, "status code", &http["status_codes"], "value", &none);
+    count_table(h, "user agent", &http["user_agents"], "value", &|ua| {
+        crate::analyze::detect::web_scanner::scanner_agent(ua.as_bytes()).map(|_| "scanner")
+    });
+    let suspicious = |uri: &str| {
+        crate::analyze::detect::web_scanner::attack_in_uri(uri.as_bytes())
+            .then_some("attack pattern")
+    };
+    let flagged = http["uris"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|u| suspicious(&text(&u["value"])).is_some())
+        .count();
+    let _ = write!(
+        h,
+        "<p>Most requested URIs: {} with an attack pattern (SQL injection, path traversal, probes for known flaws).</p>",
+        flagged
+    );
+    count_table(h, "URI", &http["uris"], "value", &suspicious);
+    h.push_str("</section>");
+}
+
+/// TLS: versions, ALPN, server names, JA4 and JA4S, and the handshakes.
+fn tls_section(h: &mut String, a: &Value) {
+    let tls = &a["tls"];
+    if num(&tls["client_hellos"]) == 0.0
+        && num(&tls["server_hellos"]) == 0.0
+        && num(&tls["quic_client_hellos"]) == 0.0
+    {
+        return;
+    }
+    h.push_str(r#"<section id="tls"><h2>TLS</h2>"#);
+    kv(
+        h,
+        &[
+            (
+                "ClientHello / ServerHello",
+                format!(
+                    "{} / {}",
+                    count(&tls["client_hellos"]),
+                    count(&tls["server_hellos"])
+                ),
+            ),
+            (
+                "QUIC Initial ClientHello",
+                count(&tls["quic_client_hellos"]),
+            ),
+        ],
+    );
+    let none = |_: &str| None;
+    count_table(h, "version", &tls["versions"], "key", &none);
+    count_table(h, "ALPN", &tls["alpn"], "key", &none);
+    count_table(
+        h,
+        "server name (SNI)",
+        &tls["top_server_names"],
+        "key",
+        &none,
+    );
+    count_table(h, "JA4 (client)", &tls["top_ja4"], "key", &none);
+    count_table(h, "JA4S (server)", &tls["top_ja4s"], "key", &none);
+    let shakes = tls["handshakes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    if !shakes.is_empty() {
+        h.push_str("<table><tr><th>client</th><th>server</th><th>SNI</th><th>offered</th><th>chosen</th><th>JA4</th><th>JA4S</th></tr>");
+        for s in shakes {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}:{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+                escape(&text(&s["client"])),
+                escape(&text(&s["server"])),
+                escape(&text(&s["port"])),
+                escape(&text(&s["sni"])),
+                escape(&text(&s["version_offered"])),
+                escape(&text(&s["version"])),
+                escape(&text(&s["ja4"])),
+                escape(&text(&s["ja4s"])),
+            );
+        }
+        h.push_str("</table>");
+        if num(&tls["handshakes_not_listed"]) > 0.0 {
+            let _ = write!(
+                h,
+                r#"<p class="muted">{} more handshakes not listed.</p>"#,
+                count(&tls["handshakes_not_listed"])
+            );
+        }
+    }
+    h.push_str("</section>");
+}
+
+/// The counters of TCP analysis (as Wireshark's expert information names
+/// them), and the connections with the most trouble, worst first.
+const TCP_COUNTERS: [(&str, &str); 9] = [
+    ("retransmissions", "retransmissions"),
+    ("fast_retransmissions", "fast retransmissions"),
+    ("spurious_retransmissions", "spurious retransmissions"),
+    ("duplicate_acks", "duplicate ACKs"),
+    ("out_of_order", "out-of-order"),
+    ("lost_segments", "previous segment not captured"),
+    ("acked_unseen_segments", "ACKed segment not captured"),
+    ("zero_windows", "zero windows"),
+    ("keep_alives", "keep-alives"),
+];
+
+fn tcp_section(h: &mut String, a: &Value) {
+    let t = &a["tcp_analysis"];
+    if !t.is_object() {
+        return;
+    }
+    h.push_str(r#"<section id="tcp"><h2>TCP analysis</h2>"#);
+    let rows: Vec<(&str, String)> = TCP_COUNTERS
+        .iter()
+        .map(|(k, label)| (*label, count(&t[*k])))
+        .collect();
+    kv(h, &rows);
+    let worst = t["top_connections"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    if worst.is_empty() {
+        h.push_str("<p>No connection had any of these.</p></section>");
+        return;
+    }
+    h.push_str(
+        "<p>Connections with the most of these, worst first:</p><table><tr><th>connection</th>",
+    );
+    for (_, label) in TCP_COUNTERS {
+        let _ = write!(h, r#"<th class="num">{}</th>"#, escape(label));
+    }
+    h.push_str("</tr>");
+    for c in worst {
+        let _ = write!(
+            h,
+            "<tr><td>{}:{} &harr; {}:{}</td>",
+            escape(&text(&c["a"])),
+            escape(&text(&c["a_port"])),
+            escape(&text(&c["b"])),
+            escape(&text(&c["b_port"]))
+        );
+        for (k, _) in TCP_COUNTERS {
+            let _ = write!(h, r#"<td class="num">{}</td>"#, count(&c[k]));
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</table></section>");
+}
+
+/// The address part of `ip:port` or `[ip]:port`.
+fn host_of(endpoint: &str) -> &str {
+    match endpoint.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
+            host.trim_start_matches('[').trim_end_matches(']')
+        }
+        _ => endpoint,
+    }
+}
+
+/// The anchor of a listed flow: its first frame, which no other flow has.
+fn flow_anchor(f: &Value) -> String {
+    format!("flow-{}", text(&f["first_frame"]))
+}
+
+/// The listed flows between a finding's sources and destinations (either
+/// direction), as links to the flows table.
+fn finding_flows(an: &Value, flows: &[Value]) -> Option<String> {
+    const SHOWN: usize = 10;
+    let set = |k: &str| -> std::collections::HashSet<String> {
+        an[k]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    let (sources, destinations) = (set("sources"), set("destinations"));
+    if sources.is_empty() && destinations.is_empty() {
+        return None;
+    }
+    let touches =
+        |x: &str, side: &std::collections::HashSet<String>| side.is_empty() || side.contains(x);
+    let linked: Vec<&Value> = flows
+        .iter()
+        .filter(|f| {
+            let (c, s) = (
+                host_of(f["client"].as_str().unwrap_or("")),
+                host_of(f["server"].as_str().unwrap_or("")),
+            );
+            (touches(c, &sources) && touches(s, &destinations))
+                || (touches(s, &sources) && touches(c, &destinations))
+        })
+        .collect();
+    if linked.is_empty() {
+        return Some("none among the flows listed below".into());
+    }
+    let mut out: Vec<String> = linked
+        .iter()
+        .take(SHOWN)
+        .map(|f| {
+            format!(
+                r##"<a href="#{}">{} {} &rarr; {}</a>"##,
+                escape(&flow_anchor(f)),
+                escape(&text(&f["protocol"])),
+                escape(&text(&f["client"])),
+                escape(&text(&f["server"]))
+            )
+        })
+        .collect();
+    if linked.len() > SHOWN {
+        out.push(format!("and {} more below", linked.len() - SHOWN));
+    }
+    Some(out.join(", "))
+}
+
+/// The flows the report lists, each with an anchor findings link to.
+fn flows_section(h: &mut String, a: &Value) {
+    let flows = a["flows"]["list"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    if flows.is_empty() {
+        return;
+    }
+    let which = match a["flows"]["listing"].as_str() {
+        Some("all") => "every flow, in first-frame order",
+        _ => "the largest by bytes (analyze --flows all lists every one)",
+    };
+    let _ = write!(
+        h,
+        r#"<section id="flows"><h2>Flows</h2><p class="muted">{} of {} flows: {which}.</p>"#,
+        flows.len(),
+        count(&a["flows"]["count"]["total"]),
+    );
+    h.push_str(r#"<table><tr><th>protocol</th><th>client</th><th>server</th><th>first (UTC)</th><th class="num">packets &rarr;</th><th class="num">packets &larr;</th><th class="num">bytes &rarr;</th><th class="num">bytes &larr;</th><th>application</th></tr>"#);
+    for f in flows {
+        let _ = write!(
+            h,
+            r#"<tr id="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+            escape(&flow_anchor(f)),
+            escape(&text(&f["protocol"])),
+            escape(&text(&f["client"])),
+            escape(&text(&f["server"])),
+            escape(&text(&f["first_timestamp"])),
+            count(&f["packets_client_to_server"]),
+            count(&f["packets_server_to_client"]),
+            count(&f["bytes_client_to_server"]),
+            count(&f["bytes_server_to_client"]),
+            escape(&text(&f["app_protocol"])),
+        );
+    }
+    h.push_str("</table></section>");
+}
+
 /// Each detector that ran, its findings and the nearest the capture came.
 fn detectors_table(h: &mut String, a: &Value) {
     let Some(runs) = a["detectors"].as_array().filter(|r| !r.is_empty()) else {
@@ -691,6 +1009,10 @@ fn anomalies_section(h: &mut String, a: &Value) {
         );
     }
     detectors_table(h, a);
+    let flows = a["flows"]["list"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     for an in list {
         let sev = text(&an["severity"]);
         let _ = write!(
@@ -717,6 +1039,9 @@ fn anomalies_section(h: &mut String, a: &Value) {
             rows.push(("Ports", escape(&text(&an["ports"]))));
         }
         rows.push(("Example frames", escape(&text(&an["example_frames"]))));
+        if let Some(links) = finding_flows(an, flows) {
+            rows.push(("Flows", links));
+        }
         for extra in ["subtype", "scan_type", "domain", "note"] {
             if let Some(v) = an.get(extra)
                 && !v.is_null()

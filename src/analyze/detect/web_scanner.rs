@@ -76,10 +76,11 @@ const SCANNER_AGENTS: [(&str, &str); 22] = [
 
 /// What an attack puts in a URI, after one round of percent-decoding and
 /// in lower case (`+` read as a space).
-const ATTACKS: [&str; 18] = [
+const ATTACKS: [&str; 19] = [
     "../",
     "..\\",
     "union select",
+    "union all select",
     "' or '1'='1",
     "\" or \"1\"=\"1",
     " or 1=1",
@@ -213,6 +214,7 @@ mod search_tests {
         assert!(super::attack_in_uri(b"/a?id=1 UNION SELECT 2"));
         assert!(super::attack_in_uri(b"/a?id=1%27%20union%20select%202--"));
         assert!(super::attack_in_uri(b"/a?q=1+UNION+select+2"));
+        assert!(super::attack_in_uri(b"/search?q=' UNION ALL SELECT 1,2--"));
         assert!(super::attack_in_uri(b"/x/..%2F..%2Fetc%2Fpasswd"));
         assert!(!super::attack_in_uri(b"/index.html?page=2&sort=asc"));
         assert!(!super::attack_in_uri(b"/search?q=50%25+off"));
