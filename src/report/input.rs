@@ -12,8 +12,14 @@ use serde_json::{Map, Value};
 use crate::probe::Verdict;
 use crate::results::{FoldedState, HostResults, Severity};
 
-/// Hosts listed on the page at most (the JSON holds them all).
-pub const MAX_HOST_ROWS: usize = 2000;
+/// Hosts listed on the page at most, the busiest (the JSON holds them
+/// all): a /16 with every host answering was a 17.5 MB page.
+pub const MAX_HOST_ROWS: usize = 1000;
+/// Address ranges (IPv4 /24, IPv6 /120) the answering hosts are folded
+/// into, at most.
+pub const MAX_RANGE_ROWS: usize = 1024;
+/// Service findings listed at most, the worst first.
+pub const MAX_FINDING_ROWS: usize = 200;
 
 /// A report as the page needs it.
 #[derive(Debug, Default)]
@@ -27,9 +33,17 @@ pub struct PageInput {
 /// What the page shows of a scan's hosts.
 #[derive(Debug, Default)]
 pub struct HostsSummary {
-    /// Hosts that answered anything, in report order, the first
-    /// `MAX_HOST_ROWS` of them.
+    /// Hosts that answered anything, the busiest `MAX_HOST_ROWS` (most
+    /// open ports, then those that answered ping; report order among
+    /// equals), busiest first.
     pub rows: Vec<HostRow>,
+    /// Every answering host folded into its range (IPv4 /24, IPv6 /120),
+    /// in address order, the first `MAX_RANGE_ROWS` ranges.
+    pub ranges: Vec<RangeRow>,
+    /// Answering hosts in ranges past the first `MAX_RANGE_ROWS`.
+    pub hosts_in_unlisted_ranges: usize,
+    /// Service findings past `MAX_FINDING_ROWS`.
+    pub findings_not_listed: usize,
     /// Hosts that answered anything (rows beyond the limit included).
     pub answered: usize,
     /// Hosts with at least one open port.
@@ -42,6 +56,58 @@ pub struct HostsSummary {
     pub by_product: std::collections::BTreeMap<(String, String, String), usize>,
     /// Service findings, every host's: (severity, summary), the worst first.
     pub findings: Vec<(Severity, String)>,
+}
+
+/// One range of answering hosts on the page.
+#[derive(Debug, Default, Clone)]
+pub struct RangeRow {
+    /// `198.18.5.0/24`.
+    pub range: String,
+    pub hosts: usize,
+    pub with_open: usize,
+    /// Hosts open per port in the range.
+    pub ports: std::collections::BTreeMap<u16, usize>,
+}
+
+/// The range a host is folded into: (family, first address of its /24 or
+/// /120).
+fn range_of(ip: std::net::IpAddr) -> (u8, u128) {
+    match ip {
+        std::net::IpAddr::V4(a) => (4, u128::from(u32::from(a) & !0xff)),
+        std::net::IpAddr::V6(a) => (6, u128::from(a) & !0xff),
+    }
+}
+
+fn range_name((family, first): (u8, u128)) -> String {
+    match family {
+        4 => format!("{}/24", std::net::Ipv4Addr::from(first as u32)),
+        _ => format!("{}/120", std::net::Ipv6Addr::from(first)),
+    }
+}
+
+/// A listed host and where it ranks.
+struct Ranked {
+    /// Open ports, then ping (busier is greater), then report order
+    /// (earlier is greater).
+    key: (usize, bool, std::cmp::Reverse<usize>),
+    row: HostRow,
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Ranked) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Ranked) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ranked {
+    fn cmp(&self, other: &Ranked) -> std::cmp::Ordering {
+        self.key.cmp(&other.key)
+    }
 }
 
 /// One host's line on the page.
@@ -133,6 +199,11 @@ impl<'de> Visitor<'de> for HostsVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HostsSummary, A::Error> {
         let mut s = HostsSummary::default();
+        // The busiest hosts so far, the least busy on top to be let go.
+        let mut busiest: std::collections::BinaryHeap<std::cmp::Reverse<Ranked>> =
+            std::collections::BinaryHeap::new();
+        let mut ranges: std::collections::BTreeMap<(u8, u128), RangeRow> =
+            std::collections::BTreeMap::new();
         // One host at a time, as the scan wrote it, folded into its row.
         while let Some(host) = seq.next_element::<HostResults>()? {
             for sv in &host.services {
@@ -157,11 +228,42 @@ impl<'de> Visitor<'de> for HostsVisitor {
             if !row.open.is_empty() {
                 s.with_open += 1;
             }
-            if s.rows.len() < MAX_HOST_ROWS {
-                s.rows.push(row);
+            let key = range_of(host.address);
+            if ranges.len() < MAX_RANGE_ROWS || ranges.contains_key(&key) {
+                let r = ranges.entry(key).or_default();
+                r.hosts += 1;
+                r.with_open += usize::from(!row.open.is_empty());
+                for port in &row.open {
+                    *r.ports.entry(*port).or_insert(0) += 1;
+                }
+            } else {
+                s.hosts_in_unlisted_ranges += 1;
+            }
+            let ranked = Ranked {
+                key: (row.open.len(), row.up, std::cmp::Reverse(s.answered)),
+                row,
+            };
+            if busiest.len() < MAX_HOST_ROWS {
+                busiest.push(std::cmp::Reverse(ranked));
+            } else if busiest.peek().is_some_and(|least| least.0 < ranked) {
+                busiest.pop();
+                busiest.push(std::cmp::Reverse(ranked));
             }
         }
+        // Busiest first.
+        let mut rows: Vec<Ranked> = busiest.into_iter().map(|r| r.0).collect();
+        rows.sort_by(|a, b| b.cmp(a));
+        s.rows = rows.into_iter().map(|r| r.row).collect();
+        s.ranges = ranges
+            .into_iter()
+            .map(|(key, mut r)| {
+                r.range = range_name(key);
+                r
+            })
+            .collect();
         s.findings.sort_by_key(|f| std::cmp::Reverse(f.0));
+        s.findings_not_listed = s.findings.len().saturating_sub(MAX_FINDING_ROWS);
+        s.findings.truncate(MAX_FINDING_ROWS);
         Ok(s)
     }
 }
@@ -212,7 +314,7 @@ impl HostRow {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -245,6 +347,68 @@ mod tests {
         let v: Value = serde_json::from_slice(text).unwrap();
         let again = PageInput::from_value(v);
         assert_eq!(again.hosts.unwrap().rows[0].address, "198.18.1.10");
+    }
+
+    /// A /16 where every host answers, 4 ports open each, and a few
+    /// busier hosts: the summary holds the busiest 1,000 hosts, busiest
+    /// first, and every host folded into 256 ranges (issue 27: the page of
+    /// such a scan was 17.5 MB).
+    pub(crate) fn a_slash_16(busy: &[u32]) -> Vec<u8> {
+        let mut text = String::from(r#"{"hosts": ["#);
+        for i in 0..65_536u32 {
+            let ip = std::net::Ipv4Addr::from(0xc612_0000 | i);
+            let ports: &[u16] = if busy.contains(&i) {
+                &[21, 22, 23, 25, 53, 80, 110, 143, 443, 8080]
+            } else {
+                &[22, 80, 443, 8080]
+            };
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(&format!(r#"{{"address": "{ip}", "results": ["#));
+            for (k, p) in ports.iter().enumerate() {
+                if k > 0 {
+                    text.push(',');
+                }
+                text.push_str(&format!(
+                    r#"{{"target": "{ip}", "port": {p}, "probe": "syn", "state": "open", "ttl": 64, "time": "2026-12-07T06:00:00Z"}}"#
+                ));
+            }
+            text.push_str(r#"], "not_shown": [{"probe": "syn", "state": "closed", "reason": "rst", "count": 17, "ports": null}]}"#);
+        }
+        text.push_str("]}");
+        text.into_bytes()
+    }
+
+    #[test]
+    fn a_slash_16_is_folded_to_the_busiest_hosts_and_its_ranges() {
+        let busy = [40_000, 7, 65_535];
+        let h = PageInput::from_slice(&a_slash_16(&busy))
+            .unwrap()
+            .hosts
+            .unwrap();
+        assert_eq!((h.answered, h.with_open), (65_536, 65_536));
+        assert_eq!(h.rows.len(), MAX_HOST_ROWS);
+        // The busy ones first, in report order among equals, then the
+        // first others.
+        let first: Vec<&str> = h.rows[..4].iter().map(|r| r.address.as_str()).collect();
+        assert_eq!(
+            first,
+            [
+                "198.18.0.7",
+                "198.18.156.64",
+                "198.18.255.255",
+                "198.18.0.0"
+            ]
+        );
+        assert_eq!(h.ranges.len(), 256);
+        assert_eq!(h.ranges[0].range, "198.18.0.0/24");
+        assert_eq!((h.ranges[0].hosts, h.ranges[0].with_open), (256, 256));
+        assert_eq!(h.ranges[0].ports[&22], 256);
+        assert_eq!(h.ranges[0].ports[&21], 1, "198.18.0.7");
+        assert_eq!(h.ranges[255].range, "198.18.255.0/24");
+        assert_eq!(h.hosts_in_unlisted_ranges, 0);
+        assert_eq!(h.by_port[&22], 65_536);
     }
 
     #[test]

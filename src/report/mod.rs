@@ -376,9 +376,45 @@ fn hosts_section(h: &mut String, hosts: Option<&HostsSummary>) {
                 ports.len() - MAX_PORT_ROWS
             );
         }
-        h.push_str("<h3>Hosts</h3>");
+    }
+    if !hosts.ranges.is_empty() {
+        // Every answering host, folded by range: a /16 is 256 lines.
+        h.push_str(r#"<h3>By range</h3><table class="ranges"><tr><th>range</th><th class="num">hosts answered</th><th class="num">with open ports</th><th>most open ports (hosts)</th></tr>"#);
+        for r in &hosts.ranges {
+            let mut ports: Vec<(&u16, &usize)> = r.ports.iter().collect();
+            ports.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let top: Vec<String> = ports
+                .iter()
+                .take(6)
+                .map(|(p, n)| format!("{p} ({n})"))
+                .collect();
+            let _ = write!(
+                h,
+                r#"<tr><td><code>{}</code></td><td class="num">{}</td><td class="num">{}</td><td>{}{}</td></tr>"#,
+                escape(&r.range),
+                r.hosts,
+                r.with_open,
+                escape(&top.join(", ")),
+                if ports.len() > 6 { ", ..." } else { "" }
+            );
+        }
+        h.push_str("</table>");
+        if hosts.hosts_in_unlisted_ranges > 0 {
+            let _ = write!(
+                h,
+                r#"<p class="muted">{} more answering hosts, in ranges past the first {}, are in report.json.</p>"#,
+                hosts.hosts_in_unlisted_ranges,
+                crate::report::input::MAX_RANGE_ROWS
+            );
+        }
     }
     if !hosts.rows.is_empty() {
+        let _ = write!(
+            h,
+            "<h3>Hosts, the busiest first</h3><p class=\"muted\">{} of {}: most open ports first.</p>",
+            hosts.rows.len(),
+            hosts.answered
+        );
         h.push_str(
             r#"<table class="hosts"><tr><th>host</th><th>open</th><th class="num">closed</th><th class="num">filtered</th><th>ping</th><th>DNS</th><th>services</th></tr>"#,
         );
@@ -438,6 +474,13 @@ fn hosts_section(h: &mut String, hosts: Option<&HostsSummary>) {
             );
         }
         h.push_str("</ul>");
+        if hosts.findings_not_listed > 0 {
+            let _ = write!(
+                h,
+                r#"<p class="muted">{} more service findings are in report.json.</p>"#,
+                hosts.findings_not_listed
+            );
+        }
     }
     if hosts.answered > hosts.rows.len() {
         let _ = write!(
@@ -1097,6 +1140,28 @@ fn compliance_section(h: &mut String, s: &ScanReport<IgnoredAny>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 27: a /16 where every host answered made a 17.5 MB page. The
+    /// hosts part is now the by-port summary, 256 ranges and the busiest
+    /// thousand hosts.
+    #[test]
+    fn a_slash_16_page_is_folded() {
+        let doc = crate::report::input::tests::a_slash_16(&[12]);
+        let summary = crate::report::input::PageInput::from_slice(&doc)
+            .unwrap()
+            .hosts
+            .unwrap();
+        let mut h = String::new();
+        hosts_section(&mut h, Some(&summary));
+        assert!(h.len() < 400_000, "{} bytes", h.len());
+        assert!(h.contains("65536 hosts answered"), "{}", &h[..300]);
+        assert_eq!(h.matches("/24</code>").count(), 256);
+        assert!(h.contains("<td>22 (256), 80 (256), 443 (256), 8080 (256)</td>"));
+        assert!(h.contains("1000 of 65536: most open ports first"));
+        assert!(h.contains("64536 more hosts are in report.json"));
+        let busiest = h.find("<code>198.18.0.12</code>").unwrap();
+        assert!(busiest < h.find("<code>198.18.0.0</code></td><td>22").unwrap());
+    }
 
     fn source() -> Source {
         Source {
