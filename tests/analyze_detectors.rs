@@ -1949,3 +1949,128 @@ fn cookie_replay_from_a_second_client() {
     let r = c.analyze();
     assert!(!has(&r, "cookie_replay", None), "{:?}", kinds(&r));
 }
+
+/// A response of `content_type` whose body starts with `body`.
+fn response(content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+fn get(host: &str, path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Mozilla/5.0\r\n\r\n").into_bytes()
+}
+
+/// Issue 27: an exploit kit's delivery (a Flash exploit, then an
+/// executable, then check-in POSTs) was no finding though the report
+/// already read every HTTP exchange. An installer downloaded alone, and a
+/// page with a Flash movie and nothing after it, are none.
+#[test]
+fn exploit_kit_delivery_flash_then_an_executable_then_check_ins() {
+    let victim = ("198.18.0.20", 49_160);
+    let landing = "198.18.7.7";
+    let mut c = Capture::default();
+    http_exchange_with(
+        &mut c,
+        0,
+        victim,
+        "198.18.1.1",
+        &get("news.test", "/"),
+        &response("text/html", b"<html><iframe src=//kit/>"),
+    );
+    http_exchange_with(
+        &mut c,
+        S,
+        (victim.0, victim.1 + 1),
+        landing,
+        &get("kit.test", "/gate.php?x=1"),
+        &response("text/html", b"<html><object>"),
+    );
+    // The exploit, served as text to hide it: its magic says Flash.
+    http_exchange_with(
+        &mut c,
+        2 * S,
+        (victim.0, victim.1 + 2),
+        landing,
+        &get("kit.test", "/f.swf"),
+        &response("text/html", b"CWS\x0a\x00\x00\x01\x00\x78\x9c"),
+    );
+    // The payload, 6 s later, from the same server: PE by its magic.
+    http_exchange_with(
+        &mut c,
+        8 * S,
+        (victim.0, victim.1 + 3),
+        landing,
+        &get("kit.test", "/p?id=9"),
+        &response("application/octet-stream", b"MZ\x90\x00\x03\x00\x00\x00"),
+    );
+    for i in 0..3u16 {
+        http_exchange_with(
+            &mut c,
+            (20 + 30 * i64::from(i)) * S,
+            (victim.0, victim.1 + 10 + i),
+            "198.18.9.9",
+            b"POST /gate.php HTTP/1.1\r\nHost: c2.test\r\nContent-Length: 0\r\n\r\n",
+            &response("text/plain", b"ok"),
+        );
+    }
+    let r = c.analyze();
+    let a = finding(&r, "exploit_kit", None);
+    assert_eq!(a.severity, sonde::analyze::detect::Severity::High);
+    assert_eq!(a.sources, vec!["198.18.0.20"]);
+    assert_eq!(a.destinations, vec![landing, "198.18.9.9"]);
+    assert!(
+        a.summary
+            .contains("a Flash movie from 198.18.7.7, then an executable 6 s later")
+            && a.summary.contains("likely infected"),
+        "{}",
+        a.summary
+    );
+    assert_eq!(a.evidence["seconds_to_payload"], 6.0);
+    assert_eq!(a.evidence["check_in_posts"], 3.0);
+    // The exploit's, the payload's and the first check-in's frames (each
+    // response or request is the 5th or 4th frame of its exchange).
+    assert_eq!(a.example_frames, vec![21, 29, 36]);
+    assert_eq!(
+        r.detectors
+            .iter()
+            .find(|d| d.name == "exploit_kit")
+            .unwrap()
+            .findings,
+        1
+    );
+
+    // Benign: an installer alone; a Flash movie with nothing after it; a
+    // Flash movie, then an executable ten minutes later.
+    let mut c = Capture::default();
+    http_exchange_with(
+        &mut c,
+        0,
+        ("198.18.0.30", 50_000),
+        "198.18.1.2",
+        &get("vendor.test", "/setup.exe"),
+        &response("application/x-msdownload", b"MZ\x90\x00"),
+    );
+    http_exchange_with(
+        &mut c,
+        S,
+        ("198.18.0.31", 50_001),
+        "198.18.1.3",
+        &get("games.test", "/game.swf"),
+        &response("application/x-shockwave-flash", b"FWS\x09"),
+    );
+    http_exchange_with(
+        &mut c,
+        600 * S,
+        ("198.18.0.31", 50_002),
+        "198.18.1.2",
+        &get("vendor.test", "/tool.exe"),
+        &response("application/octet-stream", b"MZ\x90\x00"),
+    );
+    let r = c.analyze();
+    assert!(!has(&r, "exploit_kit", None), "{:?}", kinds(&r));
+}

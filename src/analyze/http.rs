@@ -22,8 +22,16 @@ pub enum HttpMessage<'a> {
     },
     Response {
         status: u16,
+        /// The `Content-Type` header's value, as sent.
+        content_type: Option<&'a [u8]>,
+        /// The body's first bytes, when the head's bytes go on past it
+        /// (up to [`BODY_START`]): what a file's magic says it is.
+        body_start: &'a [u8],
     },
 }
+
+/// Body bytes kept with a response's head.
+pub const BODY_START: usize = 8;
 
 /// How a message's body ends (RFC 9112, section 6.3), as its head says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,7 +105,11 @@ fn first_line_only(payload: &[u8]) -> Option<Head<'_>> {
         let mut resp = httparse::Response::new(&mut none);
         let _ = resp.parse(payload);
         return Some(Head {
-            message: HttpMessage::Response { status: resp.code? },
+            message: HttpMessage::Response {
+                status: resp.code?,
+                content_type: None,
+                body_start: &[],
+            },
             end: unreadable_or_cut(payload),
         });
     }
@@ -131,8 +143,24 @@ fn parse_head_with<'a>(
             return Ok(None);
         };
         let end = head_end(status, resp.headers);
+        let content_type = resp
+            .headers
+            .iter()
+            .take_while(|h| !h.name.is_empty())
+            .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+            .map(|h| h.value);
+        let body_start = match end {
+            HeadEnd::Complete { len, .. } => {
+                &payload[len.min(payload.len())..(len + BODY_START).min(payload.len())]
+            }
+            _ => &[],
+        };
         return Ok(Some(Head {
-            message: HttpMessage::Response { status: code },
+            message: HttpMessage::Response {
+                status: code,
+                content_type,
+                body_start,
+            },
             end,
         }));
     }
@@ -362,6 +390,7 @@ pub struct HttpStats {
     pub(crate) web: crate::analyze::detect::web_scanner::WebScanner,
     /// Which clients sent each session cookie: the replay detector.
     pub(crate) cookies: crate::analyze::detect::cookie_replay::CookieReplay,
+    pub(crate) exploit_kit: crate::analyze::detect::exploit_kit::ExploitKit,
 }
 
 impl HttpStats {
@@ -385,6 +414,7 @@ impl HttpStats {
         self.add(m);
         self.web.message(m, sender, receiver, ts, frame);
         self.cookies.message(m, sender, receiver, ts, frame);
+        self.exploit_kit.message(m, sender, receiver, ts, frame);
     }
 
     pub fn add(&mut self, m: &HttpMessage<'_>) {
@@ -425,7 +455,7 @@ impl HttpStats {
                     bump(&mut self.user_agents, ua);
                 }
             }
-            HttpMessage::Response { status } => {
+            HttpMessage::Response { status, .. } => {
                 self.responses += 1;
                 *self.statuses.entry(*status).or_default() += 1;
             }
@@ -535,7 +565,11 @@ mod tests {
         ));
         assert_eq!(
             parse(b"HTTP/1.1 404 Not Found\r\n\r\n"),
-            Some(HttpMessage::Response { status: 404 })
+            Some(HttpMessage::Response {
+                status: 404,
+                content_type: None,
+                body_start: &[]
+            })
         );
         assert_eq!(parse(b"\x16\x03\x01 tls"), None);
         assert_eq!(parse(b"Garbage that is not http"), None);

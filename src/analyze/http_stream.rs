@@ -493,10 +493,12 @@ fn body_state(c: &mut Conn, m: &HttpMessage<'_>, framing: Framing) -> State {
     match m {
         HttpMessage::Request { .. } => by_framing(State::Head),
         // Switching protocols: what follows is no longer HTTP/1.
-        HttpMessage::Response { status: 101 } => State::ToClose,
+        HttpMessage::Response { status: 101, .. } => State::ToClose,
         // An interim response: the final one follows, for the same request.
-        HttpMessage::Response { status: 100..=199 } => State::Head,
-        HttpMessage::Response { status } => match c.pop_asked() {
+        HttpMessage::Response {
+            status: 100..=199, ..
+        } => State::Head,
+        HttpMessage::Response { status, .. } => match c.pop_asked() {
             Asked::Connect if (200..300).contains(status) => State::ToClose,
             Asked::Head => State::Head,
             _ if matches!(status, 204 | 304) => State::Head,

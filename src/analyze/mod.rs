@@ -375,6 +375,7 @@ impl Analyzer {
         let web_closest = web.closest();
         let mut web_findings = web.finish();
         web_findings.extend(std::mem::take(&mut http.cookies).finish());
+        web_findings.extend(std::mem::take(&mut http.exploit_kit).finish());
         let (anomalies, detectors_run) = detectors.finish(web_findings, web_closest);
         let http_report = http.report(self.top, streams);
         let listing = match self.listing {

@@ -70,11 +70,28 @@ pub fn http_exchange(
     request: &str,
     status: u16,
 ) {
-    let server = "198.18.1.80";
-    let (cs, ss) = (1000u32, 9000u32);
-    let req = request.as_bytes();
     let resp = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
-    let resp = resp.as_bytes();
+    http_exchange_with(
+        c,
+        at,
+        (client, port),
+        "198.18.1.80",
+        request.as_bytes(),
+        resp.as_bytes(),
+    );
+}
+
+/// One HTTP exchange on its own connection to `server` port 80: handshake,
+/// `req`, the response `resp` (head and body, one segment), both FINs.
+pub fn http_exchange_with(
+    c: &mut Capture,
+    at: i64,
+    (client, port): (&str, u16),
+    server: &str,
+    req: &[u8],
+    resp: &[u8],
+) {
+    let (cs, ss) = (1000u32, 9000u32);
     c.push(at, tcp_seq(client, server, port, 80, SYN, cs, 0, &[]));
     c.push(
         at + 1,

@@ -7,6 +7,7 @@ mod arp_spoofing;
 mod beaconing;
 pub(crate) mod cookie_replay;
 mod dns_tunneling;
+pub(crate) mod exploit_kit;
 mod host_sweep;
 mod ip_fragmentation;
 mod malformed_header;
@@ -446,6 +447,12 @@ impl Detectors {
             ("nxdomain_rewriting", json(&t.nxdomain_rewriting)),
             // No thresholds: one replay is a finding.
             ("cookie_replay", serde_json::json!({})),
+            (
+                "exploit_kit",
+                serde_json::json!({
+                    "max_seconds_to_payload": exploit_kit::MAX_SECONDS_TO_PAYLOAD
+                }),
+            ),
         ];
         let mut all = more;
         all.extend(self.syn_flood.finish());

@@ -264,7 +264,7 @@ impl WebScanner {
                     }
                     e.requests += 1;
                 }
-                HttpMessage::Response { status } => {
+                HttpMessage::Response { status, .. } => {
                     e.responses += 1;
                     if (400..500).contains(status) {
                         e.client_errors += 1;
@@ -354,7 +354,7 @@ impl WebScanner {
                     }
                 }
             }
-            HttpMessage::Response { status } => {
+            HttpMessage::Response { status, .. } => {
                 p.responses += 1;
                 if (400..500).contains(status) {
                     p.client_errors += 1;
