@@ -468,7 +468,7 @@ fn source_of(ip: &[u8]) -> Option<IpAddr> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::probe::{DnsQuestion, Probe, ProbeTemplate, Verdict, build};
     use crate::targets::AddrRange;
@@ -510,7 +510,7 @@ mod tests {
 
     /// The target's answer to a SYN probe: SYN-ACK (open) or RST (closed),
     /// acknowledging the probe's sequence number (+1), as a stack does.
-    fn tcp_answer(syn: &[u8], flags: u8) -> Vec<u8> {
+    pub(crate) fn tcp_answer(syn: &[u8], flags: u8) -> Vec<u8> {
         let mut r = syn.to_vec();
         // Swap addresses and ports.
         r[12..16].copy_from_slice(&syn[16..20]);

@@ -604,6 +604,7 @@ fn reply_key(ip: &[u8], dns_port: u16) -> Option<super::correlate::ProbeKey> {
 mod tests {
     use super::*;
     use crate::probe::CookieKey;
+    use crate::scan::correlate::tests::tcp_answer;
     use crate::targets::{AddrRange, PortSet};
 
     const US: &str = "198.18.0.2";
@@ -649,26 +650,12 @@ mod tests {
             .unwrap();
             frames.push(buf.clone());
             match p.port {
-                Some(22) => frames.push(answer(&buf, 0x12)),
-                Some(80) => frames.push(answer(&buf, 0x14)),
+                Some(22) => frames.push(tcp_answer(&buf, 0x12)),
+                Some(80) => frames.push(tcp_answer(&buf, 0x14)),
                 _ => {}
             }
         }
         frames
-    }
-
-    /// The target's SYN-ACK or RST to an IPv4 SYN probe.
-    fn answer(syn: &[u8], flags: u8) -> Vec<u8> {
-        let mut r = syn.to_vec();
-        r[12..16].copy_from_slice(&syn[16..20]);
-        r[16..20].copy_from_slice(&syn[12..16]);
-        r[20..22].copy_from_slice(&syn[22..24]);
-        r[22..24].copy_from_slice(&syn[20..22]);
-        let seq = u32::from_be_bytes([syn[24], syn[25], syn[26], syn[27]]);
-        r[24..28].copy_from_slice(&0x1234_5678u32.to_be_bytes());
-        r[28..32].copy_from_slice(&seq.wrapping_add(1).to_be_bytes());
-        r[33] = flags;
-        r
     }
 
     /// The answered bits the scan itself kept for `frames`.
