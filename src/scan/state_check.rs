@@ -845,6 +845,123 @@ mod tests {
         assert_eq!(got.answered, "every bit has its reply");
     }
 
+    /// ICMP echo and DNS probes, IPv4 and IPv6: placed, answered, checked
+    /// both ways (the lab's resume tests scan SYN only).
+    #[test]
+    fn echo_and_dns_probes_over_both_families_agree_with_their_bits() {
+        use crate::probe::DnsQuestion;
+        let targets: IpSet = [
+            AddrRange::cidr("198.18.1.0".parse().unwrap(), 30).unwrap(),
+            AddrRange::cidr("2001:db8::".parse().unwrap(), 126).unwrap(),
+        ]
+        .into_iter()
+        .collect();
+        let kinds = [ProbeKind::Icmp, ProbeKind::Dns];
+        let plan = ProbePlan::new(&targets, &PortSet::new(), &kinds, 2, 53, 11).unwrap();
+        let questions = [
+            DnsQuestion {
+                name: "example.com".into(),
+                qtype: 1,
+            },
+            DnsQuestion {
+                name: "example.org".into(),
+                qtype: 28,
+            },
+        ];
+        let key = CookieKey::random();
+        let mut frames = Vec::new();
+        for k in plan.kinds() {
+            for position in 0..k.len() {
+                let p = k.at_position(position);
+                let src: IpAddr = if p.target.is_ipv4() {
+                    US.parse().unwrap()
+                } else {
+                    "2001:db8::ff".parse().unwrap()
+                };
+                let mut buf = Vec::new();
+                p.build(&mut buf, src, &key, &ProbeTemplate::default(), &questions)
+                    .unwrap();
+                frames.push(buf.clone());
+                // Every other probe answered.
+                if position % 2 == 1 {
+                    continue;
+                }
+                let v4 = p.target.is_ipv4();
+                let (a, b, alen, ip_len) = if v4 { (12, 16, 4, 20) } else { (8, 24, 16, 40) };
+                let mut r = buf.clone();
+                r[a..a + alen].copy_from_slice(&buf[b..b + alen]);
+                r[b..b + alen].copy_from_slice(&buf[a..a + alen]);
+                match p.kind {
+                    ProbeKind::Icmp => r[ip_len] = if v4 { 0 } else { 129 },
+                    _ => {
+                        r[ip_len..ip_len + 2].copy_from_slice(&buf[ip_len + 2..ip_len + 4]);
+                        r[ip_len + 2..ip_len + 4].copy_from_slice(&buf[ip_len..ip_len + 2]);
+                        r[ip_len + 8 + 2] |= 0x80;
+                    }
+                }
+                frames.push(r);
+            }
+        }
+        let spaces: Vec<_> = plan
+            .kinds()
+            .iter()
+            .map(|k| (k.kind, k.space.clone()))
+            .collect();
+        let names = vec![Arc::from("example.com:A"), Arc::from("example.org:AAAA")];
+        let mut real = Correlator::new(key, targets.clone(), names, 0).with_spaces(spaces);
+        let matched = frames
+            .iter()
+            .filter(|f| {
+                matches!(
+                    real.on_packet(f, 0),
+                    super::super::correlate::Correlation::Matched(_)
+                )
+            })
+            .count();
+        assert_eq!(
+            matched, 12,
+            "4 echo replies and 8 DNS answers of 8 and 16 probes"
+        );
+        let bits = real.answered_snapshot();
+        let scan = ScanShape {
+            plan: &plan,
+            targets: &targets,
+            shard: Shard::WHOLE,
+            senders: 1,
+            questions: 2,
+            dns_port: 53,
+        };
+        let run = |stop: &StopPoint| {
+            let mut c = StateCheck::new(scan, stop, Some(vec![]), None);
+            for f in &frames {
+                c.on_frame(f);
+            }
+            c.begin_replay();
+            for f in &frames {
+                c.replay(f);
+            }
+            c.finish(Some(&bits))
+        };
+        let done = StopPoint {
+            pass: 0,
+            kind: 2,
+            next: vec![None],
+        };
+        let got = run(&done).unwrap();
+        assert_eq!((got.probes, got.replies), (24, 12));
+        assert_eq!(got.answered, "both ways");
+        // The DNS kind's stop moved back to its start.
+        let back = StopPoint {
+            pass: 0,
+            kind: 1,
+            next: vec![Some(0)],
+        };
+        assert!(matches!(
+            run(&back),
+            Err(Disagreement::SentPastStop { count: 16, .. })
+        ));
+    }
+
     /// On loopback the kernel answers a probe before the sender's batch
     /// reaches the writer: the reply comes first in the capture.
     #[test]
