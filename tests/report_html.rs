@@ -346,7 +346,7 @@ fn an_analysis_page_has_http_tls_and_tcp_sections_and_findings_link_to_flows() {
     };
     let http = section("http");
     assert!(
-        http.contains("sqlmap/1.7</code> <span class=\"sev sev-medium\">scanner"),
+        http.contains("sqlmap/1.7</code> <span class=\"sev sev-medium\">scanner: sqlmap"),
         "{http}"
     );
     assert!(

@@ -472,6 +472,7 @@ impl HttpStats {
                 .map(|(k, c)| KeyCount {
                     value: String::from_utf8_lossy(k).into_owned(),
                     count: *c,
+                    flag: None,
                 })
                 .collect()
         };
@@ -495,8 +496,22 @@ impl HttpStats {
                     k
                 })
                 .collect(),
-            user_agents: top_of(&self.user_agents),
-            uris: top_of(&self.uris),
+            user_agents: top_of(&self.user_agents)
+                .into_iter()
+                .map(|mut k| {
+                    k.flag = crate::analyze::detect::web_scanner::scanner_agent(k.value.as_bytes())
+                        .map(|name| format!("scanner: {name}"));
+                    k
+                })
+                .collect(),
+            uris: top_of(&self.uris)
+                .into_iter()
+                .map(|mut k| {
+                    k.flag = crate::analyze::detect::web_scanner::attack_in_uri(k.value.as_bytes())
+                        .then(|| "attack pattern".to_string());
+                    k
+                })
+                .collect(),
             streams,
         }
     }
@@ -538,6 +553,10 @@ pub struct HttpReport {
 pub struct KeyCount {
     pub value: String,
     pub count: u64,
+    /// What the value shows a responder: a known scanner's User-Agent, an
+    /// attack pattern in a URI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
 }
 
 #[cfg(test)]

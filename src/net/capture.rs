@@ -10,7 +10,7 @@
 //! caller keeps the packets of its connections.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use super::sys::{check, setsockopt};
@@ -28,13 +28,9 @@ pub struct ConnectionCapture {
 impl ConnectionCapture {
     /// Open it, receiving nothing yet. Needs CAP_NET_RAW.
     pub fn open() -> io::Result<ConnectionCapture> {
-        // SAFETY: plain socket(2) with protocol 0 (no packets until bound
-        // to one); the fd is owned right away.
-        let raw = check(unsafe {
-            libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
-        })?;
-        // SAFETY: raw is a new, valid descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // Protocol 0: no packets until bound to one.
+        let fd: OwnedFd =
+            socket2::Socket::new(socket2::Domain::PACKET, socket2::Type::DGRAM, None)?.into();
         // SAFETY: the name is a NUL-terminated string.
         let loopback = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
         Ok(ConnectionCapture { fd, loopback })

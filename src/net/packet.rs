@@ -22,7 +22,7 @@
 
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use super::route::NextHop;
@@ -42,16 +42,14 @@ struct TpacketStats {
 }
 
 fn packet_socket(protocol: u16, ifindex: u32) -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); the fd is owned right away.
-    let fd = check(unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(protocol.to_be()),
-        )
-    })?;
-    // SAFETY: fd is a new, valid descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // socket2 opens it (close-on-exec) and owns it; binding to a link
+    // layer address has no safe form there.
+    let fd: OwnedFd = socket2::Socket::new(
+        socket2::Domain::PACKET,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::from(i32::from(protocol.to_be()))),
+    )?
+    .into();
     // SAFETY: sockaddr_ll is plain data; zeroed is a valid value.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
@@ -276,28 +274,24 @@ impl RawSender {
 /// resolve there, so it never waits); `craft` for a next hop whose MAC is
 /// unknown. Slower than [`RawSender`], one syscall a packet.
 pub struct RawIpSender {
-    v4: Option<OwnedFd>,
-    v6: Option<OwnedFd>,
+    v4: Option<socket2::Socket>,
+    v6: Option<socket2::Socket>,
     pub sent: u64,
 }
 
 impl RawIpSender {
     pub fn open() -> io::Result<RawIpSender> {
-        let open = |family: libc::c_int| -> io::Result<OwnedFd> {
-            // SAFETY: plain socket(2); the fd is owned right away.
-            let fd = check(unsafe {
-                libc::socket(
-                    family,
-                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                    libc::IPPROTO_RAW,
-                )
-            })?;
-            // SAFETY: fd is a new, valid descriptor nobody else owns.
-            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        // IPPROTO_RAW: the packets carry their own IP header.
+        let open = |domain| {
+            socket2::Socket::new(
+                domain,
+                socket2::Type::RAW,
+                Some(socket2::Protocol::from(libc::IPPROTO_RAW)),
+            )
         };
         Ok(RawIpSender {
-            v4: Some(open(libc::AF_INET)?),
-            v6: open(libc::AF_INET6).ok(),
+            v4: Some(open(socket2::Domain::IPV4)?),
+            v6: open(socket2::Domain::IPV6).ok(),
             sent: 0,
         })
     }
@@ -309,50 +303,20 @@ impl RawIpSender {
         ip_packet: &[u8],
     ) -> Result<io::Result<()>, SendRefusal> {
         check_addresses(&permit, ip_packet)?;
-        let rc = match permit.dst() {
-            IpAddr::V4(a) => {
-                // SAFETY: sockaddr_in is plain data; zeroed is valid.
-                let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-                sa.sin_family = libc::AF_INET as u16;
-                sa.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
-                let Some(fd) = &self.v4 else {
-                    return Ok(Err(io::Error::other("no IPv4 raw socket")));
-                };
-                // SAFETY: the packet and the address are valid for the sizes passed.
-                unsafe {
-                    libc::sendto(
-                        fd.as_raw_fd(),
-                        ip_packet.as_ptr().cast(),
-                        ip_packet.len(),
-                        0,
-                        (&sa as *const libc::sockaddr_in).cast(),
-                        std::mem::size_of::<libc::sockaddr_in>() as u32,
-                    )
-                }
-            }
-            IpAddr::V6(a) => {
-                // SAFETY: sockaddr_in6 is plain data; zeroed is valid.
-                let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-                sa.sin6_family = libc::AF_INET6 as u16;
-                sa.sin6_addr.s6_addr = a.octets();
-                let Some(fd) = &self.v6 else {
-                    return Ok(Err(io::Error::other("no IPv6 raw socket")));
-                };
-                // SAFETY: the packet and the address are valid for the sizes passed.
-                unsafe {
-                    libc::sendto(
-                        fd.as_raw_fd(),
-                        ip_packet.as_ptr().cast(),
-                        ip_packet.len(),
-                        0,
-                        (&sa as *const libc::sockaddr_in6).cast(),
-                        std::mem::size_of::<libc::sockaddr_in6>() as u32,
-                    )
-                }
-            }
+        let dst = permit.dst();
+        let socket = match dst {
+            IpAddr::V4(_) => self.v4.as_ref().ok_or("no IPv4 raw socket"),
+            IpAddr::V6(_) => self.v6.as_ref().ok_or("no IPv6 raw socket"),
         };
-        if rc < 0 {
-            return Ok(Err(io::Error::last_os_error()));
+        let sent = match socket {
+            Ok(socket) => socket.send_to(
+                ip_packet,
+                &socket2::SockAddr::from(std::net::SocketAddr::new(dst, 0)),
+            ),
+            Err(why) => return Ok(Err(io::Error::other(why))),
+        };
+        if let Err(e) = sent {
+            return Ok(Err(e));
         }
         self.sent += 1;
         Ok(Ok(()))
@@ -518,18 +482,17 @@ impl Sniffer {
                 &buf[..n]
             }));
         }
-        // SAFETY: buf is a valid buffer of its length.
-        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
+        // recv(2) through socket2's Read, which needs no unsafe.
+        use std::io::Read;
+        match (&*socket2::SockRef::from(&self.fd)).read(buf) {
+            Ok(n) => Ok(Some(&buf[..n])),
+            Err(e) => match e.kind() {
                 io::ErrorKind::WouldBlock
                 | io::ErrorKind::TimedOut
                 | io::ErrorKind::Interrupted => Ok(None),
                 _ => Err(e),
-            };
+            },
         }
-        Ok(Some(&buf[..n as usize]))
     }
 
     /// The next frames: with a ring, one whole block (waiting up to the

@@ -1,4 +1,5 @@
-//! The two system-call helpers every socket of `net` uses.
+//! The system-call helpers every socket of `net` uses: the packet
+//! socket options socket2 does not cover.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -35,15 +36,7 @@ pub(super) fn setsockopt<T>(
 /// Read and drop whatever is queued on `fd` now (packets that arrived
 /// before a socket's filter was attached).
 pub(super) fn drain(fd: &OwnedFd) {
-    let mut junk = [0u8; 2048];
-    // SAFETY: junk is a valid buffer of its length.
-    while unsafe {
-        libc::recv(
-            fd.as_raw_fd(),
-            junk.as_mut_ptr().cast(),
-            junk.len(),
-            libc::MSG_DONTWAIT,
-        )
-    } > 0
-    {}
+    let socket = socket2::SockRef::from(fd);
+    let mut junk = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+    while matches!(socket.recv_with_flags(&mut junk, libc::MSG_DONTWAIT), Ok(n) if n > 0) {}
 }

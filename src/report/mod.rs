@@ -681,21 +681,18 @@ fn traffic_sections(h: &mut String, a: &Value) {
     h.push_str("</section>");
 }
 
-/// A table of `(label, count)` rows from a list of objects (`value_key`
-/// and `count`), or from an object of counts; `flag` marks a row.
-fn count_table(
-    h: &mut String,
-    heading: &str,
-    rows: &Value,
-    value_key: &str,
-    flag: &dyn Fn(&str) -> Option<&'static str>,
-) {
-    let items: Vec<(String, String)> = match rows {
+/// A table of `(label, count)` rows from a list of objects (`value_key`,
+/// `count` and the analysis's `flag`, marked), or from an object of counts.
+fn count_table(h: &mut String, heading: &str, rows: &Value, value_key: &str) {
+    let items: Vec<(String, String, Option<&str>)> = match rows {
         Value::Array(list) => list
             .iter()
-            .map(|r| (text(&r[value_key]), count(&r["count"])))
+            .map(|r| (text(&r[value_key]), count(&r["count"]), r["flag"].as_str()))
             .collect(),
-        Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), count(v))).collect(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| (k.clone(), count(v), None))
+            .collect(),
         _ => Vec::new(),
     };
     if items.is_empty() {
@@ -706,8 +703,8 @@ fn count_table(
         r#"<table><tr><th>{}</th><th class="num">count</th></tr>"#,
         escape(heading)
     );
-    for (label, n) in items {
-        let mark = flag(&label).map_or_else(String::new, |why| {
+    for (label, n, flag) in items {
+        let mark = flag.map_or_else(String::new, |why| {
             format!(r#" <span class="sev sev-medium">{}</span>"#, escape(why))
         });
         let _ = write!(
@@ -736,29 +733,22 @@ fn http_section(h: &mut String, a: &Value) {
             ("Responses", count(&http["responses"])),
         ],
     );
-    let none = |_: &str| None;
-    count_table(h, "host", &http["hosts"], "value", &none);
-    count_table(h, "method", &http["methods"], "value", &none);
-    count_table(h, "status code", &http["status_codes"], "value", &none);
-    count_table(h, "user agent", &http["user_agents"], "value", &|ua| {
-        crate::analyze::detect::web_scanner::scanner_agent(ua.as_bytes()).map(|_| "scanner")
-    });
-    let suspicious = |uri: &str| {
-        crate::analyze::detect::web_scanner::attack_in_uri(uri.as_bytes())
-            .then_some("attack pattern")
-    };
+    count_table(h, "host", &http["hosts"], "value");
+    count_table(h, "method", &http["methods"], "value");
+    count_table(h, "status code", &http["status_codes"], "value");
+    count_table(h, "user agent", &http["user_agents"], "value");
     let flagged = http["uris"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|u| suspicious(&text(&u["value"])).is_some())
+        .filter(|u| u["flag"].is_string())
         .count();
     let _ = write!(
         h,
         "<p>Most requested URIs: {} with an attack pattern (SQL injection, path traversal, probes for known flaws).</p>",
         flagged
     );
-    count_table(h, "URI", &http["uris"], "value", &suspicious);
+    count_table(h, "URI", &http["uris"], "value");
     h.push_str("</section>");
 }
 
@@ -789,18 +779,11 @@ fn tls_section(h: &mut String, a: &Value) {
             ),
         ],
     );
-    let none = |_: &str| None;
-    count_table(h, "version", &tls["versions"], "key", &none);
-    count_table(h, "ALPN", &tls["alpn"], "key", &none);
-    count_table(
-        h,
-        "server name (SNI)",
-        &tls["top_server_names"],
-        "key",
-        &none,
-    );
-    count_table(h, "JA4 (client)", &tls["top_ja4"], "key", &none);
-    count_table(h, "JA4S (server)", &tls["top_ja4s"], "key", &none);
+    count_table(h, "version", &tls["versions"], "key");
+    count_table(h, "ALPN", &tls["alpn"], "key");
+    count_table(h, "server name (SNI)", &tls["top_server_names"], "key");
+    count_table(h, "JA4 (client)", &tls["top_ja4"], "key");
+    count_table(h, "JA4S (server)", &tls["top_ja4s"], "key");
     let shakes = tls["handshakes"]
         .as_array()
         .map(Vec::as_slice)
