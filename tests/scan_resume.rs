@@ -144,6 +144,7 @@ fn interrupted_five_times_and_resumed_ends_as_an_uninterrupted_run() {
     for r in &resumes {
         let checked = &r["state_checked"];
         assert_eq!(checked["positions"], true, "{r}");
+        assert_eq!(checked["passed_positions_sent"], true, "{r}");
         assert_eq!(checked["answered"], "both ways", "{r}");
         assert!(checked["probes"].as_u64().unwrap() > 0, "{r}");
         assert!(r["capture_from"].as_u64().unwrap() > 24, "{r}");

@@ -42,6 +42,10 @@ pub struct Checkpoint {
     pub answered: Option<Vec<u8>>,
     /// Each synced file's name and its length at the checkpoint.
     pub files: Vec<(&'static str, u64)>,
+    /// The links the segment's targets are reached through (how: on-link,
+    /// via a gateway, through the kernel). Only an on-link target can be
+    /// skipped as down: a resume's check of its stop point needs to know.
+    pub links: Vec<crate::results::LinkReport>,
 }
 
 /// Where the sending threads stand, published batch by batch.
@@ -152,6 +156,7 @@ impl CheckpointState {
             hosts,
             answered,
             files,
+            links: Vec::new(),
         });
     }
 }

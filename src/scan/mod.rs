@@ -707,6 +707,8 @@ pub fn run(
         }
         let sending_started = Instant::now();
         let watch_done = AtomicBool::new(false);
+        let links_report: Vec<links::LinkReport> =
+            egress.iter().map(links::LinkReport::from).collect();
         // A checkpoint (when the caller takes them): a consistent cut of
         // the state, the writer's marker behind the evidence it covers.
         let take_checkpoint = || {
@@ -730,7 +732,8 @@ pub fn run(
                     )
                 },
                 |marker| marker?.recv().ok(),
-                |c| {
+                |mut c| {
+                    c.links = links_report.clone();
                     let _ = tx.send(c);
                 },
             );

@@ -104,6 +104,9 @@ pub enum Disagreement {
     /// Probes at positions the stop point says were not reached in as
     /// many passes.
     SentPastStop { count: u64, first: String },
+    /// Positions the stop point has passed in the first pass whose probe
+    /// is not in the capture, to targets that could not be down.
+    PassedNotSent { count: u64, first: String },
     /// Probes the scan's plan (targets, ports, seed, shard) does not hold.
     OutsidePlan { count: u64, first: String },
     /// Replies the capture holds to probes the answered bits call
@@ -119,6 +122,10 @@ impl std::fmt::Display for Disagreement {
             Disagreement::SentPastStop { count, first } => write!(
                 f,
                 "the capture holds {count} probe(s) its stop point says were not sent yet (the first: {first}): resuming from it would send them again"
+            ),
+            Disagreement::PassedNotSent { count, first } => write!(
+                f,
+                "its stop point has passed {count} position(s) of the first pass whose probe is not in the capture, to targets not on-link (so not skipped as down; the first: {first}): it claims probes never sent"
             ),
             Disagreement::OutsidePlan { count, first } => write!(
                 f,
@@ -145,6 +152,9 @@ pub struct StateChecked {
     pub replies: u64,
     /// The stop point was checked position by position.
     pub positions: bool,
+    /// Positions the first pass passed were checked to be in the capture
+    /// (but for on-link targets, which may have been down).
+    pub passed_positions_sent: bool,
     /// The answered bits were compared bit for bit (both ways, or only
     /// "every bit has its reply" when a segment's start in the capture is
     /// not recorded).
@@ -179,6 +189,9 @@ pub struct StateCheck<'a> {
     offset: u64,
     replay_offset: u64,
     checked: StateChecked,
+    /// Targets reached on-link in some segment, the only ones a sender
+    /// skips as down (`None`: not known, the check is not made).
+    on_link: Option<IpSet>,
     past_stop: (u64, Option<String>),
     outside: (u64, Option<String>),
 }
@@ -253,9 +266,18 @@ impl<'a> StateCheck<'a> {
             offset: 24,
             replay_offset: 24,
             checked: StateChecked::default(),
+            on_link: None,
             past_stop: (0, None),
             outside: (0, None),
         }
+    }
+
+    /// The targets that were on-link in some segment: every other target's
+    /// positions the stop point has passed in the first pass must be in
+    /// the capture (a stop point moved forward claims probes never sent).
+    pub fn with_on_link(mut self, on_link: IpSet) -> StateCheck<'a> {
+        self.on_link = Some(on_link);
+        self
     }
 
     /// The segment the frame at `at` (bytes into the capture) belongs to.
@@ -456,6 +478,37 @@ impl<'a> StateCheck<'a> {
         }
     }
 
+    /// First-pass positions the stop point has passed with no probe in
+    /// the capture, to targets not on-link: how many, and the first.
+    fn passed_not_sent(&self, on_link: &IpSet, sends: &[Vec<u8>]) -> (u64, Option<String>) {
+        let (mut count, mut first) = (0, None);
+        for (ki, k) in self.plan.kinds().iter().enumerate() {
+            let mut position = self.shard.index;
+            while position < k.len() {
+                if sends[ki][position as usize] == 0 && self.passes_reaching(ki, position) >= 1 {
+                    let p = k.at_position(position);
+                    if !on_link.contains(p.target) {
+                        count += 1;
+                        first.get_or_insert_with(|| {
+                            let what = match (p.kind, p.port) {
+                                (ProbeKind::Dns, _) => {
+                                    format!("DNS question {} to {}", p.question, p.target)
+                                }
+                                (_, Some(port)) => {
+                                    format!("{} to {} port {port}", p.kind.name(), p.target)
+                                }
+                                (_, None) => format!("{} to {}", p.kind.name(), p.target),
+                            };
+                            format!("{what}, position {position}")
+                        });
+                    }
+                }
+                position += self.shard.count;
+            }
+        }
+        (count, first)
+    }
+
     /// How many passes have reached `position` of kind `kind_index` by
     /// the stop point: every pass before its own, and its own when the
     /// kind was done or the position's thread had passed it.
@@ -486,6 +539,13 @@ impl<'a> StateCheck<'a> {
             return Err(Disagreement::SentPastStop { count, first });
         }
         self.checked.positions = self.sends.is_some();
+        if let (Some(on_link), Some(sends)) = (&self.on_link, &self.sends) {
+            let (count, first) = self.passed_not_sent(on_link, sends);
+            if let Some(first) = first {
+                return Err(Disagreement::PassedNotSent { count, first });
+            }
+            self.checked.passed_positions_sent = true;
+        }
         self.checked.answered = "not checked (too many probes)";
         let spaces = || {
             self.plan
@@ -787,6 +847,50 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    /// Regression (issue 26): a stop point moved forward printed "first
+    /// pass was sent whole" when 128 positions were never sent. Positions
+    /// passed with no probe are refused unless their target was on-link
+    /// (skipped as down is the one honest reason).
+    #[test]
+    fn a_stop_point_moved_forward_is_refused_unless_the_targets_may_be_down() {
+        let key = CookieKey::random();
+        let frames = first_pass(&key, [10, 13]);
+        let bits = recorded(&key, &frames);
+        let plan = plan(7);
+        let targets = targets();
+        let scan = ScanShape {
+            plan: &plan,
+            targets: &targets,
+            shard: Shard::WHOLE,
+            senders: 2,
+            questions: 1,
+            dns_port: 53,
+        };
+        let run = |stop: &StopPoint, on_link: IpSet| {
+            let mut c = StateCheck::new(scan, stop, Some(vec![]), None).with_on_link(on_link);
+            for f in &frames {
+                c.on_frame(f);
+            }
+            c.begin_replay();
+            for f in &frames {
+                c.replay(f);
+            }
+            c.finish(Some(&bits))
+        };
+        // As sent: nothing passed is missing.
+        let got = run(&stop(0, [Some(10), Some(13)]), IpSet::new()).unwrap();
+        assert!(got.passed_positions_sent);
+        // Moved forward to the end of the pass: 13 positions never sent.
+        let forward = stop(0, [None, None]);
+        let err = run(&forward, IpSet::new()).unwrap_err();
+        assert!(
+            matches!(&err, Disagreement::PassedNotSent { count: 13, first } if first.contains("position 10")),
+            "{err:?}"
+        );
+        // The same targets reached on-link: they may have been down.
+        assert!(run(&forward, targets.clone()).is_ok());
     }
 
     #[test]

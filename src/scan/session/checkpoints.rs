@@ -131,6 +131,8 @@ impl Checkpointer {
                 "retried": c.retried,
                 "matched": c.matched,
                 "files": files,
+                // Once per segment: how its targets are reached.
+                "links": (self.taken == 1).then_some(&c.links),
                 "state": {
                     "path": SLOTS[which],
                     "size": state.len(),

@@ -24,6 +24,7 @@ use crate::evidence::{EvidenceMode, verify_chain};
 use crate::results::{RunSoFar, ScanReport, Segment, SegmentCut};
 use crate::scan::StopPoint;
 use crate::scan::request::ScanRequest;
+use crate::targets::IpSet;
 
 /// The probes answered when a run stopped ([`crate::scan::correlate::AnsweredSnapshot::to_bytes`]).
 pub const ANSWERED: &str = "answered.bin";
@@ -423,6 +424,9 @@ fn check_state(
         dns_port: 53,
     };
     let mut check = StateCheck::new(scan, stop, boundaries, limit);
+    if let Some(on_link) = on_link_targets(path, records)? {
+        check = check.with_on_link(on_link);
+    }
     let pcap = path.join(run_dir::PCAP);
     // Read twice: the probes, then the replies (one may come before its
     // probe in the capture).
@@ -455,6 +459,74 @@ fn check_state(
             "a run's stop point and answered bits are never edited; scan again into a new directory",
         )
     })
+}
+
+/// The targets some segment reached on-link (only those can have been
+/// skipped as down), from each segment's first checkpoint and the reports
+/// of the segments that stopped. `None` when a segment that checkpointed
+/// says nothing of its links (a sonde before they were recorded) and left
+/// no report.
+fn on_link_targets(path: &Path, records: &[Value]) -> Result<Option<IpSet>, Error> {
+    let mut ranges: Vec<crate::targets::AddrRange> = Vec::new();
+    let mut add = |links: &[crate::results::LinkReport]| {
+        for l in links.iter().filter(|l| l.reached.contains("on-link")) {
+            ranges.extend(
+                l.targets
+                    .iter()
+                    .filter_map(|t| t.parse::<crate::targets::AddrRange>().ok()),
+            );
+        }
+    };
+    // The reports: the last segment's, and those the resumes kept.
+    let mut reports: Vec<String> = records
+        .iter()
+        .filter(|r| r["event"] == "run_resumed")
+        .filter_map(|r| r["archived"][run_dir::REPORT].as_str().map(str::to_string))
+        .collect();
+    if path.join(run_dir::REPORT).is_file() {
+        reports.push(run_dir::REPORT.to_string());
+    }
+    for name in &reports {
+        let bytes = read_bounded(path, name, "a report")?;
+        if let Ok(r) = serde_json::from_slice::<ScanReport<serde::de::IgnoredAny>>(&bytes) {
+            add(&r.links);
+        }
+    }
+    // Each segment's first checkpoint names its links. A segment whose
+    // checkpoints do not (a sonde before they were recorded) is known from
+    // its report, when it wrote one; else nothing is known.
+    let mut unknown = false;
+    let mut first_checkpoint: Option<bool> = None;
+    let mut wrote_report = false;
+    let mut end_segment = |first: Option<bool>, wrote: bool| {
+        if first == Some(false) && !wrote {
+            unknown = true;
+        }
+    };
+    for r in records {
+        match r["event"].as_str() {
+            Some("run_started" | "run_resumed") => {
+                end_segment(first_checkpoint, wrote_report);
+                first_checkpoint = None;
+                wrote_report = false;
+            }
+            Some("scan_checkpoint") if first_checkpoint.is_none() => {
+                let links =
+                    serde_json::from_value::<Vec<crate::results::LinkReport>>(r["links"].clone());
+                first_checkpoint = Some(links.is_ok());
+                if let Ok(links) = links {
+                    add(&links);
+                }
+            }
+            Some("file_written") if r["path"] == run_dir::REPORT => wrote_report = true,
+            _ => {}
+        }
+    }
+    end_segment(first_checkpoint, wrote_report);
+    if unknown {
+        return Ok(None);
+    }
+    Ok(Some(ranges.into_iter().collect()))
 }
 
 /// `report.json` of segment 1 kept as `report.segment-1.json`.
