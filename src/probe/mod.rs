@@ -5,6 +5,7 @@ pub mod build;
 pub mod classify;
 pub mod cookie;
 pub mod neighbour;
+pub mod order;
 pub mod plan;
 
 pub use build::{DnsQuestion, Probe, ProbeTemplate, build, qtype_name};

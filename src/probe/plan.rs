@@ -23,8 +23,9 @@ use std::net::IpAddr;
 
 use super::build::{BuildError, DnsQuestion, Probe, ProbeTemplate, build};
 use super::cookie::CookieKey;
+use super::order::Permutation;
 use crate::scope::ProbeKind;
-use crate::targets::index::{IndexError, IndexSpace, Permutation};
+use crate::targets::index::{IndexError, IndexSpace};
 use crate::targets::{IpSet, PortSet};
 
 /// One probe as the plan names it.
