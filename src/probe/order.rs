@@ -89,18 +89,9 @@ impl Permutation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::targets::PortSet;
+    use crate::targets::index::tests::set;
     use crate::targets::index::{IndexSpace, Shard};
-    use crate::targets::{AddrRange, IpSet, PortSet};
-
-    fn set(cidrs: &[&str]) -> IpSet {
-        cidrs
-            .iter()
-            .map(|c| {
-                let (b, p) = c.split_once('/').unwrap();
-                AddrRange::cidr(b.parse().unwrap(), p.parse().unwrap()).unwrap()
-            })
-            .collect()
-    }
 
     #[test]
     fn permutation_is_a_bijection_for_many_sizes() {

@@ -750,7 +750,15 @@ mod tests {
             questions: 1,
             dns_port: 53,
         };
-        let mut c = StateCheck::new(scan, stop, boundaries, None);
+        feed(StateCheck::new(scan, stop, boundaries, None), frames, bits)
+    }
+
+    /// Both readings of `frames`, then the verdict on `bits`.
+    fn feed(
+        mut c: StateCheck<'_>,
+        frames: &[Vec<u8>],
+        bits: Option<&AnsweredSnapshot>,
+    ) -> Result<StateChecked, Disagreement> {
         for f in frames {
             c.on_frame(f);
         }
@@ -869,15 +877,8 @@ mod tests {
             dns_port: 53,
         };
         let run = |stop: &StopPoint, on_link: IpSet| {
-            let mut c = StateCheck::new(scan, stop, Some(vec![]), None).with_on_link(on_link);
-            for f in &frames {
-                c.on_frame(f);
-            }
-            c.begin_replay();
-            for f in &frames {
-                c.replay(f);
-            }
-            c.finish(Some(&bits))
+            let c = StateCheck::new(scan, stop, Some(vec![]), None).with_on_link(on_link);
+            feed(c, &frames, Some(&bits))
         };
         // As sent: nothing passed is missing.
         let got = run(&stop(0, [Some(10), Some(13)]), IpSet::new()).unwrap();
@@ -1036,15 +1037,11 @@ mod tests {
             dns_port: 53,
         };
         let run = |stop: &StopPoint| {
-            let mut c = StateCheck::new(scan, stop, Some(vec![]), None);
-            for f in &frames {
-                c.on_frame(f);
-            }
-            c.begin_replay();
-            for f in &frames {
-                c.replay(f);
-            }
-            c.finish(Some(&bits))
+            feed(
+                StateCheck::new(scan, stop, Some(vec![]), None),
+                &frames,
+                Some(&bits),
+            )
         };
         let done = StopPoint {
             pass: 0,

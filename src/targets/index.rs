@@ -249,10 +249,10 @@ mod index_of_tests {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn set(cidrs: &[&str]) -> IpSet {
+    pub(crate) fn set(cidrs: &[&str]) -> IpSet {
         cidrs
             .iter()
             .map(|c| {
