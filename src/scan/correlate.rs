@@ -20,6 +20,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -67,12 +68,9 @@ impl Answered {
     ) -> Option<(usize, usize, u64)> {
         let (target, port, kind, question) = *probe;
         let s = spaces.iter().position(|(k, _, _)| *k == kind)?;
-        // A DNS probe's "port" dimension is its question, from 1.
-        let slot = match kind {
-            ProbeKind::Dns => Some(u16::from(question) + 1),
-            _ => port,
-        };
-        let i = spaces[s].1.index_of(target, slot)?;
+        let i = spaces[s]
+            .1
+            .index_of(target, slot_of(kind, port, question))?;
         Some((s, (i / 64) as usize, 1u64 << (i % 64)))
     }
 
@@ -101,7 +99,162 @@ impl Answered {
     }
 }
 
-/// Which probes had their result when a retry pass began.
+/// Which probes have their result, as the scan's receive threads keep it:
+/// one copy for every link's correlator (a bit is set with one atomic OR,
+/// so replies on two links never wait for each other) that the senders of
+/// a retry pass and the checkpoints read as it is, without a lock and
+/// without a copy per pass.
+pub struct AnsweredBits(SharedAnswered);
+
+enum SharedAnswered {
+    /// Scans too large for bits (past [`MAX_BITMAP_BYTES`], 2^35 probes),
+    /// and correlators given no index spaces: a set behind a lock, taken
+    /// once per matched reply. Bits serve every scan this machine can send.
+    Set(std::sync::Mutex<HashSet<ProbeKey, foldhash::fast::RandomState>>),
+    Bits(Vec<(ProbeKind, IndexSpace, Box<[AtomicU64]>)>),
+}
+
+/// `n` zeroed words, only mapped until written: a sparse scan's bits cost
+/// what its replies touch.
+fn zeroed_words(n: usize) -> Box<[AtomicU64]> {
+    let words = Box::<[AtomicU64]>::new_zeroed_slice(n);
+    // SAFETY: `new_zeroed_slice` allocated `n` AtomicU64 of zero bytes,
+    // and zero bytes are a valid AtomicU64 (it has u64's representation):
+    // `AtomicU64::new(0)`.
+    unsafe { words.assume_init() }
+}
+
+impl AnsweredBits {
+    /// Nothing answered yet, one bit per probe of `spaces` (a set when
+    /// there are none or they are too large).
+    pub fn for_spaces(spaces: Vec<(ProbeKind, IndexSpace)>) -> AnsweredBits {
+        let bytes: u64 = spaces.iter().map(|(_, s)| s.len().div_ceil(8)).sum();
+        if spaces.is_empty() || bytes > MAX_BITMAP_BYTES {
+            return AnsweredBits(SharedAnswered::Set(Default::default()));
+        }
+        AnsweredBits(SharedAnswered::Bits(
+            spaces
+                .into_iter()
+                .map(|(k, s)| {
+                    let words = zeroed_words(s.len().div_ceil(64) as usize);
+                    (k, s, words)
+                })
+                .collect(),
+        ))
+    }
+
+    /// Where `probe`'s bit is: (space, word, mask).
+    fn locate(
+        spaces: &[(ProbeKind, IndexSpace, Box<[AtomicU64]>)],
+        probe: &ProbeKey,
+    ) -> Option<(usize, usize, u64)> {
+        let (target, port, kind, question) = *probe;
+        let s = spaces.iter().position(|(k, _, _)| *k == kind)?;
+        let i = spaces[s]
+            .1
+            .index_of(target, slot_of(kind, port, question))?;
+        Some((s, (i / 64) as usize, 1u64 << (i % 64)))
+    }
+
+    /// Mark `probe` answered: `Some(true)` the first time (on any link),
+    /// `Some(false)` after, `None` for a probe outside the scan.
+    pub fn insert(&self, probe: ProbeKey) -> Option<bool> {
+        match &self.0 {
+            SharedAnswered::Set(set) => Some(set.lock().ok()?.insert(probe)),
+            SharedAnswered::Bits(spaces) => {
+                let (s, w, m) = AnsweredBits::locate(spaces, &probe)?;
+                Some(spaces[s].2[w].fetch_or(m, Ordering::Relaxed) & m == 0)
+            }
+        }
+    }
+
+    /// Whether `probe` has its result (a retry skips it).
+    pub fn contains(&self, probe: &ProbeKey) -> bool {
+        match &self.0 {
+            SharedAnswered::Set(set) => set.lock().is_ok_and(|s| s.contains(probe)),
+            SharedAnswered::Bits(spaces) => AnsweredBits::locate(spaces, probe)
+                .is_some_and(|(s, w, m)| spaces[s].2[w].load(Ordering::Relaxed) & m != 0),
+        }
+    }
+
+    /// A copy, as it stands (a checkpoint's, taken while the receive
+    /// threads wait at a batch boundary, is exact).
+    pub fn snapshot(&self) -> AnsweredSnapshot {
+        AnsweredSnapshot(match &self.0 {
+            SharedAnswered::Set(set) => {
+                Answered::Set(set.lock().map(|s| s.clone()).unwrap_or_default())
+            }
+            SharedAnswered::Bits(spaces) => Answered::Bits(
+                spaces
+                    .iter()
+                    .map(|(k, s, w)| {
+                        (
+                            *k,
+                            s.clone(),
+                            w.iter().map(|x| x.load(Ordering::Relaxed)).collect(),
+                        )
+                    })
+                    .collect(),
+            ),
+        })
+    }
+
+    /// As [`AnsweredSnapshot::to_bytes`], without a copy first (a
+    /// checkpoint's: the receive threads wait at a batch boundary).
+    pub fn to_bytes(&self) -> Option<Vec<u8>> {
+        let SharedAnswered::Bits(spaces) = &self.0 else {
+            return None;
+        };
+        Some(answered_bytes(spaces.iter().map(|(k, _, w)| {
+            (*k, w.len(), w.iter().map(|x| x.load(Ordering::Relaxed)))
+        })))
+    }
+
+    /// Count the probes `prior` marks answered as answered (an earlier
+    /// segment's, for the same index spaces).
+    pub fn absorb(&self, prior: &AnsweredSnapshot) {
+        if let (SharedAnswered::Bits(mine), Answered::Bits(theirs)) = (&self.0, &prior.0) {
+            for ((k1, _, a), (k2, _, b)) in mine.iter().zip(theirs) {
+                if k1 == k2 && a.len() == b.len() {
+                    for (x, y) in a.iter().zip(b) {
+                        x.fetch_or(*y, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The answered-bits file ([`AnsweredSnapshot::to_bytes`]) of these
+/// kinds' words.
+fn answered_bytes<W: Iterator<Item = u64>>(
+    spaces: impl Iterator<Item = (ProbeKind, usize, W)>,
+) -> Vec<u8> {
+    let mut out = b"sonde-answered 1\n".to_vec();
+    for (kind, count, words) in spaces {
+        let name = kind.name().as_bytes();
+        out.push(name.len() as u8);
+        out.extend_from_slice(name);
+        out.extend_from_slice(&(count as u64).to_le_bytes());
+        out.reserve(count * 8);
+        for w in words {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// The slot of `probe` in its kind's index space: a DNS probe's "port"
+/// dimension is its question, from 1.
+fn slot_of(kind: ProbeKind, port: Option<u16>, question: u8) -> Option<u16> {
+    match kind {
+        ProbeKind::Dns => Some(u16::from(question) + 1),
+        _ => port,
+    }
+}
+
+/// Which probes had their result at one moment: what a checkpoint saves,
+/// a resume reads back and the state check compares.
 pub struct AnsweredSnapshot(Answered);
 
 impl AnsweredSnapshot {
@@ -117,17 +270,11 @@ impl AnsweredSnapshot {
         let Answered::Bits(spaces) = &self.0 else {
             return None;
         };
-        let mut out = b"sonde-answered 1\n".to_vec();
-        for (kind, _, words) in spaces {
-            let name = kind.name().as_bytes();
-            out.push(name.len() as u8);
-            out.extend_from_slice(name);
-            out.extend_from_slice(&(words.len() as u64).to_le_bytes());
-            for w in words {
-                out.extend_from_slice(&w.to_le_bytes());
-            }
-        }
-        Some(out)
+        Some(answered_bytes(
+            spaces
+                .iter()
+                .map(|(k, _, w)| (*k, w.len(), w.iter().copied())),
+        ))
     }
 
     /// Read [`AnsweredSnapshot::to_bytes`] back for the scan whose index
@@ -301,7 +448,8 @@ pub struct Correlator<K: MarkSource = CookieKey> {
     targets: IpSet,
     /// NAME:TYPE of each DNS question, by index.
     questions: Vec<Arc<str>>,
-    answered: Answered,
+    /// Shared with the other links' correlators of the scan.
+    answered: Arc<AnsweredBits>,
     /// First send time (ns) of the first `max_timed` probes: round-trip
     /// times without memory that grows with the scan.
     sent_at: HashMap<ProbeKey, i64, foldhash::fast::RandomState>,
@@ -320,7 +468,7 @@ impl<K: MarkSource> Correlator<K> {
             key,
             targets,
             questions,
-            answered: Answered::Set(HashSet::default()),
+            answered: Arc::new(AnsweredBits::for_spaces(Vec::new())),
             sent_at: HashMap::default(),
             max_timed,
             counters: RecvCounters::default(),
@@ -332,22 +480,28 @@ impl<K: MarkSource> Correlator<K> {
     /// Count the probes `prior` marks answered (an earlier segment of a
     /// resumed scan) as answered: their replies are duplicates now, and a
     /// retry pass skips them. Call after [`Correlator::with_spaces`].
-    pub fn with_answered(mut self, prior: &AnsweredSnapshot) -> Correlator<K> {
-        if let (Answered::Bits(mine), Answered::Bits(theirs)) = (&mut self.answered, &prior.0) {
-            for ((k1, _, a), (k2, _, b)) in mine.iter_mut().zip(theirs) {
-                if k1 == k2 && a.len() == b.len() {
-                    for (x, y) in a.iter_mut().zip(b) {
-                        *x |= *y;
-                    }
-                }
-            }
-        }
+    pub fn with_answered(self, prior: &AnsweredSnapshot) -> Correlator<K> {
+        self.answered.absorb(prior);
         self
     }
 
     pub fn with_spaces(mut self, spaces: Vec<(ProbeKind, IndexSpace)>) -> Correlator<K> {
-        self.answered = Answered::for_spaces(spaces);
+        self.answered = Arc::new(AnsweredBits::for_spaces(spaces));
         self
+    }
+
+    /// Keep which probes are answered in `answered`, shared with other
+    /// correlators of the same scan (one per link): a probe answered on
+    /// one link is a duplicate on every other.
+    pub fn sharing(mut self, answered: Arc<AnsweredBits>) -> Correlator<K> {
+        self.answered = answered;
+        self
+    }
+
+    /// Which probes are answered, as shared with the scan's other
+    /// correlators and its senders.
+    pub fn answered(&self) -> &Arc<AnsweredBits> {
+        &self.answered
     }
 
     /// The source of the marks replies are checked against (a capture's
@@ -375,7 +529,7 @@ impl<K: MarkSource> Correlator<K> {
     }
 
     /// Probes of one batch left at the times given: as [`on_sent`] for
-    /// each, under one lock of the caller's.
+    /// each (the senders hand them over by channel, a batch at a time).
     ///
     /// [`on_sent`]: Correlator::on_sent
     pub fn on_sent_batch(&mut self, sent: impl IntoIterator<Item = (ProbeKey, i64)>) {
@@ -384,11 +538,9 @@ impl<K: MarkSource> Correlator<K> {
         }
     }
 
-    /// A copy of which probes have their result, for the senders of a
-    /// retry pass: they consult it without the receive side's lock (a
-    /// reply arriving after the copy only costs one more probe).
+    /// A copy of which probes have their result.
     pub fn answered_snapshot(&self) -> AnsweredSnapshot {
-        AnsweredSnapshot(self.answered.clone())
+        self.answered.snapshot()
     }
 
     /// One IP packet captured at `now` (ns since the epoch).

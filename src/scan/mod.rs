@@ -11,13 +11,17 @@
 //! are written to the evidence pcap (raw IP link type) as they go.
 
 pub mod checkpoint;
+mod cooldown;
 pub mod correlate;
 pub mod craft_send;
 pub mod hosts;
 pub mod links;
+mod live;
 pub mod merge;
+mod monitor;
 pub mod ndjson;
 pub mod neighbours;
+mod passes;
 pub mod progress;
 mod recv;
 pub mod request;
@@ -30,8 +34,9 @@ mod writer;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::evidence::sent_log::{PlanParts, SentLogHeader, SentLogWriter};
@@ -235,65 +240,8 @@ impl std::error::Error for ScanError {}
 /// A probe: target, port, kind and DNS question index (0 for other kinds).
 type Key = correlate::ProbeKey;
 
-/// The pause between a pass and the retry pass after it (at most --wait),
-/// before any round trip is known; after, four times the slowest one, at
-/// least MIN_RETRY_PAUSE.
-const RETRY_PAUSE: Duration = Duration::from_millis(250);
-const MIN_RETRY_PAUSE: Duration = Duration::from_millis(20);
-
 /// Probes whose send time is kept for `rtt_us` (later ones report none).
 const MAX_TIMED_PROBES: usize = 100_000;
-
-/// Where a probe for one target goes.
-#[derive(Clone)]
-enum Path {
-    /// How, and from which source: a whole frame to the next hop's MAC;
-    /// or on loopback, through the kernel's raw IP socket, since the
-    /// kernel drops IPv4 to 127.0.0.0/8 injected below its routing (a
-    /// martian destination). There is no neighbour to wait for on
-    /// loopback, so that path never blocks.
-    Reach { how: link::Path, source: IpAddr },
-    /// The target answered no ARP request or neighbour solicitation.
-    Down,
-}
-
-struct Shared {
-    /// The receive side's core: which probes are answered, send times for
-    /// round trips, counters. Senders consult it for retries and the first
-    /// probes' send times.
-    correlator: Mutex<Correlator>,
-    /// The correlator keeps no more send times: senders stop offering them.
-    timed_full: AtomicBool,
-    /// How long a reply may take (µs; 0 before the first round trip),
-    /// from the receive thread's [`timing::RttEstimator`]: the retry pause
-    /// and the adaptive cooldown follow it.
-    /// One per link (its receiving thread's estimate); the longest counts.
-    reply_timeout_us: Vec<AtomicU64>,
-    /// When the last result arrived (ns since the epoch; 0 before).
-    last_result_ns: std::sync::atomic::AtomicI64,
-    /// Results so far, and open ports among them, for the progress line.
-    matched: AtomicU64,
-    open: AtomicU64,
-    /// The receive side's kernel drops so far, per link (updated twice a second).
-    drops: Vec<AtomicU64>,
-    /// The first pass is being sent (the rate is watched then only).
-    first_pass: AtomicBool,
-    /// The rate fell short of the one asked for (reported once).
-    shortfall: Mutex<Option<progress::RateShortfall>>,
-    stop: AtomicBool,
-    /// The first output that failed (a full disk): sending stops, and the
-    /// pcap is cut back to its last whole record (by the writer thread).
-    output_error: Mutex<Option<String>>,
-    output_failed: AtomicBool,
-    /// ARP replies and neighbour advertisements, for discovery.
-    answers: neighbours::Answers,
-    /// The scope ended sending: the window closed or the budget ran out.
-    scope_stop: Mutex<Option<ScopeStop>>,
-    scope_stopped: AtomicBool,
-    /// The state checkpoints copy: where the senders stand, the hosts'
-    /// tables, and the lock that makes a copy a consistent cut.
-    ck: checkpoint::CheckpointState,
-}
 
 /// What the scan sends: each probe kind's index space and keyed order.
 fn plan(config: &ScanConfig) -> Result<ProbePlan, ScanError> {
@@ -482,89 +430,27 @@ pub fn run(
         config.interface.as_deref(),
         &mut routes,
     )?;
-    let opened: Vec<u32> = egress.iter().map(|g| g.ifindex).collect();
-
-    let path_for = |routes: &mut route::RouteCache, target: IpAddr| -> Result<Path, ScanError> {
-        if let Some(s) = config.source
-            && s.is_ipv4() != target.is_ipv4()
-        {
-            return Err(ScanError::SourceFamily { source: s, target });
-        }
-        let (hop_ifindex, _, route_source) = routes.next_hop(target).map_err(ScanError::Route)?;
-        if !routes
-            .link(hop_ifindex)
-            .map_err(ScanError::Route)?
-            .resolves_neighbours
-        {
-            return Ok(Path::Reach {
-                how: link::Path::Kernel,
-                source: config.source.unwrap_or(route_source),
-            });
-        }
-        Ok(match routes.resolve(target) {
-            // Policy routing can send one address of a part elsewhere than
-            // the part's first: found here, before its probe.
-            Ok(hop) if !opened.contains(&hop.ifindex) => {
-                let name = |i| route::interface(i).map_or_else(|_| format!("if{i}"), |(n, _)| n);
-                return Err(ScanError::RouteChanged {
-                    target,
-                    ifname: name(hop.ifindex),
-                });
-            }
-            Ok(mut hop) => {
-                hop.source = config.source.unwrap_or(hop.source);
-                Path::Reach {
-                    source: hop.source,
-                    how: link::Path::Frame(hop),
-                }
-            }
-            // Discovery asked for every unknown next hop before the first
-            // probe: one still unknown is a target that did not answer.
-            Err(RouteError::NeighbourUnknown { .. }) => Path::Down,
-            Err(e) => return Err(ScanError::Route(e)),
-        })
+    let paths = send::Paths {
+        source: config.source,
+        opened: egress.iter().map(|g| g.ifindex).collect(),
     };
-    let questions: Vec<Arc<str>> = config
-        .dns_questions
-        .iter()
-        .map(|q| Arc::from(format!("{}:{}", q.name, crate::probe::qtype_name(q.qtype))))
-        .collect();
-    // What a resumed scan's earlier segments had answered, for this plan.
-    let prior_answered = match config.resume.as_ref().and_then(|r| r.answered.as_deref()) {
-        Some(bytes) => Some(
-            correlate::AnsweredSnapshot::from_bytes(bytes, &spaces).map_err(|e| {
-                ScanError::Io(
-                    "cannot resume",
-                    std::io::Error::other(format!("answered.bin: {e}")),
-                )
-            })?,
-        ),
-        None => None,
-    };
-    let shared = Arc::new(Shared {
-        correlator: Mutex::new(match &prior_answered {
-            Some(prior) => {
-                Correlator::new(key, config.targets.clone(), questions, MAX_TIMED_PROBES)
-                    .with_spaces(spaces.clone())
-                    .with_answered(prior)
-            }
-            None => Correlator::new(key, config.targets.clone(), questions, MAX_TIMED_PROBES)
-                .with_spaces(spaces.clone()),
-        }),
-        timed_full: AtomicBool::new(false),
-        reply_timeout_us: egress.iter().map(|_| AtomicU64::new(0)).collect(),
-        last_result_ns: std::sync::atomic::AtomicI64::new(0),
-        matched: AtomicU64::new(0),
-        open: AtomicU64::new(0),
-        drops: egress.iter().map(|_| AtomicU64::new(0)).collect(),
-        first_pass: AtomicBool::new(false),
-        shortfall: Mutex::new(None),
-        stop: AtomicBool::new(false),
-        output_error: Mutex::new(None),
-        output_failed: AtomicBool::new(false),
-        scope_stop: Mutex::new(None),
-        scope_stopped: AtomicBool::new(false),
-        answers: Mutex::new(Vec::new()),
+    let links_report: Vec<links::LinkReport> = egress.iter().map(links::LinkReport::from).collect();
+    // Which probes are answered: one copy for every link, with what a
+    // resumed scan's earlier segments had answered, for this plan.
+    let answered = Arc::new(correlate::AnsweredBits::for_spaces(spaces.clone()));
+    if let Some(bytes) = config.resume.as_ref().and_then(|r| r.answered.as_deref()) {
+        let prior = correlate::AnsweredSnapshot::from_bytes(bytes, &spaces).map_err(|e| {
+            ScanError::Io(
+                "cannot resume",
+                std::io::Error::other(format!("answered.bin: {e}")),
+            )
+        })?;
+        answered.absorb(&prior);
+    }
+    let live = Arc::new(live::Live {
+        signals: live::Signals::default(),
+        gauges: live::Gauges::new(egress.len()),
+        answered: answered.clone(),
         // One table per link's receiving thread: each folds its own hosts
         // (a target leaves through one link, so its replies come back on
         // it), merged at the end. A resumed scan folds on from the
@@ -579,8 +465,242 @@ pub fn run(
                 .collect(),
         ),
     });
+    let sinks = sinks(config, outputs, key)?;
 
-    let sinks = writer::Sinks {
+    // Every socket the scan will use, opened now: after this the process
+    // needs no privilege, and gives every capability up before any thread
+    // starts (threads inherit the set they are started with).
+    let senders = config.senders.max(1);
+    let Link {
+        senders: mut sockets,
+        sniffers,
+    } = Link::open(
+        &egress
+            .iter()
+            .map(|g| link::Interface {
+                ifindex: g.ifindex,
+                ours: g.sources.clone(),
+                queue: ring_share(&egress, g, config.sniffer_queue),
+            })
+            .collect::<Vec<_>>(),
+        senders,
+        Duration::from_millis(50),
+        true,
+    )
+    .map_err(|(what, e)| ScanError::Io(what, e))?;
+    crate::net::privilege::drop_all()
+        .map_err(|e| ScanError::Io("cannot drop capabilities after opening the sockets", e))?;
+    let (outputs, writer) = sinks
+        .start(live.clone())
+        .map_err(|e| ScanError::Io("cannot start the evidence writer", e))?;
+
+    // One receiving thread per link, each with its own correlator (the
+    // answered bits shared) and the channels the senders and discovery
+    // talk to it on.
+    let questions: Vec<Arc<str>> = config
+        .dns_questions
+        .iter()
+        .map(|q| Arc::from(format!("{}:{}", q.name, crate::probe::qtype_name(q.qtype))))
+        .collect();
+    let (neighbours_tx, neighbours_rx) = mpsc::channel();
+    let mut send_times = Vec::with_capacity(sniffers.len());
+    let receivers = sniffers
+        .into_iter()
+        .enumerate()
+        .map(|(i, sniffer)| {
+            let (times_tx, times_rx) = mpsc::channel();
+            send_times.push(times_tx);
+            let receiver = recv::LinkReceiver {
+                link: i,
+                sniffer,
+                correlator: Correlator::new(
+                    key,
+                    config.targets.clone(),
+                    questions.clone(),
+                    MAX_TIMED_PROBES,
+                )
+                .sharing(answered.clone()),
+                send_times: times_rx,
+                neighbours: neighbours_tx.clone(),
+                record: config.record,
+                keep_results: config.keep_results,
+            };
+            let (live, outputs) = (live.clone(), outputs.clone());
+            std::thread::Builder::new()
+                .name(format!("sonde-sniff-{i}"))
+                .spawn(move || recv::receive(&live, &outputs, receiver))
+                .map_err(|e| ScanError::Io("cannot start a receiving thread", e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(neighbours_tx);
+
+    // Senders: one thread per share of the permutation, each with its own
+    // routes. On a veth or a fast NIC the kernel does much of the work of
+    // a send in the sending thread, so more threads than one are needed to
+    // reach the machine's limit.
+    let mut route_caches: Vec<route::RouteCache> = (1..senders)
+        .map(|_| route::RouteCache::load().map_err(ScanError::Route))
+        .collect::<Result<_, _>>()?;
+    route_caches.insert(0, routes);
+
+    // The phases: discovery, then the passes (with the monitor), then the
+    // cooldown; after an error too, the receivers stop and whatever was
+    // captured is kept.
+    let discovery_started = Instant::now();
+    let sent = (|| {
+        // The MAC of every next hop the kernel does not know, asked for by
+        // sonde itself before the first probe; every sending thread's
+        // routes learn the answers.
+        let found = neighbours::discover(
+            &config.targets,
+            &mut route_caches[0],
+            gate,
+            &mut sockets[0],
+            &neighbours_rx,
+            stop_sending,
+            config.source,
+        )?;
+        let discovery_seconds = discovery_started.elapsed().as_secs_f64();
+        for routes in &mut route_caches[1..] {
+            for &(ifindex, ip, mac) in &found.learned {
+                routes.learn(ifindex, ip, mac);
+            }
+        }
+        let sending = passes::Sending {
+            config,
+            gate,
+            key: &key,
+            plan: &plan,
+            live: &live,
+            outputs: &outputs,
+            paths: &paths,
+            interrupt: stop_sending,
+            send_times: &send_times,
+            links: &links_report,
+        };
+        let sent = sending.run(&mut route_caches, &mut sockets)?;
+        Ok((found, discovery_seconds, sent))
+    })();
+    drop(neighbours_rx);
+    drop(send_times);
+    let gauges = &live.gauges;
+    let probes = gauges.probes();
+    if config.progress {
+        config.tell(&progress::ScanEvent::SendingDone {
+            probes,
+            wait_seconds: config.wait.as_secs_f64(),
+        });
+    }
+    // Cooldown for late replies, then stop the receivers. It ends early
+    // when every probe sent has its result: nothing is outstanding, only
+    // duplicates could come.
+    let cooldown_seconds = match &sent {
+        Ok((_, _, s)) if !live.signals.output_failed() => cooldown::wait(
+            gauges,
+            config.wait,
+            config.adaptive_wait,
+            probes,
+            s.last_sent_ns,
+        )
+        .as_secs_f64(),
+        _ => 0.0,
+    };
+    live.signals.stop_receiving.store(true, Ordering::Relaxed);
+    let mut sniffer_stats = SnifferStats::default();
+    let mut received = correlate::RecvCounters::default();
+    let mut results = Vec::new();
+    for r in receivers {
+        let r = r.join().unwrap_or_default();
+        sniffer_stats.received += r.sniffer.received;
+        sniffer_stats.dropped += r.sniffer.dropped;
+        received.received += r.counters.received;
+        received.matched += r.counters.matched;
+        received.invalid += r.counters.invalid;
+        received.duplicates += r.counters.duplicates;
+        results.extend(r.results);
+    }
+    let mut hosts = hosts::HostTable::new();
+    for table in &live.ck.hosts {
+        if let Ok(mut t) = table.lock() {
+            hosts.absorb(std::mem::take(&mut *t));
+        }
+    }
+    // The last handle gone, the writer empties its queue, flushes, reveals
+    // the key of a compact run's sent-probe log, and ends with the first
+    // output that failed.
+    drop(outputs);
+    let output_error = writer.join().unwrap_or_else(|_| {
+        Some("cannot write the evidence: the writer thread failed".to_string())
+    });
+    let (neighbours, discovery_seconds, sent) = sent?;
+
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let counters = Counters {
+        sent: load(&gauges.sent),
+        skipped_down: load(&gauges.skipped_down),
+        retried: load(&gauges.retried),
+        received: received.received,
+        matched: received.matched,
+        invalid: received.invalid,
+        duplicates: received.duplicates,
+        kernel_drops: sniffer_stats.dropped,
+    };
+    results.sort_unstable_by(|a, b| {
+        (a.target, a.port, a.probe, &a.question).cmp(&(b.target, b.port, b.probe, &b.question))
+    });
+    let mut unanswered = HashMap::new();
+    for (kind, _) in &spaces {
+        // This segment's: the earlier segments' answers came folded in.
+        let answered = hosts.answered(*kind).saturating_sub(
+            config
+                .resume
+                .as_ref()
+                .map_or(0, |r| r.hosts.answered(*kind)),
+        );
+        unanswered.insert(*kind, gauges.probed(*kind).saturating_sub(answered));
+    }
+    // The first pass's time; a pass stopped early (Ctrl-C) has none of its
+    // own: the sending time so far (an interrupted run said "0 pps").
+    let first_pass = match sent.first_pass_seconds {
+        t if t > 0.0 => t,
+        _ => sent.sending_seconds,
+    };
+    let rate = RateReport {
+        requested: gate.rate(),
+        achieved: achieved_rate(probes, first_pass, gate.rate()),
+        sending_seconds: sent.sending_seconds,
+        discovery_seconds,
+        shortfall: sent.shortfall,
+    };
+    let answered = sent.stopped_at.as_ref().map(|_| answered.snapshot());
+    Ok(ScanOutcome {
+        stopped_at: sent.stopped_at,
+        answered,
+        cooldown_seconds,
+        hosts: hosts.into_hosts(),
+        rate,
+        scope_stop: sent.scope_stop,
+        neighbours,
+        links: links_report,
+        passes: PassReport::new(config.retries, config.max_retries, sent.answers_per_pass),
+        results,
+        counters,
+        sniffer: sniffer_stats,
+        unanswered,
+        probes,
+        interrupted: stop_sending.load(Ordering::Relaxed),
+        output_error,
+    })
+}
+
+/// The evidence writer's sinks, opened on `outputs`: a new pcap or one
+/// continued, the NDJSON stream, the sent-probe log with its header.
+fn sinks(
+    config: &ScanConfig,
+    outputs: ScanOutputs,
+    key: CookieKey,
+) -> Result<writer::Sinks, ScanError> {
+    Ok(writer::Sinks {
         pcap: match outputs.pcap {
             Some(f) => Some(match outputs.pcap_len {
                 Some(len) => PcapWriter::continuing(f, 65535, len),
@@ -615,495 +735,6 @@ pub fn run(
         key,
         open: Vec::new(),
         sync: outputs.sync,
-    };
-
-    // Every socket the scan will use, opened now: after this the process
-    // needs no privilege, and gives every capability up before any thread
-    // starts (threads inherit the set they are started with).
-    let senders = config.senders.max(1);
-    let Link {
-        senders: mut sockets,
-        sniffers,
-    } = Link::open(
-        &egress
-            .iter()
-            .map(|g| link::Interface {
-                ifindex: g.ifindex,
-                ours: g.sources.clone(),
-                queue: ring_share(&egress, g, config.sniffer_queue),
-            })
-            .collect::<Vec<_>>(),
-        senders,
-        Duration::from_millis(50),
-        true,
-    )
-    .map_err(|(what, e)| ScanError::Io(what, e))?;
-    crate::net::privilege::drop_all()
-        .map_err(|e| ScanError::Io("cannot drop capabilities after opening the sockets", e))?;
-    let (outputs, writer) = sinks
-        .start(shared.clone())
-        .map_err(|e| ScanError::Io("cannot start the evidence writer", e))?;
-    // One receiving thread per link, folding into its table (`shared.ck`).
-    let receivers = sniffers
-        .into_iter()
-        .enumerate()
-        .map(|(i, sniffer)| {
-            let shared = shared.clone();
-            let outputs = outputs.clone();
-            let (record, keep_results) = (config.record, config.keep_results);
-            std::thread::Builder::new()
-                .name(format!("sonde-sniff-{i}"))
-                .spawn(move || recv::receive(&shared, i, &outputs, sniffer, record, keep_results))
-                .map_err(|e| ScanError::Io("cannot start a receiving thread", e))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-
-    // Senders: one thread per share of the permutation. On a veth or a fast
-    // NIC the kernel does much of the work of a send in the sending thread,
-    // so more threads than one are needed to reach the machine's limit.
-    let mut counters = Counters::default();
-    let probes = AtomicU64::new(0);
-    let probed: [AtomicU64; 3] = Default::default();
-    let total: u64 = plan
-        .kinds()
-        .iter()
-        .map(|k| k.len().div_ceil(config.shard.count))
-        .sum();
-    let started = Instant::now();
-    let sent = AtomicU64::new(0);
-    let skipped_down = AtomicU64::new(0);
-    let retried = AtomicU64::new(0);
-    let mut route_caches: Vec<route::RouteCache> = (1..senders)
-        .map(|_| route::RouteCache::load().map_err(ScanError::Route))
-        .collect::<Result<_, _>>()?;
-    route_caches.insert(0, routes);
-    let mut discovery = neighbours::Discovery::default();
-    let discovery_started = Instant::now();
-    let mut discovery_seconds = 0.0;
-    let sending_seconds = Mutex::new(0.0f64);
-    let first_pass_seconds = Mutex::new(0.0f64);
-    let stopped_at: Mutex<Option<StopPoint>> = Mutex::new(None);
-    // (pass, results that came while it was sent and in the pause after it)
-    let answers_per_pass: Mutex<Vec<(u32, u64)>> = Mutex::new(Vec::new());
-    let last_sent_ns = std::sync::atomic::AtomicI64::new(0);
-    let outcome: Result<(), ScanError> = (|| {
-        // The MAC of every next hop the kernel does not know, asked for by
-        // sonde itself before the first probe; every sending thread's
-        // routes learn the answers.
-        discovery = neighbours::discover(
-            &config.targets,
-            &mut route_caches[0],
-            gate,
-            &mut sockets[0],
-            &shared.answers,
-            stop_sending,
-            config.source,
-        )?;
-        discovery_seconds = discovery_started.elapsed().as_secs_f64();
-        for routes in &mut route_caches[1..] {
-            for &(ifindex, ip, mac) in &discovery.learned {
-                routes.learn(ifindex, ip, mac);
-            }
-        }
-        let sending_started = Instant::now();
-        let watch_done = AtomicBool::new(false);
-        let links_report: Vec<links::LinkReport> =
-            egress.iter().map(links::LinkReport::from).collect();
-        // A checkpoint (when the caller takes them): a consistent cut of
-        // the state, the writer's marker behind the evidence it covers.
-        let take_checkpoint = || {
-            let Some(tx) = &config.checkpoints else {
-                return;
-            };
-            shared.ck.take(
-                || {
-                    let answered = shared
-                        .correlator
-                        .lock()
-                        .expect("correlator lock")
-                        .answered_snapshot()
-                        .to_bytes();
-                    (
-                        probes.load(Ordering::Relaxed),
-                        retried.load(Ordering::Relaxed),
-                        shared.matched.load(Ordering::Relaxed),
-                        answered,
-                        outputs.checkpoint_marker(),
-                    )
-                },
-                |marker| marker?.recv().ok(),
-                |mut c| {
-                    c.links = links_report.clone();
-                    let _ = tx.send(c);
-                },
-            );
-        };
-        let sent_all = std::thread::scope(|sc| {
-            // Checkpoints every `checkpoint_every` while sending, and never
-            // closer than 20 times what the last one took: a /8's answered
-            // bits are 100 MB to copy and sync, and checkpoints must stay a
-            // small part of the run (about 5% of one thread at most).
-            if config.checkpoints.is_some() {
-                sc.spawn(|| {
-                    let _ = crate::net::privilege::drop_in_this_thread();
-                    let mut last = Instant::now();
-                    let mut every = config.checkpoint_every;
-                    while !watch_done.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(20));
-                        if last.elapsed() >= every {
-                            let took = Instant::now();
-                            take_checkpoint();
-                            every = config.checkpoint_every.max(took.elapsed() * 20);
-                            last = Instant::now();
-                        }
-                    }
-                });
-            }
-            // Rate honesty: a thread watching the first pass's rate.
-            sc.spawn(|| {
-                let _ = crate::net::privilege::drop_in_this_thread();
-                let mut watch = progress::RateWatch::new(gate.rate());
-                while !watch_done.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(100));
-                    if !shared.first_pass.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    let sample = progress::Sample {
-                        at: sending_started.elapsed().as_nanos() as i64,
-                        sent: probes.load(Ordering::Relaxed),
-                        paced_ns: gate.paced_nanos(),
-                        drops: shared.drops(),
-                    };
-                    if let Some(short) = watch.sample(sample) {
-                        config.tell(&progress::ScanEvent::RateShortfall(short.clone()));
-                        *shared.shortfall.lock().expect("shortfall lock") = Some(short);
-                    }
-                }
-            });
-            let sent_all = (|| -> Result<(), ScanError> {
-                let resume_at = config.resume.as_ref().map(|r| &r.at);
-                let first = resume_at.map_or(0, |at| at.pass);
-                // Passes follow the loss: after the --retries asked for, a
-                // retry pass that still found answers shows a link losing
-                // packets, and one more follows (up to max_retries, within
-                // the budget) until a pass finds nothing new.
-                let last_possible = config.max_retries.max(config.retries);
-                let mut pass = first;
-                'passes: loop {
-                    let matched_before = shared.matched.load(Ordering::Relaxed);
-                    shared.first_pass.store(pass == 0, Ordering::Relaxed);
-                    // A retry pass skips what was answered before it began.
-                    let answered = (pass > 0).then(|| {
-                        shared
-                            .correlator
-                            .lock()
-                            .expect("correlator lock")
-                            .answered_snapshot()
-                    });
-                    for (kind_index, kind_plan) in plan.kinds().iter().enumerate() {
-                        // A resumed scan starts at its stop point.
-                        let starts: Vec<Option<u64>> = match resume_at {
-                            Some(at) if pass == at.pass && kind_index < at.kind => continue,
-                            Some(at) if pass == at.pass && kind_index == at.kind => at.next.clone(),
-                            _ => vec![Some(0); senders],
-                        };
-                        {
-                            let _cut = shared.ck.cut.read();
-                            shared.ck.live.begin(pass, kind_index, &starts);
-                        }
-                        let results: Vec<Result<Option<u64>, ScanError>> =
-                            std::thread::scope(|scope| {
-                                let handles: Vec<_> = route_caches
-                                    .iter_mut()
-                                    .zip(sockets.iter_mut())
-                                    .enumerate()
-                                    .map(|(t, (routes, link))| {
-                                        // Thread t of T takes every T-th position of this
-                                        // machine's shard: a finer shard of the same permutation.
-                                        let share = Shard {
-                                            index: config.shard.index
-                                                + config.shard.count * t as u64,
-                                            count: config.shard.count * senders as u64,
-                                        };
-                                        let worker = send::Worker {
-                                            thread: t,
-                                            config,
-                                            gate,
-                                            key: &key,
-                                            shared: &shared,
-                                            outputs: &outputs,
-                                            path_for: &path_for,
-                                            stop_sending,
-                                            probes: &probes,
-                                            probed: &probed,
-                                            sent: &sent,
-                                            skipped_down: &skipped_down,
-                                            retried: &retried,
-                                            progress: (config.progress && t == 0)
-                                                .then_some((started, total)),
-                                        };
-                                        let answered = answered.as_ref();
-                                        let from = starts.get(t).copied().flatten();
-                                        std::thread::Builder::new()
-                                            .name(format!("sonde-send-{t}"))
-                                            .spawn_scoped(scope, move || {
-                                                worker.send(
-                                                    routes,
-                                                    link,
-                                                    send::Job {
-                                                        plan: kind_plan,
-                                                        share,
-                                                        pass,
-                                                        answered,
-                                                        from,
-                                                    },
-                                                )
-                                            })
-                                    })
-                                    .collect();
-                                handles
-                                    .into_iter()
-                                    .map(|h| match h {
-                                        Ok(h) => h.join().unwrap_or_else(|_| {
-                                            Err(ScanError::Io(
-                                                "a sending thread failed",
-                                                std::io::Error::other("panic"),
-                                            ))
-                                        }),
-                                        Err(e) => {
-                                            Err(ScanError::Io("cannot start a sending thread", e))
-                                        }
-                                    })
-                                    .collect()
-                            });
-                        let mut next = Vec::with_capacity(results.len());
-                        for r in results {
-                            next.push(r?);
-                        }
-                        if stop_sending.load(Ordering::Relaxed)
-                            || shared.output_failed.load(Ordering::Relaxed)
-                            || shared.scope_stopped.load(Ordering::Relaxed)
-                        {
-                            *stopped_at.lock().expect("stop point lock") = Some(StopPoint {
-                                pass,
-                                kind: kind_index,
-                                next,
-                            });
-                            break 'passes;
-                        }
-                    }
-                    if pass == 0 {
-                        *first_pass_seconds.lock().expect("first pass lock") =
-                            sending_started.elapsed().as_secs_f64();
-                    }
-                    // When this pass's last probe left: the cooldown's quiet is
-                    // counted from it, not from after the pause below (which
-                    // already waited for its replies).
-                    last_sent_ns.store(crate::clock::now_nanos(), Ordering::Relaxed);
-                    // The pass's probes reach the disk before its replies are waited for.
-                    outputs.flush();
-                    if shared.output_failed.load(Ordering::Relaxed) {
-                        break 'passes;
-                    }
-                    // A pass boundary is a checkpoint: the pass whole, no
-                    // kind of it left.
-                    {
-                        let _cut = shared.ck.cut.read();
-                        shared
-                            .ck
-                            .live
-                            .begin(pass, plan.kinds().len(), &vec![None; senders]);
-                    }
-                    take_checkpoint();
-                    // Give replies to this pass's last probes time before deciding
-                    // what to retry: a quarter second covers any LAN and most
-                    // routed round trips; a later reply still counts, its probe is
-                    // merely sent twice. (In slices: a Ctrl-C stops the scan, not
-                    // the nap.)
-                    let may_follow =
-                        pass < config.retries || (config.retries > 0 && pass < last_possible);
-                    if may_follow {
-                        // The reply timeout the round trips show (at least
-                        // MIN_RETRY_PAUSE), once replies have shown it.
-                        let pause = match shared.reply_timeout_us() {
-                            0 => RETRY_PAUSE,
-                            us => Duration::from_micros(us).clamp(MIN_RETRY_PAUSE, RETRY_PAUSE),
-                        };
-                        let until = Instant::now() + config.wait.min(pause);
-                        while Instant::now() < until && !stop_sending.load(Ordering::Relaxed) {
-                            std::thread::sleep(
-                                crate::scope::MAX_WAIT
-                                    .min(until.saturating_duration_since(Instant::now())),
-                            );
-                        }
-                    }
-                    let found = shared
-                        .matched
-                        .load(Ordering::Relaxed)
-                        .saturating_sub(matched_before);
-                    answers_per_pass
-                        .lock()
-                        .expect("passes lock")
-                        .push((pass, found));
-                    let next = pass < config.retries || (may_follow && pass > 0 && found > 0);
-                    if !next || stop_sending.load(Ordering::Relaxed) {
-                        break 'passes;
-                    }
-                    pass += 1;
-                    if pass > config.retries {
-                        config.tell(&progress::ScanEvent::PassAdded {
-                            pass,
-                            new_answers: found,
-                        });
-                    }
-                }
-                Ok(())
-            })();
-            watch_done.store(true, Ordering::Relaxed);
-            sent_all
-        });
-        *sending_seconds.lock().expect("sending lock") = sending_started.elapsed().as_secs_f64();
-        sent_all
-    })();
-    let probes = probes.load(Ordering::Relaxed);
-    let probed: HashMap<ProbeKind, u64> = [ProbeKind::Syn, ProbeKind::Icmp, ProbeKind::Dns]
-        .into_iter()
-        .map(|k| (k, probed[k as usize].load(Ordering::Relaxed)))
-        .collect();
-    if config.progress {
-        config.tell(&progress::ScanEvent::SendingDone {
-            probes,
-            wait_seconds: config.wait.as_secs_f64(),
-        });
-    }
-    // Cooldown for late replies, then stop the receiver: also after an error,
-    // so whatever was captured is kept. It ends early when every probe sent
-    // has its result: nothing is outstanding, only duplicates could come.
-    let cooldown_started = Instant::now();
-    if outcome.is_ok() && !shared.output_failed.load(Ordering::Relaxed) {
-        let until = Instant::now() + config.wait;
-        // Quiet is counted from the last probe (a pass's pause has waited
-        // for its replies already), or from now if none was sent.
-        let sent_end = match last_sent_ns.load(Ordering::Relaxed) {
-            0 => crate::clock::now_nanos(),
-            t => t,
-        };
-        while Instant::now() < until && shared.matched.load(Ordering::Relaxed) < probes {
-            if config.adaptive_wait && quiet_long_enough(&shared, sent_end, config.wait) {
-                break;
-            }
-            std::thread::sleep(
-                Duration::from_millis(10).min(until.saturating_duration_since(Instant::now())),
-            );
-        }
-    }
-    let cooldown_seconds = cooldown_started.elapsed().as_secs_f64();
-    shared.stop.store(true, Ordering::Relaxed);
-    let mut sniffer_stats = SnifferStats::default();
-    let mut results = Vec::new();
-    let mut hosts = hosts::HostTable::new();
-    for r in receivers {
-        let (stats, r) = r.join().unwrap_or_default();
-        sniffer_stats.received += stats.received;
-        sniffer_stats.dropped += stats.dropped;
-        results.extend(r);
-    }
-    for table in &shared.ck.hosts {
-        if let Ok(mut t) = table.lock() {
-            hosts.absorb(std::mem::take(&mut *t));
-        }
-    }
-    // The last handle gone, the writer empties its queue, flushes, reveals
-    // the key of a compact run's sent-probe log, and ends.
-    drop(outputs);
-    if writer.join().is_err() {
-        shared.check_output(
-            "the evidence",
-            Err(std::io::Error::other("the writer thread failed")),
-        );
-    }
-    outcome?;
-    let output_error = shared.output_error.lock().expect("error lock").take();
-
-    counters.sent = sent.load(Ordering::Relaxed);
-    counters.skipped_down = skipped_down.load(Ordering::Relaxed);
-    counters.retried = retried.load(Ordering::Relaxed);
-    let received = shared
-        .correlator
-        .lock()
-        .expect("correlator lock")
-        .counters();
-    counters.received = received.received;
-    counters.matched = received.matched;
-    counters.invalid = received.invalid;
-    counters.duplicates = received.duplicates;
-    counters.kernel_drops = sniffer_stats.dropped;
-    results.sort_unstable_by(|a, b| {
-        (a.target, a.port, a.probe, &a.question).cmp(&(b.target, b.port, b.probe, &b.question))
-    });
-    let mut unanswered = HashMap::new();
-    for (kind, _) in &spaces {
-        // This segment's: the earlier segments' answers came folded in.
-        let answered = hosts.answered(*kind).saturating_sub(
-            config
-                .resume
-                .as_ref()
-                .map_or(0, |r| r.hosts.answered(*kind)),
-        );
-        unanswered.insert(
-            *kind,
-            probed
-                .get(kind)
-                .copied()
-                .unwrap_or(0)
-                .saturating_sub(answered),
-        );
-    }
-    let interrupted = stop_sending.load(Ordering::Relaxed);
-    let scope_stop = shared.scope_stop.lock().expect("scope stop lock").take();
-    let sending_seconds = sending_seconds.into_inner().expect("sending lock");
-    // The first pass's time; a pass stopped early (Ctrl-C) has none of its
-    // own: the sending time so far (an interrupted run said "0 pps").
-    let first_pass = match first_pass_seconds.into_inner().expect("first pass lock") {
-        t if t > 0.0 => t,
-        _ => sending_seconds,
-    };
-    let rate = RateReport {
-        requested: gate.rate(),
-        achieved: achieved_rate(probes, first_pass, gate.rate()),
-        sending_seconds,
-        discovery_seconds,
-        shortfall: shared.shortfall.lock().expect("shortfall lock").take(),
-    };
-    let stopped_at = stopped_at.into_inner().expect("stop point lock");
-    let answered = stopped_at.as_ref().map(|_| {
-        shared
-            .correlator
-            .lock()
-            .expect("correlator lock")
-            .answered_snapshot()
-    });
-    Ok(ScanOutcome {
-        stopped_at,
-        answered,
-        cooldown_seconds,
-        hosts: hosts.into_hosts(),
-        rate,
-        scope_stop,
-        neighbours: discovery,
-        links: egress.iter().map(links::LinkReport::from).collect(),
-        passes: PassReport::new(
-            config.retries,
-            config.max_retries,
-            answers_per_pass.into_inner().expect("passes lock"),
-        ),
-        results,
-        counters,
-        sniffer: sniffer_stats,
-        unanswered,
-        probes,
-        interrupted,
-        output_error,
     })
 }
 
@@ -1122,58 +753,6 @@ fn achieved_rate(probes: u64, seconds: f64, requested: f64) -> f64 {
         0.0
     };
     probes as f64 / seconds.max(paced)
-}
-
-/// The adaptive cooldown's test: no result for twice the reply timeout
-/// (see [`timing`]; at least [`MIN_QUIET`], at most `wait`) since the last
-/// probe or the last result, whichever is later. Before any round trip is
-/// known, never (the full `wait`).
-fn quiet_long_enough(shared: &Shared, sent_end: i64, wait: Duration) -> bool {
-    let timeout_us = shared.reply_timeout_us();
-    if timeout_us == 0 {
-        return false;
-    }
-    let quiet = (Duration::from_micros(timeout_us) * 2).clamp(MIN_QUIET, wait.max(MIN_QUIET));
-    let last = sent_end.max(shared.last_result_ns.load(Ordering::Relaxed));
-    crate::clock::now_nanos().saturating_sub(last) >= quiet.as_nanos() as i64
-}
-
-/// The shortest quiet that ends an adaptive cooldown (nmap -T5's shortest
-/// reply timeout).
-const MIN_QUIET: Duration = Duration::from_millis(50);
-
-impl Shared {
-    /// How long a reply may take (µs; 0 before the first round trip): the
-    /// slowest link's estimate.
-    fn reply_timeout_us(&self) -> u64 {
-        self.reply_timeout_us
-            .iter()
-            .map(|t| t.load(Ordering::Relaxed))
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// The kernel's drops so far on every link.
-    fn drops(&self) -> u64 {
-        self.drops.iter().map(|d| d.load(Ordering::Relaxed)).sum()
-    }
-
-    /// Whether an output failed (sending stops).
-    fn output_failed(&self) -> bool {
-        self.output_failed.load(Ordering::Relaxed)
-    }
-
-    /// Note a failed output write: the first failure is kept and stops the
-    /// scan (the evidence must not silently miss what was sent).
-    fn check_output(&self, what: &str, r: std::io::Result<()>) {
-        if let Err(e) = r {
-            let mut first = self.output_error.lock().expect("error lock");
-            if first.is_none() {
-                *first = Some(format!("cannot write {what}: {e}"));
-            }
-            self.output_failed.store(true, Ordering::Relaxed);
-        }
-    }
 }
 
 #[cfg(test)]

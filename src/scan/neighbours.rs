@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -42,8 +41,9 @@ pub const MIN_ROUND_WAIT: Duration = Duration::from_millis(40);
 /// the link's round trip.
 pub const TIMING_SAMPLES: usize = 8;
 
-/// Answers the receive thread has seen: (address, MAC).
-pub(super) type Answers = Mutex<Vec<(IpAddr, [u8; 6])>>;
+/// Answers the receive threads have seen, (address, MAC), as they hand
+/// them over.
+pub(super) type Answers = std::sync::mpsc::Receiver<(IpAddr, [u8; 6])>;
 
 /// What discovery found.
 #[derive(Clone, Debug, Default)]
@@ -204,7 +204,7 @@ pub(super) fn discover(
             if sent_end.elapsed() >= wait || stop.load(Ordering::Relaxed) {
                 break;
             }
-            let got = std::mem::take(&mut *answers.lock().expect("answers lock"));
+            let got: Vec<_> = answers.try_iter().collect();
             if !got.is_empty() {
                 let after = sent_end.elapsed();
                 slowest = Some(slowest.map_or(after, |s| s.max(after)));

@@ -1,45 +1,86 @@
-//! The receive thread: frames in batches from the sniffer, through the
-//! correlator, into the evidence, the NDJSON stream and the per-host table.
+//! The receive threads, one per link: frames in batches from the link's
+//! sniffer, through the link's own correlator, into the evidence, the
+//! NDJSON stream and the link's host table. A thread owns its correlator:
+//! the only state the links share is the answered bits, one atomic OR per
+//! new result.
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
-use super::correlate::Correlation;
+use super::ScanResult;
+use super::correlate::{Correlation, Correlator, ProbeKey, RecvCounters};
 use super::hosts::RecordMode;
+use super::live::Live;
 use super::writer::{Batch, Frames, Outputs};
-use super::{ScanResult, Shared};
 use crate::net::packet::{RecvBatch, Sniffer, SnifferStats};
 use crate::probe::Verdict;
 
-/// Run until `shared.stop`, for the `link`-th link: what the sniffer counted, every result when
-/// `keep_results`, and the results folded per host.
-pub(super) fn receive(
-    shared: &Shared,
-    link: usize,
-    outputs: &Outputs,
-    mut sniffer: Sniffer,
-    record: RecordMode,
-    keep_results: bool,
-) -> (SnifferStats, Vec<ScanResult>) {
+/// One link's receive thread: what it owns, and the channels it reads and
+/// answers on.
+pub(super) struct LinkReceiver {
+    /// The link's index among the scan's links.
+    pub link: usize,
+    pub sniffer: Sniffer,
+    /// This link's correlator (its answered bits are the scan's, shared).
+    pub correlator: Correlator,
+    /// Probes' send times, batch by batch, from the sending threads.
+    pub send_times: Receiver<Vec<(ProbeKey, i64)>>,
+    /// ARP replies and neighbour advertisements, for discovery (which
+    /// hangs up when it is done).
+    pub neighbours: Sender<(IpAddr, [u8; 6])>,
+    pub record: RecordMode,
+    pub keep_results: bool,
+}
+
+/// What a receive thread hands back when it ends.
+#[derive(Default)]
+pub(super) struct Received {
+    pub sniffer: SnifferStats,
+    pub counters: RecvCounters,
+    /// Every result, when the caller asked to keep them.
+    pub results: Vec<ScanResult>,
+}
+
+/// Run until `live.signals.stop_receiving`: correlate every frame the
+/// link's sniffer captures, hand the evidence and results to the writer,
+/// and fold the results into the link's host table.
+pub(super) fn receive(live: &Live, outputs: &Outputs, r: LinkReceiver) -> Received {
+    let LinkReceiver {
+        link,
+        mut sniffer,
+        mut correlator,
+        send_times,
+        neighbours,
+        record,
+        keep_results,
+    } = r;
     let mut batch = RecvBatch::new(64, 65536);
     let mut seen: Vec<(usize, Correlation)> = Vec::with_capacity(64);
     // Folded per host as they come (memory grows with findings);
     // every result is kept only when the caller asks.
     let mut results: Vec<ScanResult> = Vec::new();
     let mut counted = Instant::now();
-    // Owned here, published as `shared.reply_timeout_us`.
+    // Owned here, published as `live.gauges.reply_timeout_us`.
     let mut rtt = super::timing::RttEstimator::new();
-    while !shared.stop.load(Ordering::Relaxed) {
+    let gauges = &live.gauges;
+    while !live.signals.stop_receiving.load(Ordering::Relaxed) {
         if counted.elapsed() >= Duration::from_millis(500) {
             if let Ok(stats) = sniffer.stats() {
-                shared.drops[link].store(stats.dropped, Ordering::Relaxed);
+                gauges.drops[link].store(stats.dropped, Ordering::Relaxed);
             }
             counted = Instant::now();
         }
-        // A batch of frames per system call, one turn of the
-        // correlator's lock per batch, and one message to the
+        // A batch of frames per system call, and one message to the
         // evidence writer, not one per reply.
-        if !matches!(sniffer.next_batch(&mut batch), Ok(n) if n > 0) {
+        let got = matches!(sniffer.next_batch(&mut batch), Ok(n) if n > 0);
+        // The send times handed over while the batch was waited for: a
+        // reply in it may be to a probe of the senders' last batch.
+        for sent in send_times.try_iter() {
+            correlator.on_sent_batch(sent);
+        }
+        if !got {
             continue;
         }
         // When each frame was captured (the kernel's time, with the ring):
@@ -49,21 +90,20 @@ pub(super) fn receive(
         seen.clear();
         // The whole batch, from the correlator to the evidence writer and
         // the host table, is inside one checkpoint or after it.
-        let _cut = shared.ck.cut.read();
-        let Ok(mut hosts) = shared.ck.hosts[link].lock() else {
+        // (The host table's lock is this thread's but for a checkpoint's
+        // copy.)
+        let _cut = live.ck.cut.read();
+        let Ok(mut hosts) = live.ck.hosts[link].lock() else {
             break;
         };
-        {
-            let mut c = shared.correlator.lock().expect("correlator lock");
-            for (i, f) in batch.frames().enumerate() {
-                // An ARP reply or neighbour advertisement: for discovery.
-                if let Some(answer) = crate::probe::neighbour::answer(f) {
-                    shared.answers.lock().expect("answers lock").push(answer);
-                    continue;
-                }
-                let ip = crate::wire::ethernet::payload_of(f);
-                seen.push((i, c.on_packet(ip, times[i])));
+        for (i, f) in batch.frames().enumerate() {
+            // An ARP reply or neighbour advertisement: for discovery.
+            if let Some(answer) = crate::probe::neighbour::answer(f) {
+                let _ = neighbours.send(answer);
+                continue;
             }
+            let ip = crate::wire::ethernet::payload_of(f);
+            seen.push((i, correlator.on_packet(ip, times[i])));
         }
         // The evidence keeps packets from the targets and anything about
         // our probes (ICMP errors from routers); other traffic to us is
@@ -84,18 +124,18 @@ pub(super) fn receive(
             let Correlation::Matched(result) = c else {
                 continue;
             };
-            shared.matched.fetch_add(1, Ordering::Relaxed);
+            gauges.matched.fetch_add(1, Ordering::Relaxed);
             if let Some(us) = result.rtt_us {
                 rtt.observe(Duration::from_micros(us));
                 if let Some(t) = rtt.timeout() {
-                    shared.reply_timeout_us[link].store(t.as_micros() as u64, Ordering::Relaxed);
+                    gauges.reply_timeout_us[link].store(t.as_micros() as u64, Ordering::Relaxed);
                 }
             }
-            shared
+            gauges
                 .last_result_ns
                 .fetch_max(result.time.0, Ordering::Relaxed);
             if result.verdict == Verdict::Open {
-                shared.open.fetch_add(1, Ordering::Relaxed);
+                gauges.open.fetch_add(1, Ordering::Relaxed);
             }
             if outputs.records_results
                 && record.records(&result.verdict)
@@ -113,5 +153,9 @@ pub(super) fn receive(
             outputs.send(Batch::Results(lines));
         }
     }
-    (sniffer.stats().unwrap_or_default(), results)
+    Received {
+        sniffer: sniffer.stats().unwrap_or_default(),
+        counters: correlator.counters(),
+        results,
+    }
 }

@@ -2,22 +2,87 @@
 //! order, takes permits from the gate in batches, builds each probe and
 //! hands it to the frame sender (or, on loopback, the raw IP socket).
 //! Nothing shared is locked per probe: a batch's probes go to the evidence
-//! writer as one message, its send times to the correlator under one lock,
-//! and a retry pass reads a copy of what was answered.
+//! writer as one message, its send times to the receive threads as one
+//! message each, its counts to the gauges as one add each, and a retry
+//! pass reads the answered bits as the receive threads set them.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
 
-use super::correlate::AnsweredSnapshot;
+use super::live::Live;
 use super::writer::{Batch, Frames, Outputs, SentBatch};
-use super::{Key, Path, ScanConfig, ScanError, ScopeStop, Shared};
-use crate::net::link::LinkSender;
-use crate::net::route;
+use super::{Key, ScanConfig, ScanError, ScopeStop};
+use crate::net::link::{self, LinkSender};
+use crate::net::route::{self, RouteError};
 use crate::probe::CookieKey;
 use crate::probe::plan::KindPlan;
 use crate::scope::{Refusal, ScopeGate};
 use crate::targets::index::Shard;
+
+/// Where a probe for one target goes.
+#[derive(Clone)]
+pub(super) enum Path {
+    /// How, and from which source: a whole frame to the next hop's MAC;
+    /// or on loopback, through the kernel's raw IP socket, since the
+    /// kernel drops IPv4 to 127.0.0.0/8 injected below its routing (a
+    /// martian destination). There is no neighbour to wait for on
+    /// loopback, so that path never blocks.
+    Reach { how: link::Path, source: IpAddr },
+    /// The target answered no ARP request or neighbour solicitation.
+    Down,
+}
+
+/// How each target is reached, from a sending thread's routes.
+pub(super) struct Paths {
+    /// `--source-ip`: every probe's source instead of the route's.
+    pub source: Option<IpAddr>,
+    /// The interfaces the run opened (a target routed elsewhere stops it).
+    pub opened: Vec<u32>,
+}
+
+impl Paths {
+    pub fn path(&self, routes: &mut route::RouteCache, target: IpAddr) -> Result<Path, ScanError> {
+        if let Some(s) = self.source
+            && s.is_ipv4() != target.is_ipv4()
+        {
+            return Err(ScanError::SourceFamily { source: s, target });
+        }
+        let (hop_ifindex, _, route_source) = routes.next_hop(target).map_err(ScanError::Route)?;
+        if !routes
+            .link(hop_ifindex)
+            .map_err(ScanError::Route)?
+            .resolves_neighbours
+        {
+            return Ok(Path::Reach {
+                how: link::Path::Kernel,
+                source: self.source.unwrap_or(route_source),
+            });
+        }
+        Ok(match routes.resolve(target) {
+            // Policy routing can send one address of a part elsewhere than
+            // the part's first: found here, before its probe.
+            Ok(hop) if !self.opened.contains(&hop.ifindex) => {
+                let name = |i| route::interface(i).map_or_else(|_| format!("if{i}"), |(n, _)| n);
+                return Err(ScanError::RouteChanged {
+                    target,
+                    ifname: name(hop.ifindex),
+                });
+            }
+            Ok(mut hop) => {
+                hop.source = self.source.unwrap_or(hop.source);
+                Path::Reach {
+                    source: hop.source,
+                    how: link::Path::Frame(hop),
+                }
+            }
+            // Discovery asked for every unknown next hop before the first
+            // probe: one still unknown is a target that did not answer.
+            Err(RouteError::NeighbourUnknown { .. }) => Path::Down,
+            Err(e) => return Err(ScanError::Route(e)),
+        })
+    }
+}
 
 /// One pass of one probe kind, for one sending thread.
 pub(super) struct Job<'a> {
@@ -25,98 +90,76 @@ pub(super) struct Job<'a> {
     /// This thread's share of the permutation.
     pub share: Shard,
     pub pass: u32,
-    /// Retry passes: which probes had their result when the pass began.
-    pub answered: Option<&'a AnsweredSnapshot>,
     /// Where in its share the thread starts (0: the beginning; a resumed
     /// scan's stop point); `None`: its share of this pass and kind was done.
     pub from: Option<u64>,
 }
 
-/// One sending thread's view of the scan.
-pub(super) struct Worker<'a, P> {
-    /// This thread's index among the sending threads.
-    pub(super) thread: usize,
-    pub(super) config: &'a ScanConfig,
-    pub(super) gate: &'a ScopeGate,
-    pub(super) key: &'a CookieKey,
-    pub(super) shared: &'a Shared,
-    pub(super) outputs: &'a Outputs,
-    pub(super) path_for: &'a P,
-    pub(super) stop_sending: &'a AtomicBool,
-    pub(super) probes: &'a AtomicU64,
-    pub(super) probed: &'a [AtomicU64; 3],
-    pub(super) sent: &'a AtomicU64,
-    pub(super) skipped_down: &'a AtomicU64,
-    pub(super) retried: &'a AtomicU64,
-    /// Print the progress line (one thread does): the start and the total.
-    pub(super) progress: Option<(Instant, u64)>,
+/// Where a thread's share of a pass and kind ended.
+pub(super) struct ShareEnd {
+    /// The next position of the share when it stopped early (an
+    /// interrupt, the scope, a failed output), `None` when it is done:
+    /// where a resumed scan continues.
+    pub next: Option<u64>,
+    /// The scope's limit that stopped it.
+    pub scope_stop: Option<ScopeStop>,
 }
 
-impl<P> Worker<'_, P>
-where
-    P: Fn(&mut route::RouteCache, IpAddr) -> Result<Path, ScanError> + Sync,
-{
-    /// Send this thread's share of one kind's probes for one pass. Returns
-    /// the next position of the share when it stopped early (an interrupt,
-    /// the scope), `None` when the share is done: where a resumed scan
-    /// continues.
+/// One sending thread's view of the scan.
+pub(super) struct Worker<'a> {
+    /// This thread's index among the sending threads.
+    pub thread: usize,
+    pub config: &'a ScanConfig,
+    pub gate: &'a ScopeGate,
+    pub key: &'a CookieKey,
+    pub live: &'a Live,
+    pub outputs: &'a Outputs,
+    pub paths: &'a Paths,
+    /// The caller's: stop sending (Ctrl-C).
+    pub interrupt: &'a AtomicBool,
+    /// One per receive thread: the first probes' send times go to each.
+    pub send_times: &'a [Sender<Vec<(Key, i64)>>],
+}
+
+impl Worker<'_> {
+    /// Send this thread's share of one kind's probes for one pass. A
+    /// retry pass skips the probes answered by then.
     pub(super) fn send(
         &self,
         routes: &mut route::RouteCache,
         link: &mut LinkSender,
         job: Job<'_>,
-    ) -> Result<Option<u64>, ScanError> {
+    ) -> Result<ShareEnd, ScanError> {
         let Job {
             plan,
             share,
             pass,
-            answered,
             from,
         } = job;
+        let mut end = ShareEnd {
+            next: None,
+            scope_stop: None,
+        };
         let Some(from) = from else {
-            return Ok(None);
+            return Ok(end);
         };
         let kind = plan.kind;
         let config = self.config;
         let sent_before = link.sent();
         let mut buf = Vec::with_capacity(128);
-        let mut last_progress = Instant::now();
         let mut walk = share.positions_from(plan.len(), from).peekable();
         let mut timed: Vec<(Key, i64)> = Vec::new();
         let result = (|| {
             while walk.peek().is_some() {
+                let stop = || {
+                    self.interrupt.load(Ordering::Relaxed)
+                        || self.live.signals.output_failed()
+                        || self.live.signals.scope_stopped()
+                };
                 // Checked every batch (about 10 ms of traffic).
-                if self.stop_sending.load(Ordering::Relaxed)
-                    || self.shared.output_failed.load(Ordering::Relaxed)
-                    || self.shared.scope_stopped.load(Ordering::Relaxed)
-                {
+                if stop() {
                     break;
                 }
-                if let Some((started, total)) = self.progress
-                    && last_progress.elapsed() >= Duration::from_secs(1)
-                {
-                    last_progress = Instant::now();
-                    let probes = self.probes.load(Ordering::Relaxed);
-                    let secs = started.elapsed().as_secs_f64();
-                    let rate = probes as f64 / secs.max(1e-9);
-                    let found = self.shared.matched.load(Ordering::Relaxed);
-                    let open = self.shared.open.load(Ordering::Relaxed);
-                    let eta = total.saturating_sub(probes) as f64 / rate.max(1.0);
-                    config.tell(&super::progress::ScanEvent::Progress {
-                        probes,
-                        total,
-                        rate,
-                        open,
-                        other_replies: found.saturating_sub(open),
-                        eta_seconds: eta,
-                        pass,
-                    });
-                }
-                let stop = || {
-                    self.stop_sending.load(Ordering::Relaxed)
-                        || self.shared.output_failed.load(Ordering::Relaxed)
-                        || self.shared.scope_stopped.load(Ordering::Relaxed)
-                };
                 let mut batch = match self.gate.reserve_unless(self.gate.burst(), &stop) {
                     Ok(Some(b)) => b,
                     Ok(None) => break,
@@ -127,12 +170,11 @@ where
                             Refusal::Expired { .. } => ScopeStop::WindowClosed(r),
                             _ => ScopeStop::BudgetSpent(r),
                         };
-                        self.shared
-                            .scope_stop
-                            .lock()
-                            .expect("scope stop lock")
-                            .get_or_insert(stop);
-                        self.shared.scope_stopped.store(true, Ordering::Relaxed);
+                        end.scope_stop = Some(stop);
+                        self.live
+                            .signals
+                            .scope_stopped
+                            .store(true, Ordering::Relaxed);
                         break;
                     }
                     Err(r) => return Err(ScanError::Refused(r)),
@@ -152,7 +194,10 @@ where
                     }),
                     origins: Vec::new(),
                 };
-                let timing = pass == 0 && !self.shared.timed_full.load(Ordering::Relaxed);
+                // Send times for round-trip times, kept for a bounded
+                // number of probes: memory must not grow with the scan.
+                let timing = pass == 0
+                    && self.live.gauges.timed.load(Ordering::Relaxed) < super::MAX_TIMED_PROBES;
                 let mut walked = 0u32;
                 while batch.remaining() > 0 {
                     // Positions of down targets take no permit: in a sparse
@@ -168,12 +213,12 @@ where
                     let k: Key = (target, port, kind, question);
                     if pass == 0 {
                         new += 1;
-                    } else if answered.is_some_and(|a| a.is_answered(&k)) {
+                    } else if self.live.answered.contains(&k) {
                         continue;
                     } else {
                         again += 1;
                     }
-                    let path = (self.path_for)(routes, target)?;
+                    let path = self.paths.path(routes, target)?;
                     let (how, source) = match &path {
                         Path::Reach { how, source } => (how, *source),
                         Path::Down => {
@@ -211,17 +256,20 @@ where
                         ScanError::Io("cannot send", std::io::Error::other(e.to_string()))
                     })?;
                 }
-                self.probes.fetch_add(new, Ordering::Relaxed);
-                self.skipped_down.fetch_add(down, Ordering::Relaxed);
-                self.probed[kind as usize].fetch_add(new, Ordering::Relaxed);
-                self.retried.fetch_add(again, Ordering::Relaxed);
+                let gauges = &self.live.gauges;
+                gauges.probes.fetch_add(new, Ordering::Relaxed);
+                gauges.skipped_down.fetch_add(down, Ordering::Relaxed);
+                gauges.probed[kind as usize].fetch_add(new, Ordering::Relaxed);
+                gauges.retried.fetch_add(again, Ordering::Relaxed);
                 if !timed.is_empty() {
-                    // Send times for round-trip times, kept for a bounded
-                    // number of probes: memory must not grow with the scan.
-                    let mut c = self.shared.correlator.lock().expect("correlator lock");
-                    c.on_sent_batch(timed.drain(..));
-                    if !c.wants_send_times() {
-                        self.shared.timed_full.store(true, Ordering::Relaxed);
+                    // Every link's receive thread gets them: the reply
+                    // comes back on the link its target is reached by.
+                    gauges.timed.fetch_add(timed.len(), Ordering::Relaxed);
+                    if let Some((last, rest)) = self.send_times.split_last() {
+                        for tx in rest {
+                            let _ = tx.send(timed.clone());
+                        }
+                        let _ = last.send(std::mem::take(&mut timed));
                     }
                 }
                 // The batch's evidence is handed over before its frames
@@ -229,21 +277,21 @@ where
                 // before its reply, as on the wire; then the thread's
                 // position moves on. A checkpoint sees all three or none
                 // (`checkpoint`).
-                let _cut = self.shared.ck.cut.read();
+                let _cut = self.live.ck.cut.read();
                 if !sent.frames.is_empty() && !self.outputs.send(Batch::Sent(sent)) {
                     break;
                 }
                 link.flush().map_err(|e| ScanError::Io("cannot send", e))?;
-                self.shared
-                    .ck
-                    .live
-                    .advance(self.thread, walk.peek().copied());
+                self.live.ck.live.advance(self.thread, walk.peek().copied());
             }
             Ok(walk.peek().copied())
         })();
         // The sockets live across passes: count this call's sends only.
-        self.sent
+        self.live
+            .gauges
+            .sent
             .fetch_add(link.sent() - sent_before, Ordering::Relaxed);
-        result
+        end.next = result?;
+        Ok(end)
     }
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
 use std::time::{Duration, Instant};
 
-use super::Shared;
+use super::live::Live;
 use crate::evidence::sent_log::{BatchDigest, SentLogWriter, runs};
 use crate::pcap::PcapWriter;
 use crate::probe::CookieKey;
@@ -100,8 +100,8 @@ pub(super) struct Outputs {
 }
 
 impl Outputs {
-    /// Hand a batch over; `false` once the writer is gone (its failure is
-    /// in `Shared::output_error`). A sender's batch waits while [`QUEUE`]
+    /// Hand a batch over; `false` once the writer is gone (it returns its
+    /// failure when joined). A sender's batch waits while [`QUEUE`]
     /// of them are not yet written; a reply batch never waits.
     pub fn send(&self, b: Batch) -> bool {
         if matches!(b, Batch::Sent(_)) {
@@ -146,6 +146,30 @@ pub(super) struct Sinks {
     pub sync: Vec<(&'static str, std::fs::File)>,
 }
 
+/// The first output that failed: the writer keeps why (the outcome's
+/// `output_error`) and raises the signal that stops sending.
+struct Failure<'a> {
+    signal: &'a std::sync::atomic::AtomicBool,
+    first: Option<String>,
+}
+
+impl Failure<'_> {
+    fn failed(&self) -> bool {
+        self.signal.load(Ordering::Relaxed)
+    }
+
+    /// Note a failed write: the first failure is kept and stops the scan
+    /// (the evidence must not silently miss what was sent).
+    fn check(&mut self, what: &str, r: std::io::Result<()>) {
+        if let Err(e) = r {
+            if self.first.is_none() {
+                self.first = Some(format!("cannot write {what}: {e}"));
+            }
+            self.signal.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Probes gathered into one record of the sent-probe log at most.
 const MAX_RECORD: usize = 1 << 16;
 
@@ -163,11 +187,12 @@ pub(super) struct OpenRecord {
 
 impl Sinks {
     /// Start the writer thread: the handle to write through, and the
-    /// thread, which ends when every handle is dropped.
+    /// thread, which ends when every handle is dropped and returns the
+    /// first output that failed (it raised `live.signals.output_failed`).
     pub fn start(
         self,
-        shared: std::sync::Arc<Shared>,
-    ) -> std::io::Result<(Outputs, std::thread::JoinHandle<()>)> {
+        live: Arc<Live>,
+    ) -> std::io::Result<(Outputs, std::thread::JoinHandle<Option<String>>)> {
         let (tx, rx) = channel();
         let pending_sent = Arc::new(AtomicUsize::new(0));
         let outputs = Outputs {
@@ -181,12 +206,17 @@ impl Sinks {
             .name("sonde-write".into())
             .spawn(move || {
                 let _ = crate::net::privilege::drop_in_this_thread();
-                self.run(rx, &shared, &pending_sent)
+                let mut failure = Failure {
+                    signal: &live.signals.output_failed,
+                    first: None,
+                };
+                self.run(rx, &mut failure, &pending_sent);
+                failure.first
             })?;
         Ok((outputs, handle))
     }
 
-    fn run(mut self, rx: Receiver<Batch>, shared: &Shared, pending_sent: &AtomicUsize) {
+    fn run(mut self, rx: Receiver<Batch>, failure: &mut Failure<'_>, pending_sent: &AtomicUsize) {
         let mut flushed = Instant::now();
         loop {
             let b = match rx.recv_timeout(FLUSH_EVERY) {
@@ -200,51 +230,51 @@ impl Sinks {
             match b {
                 // After a failure, batches are taken and dropped: the
                 // senders have stopped and must not wait on a full queue.
-                Some(Batch::Flush(ack)) if shared.output_failed() => {
+                Some(Batch::Flush(ack)) if failure.failed() => {
                     let _ = ack.send(());
                 }
                 // No checkpoint after a failure: the answer never comes.
-                Some(Batch::Checkpoint(_)) if shared.output_failed() => {}
-                Some(_) if shared.output_failed() => {}
-                Some(Batch::Sent(s)) => self.sent(s, shared),
-                Some(Batch::Replies(f)) => self.pcap(&f, shared),
+                Some(Batch::Checkpoint(_)) if failure.failed() => {}
+                Some(_) if failure.failed() => {}
+                Some(Batch::Sent(s)) => self.sent(s, failure),
+                Some(Batch::Replies(f)) => self.pcap(&f, failure),
                 Some(Batch::Results(lines)) => {
                     if let Some(n) = &mut self.ndjson {
                         let r = n.write_all(lines.as_bytes());
-                        shared.check_output("the NDJSON results", r);
+                        failure.check("the NDJSON results", r);
                     }
                 }
                 Some(Batch::Flush(ack)) => {
-                    self.flush(shared);
+                    self.flush(failure);
                     flushed = Instant::now();
                     let _ = ack.send(());
                 }
                 Some(Batch::Checkpoint(ack)) => {
-                    self.flush(shared);
+                    self.flush(failure);
                     flushed = Instant::now();
-                    if let Some(lengths) = self.sync(shared) {
+                    if let Some(lengths) = self.sync(failure) {
                         let _ = ack.send(lengths);
                     }
                 }
                 None => {}
             }
             if flushed.elapsed() >= FLUSH_EVERY {
-                self.flush(shared);
+                self.flush(failure);
                 flushed = Instant::now();
             }
         }
-        self.flush(shared);
+        self.flush(failure);
         if let Some(log) = self.sent_log.take()
-            && !shared.output_failed()
+            && !failure.failed()
         {
             let r = log.finish(&self.key).map(drop);
-            shared.check_output("the sent-probe log", r);
+            failure.check("the sent-probe log", r);
         }
     }
 
-    fn sent(&mut self, s: SentBatch, shared: &Shared) {
+    fn sent(&mut self, s: SentBatch, failure: &mut Failure<'_>) {
         if self.pcap.is_some() && self.sent_log.is_none() {
-            self.pcap(&s.frames, shared);
+            self.pcap(&s.frames, failure);
             return;
         }
         if self.sent_log.is_none() {
@@ -284,7 +314,7 @@ impl Sinks {
             o.digest.add(frame);
             o.positions.push(pos);
         }
-        shared.check_output("the sent-probe log", r);
+        failure.check("the sent-probe log", r);
     }
 
     /// Write every open record of the sent-probe log, oldest first.
@@ -306,7 +336,7 @@ impl Sinks {
         log.record(o.t, o.kind, o.pass, o.src, o.step, runs, o.digest)
     }
 
-    fn pcap(&mut self, frames: &Frames, shared: &Shared) {
+    fn pcap(&mut self, frames: &Frames, failure: &mut Failure<'_>) {
         let Some(p) = &mut self.pcap else { return };
         let mut r = Ok(());
         for (t, f) in frames.iter() {
@@ -318,13 +348,13 @@ impl Sinks {
         if r.is_err() {
             let _ = p.cut_to_whole_records();
         }
-        shared.check_output("the pcap", r);
+        failure.check("the pcap", r);
     }
 
     /// Sync every checkpointed file to the disk: their lengths, or `None`
     /// when one failed (the failure stops the scan, as any output's).
-    fn sync(&mut self, shared: &Shared) -> Option<Vec<(&'static str, u64)>> {
-        if shared.output_failed() {
+    fn sync(&mut self, failure: &mut Failure<'_>) -> Option<Vec<(&'static str, u64)>> {
+        if failure.failed() {
             return None;
         }
         let mut lengths = Vec::with_capacity(self.sync.len());
@@ -333,7 +363,7 @@ impl Sinks {
             match r {
                 Ok(len) => lengths.push((*name, len)),
                 Err(e) => {
-                    shared.check_output(name, Err(e));
+                    failure.check(name, Err(e));
                     return None;
                 }
             }
@@ -341,23 +371,23 @@ impl Sinks {
         Some(lengths)
     }
 
-    fn flush(&mut self, shared: &Shared) {
+    fn flush(&mut self, failure: &mut Failure<'_>) {
         let r = self.close_records();
-        shared.check_output("the sent-probe log", r);
+        failure.check("the sent-probe log", r);
         if let Some(p) = &mut self.pcap {
             let r = p.flush();
             if r.is_err() {
                 let _ = p.cut_to_whole_records();
             }
-            shared.check_output("the pcap", r);
+            failure.check("the pcap", r);
         }
         if let Some(n) = &mut self.ndjson {
             let r = n.flush();
-            shared.check_output("the NDJSON results", r);
+            failure.check("the NDJSON results", r);
         }
         if let Some(l) = &mut self.sent_log {
             let r = l.flush();
-            shared.check_output("the sent-probe log", r);
+            failure.check("the sent-probe log", r);
         }
     }
 }
