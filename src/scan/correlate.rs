@@ -854,6 +854,48 @@ pub(crate) mod tests {
         );
     }
 
+    /// Two links' correlators share one set of answered bits: a reply to
+    /// a probe seen on both (two threads at once) is its result once, and
+    /// a duplicate on the other.
+    #[test]
+    fn two_links_correlators_share_the_answered_bits_and_count_each_probe_once() {
+        let key = CookieKey::random();
+        let targets: IpSet = [AddrRange::single(ip(TARGET))].into_iter().collect();
+        let ports = crate::targets::PortSet::parse("1-2000").unwrap();
+        let spaces = vec![(
+            ProbeKind::Syn,
+            IndexSpace::new(&targets, Some(&ports)).unwrap(),
+        )];
+        let first = correlator(&key).with_spaces(spaces);
+        let shared = first.answered().clone();
+        let replies: Vec<Vec<u8>> = (1..=2000)
+            .map(|p| tcp_answer(&probe(&key, ProbeKind::Syn, Some(p)), 0x14))
+            .collect();
+        let links = [first, correlator(&key).sharing(shared.clone())];
+        let matched: Vec<u64> = std::thread::scope(|s| {
+            let handles: Vec<_> = links
+                .into_iter()
+                .map(|mut c| {
+                    let replies = &replies;
+                    s.spawn(move || {
+                        for r in replies {
+                            c.on_packet(r, 1);
+                        }
+                        let n = c.counters();
+                        assert_eq!(n.matched + n.duplicates, 2000);
+                        n.matched
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(matched.iter().sum::<u64>(), 2000, "{matched:?}");
+        // The bits as a checkpoint writes them, and as a copy writes them.
+        let bytes = shared.to_bytes().unwrap();
+        assert_eq!(Some(bytes), shared.snapshot().to_bytes());
+        assert!((1..=2000).all(|p| shared.contains(&(ip(TARGET), Some(p), ProbeKind::Syn, 0))));
+    }
+
     #[test]
     fn send_times_are_kept_for_the_first_probes_only() {
         let key = CookieKey::random();
