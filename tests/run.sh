@@ -19,7 +19,7 @@ command -v faketime >/dev/null || need+=(faketime)
 command -v xmllint >/dev/null || need+=(libxml2-utils)
 command -v xsltproc >/dev/null || need+=(xsltproc)
 /usr/bin/python3 -c 'import libnmap' 2>/dev/null || need+=(python3-libnmap)
-# service identification's lab: real Debian services (tests/service_lab.rs)
+# service identification's lab: real Debian services (tests/lab/service_lab.rs)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 [ -x /usr/sbin/vsftpd ] || need+=(vsftpd)
@@ -43,8 +43,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
-cargo fmt --check
-cargo clippy --all-targets --locked -- -D warnings
+# --workspace/--all: the test crates' helpers (tests/support) too.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 # Benchmarks are scripts (benches/*.sh); clippy above compiles their binaries.
 cargo test --locked --lib --bins --tests
 cargo test --locked --doc

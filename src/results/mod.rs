@@ -5,7 +5,7 @@
 //! `report.json` is a [`ScanReport`]; `results.ndjson` is one
 //! [`ScanResult`] per line. A field renamed here is renamed for every
 //! reader, and `docs/scan-report.schema.json` is checked against these
-//! types (`tests/scan_report_types.rs`).
+//! types (`tests/offline/scan_report_types.rs`).
 
 pub mod compliance;
 mod report;

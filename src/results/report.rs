@@ -1,7 +1,7 @@
 //! `report.json`: what a run (a scan, its resumed segments, or a merge of
 //! shards) wrote as its report, one typed definition for writers and
 //! readers. `docs/scan-report.schema.json` documents the same shape for
-//! other tools; `tests/scan_report_types.rs` checks the two agree.
+//! other tools; `tests/offline/scan_report_types.rs` checks the two agree.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

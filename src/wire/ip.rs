@@ -299,7 +299,7 @@ mod tests {
     use crate::scope::ProbeKind;
 
     // The first ten bytes of an IPv4 SYN probe with its MSS option, as
-    // probe::build writes it (tests/probe_packets.rs holds it byte-identical
+    // probe::build writes it (tests/offline/probe_packets.rs holds it byte-identical
     // to Scapy's): version 4, IHL 5, length 44, id 0, DF, TTL 64, TCP.
     const SYN_V4: &str = "4500002c000040004006";
 

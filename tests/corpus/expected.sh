@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Derive the expected counts for tests/analyze_corpus.rs from tshark.
+# Derive the expected counts for tests/offline/analyze_corpus.rs from tshark.
 # Usage: bash tests/corpus/expected.sh ../shared/corpus > tests/corpus/expected.tsv
 #
 # Per file: frames, then frames containing each protocol, then TCP and UDP

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The HTTP messages tshark finds in tests/corpus/http_streams.pcap (made by
 # make_http_streams.py), with its default TCP and HTTP reassembly, for
-# tests/analyze_http.rs: one line per request (its URI) and per response
+# tests/offline/analyze_http.rs: one line per request (its URI) and per response
 # (its status code), with the TCP stream it is in.
 # Usage: bash tests/corpus/expected_http.sh > tests/corpus/expected_http.tsv
 set -euo pipefail

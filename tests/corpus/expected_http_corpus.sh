@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # HTTP requests and responses per corpus file, as tshark counts them with
-# its default TCP and HTTP reassembly, for tests/analyze_http.rs.
+# its default TCP and HTTP reassembly, for tests/offline/analyze_http.rs.
 # Usage: bash tests/corpus/expected_http_corpus.sh ../shared/corpus > tests/corpus/expected_http_corpus.tsv
 set -euo pipefail
 corpus=${1:?corpus directory}

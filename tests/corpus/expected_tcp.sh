@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The expected tcp_analysis counts of tests/analyze_corpus.rs, from tshark's
+# The expected tcp_analysis counts of tests/offline/analyze_corpus.rs, from tshark's
 # tcp.analysis.* fields (frames carrying each flag), for every corpus file.
 # Usage: bash tests/corpus/expected_tcp.sh ../shared/corpus > tests/corpus/expected_tcp.tsv
 set -euo pipefail

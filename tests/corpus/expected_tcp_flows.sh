@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Per-connection tcp.analysis counts for tests/analyze_corpus.rs (the flow
+# Per-connection tcp.analysis counts for tests/offline/analyze_corpus.rs (the flow
 # summaries' `tcp_analysis`), from tshark: for every corpus file with any
 # event, one line per (connection, flag): the file, the connection's two
 # endpoints in sorted order (address:port), the flag and its frame count.

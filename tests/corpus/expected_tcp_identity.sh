@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The expected values of tests/analyze_corpus.rs for tcp_identity.pcap, from
+# The expected values of tests/offline/analyze_corpus.rs for tcp_identity.pcap, from
 # tshark: its TCP conversations (tcp.stream, reassembly and analysis at
 # their defaults), then the frames carrying each tcp.analysis flag.
 # Usage: bash tests/corpus/expected_tcp_identity.sh tests/corpus/tcp_identity.pcap > tests/corpus/expected_tcp_identity.tsv

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The expected TLS values of tests/analyze_tls.rs, from tshark's dissection
+# The expected TLS values of tests/offline/analyze_tls.rs, from tshark's dissection
 # of tests/corpus/tls_loopback.pcap (three handshakes on loopback, made with
 # openssl s_server/s_client: TLS 1.3 with SNI and ALPN h2,http/1.1; TLS 1.2
 # with SNI Other.Sonde.Test and ALPN http/1.1; TLS 1.3 without SNI or ALPN).

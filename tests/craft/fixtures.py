@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-# Reference bytes for tests/craft.rs, made by Scapy (Debian's python3-scapy,
+# Reference bytes for tests/offline/craft.rs, made by Scapy (Debian's python3-scapy,
 # 2.5.0) for the same packets as the sonde specs. Regenerate with:
 #
 #   /usr/bin/python3 tests/craft/fixtures.py > tests/craft/fixtures.tsv

@@ -1,8 +1,6 @@
 //! Builds small captures for detector tests: Ethernet frames with IPv4 or
 //! IPv6, TCP with any flags, UDP, DNS queries and raw IPv4 fragments.
 
-#![allow(dead_code)]
-
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 

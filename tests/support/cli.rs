@@ -1,19 +1,16 @@
 //! Running the sonde binary outside any namespace, and the shared corpus.
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::path::PathBuf;
 use std::process::Command;
 
 /// A file of ../shared/corpus (real public captures).
 pub fn corpus(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/corpus")
-        .join(file)
+    crate::crate_dir().join("../shared/corpus").join(file)
 }
 
 /// Run the sonde binary: (exit code, stdout, stderr).
 pub fn sonde(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sonde"))
+    let out = Command::new(crate::sonde_bin())
         .args(args)
         .output()
         .expect("run sonde");
@@ -26,9 +23,9 @@ pub fn sonde(args: &[&str]) -> (i32, String, String) {
 
 /// Run the sonde binary from the crate's directory (for `scopes/...`).
 pub fn sonde_in_crate(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sonde"))
+    let out = Command::new(crate::sonde_bin())
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(crate::crate_dir())
         .output()
         .expect("run sonde");
     (
@@ -41,9 +38,7 @@ pub fn sonde_in_crate(args: &[&str]) -> (i32, String, String) {
 /// `sonde analyze` a capture of the crate's `tests/corpus/` with `args`;
 /// the report (the analysis must succeed).
 pub fn analyze_test_corpus(file: &str, args: &[&str]) -> serde_json::Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/corpus")
-        .join(file);
+    let path = crate::crate_dir().join("tests/corpus").join(file);
     analyze_json(&path, args)
 }
 

@@ -1,6 +1,5 @@
 //! Reading what a scan left: packet counts by tshark, the report checked
 //! against its schema.
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::path::Path;
 use std::process::Command;
@@ -196,4 +195,31 @@ fn rechain(run: &Path, mut edit: impl FnMut(&mut serde_json::Value)) {
             .unwrap();
     }
     std::fs::write(run.join("audit.jsonl"), log.into_inner()).unwrap();
+}
+
+/// tshark's `-T fields` of `pcap`: one line per packet, the fields joined
+/// by `|`.
+pub fn tshark_fields(pcap: &Path, fields: &[&str]) -> Vec<String> {
+    let mut cmd = std::process::Command::new("tshark");
+    cmd.args([
+        "-r",
+        pcap.to_str().unwrap(),
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+    ]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }

@@ -14,8 +14,6 @@
 //! namespace's only routes lead into the veth, and the target namespace has
 //! no route out.
 
-#![allow(dead_code)] // each test binary uses a different part of the harness
-
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Write;
@@ -193,6 +191,8 @@ fn remove_stale_namespaces() {
 
 impl Lab {
     /// Build a new lab. Needs root (CAP_NET_ADMIN); fails loudly without it.
+    // Building a lab creates namespaces and processes: not a `Default`.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Lab {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
@@ -406,8 +406,9 @@ impl Lab {
     /// The sonde binary in namespace `ns`, from the crate's directory.
     pub fn sonde_in(&self, ns: &str) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_sonde")])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        c.args(["netns", "exec", ns])
+            .arg(crate::sonde_bin())
+            .current_dir(crate::crate_dir());
         c
     }
 
@@ -423,9 +424,9 @@ impl Lab {
     }
 
     /// A command run inside the scanner namespace.
-    pub fn scanner_command(&self, program: &str) -> Command {
+    pub fn scanner_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.scanner_ns, program]);
+        c.args(["netns", "exec", &self.scanner_ns]).arg(program);
         c
     }
 
@@ -452,9 +453,9 @@ impl Lab {
             );
         }
         let out = self
-            .scanner_command(env!("CARGO_BIN_EXE_sonde"))
+            .scanner_command(crate::sonde_bin())
             .args(&args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(crate::crate_dir())
             .output()
             .unwrap();
         (
@@ -468,8 +469,8 @@ impl Lab {
     /// crate's directory, stdout discarded and stderr piped: for scans a
     /// test signals or inspects while they run.
     pub fn sonde_command(&self) -> Command {
-        let mut c = self.scanner_command(env!("CARGO_BIN_EXE_sonde"));
-        c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        let mut c = self.scanner_command(crate::sonde_bin());
+        c.current_dir(crate::crate_dir())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         c
@@ -581,14 +582,12 @@ pub fn dns_query_a(server: IpAddr, name: &str, timeout: Duration) -> Result<Vec<
 /// `max_probes`: the scope a budget test runs under.
 pub fn lab_scope_with_budget(dir: &Path, max_probes: u64) -> std::path::PathBuf {
     let scope = dir.join("budget.toml");
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scopes/lab.toml"),
-    )
-    .unwrap()
-    .replace(
-        "max_rate = 2000000",
-        &format!("max_rate = 2000000\nmax_probes = {max_probes}"),
-    );
+    let text = std::fs::read_to_string(crate::crate_dir().join("scopes/lab.toml"))
+        .unwrap()
+        .replace(
+            "max_rate = 2000000",
+            &format!("max_rate = 2000000\nmax_probes = {max_probes}"),
+        );
     std::fs::write(&scope, text).unwrap();
     scope
 }

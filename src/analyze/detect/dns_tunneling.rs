@@ -18,7 +18,7 @@ use crate::analyze::dns::{DnsMessage, qtype_name};
 /// Defaults: at least 8 queries with 5 unique subdomains under one domain,
 /// and a score of 0.5 or more (factor scales in `score`; the four tunnels in
 /// the corpus score 0.67–1.0, while CDN-style names such as
-/// `e1234.dscb.akamaiedge.net` stay below 0.5, as tests/analyze_detectors.rs checks).
+/// `e1234.dscb.akamaiedge.net` stay below 0.5, as tests/offline/analyze_detectors.rs checks).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DnsTunnelingThresholds {

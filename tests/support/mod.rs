@@ -1,5 +1,0 @@
-//! Helpers shared by the integration tests.
-pub mod capture;
-pub mod cli;
-pub mod evidence;
-pub mod lab;
