@@ -311,6 +311,7 @@ pub fn run_scan(args: ScanArgs, stdout: &mut dyn Write) -> Result<i32, Error> {
             .max(Duration::from_millis(100)),
             None => crate::scan::session::CHECKPOINT_EVERY,
         },
+        ..SessionOptions::new(Arc::new(StderrObserver))
     };
     let session = match &args.resume {
         Some(dir) => Session::resume(dir, options)?,

@@ -11,7 +11,7 @@ use std::io;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use super::packet::{RawIpSender, RawSender, SendRefusal, Sniffer};
+use super::packet::{RawIpSender, RawSender, RecvBatch, SendRefusal, Sniffer, SnifferStats};
 use super::route::{NextHop, RouteCache, RouteError};
 use crate::scope::{Permit, Refusal, ScopeGate};
 
@@ -99,6 +99,125 @@ fn not_opened(ifindex: u32) -> io::Error {
     io::Error::other(format!(
         "no socket was opened on interface {ifindex} (its route changed during the run?)"
     ))
+}
+
+/// One sending thread's way out, as the scan engine uses it: the
+/// [`LinkSender`] over real sockets, or a simulated network in tests.
+/// Every packet goes under a [`Permit`] the gate gave for it.
+pub trait ProbeSender: Send {
+    /// Queue (frames) or send (kernel) one IP packet under `permit`.
+    fn send(&mut self, permit: Permit, path: &Path, packet: &[u8]) -> Result<(), LinkError>;
+    /// Queue one whole ARP request or neighbour solicitation frame on
+    /// `ifindex` under a neighbour permit.
+    fn send_neighbour_request(
+        &mut self,
+        ifindex: u32,
+        permit: Permit,
+        frame: &[u8],
+    ) -> Result<(), LinkError>;
+    /// Send everything queued.
+    fn flush(&mut self) -> io::Result<usize>;
+    /// Packets sent so far, every way.
+    fn sent(&self) -> u64;
+}
+
+/// One link's capture, as the scan engine reads it.
+pub trait FrameSource: Send {
+    /// The next batch of captured frames (0: none within the poll time).
+    fn next_batch(&mut self, batch: &mut RecvBatch) -> io::Result<usize>;
+    fn stats(&mut self) -> io::Result<SnifferStats>;
+}
+
+/// Where a scan's packets go and how targets are reached: the kernel's
+/// routes and sockets ([`KernelNetwork`]), or a simulation.
+pub trait Network: Send + Sync {
+    /// This host's addresses: the sources the gate lets packets carry.
+    fn local_addresses(&self) -> Result<crate::targets::IpSet, RouteError>;
+    /// The routes, neighbours and interfaces (one cache per sending thread).
+    fn routes(&self) -> Result<RouteCache, RouteError>;
+    /// On each of `interfaces` a capture, and `senders` sending threads'
+    /// ways out over all of them.
+    #[allow(clippy::type_complexity)]
+    fn open(
+        &self,
+        interfaces: &[Interface],
+        senders: usize,
+    ) -> Result<(Vec<Box<dyn ProbeSender>>, Vec<Box<dyn FrameSource>>), (&'static str, io::Error)>;
+    /// Give up every privilege once everything is open.
+    fn drop_privileges(&self) -> io::Result<()>;
+}
+
+/// The kernel's routes and sockets: what a scan runs on.
+pub struct KernelNetwork;
+
+impl Network for KernelNetwork {
+    fn local_addresses(&self) -> Result<crate::targets::IpSet, RouteError> {
+        super::route::local_addresses()
+    }
+
+    fn routes(&self) -> Result<RouteCache, RouteError> {
+        RouteCache::load()
+    }
+
+    fn open(
+        &self,
+        interfaces: &[Interface],
+        senders: usize,
+    ) -> Result<(Vec<Box<dyn ProbeSender>>, Vec<Box<dyn FrameSource>>), (&'static str, io::Error)>
+    {
+        // Sniffer reads wait 50 ms at most; frames come in ring blocks.
+        let link = Link::open(interfaces, senders, Duration::from_millis(50), true)?;
+        Ok((
+            link.senders
+                .into_iter()
+                .map(|s| Box::new(s) as Box<dyn ProbeSender>)
+                .collect(),
+            link.sniffers
+                .into_iter()
+                .map(|s| Box::new(s) as Box<dyn FrameSource>)
+                .collect(),
+        ))
+    }
+
+    fn drop_privileges(&self) -> io::Result<()> {
+        super::privilege::drop_all()
+    }
+}
+
+impl ProbeSender for LinkSender {
+    fn send(&mut self, permit: Permit, path: &Path, packet: &[u8]) -> Result<(), LinkError> {
+        LinkSender::send(self, permit, path, packet)
+    }
+
+    fn send_neighbour_request(
+        &mut self,
+        ifindex: u32,
+        permit: Permit,
+        frame: &[u8],
+    ) -> Result<(), LinkError> {
+        self.frames(ifindex)
+            .ok_or_else(|| LinkError::Io(not_opened(ifindex)))?
+            .queue_neighbour_request(permit, frame)
+            .map_err(LinkError::Refused)
+    }
+
+    fn flush(&mut self) -> io::Result<usize> {
+        LinkSender::flush(self)
+    }
+
+    fn sent(&self) -> u64 {
+        LinkSender::sent(self)
+    }
+}
+
+impl FrameSource for Sniffer {
+    fn next_batch(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
+        Sniffer::next_batch(self, batch)
+    }
+
+    fn stats(&mut self) -> io::Result<SnifferStats> {
+        Sniffer::stats(self)
+    }
 }
 
 /// The sockets of a run over one or more interfaces, opened together.

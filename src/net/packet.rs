@@ -112,7 +112,7 @@ fn source(ip: &[u8]) -> Option<IpAddr> {
 }
 
 /// The packet must go where the permit says, from where the permit says.
-fn check_addresses(permit: &Permit, ip_packet: &[u8]) -> Result<(), SendRefusal> {
+pub(crate) fn check_addresses(permit: &Permit, ip_packet: &[u8]) -> Result<(), SendRefusal> {
     let dst = destination(ip_packet);
     if dst != Some(permit.dst()) || permit.is_neighbour_request() {
         return Err(SendRefusal::NotPermitted {
@@ -345,13 +345,17 @@ impl RecvBatch {
         }
     }
 
-    fn clear(&mut self) {
+    /// Empty the batch (a simulated capture fills it with [`push`]).
+    ///
+    /// [`push`]: RecvBatch::push
+    pub fn clear(&mut self) {
         self.data.clear();
         self.ends.clear();
         self.times.clear();
     }
 
-    fn push(&mut self, frame: &[u8], nanos: i64) {
+    /// Add one frame captured at `nanos` (ns since the Unix epoch).
+    pub fn push(&mut self, frame: &[u8], nanos: i64) {
         self.data.extend_from_slice(frame);
         self.ends.push(self.data.len());
         self.times.push(nanos);

@@ -385,6 +385,8 @@ pub struct RouteCache {
     neighbours: std::collections::HashMap<(u32, IpAddr), [u8; 6]>,
     /// Questions put to the kernel (for tests and the report).
     pub kernel_lookups: u64,
+    /// A fixed table ([`RouteCache::fixed`]): nothing is asked of the kernel.
+    fixed: bool,
 }
 
 type Decision = (u32, Option<IpAddr>, IpAddr);
@@ -479,7 +481,40 @@ impl RouteCache {
             interfaces: Default::default(),
             neighbours,
             kernel_lookups: 0,
+            fixed: false,
         })
+    }
+
+    /// A fixed table instead of the kernel's, for a simulated network (the
+    /// scan engine's tests without root): each route as (network, prefix
+    /// length, interface, gateway, source), the interfaces, the neighbours
+    /// known. Nothing is asked of the kernel; an address no route covers
+    /// has none.
+    pub fn fixed(
+        routes: &[(IpAddr, u8, u32, Option<IpAddr>, IpAddr)],
+        links: Vec<(u32, Link)>,
+        neighbours: &[(u32, IpAddr, [u8; 6])],
+    ) -> RouteCache {
+        let mut prefixes = Vec::new();
+        let mut decided = std::collections::HashMap::new();
+        for &(net, len, ifindex, gateway, source) in routes {
+            let (v4, bits) = bits(net);
+            prefixes.push((v4, bits, len));
+            decided.insert((v4, bits, len), (ifindex, gateway, source));
+        }
+        RouteCache {
+            prefixes,
+            per_target: false,
+            decided,
+            per_address: Default::default(),
+            interfaces: links.into_iter().collect(),
+            neighbours: neighbours
+                .iter()
+                .map(|&(i, ip, mac)| ((i, ip), mac))
+                .collect(),
+            kernel_lookups: 0,
+            fixed: true,
+        }
     }
 
     /// Whether every target is looked up on its own (policy routing).
@@ -554,6 +589,14 @@ impl RouteCache {
 
     /// The kernel's interface, gateway and source for `target`.
     pub fn route(&mut self, target: IpAddr) -> Result<Decision, RouteError> {
+        if self.fixed {
+            return self.decided.get(&self.key(target)).copied().ok_or_else(|| {
+                RouteError::NoRoute {
+                    target,
+                    reason: "no route in the fixed table".into(),
+                }
+            });
+        }
         if self.per_target || target.is_ipv6() {
             if let Some(d) = self.per_address.get(&target) {
                 return Ok(*d);
@@ -578,6 +621,12 @@ impl RouteCache {
 
     /// The interface `ifindex`, read once.
     pub fn link(&mut self, ifindex: u32) -> Result<&Link, RouteError> {
+        if self.fixed && !self.interfaces.contains_key(&ifindex) {
+            return Err(RouteError::Interface {
+                ifindex,
+                reason: "not in the fixed table".into(),
+            });
+        }
         if let std::collections::hash_map::Entry::Vacant(e) = self.interfaces.entry(ifindex) {
             e.insert(link(ifindex)?);
         }

@@ -27,6 +27,8 @@ mod recv;
 pub mod request;
 mod send;
 pub mod session;
+#[cfg(test)]
+pub(crate) mod simnet;
 pub mod state_check;
 pub mod timing;
 mod writer;
@@ -40,7 +42,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::evidence::sent_log::{PlanParts, SentLogHeader, SentLogWriter};
-use crate::net::link::{self, Link};
+use crate::net::link;
 use crate::net::packet::SnifferStats;
 use crate::net::route::{self, RouteError};
 use crate::pcap::PcapWriter;
@@ -348,18 +350,15 @@ pub fn egress_groups(
         .ranges()
         .flat_map(|r| routes.split_at_prefixes(r))
         .collect();
-    let mut cache: HashMap<u32, (String, bool)> = HashMap::new();
+    // Both questions go to the one cache (the kernel's, or a fixed table).
+    let routes = std::cell::RefCell::new(routes);
     let groups = links::group(
         &parts,
-        |ip| routes.route(ip),
+        |ip| routes.borrow_mut().route(ip),
         |i| {
-            if let Some(v) = cache.get(&i) {
-                return Ok(v.clone());
-            }
-            let l = route::link(i)?;
-            let v = (l.name.clone(), !l.resolves_neighbours);
-            cache.insert(i, v.clone());
-            Ok(v)
+            let mut r = routes.borrow_mut();
+            let l = r.link(i)?;
+            Ok((l.name.clone(), !l.resolves_neighbours))
         },
         source,
     )
@@ -382,13 +381,25 @@ pub fn egress_groups(
     Ok(groups)
 }
 
-/// Run a scan. Every probe passes `gate`; `outputs` receive the evidence
-/// and the results as they happen.
+/// Run a scan over the kernel's routes and sockets. Every probe passes
+/// `gate`; `outputs` receive the evidence and the results as they happen.
 pub fn run(
     config: &ScanConfig,
     gate: &ScopeGate,
     outputs: ScanOutputs,
     stop_sending: &AtomicBool,
+) -> Result<ScanOutcome, ScanError> {
+    run_on(config, gate, outputs, stop_sending, &link::KernelNetwork)
+}
+
+/// Run a scan over `network`: the kernel's ([`run`]), or a simulated one
+/// (the engine's tests without root).
+pub fn run_on(
+    config: &ScanConfig,
+    gate: &ScopeGate,
+    outputs: ScanOutputs,
+    stop_sending: &AtomicBool,
+    network: &dyn link::Network,
 ) -> Result<ScanOutcome, ScanError> {
     let key = CookieKey::random();
     if config.dns_questions.is_empty() || config.dns_questions.len() > MAX_DNS_QUESTIONS {
@@ -423,7 +434,7 @@ pub fn run(
     // memory here. The targets are grouped by the interface they leave
     // through: this host's own addresses go over loopback, the rest over
     // their links; one run drives every group.
-    let mut routes = route::RouteCache::load().map_err(ScanError::Route)?;
+    let mut routes = network.routes().map_err(ScanError::Route)?;
     let egress = egress_groups(
         &config.targets,
         config.source,
@@ -471,24 +482,21 @@ pub fn run(
     // needs no privilege, and gives every capability up before any thread
     // starts (threads inherit the set they are started with).
     let senders = config.senders.max(1);
-    let Link {
-        senders: mut sockets,
-        sniffers,
-    } = Link::open(
-        &egress
-            .iter()
-            .map(|g| link::Interface {
-                ifindex: g.ifindex,
-                ours: g.sources.clone(),
-                queue: ring_share(&egress, g, config.sniffer_queue),
-            })
-            .collect::<Vec<_>>(),
-        senders,
-        Duration::from_millis(50),
-        true,
-    )
-    .map_err(|(what, e)| ScanError::Io(what, e))?;
-    crate::net::privilege::drop_all()
+    let (mut sockets, sniffers) = network
+        .open(
+            &egress
+                .iter()
+                .map(|g| link::Interface {
+                    ifindex: g.ifindex,
+                    ours: g.sources.clone(),
+                    queue: ring_share(&egress, g, config.sniffer_queue),
+                })
+                .collect::<Vec<_>>(),
+            senders,
+        )
+        .map_err(|(what, e)| ScanError::Io(what, e))?;
+    network
+        .drop_privileges()
         .map_err(|e| ScanError::Io("cannot drop capabilities after opening the sockets", e))?;
     let (outputs, writer) = sinks
         .start(live.clone())
@@ -539,7 +547,7 @@ pub fn run(
     // a send in the sending thread, so more threads than one are needed to
     // reach the machine's limit.
     let mut route_caches: Vec<route::RouteCache> = (1..senders)
-        .map(|_| route::RouteCache::load().map_err(ScanError::Route))
+        .map(|_| network.routes().map_err(ScanError::Route))
         .collect::<Result<_, _>>()?;
     route_caches.insert(0, routes);
 
@@ -555,7 +563,7 @@ pub fn run(
             &config.targets,
             &mut route_caches[0],
             gate,
-            &mut sockets[0],
+            sockets[0].as_mut(),
             &neighbours_rx,
             stop_sending,
             config.source,
@@ -758,6 +766,154 @@ fn achieved_rate(probes: u64, seconds: f64, requested: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use simnet::{SCANNER, SimNet};
+    use std::net::Ipv4Addr;
+
+    /// A gate for the simulated link: 198.18.0.0/24, SYN, `rate` pps.
+    fn sim_gate(rate: u32) -> ScopeGate {
+        let scope = crate::scope::Scope::from_toml(
+            &format!(
+                r#"
+probes = ["syn"]
+[engagement]
+id = "SIM-1"
+client = "the engine's tests"
+authorized_by = "the test"
+contact = "root@localhost"
+not_before = 2020-01-01T00:00:00Z
+not_after = 2999-01-01T00:00:00Z
+[limits]
+max_rate = {rate}
+max_probes = 1000000
+[[allow]]
+targets = ["198.18.0.0/24"]
+"#
+            ),
+            "sim.toml",
+        )
+        .unwrap();
+        let ours = [crate::targets::AddrRange::single(IpAddr::V4(SCANNER))]
+            .into_iter()
+            .collect();
+        ScopeGate::new(scope, None)
+            .unwrap()
+            .with_local_sources(ours)
+    }
+
+    fn sim_config(targets: &str, ports: &str, retries: u32) -> ScanConfig {
+        let (first, last) = targets.split_once('-').unwrap();
+        ScanConfig {
+            targets: [crate::targets::AddrRange::new(
+                first.parse().unwrap(),
+                last.parse().unwrap(),
+            )
+            .unwrap()]
+            .into_iter()
+            .collect(),
+            ports: PortSet::parse(ports).unwrap(),
+            kinds: vec![ProbeKind::Syn],
+            dns_questions: vec![DnsQuestion {
+                name: "example.com".into(),
+                qtype: 1,
+            }],
+            dns_port: 53,
+            retries,
+            max_retries: 10,
+            wait: Duration::from_millis(300),
+            adaptive_wait: true,
+            seed: 7,
+            shard: Shard { index: 0, count: 1 },
+            template: ProbeTemplate::default(),
+            progress: false,
+            observer: None,
+            interface: None,
+            source: None,
+            senders: 2,
+            sniffer_queue: 1 << 20,
+            record: hosts::RecordMode::default(),
+            keep_results: true,
+            resume: None,
+            checkpoints: None,
+            checkpoint_every: Duration::from_secs(5),
+        }
+    }
+
+    fn open_pairs(outcome: &ScanOutcome) -> Vec<(IpAddr, u16)> {
+        outcome
+            .results
+            .iter()
+            .filter(|r| r.verdict == crate::probe::Verdict::Open)
+            .map(|r| (r.target, r.port.unwrap()))
+            .collect()
+    }
+
+    fn v4(last: u8) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, 0, last)
+    }
+
+    /// The engine end to end without root, over a simulated link: our own
+    /// ARP finds the hosts (the absent ones are down and get no probe),
+    /// every probe of the others leaves once, and the results are exactly
+    /// the link's open ports, with every other port closed.
+    #[test]
+    fn a_scan_over_a_simulated_link_finds_exactly_its_open_ports() {
+        let net = SimNet::new(&[(v4(10), &[22, 80]), (v4(11), &[]), (v4(12), &[443])], 0);
+        let config = sim_config("198.18.0.10-198.18.0.13", "1-100,443", 1);
+        let stop = AtomicBool::new(false);
+        let outcome = run_on(
+            &config,
+            &sim_gate(100_000),
+            ScanOutputs::default(),
+            &stop,
+            &net,
+        )
+        .unwrap();
+        let v = |h: u8| IpAddr::V4(v4(h));
+        assert_eq!(
+            open_pairs(&outcome),
+            vec![(v(10), 22), (v(10), 80), (v(12), 443)]
+        );
+        assert!(outcome.neighbours.no_arp_reply.contains(v(13)));
+        assert_eq!(outcome.counters.skipped_down, 101);
+        assert_eq!(outcome.probes, 3 * 101);
+        assert_eq!(outcome.counters.matched, 3 * 101);
+        let probes = net.probes();
+        assert_eq!(probes.len(), 3 * 101, "every probe of a live host");
+        assert!(probes.values().all(|&n| n == 1), "each sent once");
+        assert!(
+            !probes.keys().any(|(h, _)| *h == v4(13)),
+            "no probe to a down host"
+        );
+        assert!(net.arp_requests() >= 4, "each target's MAC asked for");
+        assert_eq!(outcome.passes.added, 0, "nothing was lost");
+        assert_eq!(outcome.counters.retried, 0);
+    }
+
+    /// Retries follow the loss on a simulated link that drops 10% of the
+    /// frames each way: passes are added while they still find answers,
+    /// and every open port is found.
+    #[test]
+    fn a_lossy_simulated_link_gets_added_passes_and_every_open_port() {
+        let hosts: Vec<(Ipv4Addr, &[u16])> =
+            (10..30).map(|h| (v4(h), &[22u16, 80, 443][..])).collect();
+        let net = SimNet::new(&hosts, 100);
+        let config = sim_config("198.18.0.10-198.18.0.29", "1-200,443", 1);
+        let stop = AtomicBool::new(false);
+        let outcome = run_on(
+            &config,
+            &sim_gate(200_000),
+            ScanOutputs::default(),
+            &stop,
+            &net,
+        )
+        .unwrap();
+        assert_eq!(open_pairs(&outcome).len(), 20 * 3, "every open port");
+        let passes = &outcome.passes;
+        assert!(passes.added >= 1, "passes were added: {passes:?}");
+        // 10% each way: about 19% of the first pass's answers are lost.
+        assert!((0.1..0.3).contains(&passes.loss_estimate), "{passes:?}");
+        assert!(outcome.counters.retried > 0);
+    }
 
     fn group(first: &str, last: &str) -> links::Egress {
         links::Egress {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::ScanError;
-use crate::net::link::LinkSender;
+use crate::net::link::ProbeSender;
 use crate::net::route::{RouteCache, RouteError};
 use crate::probe::neighbour;
 use crate::scope::ScopeGate;
@@ -77,7 +77,7 @@ pub(super) fn discover(
     targets: &IpSet,
     routes: &mut RouteCache,
     gate: &ScopeGate,
-    sender: &mut LinkSender,
+    sender: &mut dyn ProbeSender,
     answers: &Answers,
     stop: &AtomicBool,
     source: Option<IpAddr>,
@@ -176,15 +176,8 @@ pub(super) fn discover(
                 let mac = routes.link(ifindex).map_err(ScanError::Route)?.mac;
                 neighbour::request(&mut frame, mac, src, next_hop);
                 sender
-                    .frames(ifindex)
-                    .ok_or_else(|| {
-                        ScanError::Io(
-                            "sender",
-                            std::io::Error::other(format!("no socket on interface {ifindex}")),
-                        )
-                    })?
-                    .queue_neighbour_request(permit, &frame)
-                    .map_err(|r| ScanError::Io("sender", std::io::Error::other(r.to_string())))?;
+                    .send_neighbour_request(ifindex, permit, &frame)
+                    .map_err(|e| ScanError::Io("sender", std::io::Error::other(e.to_string())))?;
                 found.requests_sent += 1;
             }
             sender

@@ -21,7 +21,7 @@ use super::progress::{RateShortfall, ScanEvent};
 use super::send::{Job, Paths, ShareEnd, Worker};
 use super::writer::Outputs;
 use super::{Key, ScanConfig, ScanError, ScopeStop, StopPoint};
-use crate::net::link::LinkSender;
+use crate::net::link::ProbeSender;
 use crate::net::route::RouteCache;
 use crate::probe::CookieKey;
 use crate::probe::plan::{KindPlan, ProbePlan};
@@ -76,7 +76,7 @@ impl Sending<'_> {
     pub fn run(
         &self,
         routes: &mut [RouteCache],
-        sockets: &mut [LinkSender],
+        sockets: &mut [Box<dyn ProbeSender>],
     ) -> Result<Sent, ScanError> {
         let started = Instant::now();
         let done = AtomicBool::new(false);
@@ -131,7 +131,7 @@ impl Sending<'_> {
     fn passes(
         &self,
         routes: &mut [RouteCache],
-        sockets: &mut [LinkSender],
+        sockets: &mut [Box<dyn ProbeSender>],
         started: Instant,
     ) -> Result<Sent, ScanError> {
         let (config, live) = (self.config, self.live);
@@ -235,7 +235,7 @@ impl Sending<'_> {
     fn send_kind(
         &self,
         routes: &mut [RouteCache],
-        sockets: &mut [LinkSender],
+        sockets: &mut [Box<dyn ProbeSender>],
         plan: &KindPlan,
         pass: u32,
         starts: &[Option<u64>],
@@ -273,7 +273,7 @@ impl Sending<'_> {
                                 pass,
                                 from,
                             };
-                            worker.send(routes, link, job)
+                            worker.send(routes, link.as_mut(), job)
                         })
                 })
                 .collect();

@@ -14,7 +14,8 @@ use super::correlate::{Correlation, Correlator, ProbeKey, RecvCounters};
 use super::hosts::RecordMode;
 use super::live::Live;
 use super::writer::{Batch, Frames, Outputs};
-use crate::net::packet::{RecvBatch, Sniffer, SnifferStats};
+use crate::net::link::FrameSource;
+use crate::net::packet::{RecvBatch, SnifferStats};
 use crate::probe::Verdict;
 
 /// One link's receive thread: what it owns, and the channels it reads and
@@ -22,7 +23,7 @@ use crate::probe::Verdict;
 pub(super) struct LinkReceiver {
     /// The link's index among the scan's links.
     pub link: usize,
-    pub sniffer: Sniffer,
+    pub sniffer: Box<dyn FrameSource>,
     /// This link's correlator (its answered bits are the scan's, shared).
     pub correlator: Correlator,
     /// Probes' send times, batch by batch, from the sending threads.

@@ -203,12 +203,23 @@ impl Prepared {
 /// for every kind asked. `at` judges the window at another instant (a dry
 /// run only: a real scan is judged by the clock).
 pub fn prepare(request: &ScanRequest, at: Option<OffsetDateTime>) -> Result<Prepared, Error> {
+    prepare_on(request, at, &crate::net::link::KernelNetwork)
+}
+
+/// As [`prepare`], for a scan over `network` (its addresses are the
+/// sources the gate allows).
+pub fn prepare_on(
+    request: &ScanRequest,
+    at: Option<OffsetDateTime>,
+    network: &dyn crate::net::link::Network,
+) -> Result<Prepared, Error> {
     request.check()?;
     let file = ScopeFile::load(&request.scope)?;
     // The gate refuses a rate above the ceiling and a closed window; it
     // knows this host's addresses, the only sources it lets packets carry
     // unless the scope lists spoofed ones.
-    let local = crate::net::route::local_addresses()
+    let local = network
+        .local_addresses()
         .map_err(|e| Error::runtime("cannot read this host's addresses", e))?;
     let gate = match at {
         Some(at) => {

@@ -13,7 +13,7 @@ use std::sync::mpsc::Sender;
 use super::live::Live;
 use super::writer::{Batch, Frames, Outputs, SentBatch};
 use super::{Key, ScanConfig, ScanError, ScopeStop};
-use crate::net::link::{self, LinkSender};
+use crate::net::link::{self, ProbeSender};
 use crate::net::route::{self, RouteError};
 use crate::probe::CookieKey;
 use crate::probe::plan::KindPlan;
@@ -127,7 +127,7 @@ impl Worker<'_> {
     pub(super) fn send(
         &self,
         routes: &mut route::RouteCache,
-        link: &mut LinkSender,
+        link: &mut dyn ProbeSender,
         job: Job<'_>,
     ) -> Result<ShareEnd, ScanError> {
         let Job {

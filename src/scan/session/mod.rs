@@ -60,7 +60,7 @@ use crate::results::{
 };
 use crate::scan::hosts::HostResults;
 use crate::scan::progress::{Observer, ScanEvent};
-use crate::scan::request::{ScanRequest, prepare};
+use crate::scan::request::{ScanRequest, prepare_on};
 use crate::scan::{Counters, RateReport, ScanConfig, ScopeStop};
 use crate::scope::{ProbeKind, Refusal};
 use watch::{Interrupts, Watched};
@@ -83,6 +83,13 @@ pub struct SessionOptions {
     /// at every pass boundary): a run killed outright verifies up to its
     /// last checkpoint and resumes from it.
     pub checkpoint_every: Duration,
+    /// Where the packets go: the kernel's routes and sockets, or (the
+    /// session's tests without root) a simulated network.
+    pub network: Arc<dyn crate::net::link::Network>,
+    /// The caller's stop: set, sending stops, the cooldown runs and every
+    /// output is written; the run ends interrupted and can be resumed (as
+    /// the first SIGINT does with `signals`).
+    pub stop: Arc<AtomicBool>,
 }
 
 /// How often a checkpoint is taken unless the caller says otherwise.
@@ -97,6 +104,8 @@ impl SessionOptions {
             progress: false,
             signals: false,
             checkpoint_every: CHECKPOINT_EVERY,
+            network: Arc::new(crate::net::link::KernelNetwork),
+            stop: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -231,7 +240,7 @@ impl Session {
         // One writer at a time: a second resume (or the scan itself, still
         // running) would fork the audit chain. Held until the segment ends.
         let writer = lock_run_dir(path)?;
-        let opened = resume::open(path)?;
+        let opened = resume::open(path, options.network.as_ref())?;
         Ok(Session {
             dir: opened.dir,
             log: opened.log,
@@ -338,7 +347,7 @@ impl Session {
             .as_ref()
             .and_then(|r| r.prior.started.clone())
             .unwrap_or_else(now_rfc3339);
-        let prepared = prepare(request, None)?;
+        let prepared = prepare_on(request, None, options.network.as_ref())?;
         if let Some(r) = resuming.as_ref()
             && prepared.file.sha256 != r.scope_sha256
         {
@@ -571,7 +580,7 @@ impl Session {
         // A stop signal: the first stops sending (recorded in the audit log
         // as it arrives), runs the cooldown and writes everything; a second
         // exits at once (the pcap holds whole records; no report is left).
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = options.stop.clone();
         let interrupts = if options.signals {
             Some(Interrupts::install(
                 stop.clone(),
@@ -655,7 +664,8 @@ impl Session {
                 sent_log,
                 sync,
             };
-            let outcome = crate::scan::run(&config, &gate, outputs, &stop);
+            let outcome =
+                crate::scan::run_on(&config, &gate, outputs, &stop, options.network.as_ref());
             done.store(true, Ordering::Relaxed);
             let watched = watcher.join().unwrap_or_else(|_| {
                 Err(Error::runtime(
@@ -1056,5 +1066,146 @@ impl BudgetLease {
             .map_err(|e| Error::runtime("cannot sync the audit log", e))?;
         self.upto.store(upto, Ordering::Release);
         Ok(())
+    }
+}
+
+/// Sessions end to end without root, over a simulated link
+/// ([`crate::scan::simnet`]): the run directory, the audit log, the
+/// capture and the report, as `sonde verify` checks them.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::verify::{Status, verify};
+    use crate::scan::simnet::SimNet;
+    use std::net::Ipv4Addr;
+
+    struct Quiet;
+
+    impl Observer for Quiet {
+        fn event(&self, _: &ScanEvent) {}
+    }
+
+    /// A scope for the simulated link; each test names its own, since one
+    /// scope is leased to one run at a time on a host (tests run at once).
+    fn sim_scope(dir: &Path, id: &str) -> PathBuf {
+        let path = dir.join("sim.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"probes = ["syn"]
+[engagement]
+id = "SIM-SESSION-{id}"
+client = "the session's tests"
+authorized_by = "the test"
+contact = "root@localhost"
+not_before = 2024-01-01T00:00:00Z
+not_after = 2099-12-31T23:59:59Z
+[limits]
+max_rate = 100000
+max_probes = 1000000
+[[allow]]
+targets = ["198.18.0.0/24"]
+"#
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    fn request(scope: &Path, first: u8, last: u8, ports: &str) -> ScanRequest {
+        let range = crate::targets::AddrRange::new(
+            Ipv4Addr::new(198, 18, 0, first).into(),
+            Ipv4Addr::new(198, 18, 0, last).into(),
+        )
+        .unwrap();
+        let mut r = ScanRequest::new(scope, Some([range].into_iter().collect()));
+        r.ports = Some(crate::targets::PortSet::parse(ports).unwrap());
+        r.rate = Some(50_000.0);
+        r
+    }
+
+    #[test]
+    fn a_session_over_a_simulated_link_writes_evidence_that_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let scope = sim_scope(dir.path(), "VERIFIES");
+        let net = Arc::new(SimNet::new(
+            &[
+                (Ipv4Addr::new(198, 18, 0, 10), &[22, 80]),
+                (Ipv4Addr::new(198, 18, 0, 11), &[]),
+            ],
+            0,
+        ));
+        let mut options = SessionOptions::new(Arc::new(Quiet));
+        let run = dir.path().join("run");
+        options.output_dir = Some(run.clone());
+        options.network = net.clone();
+        let session = Session::create(request(&scope, 10, 12, "1-100"), options).unwrap();
+        let outcome = session.run().unwrap();
+        assert_eq!(outcome.exit_code(), 0);
+        assert_eq!(outcome.open_ports(), 2);
+        assert_eq!(net.probes().len(), 2 * 100, "the two hosts, each port once");
+        // The evidence holds as `sonde verify` reads it.
+        let findings = verify(&run).unwrap();
+        assert!(
+            findings.iter().all(|f| f.status == Status::Ok),
+            "{findings:#?}"
+        );
+        // The report, read as the one definition of it.
+        let report: crate::results::ScanReport = serde_json::from_slice(
+            &std::fs::read(run.join(crate::evidence::run_dir::REPORT)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(report.counters.matched, 200);
+        assert_eq!(report.counters.skipped_down, 100, "198.18.0.12 is down");
+    }
+
+    /// A library caller's stop interrupts a session; the resume over the
+    /// same link sends exactly the rest (each probe once in all), and the
+    /// whole run verifies.
+    #[test]
+    fn a_stopped_session_resumes_where_it_stopped_and_sends_each_probe_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let scope = sim_scope(dir.path(), "RESUMES");
+        let hosts: Vec<(Ipv4Addr, &[u16])> = (10..20)
+            .map(|h| (Ipv4Addr::new(198, 18, 0, h), &[22u16, 443][..]))
+            .collect();
+        let net = Arc::new(SimNet::new(&hosts, 0));
+        let run = dir.path().join("run");
+        let mut options = SessionOptions::new(Arc::new(Quiet));
+        options.output_dir = Some(run.clone());
+        options.network = net.clone();
+        options.checkpoint_every = Duration::from_millis(200);
+        let stop = options.stop.clone();
+        let mut r = request(&scope, 10, 19, "1-1000");
+        r.rate = Some(5_000.0);
+        let session = Session::create(r, options).unwrap();
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(700));
+            stop.store(true, Ordering::Relaxed);
+        });
+        let first = session.run().unwrap();
+        stopper.join().unwrap();
+        assert_eq!(first.ended, Ended::Interrupted);
+        assert_eq!(first.exit_code(), 1);
+        let sent_first = net.probes().len();
+        assert!(
+            sent_first > 0 && sent_first < 10_000,
+            "stopped part way: {sent_first}"
+        );
+
+        let mut options = SessionOptions::new(Arc::new(Quiet));
+        options.network = net.clone();
+        let second = Session::resume(&run, options).unwrap().run().unwrap();
+        assert_eq!(second.ended, Ended::Complete);
+        assert!(second.resumed.is_some());
+        let probes = net.probes();
+        assert_eq!(probes.len(), 10 * 1000, "every probe of the plan");
+        assert!(probes.values().all(|&n| n == 1), "none sent twice");
+        assert_eq!(second.open_ports(), 20);
+        let findings = verify(&run).unwrap();
+        assert!(
+            findings.iter().all(|f| f.status == Status::Ok),
+            "{findings:#?}"
+        );
     }
 }

@@ -69,7 +69,7 @@ fn damaged(path: &Path, what: String) -> Error {
 }
 
 /// Open `path` to resume it; the caller holds its one-writer lock.
-pub(super) fn open(path: &Path) -> Result<Opened, Error> {
+pub(super) fn open(path: &Path, network: &dyn crate::net::link::Network) -> Result<Opened, Error> {
     // Damaged evidence is not continued: its story could not be told.
     let findings = crate::evidence::verify::verify(path)
         .map_err(|e| Error::runtime(format!("cannot read {}", path.display()), e))?;
@@ -159,7 +159,7 @@ pub(super) fn open(path: &Path) -> Result<Opened, Error> {
         .to_string();
     // Judged before anything in the directory changes: the same scope file
     // (by hash), its window open, the targets still allowed.
-    let prepared = crate::scan::request::prepare(&request, None)?;
+    let prepared = crate::scan::request::prepare_on(&request, None, network)?;
     if prepared.file.sha256 != scope_sha256 {
         return Err(Error::Refused(vec![crate::scope::Refusal::ScopeChanged {
             path: prepared.file.path.display().to_string(),

@@ -1,0 +1,295 @@
+//! A simulated network for the engine's tests without root: one Ethernet
+//! link (interface 2, `sim0`) from the scanner, 198.18.0.2/24, to hosts on
+//! it. A host answers ARP, SYN-ACK on its open ports and RST on the others;
+//! an address that is not a host answers nothing, not even ARP. `loss`
+//! drops that share of frames each way (a fixed sequence, so a test is
+//! repeatable). Every packet the engine hands over is checked against its
+//! permit as the real senders check it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::net::link::{FrameSource, Interface, LinkError, Network, Path, ProbeSender};
+use crate::net::packet::{RecvBatch, SendRefusal, SnifferStats, check_addresses};
+use crate::net::route::{Link, RouteCache, RouteError};
+use crate::scope::Permit;
+
+pub(crate) const SCANNER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const SCANNER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+const IFINDEX: u32 = 2;
+
+/// The simulated link and what is on it.
+pub(crate) struct SimNet {
+    /// Each host and its open ports.
+    hosts: BTreeMap<Ipv4Addr, Vec<u16>>,
+    /// Frames lost each way, per thousand.
+    loss_per_mille: u64,
+    wire: Arc<Mutex<Wire>>,
+}
+
+/// The link's state: frames on their way to the scanner, and counts.
+#[derive(Default)]
+struct Wire {
+    to_scanner: VecDeque<Vec<u8>>,
+    /// The loss sequence's state.
+    draws: u64,
+    /// Probes (IP packets) that reached the wire, per (target, port).
+    probes: BTreeMap<(Ipv4Addr, u16), u32>,
+    arp_requests: u64,
+}
+
+impl SimNet {
+    pub fn new(hosts: &[(Ipv4Addr, &[u16])], loss_per_mille: u64) -> SimNet {
+        SimNet {
+            hosts: hosts.iter().map(|(h, p)| (*h, p.to_vec())).collect(),
+            loss_per_mille,
+            wire: Arc::default(),
+        }
+    }
+
+    /// How often each (target, port) was probed on the wire.
+    pub fn probes(&self) -> BTreeMap<(Ipv4Addr, u16), u32> {
+        self.wire.lock().expect("wire").probes.clone()
+    }
+
+    pub fn arp_requests(&self) -> u64 {
+        self.wire.lock().expect("wire").arp_requests
+    }
+}
+
+fn host_mac(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [2, 0, o[0], o[1], o[2], o[3]]
+}
+
+fn ethernet(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+impl Wire {
+    /// Whether the next frame is lost (a fixed sequence: SplitMix64).
+    fn lost(&mut self, per_mille: u64) -> bool {
+        if per_mille == 0 {
+            return false;
+        }
+        self.draws = self.draws.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.draws;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % 1000 < per_mille
+    }
+}
+
+impl Network for SimNet {
+    fn local_addresses(&self) -> Result<crate::targets::IpSet, RouteError> {
+        Ok([crate::targets::AddrRange::single(IpAddr::V4(SCANNER))]
+            .into_iter()
+            .collect())
+    }
+
+    fn routes(&self) -> Result<RouteCache, RouteError> {
+        Ok(RouteCache::fixed(
+            &[(
+                IpAddr::V4(Ipv4Addr::new(198, 18, 0, 0)),
+                24,
+                IFINDEX,
+                None,
+                IpAddr::V4(SCANNER),
+            )],
+            vec![(
+                IFINDEX,
+                Link {
+                    name: "sim0".into(),
+                    mac: SCANNER_MAC,
+                    resolves_neighbours: true,
+                },
+            )],
+            &[],
+        ))
+    }
+
+    fn open(
+        &self,
+        interfaces: &[Interface],
+        senders: usize,
+    ) -> Result<(Vec<Box<dyn ProbeSender>>, Vec<Box<dyn FrameSource>>), (&'static str, io::Error)>
+    {
+        if interfaces.iter().any(|i| i.ifindex != IFINDEX) {
+            return Err(("no such simulated interface", io::Error::other("sim")));
+        }
+        let senders = (0..senders.max(1))
+            .map(|_| {
+                Box::new(SimSender {
+                    hosts: self.hosts.clone(),
+                    loss_per_mille: self.loss_per_mille,
+                    wire: self.wire.clone(),
+                    queued: Vec::new(),
+                    sent: 0,
+                }) as Box<dyn ProbeSender>
+            })
+            .collect();
+        let sniffers = interfaces
+            .iter()
+            .map(|_| {
+                Box::new(SimSniffer {
+                    wire: self.wire.clone(),
+                    loss_per_mille: self.loss_per_mille,
+                    received: 0,
+                }) as Box<dyn FrameSource>
+            })
+            .collect();
+        Ok((senders, sniffers))
+    }
+
+    fn drop_privileges(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+struct SimSender {
+    hosts: BTreeMap<Ipv4Addr, Vec<u16>>,
+    loss_per_mille: u64,
+    wire: Arc<Mutex<Wire>>,
+    /// Whole frames queued until the flush, as the real sender's.
+    queued: Vec<Vec<u8>>,
+    sent: u64,
+}
+
+impl SimSender {
+    /// What the link does with one frame from the scanner.
+    fn deliver(&self, wire: &mut Wire, frame: &[u8]) {
+        let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+        let payload = &frame[14..];
+        if ethertype == 0x0806 {
+            wire.arp_requests += 1;
+            let asked = Ipv4Addr::new(payload[24], payload[25], payload[26], payload[27]);
+            if wire.lost(self.loss_per_mille) || !self.hosts.contains_key(&asked) {
+                return;
+            }
+            let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 2];
+            arp.extend_from_slice(&host_mac(asked));
+            arp.extend_from_slice(&asked.octets());
+            arp.extend_from_slice(&SCANNER_MAC);
+            arp.extend_from_slice(&SCANNER.octets());
+            let reply = ethernet(SCANNER_MAC, host_mac(asked), 0x0806, &arp);
+            wire.to_scanner.push_back(reply);
+            return;
+        }
+        // A TCP SYN probe (the only kind these tests send).
+        let ip = payload;
+        let target = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+        let port = u16::from_be_bytes([ip[22], ip[23]]);
+        *wire.probes.entry((target, port)).or_default() += 1;
+        if wire.lost(self.loss_per_mille) {
+            return;
+        }
+        let Some(open) = self.hosts.get(&target) else {
+            return;
+        };
+        let flags = if open.contains(&port) { 0x12 } else { 0x14 };
+        let reply = super::correlate::tests::tcp_answer(ip, flags);
+        wire.to_scanner
+            .push_back(ethernet(SCANNER_MAC, host_mac(target), 0x0800, &reply));
+    }
+}
+
+impl ProbeSender for SimSender {
+    fn send(&mut self, permit: Permit, path: &Path, packet: &[u8]) -> Result<(), LinkError> {
+        check_addresses(&permit, packet).map_err(LinkError::Refused)?;
+        let Path::Frame(hop) = path else {
+            return Err(LinkError::Io(io::Error::other("no kernel path on sim0")));
+        };
+        if hop.target != permit.dst() {
+            return Err(LinkError::Refused(SendRefusal::WrongNextHop {
+                permit: permit.dst(),
+                hop: hop.target,
+            }));
+        }
+        let ethertype = if packet[0] >> 4 == 4 { 0x0800 } else { 0x86dd };
+        self.queued.push(ethernet(
+            hop.next_hop_mac,
+            hop.source_mac,
+            ethertype,
+            packet,
+        ));
+        Ok(())
+    }
+
+    fn send_neighbour_request(
+        &mut self,
+        ifindex: u32,
+        permit: Permit,
+        frame: &[u8],
+    ) -> Result<(), LinkError> {
+        let asked = crate::probe::neighbour::asked(frame);
+        if ifindex != IFINDEX
+            || !permit.is_neighbour_request()
+            || asked != Some((permit.src(), permit.dst()))
+        {
+            return Err(LinkError::Refused(SendRefusal::NotPermitted {
+                permit: permit.dst(),
+                packet: asked.map(|(_, t)| t),
+            }));
+        }
+        self.queued.push(frame.to_vec());
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<usize> {
+        let n = self.queued.len();
+        let mut wire = self.wire.lock().expect("wire");
+        for f in std::mem::take(&mut self.queued) {
+            self.deliver(&mut wire, &f);
+        }
+        self.sent += n as u64;
+        Ok(n)
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent
+    }
+}
+
+struct SimSniffer {
+    wire: Arc<Mutex<Wire>>,
+    loss_per_mille: u64,
+    received: u64,
+}
+
+impl FrameSource for SimSniffer {
+    fn next_batch(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
+        batch.clear();
+        {
+            let mut wire = self.wire.lock().expect("wire");
+            let now = crate::clock::now_nanos();
+            while let Some(f) = wire.to_scanner.pop_front() {
+                // Replies are lost on the way back too.
+                if u16::from_be_bytes([f[12], f[13]]) == 0x0800 && wire.lost(self.loss_per_mille) {
+                    continue;
+                }
+                batch.push(&f, now);
+            }
+        }
+        if batch.is_empty() {
+            // As a ring's poll waits for a block.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.received += batch.len() as u64;
+        Ok(batch.len())
+    }
+
+    fn stats(&mut self) -> io::Result<SnifferStats> {
+        Ok(SnifferStats {
+            received: self.received,
+            dropped: 0,
+        })
+    }
+}
