@@ -104,7 +104,18 @@ impl Answered {
 /// so replies on two links never wait for each other) that the senders of
 /// a retry pass and the checkpoints read as it is, without a lock and
 /// without a copy per pass.
-pub struct AnsweredBits(SharedAnswered);
+pub struct AnsweredBits {
+    answered: SharedAnswered,
+    /// With bits: per index space, one bit per target, set when one of its
+    /// probes gets its first result; taken and cleared at each pass
+    /// boundary ([`AnsweredBits::take_gained`]), so an added retry pass goes
+    /// only to the targets the pass before found something new on.
+    gained: Vec<Box<[AtomicU64]>>,
+}
+
+/// Which targets got a new result between two pass boundaries, per index
+/// space ([`AnsweredBits::take_gained`]).
+pub struct GainedTargets(Vec<Vec<u64>>);
 
 enum SharedAnswered {
     /// Scans too large for bits (past [`MAX_BITMAP_BYTES`], 2^35 probes),
@@ -130,17 +141,58 @@ impl AnsweredBits {
     pub fn for_spaces(spaces: Vec<(ProbeKind, IndexSpace)>) -> AnsweredBits {
         let bytes: u64 = spaces.iter().map(|(_, s)| s.len().div_ceil(8)).sum();
         if spaces.is_empty() || bytes > MAX_BITMAP_BYTES {
-            return AnsweredBits(SharedAnswered::Set(Default::default()));
+            return AnsweredBits {
+                answered: SharedAnswered::Set(Default::default()),
+                gained: Vec::new(),
+            };
         }
-        AnsweredBits(SharedAnswered::Bits(
-            spaces
-                .into_iter()
-                .map(|(k, s)| {
-                    let words = zeroed_words(s.len().div_ceil(64) as usize);
-                    (k, s, words)
-                })
+        AnsweredBits {
+            gained: spaces
+                .iter()
+                .map(|(_, s)| zeroed_words(s.addresses().div_ceil(64) as usize))
+                .collect(),
+            answered: SharedAnswered::Bits(
+                spaces
+                    .into_iter()
+                    .map(|(k, s)| {
+                        let words = zeroed_words(s.len().div_ceil(64) as usize);
+                        (k, s, words)
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The targets that got a new result since the last call (or since
+    /// the scan began), and none from now on; `None` for a scan too large
+    /// for bits.
+    pub fn take_gained(&self) -> Option<GainedTargets> {
+        if self.gained.is_empty() {
+            return None;
+        }
+        Some(GainedTargets(
+            self.gained
+                .iter()
+                .map(|g| g.iter().map(|w| w.swap(0, Ordering::Relaxed)).collect())
                 .collect(),
         ))
+    }
+
+    /// Whether `probe`'s target is among those `gained` names (for its
+    /// kind); a probe outside the scan's spaces is not.
+    pub fn target_gained(&self, gained: &GainedTargets, probe: &ProbeKey) -> bool {
+        let SharedAnswered::Bits(spaces) = &self.answered else {
+            return true;
+        };
+        let Some((s, w, m)) = AnsweredBits::locate(spaces, probe) else {
+            return false;
+        };
+        let rank = (w as u64 * 64 + u64::from(m.trailing_zeros())) / spaces[s].1.per_address();
+        gained
+            .0
+            .get(s)
+            .and_then(|g| g.get((rank / 64) as usize))
+            .is_some_and(|word| word & (1 << (rank % 64)) != 0)
     }
 
     /// Where `probe`'s bit is: (space, word, mask).
@@ -159,18 +211,25 @@ impl AnsweredBits {
     /// Mark `probe` answered: `Some(true)` the first time (on any link),
     /// `Some(false)` after, `None` for a probe outside the scan.
     pub fn insert(&self, probe: ProbeKey) -> Option<bool> {
-        match &self.0 {
+        match &self.answered {
             SharedAnswered::Set(set) => Some(set.lock().ok()?.insert(probe)),
             SharedAnswered::Bits(spaces) => {
                 let (s, w, m) = AnsweredBits::locate(spaces, &probe)?;
-                Some(spaces[s].2[w].fetch_or(m, Ordering::Relaxed) & m == 0)
+                let new = spaces[s].2[w].fetch_or(m, Ordering::Relaxed) & m == 0;
+                if new {
+                    let i = w as u64 * 64 + u64::from(m.trailing_zeros());
+                    let rank = i / spaces[s].1.per_address();
+                    self.gained[s][(rank / 64) as usize]
+                        .fetch_or(1 << (rank % 64), Ordering::Relaxed);
+                }
+                Some(new)
             }
         }
     }
 
     /// Whether `probe` has its result (a retry skips it).
     pub fn contains(&self, probe: &ProbeKey) -> bool {
-        match &self.0 {
+        match &self.answered {
             SharedAnswered::Set(set) => set.lock().is_ok_and(|s| s.contains(probe)),
             SharedAnswered::Bits(spaces) => AnsweredBits::locate(spaces, probe)
                 .is_some_and(|(s, w, m)| spaces[s].2[w].load(Ordering::Relaxed) & m != 0),
@@ -180,7 +239,7 @@ impl AnsweredBits {
     /// A copy, as it stands (a checkpoint's, taken while the receive
     /// threads wait at a batch boundary, is exact).
     pub fn snapshot(&self) -> AnsweredSnapshot {
-        AnsweredSnapshot(match &self.0 {
+        AnsweredSnapshot(match &self.answered {
             SharedAnswered::Set(set) => {
                 Answered::Set(set.lock().map(|s| s.clone()).unwrap_or_default())
             }
@@ -202,7 +261,7 @@ impl AnsweredBits {
     /// As [`AnsweredSnapshot::to_bytes`], without a copy first (a
     /// checkpoint's: the receive threads wait at a batch boundary).
     pub fn to_bytes(&self) -> Option<Vec<u8>> {
-        let SharedAnswered::Bits(spaces) = &self.0 else {
+        let SharedAnswered::Bits(spaces) = &self.answered else {
             return None;
         };
         Some(answered_bytes(spaces.iter().map(|(k, _, w)| {
@@ -213,7 +272,7 @@ impl AnsweredBits {
     /// Count the probes `prior` marks answered as answered (an earlier
     /// segment's, for the same index spaces).
     pub fn absorb(&self, prior: &AnsweredSnapshot) {
-        if let (SharedAnswered::Bits(mine), Answered::Bits(theirs)) = (&self.0, &prior.0) {
+        if let (SharedAnswered::Bits(mine), Answered::Bits(theirs)) = (&self.answered, &prior.0) {
             for ((k1, _, a), (k2, _, b)) in mine.iter().zip(theirs) {
                 if k1 == k2 && a.len() == b.len() {
                     for (x, y) in a.iter().zip(b) {

@@ -3,7 +3,10 @@
 //! `--retries` asked for, a retry pass that still found answers shows a
 //! link losing packets, and another follows (up to `--max-retries`, within
 //! the budget) until a pass finds nothing new, as nmap adds retries when
-//! it sees drops.
+//! it sees drops. An added pass goes only to the targets the pass before
+//! found something new on (nmap's per-host limit: no retry past the last
+//! try that got the host an answer, plus one), so a filtered host is not
+//! probed again and again.
 //!
 //! Each pass sends one probe kind after the other; each kind's order is
 //! shared among the sending threads (thread t of T takes every T-th
@@ -15,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
+use super::correlate::GainedTargets;
 use super::live::Live;
 use super::monitor::Monitor;
 use super::progress::{RateShortfall, ScanEvent};
@@ -142,7 +146,19 @@ impl Sending<'_> {
         let resume_at = config.resume.as_ref().map(|r| &r.at);
         let last_possible = config.max_retries.max(config.retries);
         let mut pass = resume_at.map_or(0, |at| at.pass);
+        // The first pass this segment sends whole: the targets a pass
+        // found something new on are known from its end.
+        let whole_from = resume_at.map_or(0, |at| at.pass + 1);
+        let mut gained_before: Option<GainedTargets> = None;
         loop {
+            // A pass added past --retries goes only to the targets the
+            // pass before found something new on: a host where retrying
+            // brought nothing (filtered, or every answer already in) is not
+            // probed again, as nmap stops retrying a host past the last try
+            // that got it an answer.
+            let only = gained_before
+                .as_ref()
+                .filter(|_| pass > config.retries && pass > whole_from);
             let matched_before = gauges.matched();
             gauges.first_pass.store(pass == 0, Ordering::Relaxed);
             gauges.pass.store(pass, Ordering::Relaxed);
@@ -158,7 +174,7 @@ impl Sending<'_> {
                     live.ck.live.begin(pass, kind_index, &starts);
                 }
                 let mut next = Vec::with_capacity(senders);
-                for end in self.send_kind(routes, sockets, kind_plan, pass, &starts)? {
+                for end in self.send_kind(routes, sockets, kind_plan, pass, &starts, only)? {
                     next.push(end.next);
                     if sent.scope_stop.is_none() {
                         sent.scope_stop = end.scope_stop;
@@ -216,6 +232,7 @@ impl Sending<'_> {
             }
             let found = gauges.matched().saturating_sub(matched_before);
             sent.answers_per_pass.push((pass, found));
+            gained_before = live.answered.take_gained();
             let next = pass < config.retries || (may_follow && pass > 0 && found > 0);
             if !next || self.interrupt.load(Ordering::Relaxed) {
                 return Ok(sent);
@@ -239,6 +256,7 @@ impl Sending<'_> {
         plan: &KindPlan,
         pass: u32,
         starts: &[Option<u64>],
+        only: Option<&GainedTargets>,
     ) -> Result<Vec<ShareEnd>, ScanError> {
         let senders = sockets.len();
         let shard = self.config.shard;
@@ -272,6 +290,7 @@ impl Sending<'_> {
                                 share,
                                 pass,
                                 from,
+                                only,
                             };
                             worker.send(routes, link.as_mut(), job)
                         })

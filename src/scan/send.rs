@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 
+use super::correlate::GainedTargets;
 use super::live::Live;
 use super::writer::{Batch, Frames, Outputs, SentBatch};
 use super::{Key, ScanConfig, ScanError, ScopeStop};
@@ -93,6 +94,10 @@ pub(super) struct Job<'a> {
     /// Where in its share the thread starts (0: the beginning; a resumed
     /// scan's stop point); `None`: its share of this pass and kind was done.
     pub from: Option<u64>,
+    /// An added retry pass: only the targets the pass before found
+    /// something new on (nmap retries a host no further than the last try
+    /// that got it an answer, plus one).
+    pub only: Option<&'a GainedTargets>,
 }
 
 /// Where a thread's share of a pass and kind ended.
@@ -135,6 +140,7 @@ impl Worker<'_> {
             share,
             pass,
             from,
+            only,
         } = job;
         let mut end = ShareEnd {
             next: None,
@@ -213,7 +219,9 @@ impl Worker<'_> {
                     let k: Key = (target, port, kind, question);
                     if pass == 0 {
                         new += 1;
-                    } else if self.live.answered.contains(&k) {
+                    } else if self.live.answered.contains(&k)
+                        || only.is_some_and(|g| !self.live.answered.target_gained(g, &k))
+                    {
                         continue;
                     } else {
                         again += 1;

@@ -25,6 +25,8 @@ const IFINDEX: u32 = 2;
 pub(crate) struct SimNet {
     /// Each host and its open ports.
     hosts: BTreeMap<Ipv4Addr, Vec<u16>>,
+    /// Hosts that answer ARP and drop every probe (a firewall's DROP).
+    filtered: Vec<Ipv4Addr>,
     /// Frames lost each way, per thousand.
     loss_per_mille: u64,
     wire: Arc<Mutex<Wire>>,
@@ -45,9 +47,16 @@ impl SimNet {
     pub fn new(hosts: &[(Ipv4Addr, &[u16])], loss_per_mille: u64) -> SimNet {
         SimNet {
             hosts: hosts.iter().map(|(h, p)| (*h, p.to_vec())).collect(),
+            filtered: Vec::new(),
             loss_per_mille,
             wire: Arc::default(),
         }
+    }
+
+    /// Also `filtered` hosts: they answer ARP and drop every probe.
+    pub fn with_filtered(mut self, filtered: &[Ipv4Addr]) -> SimNet {
+        self.filtered = filtered.to_vec();
+        self
     }
 
     /// How often each (target, port) was probed on the wire.
@@ -129,6 +138,7 @@ impl Network for SimNet {
             .map(|_| {
                 Box::new(SimSender {
                     hosts: self.hosts.clone(),
+                    filtered: self.filtered.clone(),
                     loss_per_mille: self.loss_per_mille,
                     wire: self.wire.clone(),
                     queued: Vec::new(),
@@ -156,6 +166,7 @@ impl Network for SimNet {
 
 struct SimSender {
     hosts: BTreeMap<Ipv4Addr, Vec<u16>>,
+    filtered: Vec<Ipv4Addr>,
     loss_per_mille: u64,
     wire: Arc<Mutex<Wire>>,
     /// Whole frames queued until the flush, as the real sender's.
@@ -171,7 +182,8 @@ impl SimSender {
         if ethertype == 0x0806 {
             wire.arp_requests += 1;
             let asked = Ipv4Addr::new(payload[24], payload[25], payload[26], payload[27]);
-            if wire.lost(self.loss_per_mille) || !self.hosts.contains_key(&asked) {
+            let there = self.hosts.contains_key(&asked) || self.filtered.contains(&asked);
+            if wire.lost(self.loss_per_mille) || !there {
                 return;
             }
             let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 2];

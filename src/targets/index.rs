@@ -93,6 +93,17 @@ impl IndexSpace {
         self.len() == 0
     }
 
+    /// The addresses of the space.
+    pub fn addresses(&self) -> u64 {
+        self.addresses
+    }
+
+    /// Indexes per address (its ports; 1 without ports): an index's
+    /// address is its rank `index / per_address()`.
+    pub fn per_address(&self) -> u64 {
+        self.ports.len().max(1) as u64
+    }
+
     /// The index of `addr` and `port` (the inverse of [`IndexSpace::get`]),
     /// if both are in the space; `port` is ignored by a space without ports.
     pub fn index_of(&self, addr: IpAddr, port: Option<u16>) -> Option<u64> {
