@@ -130,6 +130,25 @@ pub(crate) fn check_addresses(permit: &Permit, ip_packet: &[u8]) -> Result<(), S
     Ok(())
 }
 
+/// A neighbour request frame must ask about the permit's address, from
+/// its source, under a neighbour permit.
+pub(crate) fn check_neighbour_request(permit: &Permit, frame: &[u8]) -> Result<(), SendRefusal> {
+    let asked = crate::probe::neighbour::asked(frame);
+    if !permit.is_neighbour_request() || asked.map(|(_, t)| t) != Some(permit.dst()) {
+        return Err(SendRefusal::NotPermitted {
+            permit: permit.dst(),
+            packet: asked.map(|(_, t)| t),
+        });
+    }
+    if asked.map(|(s, _)| s) != Some(permit.src()) {
+        return Err(SendRefusal::WrongSource {
+            permit: permit.src(),
+            packet: asked.map(|(s, _)| s),
+        });
+    }
+    Ok(())
+}
+
 /// One message header per buffer, for sendmmsg and recvmmsg: each points at
 /// its iovec, so `iovs` must outlive the headers' use.
 fn message_headers(iovs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
@@ -206,19 +225,7 @@ impl RawSender {
         permit: Permit,
         frame: &[u8],
     ) -> Result<(), SendRefusal> {
-        let asked = crate::probe::neighbour::asked(frame);
-        if !permit.is_neighbour_request() || asked.map(|(_, t)| t) != Some(permit.dst()) {
-            return Err(SendRefusal::NotPermitted {
-                permit: permit.dst(),
-                packet: asked.map(|(_, t)| t),
-            });
-        }
-        if asked.map(|(s, _)| s) != Some(permit.src()) {
-            return Err(SendRefusal::WrongSource {
-                permit: permit.src(),
-                packet: asked.map(|(s, _)| s),
-            });
-        }
+        check_neighbour_request(&permit, frame)?;
         if self.queued == self.frames.len() {
             self.frames.push(Vec::with_capacity(128));
         }

@@ -61,26 +61,13 @@ impl Answered {
         )
     }
 
-    /// Where `probe`'s bit is: (space, word, mask).
-    fn locate(
-        spaces: &[(ProbeKind, IndexSpace, Vec<u64>)],
-        probe: &ProbeKey,
-    ) -> Option<(usize, usize, u64)> {
-        let (target, port, kind, question) = *probe;
-        let s = spaces.iter().position(|(k, _, _)| *k == kind)?;
-        let i = spaces[s]
-            .1
-            .index_of(target, slot_of(kind, port, question))?;
-        Some((s, (i / 64) as usize, 1u64 << (i % 64)))
-    }
-
     /// Mark `probe` answered: `Some(true)` the first time, `Some(false)`
     /// after, `None` for a probe outside the scan.
     fn insert(&mut self, probe: ProbeKey) -> Option<bool> {
         match self {
             Answered::Set(set) => Some(set.insert(probe)),
             Answered::Bits(spaces) => {
-                let (s, w, m) = Answered::locate(spaces, &probe)?;
+                let (s, w, m) = locate(spaces, &probe)?;
                 let word = &mut spaces[s].2[w];
                 let new = *word & m == 0;
                 *word |= m;
@@ -93,7 +80,7 @@ impl Answered {
         match self {
             Answered::Set(set) => set.contains(probe),
             Answered::Bits(spaces) => {
-                Answered::locate(spaces, probe).is_some_and(|(s, w, m)| spaces[s].2[w] & m != 0)
+                locate(spaces, probe).is_some_and(|(s, w, m)| spaces[s].2[w] & m != 0)
             }
         }
     }
@@ -184,7 +171,7 @@ impl AnsweredBits {
         let SharedAnswered::Bits(spaces) = &self.answered else {
             return true;
         };
-        let Some((s, w, m)) = AnsweredBits::locate(spaces, probe) else {
+        let Some((s, w, m)) = locate(spaces, probe) else {
             return false;
         };
         let rank = (w as u64 * 64 + u64::from(m.trailing_zeros())) / spaces[s].1.per_address();
@@ -195,26 +182,13 @@ impl AnsweredBits {
             .is_some_and(|word| word & (1 << (rank % 64)) != 0)
     }
 
-    /// Where `probe`'s bit is: (space, word, mask).
-    fn locate(
-        spaces: &[(ProbeKind, IndexSpace, Box<[AtomicU64]>)],
-        probe: &ProbeKey,
-    ) -> Option<(usize, usize, u64)> {
-        let (target, port, kind, question) = *probe;
-        let s = spaces.iter().position(|(k, _, _)| *k == kind)?;
-        let i = spaces[s]
-            .1
-            .index_of(target, slot_of(kind, port, question))?;
-        Some((s, (i / 64) as usize, 1u64 << (i % 64)))
-    }
-
     /// Mark `probe` answered: `Some(true)` the first time (on any link),
     /// `Some(false)` after, `None` for a probe outside the scan.
     pub fn insert(&self, probe: ProbeKey) -> Option<bool> {
         match &self.answered {
             SharedAnswered::Set(set) => Some(set.lock().ok()?.insert(probe)),
             SharedAnswered::Bits(spaces) => {
-                let (s, w, m) = AnsweredBits::locate(spaces, &probe)?;
+                let (s, w, m) = locate(spaces, &probe)?;
                 let new = spaces[s].2[w].fetch_or(m, Ordering::Relaxed) & m == 0;
                 if new {
                     let i = w as u64 * 64 + u64::from(m.trailing_zeros());
@@ -231,7 +205,7 @@ impl AnsweredBits {
     pub fn contains(&self, probe: &ProbeKey) -> bool {
         match &self.answered {
             SharedAnswered::Set(set) => set.lock().is_ok_and(|s| s.contains(probe)),
-            SharedAnswered::Bits(spaces) => AnsweredBits::locate(spaces, probe)
+            SharedAnswered::Bits(spaces) => locate(spaces, probe)
                 .is_some_and(|(s, w, m)| spaces[s].2[w].load(Ordering::Relaxed) & m != 0),
         }
     }
@@ -301,6 +275,20 @@ fn answered_bytes<W: Iterator<Item = u64>>(
         }
     }
     out
+}
+
+/// Where `probe`'s bit is in per-kind words of either kind (plain, or
+/// atomic): (space, word, mask).
+fn locate<W>(
+    spaces: &[(ProbeKind, IndexSpace, W)],
+    probe: &ProbeKey,
+) -> Option<(usize, usize, u64)> {
+    let (target, port, kind, question) = *probe;
+    let s = spaces.iter().position(|(k, _, _)| *k == kind)?;
+    let i = spaces[s]
+        .1
+        .index_of(target, slot_of(kind, port, question))?;
+    Some((s, (i / 64) as usize, 1u64 << (i % 64)))
 }
 
 /// The slot of `probe` in its kind's index space: a DNS probe's "port"

@@ -575,15 +575,17 @@ pub fn run_on(
             }
         }
         let sending = passes::Sending {
-            config,
-            gate,
-            key: &key,
+            run: send::SendContext {
+                config,
+                gate,
+                key: &key,
+                live: &live,
+                outputs: &outputs,
+                paths: &paths,
+                interrupt: stop_sending,
+                send_times: &send_times,
+            },
             plan: &plan,
-            live: &live,
-            outputs: &outputs,
-            paths: &paths,
-            interrupt: stop_sending,
-            send_times: &send_times,
             links: &links_report,
         };
         let sent = sending.run(&mut route_caches, &mut sockets)?;

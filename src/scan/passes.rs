@@ -15,22 +15,17 @@
 //! them) a timer takes checkpoints; every pass boundary is one too.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use super::correlate::GainedTargets;
-use super::live::Live;
 use super::monitor::Monitor;
 use super::progress::{RateShortfall, ScanEvent};
-use super::send::{Job, Paths, ShareEnd, Worker};
-use super::writer::Outputs;
-use super::{Key, ScanConfig, ScanError, ScopeStop, StopPoint};
+use super::send::{Job, SendContext, ShareEnd, Worker};
+use super::{ScanError, ScopeStop, StopPoint};
 use crate::net::link::ProbeSender;
 use crate::net::route::RouteCache;
-use crate::probe::CookieKey;
 use crate::probe::plan::{KindPlan, ProbePlan};
 use crate::results::LinkReport;
-use crate::scope::ScopeGate;
 use crate::targets::index::Shard;
 
 /// The pause between a pass and the retry pass after it (at most --wait),
@@ -41,17 +36,9 @@ const MIN_RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// What the sending phase needs, borrowed from the run.
 pub(super) struct Sending<'a> {
-    pub config: &'a ScanConfig,
-    pub gate: &'a ScopeGate,
-    pub key: &'a CookieKey,
+    /// What every sending thread shares.
+    pub run: SendContext<'a>,
     pub plan: &'a ProbePlan,
-    pub live: &'a Live,
-    pub outputs: &'a Outputs,
-    pub paths: &'a Paths,
-    /// The caller's: stop sending (Ctrl-C).
-    pub interrupt: &'a AtomicBool,
-    /// One per receive thread.
-    pub send_times: &'a [Sender<Vec<(Key, i64)>>],
     /// The run's links, recorded in every checkpoint.
     pub links: &'a [LinkReport],
 }
@@ -84,7 +71,7 @@ impl Sending<'_> {
     ) -> Result<Sent, ScanError> {
         let started = Instant::now();
         let done = AtomicBool::new(false);
-        let config = self.config;
+        let config = self.run.config;
         std::thread::scope(|sc| {
             // Checkpoints every `checkpoint_every` while sending, and never
             // closer than 20 times what the last one took: a /8's answered
@@ -108,8 +95,8 @@ impl Sending<'_> {
             }
             let monitor = Monitor {
                 config,
-                gate: self.gate,
-                gauges: &self.live.gauges,
+                gate: self.run.gate,
+                gauges: &self.run.live.gauges,
                 started,
                 total: self
                     .plan
@@ -138,7 +125,7 @@ impl Sending<'_> {
         sockets: &mut [Box<dyn ProbeSender>],
         started: Instant,
     ) -> Result<Sent, ScanError> {
-        let (config, live) = (self.config, self.live);
+        let (config, live) = (self.run.config, self.run.live);
         let gauges = &live.gauges;
         let senders = sockets.len();
         let kinds = self.plan.kinds();
@@ -180,7 +167,7 @@ impl Sending<'_> {
                         sent.scope_stop = end.scope_stop;
                     }
                 }
-                if self.interrupt.load(Ordering::Relaxed)
+                if self.run.interrupt.load(Ordering::Relaxed)
                     || live.signals.output_failed()
                     || live.signals.scope_stopped()
                 {
@@ -200,7 +187,7 @@ impl Sending<'_> {
             // already waited for its replies).
             sent.last_sent_ns = crate::clock::now_nanos();
             // The pass's probes reach the disk before its replies are waited for.
-            self.outputs.flush();
+            self.run.outputs.flush();
             if live.signals.output_failed() {
                 return Ok(sent);
             }
@@ -224,7 +211,7 @@ impl Sending<'_> {
                     us => Duration::from_micros(us).clamp(MIN_RETRY_PAUSE, RETRY_PAUSE),
                 };
                 let until = Instant::now() + config.wait.min(pause);
-                while Instant::now() < until && !self.interrupt.load(Ordering::Relaxed) {
+                while Instant::now() < until && !self.run.interrupt.load(Ordering::Relaxed) {
                     std::thread::sleep(
                         crate::scope::MAX_WAIT.min(until.saturating_duration_since(Instant::now())),
                     );
@@ -234,7 +221,7 @@ impl Sending<'_> {
             sent.answers_per_pass.push((pass, found));
             gained_before = live.answered.take_gained();
             let next = pass < config.retries || (may_follow && pass > 0 && found > 0);
-            if !next || self.interrupt.load(Ordering::Relaxed) {
+            if !next || self.run.interrupt.load(Ordering::Relaxed) {
                 return Ok(sent);
             }
             pass += 1;
@@ -259,7 +246,7 @@ impl Sending<'_> {
         only: Option<&GainedTargets>,
     ) -> Result<Vec<ShareEnd>, ScanError> {
         let senders = sockets.len();
-        let shard = self.config.shard;
+        let shard = self.run.config.shard;
         let ends: Vec<Result<ShareEnd, ScanError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = routes
                 .iter_mut()
@@ -272,14 +259,7 @@ impl Sending<'_> {
                     };
                     let worker = Worker {
                         thread: t,
-                        config: self.config,
-                        gate: self.gate,
-                        key: self.key,
-                        live: self.live,
-                        outputs: self.outputs,
-                        paths: self.paths,
-                        interrupt: self.interrupt,
-                        send_times: self.send_times,
+                        run: &self.run,
                     };
                     let from = starts.get(t).copied().flatten();
                     std::thread::Builder::new()
@@ -316,10 +296,10 @@ impl Sending<'_> {
     /// Take a checkpoint (when the caller takes them): a consistent cut of
     /// the state, the writer's marker behind the evidence it covers.
     pub fn checkpoint(&self) {
-        let Some(tx) = &self.config.checkpoints else {
+        let Some(tx) = &self.run.config.checkpoints else {
             return;
         };
-        let (live, gauges) = (self.live, &self.live.gauges);
+        let (live, gauges) = (self.run.live, &self.run.live.gauges);
         live.ck.take(
             || {
                 (
@@ -327,7 +307,7 @@ impl Sending<'_> {
                     gauges.retried.load(Ordering::Relaxed),
                     gauges.matched(),
                     live.answered.to_bytes(),
-                    self.outputs.checkpoint_marker(),
+                    self.run.outputs.checkpoint_marker(),
                 )
             },
             |marker| marker?.recv().ok(),

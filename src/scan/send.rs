@@ -110,10 +110,8 @@ pub(super) struct ShareEnd {
     pub scope_stop: Option<ScopeStop>,
 }
 
-/// One sending thread's view of the scan.
-pub(super) struct Worker<'a> {
-    /// This thread's index among the sending threads.
-    pub thread: usize,
+/// What every sending thread of a run shares, borrowed from the run.
+pub(super) struct SendContext<'a> {
     pub config: &'a ScanConfig,
     pub gate: &'a ScopeGate,
     pub key: &'a CookieKey,
@@ -124,6 +122,13 @@ pub(super) struct Worker<'a> {
     pub interrupt: &'a AtomicBool,
     /// One per receive thread: the first probes' send times go to each.
     pub send_times: &'a [Sender<Vec<(Key, i64)>>],
+}
+
+/// One sending thread's view of the scan.
+pub(super) struct Worker<'a> {
+    /// This thread's index among the sending threads.
+    pub thread: usize,
+    pub run: &'a SendContext<'a>,
 }
 
 impl Worker<'_> {
@@ -150,7 +155,7 @@ impl Worker<'_> {
             return Ok(end);
         };
         let kind = plan.kind;
-        let config = self.config;
+        let config = self.run.config;
         let sent_before = link.sent();
         let mut buf = Vec::with_capacity(128);
         let mut walk = share.positions_from(plan.len(), from).peekable();
@@ -158,15 +163,15 @@ impl Worker<'_> {
         let result = (|| {
             while walk.peek().is_some() {
                 let stop = || {
-                    self.interrupt.load(Ordering::Relaxed)
-                        || self.live.signals.output_failed()
-                        || self.live.signals.scope_stopped()
+                    self.run.interrupt.load(Ordering::Relaxed)
+                        || self.run.live.signals.output_failed()
+                        || self.run.live.signals.scope_stopped()
                 };
                 // Checked every batch (about 10 ms of traffic).
                 if stop() {
                     break;
                 }
-                let mut batch = match self.gate.reserve_unless(self.gate.burst(), &stop) {
+                let mut batch = match self.run.gate.reserve_unless(self.run.gate.burst(), &stop) {
                     Ok(Some(b)) => b,
                     Ok(None) => break,
                     // The scope's limits end the run, not the process:
@@ -177,7 +182,8 @@ impl Worker<'_> {
                             _ => ScopeStop::BudgetSpent(r),
                         };
                         end.scope_stop = Some(stop);
-                        self.live
+                        self.run
+                            .live
                             .signals
                             .scope_stopped
                             .store(true, Ordering::Relaxed);
@@ -193,7 +199,7 @@ impl Worker<'_> {
                     kind,
                     pass,
                     step: share.count,
-                    frames: Frames::with_capacity(if self.outputs.records_sent {
+                    frames: Frames::with_capacity(if self.run.outputs.records_sent {
                         wanted
                     } else {
                         0
@@ -203,7 +209,7 @@ impl Worker<'_> {
                 // Send times for round-trip times, kept for a bounded
                 // number of probes: memory must not grow with the scan.
                 let timing = pass == 0
-                    && self.live.gauges.timed.load(Ordering::Relaxed) < super::MAX_TIMED_PROBES;
+                    && self.run.live.gauges.timed.load(Ordering::Relaxed) < super::MAX_TIMED_PROBES;
                 let mut walked = 0u32;
                 while batch.remaining() > 0 {
                     // Positions of down targets take no permit: in a sparse
@@ -219,14 +225,14 @@ impl Worker<'_> {
                     let k: Key = (target, port, kind, question);
                     if pass == 0 {
                         new += 1;
-                    } else if self.live.answered.contains(&k)
-                        || only.is_some_and(|g| !self.live.answered.target_gained(g, &k))
+                    } else if self.run.live.answered.contains(&k)
+                        || only.is_some_and(|g| !self.run.live.answered.target_gained(g, &k))
                     {
                         continue;
                     } else {
                         again += 1;
                     }
-                    let path = self.paths.path(routes, target)?;
+                    let path = self.run.paths.path(routes, target)?;
                     let (how, source) = match &path {
                         Path::Reach { how, source } => (how, *source),
                         Path::Down => {
@@ -245,7 +251,7 @@ impl Worker<'_> {
                     p.build(
                         &mut buf,
                         source,
-                        self.key,
+                        self.run.key,
                         &config.template,
                         &config.dns_questions,
                     )
@@ -256,7 +262,7 @@ impl Worker<'_> {
                     if timing {
                         timed.push((k, at));
                     }
-                    if self.outputs.records_sent {
+                    if self.run.outputs.records_sent {
                         sent.frames.push(at, &buf);
                         sent.origins.push((position, source));
                     }
@@ -264,7 +270,7 @@ impl Worker<'_> {
                         ScanError::Io("cannot send", std::io::Error::other(e.to_string()))
                     })?;
                 }
-                let gauges = &self.live.gauges;
+                let gauges = &self.run.live.gauges;
                 gauges.probes.fetch_add(new, Ordering::Relaxed);
                 gauges.skipped_down.fetch_add(down, Ordering::Relaxed);
                 gauges.probed[kind as usize].fetch_add(new, Ordering::Relaxed);
@@ -273,7 +279,7 @@ impl Worker<'_> {
                     // Every link's receive thread gets them: the reply
                     // comes back on the link its target is reached by.
                     gauges.timed.fetch_add(timed.len(), Ordering::Relaxed);
-                    if let Some((last, rest)) = self.send_times.split_last() {
+                    if let Some((last, rest)) = self.run.send_times.split_last() {
                         for tx in rest {
                             let _ = tx.send(timed.clone());
                         }
@@ -285,17 +291,22 @@ impl Worker<'_> {
                 // before its reply, as on the wire; then the thread's
                 // position moves on. A checkpoint sees all three or none
                 // (`checkpoint`).
-                let _cut = self.live.ck.cut.read();
-                if !sent.frames.is_empty() && !self.outputs.send(Batch::Sent(sent)) {
+                let _cut = self.run.live.ck.cut.read();
+                if !sent.frames.is_empty() && !self.run.outputs.send(Batch::Sent(sent)) {
                     break;
                 }
                 link.flush().map_err(|e| ScanError::Io("cannot send", e))?;
-                self.live.ck.live.advance(self.thread, walk.peek().copied());
+                self.run
+                    .live
+                    .ck
+                    .live
+                    .advance(self.thread, walk.peek().copied());
             }
             Ok(walk.peek().copied())
         })();
         // The sockets live across passes: count this call's sends only.
-        self.live
+        self.run
+            .live
             .gauges
             .sent
             .fetch_add(link.sent() - sent_before, Ordering::Relaxed);

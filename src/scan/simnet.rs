@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::net::link::{FrameSource, Interface, LinkError, Network, Path, ProbeSender};
-use crate::net::packet::{RecvBatch, SendRefusal, SnifferStats, check_addresses};
+use crate::net::packet::{
+    RecvBatch, SendRefusal, SnifferStats, check_addresses, check_neighbour_request,
+};
 use crate::net::route::{Link, RouteCache, RouteError};
 use crate::scope::Permit;
 
@@ -241,16 +243,12 @@ impl ProbeSender for SimSender {
         permit: Permit,
         frame: &[u8],
     ) -> Result<(), LinkError> {
-        let asked = crate::probe::neighbour::asked(frame);
-        if ifindex != IFINDEX
-            || !permit.is_neighbour_request()
-            || asked != Some((permit.src(), permit.dst()))
-        {
-            return Err(LinkError::Refused(SendRefusal::NotPermitted {
-                permit: permit.dst(),
-                packet: asked.map(|(_, t)| t),
-            }));
+        if ifindex != IFINDEX {
+            return Err(LinkError::Io(io::Error::other(
+                "no such simulated interface",
+            )));
         }
+        check_neighbour_request(&permit, frame).map_err(LinkError::Refused)?;
         self.queued.push(frame.to_vec());
         Ok(())
     }
