@@ -28,7 +28,9 @@
 # GROWTH (issue 19's growth table: port counts, default "24 100 1000"; empty
 # to skip), GROWTH_RATE (default 300000), GROWTH_PEERS (default "masscan
 # zmap"; empty for sonde alone), GROWTH_MODES (default "full compact"),
-# ONLY_GROWTH=1 (skip everything else).
+# ONLY_GROWTH=1 (skip everything else). BASELINE=PATH: another sonde
+# binary scans the /16 too, right after today's at each rate (no speed
+# lost against an earlier binary, measured in the same run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "benches/scan.sh needs root (network namespaces)" >&2; exit 1; }
@@ -238,6 +240,13 @@ for rate in $RATES; do
     -p $PORTS --rate "$r" --retries 0 --wait 2 --quiet -o "$work/sonde-run")
   found=$(grep -c '"state":"open"' "$work/sonde-run/results.ndjson" || true)
   report "sonde --rate $rate" "$m" "$found"
+  if [ -n "${BASELINE:-}" ]; then
+    rm -rf "$work/sonde-run"
+    m=$(measure "$work/sonde.out" $limit "$BASELINE" scan --scope scopes/lab.toml $NET \
+      -p $PORTS --rate "$r" --retries 0 --wait 2 --quiet -o "$work/sonde-run")
+    found=$(grep -c '"state":"open"' "$work/sonde-run/results.ndjson" || true)
+    report "baseline sonde --rate $rate" "$m" "$found"
+  fi
 
   r=$rate
   [ "$rate" = max ] && r=10000000
@@ -284,6 +293,9 @@ for rate in $RATES; do
   echo "sonde / masscan at --rate $rate: $(ratio "${PPS[sonde --rate $rate]}" "${PPS[masscan --rate $rate]}")x;" \
     "sonde / zmap: $(ratio "${PPS[sonde --rate $rate]}" "${PPS[zmap -P 21 --rate $rate]}")x;" \
     "sonde / the lab's ceiling: $(ratio "${PPS[sonde --rate $rate]}" "$CEILING")x"
+  if [ -n "${BASELINE:-}" ]; then
+    echo "  today's / baseline at --rate $rate: $(ratio "${PPS[sonde --rate $rate]}" "${PPS[baseline sonde --rate $rate]}")x"
+  fi
 done
 
 # Rate accuracy: enough probes at each rate for about 3 seconds of sending.

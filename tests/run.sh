@@ -52,9 +52,12 @@ cargo test --locked --doc
 # No test may depend on today's date: the whole suite again with the clock
 # moved to mid-2099 (it ticks on from there; timers keep the real
 # monotonic clock). The shipped scopes' windows end on 2099-12-31.
+# FAKETIME_DONT_RESET: a process started later (the sonde a test runs,
+# minutes into the one lab binary) goes on from its parent's moved clock
+# instead of starting at mid-2099 again, so the two agree on the time.
 # libfaketime moves only this process tree's clock, not the kernel's: the
 # one test that compares round trips measured between the two (packet
 # timestamps come from the kernel) cannot hold under it, and is skipped.
-FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f '@2099-06-30 12:00:00' \
+FAKETIME_DONT_RESET=1 FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f '@2099-06-30 12:00:00' \
   cargo test --locked --lib --bins --tests -- \
   --skip without_wait_the_cooldown_follows_the_round_trips
