@@ -2,8 +2,10 @@
 //! link (interface 2, `sim0`) from the scanner, 198.18.0.2/24, to hosts on
 //! it. A host answers ARP, SYN-ACK on its open ports and RST on the others;
 //! an address that is not a host answers nothing, not even ARP. `loss`
-//! drops that share of frames each way (a fixed sequence, so a test is
-//! repeatable). Every packet the engine hands over is checked against its
+//! drops that share of frames each way. Whether a frame is lost is a hash
+//! of what it is (the probe or ARP request, which try of it, which way),
+//! never of when it passed: the threads' interleaving changes from run to
+//! run, and a test must see the same losses every time. Every packet the engine hands over is checked against its
 //! permit as the real senders check it.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -38,11 +40,11 @@ pub(crate) struct SimNet {
 #[derive(Default)]
 struct Wire {
     to_scanner: VecDeque<Vec<u8>>,
-    /// The loss sequence's state.
-    draws: u64,
     /// Probes (IP packets) that reached the wire, per (target, port).
     probes: BTreeMap<(Ipv4Addr, u16), u32>,
     arp_requests: u64,
+    /// ARP requests per address asked for.
+    arp_asked: BTreeMap<Ipv4Addr, u32>,
 }
 
 impl SimNet {
@@ -85,18 +87,25 @@ fn ethernet(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u
     f
 }
 
-impl Wire {
-    /// Whether the next frame is lost (a fixed sequence: SplitMix64).
-    fn lost(&mut self, per_mille: u64) -> bool {
-        if per_mille == 0 {
-            return false;
-        }
-        self.draws = self.draws.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.draws;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % 1000 < per_mille
+/// Which way a frame goes, for the loss hash.
+#[derive(Clone, Copy)]
+enum Leg {
+    Probe = 0,
+    Reply = 1,
+    ArpRequest = 2,
+}
+
+/// Whether the `try_no`th sending of `(target, port)` is lost on `leg`:
+/// SplitMix64's finaliser over the frame's identity.
+fn lost(per_mille: u64, leg: Leg, target: Ipv4Addr, port: u16, try_no: u32) -> bool {
+    if per_mille == 0 {
+        return false;
     }
+    let mut z = (u64::from(u32::from(target)) << 32 | u64::from(port) << 16 | leg as u64)
+        .wrapping_add(u64::from(try_no).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) % 1000 < per_mille
 }
 
 impl Network for SimNet {
@@ -153,7 +162,6 @@ impl Network for SimNet {
             .map(|_| {
                 Box::new(SimSniffer {
                     wire: self.wire.clone(),
-                    loss_per_mille: self.loss_per_mille,
                     received: 0,
                 }) as Box<dyn FrameSource>
             })
@@ -184,8 +192,10 @@ impl SimSender {
         if ethertype == 0x0806 {
             wire.arp_requests += 1;
             let asked = Ipv4Addr::new(payload[24], payload[25], payload[26], payload[27]);
+            let try_no = wire.arp_asked.entry(asked).or_default();
+            *try_no += 1;
             let there = self.hosts.contains_key(&asked) || self.filtered.contains(&asked);
-            if wire.lost(self.loss_per_mille) || !there {
+            if lost(self.loss_per_mille, Leg::ArpRequest, asked, 0, *try_no) || !there {
                 return;
             }
             let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 2];
@@ -201,8 +211,13 @@ impl SimSender {
         let ip = payload;
         let target = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
         let port = u16::from_be_bytes([ip[22], ip[23]]);
-        *wire.probes.entry((target, port)).or_default() += 1;
-        if wire.lost(self.loss_per_mille) {
+        let try_no = wire.probes.entry((target, port)).or_default();
+        *try_no += 1;
+        let try_no = *try_no;
+        if lost(self.loss_per_mille, Leg::Probe, target, port, try_no)
+            // The answer is lost on the way back.
+            || lost(self.loss_per_mille, Leg::Reply, target, port, try_no)
+        {
             return;
         }
         let Some(open) = self.hosts.get(&target) else {
@@ -270,7 +285,6 @@ impl ProbeSender for SimSender {
 
 struct SimSniffer {
     wire: Arc<Mutex<Wire>>,
-    loss_per_mille: u64,
     received: u64,
 }
 
@@ -281,10 +295,6 @@ impl FrameSource for SimSniffer {
             let mut wire = self.wire.lock().expect("wire");
             let now = crate::clock::now_nanos();
             while let Some(f) = wire.to_scanner.pop_front() {
-                // Replies are lost on the way back too.
-                if u16::from_be_bytes([f[12], f[13]]) == 0x0800 && wire.lost(self.loss_per_mille) {
-                    continue;
-                }
                 batch.push(&f, now);
             }
         }
