@@ -359,10 +359,21 @@ pub struct PassAnswers {
     pub results: u64,
 }
 
+/// The share of results that only a retry pass got, from the results of
+/// each pass (pass, results): about the round trip's loss rate (rounded
+/// to four places; 0 without results).
+pub fn loss_estimate(found: &[(u32, u64)]) -> f64 {
+    let total: u64 = found.iter().map(|p| p.1).sum();
+    let later: u64 = found.iter().filter(|p| p.0 > 0).map(|p| p.1).sum();
+    if total == 0 {
+        0.0
+    } else {
+        ((later as f64 / total as f64) * 10_000.0).round() / 10_000.0
+    }
+}
+
 impl PassReport {
     pub fn new(retries: u32, max_retries: u32, found: Vec<(u32, u64)>) -> PassReport {
-        let total: u64 = found.iter().map(|p| p.1).sum();
-        let later: u64 = found.iter().filter(|p| p.0 > 0).map(|p| p.1).sum();
         PassReport {
             retries,
             max_retries,
@@ -372,15 +383,11 @@ impl PassReport {
                 .count()
                 .try_into()
                 .unwrap_or(u32::MAX),
+            loss_estimate: loss_estimate(&found),
             answers: found
                 .into_iter()
                 .map(|(pass, results)| PassAnswers { pass, results })
                 .collect(),
-            loss_estimate: if total == 0 {
-                0.0
-            } else {
-                ((later as f64 / total as f64) * 10_000.0).round() / 10_000.0
-            },
         }
     }
 }

@@ -96,13 +96,26 @@ pub struct AnsweredBits {
     /// With bits: per index space, one bit per target, set when one of its
     /// probes gets its first result; taken and cleared at each pass
     /// boundary ([`AnsweredBits::take_gained`]), so an added retry pass goes
-    /// only to the targets the pass before found something new on.
+    /// only to the targets a recent pass found something new on.
     gained: Vec<Box<[AtomicU64]>>,
 }
 
 /// Which targets got a new result between two pass boundaries, per index
 /// space ([`AnsweredBits::take_gained`]).
+#[derive(Clone)]
 pub struct GainedTargets(Vec<Vec<u64>>);
+
+impl GainedTargets {
+    /// The targets in `self` or in `other` (the same scan's spaces).
+    pub fn union(mut self, other: &GainedTargets) -> GainedTargets {
+        for (mine, theirs) in self.0.iter_mut().zip(&other.0) {
+            for (m, t) in mine.iter_mut().zip(theirs) {
+                *m |= t;
+            }
+        }
+        self
+    }
+}
 
 enum SharedAnswered {
     /// Scans too large for bits (past [`MAX_BITMAP_BYTES`], 2^35 probes),

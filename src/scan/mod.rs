@@ -22,6 +22,7 @@ mod monitor;
 pub mod ndjson;
 pub mod neighbours;
 mod passes;
+pub mod preview;
 pub mod progress;
 mod recv;
 pub mod request;
@@ -894,9 +895,9 @@ targets = ["198.18.0.0/24"]
     /// Retries follow the loss on a simulated link that drops 10% of the
     /// frames each way: passes are added while they still find answers,
     /// and every open port is found. An added pass goes only to the hosts
-    /// the pass before found something new on: the filtered host gets its
-    /// first probe and the one retry asked for, no more (as nmap stops
-    /// retrying a host past the last try that got it an answer).
+    /// a recent pass found something new on: the filtered host, which
+    /// never answered, gets its first probe and the one retry asked for,
+    /// no more.
     #[test]
     fn a_lossy_simulated_link_gets_added_passes_but_a_filtered_host_does_not() {
         let hosts: Vec<(Ipv4Addr, &[u16])> =
@@ -931,6 +932,43 @@ targets = ["198.18.0.0/24"]
             most(v4(30)),
             2,
             "the filtered host: its probe and one retry"
+        );
+    }
+
+    /// Regression (the per-host retry rule, issue 25): a lossless host
+    /// answers every probe but one in the first pass, and that one is lost
+    /// on its first three tries. Its host gains nothing in pass 1, so
+    /// nmap's rule (retry a host one try past its last answer) never sent
+    /// it a third time and the open port was missed; at the loss the rest
+    /// of the link shows, the host is retried until the port answers.
+    #[test]
+    fn a_port_lost_three_times_after_its_host_last_answered_is_still_found() {
+        let mut hosts: Vec<(Ipv4Addr, &[u16])> =
+            (10..30).map(|h| (v4(h), &[22u16, 80, 443][..])).collect();
+        hosts.push((v4(40), &[22, 80, 443]));
+        let net = SimNet::new(&hosts, 100).with_lost_tries(v4(40), 22, 3);
+        let config = sim_config("198.18.0.10-198.18.0.40", "1-200,443", 1);
+        let stop = AtomicBool::new(false);
+        let outcome = run_on(
+            &config,
+            &sim_gate(200_000),
+            ScanOutputs::default(),
+            &stop,
+            &net,
+        )
+        .unwrap();
+        let open = open_pairs(&outcome);
+        assert!(
+            open.contains(&(IpAddr::V4(v4(40)), 22)),
+            "{:?}",
+            outcome.passes
+        );
+        assert_eq!(open.len(), 21 * 3, "every open port");
+        assert_eq!(net.probes()[&(v4(40), 22)], 4, "sent until it answered");
+        assert_eq!(
+            net.probes()[&(v4(40), 80)],
+            1,
+            "an answered probe is not resent"
         );
     }
 

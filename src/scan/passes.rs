@@ -3,10 +3,14 @@
 //! `--retries` asked for, a retry pass that still found answers shows a
 //! link losing packets, and another follows (up to `--max-retries`, within
 //! the budget) until a pass finds nothing new, as nmap adds retries when
-//! it sees drops. An added pass goes only to the targets the pass before
-//! found something new on (nmap's per-host limit: no retry past the last
-//! try that got the host an answer, plus one), so a filtered host is not
-//! probed again and again.
+//! it sees drops. An added pass goes only to the targets a recent pass
+//! found something new on, so a filtered host is not probed again and
+//! again. How recent follows the loss ([`patience`]): nmap stops retrying
+//! a host one try past the last try that got it an answer, which on a
+//! link losing 10% of round trips leaves one host in 30 with a probe lost
+//! twice and never sent again; sonde keeps retrying a host that answered
+//! until, at the loss the run measures, an answer lost on every try since
+//! is less likely than one in ten thousand.
 //!
 //! Each pass sends one probe kind after the other; each kind's order is
 //! shared among the sending threads (thread t of T takes every T-th
@@ -14,6 +18,7 @@
 //! watches the rate and tells the progress, and (when the caller takes
 //! them) a timer takes checkpoints; every pass boundary is one too.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -25,7 +30,7 @@ use super::{ScanError, ScopeStop, StopPoint};
 use crate::net::link::ProbeSender;
 use crate::net::route::RouteCache;
 use crate::probe::plan::{KindPlan, ProbePlan};
-use crate::results::LinkReport;
+use crate::results::{LinkReport, loss_estimate};
 use crate::targets::index::Shard;
 
 /// The pause between a pass and the retry pass after it (at most --wait),
@@ -136,16 +141,24 @@ impl Sending<'_> {
         // The first pass this segment sends whole: the targets a pass
         // found something new on are known from its end.
         let whole_from = resume_at.map_or(0, |at| at.pass + 1);
-        let mut gained_before: Option<GainedTargets> = None;
+        // The targets each recent pass found something new on, newest
+        // last, as many passes as the loss asks to look back.
+        let mut recent: VecDeque<GainedTargets> = VecDeque::new();
         loop {
-            // A pass added past --retries goes only to the targets the
-            // pass before found something new on: a host where retrying
-            // brought nothing (filtered, or every answer already in) is not
-            // probed again, as nmap stops retrying a host past the last try
-            // that got it an answer.
-            let only = gained_before
-                .as_ref()
-                .filter(|_| pass > config.retries && pass > whole_from);
+            // A pass added past --retries goes only to the targets a recent
+            // pass found something new on: a host where retrying brought
+            // nothing for that long (filtered, or every answer already in)
+            // is not probed again; a host that never answered never is.
+            let only = match recent.front() {
+                Some(first) if pass > config.retries && pass > whole_from => Some(
+                    recent
+                        .iter()
+                        .skip(1)
+                        .fold(first.clone(), |all, g| all.union(g)),
+                ),
+                _ => None,
+            };
+            let only = only.as_ref();
             let matched_before = gauges.matched();
             gauges.first_pass.store(pass == 0, Ordering::Relaxed);
             gauges.pass.store(pass, Ordering::Relaxed);
@@ -219,7 +232,11 @@ impl Sending<'_> {
             }
             let found = gauges.matched().saturating_sub(matched_before);
             sent.answers_per_pass.push((pass, found));
-            gained_before = live.answered.take_gained();
+            recent.extend(live.answered.take_gained());
+            let keep = patience(loss_estimate(&sent.answers_per_pass), last_possible);
+            while recent.len() > keep {
+                recent.pop_front();
+            }
             let next = pass < config.retries || (may_follow && pass > 0 && found > 0);
             if !next || self.run.interrupt.load(Ordering::Relaxed) {
                 return Ok(sent);
@@ -316,5 +333,47 @@ impl Sending<'_> {
                 let _ = tx.send(c);
             },
         );
+    }
+}
+
+/// The odds, at most, that an answer is lost on every try after its host
+/// last answered and so never comes in: one in ten thousand.
+const GIVE_UP_ODDS: f64 = 1e-4;
+
+/// How many passes in a row without a new result a target that answered
+/// may have before added passes leave it: the fewest such that a probe lost
+/// on each of them at the round trip's `loss` is less likely than
+/// [`GIVE_UP_ODDS`], at least 1 (nmap's rule) and at most `most` (the
+/// passes there can be).
+pub(crate) fn patience(loss: f64, most: u32) -> usize {
+    let most = most.max(1) as usize;
+    if loss.is_nan() || loss <= 0.0 {
+        return 1;
+    }
+    if loss >= 1.0 {
+        return most;
+    }
+    let passes = (GIVE_UP_ODDS.ln() / loss.ln()).ceil();
+    (passes as usize).clamp(1, most)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patience_grows_with_the_loss_within_the_passes_there_can_be() {
+        // No loss seen: nmap's one pass past the last answer.
+        assert_eq!(patience(0.0, 10), 1);
+        assert_eq!(patience(f64::NAN, 10), 1);
+        // 0.5% of round trips lost: two tries lost in a row, 1 in 40,000.
+        assert_eq!(patience(0.005, 10), 2);
+        // 5% each way (9.75% of round trips): four passes (0.0975^3 is
+        // 1 in 1,080, too likely; 0.0975^4 is 1 in 11,000).
+        assert_eq!(patience(0.0975, 10), 4);
+        // Half lost: as many as --max-retries allows.
+        assert_eq!(patience(0.5, 10), 10);
+        assert_eq!(patience(1.0, 3), 3);
+        assert_eq!(patience(0.3, 0), 1);
     }
 }

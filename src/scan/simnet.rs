@@ -33,6 +33,11 @@ pub(crate) struct SimNet {
     filtered: Vec<Ipv4Addr>,
     /// Frames lost each way, per thousand.
     loss_per_mille: u64,
+    /// Exceptions to the loss: each (target, port) probe's first N tries
+    /// are lost, whatever `loss_per_mille` says, and nothing else to them.
+    lost_tries: BTreeMap<(Ipv4Addr, u16), u32>,
+    /// Hosts whose frames are never lost at random.
+    lossless: Vec<Ipv4Addr>,
     wire: Arc<Mutex<Wire>>,
 }
 
@@ -53,8 +58,18 @@ impl SimNet {
             hosts: hosts.iter().map(|(h, p)| (*h, p.to_vec())).collect(),
             filtered: Vec::new(),
             loss_per_mille,
+            lost_tries: BTreeMap::new(),
+            lossless: Vec::new(),
             wire: Arc::default(),
         }
+    }
+
+    /// `host` loses nothing at random; its probe to `port` is lost on its
+    /// first `tries` tries.
+    pub fn with_lost_tries(mut self, host: Ipv4Addr, port: u16, tries: u32) -> SimNet {
+        self.lossless.push(host);
+        self.lost_tries.insert((host, port), tries);
+        self
     }
 
     /// Also `filtered` hosts: they answer ARP and drop every probe.
@@ -151,6 +166,8 @@ impl Network for SimNet {
                     hosts: self.hosts.clone(),
                     filtered: self.filtered.clone(),
                     loss_per_mille: self.loss_per_mille,
+                    lost_tries: self.lost_tries.clone(),
+                    lossless: self.lossless.clone(),
                     wire: self.wire.clone(),
                     queued: Vec::new(),
                     sent: 0,
@@ -178,6 +195,8 @@ struct SimSender {
     hosts: BTreeMap<Ipv4Addr, Vec<u16>>,
     filtered: Vec<Ipv4Addr>,
     loss_per_mille: u64,
+    lost_tries: BTreeMap<(Ipv4Addr, u16), u32>,
+    lossless: Vec<Ipv4Addr>,
     wire: Arc<Mutex<Wire>>,
     /// Whole frames queued until the flush, as the real sender's.
     queued: Vec<Vec<u8>>,
@@ -214,9 +233,15 @@ impl SimSender {
         let try_no = wire.probes.entry((target, port)).or_default();
         *try_no += 1;
         let try_no = *try_no;
-        if lost(self.loss_per_mille, Leg::Probe, target, port, try_no)
+        let per_mille = if self.lossless.contains(&target) {
+            0
+        } else {
+            self.loss_per_mille
+        };
+        if self.lost_tries.get(&(target, port)) >= Some(&try_no)
+            || lost(per_mille, Leg::Probe, target, port, try_no)
             // The answer is lost on the way back.
-            || lost(self.loss_per_mille, Leg::Reply, target, port, try_no)
+            || lost(per_mille, Leg::Reply, target, port, try_no)
         {
             return;
         }
