@@ -9,10 +9,10 @@ use clap::Args;
 
 use super::write_err;
 use crate::analyze::dissect::{Transport, dissect};
-use crate::craft::{Crafted, craft, fragment, reply};
+use crate::craft::{Crafted, FragmentError, Fragmenting, craft, reply};
 use crate::error::Error;
 use crate::net::route;
-use crate::pcap::{LinkType, PcapWriter};
+use crate::pcap::LinkType;
 use crate::wire::ethernet::EthernetFrame;
 use crate::wire::ip::IpPacket;
 
@@ -97,19 +97,7 @@ pub fn run_craft(args: CraftArgs, out: &mut dyn Write) -> Result<i32, Error> {
         }
     }
     if let Some(path) = &args.write {
-        let file = std::fs::File::create(path)
-            .map_err(|e| Error::runtime(format!("cannot create {}", path.display()), e))?;
-        crate::net::privilege::chown_to_invoker(path)
-            .map_err(|e| Error::runtime("cannot give the pcap to the sudo user", e))?;
-        let mut w = PcapWriter::new(file, link_type(&crafted), 65535)
-            .map_err(|e| Error::runtime("cannot write the pcap", e))?;
-        let now = crate::clock::now_nanos();
-        for (i, p) in packets.iter().enumerate() {
-            w.write(now + i as i64 * 1000, p)
-                .map_err(|e| Error::runtime("cannot write the pcap", e))?;
-        }
-        w.flush()
-            .map_err(|e| Error::runtime("cannot write the pcap", e))?;
+        crate::scan::craft_send::write_pcap(path, crafted.ethernet, &packets)?;
         writeln!(
             out,
             "wrote {} packet(s) to {}",
@@ -124,54 +112,20 @@ pub fn run_craft(args: CraftArgs, out: &mut dyn Write) -> Result<i32, Error> {
     Ok(0)
 }
 
-fn link_type(c: &Crafted) -> u32 {
-    if c.ethernet {
-        crate::pcap::writer::LINKTYPE_ETHERNET
-    } else {
-        crate::pcap::writer::LINKTYPE_RAW
-    }
-}
-
 /// The packet itself, or its fragments.
 fn fragments_of(c: &Crafted, args: &CraftArgs) -> Result<Vec<Vec<u8>>, Error> {
-    if args.fragment.is_none() && args.fragments.is_none() {
-        return Ok(vec![c.bytes.clone()]);
-    }
-    let start = if c.ethernet {
-        EthernetFrame::<&[u8]>::HEADER_LEN
-    } else {
-        0
+    let how = match (args.fragment, &args.fragments) {
+        (Some(size), _) => Some(Fragmenting::Even(size)),
+        (None, Some(list)) => Some(Fragmenting::List(list)),
+        (None, None) => None,
     };
-    let ip = c.bytes.get(start..).unwrap_or(&[]);
-    let not_ip = || {
-        Error::usage(
-            "--fragment needs an IP packet",
-            "start the spec with ip(...) or ipv6(...)",
-        )
-    };
-    let parsed = IpPacket::parse(ip).map_err(|_| not_ip())?;
-    let payload_len = parsed.after_header().len();
-    let ident = match parsed {
-        IpPacket::V4(v) => v.ident(),
-        IpPacket::V6(_) => 0,
-    };
-    let pieces = match (&args.fragment, &args.fragments) {
-        (Some(size), _) => fragment::even(payload_len, *size),
-        (_, Some(list)) => fragment::list(list, payload_len),
-        _ => unreachable!("checked above"),
-    }
-    .map_err(|m| Error::usage(m, "docs/craft.md: Fragments"))?;
-    let id = u32::from(ident) ^ 0x5d00_0000;
-    let frags = fragment::split(ip, &pieces, id)
-        .map_err(|m| Error::usage(m, "docs/craft.md: Fragments"))?;
-    Ok(frags
-        .into_iter()
-        .map(|f| {
-            let mut b = c.bytes[..start].to_vec();
-            b.extend_from_slice(&f);
-            b
-        })
-        .collect())
+    c.fragmented(how).map_err(|e| {
+        let hint = match e {
+            FragmentError::NotIp => "start the spec with ip(...) or ipv6(...)",
+            FragmentError::Pieces(_) => "docs/craft.md: Fragments",
+        };
+        Error::usage(e.to_string(), hint)
+    })
 }
 
 /// The analyzer's dissection of `bytes`, then a hex dump.

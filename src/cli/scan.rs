@@ -15,7 +15,8 @@ use crate::probe::DnsQuestion;
 use crate::probe::cookie::MAX_DNS_QUESTIONS;
 use crate::report::export::ExportFormat;
 use crate::scan::hosts::RecordMode;
-use crate::scan::request::{DEFAULT_WAIT, Prepared, ScanRequest, prepare};
+use crate::scan::preview::preview;
+use crate::scan::request::{DEFAULT_WAIT, Prepared, ScanRequest};
 use crate::scan::session::{Ended, Session, SessionOptions, SessionOutcome};
 use crate::scope::ProbeKind;
 use crate::targets::index::Shard;
@@ -638,19 +639,20 @@ fn summarize(o: &SessionOutcome, out: &mut dyn Write) -> Result<(), Error> {
     Ok(())
 }
 
-/// `scan --dry-run`: what the scan would send, judged as the scan judges
-/// it, with nothing sent and nothing written.
+/// `scan --dry-run`: the library's [`preview`] as text; exit 3 when the
+/// scan would be refused.
 fn dry_run(args: &ScanArgs, request: &ScanRequest, out: &mut dyn Write) -> Result<i32, Error> {
+    let p = preview(request, args.at, &crate::net::link::KernelNetwork)?;
     let Prepared {
         file,
         gate,
         targets,
         ports,
-        mut refusals,
-    } = prepare(request, args.at)?;
-    let excluded = &request.exclude;
+        refusals,
+    } = &p.prepared;
     let scope = gate.scope();
     let e = &scope.engagement;
+    let plural = |n: usize, one: &str, many: &str| if n == 1 { one } else { many }.to_string();
     let mut lines = vec![
         "dry run: nothing is sent and nothing is written".to_string(),
         format!(
@@ -670,46 +672,28 @@ fn dry_run(args: &ScanArgs, request: &ScanRequest, out: &mut dyn Write) -> Resul
                 .map_or("none".to_string(), |m| format!("{m} probes per run"))
         ),
     ];
-    let addresses =
-        targets.count(crate::targets::Family::V4) + targets.count(crate::targets::Family::V6);
     let ranges: Vec<String> = targets
         .ranges()
         .map(|r| format!("  {r} ({})", r.len()))
         .collect();
+    let excluded: Vec<String> = request.exclude.ranges().map(|r| r.to_string()).collect();
     lines.push(format!(
-        "targets: {addresses} address{} in {} range{}{}",
-        if addresses == 1 { "" } else { "es" },
+        "targets: {} address{} in {} range{}{}",
+        p.addresses(),
+        if p.addresses() == 1 { "" } else { "es" },
         ranges.len(),
-        if ranges.len() == 1 { "" } else { "s" },
+        plural(ranges.len(), "", "s"),
         if excluded.is_empty() {
             String::new()
         } else {
-            format!(
-                " (excluded: {})",
-                excluded
-                    .ranges()
-                    .map(|r| r.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!(" (excluded: {})", excluded.join(", "))
         }
     ));
     lines.extend(ranges);
-    // Which link each range leaves through, as the scan will group them.
-    let links = crate::net::route::RouteCache::load()
-        .map_err(crate::scan::ScanError::Route)
-        .and_then(|mut routes| {
-            crate::scan::egress_groups(
-                &targets,
-                args.source_ip,
-                args.interface.as_deref(),
-                &mut routes,
-            )
-        });
-    match links {
+    match &p.links {
         Ok(groups) => {
             lines.push(format!("links: {} (one run drives them all)", groups.len()));
-            for g in &groups {
+            for g in groups {
                 for r in g.targets.ranges() {
                     lines.push(format!("  {r} via {}", g.describe()));
                 }
@@ -717,104 +701,61 @@ fn dry_run(args: &ScanArgs, request: &ScanRequest, out: &mut dyn Write) -> Resul
         }
         Err(e) => lines.push(format!("links: the scan would fail: {e}")),
     }
-    // Per kind, as the scan's plan counts them (its index spaces), this
-    // machine's shard only.
-    let share = |n: u128| -> u128 {
-        let (i, c) = (
-            u128::from(request.shard.index),
-            u128::from(request.shard.count),
-        );
-        if n > i { (n - i).div_ceil(c) } else { 0 }
-    };
-    let mut total: u128 = 0;
-    let mut per_kind = Vec::new();
-    for kind in &request.probes {
-        let (n, what) = match kind {
-            ProbeKind::Syn => (
-                addresses * ports.len() as u128,
-                format!("syn {addresses} x {} ports ({ports})", ports.len()),
-            ),
-            ProbeKind::Icmp => (addresses, format!("icmp {addresses}")),
-            // Connections only to the ports the SYN probes find open: at
-            // most one per address and port, none counted ahead.
-            ProbeKind::Service => {
-                per_kind.push(format!(
-                    "service: one connection per open port found (at most {} x {} ports)",
-                    addresses,
-                    ports.len()
-                ));
-                continue;
+    let addresses = p.addresses();
+    let per_kind: Vec<String> = p
+        .kinds
+        .iter()
+        .map(|k| match (k.kind, k.probes) {
+            (ProbeKind::Syn, Some(n)) => {
+                format!("syn {addresses} x {} ports ({ports}) = {n}", k.per_address)
             }
-            ProbeKind::Dns => (
-                addresses * request.dns_questions.len() as u128,
-                format!(
-                    "dns {addresses} x {} questions",
-                    request.dns_questions.len()
-                ),
+            (ProbeKind::Icmp, Some(n)) => format!("icmp {addresses} = {n}"),
+            (ProbeKind::Dns, Some(n)) => {
+                format!("dns {addresses} x {} questions = {n}", k.per_address)
+            }
+            _ => format!(
+                "service: one connection per open port found (at most {addresses} x {} ports)",
+                k.per_address
             ),
-        };
-        let n = share(n);
-        total += n;
-        per_kind.push(format!("{what} = {n}"));
-    }
+        })
+        .collect();
     lines.push(format!(
-        "probes: {}; {total} in all (shard {}/{})",
+        "probes: {}; {} in all (shard {}/{})",
         per_kind.join("; "),
+        p.total,
         request.shard.index + 1,
         request.shard.count
     ));
-    if let Err(r) = gate.check_plan(u64::try_from(total).unwrap_or(u64::MAX)) {
-        refusals.push(r);
-    }
-    if let Some(s) = args.source_ip
-        && let Err(r) = gate.check_source(s)
-    {
-        refusals.push(r);
-    }
-    let first = total as f64 / gate.rate();
-    let wait = if args.wait.is_some() {
-        format!("{} s", request.wait_seconds())
-    } else {
-        format!("up to {DEFAULT_WAIT} s (less once the round trips are known)")
+    let wait = match request.wait {
+        Some(_) => format!("{} s", request.wait_seconds()),
+        None => format!("up to {DEFAULT_WAIT} s (less once the round trips are known)"),
     };
     lines.push(format!(
         "time: about {} for the first pass at {:.0} pps; at most {} more for {} retry pass{} (only unanswered probes are sent again); then {wait} for late replies; on-link targets are first asked for by ARP/NDP (up to 0.85 s)",
-        duration(first),
+        duration(p.first_pass_seconds),
         gate.rate(),
-        duration(first * f64::from(args.retries)),
-        args.retries,
-        if args.retries == 1 { "" } else { "es" }
+        duration(p.first_pass_seconds * f64::from(request.retries)),
+        request.retries,
+        plural(request.retries as usize, "", "es"),
     ));
     if !args.exports().is_empty() {
         lines.push("-oX/-oG/-oL/-oJ: not written in a dry run".into());
     }
-    for r in &refusals {
-        lines.push(format!("refused: {r}"));
-    }
-    if refusals
-        .iter()
-        .any(|r| matches!(r, crate::scope::Refusal::Denied { .. }))
-        && let Some(hint) = scope.exclude_hint(&targets)
-    {
-        lines.push(hint);
-    }
-    lines.push(if refusals.is_empty() {
+    lines.extend(refusals.iter().map(|r| format!("refused: {r}")));
+    lines.extend(p.exclude_hint.clone());
+    lines.push(if p.allowed() {
         "the scope allows every probe: `sonde scan` without --dry-run sends them".into()
     } else {
         format!(
             "{} refusal{}: the scan would send nothing (exit 3)",
             refusals.len(),
-            if refusals.len() == 1 { "" } else { "s" }
+            plural(refusals.len(), "", "s")
         )
     });
     for l in lines {
         writeln!(out, "{l}").map_err(write_err)?;
     }
-    Ok(if refusals.is_empty() {
-        exit::OK
-    } else {
-        exit::REFUSED
-    })
+    Ok(if p.allowed() { exit::OK } else { exit::REFUSED })
 }
 
 /// Seconds as people read them: `0.3 s`, `42 s`, `1 h 5 min`.

@@ -11,6 +11,67 @@ pub struct Piece {
     pub len: usize,
 }
 
+/// How to fragment a crafted packet: `--fragment SIZE` or `--fragments
+/// OFF:LEN,...`.
+#[derive(Clone, Copy, Debug)]
+pub enum Fragmenting<'a> {
+    Even(usize),
+    List(&'a str),
+}
+
+/// Why a crafted packet cannot be fragmented as asked.
+#[derive(Debug, PartialEq)]
+pub enum FragmentError {
+    /// The spec does not start with an IP layer.
+    NotIp,
+    /// The pieces or the packet do not allow it (the message says why).
+    Pieces(String),
+}
+
+impl std::fmt::Display for FragmentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FragmentError::NotIp => f.write_str("--fragment needs an IP packet"),
+            FragmentError::Pieces(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for FragmentError {}
+
+/// The crafted packet (`bytes`, an IP packet after `link_header` bytes of
+/// link header) split as asked: each fragment keeps the link header. The
+/// IPv6 fragment id comes from the IPv4 ident a spec may set, else 0, so
+/// the same spec gives the same fragments.
+pub fn fragment_crafted(
+    bytes: &[u8],
+    link_header: usize,
+    how: Fragmenting,
+) -> Result<Vec<Vec<u8>>, FragmentError> {
+    let ip = bytes.get(link_header..).unwrap_or(&[]);
+    let parsed = IpPacket::parse(ip).map_err(|_| FragmentError::NotIp)?;
+    let payload_len = parsed.after_header().len();
+    let ident = match parsed {
+        IpPacket::V4(v) => v.ident(),
+        IpPacket::V6(_) => 0,
+    };
+    let pieces = match how {
+        Fragmenting::Even(size) => even(payload_len, size),
+        Fragmenting::List(list) => self::list(list, payload_len),
+    }
+    .map_err(FragmentError::Pieces)?;
+    let id = u32::from(ident) ^ 0x5d00_0000;
+    let frags = split(ip, &pieces, id).map_err(FragmentError::Pieces)?;
+    Ok(frags
+        .into_iter()
+        .map(|f| {
+            let mut b = bytes[..link_header].to_vec();
+            b.extend_from_slice(&f);
+            b
+        })
+        .collect())
+}
+
 /// Pieces of `size` bytes (a multiple of 8) covering `payload_len` bytes.
 pub fn even(payload_len: usize, size: usize) -> Result<Vec<Piece>, String> {
     if size == 0 || !size.is_multiple_of(8) {

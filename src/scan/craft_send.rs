@@ -54,6 +54,29 @@ pub struct CraftOutcome {
     pub scope_path: PathBuf,
 }
 
+/// `craft --write FILE`: the packets in a pcap (Ethernet or raw IP as
+/// crafted), whole or absent: a failure halfway leaves no cut file and an
+/// existing one as it was. The file is given to the sudo user.
+pub fn write_pcap(path: &Path, ethernet: bool, packets: &[Vec<u8>]) -> Result<(), Error> {
+    let linktype = if ethernet {
+        crate::pcap::writer::LINKTYPE_ETHERNET
+    } else {
+        crate::pcap::writer::LINKTYPE_RAW
+    };
+    let cannot_write = |e| Error::runtime(format!("cannot write {}", path.display()), e);
+    let file = crate::output::OutputFile::create(path).map_err(cannot_write)?;
+    let mut w = PcapWriter::new(file, linktype, 65535).map_err(cannot_write)?;
+    // One microsecond apart, in the order sent.
+    let now = crate::clock::now_nanos();
+    for (i, p) in packets.iter().enumerate() {
+        w.write(now + i as i64 * 1000, p).map_err(cannot_write)?;
+    }
+    w.flush().map_err(cannot_write)?;
+    w.into_inner().commit().map_err(cannot_write)?;
+    crate::net::privilege::chown_to_invoker(path)
+        .map_err(|e| Error::runtime("cannot give the pcap to the sudo user", e))
+}
+
 /// The scope's probe kind and port for a crafted packet: TCP is authorized
 /// as `syn` on its destination port, UDP as `dns` on its port, ICMP as `icmp`.
 fn kind_of(c: &Crafted) -> Result<(ProbeKind, Option<u16>), Error> {
