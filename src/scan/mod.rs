@@ -775,22 +775,10 @@ mod tests {
     /// A gate for the simulated link: 198.18.0.0/24, SYN, `rate` pps.
     fn sim_gate(rate: u32) -> ScopeGate {
         let scope = crate::scope::Scope::from_toml(
-            &format!(
-                r#"
-probes = ["syn"]
-[engagement]
-id = "SIM-1"
-client = "the engine's tests"
-authorized_by = "the test"
-contact = "root@localhost"
-not_before = 2020-01-01T00:00:00Z
-not_after = 2999-01-01T00:00:00Z
-[limits]
-max_rate = {rate}
-max_probes = 1000000
-[[allow]]
-targets = ["198.18.0.0/24"]
-"#
+            &simnet::scope_toml(
+                "SIM-1",
+                &format!("max_rate = {rate}\nmax_probes = 1000000"),
+                "",
             ),
             "sim.toml",
         )
@@ -892,6 +880,29 @@ targets = ["198.18.0.0/24"]
         assert_eq!(outcome.counters.retried, 0);
     }
 
+    /// 198.18.0.10-29 and `more`, each with 22, 80 and 443 open.
+    fn lossy_hosts(more: &[Ipv4Addr]) -> Vec<(Ipv4Addr, &'static [u16])> {
+        (10..30)
+            .map(v4)
+            .chain(more.iter().copied())
+            .map(|h| (h, &[22u16, 80, 443][..]))
+            .collect()
+    }
+
+    /// A SYN scan of `range` x 1-200,443 with one retry over `net`.
+    fn lossy_run(net: &SimNet, range: &str) -> ScanOutcome {
+        let config = sim_config(range, "1-200,443", 1);
+        let stop = AtomicBool::new(false);
+        run_on(
+            &config,
+            &sim_gate(200_000),
+            ScanOutputs::default(),
+            &stop,
+            net,
+        )
+        .unwrap()
+    }
+
     /// Retries follow the loss on a simulated link that drops 10% of the
     /// frames each way: passes are added while they still find answers,
     /// and every open port is found. An added pass goes only to the hosts
@@ -900,19 +911,8 @@ targets = ["198.18.0.0/24"]
     /// no more.
     #[test]
     fn a_lossy_simulated_link_gets_added_passes_but_a_filtered_host_does_not() {
-        let hosts: Vec<(Ipv4Addr, &[u16])> =
-            (10..30).map(|h| (v4(h), &[22u16, 80, 443][..])).collect();
-        let net = SimNet::new(&hosts, 100).with_filtered(&[v4(30)]);
-        let config = sim_config("198.18.0.10-198.18.0.30", "1-200,443", 1);
-        let stop = AtomicBool::new(false);
-        let outcome = run_on(
-            &config,
-            &sim_gate(200_000),
-            ScanOutputs::default(),
-            &stop,
-            &net,
-        )
-        .unwrap();
+        let net = SimNet::new(&lossy_hosts(&[]), 100).with_filtered(&[v4(30)]);
+        let outcome = lossy_run(&net, "198.18.0.10-198.18.0.30");
         assert_eq!(open_pairs(&outcome).len(), 20 * 3, "every open port");
         let passes = &outcome.passes;
         assert!(passes.added >= 1, "passes were added: {passes:?}");
@@ -943,20 +943,8 @@ targets = ["198.18.0.0/24"]
     /// of the link shows, the host is retried until the port answers.
     #[test]
     fn a_port_lost_three_times_after_its_host_last_answered_is_still_found() {
-        let mut hosts: Vec<(Ipv4Addr, &[u16])> =
-            (10..30).map(|h| (v4(h), &[22u16, 80, 443][..])).collect();
-        hosts.push((v4(40), &[22, 80, 443]));
-        let net = SimNet::new(&hosts, 100).with_lost_tries(v4(40), 22, 3);
-        let config = sim_config("198.18.0.10-198.18.0.40", "1-200,443", 1);
-        let stop = AtomicBool::new(false);
-        let outcome = run_on(
-            &config,
-            &sim_gate(200_000),
-            ScanOutputs::default(),
-            &stop,
-            &net,
-        )
-        .unwrap();
+        let net = SimNet::new(&lossy_hosts(&[v4(40)]), 100).with_lost_tries(v4(40), 22, 3);
+        let outcome = lossy_run(&net, "198.18.0.10-198.18.0.40");
         let open = open_pairs(&outcome);
         assert!(
             open.contains(&(IpAddr::V4(v4(40)), 22)),

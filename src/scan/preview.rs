@@ -144,33 +144,14 @@ mod tests {
     use crate::targets::IpSet;
     use std::net::Ipv4Addr;
 
-    fn scope(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    fn scope(dir: &std::path::Path, limits: &str) -> std::path::PathBuf {
         let path = dir.join("scope.toml");
         std::fs::write(
             &path,
-            format!(
-                r#"[engagement]
-id = "PREVIEW-1"
-client = "tests"
-authorized_by = "tests"
-contact = "tests@sonde.invalid"
-not_before = 2020-01-01T00:00:00Z
-not_after = 2099-12-31T00:00:00Z
-
-[limits]
-max_rate = 1000
-{extra}
-[[allow]]
-name = "the simulated link"
-targets = ["198.18.0.0/24"]
-ports = "1-1024"
-probes = ["syn", "icmp"]
-
-[[deny]]
-name = "the upper half"
-targets = ["198.18.0.128/25"]
-reason = "tests"
-"#
+            crate::scan::simnet::scope_toml(
+                "PREVIEW-1",
+                &format!("max_rate = 1000\n{limits}"),
+                "[[deny]]\ntargets = [\"198.18.0.128/25\"]\nreason = \"tests\"\n",
             ),
         )
         .unwrap();
@@ -214,7 +195,7 @@ reason = "tests"
         let dir = tempfile::tempdir().unwrap();
         let net = SimNet::new(&[], 0);
         let r = ScanRequest::new(
-            scope(dir.path(), "max_probes = 100\n"),
+            scope(dir.path(), "max_probes = 100"),
             targets("198.18.0.100-198.18.0.140"),
         );
         let p = preview(&r, None, &net).unwrap();

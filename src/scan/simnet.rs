@@ -25,6 +25,28 @@ pub(crate) const SCANNER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const SCANNER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const IFINDEX: u32 = 2;
 
+/// A scope for the simulated link (198.18.0.0/24, SYN and ICMP), for
+/// tests: `id` names the engagement (one scope is leased to one run at a
+/// time on a host, and tests run at once), `limits` is the `[limits]`
+/// table's body, `rules` more rules after the allow rule.
+pub(crate) fn scope_toml(id: &str, limits: &str, rules: &str) -> String {
+    format!(
+        r#"probes = ["syn", "icmp"]
+[engagement]
+id = "{id}"
+client = "the engine's tests"
+authorized_by = "the test"
+contact = "root@localhost"
+not_before = 2020-01-01T00:00:00Z
+not_after = 2099-12-31T23:59:59Z
+[limits]
+{limits}
+[[allow]]
+targets = ["198.18.0.0/24"]
+{rules}"#
+    )
+}
+
 /// The simulated link and what is on it.
 pub(crate) struct SimNet {
     /// Each host and its open ports.

@@ -1091,21 +1091,10 @@ mod tests {
         let path = dir.join("sim.toml");
         std::fs::write(
             &path,
-            format!(
-                r#"probes = ["syn"]
-[engagement]
-id = "SIM-SESSION-{id}"
-client = "the session's tests"
-authorized_by = "the test"
-contact = "root@localhost"
-not_before = 2024-01-01T00:00:00Z
-not_after = 2099-12-31T23:59:59Z
-[limits]
-max_rate = 100000
-max_probes = 1000000
-[[allow]]
-targets = ["198.18.0.0/24"]
-"#
+            crate::scan::simnet::scope_toml(
+                &format!("SIM-SESSION-{id}"),
+                "max_rate = 100000\nmax_probes = 1000000",
+                "",
             ),
         )
         .unwrap();
