@@ -10,6 +10,7 @@
 //! SHA-256 and hands the bytes over in 1 MiB chunks (four in flight, buffers
 //! recycled): the analysis thread does no I/O and hashing costs it no time.
 
+pub mod describe;
 pub mod detect;
 pub mod dissect;
 pub mod dns;

@@ -8,13 +8,11 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::write_err;
-use crate::analyze::dissect::{Transport, dissect};
-use crate::craft::{Crafted, FragmentError, Fragmenting, craft, reply};
+use crate::analyze::describe::{describe, hex_dump};
+use crate::craft::{Crafted, FragmentError, Fragmenting, craft};
 use crate::error::Error;
 use crate::net::route;
 use crate::pcap::LinkType;
-use crate::wire::ethernet::EthernetFrame;
-use crate::wire::ip::IpPacket;
 
 #[derive(Debug, Args)]
 pub struct CraftArgs {
@@ -130,130 +128,15 @@ fn fragments_of(c: &Crafted, args: &CraftArgs) -> Result<Vec<Vec<u8>>, Error> {
 
 /// The analyzer's dissection of `bytes`, then a hex dump.
 fn dump(out: &mut dyn Write, ethernet: bool, bytes: &[u8]) -> std::io::Result<()> {
-    let d = dissect(
-        if ethernet {
-            LinkType::Ethernet
-        } else {
-            LinkType::Raw
-        },
-        bytes,
-    );
-    if let (true, Ok(e)) = (ethernet, EthernetFrame::new_checked(bytes)) {
-        writeln!(
-            out,
-            "ether  {} > {} type 0x{:04x}",
-            mac(&e.src_addr()),
-            mac(&e.dst_addr()),
-            d.ether_type
-        )?;
-    }
-    if let Some(ip) = d.ip {
-        let net = d.net;
-        match IpPacket::parse(net) {
-            Ok(IpPacket::V6(v)) => writeln!(
-                out,
-                "ipv6   {} > {} next {} payload {} hop-limit {}",
-                ip.src,
-                ip.dst,
-                ip.proto,
-                ip.payload_len,
-                v.hop_limit()
-            )?,
-            Ok(IpPacket::V4(v)) => writeln!(
-                out,
-                "ip     {} > {} proto {} len {} ttl {} id {} tos 0x{:02x} chksum 0x{:04x}",
-                ip.src,
-                ip.dst,
-                ip.proto,
-                v.total_len(),
-                v.ttl(),
-                v.ident(),
-                v.tos(),
-                v.checksum()
-            )?,
-            // The dissector read an IP header there; a view that cannot
-            // is a version nibble the spec set on purpose.
-            Err(_) => writeln!(out, "ip     {} > {} proto {}", ip.src, ip.dst, ip.proto)?,
-        }
-        if let Some(f) = ip.fragment {
-            writeln!(
-                out,
-                "       fragment id {} offset {} bytes{}",
-                f.id,
-                f.offset,
-                if f.more { ", more fragments" } else { "" }
-            )?;
-        }
-    }
-    match d.transport {
-        Some(Transport::Tcp {
-            sport,
-            dport,
-            flags,
-            payload,
-            valid,
-        }) => writeln!(
-            out,
-            "tcp    {sport} > {dport} flags {} payload {} bytes{}",
-            reply::flag_letters(flags),
-            payload.len(),
-            if valid { "" } else { " (header damaged)" }
-        )?,
-        Some(Transport::Udp {
-            sport,
-            dport,
-            payload,
-        }) => {
-            writeln!(
-                out,
-                "udp    {sport} > {dport} payload {} bytes",
-                payload.len()
-            )?;
-            // DNS on its port, as the analyzer decodes it.
-            if (sport == 53 || dport == 53)
-                && let Some(m) = crate::analyze::dns::parse(payload, false)
-            {
-                writeln!(
-                    out,
-                    "dns    id {} {} rcode {} answers {} question {} {}",
-                    m.id,
-                    if m.response { "response" } else { "query" },
-                    crate::analyze::dns::rcode_name(m.rcode),
-                    m.answers,
-                    crate::text::visible(&m.qname),
-                    crate::analyze::dns::qtype_name(m.qtype)
-                )?;
-            }
-        }
-        Some(Transport::Icmp { kind, code }) => writeln!(out, "icmp   type {kind} code {code}")?,
-        Some(Transport::Icmpv6 { kind, code }) => writeln!(out, "icmpv6 type {kind} code {code}")?,
-        None => {}
-    }
-    if let Some(s) = d.stopped {
-        writeln!(out, "       (dissection stopped: {s})")?;
-    }
-    for (i, chunk) in bytes.chunks(16).enumerate() {
-        let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
-        let text: String = chunk
-            .iter()
-            .map(|&b| {
-                if (0x20..0x7f).contains(&b) {
-                    b as char
-                } else {
-                    '.'
-                }
-            })
-            .collect();
-        writeln!(out, "{:04x}  {:<47}  {text}", i * 16, hex.join(" "))?;
+    let link = if ethernet {
+        LinkType::Ethernet
+    } else {
+        LinkType::Raw
+    };
+    for line in describe(link, bytes).iter().chain(&hex_dump(bytes)) {
+        writeln!(out, "{line}")?;
     }
     Ok(())
-}
-
-fn mac(b: &[u8]) -> String {
-    b.iter()
-        .map(|x| format!("{x:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// `--send`: the library sends; each reply is printed as it comes, as

@@ -72,6 +72,18 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     parts.try_into().ok()
 }
 
+/// A MAC as people write it, `02:00:5e:10:ff:0a`: [`parse_mac`]'s inverse.
+///
+/// ```
+/// assert_eq!(sonde::wire::ethernet::mac_text(&[2, 0, 0x5e, 0x10, 0xff, 0x0a]), "02:00:5e:10:ff:0a");
+/// ```
+pub fn mac_text(mac: &[u8]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// The payload of an Ethernet frame, or nothing when it is too short to
 /// be one (what the sniffer hands on: the IP packet of a captured frame).
 pub fn payload_of(frame: &[u8]) -> &[u8] {

@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Anomaly, Severity, Span, push_example};
 use crate::analyze::dissect::Addr;
+use crate::wire::ethernet::mac_text;
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -167,13 +168,6 @@ fn mac_word(m: &Mac) -> u64 {
 fn mac_from_word(w: u64) -> Mac {
     let b = w.to_be_bytes();
     [b[2], b[3], b[4], b[5], b[6], b[7]]
-}
-
-fn mac_text(m: &Mac) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 impl ArpSpoofing {
