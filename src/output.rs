@@ -50,7 +50,8 @@ impl OutputFile {
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".partial")
-            .tempfile_in(dir)?;
+            .tempfile_in(dir)
+            .map_err(without_temp_path)?;
         Ok(OutputFile {
             sink: Sink::Temp(tmp),
             path: path.to_path_buf(),
@@ -97,9 +98,34 @@ impl Write for OutputFile {
     }
 }
 
+/// tempfile names its temporary file in an error (`... at path
+/// "/dir/.name.XXXX.partial"`); the user named the final path, and the
+/// caller's message does: keep the system's own error, without the name.
+fn without_temp_path(e: io::Error) -> io::Error {
+    // tempfile's error keeps the kind and says "{system's error} at path
+    // {path:?}", and hands out no way to the system's error itself.
+    let text = e.to_string();
+    match text.split_once(" at path \"") {
+        Some((system, _)) => io::Error::new(e.kind(), system.to_string()),
+        None => e,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: `craft --write /nonexistent/x.pcap` said "... at path
+    /// \"/nonexistent/.x.pcap.XPWLbJ.partial\"", a file the user never named.
+    #[test]
+    fn an_unwritable_directory_is_the_systems_error_without_the_temporary_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = OutputFile::create(&dir.path().join("missing/x.pcap"))
+            .err()
+            .expect("no such directory");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert_eq!(e.to_string(), "No such file or directory (os error 2)");
+    }
 
     /// Regression: `analyze --report /dev/null` run as root renamed a
     /// regular file over /dev/null. A FIFO (as safe to make in a test)

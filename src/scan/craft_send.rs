@@ -64,7 +64,8 @@ pub fn write_pcap(path: &Path, ethernet: bool, packets: &[Vec<u8>]) -> Result<()
         crate::pcap::writer::LINKTYPE_RAW
     };
     let cannot_write = |e| Error::runtime(format!("cannot write {}", path.display()), e);
-    let file = crate::output::OutputFile::create(path).map_err(cannot_write)?;
+    let file = crate::output::OutputFile::create(path)
+        .map_err(|e| Error::runtime(format!("cannot create {}", path.display()), e))?;
     let mut w = PcapWriter::new(file, linktype, 65535).map_err(cannot_write)?;
     // One microsecond apart, in the order sent.
     let now = crate::clock::now_nanos();
