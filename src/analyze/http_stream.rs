@@ -18,7 +18,8 @@ use std::collections::hash_map::Entry;
 
 use foldhash::HashMap;
 
-use super::http::{self, Framing, HeadEnd, HttpMessage, HttpStats, StreamCounts};
+use super::http::{self, Framing, HeadEnd, HttpMessage};
+use super::http_stats::{HttpStats, StreamCounts};
 
 /// The longest head gathered over several segments (servers refuse longer
 /// ones: Apache's and nginx's defaults are 8 KB a line).

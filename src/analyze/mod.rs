@@ -16,6 +16,7 @@ pub mod dissect;
 pub mod dns;
 pub mod flows;
 pub mod http;
+pub mod http_stats;
 pub mod http_stream;
 pub mod quic;
 mod reassembly;
@@ -95,7 +96,7 @@ pub struct Report {
     pub stats: StatsReport,
     pub flows: FlowsReport,
     pub dns: dns::DnsReport,
-    pub http: http::HttpReport,
+    pub http: http_stats::HttpReport,
     pub tls: tls::TlsReport,
     pub tcp_analysis: tcp_analysis::TcpAnalysisReport,
     pub anomalies: Vec<Anomaly>,
@@ -141,7 +142,7 @@ pub struct Analyzer {
     flows: FlowTable,
     detectors: Detectors,
     dns: dns::DnsStats,
-    http: http::HttpStats,
+    http: http_stats::HttpStats,
     http_streams: http_stream::HttpStreams,
     tls: tls::TlsStats,
     tcp: tcp_analysis::TcpAnalysis,
@@ -158,7 +159,7 @@ impl Analyzer {
             flows: FlowTable::new(opts.flow_idle_timeout_seconds, opts.flows, opts.top),
             detectors: Detectors::new(&opts.thresholds),
             dns: dns::DnsStats::default(),
-            http: http::HttpStats::with_web_thresholds(opts.thresholds.web_scanner.clone()),
+            http: http_stats::HttpStats::with_web_thresholds(opts.thresholds.web_scanner.clone()),
             http_streams: http_stream::HttpStreams::default(),
             tls: tls::TlsStats::default(),
             tcp: tcp_analysis::TcpAnalysis::default(),
