@@ -101,19 +101,62 @@ pub struct AnsweredBits {
 }
 
 /// Which targets got a new result between two pass boundaries, per index
-/// space ([`AnsweredBits::take_gained`]).
-#[derive(Clone)]
-pub struct GainedTargets(Vec<Vec<u64>>);
+/// space ([`AnsweredBits::take_gained`]): the bitmap's words that are not
+/// zero, as (word index, word) in order. Sparse because a scan keeps
+/// several (the passes its retries look back on), and a whole-IPv4 scan's
+/// dense bitmap is 512 MiB.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GainedTargets(Vec<Vec<(u64, u64)>>);
 
 impl GainedTargets {
     /// The targets in `self` or in `other` (the same scan's spaces).
-    pub fn union(mut self, other: &GainedTargets) -> GainedTargets {
-        for (mine, theirs) in self.0.iter_mut().zip(&other.0) {
-            for (m, t) in mine.iter_mut().zip(theirs) {
-                *m |= t;
-            }
-        }
-        self
+    pub fn union(&self, other: &GainedTargets) -> GainedTargets {
+        let spaces = self.0.len().max(other.0.len());
+        GainedTargets(
+            (0..spaces)
+                .map(|s| {
+                    let (a, b) = (
+                        self.0.get(s).map_or(&[][..], Vec::as_slice),
+                        other.0.get(s).map_or(&[][..], Vec::as_slice),
+                    );
+                    let mut out = Vec::with_capacity(a.len().max(b.len()));
+                    let (mut i, mut j) = (0, 0);
+                    while i < a.len() || j < b.len() {
+                        match (a.get(i), b.get(j)) {
+                            (Some(&(x, w)), Some(&(y, v))) if x == y => {
+                                out.push((x, w | v));
+                                i += 1;
+                                j += 1;
+                            }
+                            (Some(&(x, w)), Some(&(y, _))) if x < y => {
+                                out.push((x, w));
+                                i += 1;
+                            }
+                            (Some(&(x, w)), None) => {
+                                out.push((x, w));
+                                i += 1;
+                            }
+                            (_, Some(&(y, v))) => {
+                                out.push((y, v));
+                                j += 1;
+                            }
+                            (None, None) => unreachable!("the loop's condition"),
+                        }
+                    }
+                    out
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether target `rank` of space `space` is in.
+    fn contains(&self, space: usize, rank: u64) -> bool {
+        let Some(words) = self.0.get(space) else {
+            return false;
+        };
+        words
+            .binary_search_by_key(&(rank / 64), |&(i, _)| i)
+            .is_ok_and(|at| words[at].1 & (1 << (rank % 64)) != 0)
     }
 }
 
@@ -170,10 +213,19 @@ impl AnsweredBits {
         if self.gained.is_empty() {
             return None;
         }
+        // A word is read before it is cleared: writing every word would
+        // map the whole bitmap, where a sparse scan touched a few pages. A
+        // bit set between the read and the next call is taken then.
         Some(GainedTargets(
             self.gained
                 .iter()
-                .map(|g| g.iter().map(|w| w.swap(0, Ordering::Relaxed)).collect())
+                .map(|g| {
+                    g.iter()
+                        .enumerate()
+                        .filter(|(_, w)| w.load(Ordering::Relaxed) != 0)
+                        .map(|(i, w)| (i as u64, w.swap(0, Ordering::Relaxed)))
+                        .collect()
+                })
                 .collect(),
         ))
     }
@@ -188,11 +240,7 @@ impl AnsweredBits {
             return false;
         };
         let rank = (w as u64 * 64 + u64::from(m.trailing_zeros())) / spaces[s].1.per_address();
-        gained
-            .0
-            .get(s)
-            .and_then(|g| g.get((rank / 64) as usize))
-            .is_some_and(|word| word & (1 << (rank % 64)) != 0)
+        gained.contains(s, rank)
     }
 
     /// Mark `probe` answered: `Some(true)` the first time (on any link),
@@ -691,6 +739,29 @@ pub(crate) mod tests {
 
     const US: &str = "198.18.0.2";
     const TARGET: &str = "198.18.1.10";
+
+    /// The gained targets are sparse (the words with a bit), their union
+    /// merges words, and a lookup finds each bit and nothing else.
+    #[test]
+    fn gained_targets_union_and_lookup() {
+        let a = GainedTargets(vec![vec![(0, 0b1), (5, 1 << 63)], vec![(2, 0b10)]]);
+        let b = GainedTargets(vec![vec![(0, 0b100), (3, 1)]]);
+        let u = a.union(&b);
+        assert_eq!(
+            u,
+            GainedTargets(vec![
+                vec![(0, 0b101), (3, 1), (5, 1 << 63)],
+                vec![(2, 0b10)]
+            ])
+        );
+        assert_eq!(u, b.union(&a), "the union is symmetric");
+        for (space, rank) in [(0, 0), (0, 2), (0, 192), (0, 383), (1, 129)] {
+            assert!(u.contains(space, rank), "{space} {rank}");
+        }
+        for (space, rank) in [(0, 1), (0, 64), (0, 382), (0, 1 << 40), (1, 128), (2, 0)] {
+            assert!(!u.contains(space, rank), "{space} {rank}");
+        }
+    }
 
     fn correlator(key: &CookieKey) -> Correlator {
         let targets = [AddrRange::single(ip(TARGET))].into_iter().collect();
