@@ -273,7 +273,8 @@ impl crate::scan::progress::Observer for StderrObserver {
                 " ".repeat(30)
             ),
             ScanEvent::PassAdded { pass, new_answers } => format!(
-                "\rsonde: note: retry pass {pass} found {new_answers} new answers: the link loses packets, one more pass follows\n"
+                "\rsonde: note: pass {} found {new_answers} new answers: the link loses packets; retry pass {pass} follows\n",
+                pass - 1
             ),
             ScanEvent::Note(text) => format!("\rsonde: {text}\n"),
         };

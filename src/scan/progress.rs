@@ -35,8 +35,8 @@ pub enum ScanEvent {
     RateShortfall(RateShortfall),
     /// Sending is over; the cooldown waits up to this many seconds.
     SendingDone { probes: u64, wait_seconds: f64 },
-    /// A retry pass is added because the last one still found answers
-    /// (the link loses packets).
+    /// Retry pass `pass` is added past `--retries`: the pass before found
+    /// `new_answers` (the link loses packets).
     PassAdded { pass: u32, new_answers: u64 },
     /// Something the person running the scan should read (a warning, a
     /// hint), one line, without the `sonde: ` prefix.

@@ -202,9 +202,11 @@ fn retries_follow_the_loss_until_a_pass_finds_nothing_new() {
     // Recall at least 99.9%: with ~750 open ports, none missed.
     assert!(
         missed.len() * 1000 <= expected.len(),
-        "missed {} of {}: {missed:?}",
+        "missed {} of {}: {missed:?}; passes {}, counters {}",
         missed.len(),
-        expected.len()
+        expected.len(),
+        r["passes"],
+        r["counters"]
     );
     let passes = &r["passes"];
     assert_eq!(passes["retries"], 1, "{passes}");
