@@ -31,6 +31,9 @@
 # ONLY_GROWTH=1 (skip everything else). BASELINE=PATH: another sonde
 # binary scans the /16 too, right after today's at each rate (no speed
 # lost against an earlier binary, measured in the same run).
+#
+# Then the on-link scans of benches/scan_onlink.sh (its own lab; ONLINK=0
+# skips them): the four scans issue 25 names, from one command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "benches/scan.sh needs root (network namespaces)" >&2; exit 1; }
@@ -322,4 +325,16 @@ done
 
 if [ -n "$GROWTH" ]; then
   growth
+fi
+
+# Issue 25's on-link scans have their own lab (the scanner on the targets'
+# link, its own address inside the range): the sparse own-subnet /16 against
+# masscan, the dense /24 against nmap, the lossy /24 against nmap -T4, with
+# BASELINE too when given. ONLINK=0 skips them.
+if [ "${ONLINK:-1}" != 0 ] && [ -z "${ONLY_GROWTH:-}" ]; then
+  teardown
+  trap - EXIT
+  echo
+  echo "== on-link scans (benches/scan_onlink.sh) =="
+  bash benches/scan_onlink.sh
 fi
