@@ -16,7 +16,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::checkpoints::{encode_state, read_state};
+use super::checkpoints::{read_state, write_state};
 use super::files::{Audit, audit, file_written};
 use crate::error::Error;
 use crate::evidence::run_dir::{self, RunDir};
@@ -271,15 +271,13 @@ pub(super) fn open(path: &Path, network: &dyn crate::net::link::Network) -> Resu
                 run: &'a RunSoFar,
                 answered_bytes: Option<usize>,
             }
-            let head = serde_json::to_vec(&StateHead {
+            let head = StateHead {
                 run: &prior,
                 answered_bytes: answered.as_ref().map(Vec::len),
-            })
-            .map_err(|e| Error::runtime("cannot encode the run's state", e))?;
+            };
             let mut f = create_or_rewrite(&dir, &name)?;
-            use std::io::Write;
-            f.write_all(&encode_state(&head, answered.as_deref()))
-                .and_then(|()| f.sync_all())
+            write_state(&mut f, &head, answered.as_deref())
+                .and_then(|_| f.sync_all())
                 .map_err(|e| Error::runtime(format!("cannot write {name}"), e))?;
             Some(name)
         }
